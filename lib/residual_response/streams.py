@@ -1,0 +1,150 @@
+"""Reading and writing the residual stream with hooks on the blocks.
+
+``h[l, t]`` is the residual stream entering block ``l`` at position ``t``; ``h[0]`` is the
+embedding output exactly as the model feeds it to block 0 (Gemma's sqrt(d) scaling included),
+and ``h[L]`` is the output of the last block *before* the final norm. Hugging Face's
+``output_hidden_states`` applies the final norm to its last entry for Llama and Gemma, so we
+never use it: every stream here is read by a hook on a block.
+
+Hooks are global state on the module; they are only ever added inside a context manager that
+removes them in ``finally``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator, Sequence
+
+import torch
+
+from .models import LoadedModel
+
+__all__ = [
+    "clean_streams",
+    "hooked",
+    "skip_blocks",
+    "block_hidden_input",
+    "replace_block_input",
+    "StopForward",
+]
+
+
+class StopForward(Exception):
+    """Raised by a hook once every stream that is needed has been read (skips the rest)."""
+
+
+def block_hidden_input(args: tuple, kwargs: dict) -> torch.Tensor:
+    """The ``hidden_states`` argument of a block call (positional or keyword)."""
+    if args:
+        return args[0]
+    return kwargs["hidden_states"]
+
+
+def replace_block_input(args: tuple, kwargs: dict, new: torch.Tensor) -> tuple[tuple, dict]:
+    if args:
+        return (new, *args[1:]), kwargs
+    return args, {**kwargs, "hidden_states": new}
+
+
+def block_output(output) -> torch.Tensor:
+    """Blocks return a tensor (transformers >= 5) or a tuple whose first entry is the stream."""
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+@contextlib.contextmanager
+def hooked(hooks: Sequence[tuple[torch.nn.Module, str, Callable]]) -> Iterator[None]:
+    """Register ``(module, kind, fn)`` hooks for the duration of a ``with`` block.
+
+    ``kind`` is ``"pre"`` (forward pre-hook with kwargs) or ``"post"`` (forward hook).
+    """
+    handles = []
+    try:
+        for module, kind, fn in hooks:
+            if kind == "pre":
+                handles.append(module.register_forward_pre_hook(fn, with_kwargs=True))
+            elif kind == "post":
+                handles.append(module.register_forward_hook(fn))
+            else:
+                raise ValueError(f"hook kind must be 'pre' or 'post', got {kind!r}")
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+class _PassThrough(torch.nn.Module):
+    """Stands in for a block that need not run: returns its input stream unchanged."""
+
+    def __init__(self, block: torch.nn.Module):
+        super().__init__()
+        # keep attributes that model code reads from blocks (Gemma's attention_type, ...)
+        for attr in ("attention_type", "layer_idx", "is_sliding"):
+            if hasattr(block, attr):
+                setattr(self, attr, getattr(block, attr))
+
+    def forward(self, hidden_states=None, *args, **kwargs):
+        return hidden_states
+
+
+@contextlib.contextmanager
+def skip_blocks(lm: LoadedModel, below: int) -> Iterator[None]:
+    """Replace blocks ``0..below-1`` by pass-throughs for the duration of a ``with`` block.
+
+    Why: a perturbation applied at layer ``l0`` only needs blocks ``l0..L-1``; the stream
+    entering block ``l0`` is then overwritten by a pre-hook, so the earlier blocks are waste.
+    """
+    blocks = lm.blocks
+    saved = [blocks[i] for i in range(below)]
+    try:
+        for i in range(below):
+            blocks[i] = _PassThrough(saved[i])
+        yield
+    finally:
+        for i, block in enumerate(saved):
+            blocks[i] = block
+
+
+def run_stack(lm: LoadedModel, input_ids: torch.Tensor, **kwargs) -> None:
+    """Run the decoder stack (no LM head), swallowing :class:`StopForward`."""
+    try:
+        lm.base_model(input_ids=input_ids, use_cache=kwargs.pop("use_cache", False), **kwargs)
+    except StopForward:
+        pass
+
+
+@torch.no_grad()
+def clean_streams(lm: LoadedModel, tokens: torch.Tensor, layers: Sequence[int] | None = None) -> torch.Tensor:
+    """Residual streams of an unperturbed forward pass.
+
+    Args:
+        tokens: ``[N]`` token ids.
+        layers: which streams to return (default all ``0..L``).
+
+    Returns:
+        ``[n_layers_read, N, d]`` tensor, ``out[i] = h[layers[i]]``.
+    """
+    L = lm.n_layers
+    layers = list(range(L + 1)) if layers is None else [int(x) for x in layers]
+    for l in layers:
+        if not 0 <= l <= L:
+            raise ValueError(f"layer {l} out of range; allowed 0..{L}")
+    want = set(layers)
+    got: dict[int, torch.Tensor] = {}
+    last = max(layers)
+
+    def make_pre(l):
+        def pre(module, args, kwargs):
+            if l in want:
+                got[l] = block_hidden_input(args, kwargs)[0].detach().clone()
+            if l == last:
+                raise StopForward
+        return pre
+
+    def post(module, args, output):
+        got[L] = block_output(output)[0].detach().clone()
+
+    hooks = [(lm.blocks[l], "pre", make_pre(l)) for l in range(L)]
+    hooks.append((lm.blocks[L - 1], "post", post))
+    with hooked(hooks):
+        run_stack(lm, tokens.to(lm.device).unsqueeze(0))
+    return torch.stack([got[l] for l in layers])

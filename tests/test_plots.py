@@ -1,0 +1,180 @@
+"""Fast tests of residual_response.plots (no browser): offline HTML, stable ids, valid specs."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import pytest
+import vl_convert as vlc
+
+from residual_response import plots
+
+URL = re.compile(r"https?://", re.I)
+
+
+@pytest.fixture
+def line_df() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    eps = np.logspace(-3, 0, 5)
+    rows = [(layer, e, (1 + layer) * e * (1 + 0.01 * rng.standard_normal())) for layer in range(3) for e in eps]
+    df = pd.DataFrame(rows, columns=["layer", "eps", "chi"])
+    return df.assign(lo=0.9 * df["chi"], hi=1.1 * df["chi"])
+
+
+@pytest.fixture
+def grid_df() -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    rows = [(layer, s, t, rng.standard_normal()) for layer in range(3) for s in range(4) for t in range(4)]
+    return pd.DataFrame(rows, columns=["layer", "source", "target", "response"])
+
+
+@pytest.fixture
+def depth_df() -> pd.DataFrame:
+    d = np.linspace(0, 1, 4)
+    return pd.DataFrame(
+        [(m, x, 1 + x + k, 0.9 + x + k, 1.1 + x + k) for k, m in enumerate(["a", "b"]) for x in d],
+        columns=["model", "rel_depth", "score", "lo", "hi"],
+    )
+
+
+@pytest.fixture
+def charts(line_df, grid_df, depth_df) -> dict[str, alt.TopLevelMixin]:
+    return {
+        "line": plots.line_chart_log_x(line_df, "eps", "chi", "layer"),
+        "line_band_logy": plots.line_chart_log_x(line_df, "eps", "chi", "layer", lo="lo", hi="hi", log_y=True),
+        "heat_slider": plots.heatmap_with_selector(grid_df, "source", "target", "response", "layer"),
+        "heat_select": plots.heatmap_with_selector(
+            grid_df, "source", "target", "response", "layer", widget="select", init=2, diverging=True
+        ),
+        "depth": plots.score_vs_depth(depth_df),
+        "depth_no_ci": plots.score_vs_depth(depth_df, lo=None, hi=None, rules=()),
+        "matrix": plots.matrix_heatmap(grid_df[grid_df.layer == 0], "target", "source", "response"),
+        "matrix_div": plots.matrix_heatmap(grid_df[grid_df.layer == 0], "target", "source", "response", diverging=True),
+    }
+
+
+def _tooltips(spec: dict) -> list:
+    """Every encoding.tooltip in a (possibly layered) spec."""
+    found = []
+    for view in [spec, *spec.get("layer", [])]:
+        if "tooltip" in view.get("encoding", {}):
+            found.append(view["encoding"]["tooltip"])
+    return found
+
+
+# --- versions the module relies on ------------------------------------------------------
+
+
+def test_altair_pin_and_vegalite_version_match_vl_convert():
+    assert alt.__version__.split(".")[0] == "6", "plots.py relies on altair 6's renderer protocol"
+    version = plots.vegalite_version()
+    assert str(alt.SCHEMA_VERSION).lstrip("v").startswith(version)
+    assert version in vlc.get_vegalite_versions()
+
+
+# --- chart builders -----------------------------------------------------------------------
+
+
+def test_builders_return_valid_specs_with_tooltips(charts):
+    for name, chart in charts.items():
+        spec = chart.to_dict(validate=True)  # raises on an invalid Vega-Lite spec
+        assert _tooltips(spec), f"{name}: no tooltip"
+        text = json.dumps(spec)
+        assert not re.search(r"\bparam_\d+\b", text), f"{name}: unnamed (counter) param"
+
+
+def test_heatmap_selector_binds_a_widget(charts):
+    slider = charts["heat_slider"].to_dict()["params"][0]
+    assert slider["name"] == "layer_select" and slider["bind"]["input"] == "range"
+    assert (slider["bind"]["min"], slider["bind"]["max"], slider["bind"]["step"], slider["value"]) == (0, 2, 1, 0)
+    select = charts["heat_select"].to_dict()["params"][0]
+    assert select["bind"]["input"] == "select" and select["value"] == 2
+
+
+def test_builders_validate_input(line_df, grid_df, depth_df):
+    with pytest.raises(ValueError, match="missing column"):
+        plots.line_chart_log_x(line_df, "eps", "nope", "layer")
+    with pytest.raises(ValueError, match="> 0"):
+        plots.line_chart_log_x(line_df.assign(eps=line_df.eps - 1), "eps", "chi", "layer")
+    with pytest.raises(ValueError, match="both lo and hi"):
+        plots.line_chart_log_x(line_df, "eps", "chi", "layer", lo="lo")
+    with pytest.raises(ValueError, match="empty"):
+        plots.matrix_heatmap(grid_df.iloc[:0], "source", "target", "response")
+    with pytest.raises(ValueError, match="evenly spaced"):
+        plots.heatmap_with_selector(grid_df.assign(layer=grid_df.layer ** 2), "source", "target", "response", "layer")
+    with pytest.raises(ValueError, match="widget"):
+        plots.heatmap_with_selector(grid_df, "source", "target", "response", "layer", widget="knob")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        plots.score_vs_depth(depth_df.assign(rel_depth=depth_df.rel_depth * 2))
+
+
+# --- the renderer ---------------------------------------------------------------------------
+
+
+def test_renderer_html_is_offline_and_complete(charts):
+    renderer = plots.OfflineRenderer()
+    for name, chart in charts.items():
+        html = renderer.html(chart.to_dict())
+        assert not URL.search(html), f"{name}: URL in {URL.search(html)}"
+        cid = re.match(r'<div id="(rr-chart-[0-9a-f]{12})" class="rr-chart">', html).group(1)
+        assert f'class="{plots.CHART_CLASS}-vega"' in html
+        assert f'<div class="{plots.CHART_CLASS}-fallback"><svg' in html  # readable without JS
+        assert "window.vegaEmbed" in html and f'getElementById("{cid}")' in html
+        assert html.count("<script>") == 1 and html.endswith("</script></div>")
+
+
+def test_chart_ids_are_deterministic(charts):
+    spec = charts["heat_slider"].to_dict()
+    chart_id = re.compile(r'id="(rr-chart-[^"]+)"')
+    first, second = plots.OfflineRenderer(), plots.OfflineRenderer()
+    html_1, html_2 = first.html(spec), second.html(spec)
+    assert html_1 == html_2  # a fresh kernel reproduces the output byte for byte
+    again = chart_id.search(first.html(spec)).group(1)  # same chart twice on one page
+    assert again == chart_id.search(html_1).group(1) + "-2"
+    other = chart_id.search(plots.OfflineRenderer().html(charts["matrix"].to_dict())).group(1)
+    assert other != chart_id.search(html_1).group(1)
+
+
+def test_spec_cannot_close_the_script_early(grid_df):
+    chart = plots.matrix_heatmap(grid_df, "source", "target", "response", title="</script><!-- x")
+    html = plots.OfflineRenderer().html(chart.to_dict())
+    script = html[html.index("<script>") + len("<script>"): html.rindex("</script>")]
+    assert "</" not in script and "<!--" not in script
+
+
+def test_svg_fallback_ids_are_scoped():
+    svg = '<svg xmlns="http://www.w3.org/2000/svg"><clipPath id="clip7"/><g clip-path="url(#clip7)"/></svg>'
+    out = plots._scope_svg(svg, "rr-chart-abc")
+    assert 'id="rr-chart-abc-0"' in out and "url(#rr-chart-abc-0)" in out and "xmlns" not in out
+
+
+def test_enable_offline_charts_sets_the_renderer(charts):
+    previous = alt.renderers.active
+    try:
+        assert plots.enable_offline_charts() == plots.RENDERER_NAME
+        assert plots.enable_offline_charts() == plots.RENDERER_NAME  # idempotent
+        bundle = charts["matrix"]._repr_mimebundle_()
+        bundle = bundle[0] if isinstance(bundle, tuple) else bundle
+        assert bundle["text/html"].startswith('<div id="rr-chart-')
+        assert not URL.search(bundle["text/html"])
+    finally:
+        alt.renderers.enable(previous)
+
+
+# --- the JavaScript bundle --------------------------------------------------------------------
+
+
+def test_write_vega_bundle(tmp_path):
+    path = plots.write_vega_bundle(tmp_path / "_static")
+    assert path == tmp_path / "_static" / plots.VEGA_BUNDLE_NAME
+    js = path.read_text()
+    assert len(js) > 100_000
+    body = js.split("*/\n", 1)[1]
+    # Wrapped in one function scope, so its top-level `const _` cannot clash with doctools.js.
+    assert body.startswith("(function () {\n") and body.rstrip().endswith("})();")
+    assert "window.vegaEmbed" in body
+    assert not re.search(r"^\s*(import|export)\s", body, re.M)
