@@ -291,6 +291,12 @@ def wrap_model(
 def _finish(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
     model = model.to(device=device, dtype=dtype)
     model.requires_grad_(False)
+    if dtype == torch.float64:
+        from .precision import keep_norms_in_input_dtype, register_precise_eager
+
+        keep_norms_in_input_dtype(model)
+        if getattr(model.config, "_attn_implementation", None) == "eager":
+            model.set_attn_implementation(register_precise_eager())
     return model.eval()
 
 
@@ -425,6 +431,21 @@ def _load_gguf_standin(spec: ModelSpec, device: torch.device, dtype: torch.dtype
 # --- Hugging Face ids and folders -------------------------------------------------------------
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection (False when HF_HUB_OFFLINE is set)."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _load_hf(name_or_path: str, device: torch.device, dtype: torch.dtype, *, display_name: str | None = None,
              device_map: str | None = None) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -432,11 +453,15 @@ def _load_hf(name_or_path: str, device: torch.device, dtype: torch.dtype, *, dis
     kwargs = dict(dtype=dtype)
     if device_map is not None:
         kwargs["device_map"] = device_map
+    is_folder = Path(name_or_path).exists()
+    # a local copy (folder or HF cache) first; the hub only when it answers, so that an offline
+    # machine gets one clear line at once instead of minutes of retries
+    local_only = is_folder or not _hub_reachable()
     try:
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
-        tok = AutoTokenizer.from_pretrained(name_or_path)
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, local_files_only=local_only, **kwargs)
+        tok = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_only)
     except (OSError, ValueError) as exc:
-        if Path(name_or_path).exists():
+        if is_folder:
             raise ModelUnavailableError(f"cannot load a causal LM from folder {name_or_path}: {exc}".splitlines()[0]) from exc
         raise ModelUnavailableError(
             f"weights of {name_or_path!r} are not available on this machine (no Hugging Face hub access and no "

@@ -318,6 +318,11 @@ def _run_chunk(
                 lm.base_model(input_ids=ids, **kwargs)
             except StopForward:
                 pass
+    # Targets before a row's source are unchanged by causality (tests/test_response.py shows it
+    # exactly on the naive loop). Positions p..s-1 of a batch were still recomputed, with kernels
+    # whose rounding can depend on the batch shape (~1e-7 relative); report the exact zeros.
+    before = torch.arange(N)[None, :] < src_pos[:, None].cpu()  # [B, N]
+    r[:, before] = 0.0
     return r
 
 
@@ -398,7 +403,14 @@ def response(
     chunks = [rows[i:i + B] for i in range(0, len(rows), B)]
 
     acc = torch.zeros(n_eps, len(reads), S, N, dtype=torch.float64)  # sum over directions of r
-    attn = "eager" if method == "jvp" and getattr(lm.config, "_attn_implementation", "eager") != "eager" else None
+    attn = None
+    if method == "jvp":  # SDPA kernels have no forward-mode AD on the CPU
+        if lm.dtype == torch.float64:
+            from .precision import register_precise_eager
+
+            attn = register_precise_eager()
+        else:
+            attn = "eager"
     iterator = chunks
     if progress:
         from tqdm.auto import tqdm

@@ -1,0 +1,91 @@
+"""The command line: outputs scripts rely on, and one-line errors with exit status 2."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from residual_response.cli import main
+
+CLI = [sys.executable, "-m", "residual_response.cli"]
+
+
+def run(args, **kw):
+    return subprocess.run(CLI + args, capture_output=True, text=True, timeout=600, **kw)
+
+
+def test_models_lists_registry(capsys):
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    names = {r["name"]: r for r in rows}
+    assert {"smollm2-135m", "gemma3-270m", "random-gpt2", "random-llama", "random-gemma2", "random-gemma3",
+            "gpt2-xl", "gemma-2-2b", "llama-3.2-3b", "toy-gpt2"} <= set(names)
+    assert names["gpt2-xl"]["offline"] is False and names["smollm2-135m"]["offline"] is True
+    assert main(["models"]) == 0
+    assert "family" in capsys.readouterr().out
+
+
+def test_response_npz(tmp_path, capsys):
+    out = tmp_path / "chi.npz"
+    rc = main(["response", "--model", "random-llama", "--sequence", "repeated", "--length", "4", "--seed", "1",
+               "--layer", "1", "--eps", "1e-3", "1e-2", "--directions", "2", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    d = np.load(out)
+    assert d["chi"].shape == (2, 4, 9, 9)  # (n_eps, read layers 1..4, N, N)
+    assert list(d["read_layers"]) == [1, 2, 3, 4]
+    assert d["tokens"].shape == (9,)
+    np.testing.assert_allclose(d["eps"], [1e-3, 1e-2])
+
+
+def test_induction_json(tmp_path):
+    out = tmp_path / "ind.json"
+    assert main(["induction", "--model", "random-gpt2", "--length", "6", "--seeds", "2", "--out", str(out),
+                 "--no-progress"]) == 0
+    d = json.loads(out.read_text())
+    for key in ("model", "length", "seeds", "layers", "score", "ci_low", "ci_high", "duplicate_score", "emergence_layer"):
+        assert key in d
+    assert d["layers"] == [0, 1, 2, 3, 4] and d["seeds"] == 2 and d["length"] == 6
+    assert d["score"][0] is None and all(isinstance(s, float) for s in d["score"][1:])
+
+
+def test_regime_json(tmp_path):
+    out = tmp_path / "reg.json"
+    assert main(["regime", "--model", "random-gemma3", "--length", "3", "--eps-min", "1e-7", "--eps-max", "1",
+                 "--points", "15", "--out", str(out), "--no-progress"]) == 0
+    d = json.loads(out.read_text())
+    assert [r["layer"] for r in d["regimes"]] == [1, 2, 3, 4]
+    assert all(r["eps_low"] is not None and r["eps_low"] < r["eps_high"] for r in d["regimes"])
+
+
+BAD = [
+    (["response", "--model", "no-such-model", "--sequence", "repeated", "--length", "4", "--eps", "1e-3"], "unknown model"),
+    (["response", "--model", "random-gpt2", "--sequence", "repeated", "--length", "4", "--eps", "0"], "eps must be finite and > 0"),
+    (["response", "--model", "random-gpt2", "--sequence", "repeated", "--length", "4", "--eps", "-1e-3"], "eps must be finite and > 0"),
+    (["response", "--model", "random-gpt2", "--sequence", "repeated", "--length", "4", "--eps", "inf"], "eps must be finite and > 0"),
+    (["response", "--model", "random-gpt2", "--sequence", "repeated", "--length", "4000", "--eps", "1e-3"], "beyond the context"),
+    (["response", "--model", "random-gpt2", "--sequence", "repeated", "--length", "4", "--layer", "7", "--eps", "1e-3"], "out of range"),
+    (["induction", "--model", "random-gpt2", "--length", "4", "--seeds", "0"], "seeds"),
+    (["induction", "--model", "gpt2-xl", "--length", "4", "--seeds", "1"], "not available"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD)
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, message):
+    out = tmp_path / "out.file"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = run(args + ["--out", str(out)], env=env)
+    assert proc.returncode == 2, proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_out_exit_2(tmp_path):
+    proc = run(["response", "--model", "random-gpt2", "--sequence", "repeated", "--length", "4", "--eps", "1e-3",
+                "--out", str(tmp_path / "missing" / "x.npz")])
+    assert proc.returncode == 2 and proc.stderr.startswith("error: cannot write --out")
+    assert len(proc.stderr.strip().splitlines()) == 1

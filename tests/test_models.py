@@ -1,0 +1,44 @@
+"""Model loading: the registry, errors, the dequantised cache."""
+
+import pytest
+import torch
+
+from residual_response.models import ModelUnavailableError, build_random_model, load_model, resolve_dtype
+
+
+def test_unknown_model_and_bad_arguments():
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        load_model("nope")
+    with pytest.raises(ValueError, match="unsupported dtype"):
+        load_model("random-gpt2", dtype="float8")
+    with pytest.raises(ValueError, match="CUDA is not available|invalid device"):
+        if torch.cuda.is_available():
+            pytest.skip("CUDA present")
+        load_model("random-gpt2", device="cuda")
+    with pytest.raises(TypeError):
+        load_model(None)
+    assert resolve_dtype("float64") is torch.float64
+
+
+def test_paper_model_offline_fails_with_one_clear_line(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelUnavailableError) as err:
+        load_model("gemma-2-2b")
+    msg = str(err.value)
+    assert "\n" not in msg and "google/gemma-2-2b" in msg and "not available" in msg
+
+
+def test_random_models_are_seeded():
+    a = build_random_model("gemma2", seed=3)
+    b = build_random_model("gemma2", seed=3)
+    c = build_random_model("gemma2", seed=4)
+    pa, pb, pc = (next(m.model.parameters()) for m in (a, b, c))
+    assert torch.equal(pa, pb) and not torch.equal(pa, pc)
+
+
+def test_float64_models_keep_norms_in_float64():
+    lm = build_random_model("gemma3", dtype="float64")
+    norm = lm.base_model.norm
+    x = torch.randn(2, 3, lm.d_model, dtype=torch.float64)
+    ref = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.eps) * (1 + norm.weight)
+    torch.testing.assert_close(norm(x), ref, rtol=1e-14, atol=1e-14)
