@@ -1,0 +1,20 @@
+"""residual_response: weak single-token perturbations of a language model's residual stream.
+
+Modules, one concept each:
+
+- :mod:`.models`       load models by name (registry, offline stand-ins, random controls)
+- :mod:`.streams`      read and write the residual stream with hooks on the blocks
+- :mod:`.perturbation` perturbation directions and the perturbed stream
+- :mod:`.response`     the batched response engine: chi over (eps, read layer, source, target)
+- :mod:`.regime`       the universal (scale-invariant) regime of an eps sweep
+- :mod:`.sequences`    repeated random tokens and their controls
+- :mod:`.induction`    induction and duplicate-token scores, bootstrap CIs, the section map
+- :mod:`.plots`        offline interactive charts for the book
+- :mod:`.cli`          the ``residual-response`` command
+"""
+
+from .models import LoadedModel, ModelUnavailableError, load_model, model_names
+from .response import ResponseResult, response
+
+__all__ = ["LoadedModel", "ModelUnavailableError", "load_model", "model_names", "ResponseResult", "response"]
+__version__ = "0.1.0"
