@@ -62,6 +62,7 @@ class Page:
     params: dict[str, Any]
     timeout: int
     profiles: tuple[str, ...]
+    template: bool = False  # expanded from an `each` entry: one source, several pages
 
 
 @dataclass
@@ -106,6 +107,7 @@ def load_pages(profile: str, pages_file: Path = PAGES_FILE) -> list[Page]:
                     params={**base, **(item or {})},
                     timeout=int(entry.get("timeout", default_timeout)),
                     profiles=profiles,
+                    template=bool(entry.get("each")),
                 )
             )
     names = [p.name for p in pages]
@@ -169,7 +171,7 @@ def toc_files(toc: dict[str, Any]) -> set[str]:
     return found
 
 
-def stage_sources(stage: Path, all_pages: list[Page], built: list[Page]) -> None:
+def stage_sources(stage: Path, all_pages: list[Page], built: list[Page], partial: bool = False) -> None:
     """Fresh ``stage`` with config, pruned toc, and ``book/`` (without pages.yml)."""
     if stage.exists():
         shutil.rmtree(stage)
@@ -178,6 +180,13 @@ def stage_sources(stage: Path, all_pages: list[Page], built: list[Page]) -> None
     config = yaml.safe_load((REPO / "_config.yml").read_text())
     config.setdefault("execute", {})["execute_notebooks"] = "off"
     config["only_build_toc_files"] = True
+    if partial:
+        # A partial build (--only) leaves links to the pages it skipped ({doc}`emergence`)
+        # unresolved; that is expected there, not a fault of the pages, so those warnings must
+        # not fail the -W build. Full builds of a profile keep them fatal (a page dropped from
+        # a profile must not be linked from the pages that profile builds).
+        sphinx_cfg = config.setdefault("sphinx", {}).setdefault("config", {})
+        sphinx_cfg["suppress_warnings"] = sorted(set(sphinx_cfg.get("suppress_warnings") or []) | {"ref.doc"})
     (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
 
     toc = yaml.safe_load((REPO / "_toc.yml").read_text())
@@ -278,6 +287,42 @@ def tag_injected_parameters(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+# A MyST target line "(label)=" and the references {numref}`label`, {ref}`text <label>`.
+TARGET_RE = r"^\((?P<name>{names})\)=[ \t]*$"
+ROLE_RE = r"(\{{(?:numref|ref)\}}`(?:[^`]*<)?)(?P<name>{names})(>?`)"
+
+
+def localise_labels(path: Path, suffix: str) -> None:
+    """Make the labels of one page of a template unique in the book.
+
+    Sphinx labels are global: a template executed once per model would define the same
+    figure names (``mystnb: figure: name``) and ``(label)=`` targets on every page, and the
+    ``-W`` build fails on "duplicate label". Each name gets ``-<suffix>`` (the page name)
+    appended, and the page's own ``{numref}``/``{ref}`` references to it are rewritten to
+    match, so the page reads the same.
+    """
+    nb = nbformat.read(path, as_version=4)
+    names: set[str] = set()
+    for cell in nb.cells:
+        fig = (cell.metadata.get("mystnb") or {}).get("figure") or {}
+        if fig.get("name"):
+            names.add(str(fig["name"]))
+        if cell.cell_type == "markdown":
+            names.update(m.group("name") for m in re.finditer(TARGET_RE.format(names=r"[\w.:-]+"), cell.source, re.M))
+    if not names:
+        return
+    alt = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    target, role = re.compile(TARGET_RE.format(names=alt), re.M), re.compile(ROLE_RE.format(names=alt))
+    for cell in nb.cells:
+        fig = (cell.metadata.get("mystnb") or {}).get("figure") or {}
+        if fig.get("name"):
+            fig["name"] = f"{fig['name']}-{suffix}"
+        if cell.cell_type == "markdown":
+            text = target.sub(lambda m: f"({m.group('name')}-{suffix})=", cell.source)
+            cell.source = role.sub(lambda m: f"{m.group(1)}{m.group('name')}-{suffix}{m.group(3)}", text)
+    nbformat.write(nb, path)
+
+
 def execute(page: Page, src_dir: Path, stage: Path) -> Result:
     src_dir.mkdir(parents=True, exist_ok=True)  # jupytext/papermill do not create folders
     source_ipynb = src_dir / f"{page.name}.ipynb"
@@ -301,6 +346,8 @@ def execute(page: Page, src_dir: Path, stage: Path) -> Result:
         return Result(page, time.perf_counter() - start, describe_failure(page, exc, output), output)
     seconds = time.perf_counter() - start
     tag_injected_parameters(output)
+    if page.template:
+        localise_labels(output, page.name)
     print(f"[execute] {page.name}  done in {seconds:.1f} s", flush=True)
     return Result(page, seconds, None, output)
 
@@ -376,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         skipped = [p.name for p in all_pages if p not in pages]
         if skipped:
             print(f"[stage] not built in this run (dropped from the toc): {skipped}")
-        stage_sources(stage, all_pages, pages)
+        stage_sources(stage, all_pages, pages, partial=bool(args.only))
         print(f"[stage] {stage}  (kernel {KERNEL!r} runs {check_kernel()})", flush=True)
 
         for page in pages:

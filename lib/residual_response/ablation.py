@@ -1,0 +1,304 @@
+"""Head ablation: remove chosen attention heads' contributions for the duration of a ``with`` block.
+
+Every supported attention layer ends with one output projection that maps the concatenated head
+outputs ``z = [z_0 | z_1 | ... | z_{H-1}]`` (``H`` slices of width ``d_head``) to the residual
+stream: ``o_proj`` for Llama / Gemma 2 / Gemma 3 (and Mistral, Qwen), ``attn.c_proj`` for GPT-2,
+``attention.dense`` for GPT-NeoX. Head ``h``'s contribution is its slice ``z_h``; a forward
+pre-hook on the projection overwrites that slice:
+
+- ``mode="mean"`` (default): ``z_h`` becomes its mean over positions and reference sequences.
+  Why mean and not zero: a head's output has a typical offset that later blocks and norms are
+  used to; zeroing moves the stream off its usual distribution and measures that shock as well
+  as the missing computation. Mean ablation removes only the information the head carries about
+  this particular sequence.
+- ``mode="zero"``: ``z_h = 0`` (the classic knock-out; no reference needed).
+
+The bias of the projection (GPT-2) is shared by all heads and left in place.
+
+Hooks are global state on the modules: they are only added inside :func:`ablate_heads` and
+removed in its ``finally``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterable, Iterator, Sequence
+
+import torch
+
+from .models import LoadedModel
+from .sequences import make_sequence
+from .streams import hooked
+
+__all__ = [
+    "ABLATION_MODES",
+    "ablate_heads",
+    "default_reference_tokens",
+    "head_means",
+    "head_output_projection",
+    "random_heads",
+    "validate_heads",
+]
+
+ABLATION_MODES = ("mean", "zero")
+
+
+def head_output_projection(lm: LoadedModel, layer: int) -> torch.nn.Module:
+    """The output projection of block ``layer``'s attention, whose input holds the per-head outputs.
+
+    Why: it is the one place where every head's contribution is a separate slice of one tensor,
+    in all supported architectures, so ablation needs a single hook per layer.
+    """
+    _check_layer(lm, layer)
+    block = lm.blocks[layer]
+    for attn_name, proj_name in (("self_attn", "o_proj"), ("attn", "c_proj"), ("attention", "dense")):
+        attn = getattr(block, attn_name, None)
+        proj = getattr(attn, proj_name, None) if attn is not None else None
+        if isinstance(proj, torch.nn.Module):
+            return proj
+    raise TypeError(
+        f"unsupported block class {type(block).__name__} in {lm.name}: no self_attn.o_proj, attn.c_proj or attention.dense"
+    )
+
+
+def _proj_in_features(proj: torch.nn.Module) -> int:
+    if isinstance(proj, torch.nn.Linear):
+        return int(proj.in_features)
+    nx = getattr(proj, "nx", None)  # transformers' Conv1D (GPT-2): weight [nx, nf]
+    if nx is not None:
+        return int(nx)
+    raise TypeError(f"cannot read the input width of {type(proj).__name__}")
+
+
+def _head_dim(lm: LoadedModel, layer: int) -> int:
+    width = _proj_in_features(head_output_projection(lm, layer))
+    if width % lm.n_heads:
+        raise TypeError(f"{lm.name} layer {layer}: projection input width {width} is not a multiple of {lm.n_heads} heads")
+    return width // lm.n_heads
+
+
+def _check_layer(lm: LoadedModel, layer) -> None:
+    if isinstance(layer, bool) or not isinstance(layer, int):
+        raise TypeError(f"layer index must be an int, got {layer!r}")
+    if not 0 <= layer < lm.n_layers:
+        raise ValueError(f"layer index {layer} out of range for {lm.name}; allowed 0..{lm.n_layers - 1}")
+
+
+def validate_heads(lm: LoadedModel, heads: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Check a list of ``(layer, head)`` pairs and return it sorted, without repeats.
+
+    Why: an index off by one would otherwise fail deep inside a hook (or, worse, silently ablate
+    the wrong slice); the message names the bad value and the allowed range.
+    """
+    if isinstance(heads, tuple) and len(heads) == 2 and all(isinstance(v, int) for v in heads):
+        raise TypeError(f"heads must be a list of (layer, head) pairs; got the single pair {heads!r}, write [{heads!r}]")
+    try:
+        items = list(heads)
+    except TypeError as exc:
+        raise TypeError(f"heads must be a list of (layer, head) pairs, got {heads!r}") from exc
+    out = set()
+    for item in items:
+        try:
+            layer, head = item
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"each head must be a (layer, head) pair of ints, got {item!r}") from exc
+        for name, v in (("layer", layer), ("head", head)):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"{name} index must be an int, got {v!r} in {item!r}")
+        _check_layer(lm, layer)
+        if not 0 <= head < lm.n_heads:
+            raise ValueError(f"head index {head} out of range for {lm.name} (layer {layer}); allowed 0..{lm.n_heads - 1}")
+        out.add((int(layer), int(head)))
+    return sorted(out)
+
+
+def default_reference_tokens(lm: LoadedModel, T: int | None = None, n_seeds: int = 4) -> torch.Tensor:
+    """Reference sequences for mean ablation: repeated and random sequences of one length.
+
+    Why these: the experiments run on exactly these two kinds, so the mean a head is replaced by
+    is its typical output on the inputs it is ablated on, not on some other distribution. Seeds
+    start at 10000 so that they never coincide with the analysis seeds (0, 1, 2, ...).
+
+    Returns:
+        ``[2 * n_seeds, 2T (+1)]`` int64 token ids (``T = 20`` or what fits the context).
+    """
+    if T is None:
+        T = min(20, (lm.max_length - 1) // 2)
+    seqs = [make_sequence(lm, kind, T, 10_000 + i) for kind in ("repeated", "random") for i in range(n_seeds)]
+    return torch.stack(seqs)
+
+
+def _as_batches(reference_tokens) -> list[torch.Tensor]:
+    """``[N]``, ``[B, N]`` or a list of ``[N_i]`` tensors -> list of ``[b, N]`` int64 batches."""
+    if isinstance(reference_tokens, torch.Tensor):
+        if reference_tokens.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"reference_tokens must hold integer token ids, got dtype {reference_tokens.dtype}")
+        if reference_tokens.ndim == 1:
+            return [reference_tokens.long().unsqueeze(0)]
+        if reference_tokens.ndim == 2:
+            return [reference_tokens.long()]
+        raise ValueError(f"reference_tokens must be [N] or [B, N], got shape {tuple(reference_tokens.shape)}")
+    if isinstance(reference_tokens, (list, tuple)) and reference_tokens:
+        out = []
+        for t in reference_tokens:
+            if not isinstance(t, torch.Tensor) or t.ndim != 1:
+                raise TypeError("a list of reference_tokens must hold 1-D token-id tensors")
+            out.append(t.long().unsqueeze(0))
+        return out
+    raise TypeError(f"reference_tokens must be a token-id tensor or a non-empty list of them, got {type(reference_tokens).__name__}")
+
+
+@torch.no_grad()
+def head_means(lm: LoadedModel, reference_tokens=None, layers: Sequence[int] | None = None) -> torch.Tensor:
+    """Mean output of every head over the positions of the reference sequences.
+
+    Why: mean ablation replaces a head's output by this vector; computing it once lets many
+    ablations (e.g. several random head sets) share it.
+
+    The BOS position is left out of the mean: many heads park their attention on BOS, and the
+    stream there is unlike any other position, so including it would bias the mean towards a
+    position the ablation is never evaluated at.
+
+    Args:
+        reference_tokens: ``[N]``, ``[B, N]`` or a list of 1-D token tensors; default
+            :func:`default_reference_tokens`.
+        layers: which layers to compute (default all); the others are left zero.
+
+    Returns:
+        ``[L, H, d_head]`` tensor on the model's device and dtype (computed in float64).
+    """
+    if reference_tokens is None:
+        reference_tokens = default_reference_tokens(lm)
+    batches = _as_batches(reference_tokens)
+    layers = list(range(lm.n_layers)) if layers is None else sorted({int(l) for l in layers})
+    for l in layers:
+        _check_layer(lm, l)
+    H = lm.n_heads
+    dh = {l: _head_dim(lm, l) for l in layers}
+    if len(set(dh.values())) > 1:
+        raise TypeError(f"{lm.name}: head widths differ between layers ({dh}); not supported")
+    width = next(iter(dh.values())) if dh else 1
+    sums = torch.zeros(lm.n_layers, H, width, dtype=torch.float64)
+    count = {"n": 0}
+    skip_first = {"v": 0}
+
+    def make_pre(l):
+        def pre(module, args, kwargs):
+            z = args[0] if args else kwargs["input"]  # [B, N, H * d_head]
+            z = z[:, skip_first["v"] :].double()
+            sums[l] += z.reshape(-1, H, width).sum(dim=0).cpu()
+        return pre
+
+    hooks = [(head_output_projection(lm, l), "pre", make_pre(l)) for l in layers]
+    with hooked(hooks):
+        for batch in batches:
+            first_is_bos = lm.bos_token_id is not None and bool((batch[:, 0] == lm.bos_token_id).all())
+            skip_first["v"] = 1 if first_is_bos and batch.shape[1] > 1 else 0
+            count["n"] += batch.shape[0] * (batch.shape[1] - skip_first["v"])
+            lm.base_model(input_ids=batch.to(lm.device), use_cache=False)
+    return (sums / max(count["n"], 1)).to(device=lm.device, dtype=lm.dtype)
+
+
+@contextlib.contextmanager
+def ablate_heads(
+    lm: LoadedModel,
+    heads: Iterable[tuple[int, int]],
+    mode: str = "mean",
+    reference_tokens=None,
+    *,
+    means: torch.Tensor | None = None,
+) -> Iterator[dict]:
+    """Ablate attention heads inside a ``with`` block; the model is restored on exit.
+
+    Why: if the heads named by attention patterns (or by the response) really carry the induction
+    mechanism, removing them must lower the second-copy advantage and the response stripe, and
+    removing as many random heads must not.
+
+    Args:
+        lm: the model.
+        heads: ``[(layer, head), ...]``; an empty list ablates nothing (the model runs unchanged).
+        mode: ``"mean"`` (replace by the mean over reference positions) or ``"zero"``.
+        reference_tokens: sequences for the mean (see :func:`head_means`); ignored for ``"zero"``
+            and when ``means`` is given.
+        means: precomputed :func:`head_means` ``[L, H, d_head]``, to share between ablations.
+
+    Yields:
+        ``{"heads": [...], "mode": mode, "means": [L, H, d_head] or None}``.
+
+    Example::
+
+        with ablate_heads(lm, [(1, 3), (1, 0)], mode="mean"):
+            loss = repeat_loss(lm, 20, range(8))
+    """
+    if mode not in ABLATION_MODES:
+        raise ValueError(f"unknown ablation mode {mode!r}; allowed: {', '.join(ABLATION_MODES)}")
+    heads = validate_heads(lm, heads)
+    by_layer: dict[int, list[int]] = {}
+    for l, h in heads:
+        by_layer.setdefault(l, []).append(h)
+    if mode == "mean" and heads:
+        if means is None:
+            means = head_means(lm, reference_tokens, layers=list(by_layer))
+        else:
+            expect = (lm.n_layers, lm.n_heads)
+            if not isinstance(means, torch.Tensor) or means.ndim != 3 or tuple(means.shape[:2]) != expect:
+                got = tuple(means.shape) if isinstance(means, torch.Tensor) else type(means).__name__
+                raise ValueError(f"means must be a [L, H, d_head] tensor with L, H = {expect}, got {got}")
+        means = means.to(device=lm.device, dtype=lm.dtype)
+    H = lm.n_heads
+
+    def make_pre(l, hs):
+        idx = torch.tensor(hs, device=lm.device)
+
+        def pre(module, args, kwargs):
+            key = None if args else "input"
+            z = args[0] if args else kwargs[key]  # [B, N, H * d_head]
+            z = z.clone()
+            view = z.view(*z.shape[:-1], H, z.shape[-1] // H)  # [B, N, H, d_head]
+            if mode == "zero":
+                view[..., idx, :] = 0
+            else:
+                view[..., idx, :] = means[l, idx].to(z.dtype)
+            if key is None:
+                return (z, *args[1:]), kwargs
+            return args, {**kwargs, key: z}
+        return pre
+
+    hooks = [(head_output_projection(lm, l), "pre", make_pre(l, hs)) for l, hs in sorted(by_layer.items())]
+    with hooked(hooks):
+        yield {"heads": heads, "mode": mode, "means": means if mode == "mean" else None}
+
+
+def random_heads(
+    lm: LoadedModel,
+    k: int,
+    seed: int = 0,
+    exclude: Iterable[tuple[int, int]] = (),
+    layers: Sequence[int] | None = None,
+) -> list[tuple[int, int]]:
+    """``k`` distinct heads drawn uniformly at random (seeded), sorted.
+
+    Why: the control for an ablation of named heads is an ablation of as many random heads; a
+    drop that random heads also cause says nothing about the named ones.
+
+    Args:
+        k: number of heads.
+        seed: the same seed gives the same heads.
+        exclude: heads never drawn (typically the named heads themselves).
+        layers: draw only from these layers (e.g. the layers of the named heads, to control for
+            depth); default all.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    excluded = set(validate_heads(lm, exclude))
+    if layers is None:
+        layers = range(lm.n_layers)
+    layer_list = sorted({l for l in layers})
+    for l in layer_list:
+        _check_layer(lm, l)
+    candidates = [(l, h) for l in layer_list for h in range(lm.n_heads) if (l, h) not in excluded]
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= len(candidates):
+        raise ValueError(f"k must be an int in 0..{len(candidates)} (heads available after exclusions), got {k!r}")
+    gen = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(len(candidates), generator=gen)[:k]
+    return sorted(candidates[int(i)] for i in pick)

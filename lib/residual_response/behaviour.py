@@ -1,0 +1,181 @@
+"""Behaviour behind induction: next-token loss on the first and the second copy of a repeat.
+
+On ``x = [BOS, a_1 .. a_T, a_1 .. a_T]`` the first copy is unpredictable: every ``a_k`` is drawn
+uniformly from the ordinary vocabulary, so the best loss there is ``ln(n_ordinary)``. The second
+copy is predictable by copying: at index ``T+k-1`` (the second ``a_{k-1}``) a model that looks
+back to what followed ``a_{k-1}`` last time predicts ``a_k``. A loss on the second copy far below
+the first is the behavioural fact that the attention scores (:mod:`.attention`), the ablations
+(:mod:`.ablation`) and the response stripe (:mod:`.induction`) explain.
+
+We compare like with like: both copies are scored on the same tokens ``a_2 .. a_T``.
+
+- first copy:  the logits at index ``k-1`` predicting ``a_k`` at index ``k``  (``k = 2..T``),
+- second copy: the logits at index ``T+k-1`` predicting ``a_k`` at index ``T+k`` (``k = 2..T``).
+
+``a_1`` is left out of both: after the first ``a_T`` nothing says that the copy restarts, so the
+second ``a_1`` is as unpredictable as the first. (Indices as written assume BOS at index 0;
+:func:`.sequences.induction_layout` shifts them for models without BOS.) The positions of the
+second copy are exactly the induction targets of the layout.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .models import LoadedModel
+from .sequences import InductionLayout, induction_layout, make_sequence, validate_length
+
+__all__ = ["bootstrap_mean", "copy_losses", "repeat_loss", "validate_seeds"]
+
+
+def validate_seeds(seeds: Sequence[int]) -> list[int]:
+    """Check a list of sequence seeds: non-empty, non-negative ints, no repeats.
+
+    Why: every statistic here averages over seeds and bootstraps over them; a repeated seed would
+    count the same sequence twice and shrink the confidence interval for no reason.
+    """
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        raise TypeError(f"seeds must be a sequence of ints such as range({int(seeds)}), got the int {seeds!r}")
+    try:
+        out = list(seeds)
+    except TypeError as exc:
+        raise TypeError(f"seeds must be a sequence of non-negative ints, got {seeds!r}") from exc
+    if not out:
+        raise ValueError("seeds is empty; give at least one non-negative int seed")
+    for s in out:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
+            raise ValueError(f"seed {s!r} is not a non-negative int; seeds must be non-negative ints")
+    out = [int(s) for s in out]
+    if len(set(out)) != len(out):
+        raise ValueError(f"seeds {out} contain repeats; each seed must appear once")
+    return out
+
+
+def bootstrap_mean(
+    values: torch.Tensor | np.ndarray, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> dict:
+    """Mean over the first axis with a percentile-bootstrap confidence interval.
+
+    Why: the experiments average a statistic over a handful of seeds (sequences); resampling the
+    seeds shows how much the mean depends on which sequences were drawn. With one seed the
+    interval collapses to the value itself (no spread can be estimated).
+
+    Args:
+        values: ``[S, ...]`` one entry per seed.
+        n_boot: bootstrap resamples (seeded by ``seed``, so the interval is reproducible).
+        confidence: two-sided level in (0, 1).
+
+    Returns:
+        ``{"mean", "lo", "hi"}`` tensors of shape ``[...]`` (float64) and ``"per_seed"`` ``[S, ...]``.
+    """
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise ValueError(f"n_boot must be a positive int, got {n_boot!r}")
+    if not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
+    v = torch.as_tensor(values).detach().to("cpu", torch.float64)
+    if v.ndim == 0 or v.shape[0] == 0:
+        raise ValueError(f"values must have a non-empty first (seed) axis, got shape {tuple(v.shape)}")
+    S = v.shape[0]
+    gen = torch.Generator().manual_seed(int(seed))
+    idx = torch.randint(S, (n_boot, S), generator=gen)  # [n_boot, S]
+    boots = v[idx].mean(dim=1)  # [n_boot, ...]
+    alpha = (1.0 - confidence) / 2.0
+    q = torch.tensor([alpha, 1.0 - alpha], dtype=torch.float64)
+    lo, hi = torch.quantile(boots, q, dim=0)
+    return {"mean": v.mean(dim=0), "lo": lo, "hi": hi, "per_seed": v}
+
+
+def copy_losses(logits: torch.Tensor, tokens: torch.Tensor, layout: InductionLayout) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean next-token cross-entropy on the first and the second copy of repeated sequences.
+
+    Why a separate function: the toy-model trainer scores its held-out repeats with exactly the
+    same definition as :func:`repeat_loss`, so the training log and the book agree.
+
+    Args:
+        logits: ``[S, N, V]`` logits of ``S`` repeated sequences of length ``N = layout.length``.
+        tokens: ``[S, N]`` the token ids those logits were computed from.
+        layout: where the copies lie.
+
+    Returns:
+        ``(first, second)``, each ``[S]`` float32: mean loss predicting ``a_2..a_T`` in the first and
+        in the second copy (see the module docstring for the exact indices).
+    """
+    if logits.ndim != 3 or tokens.ndim != 2 or logits.shape[:2] != tokens.shape:
+        raise ValueError(
+            f"logits must be [S, N, V] and tokens [S, N] with the same S, N; got {tuple(logits.shape)} and {tuple(tokens.shape)}"
+        )
+    if tokens.shape[1] != layout.length:
+        raise ValueError(f"sequences have length {tokens.shape[1]} but the layout (T={layout.T}) needs {layout.length}")
+    logp = torch.log_softmax(logits.float(), dim=-1)  # [S, N, V]
+    tokens = tokens.to(logp.device)
+    src = layout.induction_sources.to(logp.device)  # first-copy a_k, k = 2..T
+    tgt = layout.induction_targets.to(logp.device)  # second a_{k-1}: predicts a_k at tgt + 1
+
+    def nll(pred_pos: torch.Tensor) -> torch.Tensor:
+        lp = logp[:, pred_pos, :]  # [S, T-1, V]
+        nxt = tokens[:, pred_pos + 1]  # [S, T-1]
+        return -lp.gather(-1, nxt.unsqueeze(-1)).squeeze(-1).mean(dim=1)  # [S]
+
+    return nll(src - 1).cpu(), nll(tgt).cpu()
+
+
+@torch.no_grad()
+def repeat_loss(
+    lm: LoadedModel,
+    T: int,
+    seeds: Sequence[int] = range(8),
+    *,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    batch_size: int = 8,
+) -> dict:
+    """Loss on the first vs the second copy of repeated random sequences.
+
+    Why: the loss on the second copy falling far below the first is the plain behavioural evidence
+    of in-context copying (induction). Its size says how much of the mechanism the other
+    measurements should find, and a random-initialised model shows no drop.
+
+    Args:
+        lm: the model.
+        T: length of one copy (``2T`` tokens plus BOS must fit the context).
+        seeds: sequence seeds (:func:`.sequences.make_sequence`); statistics are over seeds.
+        n_boot, confidence: bootstrap over seeds for the confidence intervals.
+        batch_size: sequences per forward pass.
+
+    Returns:
+        dict with ``model``, ``T``, ``seeds``, ``uniform_loss`` (``ln n_ordinary``, the loss of a
+        uniform guess over the ordinary tokens) and, each a :func:`bootstrap_mean` dict over seeds,
+        ``first`` and ``second`` (mean loss per copy, ``[S]`` per seed) and ``drop`` (first minus
+        second), plus ``per_position``: ``[S, N-1]`` loss predicting token ``t+1`` from position ``t``.
+    """
+    validate_length(lm, T)
+    seeds = validate_seeds(seeds)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    layout = induction_layout(lm, T)
+    tokens = torch.stack([make_sequence(lm, "repeated", T, s) for s in seeds])  # [S, N]
+    firsts, seconds, per_pos = [], [], []
+    for i in range(0, len(seeds), batch_size):
+        batch = tokens[i : i + batch_size].to(lm.device)
+        logits = lm.model(input_ids=batch, use_cache=False).logits  # [B, N, V]
+        f, s = copy_losses(logits, batch, layout)
+        firsts.append(f)
+        seconds.append(s)
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        per_pos.append(-logp[:, :-1].gather(-1, batch[:, 1:].unsqueeze(-1)).squeeze(-1).cpu())  # [B, N-1]
+    first = torch.cat(firsts)
+    second = torch.cat(seconds)
+    boot = dict(n_boot=n_boot, confidence=confidence)
+    return {
+        "model": lm.name,
+        "T": int(T),
+        "seeds": seeds,
+        "uniform_loss": float(np.log(len(lm.ordinary_token_ids))),
+        "first": bootstrap_mean(first, **boot),
+        "second": bootstrap_mean(second, **boot),
+        "drop": bootstrap_mean(first - second, **boot),
+        "per_position": torch.cat(per_pos),
+    }

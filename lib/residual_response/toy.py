@@ -1,0 +1,449 @@
+"""The toy GPT-2: a 2-block GPT-2 trained on CPU on repeated random sequences.
+
+Why a toy model: the paper watches induction emerge layer by layer in large models; a model small
+enough to train in the book lets us watch it emerge *in training time* as well, and check that the
+response stripe appears when, and only when, the loss on repeats drops (the phase change of
+Olsson et al. 2022).
+
+Training rows (token 0 is BOS, tokens ``1..vocab_size-1`` are ordinary) are
+``[BOS, a, a, b, b, c, c, ...]``: random segments, each followed at once by a copy of itself,
+packed until the row is full (the last pair is cut at the row end). Segment lengths are uniform
+in ``t_min..t_max`` and every segment is fresh, so nothing but copying from context (induction)
+predicts the copies, and the lengths and positions vary too much for a positional shortcut.
+
+The next-token loss weighs the predictable targets (``a_2..a_T`` of every copy) 1 and all other
+targets ``other_weight`` (0.1). Why: the other targets are random, so they add only gradient noise;
+Adam divides every step by the running gradient scale, and with full weight that noise slows the
+copy signal so much that the model sits on the "copy any token seen so far" plateau for thousands
+of steps (we measured no phase change within 2500 steps of this model with the plain loss, nor
+with GPT-2's default 0.02 initialisation). The small weight keeps the model honest on random
+tokens (its loss there stays near ``ln(vocab_size - 1)``).
+
+Initialisation: token and position embeddings ``N(0, emb_std = 1)``, the other weights GPT-2's
+scheme with ``initializer_range = init_std``; the unembedding is not tied to the embedding. With
+GPT-2's default 0.02 the embeddings are so small that the position-dependent attention a
+previous-token head needs takes far longer to learn.
+
+Layout on disk (``toy_dir()`` = ``cache_dir()/models/toy-gpt2``)::
+
+    checkpoints/step-00000/   HF save_pretrained folders (config.json, model.safetensors)
+    checkpoints/step-00100/   ...
+    final/                    the model after the last step
+    training_log.json         train loss per step; first/second-copy loss per checkpoint
+
+The whole folder is written under a temporary name in the same parent and moved into place with
+``os.replace`` at the end, so an interrupted run leaves no half-written cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .behaviour import copy_losses
+from .models import LoadedModel, _finish, cache_dir, resolve_device, resolve_dtype, wrap_model
+from .sequences import InductionLayout
+
+__all__ = [
+    "ToyRecipe",
+    "DEFAULT_RECIPE",
+    "ensure_toy_model",
+    "load_toy_model",
+    "load_training_log",
+    "phase_change_step",
+    "toy_checkpoint_steps",
+    "toy_dir",
+    "train_toy",
+]
+
+TOY_NAME = "toy-gpt2"
+BOS = 0
+
+
+@dataclass(frozen=True)
+class ToyRecipe:
+    """Everything that defines a toy training run (together with the seed).
+
+    Attributes:
+        vocab_size: token ids ``0..vocab_size-1``; 0 is BOS, the rest ordinary.
+        n_positions: context of the model (learned position embeddings).
+        d_model, n_layers, n_heads: GPT-2 shape (MLPs kept, width ``4 d_model``).
+        steps: optimiser steps.
+        checkpoint_every: save a checkpoint every this many steps (and at 0 and at the end).
+        batch_size, train_len: rows per step and their length (``train_len <= n_positions``).
+        lr, warmup, weight_decay: AdamW with linear warm-up, then constant.
+        emb_std: standard deviation of the initial token and position embeddings.
+        init_std: GPT-2 ``initializer_range`` for all other weights.
+        t_min, t_max: lengths of the repeated segments.
+        other_weight: loss weight of the unpredictable targets (copies weigh 1).
+        eval_T, eval_n: held-out repeats ``[BOS, a_1..a_T, a_1..a_T]`` scored at each checkpoint.
+    """
+
+    vocab_size: int = 64
+    n_positions: int = 48
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    steps: int = 1500
+    checkpoint_every: int = 50
+    batch_size: int = 16
+    train_len: int = 48
+    lr: float = 3e-3
+    warmup: int = 50
+    weight_decay: float = 0.01
+    emb_std: float = 1.0
+    init_std: float = 0.1
+    t_min: int = 4
+    t_max: int = 23
+    other_weight: float = 0.1
+    eval_T: int = 20
+    eval_n: int = 64
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad field and what is allowed."""
+        ints = {
+            "vocab_size": 4, "n_positions": 8, "d_model": 4, "n_layers": 1, "n_heads": 1, "steps": 1,
+            "checkpoint_every": 1, "batch_size": 1, "train_len": 8, "warmup": 0, "t_min": 2, "t_max": 2,
+            "eval_T": 2, "eval_n": 1,
+        }
+        for name, low in ints.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"recipe field {name}={v!r} must be an int >= {low}")
+        for name in ("lr", "weight_decay", "emb_std", "init_std", "other_weight"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"recipe field {name}={v!r} must be a finite number >= 0")
+        if self.lr == 0 or self.init_std == 0 or self.emb_std == 0:
+            raise ValueError(f"lr, init_std and emb_std must be > 0, got {self.lr}, {self.init_std}, {self.emb_std}")
+        if self.other_weight > 1:
+            raise ValueError(f"other_weight={self.other_weight} must lie in [0, 1]")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}")
+        if self.train_len > self.n_positions:
+            raise ValueError(f"train_len={self.train_len} exceeds n_positions={self.n_positions}")
+        if self.t_min > self.t_max:
+            raise ValueError(f"t_min={self.t_min} exceeds t_max={self.t_max}")
+        if 2 * self.t_max + 1 > self.train_len:
+            raise ValueError(f"t_max={self.t_max} too long for train_len={self.train_len}; need 2*t_max+1 <= train_len")
+        if 2 * self.eval_T + 1 > self.n_positions:
+            raise ValueError(f"eval_T={self.eval_T} too long for n_positions={self.n_positions}")
+
+
+DEFAULT_RECIPE = ToyRecipe()
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+
+def _batch(recipe: ToyRecipe, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training batch drawn from ``gen`` (module docstring).
+
+    Returns:
+        ``tokens`` ``[batch_size, train_len]`` int64 and ``copy`` ``[batch_size, train_len]`` bool,
+        True where the token is predictable by copying (``a_2..a_T`` of a copy).
+    """
+    B, n = recipe.batch_size, recipe.train_len
+    x = torch.randint(1, recipe.vocab_size, (B, n), generator=gen)
+    x[:, 0] = BOS
+    copy = torch.zeros(B, n, dtype=torch.bool)
+    n_pairs = n // (2 * recipe.t_min) + 1
+    lengths = torch.randint(recipe.t_min, recipe.t_max + 1, (B, n_pairs), generator=gen)
+    for i in range(B):
+        pos = 1
+        for T in lengths[i].tolist():
+            if pos >= n:
+                break
+            end = min(pos + 2 * T, n)  # segment pos..pos+T-1, its copy pos+T..end-1 (cut at the row end)
+            if end > pos + T:
+                x[i, pos + T : end] = x[i, pos : end - T].clone()
+                copy[i, pos + T + 1 : end] = True
+            pos = end
+    return x, copy
+
+
+def _eval_tokens(recipe: ToyRecipe) -> torch.Tensor:
+    """``[eval_n, 2 eval_T + 1]`` held-out ``[BOS, a, a]`` sequences (same for every seed)."""
+    gen = torch.Generator().manual_seed(999_983)
+    a = torch.randint(1, recipe.vocab_size, (recipe.eval_n, recipe.eval_T), generator=gen)
+    bos = torch.full((recipe.eval_n, 1), BOS, dtype=torch.long)
+    return torch.cat([bos, a, a], dim=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Model
+# --------------------------------------------------------------------------------------------
+
+
+def _config(recipe: ToyRecipe):
+    from transformers import GPT2Config
+
+    return GPT2Config(
+        vocab_size=recipe.vocab_size, n_positions=recipe.n_positions, n_embd=recipe.d_model,
+        n_layer=recipe.n_layers, n_head=recipe.n_heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        initializer_range=recipe.init_std, bos_token_id=BOS, eos_token_id=BOS, pad_token_id=None,
+        tie_word_embeddings=False,
+    )
+
+
+@torch.no_grad()
+def _evaluate(model, tokens: torch.Tensor, T: int) -> tuple[float, float]:
+    was_training = model.training
+    model.eval()
+    logits = model(input_ids=tokens, use_cache=False).logits  # [eval_n, N, V]
+    first, second = copy_losses(logits, tokens, InductionLayout(T=T, offset=1))
+    model.train(was_training)
+    return float(first.mean()), float(second.mean())
+
+
+def _save_model(model, folder: Path) -> None:
+    """``save_pretrained`` without transformers' per-save progress bar (restored afterwards)."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(folder, safe_serialization=True)
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+def train_toy(
+    out_dir: str | os.PathLike,
+    *,
+    seed: int = 0,
+    steps: int | None = None,
+    checkpoint_every: int | None = None,
+    progress: bool = True,
+    recipe: ToyRecipe | None = None,
+) -> dict:
+    """Train the toy GPT-2 and write checkpoints, the final model and the training log.
+
+    Why checkpoints: the book follows the response stripe and the attention scores through
+    training; the stripe should appear at the step where the second-copy loss drops.
+
+    The run is reproducible: the same seed and recipe give the same weights on the same machine
+    (model initialisation under ``torch.manual_seed(seed)`` inside a forked RNG, so the caller's
+    global RNG state is untouched; data from a ``torch.Generator`` seeded with ``seed``).
+
+    Args:
+        out_dir: destination folder; it must not exist yet (or be replaced by a finished run).
+        seed: initialisation and data seed.
+        steps, checkpoint_every: override the recipe's values.
+        progress: show a tqdm progress bar.
+        recipe: a :class:`ToyRecipe` (default :data:`DEFAULT_RECIPE`).
+
+    Returns:
+        the training log (also written to ``out_dir/training_log.json``).
+    """
+    from transformers import GPT2LMHeadModel
+
+    recipe = DEFAULT_RECIPE if recipe is None else recipe
+    if not isinstance(recipe, ToyRecipe):
+        raise TypeError(f"recipe must be a ToyRecipe, got {type(recipe).__name__}")
+    changes = {k: v for k, v in (("steps", steps), ("checkpoint_every", checkpoint_every)) if v is not None}
+    recipe = dataclasses.replace(recipe, **changes)
+    recipe.validate()
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        log = _train_into(tmp, recipe, seed, progress, GPT2LMHeadModel)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return log
+
+
+def _train_into(folder: Path, recipe: ToyRecipe, seed: int, progress: bool, model_cls) -> dict:
+    t0 = time.perf_counter()
+    gen = torch.Generator().manual_seed(seed)
+    eval_tokens = _eval_tokens(recipe)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_cls(_config(recipe))
+        with torch.no_grad():
+            model.transformer.wte.weight.normal_(0.0, recipe.emb_std)
+            model.transformer.wpe.weight.normal_(0.0, recipe.emb_std)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    warm = max(recipe.warmup, 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+    ckpt_root = folder / "checkpoints"
+    ckpt_root.mkdir()
+    train_loss: list[float] = []
+    ckpts: dict[str, list] = {"step": [], "first_copy_loss": [], "second_copy_loss": [], "train_loss": []}
+
+    def checkpoint(step: int) -> None:
+        first, second = _evaluate(model, eval_tokens, recipe.eval_T)
+        recent = train_loss[-recipe.checkpoint_every :]
+        ckpts["step"].append(step)
+        ckpts["first_copy_loss"].append(first)
+        ckpts["second_copy_loss"].append(second)
+        ckpts["train_loss"].append(float(sum(recent) / len(recent)) if recent else float("nan"))
+        _save_model(model, ckpt_root / f"step-{step:05d}")
+        if bar is not None:
+            bar.set_postfix(first=f"{first:.2f}", second=f"{second:.2f}")
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=recipe.steps, desc="training toy-gpt2", unit="step")
+    try:
+        checkpoint(0)
+        for step in range(1, recipe.steps + 1):
+            x, copy = _batch(recipe, gen)  # [B, n], [B, n]
+            logits = model(input_ids=x, use_cache=False).logits  # [B, n, V]
+            ce = torch.nn.functional.cross_entropy(
+                logits[:, :-1].reshape(-1, recipe.vocab_size), x[:, 1:].reshape(-1), reduction="none"
+            )  # [B * (n-1)]
+            weight = torch.where(copy[:, 1:].reshape(-1), 1.0, recipe.other_weight)
+            loss = (ce * weight).sum() / weight.sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            train_loss.append(float(loss.detach()))
+            if bar is not None:
+                bar.update(1)
+            if step % recipe.checkpoint_every == 0 or step == recipe.steps:
+                checkpoint(step)
+    finally:
+        if bar is not None:
+            bar.close()
+    model.eval()
+    _save_model(model, folder / "final")
+    log = {
+        "model": TOY_NAME,
+        "seed": seed,
+        "recipe": dataclasses.asdict(recipe),
+        "eval": {"T": recipe.eval_T, "n_sequences": recipe.eval_n, "token_seed": 999_983},
+        "train": {"step": list(range(1, len(train_loss) + 1)), "loss": train_loss},
+        "checkpoints": ckpts,
+        "uniform_loss": math.log(recipe.vocab_size - 1),
+        "wall_time_s": time.perf_counter() - t0,
+        "torch_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+    }
+    log["phase_change_step"] = phase_change_step(log)
+    (folder / "training_log.json").write_text(json.dumps(log, indent=1))
+    return log
+
+
+def phase_change_step(log: dict, fraction: float = 0.5) -> int | None:
+    """First checkpoint step at which the second-copy advantage reaches ``fraction`` of its final size.
+
+    Why this definition: the advantage ``first - second`` (nats) is ~0 before induction and large
+    after; the step where it crosses half its final value marks the middle of the drop and does not
+    depend on the absolute loss level. ``None`` when the final advantage is below 0.5 nats (no
+    phase change happened).
+
+    Args:
+        log: a training log (:func:`train_toy`, :func:`load_training_log`).
+        fraction: in (0, 1).
+    """
+    if not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise ValueError(f"fraction must lie in (0, 1), got {fraction!r}")
+    c = log["checkpoints"]
+    adv = [f - s for f, s in zip(c["first_copy_loss"], c["second_copy_loss"])]
+    if not adv or adv[-1] < 0.5:
+        return None
+    for step, a in zip(c["step"], adv):
+        if a >= fraction * adv[-1]:
+            return int(step)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# The cached toy model
+# --------------------------------------------------------------------------------------------
+
+
+def toy_dir() -> Path:
+    """Folder of the cached toy model: ``cache_dir()/models/toy-gpt2``."""
+    return cache_dir() / "models" / TOY_NAME
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / "final" / "config.json").exists() and (folder / "training_log.json").exists()
+
+
+def ensure_toy_model(progress: bool = True) -> Path:
+    """Return :func:`toy_dir`, training the toy model first if it is not cached yet.
+
+    Why: the book and the tests load the toy model by name; the first use pays for the training
+    (a few CPU minutes), every later one reads the cache.
+    """
+    folder = toy_dir()
+    if not _complete(folder):
+        try:
+            train_toy(folder, seed=0, progress=progress)
+        except OSError:
+            # another process finished the same run first (os.replace onto a full folder)
+            if not _complete(folder):
+                raise
+    return folder
+
+
+def load_training_log() -> dict:
+    """The training log of the cached toy model (trains it first if missing)."""
+    return json.loads((ensure_toy_model() / "training_log.json").read_text())
+
+
+def toy_checkpoint_steps() -> list[int]:
+    """Steps of the saved checkpoints of the cached toy model, ascending."""
+    root = ensure_toy_model() / "checkpoints"
+    return sorted(int(p.name.split("-")[1]) for p in root.glob("step-*") if (p / "config.json").exists())
+
+
+def load_toy_model(device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32", step: int | None = None) -> LoadedModel:
+    """Load the toy GPT-2 (final weights, or the checkpoint at ``step``), training it if needed.
+
+    Why checkpoints by step: following the stripe through training is the toy model's purpose.
+
+    Args:
+        device, dtype: as for :func:`.models.load_model`.
+        step: ``None`` for the final model, else one of :func:`toy_checkpoint_steps`.
+    """
+    from transformers import GPT2LMHeadModel
+
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype)
+    folder = ensure_toy_model()
+    if step is None:
+        path = folder / "final"
+    else:
+        steps = toy_checkpoint_steps()
+        if isinstance(step, bool) or not isinstance(step, int) or step not in steps:
+            shown = ", ".join(str(s) for s in steps[:6]) + (f", ..., {steps[-1]}" if len(steps) > 6 else "")
+            raise ValueError(f"no toy checkpoint at step {step!r}; available steps: {shown}")
+        path = folder / "checkpoints" / f"step-{step:05d}"
+    model = GPT2LMHeadModel.from_pretrained(path, dtype=dt)
+    model = _finish(model, dev, dt)
+    vocab = int(model.config.vocab_size)
+    return wrap_model(
+        TOY_NAME, model, None, bos_token_id=BOS, ordinary_token_ids=torch.arange(1, vocab),
+        source=str(path) if step is None else f"{path} (training step {step})",
+    )

@@ -1,0 +1,152 @@
+"""The bench logic (residual_response.bench) and the engine's work-skipping, on tiny random models.
+
+Speed is measured by scripts/bench.py, never asserted here: these tests check that the bench
+computes the same response three ways, writes every field the book page reads, and that the
+engine's planner, packed passes and shared clean pass change nothing in the result.
+"""
+
+import importlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from residual_response.bench import (
+    PAPER_MODELS,
+    gpu_estimates,
+    naive_response,
+    non_embedding_params,
+    response_token_forwards,
+    run_bench,
+    write_json,
+)
+from residual_response.models import build_random_model
+from residual_response.perturbation import perturbation_directions
+from residual_response.response import plan_batches, response, reuse_clean_passes
+from residual_response.sequences import make_sequence
+
+from reference import naive_chi
+
+# the module, not the function that residual_response/__init__.py exports under the same name
+engine = importlib.import_module("residual_response.response")
+
+TOP_FIELDS = ["naive_s", "engine_s", "floor_s", "speedup", "floor_fraction", "max_rel_diff", "peak_mem_mb",
+              "peak_mem_method", "floor_schedule", "floor_schedules_s", "targets", "targets_met", "definitions",
+              "growth", "section_map", "model", "dtype", "device", "T", "N", "n_layers", "repeats"]
+SECTION_FIELDS = ["naive_s", "engine_s", "floor_s", "speedup", "floor_fraction", "naive_extrapolated",
+                  "naive_extrapolation", "naive_l0_measured", "max_rel_diff"]
+
+
+@pytest.fixture(scope="module")
+def bench_record():
+    lm = build_random_model("llama", seed=0)
+    return run_bench(lm, T=3, repeats=1, growth_T=(2, 3), floor_schedules=("exact", "chunk-2", "planned", "packed"),
+                     log=None)
+
+
+def test_bench_record_has_every_field(bench_record, tmp_path):
+    rec = bench_record
+    for key in TOP_FIELDS:
+        assert key in rec, key
+    for key in SECTION_FIELDS:
+        assert key in rec["section_map"], key
+    assert rec["section_map"]["naive_extrapolated"] is True
+    for key in ("naive_s", "engine_s", "floor_s", "speedup", "floor_fraction", "peak_mem_mb"):
+        assert np.isfinite(rec[key]) and rec[key] > 0, key
+    assert set(rec["floor_schedules_s"]) == {"exact", "chunk-2", "planned", "packed"}
+    assert rec["floor_schedule"] in rec["floor_schedules_s"]
+    # growth: one row per length, the main length included; one row per l0 for the layers
+    assert [g["T"] for g in rec["growth"]["sequence_length"]] == [2, 3]
+    assert [g["l0"] for g in rec["growth"]["layers"]] == list(range(rec["n_layers"]))
+    assert rec["growth"]["sequence_length_expected"] and rec["growth"]["layers_expected"]
+    # the engine computed exactly the necessary row-positions (packed passes)
+    assert rec["row_positions"]["engine"] == rec["row_positions"]["necessary"] == rec["N"] * (rec["N"] + 1) // 2
+    path = write_json(rec, tmp_path / "bench.json")
+    assert json.loads(path.read_text())["max_rel_diff"] == rec["max_rel_diff"]
+    assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]  # no temp file left
+
+
+def test_bench_engine_equals_naive(bench_record):
+    assert bench_record["max_rel_diff"] <= 1e-4
+    assert bench_record["section_map"]["max_rel_diff"] <= 1e-4
+    assert bench_record["targets_met"]["max_rel_diff"] is True
+
+
+def test_naive_response_matches_the_reference_loop(random_lm):
+    tokens = make_sequence(random_lm, "repeated", 4, seed=2)
+    N = len(tokens)
+    dirs = perturbation_directions(random_lm, tokens, torch.arange(N), 1, "gaussian", 5)
+    for l0 in (0, 2):
+        ours = naive_response(random_lm, tokens, 1e-2, l0, dirs[:, 0])
+        ref = naive_chi(random_lm, tokens, 1e-2, l0, dirs)
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+
+
+def test_packed_passes_equal_padded_passes(random_lm, monkeypatch):
+    """Packing rows end to end (the default) gives the padded passes' response within 1e-5."""
+    tokens = make_sequence(random_lm, "repeated", 6, seed=1)
+    for l0 in (0, 2):
+        packed = response(random_lm, tokens, [1e-2, 1e-1], layer=l0, n_directions=2, seed=4, batch_rows=5)
+        jvp_packed = response(random_lm, tokens, layer=l0, n_directions=2, seed=4, method="jvp")
+        assert packed.meta["packed"] and jvp_packed.meta["packed"]
+        with monkeypatch.context() as m:
+            m.setattr(engine, "_PACKABLE_ATTENTION", ())
+            padded = response(random_lm, tokens, [1e-2, 1e-1], layer=l0, n_directions=2, seed=4, batch_rows=5)
+            jvp_padded = response(random_lm, tokens, layer=l0, n_directions=2, seed=4, method="jvp")
+        assert not padded.meta["packed"]
+        assert packed.meta["row_positions"] < padded.meta["row_positions"]
+        for a, b in ((packed, padded), (jvp_packed, jvp_padded)):
+            rel = np.abs(a.chi - b.chi).max() / np.abs(b.chi).max()
+            assert rel < 1e-5, f"l0={l0} {a.method}: max rel diff {rel:.2e}"
+            lower = np.tril(np.ones(a.chi.shape[-2:], bool), k=-1)
+            assert np.all(a.chi[..., lower] == 0.0)
+
+
+def test_shared_clean_pass_is_bit_identical_and_notices_weight_changes():
+    lm = build_random_model("gpt2", seed=3)
+    tokens = make_sequence(lm, "repeated", 4, seed=0)
+    alone = [response(lm, tokens, [1e-2], layer=l0, seed=1).chi for l0 in range(lm.n_layers)]
+    with reuse_clean_passes():
+        shared = [response(lm, tokens, [1e-2], layer=l0, seed=1).chi for l0 in range(lm.n_layers)]
+        assert len(engine._CLEAN_MEMO) == 1
+        with torch.no_grad():  # an in-place weight update must not reuse the stale clean pass
+            lm.blocks[0].mlp.c_fc.weight.mul_(1.5)
+        changed = response(lm, tokens, [1e-2], layer=0, seed=1).chi
+    assert engine._CLEAN_MEMO is None
+    for a, b in zip(alone, shared):
+        assert np.array_equal(a, b)
+    fresh = response(lm, tokens, [1e-2], layer=0, seed=1).chi
+    assert np.array_equal(changed, fresh) and not np.array_equal(changed, alone[0])
+
+
+def test_plan_batches_covers_rows_in_order_and_respects_the_row_limit():
+    starts = np.arange(81)
+    for packed in (False, True):
+        plan = plan_batches(starts, 81, 16, 64.0, packed=packed, attention=0.05)
+        assert plan[0][0] == 0 and plan[-1][1] == 81
+        assert all(a < b and b - a <= 16 for a, b in plan)
+        assert all(plan[i][1] == plan[i + 1][0] for i in range(len(plan) - 1))
+    # padded passes: fewer positions than one pass over everything, more than the necessary
+    padded = plan_batches(starts, 81, 123, 64.0)
+    work = sum((b - a) * (81 - a) for a, b in padded)
+    assert 81 * 82 // 2 < work < 81 * 81
+    # no prefix reuse (all starts 0): as few passes as the row limit allows
+    assert plan_batches([0] * 10, 5, 3) == [(0, 1), (1, 4), (4, 7), (7, 10)]
+    with pytest.raises(ValueError, match="sorted"):
+        plan_batches([3, 1], 5, 2)
+
+
+def test_flop_arithmetic_of_the_gpu_estimate():
+    # GPT-2 XL: 48 blocks of 12 d^2 weights (attention 4 d^2, MLP 8 d^2), d = 1600
+    assert non_embedding_params(**PAPER_MODELS["gpt2-xl"]) == 48 * 12 * 1600**2
+    assert 2.0e9 < non_embedding_params(**PAPER_MODELS["gemma-2-2b"]) < 2.1e9
+    assert 2.7e9 < non_embedding_params(**PAPER_MODELS["llama-3.2-3b"]) < 2.9e9
+    # one response tensor at l0 = 0: N clean positions + sum_s (N - s) perturbed ones
+    assert response_token_forwards(5, 4, [0]) == 5 + 15
+    # the last block alone costs 1/L of a position per position
+    assert response_token_forwards(5, 4, [3]) == 5 + 15 / 4
+    rows = gpu_estimates(T=40)
+    assert {r["model"] for r in rows} == set(PAPER_MODELS)
+    for r in rows:
+        assert 0 < r["bfloat16_s_low"] < r["bfloat16_s_high"] < r["float32_s_low"] < r["float32_s_high"]

@@ -1,0 +1,120 @@
+"""The toy GPT-2 trainer: files, atomic writes, determinism, loading (a tiny, few-step run)."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from residual_response import toy
+from residual_response.toy import ToyRecipe, phase_change_step, train_toy
+
+TINY = ToyRecipe(vocab_size=16, n_positions=24, d_model=8, n_layers=2, n_heads=2, steps=6, checkpoint_every=3,
+                 batch_size=4, train_len=16, t_min=2, t_max=6, eval_T=5, eval_n=4, warmup=2)
+
+
+def _state(folder):
+    from transformers import GPT2LMHeadModel
+
+    return GPT2LMHeadModel.from_pretrained(folder).state_dict()
+
+
+def test_train_writes_everything(tmp_path):
+    out = tmp_path / "toy"
+    log = train_toy(out, seed=1, recipe=TINY, progress=False)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000", "step-00003", "step-00006"]
+    assert (out / "final" / "config.json").exists()
+    on_disk = json.loads((out / "training_log.json").read_text())
+    assert on_disk["checkpoints"]["step"] == [0, 3, 6] == log["checkpoints"]["step"]
+    assert len(on_disk["train"]["loss"]) == 6
+    for key in ("first_copy_loss", "second_copy_loss"):
+        assert len(on_disk["checkpoints"][key]) == 3
+        assert all(v > 0 for v in on_disk["checkpoints"][key])
+    # nothing left behind next to the destination (temporary folders are renamed or removed)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy"]
+    final, last = _state(out / "final"), _state(out / "checkpoints" / "step-00006")
+    assert all(torch.equal(final[k], last[k]) for k in final)
+
+
+def test_same_seed_same_weights(tmp_path):
+    a = train_toy(tmp_path / "a", seed=3, recipe=TINY, progress=False)
+    b = train_toy(tmp_path / "b", seed=3, recipe=TINY, progress=False)
+    c = train_toy(tmp_path / "c", seed=4, recipe=TINY, progress=False)
+    assert a["train"]["loss"] == b["train"]["loss"]
+    sa, sb, sc = (_state(tmp_path / n / "final") for n in "abc")
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_training_leaves_global_rng_alone(tmp_path):
+    torch.manual_seed(123)
+    expect = torch.rand(3)
+    torch.manual_seed(123)
+    train_toy(tmp_path / "t", seed=0, recipe=TINY, steps=2, checkpoint_every=2, progress=False)
+    assert torch.equal(torch.rand(3), expect)
+
+
+def test_interrupted_run_leaves_no_folder(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = toy._save_model
+
+    def failing(model, folder):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        real(model, folder)
+
+    monkeypatch.setattr(toy, "_save_model", failing)
+    with pytest.raises(KeyboardInterrupt):
+        train_toy(tmp_path / "toy", seed=0, recipe=TINY, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_recipe_validation(tmp_path):
+    with pytest.raises(ValueError, match="d_model=10 must be a multiple of n_heads=4"):
+        train_toy(tmp_path / "x", recipe=ToyRecipe(d_model=10, n_heads=4), progress=False)
+    with pytest.raises(ValueError, match="steps=0"):
+        train_toy(tmp_path / "x", recipe=TINY, steps=0, progress=False)
+    with pytest.raises(ValueError, match="seed"):
+        train_toy(tmp_path / "x", recipe=TINY, seed=-1, progress=False)
+    with pytest.raises(TypeError, match="ToyRecipe"):
+        train_toy(tmp_path / "x", recipe={"steps": 3}, progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+def test_batches_are_packed_copies():
+    r = ToyRecipe(vocab_size=64, batch_size=8, train_len=40, t_min=3, t_max=8)
+    x, copy = toy._batch(r, torch.Generator().manual_seed(0))
+    assert x.shape == copy.shape == (8, 40)
+    assert (x[:, 0] == 0).all() and (x[:, 1:] > 0).all()
+    assert not copy[:, :5].any()  # the first copy target is a_2 of the first copy: index >= 1 + t_min + 1
+    assert copy.float().mean() > 0.3  # most of each row after the first segment is copies
+    for i in range(8):  # every copy target repeats the token t positions back for some t in t_min..t_max
+        for j in torch.nonzero(copy[i]).flatten().tolist():
+            assert any(x[i, j] == x[i, j - t] and x[i, j - 1] == x[i, j - 1 - t] for t in range(3, 9))
+    again, _ = toy._batch(r, torch.Generator().manual_seed(0))
+    assert torch.equal(x, again)
+
+
+def test_phase_change_step():
+    log = {"checkpoints": {"step": [0, 10, 20, 30], "first_copy_loss": [4.0, 4.0, 4.0, 4.0],
+                           "second_copy_loss": [4.0, 3.8, 2.0, 0.5]}}
+    assert phase_change_step(log) == 20
+    log["checkpoints"]["second_copy_loss"] = [4.0, 4.0, 3.9, 3.8]
+    assert phase_change_step(log) is None
+
+
+def test_load_from_cache(tmp_path, monkeypatch):
+    """ensure/load use toy_dir(): point the cache at a tiny run and load final and a checkpoint."""
+    monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(tmp_path))
+    train_toy(toy.toy_dir(), seed=0, recipe=TINY, progress=False)
+    assert toy.toy_checkpoint_steps() == [0, 3, 6]
+    lm = toy.load_toy_model()
+    assert lm.name == "toy-gpt2" and lm.bos_token_id == 0 and lm.n_layers == 2
+    assert torch.equal(lm.ordinary_token_ids, torch.arange(1, 16))
+    early = toy.load_toy_model(step=3)
+    p_final = dict(lm.model.named_parameters())
+    assert any(not torch.equal(p, p_final[n]) for n, p in early.model.named_parameters())
+    with pytest.raises(ValueError, match="available steps: 0, 3, 6"):
+        toy.load_toy_model(step=4)
+    assert toy.load_training_log()["recipe"]["d_model"] == 8
