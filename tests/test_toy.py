@@ -46,12 +46,14 @@ def test_same_seed_same_weights(tmp_path):
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
 
 
-def test_training_leaves_global_rng_alone(tmp_path):
+def test_training_leaves_global_state_alone(tmp_path):
     torch.manual_seed(123)
     expect = torch.rand(3)
     torch.manual_seed(123)
+    threads = torch.get_num_threads()
     train_toy(tmp_path / "t", seed=0, recipe=TINY, steps=2, checkpoint_every=2, progress=False)
     assert torch.equal(torch.rand(3), expect)
+    assert torch.get_num_threads() == threads
 
 
 def test_interrupted_run_leaves_no_folder(tmp_path, monkeypatch):

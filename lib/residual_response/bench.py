@@ -23,6 +23,7 @@ of them alike. Ratios are formed from the medians.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import math
 import os
@@ -70,6 +71,9 @@ __all__ = [
     "non_embedding_params",
     "response_token_forwards",
     "gpu_estimates",
+    "flop_summary",
+    "BOOK_WORKLOADS",
+    "H100_TFLOPS",
 ]
 
 NAIVE_DEFINITION = (
@@ -106,8 +110,8 @@ PEAK_MEM_METHOD = (
 )
 #: Settings of ``--quick`` (a smoke test of the whole bench in about a minute).
 QUICK = dict(T=8, repeats=1, growth_T=(4, 8, 12), floor_schedules=("exact", "chunk-8", "planned", "packed"))
-#: Floor schedules timed by default.
-FLOOR_SCHEDULES = ("exact", "chunk-8", "planned", "packed")
+#: Floor schedules timed by default ('chunk-<b>' on request: it never won on our CPU).
+FLOOR_SCHEDULES = ("exact", "planned", "packed")
 #: Targets of the performance issue (speed is measured, not asserted by the tests).
 TARGETS = {"speedup": 3.0, "section_map_speedup": 5.0, "floor_fraction": 0.7, "max_rel_diff": 1e-4}
 
@@ -164,33 +168,64 @@ def response_token_forwards(N: int, L: int, l0s: Iterable[int], sources: Iterabl
     return float(N + sum(per_l0 * (L - l0) / L for l0 in l0s))
 
 
-def gpu_estimates(T: int = 40, n_sequences: int = 1, n_eps: int = 1, n_directions: int = 1,
-                  bf16_tflops: float = 989.0, fp32_tflops: float = 67.0,
-                  utilisation: Sequence[float] = (0.3, 0.5)) -> list[dict]:
-    """Seconds on one H100 for the paper's models, by FLOPs = 2 x non-embedding params x token-forwards.
+#: The book's workloads for the GPU estimate (published settings of its pages): sequences of
+#: ``N = 2T + 1`` tokens, one direction and one eps per source.
+BOOK_WORKLOADS = (
+    dict(work="one response tensor (bench: T=40, every source, l0=0)", T=40, n_sequences=1, l0="0", sources="all"),
+    dict(work="induction scores (emergence page: T=20, 4 seeds x repeated+control, l0=0)", T=20, n_sequences=8,
+         l0="0", sources="first copy"),
+    dict(work="full section map (T=16, 2 seeds x repeated+control, every l0)", T=16, n_sequences=4, l0="all",
+         sources="first copy"),
+)
+#: Sustained H100 throughput assumed for these batches (TFLOP/s, low and high): 30-50 % of the
+#: 989 dense bf16 tensor-core peak; 45-75 % of the 67 FP32 (TF32 off) peak.
+H100_TFLOPS = {"bfloat16": (300.0, 500.0), "float32": (30.0, 50.0)}
 
-    Two workloads per model, for ``n_sequences`` sequences of ``N = 2T + 1`` tokens with
-    ``n_eps x n_directions`` rows per source: one response tensor (all sources, ``l0 = 0``) and
-    the section map (all ``l0``, sources of the first copy only, as the induction scores use).
-    Attention score FLOPs (~ 4 N d per position and block, under 3 % here) are left out.
+
+def flop_summary(N: int, L: int, non_embedding: int, head: int) -> dict:
+    """FLOPs of the naive loop and of the necessary work (``2 x weights x positions``).
+
+    Naive: ``N + 1`` full passes (one clean, one per source) of ``N`` positions through the
+    blocks and the LM head (``head`` weights). Necessary: one clean pass plus positions
+    ``s..N-1`` of every source through the blocks. The section map repeats both for every
+    ``l0``: the naive loop always runs the whole model, the necessary work only blocks
+    ``l0..L-1``, and one clean pass serves all ``l0``. The ratio naive / necessary bounds the
+    speedup when both run their matrix products at the same rate.
     """
-    N = 2 * T + 1
-    rows = n_eps * n_directions
+    naive = 2.0 * (N + 1) * N * (non_embedding + head)
+    necessary = 2.0 * non_embedding * response_token_forwards(N, L, [0])
+    naive_map = L * naive
+    necessary_map = 2.0 * non_embedding * response_token_forwards(N, L, range(L))
+    return {"naive": naive, "necessary": necessary, "ratio": naive / necessary,
+            "section_map_naive": naive_map, "section_map_necessary": necessary_map,
+            "section_map_ratio": naive_map / necessary_map}
+
+
+def gpu_estimates(workloads: Sequence[dict] = BOOK_WORKLOADS, tflops: dict | None = None) -> list[dict]:
+    """Seconds on one H100 for the paper's models: ``2 x non-embedding params x token-forwards / throughput``.
+
+    Token-forwards (:func:`response_token_forwards`) count the necessary work of the engine:
+    one clean pass per sequence plus, for every ``l0`` and source ``s``, positions ``s..N-1``
+    through blocks ``l0..L-1``. Attention score FLOPs (``~4 N d`` per position and block, a few
+    per cent at these ``N``) and the LM head (never run) are left out. ``tflops`` maps a dtype to
+    ``(low, high)`` sustained TFLOP/s (default :data:`H100_TFLOPS`).
+    """
+    tflops = dict(H100_TFLOPS if tflops is None else tflops)
     out = []
     for name, dims in PAPER_MODELS.items():
         P = non_embedding_params(**dims)
         L = dims["layers"]
-        for work, l0s, sources in (
-            ("response tensor (l0=0, all sources)", [0], None),
-            ("section map (all l0, first-copy sources)", range(L), range(1, T + 1)),
-        ):
-            tf = n_sequences * response_token_forwards(N, L, l0s, sources, rows)
+        for w in workloads:
+            T = int(w["T"])
+            N = 2 * T + 1
+            l0s = range(L) if w.get("l0", "0") == "all" else [int(w.get("l0", 0))]
+            sources = range(1, T + 1) if w.get("sources", "all") == "first copy" else None
+            tf = int(w.get("n_sequences", 1)) * response_token_forwards(N, L, l0s, sources, int(w.get("rows_per_source", 1)))
             flops = 2.0 * P * tf
-            row = {"model": name, "work": work, "layers": L, "non_embedding_params": P, "token_forwards": tf,
+            row = {"model": name, "work": w["work"], "layers": L, "non_embedding_params": P, "token_forwards": tf,
                    "tflop": flops / 1e12}
-            for dtype, peak in (("bfloat16", bf16_tflops), ("float32", fp32_tflops)):
-                lo, hi = (flops / (u * peak * 1e12) for u in (max(utilisation), min(utilisation)))
-                row[f"{dtype}_s_low"], row[f"{dtype}_s_high"] = lo, hi
+            for dtype, (lo, hi) in tflops.items():
+                row[f"{dtype}_s_low"], row[f"{dtype}_s_high"] = flops / (hi * 1e12), flops / (lo * 1e12)
             out.append(row)
     return out
 
@@ -323,7 +358,8 @@ def floor_passes(lm: LoadedModel, tokens: torch.Tensor, clean: _CleanPass, l0: i
 def _timed_clean(lm: LoadedModel, tokens: torch.Tensor) -> tuple[_CleanPass, float]:
     _sync(lm)
     start = time.perf_counter()
-    clean = _CleanPass(lm, tokens, list(range(lm.n_layers + 1)), want_cache=True, capture_attention=True)
+    clean = _CleanPass(lm, tokens, list(range(lm.n_layers + 1)), want_cache=True, capture_attention=True,
+                       keep_cache=True)
     _sync(lm)
     return clean, time.perf_counter() - start
 
@@ -429,8 +465,8 @@ def run_bench(
         floor_schedules: schedules timed for the floor at ``l0 = 0`` (see :data:`FLOOR_DEFINITION`).
         naive_l0: ``l0`` values at which the naive section map is measured (default ``0, L//2, L-1``).
         section: also time the full section map (every ``l0``).
-        growth_T: lengths for the growth with sequence length (engine and floor; naive up to
-            ``naive_growth_max_T``, default ``T``).
+        growth_T: lengths for the growth with sequence length (engine; floor and naive up to
+            ``naive_growth_max_T``, default ``T``, as they cost the most).
         quick: only recorded (``QUICK`` holds the settings of a smoke test).
         log: progress lines (``None``: quiet).
     """
@@ -570,14 +606,15 @@ def _run(lm, *, T, eps, seed, repeats, floor_schedules, naive_l0, section, growt
             with track("growth"):
                 _, t = _timed(lambda: engine(0, toks), lm)
                 g["engine"].append(t)
-                clean, t_clean = _timed_clean(lm, toks)
-                g["floor"].append(t_clean + floor_passes(lm, toks, clean, 0, _schedule(best_schedule, range(n), n, lm),
-                                                         eps, d_t, packed=best_schedule == "packed"))
-                if t_len <= naive_growth_max_T:
+                if t_len <= naive_growth_max_T:  # floor and naive up to the main length (cost)
+                    clean, t_clean = _timed_clean(lm, toks)
+                    g["floor"].append(t_clean + floor_passes(lm, toks, clean, 0,
+                                                             _schedule(best_schedule, range(n), n, lm), eps, d_t,
+                                                             packed=best_schedule == "packed"))
                     _, t = _timed(lambda: naive_response(lm, toks, eps, 0, d_t), lm)
                     g["naive"].append(t)
-            say(f"[bench] repeat {rep + 1}: growth T={t_len} N={n}: engine {g['engine'][-1]:.2f} s, "
-                f"floor {g['floor'][-1]:.2f} s" + (f", naive {g['naive'][-1]:.2f} s" if g["naive"] else ""))
+            say(f"[bench] repeat {rep + 1}: growth T={t_len} N={n}: engine {g['engine'][-1]:.2f} s"
+                + (f", floor {g['floor'][-1]:.2f} s, naive {g['naive'][-1]:.2f} s" if g["naive"] else ""))
 
     # --- the record ---------------------------------------------------------------------------
     naive_s, engine_s, floor_s = (_median(runs[k]) for k in ("naive", "engine", "floor"))
@@ -591,6 +628,7 @@ def _run(lm, *, T, eps, seed, repeats, floor_schedules, naive_l0, section, growt
                                 for b in _schedule(name, sources, N, lm)) for name in floor_schedules},
     }
     record = {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "model": lm.name,
         "family": lm.family,
         "device": str(lm.device),
@@ -601,6 +639,7 @@ def _run(lm, *, T, eps, seed, repeats, floor_schedules, naive_l0, section, growt
         "n_layers": L,
         "d_model": lm.d_model,
         "non_embedding_params": non_embedding_params(**_model_dims(lm)),
+        "vocab_size": lm.vocab_size,
         "eps": eps,
         "n_directions": 1,
         "seed": seed,
@@ -652,6 +691,10 @@ def _run(lm, *, T, eps, seed, repeats, floor_schedules, naive_l0, section, growt
         ] if section else [],
         "layers_expected": GROWTH_EXPECTED_LAYERS,
     }
+    flops = flop_summary(N, L, record["non_embedding_params"], lm.vocab_size * lm.d_model)
+    record["flops"] = flops
+    record["engine_gflops_per_s"] = flops["necessary"] / engine_s / 1e9 if engine_s else None
+    record["naive_gflops_per_s"] = flops["naive"] / naive_s / 1e9 if naive_s else None
     record["peak_mem_mb"] = _maxrss_mb()
     record["peak_mem_method"] = PEAK_MEM_METHOD
     record["peak_mem_by_phase_mb"] = mem
@@ -659,10 +702,12 @@ def _run(lm, *, T, eps, seed, repeats, floor_schedules, naive_l0, section, growt
         record["cuda_peak_allocated_mb_by_phase"] = cuda_mem
     record["model_weights_mb"] = sum(p.numel() * p.element_size() for p in lm.model.parameters()) / 2**20
     record["targets"] = dict(TARGETS)
+    if lm.dtype in (torch.bfloat16, torch.float16):  # 16-bit rounding differs between batch shapes
+        record["targets"]["max_rel_diff"] = 5e-2
     met = {
         "speedup": record["speedup"] is not None and record["speedup"] >= TARGETS["speedup"],
         "floor_fraction": record["floor_fraction"] is not None and record["floor_fraction"] >= TARGETS["floor_fraction"],
-        "max_rel_diff": record["max_rel_diff"] <= TARGETS["max_rel_diff"],
+        "max_rel_diff": record["max_rel_diff"] <= record["targets"]["max_rel_diff"],
     }
     if section:
         sm = record["section_map"]

@@ -313,6 +313,10 @@ def _packing_supported(lm: LoadedModel) -> bool:
     return getattr(lm.model.config, "_attn_implementation", None) in _PACKABLE_ATTENTION
 
 
+class _TapUnsupported(RuntimeError):
+    """The model's attention cannot be tapped (the engine then uses padded passes)."""
+
+
 @contextlib.contextmanager
 def _attention_tap(lm: LoadedModel, tap):
     """Route every attention call of ``lm`` through ``tap(module, original, q, k, v, mask, **kw)``.
@@ -332,7 +336,10 @@ def _attention_tap(lm: LoadedModel, tap):
         if had_local:
             return previous
         if impl == "eager":
-            return getattr(sys.modules[type(module).__module__], "eager_attention_forward")
+            fn = getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
+            if fn is None:
+                raise _TapUnsupported(f"{type(module).__name__} has no eager_attention_forward")
+            return fn
         return ALL_ATTENTION_FUNCTIONS._global_mapping[impl]
 
     def routed(module, query, key, value, attention_mask, **kwargs):
@@ -349,16 +356,20 @@ def _attention_tap(lm: LoadedModel, tap):
 
 
 class _CleanPass:
-    """The unperturbed pass: streams at the ``need`` layers, their norms, the K/V cache.
+    """The unperturbed pass: streams at the ``need`` layers, their norms, the prefix for the rows.
 
-    With ``capture_attention`` it also keeps, per block, the keys, values and mask its attention
-    function received (``self.attention[l] = (k [1, KV, N, hd], v, mask or None)``), which the
-    packed pass hands to the perturbed rows as their clean prefix.
+    With ``want_cache`` (prefix reuse) the perturbed rows need the clean keys and values. Where
+    the model's attention can be tapped (``capture_attention``, sdpa or eager) they are kept as
+    the attention function received them, per block: ``self.attention[l] = (k [1, KV, N, hd], v,
+    mask or None)``, for the packed passes; otherwise as the Hugging Face cache (``self.cache``)
+    for padded passes. ``keep_cache`` keeps the cache in both cases (the bench's floor times both
+    kinds of passes).
     """
 
     def __init__(self, lm: LoadedModel, tokens: torch.Tensor, need: list[int], want_cache: bool,
-                 capture_attention: bool = False):
+                 capture_attention: bool = False, keep_cache: bool = False):
         L = lm.n_layers
+        N = tokens.shape[0]
         need = sorted(set(need))
         got: dict[int, torch.Tensor] = {}
         current = {"block": None}
@@ -382,14 +393,26 @@ class _CleanPass:
             return original(module, query, key, value, attention_mask, **kwargs)
 
         hooks = [(lm.blocks[l], "pre", make_pre(l)) for l in range(L)] + [(lm.blocks[L - 1], "post", post)]
-        capture = capture_attention and _packing_supported(lm)
-        with hooked(hooks), torch.no_grad(), (_attention_tap(lm, tap) if capture else contextlib.nullcontext()):
-            out = lm.base_model(input_ids=tokens.to(lm.device)[None], use_cache=want_cache)
-        self.cache = (getattr(out, "cache", None) or getattr(out, "past_key_values", None)) if want_cache else None
-        # only if every block's attention went through the tap with the keys of all N positions
-        N = tokens.shape[0]
-        complete = capture and len(attention) == L and all(k.shape[0] == 1 and k.shape[-2] == N for k, _, _ in attention.values())
-        self.attention = attention if complete else None
+        ids = tokens.to(lm.device)[None]
+        capture = want_cache and capture_attention and _packing_supported(lm)
+        out = None
+        if capture:
+            try:
+                with hooked(hooks), torch.no_grad(), _attention_tap(lm, tap):
+                    out = lm.base_model(input_ids=ids, use_cache=keep_cache)
+            except _TapUnsupported:
+                out = None
+        # packed passes only if every block's attention went through the tap with all N keys
+        complete = (out is not None and len(attention) == L
+                    and all(k.shape[0] == 1 and k.shape[-2] == N for k, _, _ in attention.values()))
+        if complete:
+            self.attention = attention
+            self.cache = (getattr(out, "cache", None) or getattr(out, "past_key_values", None)) if keep_cache else None
+        else:  # the plain pass (again, if the tap failed), with the cache for padded passes
+            with hooked(hooks), torch.no_grad():
+                out = lm.base_model(input_ids=ids, use_cache=want_cache)
+            self.attention = None
+            self.cache = (getattr(out, "cache", None) or getattr(out, "past_key_values", None)) if want_cache else None
         self.attn_implementation = lm.model.config._attn_implementation
         self.streams = got  # {l: [N, d]}
         self.norms = {l: got[l].double().norm(dim=-1) for l in need}  # {l: [N]} float64
