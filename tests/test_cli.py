@@ -89,3 +89,22 @@ def test_unwritable_out_exit_2(tmp_path):
                 "--out", str(tmp_path / "missing" / "x.npz")])
     assert proc.returncode == 2 and proc.stderr.startswith("error: cannot write --out")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_bfloat16_warns_in_one_line_and_runs(tmp_path):
+    """bf16 is allowed, with one warning line saying the regime moves (its floor is ~1e-2)."""
+    out = tmp_path / "reg.json"
+    proc = run(["regime", "--model", "random-llama", "--dtype", "bfloat16", "--length", "3", "--eps-min", "1e-3",
+                "--eps-max", "1", "--points", "7", "--out", str(out), "--no-progress"])
+    assert proc.returncode == 0, proc.stderr
+    warning_lines = [l for l in proc.stderr.splitlines() if l.startswith("warning:")]
+    assert len(warning_lines) == 1 and "1e-02" in warning_lines[0] and "regime" in warning_lines[0]
+    assert "Traceback" not in proc.stderr and out.exists()
+
+
+def test_low_precision_warning_from_the_api():
+    from residual_response.models import LowPrecisionWarning, load_model
+
+    with pytest.warns(LowPrecisionWarning, match="universal regime moves up"):
+        lm = load_model("random-gpt2", dtype="bfloat16")
+    assert str(lm.dtype) == "torch.bfloat16"

@@ -65,6 +65,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="registry name (see `models`), local folder or Hugging Face id")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"], help="default float32")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
+    p.add_argument("--device-map", choices=["auto"], default=None,
+                   help="auto: spread a model too large for one GPU over all visible GPUs (accelerate)")
     p.add_argument("--layer", type=_nonneg_int, default=0, help="perturbed stream l0 (default 0)")
     p.add_argument("--out", required=True, help="output file")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -148,7 +150,7 @@ def _load(args):
     from .models import ModelUnavailableError, load_model
 
     try:
-        return load_model(args.model, device=args.device, dtype=args.dtype)
+        return load_model(args.model, device=args.device, dtype=args.dtype, device_map=args.device_map)
     except ModelUnavailableError as exc:
         raise CLIError(str(exc)) from None
 
@@ -254,19 +256,28 @@ COMMANDS = {"models": _cmd_models, "response": _cmd_response, "induction": _cmd_
             "regime": _cmd_regime, "section-map": _cmd_section_map}
 
 
+def _one_line_warnings(message, category, filename, lineno, file=None, line=None):
+    """Warnings on the command line: one line, no source location."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
-    except CLIError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError) as exc:
-        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    import warnings
+
+    with warnings.catch_warnings():  # restores the global warning printer afterwards
+        warnings.showwarning = _one_line_warnings
+        try:
+            args = build_parser().parse_args(argv)
+            return COMMANDS[args.command](args)
+        except CLIError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except (ValueError, TypeError) as exc:
+            print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ __all__ = [
     "LoadedModel",
     "ModelSpec",
     "ModelUnavailableError",
+    "LowPrecisionWarning",
     "REGISTRY",
     "cache_dir",
     "load_model",
@@ -44,6 +45,15 @@ __all__ = [
 ]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+#: Relative rounding step of each dtype, roughly: below ``eps`` of about this size a finite
+#: perturbation drowns in rounding (the lower end of the universal regime).
+ROUNDING_FLOOR = {torch.float64: 1e-15, torch.float32: 1e-6, torch.bfloat16: 1e-2, torch.float16: 1e-3}
+
+
+class LowPrecisionWarning(UserWarning):
+    """A 16-bit model: its rounding floor is close to the strengths the book uses."""
 
 
 class ModelUnavailableError(RuntimeError):
@@ -532,6 +542,13 @@ def load_model(name_or_path: str, device: str | torch.device = "cpu", dtype: str
         raise TypeError(f"model name must be a non-empty string, got {name_or_path!r}")
     dev = resolve_device(device)
     dt = resolve_dtype(dtype)
+    if dt in (torch.bfloat16, torch.float16):
+        import warnings
+
+        warnings.warn(
+            f"{str(dt).replace('torch.', '')} rounds at ~{ROUNDING_FLOOR[dt]:.0e} relative: the universal regime moves up "
+            f"to eps of order 1e-1 or vanishes; find it (`residual-response regime`) before trusting chi at eps=1e-2, "
+            f"or use float32", LowPrecisionWarning, stacklevel=2)
     if name_or_path in REGISTRY:
         spec = REGISTRY[name_or_path]
         if device_map is not None:

@@ -19,10 +19,27 @@ import numpy as np
 
 from .response import ResponseResult
 
-__all__ = ["RegimeInterval", "widest_flat_interval", "layer_curves", "universal_regime", "DEFAULT_EPS_GRID"]
+__all__ = ["RegimeInterval", "widest_flat_interval", "layer_curves", "universal_regime", "log_eps_grid", "DEFAULT_EPS_GRID"]
 
 #: 1e-8 .. 1, four points per decade
 DEFAULT_EPS_GRID = tuple(float(x) for x in np.logspace(-8, 0, 33))
+
+
+def log_eps_grid(eps_min: float, eps_max: float, points_per_decade: float) -> np.ndarray:
+    """Log-spaced strengths from ``eps_min`` to ``eps_max`` (both included), ``points_per_decade`` a decade.
+
+    Why per decade: the regime's width is measured in decades, so a grid fixed per decade gives
+    the same resolution whatever the range. ``[n]`` float64, ``n = round(decades x ppd) + 1``.
+    """
+    for name, value in (("eps_min", eps_min), ("eps_max", eps_max), ("points_per_decade", points_per_decade)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+            raise TypeError(f"{name} must be a number, got {value!r}")
+        if not np.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    if eps_min >= eps_max:
+        raise ValueError(f"eps_min ({eps_min!r}) must be below eps_max ({eps_max!r})")
+    n = int(round(np.log10(eps_max / eps_min) * points_per_decade)) + 1
+    return np.logspace(np.log10(eps_min), np.log10(eps_max), max(n, 2))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,134 @@
+"""Tidy tables of results, the shape the book's charts and tables take.
+
+Why a module of its own: every page turns the same arrays (response matrices, section maps) into
+long-form tables for altair and into summaries it quotes in the text. Doing it here keeps the
+notebooks free of analysis code and lets the tests check the arithmetic (the distance profile's
+diagonal averages, the section map's one-block steps) on arrays whose answer is known.
+
+Conventions: ``chi`` is a response matrix stack ``[n_read, n_src, N]`` (read layer, source row,
+target position) as in :class:`.induction.StripeData` (``matrices[kind]``) averaged over seeds; ``read_layers``
+names its first axis and ``sources`` its second (the source *positions*).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .induction import SectionMap
+
+__all__ = ["spread", "matrix_frame", "distance_profile", "stripe_mean", "section_map_frame", "section_steps"]
+
+
+def spread(lo: int, hi: int, n: int) -> list[int]:
+    """``n`` integers evenly spread over ``lo..hi`` (both ends included), without repeats.
+
+    Why: pages show "a few layers spread over the depth" or "a few sources spread over the
+    sequence"; rounding ``linspace`` can repeat a value when ``n`` exceeds the range, so the
+    result may be shorter than ``n``.
+    """
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (lo, hi, n)):
+        raise TypeError(f"spread takes integers, got lo={lo!r}, hi={hi!r}, n={n!r}")
+    if n < 1 or hi < lo:
+        raise ValueError(f"spread needs n >= 1 and hi >= lo, got lo={lo}, hi={hi}, n={n}")
+    return sorted({int(x) for x in np.linspace(lo, hi, n).round()})
+
+
+def _check_stack(chi: np.ndarray, read_layers: Sequence[int], sources: Sequence[int]) -> np.ndarray:
+    chi = np.asarray(chi)
+    if chi.ndim != 3 or chi.shape[:2] != (len(read_layers), len(sources)):
+        raise ValueError(f"chi must be [n_read={len(read_layers)}, n_src={len(sources)}, N], got shape {chi.shape}")
+    return chi
+
+
+def _layer_index(read_layers: Sequence[int], layer: int) -> int:
+    layers = [int(l) for l in read_layers]
+    if int(layer) not in layers:
+        raise ValueError(f"layer {layer!r} was not read; read layers: {layers}")
+    return layers.index(int(layer))
+
+
+def matrix_frame(chi: np.ndarray, read_layers: Sequence[int], sources: Sequence[int], layers: Sequence[int],
+                 floor: float = 1e-12) -> pd.DataFrame:
+    """Rows ``(layer, source, target, log10 chi)`` for every target ``t >= s`` of the given layers.
+
+    Entries before the source are exact zeros (causality) and left out, so a heatmap leaves them
+    blank; values below ``floor`` are clipped to it before the log.
+    """
+    chi = _check_stack(chi, read_layers, sources)
+    N = chi.shape[-1]
+    rows = [
+        (int(l), int(s), t, float(np.log10(max(chi[_layer_index(read_layers, l), j, t], floor))))
+        for l in layers
+        for j, s in enumerate(sources)
+        for t in range(int(s), N)
+    ]
+    return pd.DataFrame(rows, columns=["layer", "source", "target", "log10 chi"])
+
+
+def distance_profile(chi: np.ndarray, read_layers: Sequence[int], sources: Sequence[int],
+                     layers: Sequence[int]) -> pd.DataFrame:
+    """Mean response at each distance ``d = t - s >= 1`` over the sources, per layer.
+
+    Rows ``(layer, distance, mean chi, n)``: the average of ``chi[l](s, s + d)`` over the sources
+    whose target ``s + d`` lies inside the sequence (``n`` of them). This is how far, and how
+    strongly, a perturbation has spread after ``l`` blocks.
+    """
+    chi = _check_stack(chi, read_layers, sources)
+    N = chi.shape[-1]
+    rows = []
+    for l in layers:
+        m = chi[_layer_index(read_layers, l)]  # [n_src, N]
+        for d in range(1, N - min(int(s) for s in sources)):
+            vals = [m[j, int(s) + d] for j, s in enumerate(sources) if int(s) + d < N]
+            rows.append((int(l), d, float(np.mean(vals)), len(vals)))
+    return pd.DataFrame(rows, columns=["layer", "distance", "mean chi", "n"])
+
+
+def stripe_mean(chi: np.ndarray, read_layers: Sequence[int], layer: int, rows: Sequence[int],
+                targets: Sequence[int]) -> float:
+    """Mean of ``chi[layer]`` over the entries ``(rows[i], targets[i])`` (rows index the sources axis)."""
+    rows, targets = np.asarray(rows, dtype=int), np.asarray(targets, dtype=int)
+    if rows.shape != targets.shape or rows.size == 0:
+        raise ValueError(f"rows and targets must be non-empty and of one length, got {rows.size} and {targets.size}")
+    chi = np.asarray(chi)
+    return float(chi[_layer_index(read_layers, layer), rows, targets].mean())
+
+
+def section_map_frame(sm: SectionMap) -> pd.DataFrame:
+    """Rows ``(perturbed layer l0, read layer l, log2 score, score)`` of the finite, positive cells."""
+    return pd.DataFrame(
+        [(int(l0), l, float(np.log2(v)), float(v)) for l0, row in zip(sm.perturb_layers, sm.score)
+         for l, v in enumerate(row) if np.isfinite(v) and v > 0],
+        columns=["perturbed layer l0", "read layer l", "log2 score", "score"],
+    )
+
+
+def section_steps(sm: SectionMap, model: str | None = None) -> pd.DataFrame:
+    """Per perturbed layer ``l0``: the block whose one-block increase of the score is largest.
+
+    Block ``b`` turns stream ``b`` into stream ``b + 1``; the score at ``l0`` itself counts as 1
+    (no stripe before any block has run). Columns: ``model, l0, largest step at block, step,
+    max score, CI low, CI high, at layer`` (the row's largest score with its interval). Rows with
+    no read layer after ``l0`` are left out.
+    """
+    rows = []
+    for i, l0 in enumerate(sm.perturb_layers):
+        row = np.array(sm.score[i], dtype=float)  # [L+1]
+        row[l0] = 1.0
+        reads = np.arange(l0 + 1, len(row))
+        if len(reads) == 0 or not np.isfinite(row[reads]).any():
+            continue
+        steps = row[reads] - row[reads - 1]
+        k = int(np.nanargmax(steps))
+        top = int(reads[np.nanargmax(row[reads])])
+        rows.append({
+            "model": model if model is not None else sm.model, "l0": int(l0),
+            "largest step at block": int(reads[k] - 1), "step": float(steps[k]),
+            "max score": float(sm.score[i, top]), "CI low": float(sm.ci_low[i, top]),
+            "CI high": float(sm.ci_high[i, top]), "at layer": top,
+        })
+    return pd.DataFrame(rows, columns=["model", "l0", "largest step at block", "step", "max score", "CI low",
+                                       "CI high", "at layer"])

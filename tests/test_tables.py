@@ -1,0 +1,97 @@
+"""Tidy tables and grids: arithmetic checked on arrays whose answer is known (exact comparisons)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from residual_response.induction import SectionMap
+from residual_response.tables import (distance_profile, matrix_frame, section_map_frame, section_steps, spread,
+                                      stripe_mean)
+
+
+def test_spread_includes_both_ends_and_never_repeats():
+    assert spread(1, 30, 4) == [1, 11, 20, 30]
+    assert spread(0, 2, 10) == [0, 1, 2]
+    assert spread(5, 5, 3) == [5]
+    with pytest.raises(ValueError, match="hi >= lo"):
+        spread(3, 1, 2)
+    with pytest.raises(TypeError, match="integers"):
+        spread(0, 1.5, 2)
+
+
+def _stack():
+    # chi[l, j, t] = 100 * layer_index + 10 * j + t, zero below each source (sources 1, 2; N = 5)
+    sources, reads, N = [1, 2], [3, 7], 5
+    chi = np.zeros((2, 2, N))
+    for i in range(2):
+        for j, s in enumerate(sources):
+            for t in range(s, N):
+                chi[i, j, t] = 100 * i + 10 * j + t
+    return chi, reads, sources
+
+
+def test_matrix_frame_keeps_targets_from_the_source_on():
+    chi, reads, sources = _stack()
+    df = matrix_frame(chi, reads, sources, layers=[7])
+    assert len(df) == (5 - 1) + (5 - 2)
+    assert (df.target >= df.source).all() and set(df.layer) == {7}
+    row = df[(df.source == 2) & (df.target == 4)].iloc[0]
+    assert row["log10 chi"] == pytest.approx(np.log10(100 + 10 + 4), abs=1e-12)
+    with pytest.raises(ValueError, match="not read"):
+        matrix_frame(chi, reads, sources, layers=[4])
+    with pytest.raises(ValueError, match="must be"):
+        matrix_frame(chi[:, :1], reads, sources, layers=[3])
+
+
+def test_distance_profile_averages_diagonals():
+    chi, reads, sources = _stack()
+    df = distance_profile(chi, reads, sources, layers=[3]).set_index("distance")
+    # d = 1: (j=0, t=2) -> 2 and (j=1, t=3) -> 13; d = 3: only (j=0, t=4) -> 4
+    assert df.loc[1, "mean chi"] == pytest.approx(7.5, abs=1e-12) and df.loc[1, "n"] == 2
+    assert df.loc[3, "mean chi"] == pytest.approx(4.0, abs=1e-12) and df.loc[3, "n"] == 1
+    assert list(df.index) == [1, 2, 3]
+
+
+def test_stripe_mean_picks_the_entries():
+    chi, reads, sources = _stack()
+    assert stripe_mean(chi, reads, 7, [0, 1], [3, 4]) == pytest.approx((103 + 114) / 2, abs=1e-12)
+    with pytest.raises(ValueError, match="one length"):
+        stripe_mean(chi, reads, 7, [0, 1], [3])
+
+
+def _map():
+    nan = np.nan
+    score = np.array([[nan, 1.1, 1.2, 4.0, 4.5],   # l0 = 0: largest step at block 2 (stream 2 -> 3)
+                      [nan, nan, nan, 0.9, 1.0]])  # l0 = 2: step at block 2 is 1 -> 0.9, block 3: +0.1
+    return SectionMap(model="m", length=4, seeds=[0], perturb_layers=[0, 2], read_layers=[1, 2, 3, 4],
+                      score=score, ci_low=score - 0.5, ci_high=score + 0.5, duplicate_score=score)
+
+
+def test_section_steps_find_the_block_that_writes_the_stripe():
+    steps = section_steps(_map())
+    first = steps[steps.l0 == 0].iloc[0]
+    assert first["largest step at block"] == 2 and first["step"] == pytest.approx(2.8, abs=1e-12)
+    assert first["at layer"] == 4 and first["max score"] == pytest.approx(4.5, abs=1e-12)
+    second = steps[steps.l0 == 2].iloc[0]
+    assert second["largest step at block"] == 3 and second["CI low"] == pytest.approx(0.5, abs=1e-12)
+
+
+def test_section_map_frame_drops_the_empty_cells():
+    df = section_map_frame(_map())
+    assert len(df) == 4 + 2
+    assert isinstance(df, pd.DataFrame) and (df["read layer l"] > df["perturbed layer l0"]).all()
+    assert df["log2 score"].iloc[2] == pytest.approx(np.log2(4.0), abs=1e-12)
+
+
+def test_log_eps_grid_per_decade():
+    from residual_response.regime import log_eps_grid
+
+    g = log_eps_grid(1e-6, 1.0, 2)
+    assert len(g) == 13 and g[0] == pytest.approx(1e-6, rel=1e-12) and g[-1] == pytest.approx(1.0, rel=1e-12)
+    assert np.allclose(np.diff(np.log10(g)), 0.5, atol=1e-12)
+    with pytest.raises(ValueError, match="must be below"):
+        log_eps_grid(1.0, 1e-3, 2)
+    with pytest.raises(ValueError, match="eps_min must be a finite number > 0"):
+        log_eps_grid(-1e-3, 1.0, 2)
+    with pytest.raises(TypeError, match="points_per_decade must be a number"):
+        log_eps_grid(1e-3, 1.0, "4")
