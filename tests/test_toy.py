@@ -120,3 +120,65 @@ def test_load_from_cache(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="available steps: 0, 3, 6"):
         toy.load_toy_model(step=4)
     assert toy.load_training_log()["recipe"]["d_model"] == 8
+
+
+def test_checkpoint_subsample():
+    steps = list(range(0, 2001, 50))
+    got = toy.checkpoint_subsample(steps, 6, around=800, n_around=1)
+    assert got == [0, 750, 800, 850, 1000, 2000]  # ends, the window, one evenly spaced extra
+    got = toy.checkpoint_subsample(reversed(steps), 10, around=810, n_around=2)
+    assert len(got) == 10 and got == sorted(got) and {0, 700, 750, 800, 850, 900, 2000} <= set(got)
+    assert toy.checkpoint_subsample(steps, 2) == [0, 2000]
+    assert toy.checkpoint_subsample(steps, 3, around=800, n_around=3) == [0, 650, 700, 750, 800, 850, 900, 950, 2000]
+    assert toy.checkpoint_subsample([0, 10], 50, around=0, n_around=5) == [0, 10]  # never more than there are
+    with pytest.raises(ValueError, match="n must be an int >= 2"):
+        toy.checkpoint_subsample(steps, 1)
+    with pytest.raises(ValueError, match="n_around"):
+        toy.checkpoint_subsample(steps, 4, around=5, n_around=-1)
+
+
+def test_rise_step():
+    steps = [0, 10, 20, 30, 40]
+    assert toy.rise_step(steps, [1.0, 1.0, 2.0, 3.0, 3.0]) == 20  # half of the rise 1 -> 3 is 2
+    assert toy.rise_step(steps, [1.0, 1.0, 2.0, 3.0, 3.0], fraction=0.9) == 30
+    assert toy.rise_step(steps, [3.0, 2.0, 1.0, 1.0, 1.0]) is None  # falls: no rise
+    assert toy.rise_step(steps, [1.0, 1.1, 1.0, 1.1, 1.1], min_rise=0.5) is None
+    with pytest.raises(ValueError, match="ascending"):
+        toy.rise_step([0, 0, 1], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="finite"):
+        toy.rise_step([0, 1], [1.0, float("nan")])
+    with pytest.raises(ValueError, match="equal length"):
+        toy.rise_step([0, 1], [1.0])
+    # the phase change step is the rise step of the second-copy advantage
+    log = {"checkpoints": {"step": [0, 10, 20, 30], "first_copy_loss": [4.0, 4.0, 4.0, 4.0],
+                           "second_copy_loss": [4.0, 3.8, 2.0, 0.5]}}
+    adv = [f - s for f, s in zip(log["checkpoints"]["first_copy_loss"], log["checkpoints"]["second_copy_loss"])]
+    assert toy.rise_step(log["checkpoints"]["step"], adv) == phase_change_step(log)
+
+
+def test_induction_through_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(tmp_path))
+    train_toy(toy.toy_dir(), seed=0, recipe=TINY, progress=False)
+    out = toy.induction_through_training([0, 6], T=4, seeds=2, matrices_at=[6], n_boot=50)
+    assert out["read_layers"] == [0, 1, 2] and out["sources"] == [1, 2, 3, 4]
+    assert [(r["step"], r["layer"]) for r in out["rows"]] == [(0, 1), (0, 2), (6, 1), (6, 2)]
+    for r in out["rows"]:
+        assert 0 <= r["attention_control"] <= 1 and 0 < r["attention"] <= 1 and 0 <= r["previous_token"] <= 1
+        assert r["response_lo"] <= r["response"] <= r["response_hi"] and r["response"] > 0
+        assert r["attention_head"] in range(2)
+    assert list(out["matrices"]) == [6]
+    assert out["matrices"][6]["repeated"].shape == (3, 4, 9) == out["matrices"][6]["control"].shape
+    # the rows agree with the scores they are made of
+    from residual_response.attention import induction_attention_scores
+    from residual_response.induction import induction_scores
+
+    lm = toy.load_toy_model(step=6)
+    att = induction_attention_scores(lm, T=4, seeds=range(2), n_boot=50)["repeated"]["mean"]
+    res = induction_scores(lm, T=4, seeds=2, n_boot=50)
+    row = out["rows"][3]
+    assert row["attention"] == pytest.approx(float(att[1].max()))
+    assert row["response"] == pytest.approx(res.score[2])
+    with pytest.raises(ValueError, match="not among the measured steps"):
+        toy.induction_through_training([0], T=4, seeds=1, matrices_at=[6])
+    with pytest.raises(ValueError, match="seeds must be an int >= 1"):
+        toy.induction_through_training([0], T=4, seeds=0)

@@ -57,10 +57,13 @@ from .sequences import InductionLayout
 __all__ = [
     "ToyRecipe",
     "DEFAULT_RECIPE",
+    "checkpoint_subsample",
     "ensure_toy_model",
+    "induction_through_training",
     "load_toy_model",
     "load_training_log",
     "phase_change_step",
+    "rise_step",
     "toy_checkpoint_steps",
     "toy_dir",
     "train_toy",
@@ -479,3 +482,165 @@ def load_toy_model(device: str | torch.device = "cpu", dtype: str | torch.dtype 
         TOY_NAME, model, None, bos_token_id=BOS, ordinary_token_ids=torch.arange(1, vocab),
         source=str(path) if step is None else f"{path} (training step {step})",
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Following induction through training
+# --------------------------------------------------------------------------------------------
+
+
+def checkpoint_subsample(steps, n: int, around: int | None = None, n_around: int = 2) -> list[int]:
+    """About ``n`` of the checkpoint ``steps``: always the first, the last, and ``around`` with neighbours.
+
+    Why: measuring every checkpoint costs too much for a quick build, but the interesting part of
+    training is the phase change; a subsample must keep the steps around it so that a rise there
+    is resolved, and spread the rest evenly so that the plateaus before and after are seen.
+
+    The checkpoint nearest ``around`` and ``n_around`` checkpoints on each side of it are always
+    kept, with the first and last; the remaining ``n`` minus those are the checkpoints nearest
+    to evenly spaced steps between the first and the last. When the kept ones already number
+    ``n`` or more, they are returned alone (the result may then exceed ``n``).
+
+    Args:
+        steps: available checkpoint steps (any order; duplicates ignored).
+        n: wanted number of steps, ``>= 2``.
+        around: the step to resolve (e.g. :func:`phase_change_step`); ``None`` for none.
+        n_around: neighbours kept on each side of ``around``, ``>= 0``.
+
+    Returns:
+        the chosen steps, ascending.
+    """
+    steps = sorted({int(s) for s in steps})
+    if not steps:
+        raise ValueError("steps is empty")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ValueError(f"n must be an int >= 2, got {n!r}")
+    if isinstance(n_around, bool) or not isinstance(n_around, int) or n_around < 0:
+        raise ValueError(f"n_around must be an int >= 0, got {n_around!r}")
+    chosen = {0, len(steps) - 1}
+    if around is not None:
+        i0 = min(range(len(steps)), key=lambda i: abs(steps[i] - around))
+        chosen.update(range(max(0, i0 - n_around), min(len(steps), i0 + n_around + 1)))
+    extra = n - len(chosen)
+    if extra > 0:
+        targets = [steps[0] + (steps[-1] - steps[0]) * (j + 1) / (extra + 1) for j in range(extra)]
+        for target in targets:
+            free = [i for i in range(len(steps)) if i not in chosen]
+            if not free:
+                break
+            chosen.add(min(free, key=lambda i: abs(steps[i] - target)))
+    return [steps[i] for i in sorted(chosen)]
+
+
+def rise_step(steps, values, fraction: float = 0.5, min_rise: float = 0.0) -> int | None:
+    """First step at which ``values`` have gone ``fraction`` of the way from their first to their last value.
+
+    Why: the loss, the attention score and the response score of the toy model all change at
+    the phase change, on different scales; the step where each has covered half of its total
+    change is a scale-free way to compare *when* they move (the same rule as
+    :func:`phase_change_step`, which applies it to the second-copy advantage). Pass the
+    logarithm of a ratio-like score to measure its rise in factors rather than in units.
+
+    Args:
+        steps: ascending training steps.
+        values: one finite value per step.
+        fraction: in (0, 1).
+        min_rise: the total rise ``values[-1] - values[0]`` must exceed this, else ``None``.
+
+    Returns:
+        the first step with ``values >= values[0] + fraction * (values[-1] - values[0])``, or
+        ``None`` when the values do not rise by more than ``min_rise``.
+    """
+    steps = [int(s) for s in steps]
+    values = [float(v) for v in values]
+    if len(steps) != len(values) or not steps:
+        raise ValueError(f"steps and values must be non-empty and of equal length, got {len(steps)} and {len(values)}")
+    if any(b <= a for a, b in zip(steps, steps[1:])):
+        raise ValueError("steps must be strictly ascending")
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError("values must be finite")
+    if not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise ValueError(f"fraction must lie in (0, 1), got {fraction!r}")
+    total = values[-1] - values[0]
+    if total <= min_rise:
+        return None
+    level = values[0] + fraction * total
+    return next(s for s, v in zip(steps, values) if v >= level)
+
+
+def induction_through_training(
+    steps,
+    *,
+    T: int = 20,
+    seeds: int = 4,
+    eps: float = 1e-2,
+    layer: int = 0,
+    matrices_at=(),
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = "float32",
+    n_boot: int = 1000,
+) -> dict:
+    """Attention-pattern and response-based induction scores of the toy model at checkpoints.
+
+    Why: the toy model's page checks that three independent views of induction (the copy loss
+    of the training log, the attention of heads on the induction stripe, and the response
+    stripe of :func:`.induction.induction_scores`) change at the same point of training.
+
+    For every checkpoint step, with sequences ``[BOS, a, a]`` of copy length ``T`` and seeds
+    ``0..seeds-1`` (the same sequences at every step):
+
+    * ``attention``: the largest, over the heads of block ``l``, mean attention from target
+      ``T+k-1`` to source ``k`` (:func:`.attention.induction_attention_scores`);
+      ``attention_head`` is that head and ``attention_control`` its value on the controls;
+    * ``previous_token``: the largest previous-token attention of a head of block ``l``
+      (:func:`.attention.previous_token_scores`, on random sequences);
+    * ``response``, ``response_lo``, ``response_hi``: the induction score at read layer ``l``
+      (the stream after block ``l``) with its bootstrap CI, perturbing stream ``layer``;
+      ``duplicate``: the duplicate-token (lag ``T``) score there.
+
+    Args:
+        steps: checkpoint steps (:func:`toy_checkpoint_steps`).
+        T, seeds, eps, layer: as for :func:`.induction.induction_scores`.
+        matrices_at: steps whose mean response matrices (over seeds) are kept.
+        device, dtype: as for :func:`load_toy_model`.
+        n_boot: bootstrap resamples of both CIs.
+
+    Returns:
+        ``{"rows": [...], "matrices": {step: {"repeated"|"control": [n_read, T, N]}},
+        "read_layers": [...], "sources": [...], "T": T, "seeds": seeds}``; ``rows`` holds one dict
+        per step and block ``l = 1..L`` with the keys above plus ``step`` and ``layer``.
+    """
+    from .attention import induction_attention_scores, previous_token_scores
+    from .induction import induction_scores
+
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be an int >= 1, got {seeds!r}")
+    steps = [int(s) for s in steps]
+    missing = sorted(set(int(s) for s in matrices_at) - set(steps))
+    if missing:
+        raise ValueError(f"matrices_at steps {missing} are not among the measured steps")
+    rows, matrices, reads, sources = [], {}, None, None
+    for step in steps:
+        lm = load_toy_model(device=device, dtype=dtype, step=step)
+        att = induction_attention_scores(lm, T=T, seeds=range(seeds), n_boot=n_boot)
+        prev = previous_token_scores(lm, T=T, seeds=range(seeds), n_boot=n_boot)["scores"]["mean"]  # [L, H]
+        keep = step in set(int(s) for s in matrices_at)
+        res = induction_scores(lm, T=T, seeds=seeds, layer=layer, eps=eps, n_boot=n_boot, keep_matrices=keep)
+        reads, sources = list(res.layers), list(res.stripes.sources)
+        if keep:
+            matrices[step] = {kind: m.mean(axis=0) for kind, m in res.stripes.matrices.items()}
+        rep, ctrl = att["repeated"]["mean"], att["baseline"]["mean"]  # [L, H]
+        for l in range(1, lm.n_layers + 1):
+            head = int(rep[l - 1].argmax())
+            i = reads.index(l) if l in reads else None
+            rows.append({
+                "step": step, "layer": l,
+                "attention": float(rep[l - 1, head]), "attention_head": head,
+                "attention_control": float(ctrl[l - 1, head]),
+                "previous_token": float(prev[l - 1].max()),
+                "response": float("nan") if i is None else float(res.score[i]),
+                "response_lo": float("nan") if i is None else float(res.ci_low[i]),
+                "response_hi": float("nan") if i is None else float(res.ci_high[i]),
+                "duplicate": float("nan") if i is None else float(res.duplicate_score[i]),
+            })
+    return {"rows": rows, "matrices": matrices, "read_layers": reads, "sources": sources, "T": T, "seeds": seeds}
