@@ -109,6 +109,7 @@ def test_phase_change_step():
 def test_load_from_cache(tmp_path, monkeypatch):
     """ensure/load use toy_dir(): point the cache at a tiny run and load final and a checkpoint."""
     monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(tmp_path))
+    monkeypatch.setattr(toy, "DEFAULT_RECIPE", TINY)
     train_toy(toy.toy_dir(), seed=0, recipe=TINY, progress=False)
     assert toy.toy_checkpoint_steps() == [0, 3, 6]
     lm = toy.load_toy_model()
@@ -120,6 +121,16 @@ def test_load_from_cache(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="available steps: 0, 3, 6"):
         toy.load_toy_model(step=4)
     assert toy.load_training_log()["recipe"]["d_model"] == 8
+
+
+def test_cache_of_another_recipe_is_retrained(tmp_path, monkeypatch):
+    """A cached run whose recipe differs from DEFAULT_RECIPE is not served: ensure_toy_model trains anew."""
+    monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(tmp_path))
+    monkeypatch.setattr(toy, "DEFAULT_RECIPE", TINY)
+    other = ToyRecipe(**{**TINY.__dict__, "d_model": 12})
+    train_toy(toy.toy_dir(), seed=0, recipe=other, progress=False)
+    assert toy.load_training_log()["recipe"]["d_model"] == 8  # retrained with TINY
+    assert toy.load_toy_model().d_model == 8
 
 
 def test_checkpoint_subsample():
@@ -158,6 +169,7 @@ def test_rise_step():
 
 def test_induction_through_training(tmp_path, monkeypatch):
     monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(tmp_path))
+    monkeypatch.setattr(toy, "DEFAULT_RECIPE", TINY)
     train_toy(toy.toy_dir(), seed=0, recipe=TINY, progress=False)
     out = toy.induction_through_training([0, 6], T=4, seeds=2, matrices_at=[6], n_boot=50)
     assert out["read_layers"] == [0, 1, 2] and out["sources"] == [1, 2, 3, 4]

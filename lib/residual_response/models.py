@@ -40,6 +40,7 @@ __all__ = [
     "cache_dir",
     "load_model",
     "model_names",
+    "quiet_hf_progress",
     "resolve_dtype",
     "resolve_device",
 ]
@@ -50,6 +51,24 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.
 #: Relative rounding step of each dtype, roughly: below ``eps`` of about this size a finite
 #: perturbation drowns in rounding (the lower end of the universal regime).
 ROUNDING_FLOOR = {torch.float64: 1e-15, torch.float32: 1e-6, torch.bfloat16: 1e-2, torch.float16: 1e-3}
+
+
+@contextlib.contextmanager
+def quiet_hf_progress():
+    """Silence transformers' per-load progress bars ("Loading weights") for a ``with`` block, then restore.
+
+    Why: a page or a test loads models dozens of times and each load would print a bar; the one
+    slow step that deserves a bar (de-quantising a GGUF file, once) runs outside this block.
+    """
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 class LowPrecisionWarning(UserWarning):
@@ -433,8 +452,9 @@ def _load_gguf_standin(spec: ModelSpec, device: torch.device, dtype: torch.dtype
     folder = _dequantised_dir(spec.name)
     if not (folder / "SOURCE.json").exists():
         folder = _dequantise_to_cache(spec.name, _GGUF_SOURCES[spec.name]())
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
-    tok = AutoTokenizer.from_pretrained(folder)
+    with quiet_hf_progress():
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+        tok = AutoTokenizer.from_pretrained(folder)
     return wrap_model(spec.name, _finish(model, device, dtype), tok, source=str(folder))
 
 
@@ -468,8 +488,9 @@ def _load_hf(name_or_path: str, device: torch.device, dtype: torch.dtype, *, dis
     # machine gets one clear line at once instead of minutes of retries
     local_only = is_folder or not _hub_reachable()
     try:
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, local_files_only=local_only, **kwargs)
-        tok = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_only)
+        with quiet_hf_progress():
+            model = AutoModelForCausalLM.from_pretrained(name_or_path, local_files_only=local_only, **kwargs)
+            tok = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_only)
     except (OSError, ValueError) as exc:
         if is_folder:
             raise ModelUnavailableError(f"cannot load a causal LM from folder {name_or_path}: {exc}".splitlines()[0]) from exc

@@ -51,7 +51,7 @@ from pathlib import Path
 import torch
 
 from .behaviour import copy_losses
-from .models import LoadedModel, _finish, cache_dir, resolve_device, resolve_dtype, wrap_model
+from .models import LoadedModel, _finish, cache_dir, quiet_hf_progress, resolve_device, resolve_dtype, wrap_model
 from .sequences import InductionLayout
 
 __all__ = [
@@ -226,22 +226,8 @@ def _torch_threads(n: int):
         torch.set_num_threads(old)
 
 
-@contextlib.contextmanager
-def _no_hf_progress():
-    """Silence transformers' progress bars (one per save/load: noise for 30 checkpoints), then restore."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
-
-
 def _save_model(model, folder: Path) -> None:
-    with _no_hf_progress():
+    with quiet_hf_progress():
         model.save_pretrained(folder, safe_serialization=True)
 
 
@@ -415,13 +401,25 @@ def phase_change_step(log: dict, fraction: float = 0.5) -> int | None:
 # --------------------------------------------------------------------------------------------
 
 
+#: The recipe of the cached ``toy-gpt2`` (seed 0); a cache trained with another is retrained.
+DEFAULT_RECIPE = ToyRecipe()
+
+
 def toy_dir() -> Path:
     """Folder of the cached toy model: ``cache_dir()/models/toy-gpt2``."""
     return cache_dir() / "models" / TOY_NAME
 
 
 def _complete(folder: Path) -> bool:
-    return (folder / "final" / "config.json").exists() and (folder / "training_log.json").exists()
+    """A finished run of the current recipe (seed 0). Why the recipe check: a cache trained by an
+    older version of this module would otherwise be served as if it were this one's model."""
+    if not ((folder / "final" / "config.json").exists() and (folder / "training_log.json").exists()):
+        return False
+    try:
+        log = json.loads((folder / "training_log.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return log.get("recipe") == dataclasses.asdict(DEFAULT_RECIPE) and log.get("seed") == 0
 
 
 def ensure_toy_model(progress: bool = True) -> Path:
@@ -433,7 +431,7 @@ def ensure_toy_model(progress: bool = True) -> Path:
     folder = toy_dir()
     if not _complete(folder):
         try:
-            train_toy(folder, seed=0, progress=progress)
+            train_toy(folder, seed=0, recipe=DEFAULT_RECIPE, progress=progress)
         except OSError:
             # another process finished the same run first (os.replace onto a full folder)
             if not _complete(folder):
@@ -474,7 +472,7 @@ def load_toy_model(device: str | torch.device = "cpu", dtype: str | torch.dtype 
             shown = ", ".join(str(s) for s in steps[:6]) + (f", ..., {steps[-1]}" if len(steps) > 6 else "")
             raise ValueError(f"no toy checkpoint at step {step!r}; available steps: {shown}")
         path = folder / "checkpoints" / f"step-{step:05d}"
-    with _no_hf_progress():
+    with quiet_hf_progress():
         model = GPT2LMHeadModel.from_pretrained(path, dtype=dt)
     model = _finish(model, dev, dt)
     vocab = int(model.config.vocab_size)
