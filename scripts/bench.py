@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--T", type=int, default=None, help="length of one copy of the repeated sequence (default 40)")
     parser.add_argument("--eps", type=float, default=1e-2, help="relative perturbation strength (default 1e-2)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall (default): elapsed seconds; cpu: CPU seconds of the process, steadier on a shared CPU")
     parser.add_argument("--repeats", type=int, default=None, help="repeats of the one-tensor measurement (default 3)")
     parser.add_argument("--section-repeats", type=int, default=1,
                         help="how many of the repeats also time the full section map (default 1)")
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     record = run_bench(
         args.model, device=args.device, dtype=args.dtype, threads=args.threads or None, eps=args.eps, seed=args.seed,
         naive_l0=args.naive_l0, section=not args.no_section, quick=args.quick,
-        section_repeats=args.section_repeats, growth_repeats=args.growth_repeats, **settings,
+        clock=args.clock, section_repeats=args.section_repeats, growth_repeats=args.growth_repeats, **settings,
     )
     record["bench_wall_s"] = time.perf_counter() - start
     write_json(record, args.out)

@@ -163,3 +163,13 @@ def test_flop_arithmetic_of_the_gpu_estimate():
     N = 81
     assert one["token_forwards"] == N + N * (N + 1) // 2
     assert one["tflop"] == pytest.approx(2 * 48 * 12 * 1600**2 * one["token_forwards"] / 1e12)
+
+
+def test_cpu_clock_is_recorded_and_bad_clocks_refused():
+    lm = build_random_model("gpt2", seed=0)
+    rec = run_bench(lm, T=2, repeats=1, growth_T=(2,), section=False, clock="cpu", log=None)
+    assert rec["clock"] == "cpu"
+    assert "CPU seconds" in rec["definitions"]["timing"]
+    assert rec["engine_s"] > 0 and rec["naive_s"] > 0
+    with pytest.raises(ValueError, match="unknown clock 'gpu'"):
+        run_bench(lm, T=2, repeats=1, clock="gpu", log=None)

@@ -64,6 +64,7 @@ __all__ = [
     "QUICK",
     "FLOOR_SCHEDULES",
     "PAPER_MODELS",
+    "CLOCKS",
     "naive_response",
     "floor_passes",
     "run_bench",
@@ -252,6 +253,19 @@ def gpu_estimates(workloads: Sequence[dict] = BOOK_WORKLOADS, tflops: dict | Non
 # --------------------------------------------------------------------------------------------
 
 
+#: The clocks a bench can time with. "wall": elapsed seconds (what a user waits). "cpu": CPU
+#: seconds of this process, all its threads (time.process_time). Why both: on a CPU shared with
+#: other jobs the wall clock also counts the time the bench waits for a core, and that varies
+#: between runs by a factor of two or more; the CPU time counts only the work done. On a GPU only
+#: the wall clock means anything (the CPU waits for the device).
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+_active_clock = {"fn": time.perf_counter}
+
+
+def _clock() -> float:
+    return _active_clock["fn"]()
+
+
 def _sync(lm: LoadedModel) -> None:
     if lm.device.type == "cuda":
         torch.cuda.synchronize(lm.device)
@@ -335,14 +349,14 @@ def floor_passes(lm: LoadedModel, tokens: torch.Tensor, clean: _CleanPass, l0: i
         if clean.attention is None:
             raise ValueError(f"{lm.name}: the packed schedule needs sdpa or eager attention")
         _sync(lm)
-        start = time.perf_counter()
+        start = _clock()
         with torch.no_grad():
             for batch in batches:
                 B = len(batch)
                 _run_packed(lm, tokens, clean, l0, [lm.n_layers], torch.tensor(batch), directions[torch.tensor(batch)],
                             torch.full((B,), float(eps)), "finite", record=False)
         _sync(lm)
-        return time.perf_counter() - start
+        return _clock() - start
     jobs = []
     for batch in batches:
         src = torch.tensor(batch)
@@ -363,30 +377,30 @@ def floor_passes(lm: LoadedModel, tokens: torch.Tensor, clean: _CleanPass, l0: i
         return replace_block_input(args, kwargs, current["h"])
 
     _sync(lm)
-    start = time.perf_counter()
+    start = _clock()
     with skip_blocks(lm, l0), hooked([(lm.blocks[l0], "pre", pre)]), torch.no_grad():
         for ids, kwargs, h0 in jobs:
             current["h"] = h0
             lm.base_model(input_ids=ids, **kwargs)
     _sync(lm)
-    return time.perf_counter() - start
+    return _clock() - start
 
 
 def _timed_clean(lm: LoadedModel, tokens: torch.Tensor) -> tuple[_CleanPass, float]:
     _sync(lm)
-    start = time.perf_counter()
+    start = _clock()
     clean = _CleanPass(lm, tokens, list(range(lm.n_layers + 1)), want_cache=True, capture_attention=True,
                        keep_cache=True)
     _sync(lm)
-    return clean, time.perf_counter() - start
+    return clean, _clock() - start
 
 
 def _timed(fn: Callable, lm: LoadedModel):
     _sync(lm)
-    start = time.perf_counter()
+    start = _clock()
     out = fn()
     _sync(lm)
-    return out, time.perf_counter() - start
+    return out, _clock() - start
 
 
 def _rel_diff(a: np.ndarray, ref: np.ndarray) -> float:
@@ -461,6 +475,7 @@ def run_bench(
     repeats: int = 3,
     section_repeats: int = 1,
     growth_repeats: int = 1,
+    clock: str = "wall",
     device: str = "cpu",
     dtype: str = "float32",
     threads: int | None = 1,
@@ -483,6 +498,7 @@ def run_bench(
             the growth series (at most ``repeats``). Why fewer: on one CPU thread a section map of
             SmolLM2 costs ~15 minutes a repeat, and its ratio moves less than the one-tensor
             times, which are short enough to be disturbed by other load.
+        clock: ``"wall"`` or ``"cpu"`` (see :data:`CLOCKS`).
         threads: ``torch.set_num_threads`` for the run (``None``: leave it). One thread gives
             stable times on a shared CPU; the ratios compare like with like either way.
         floor_schedules: schedules timed for the floor at ``l0 = 0`` (see :data:`FLOOR_DEFINITION`).
@@ -494,7 +510,13 @@ def run_bench(
         log: progress lines (``None``: quiet).
     """
     say = log or (lambda _msg: None)
+    if clock not in CLOCKS:
+        raise ValueError(f"unknown clock {clock!r}; allowed: {', '.join(CLOCKS)}")
+    if clock == "cpu" and str(device).startswith("cuda"):
+        raise ValueError("clock='cpu' does not measure GPU work; use clock='wall' with device cuda")
     old_threads = torch.get_num_threads()
+    old_clock = _active_clock["fn"]
+    _active_clock["fn"] = CLOCKS[clock]
     if threads is not None:
         torch.set_num_threads(int(threads))
     try:
@@ -505,13 +527,14 @@ def run_bench(
                     growth_repeats=min(repeats, max(1, int(growth_repeats))),
                     naive_l0=naive_l0, section=section, growth_T=list(growth_T),
                     naive_growth_max_T=T if naive_growth_max_T is None else naive_growth_max_T, quick=quick, say=say,
-                    threads=torch.get_num_threads())
+                    threads=torch.get_num_threads(), clock=clock)
     finally:
         torch.set_num_threads(old_threads)
+        _active_clock["fn"] = old_clock
 
 
 def _run(lm, *, T, eps, seed, repeats, section_repeats, growth_repeats, floor_schedules, naive_l0, section, growth_T,
-         naive_growth_max_T, quick, say, threads) -> dict:
+         naive_growth_max_T, quick, say, threads, clock="wall") -> dict:
     L = lm.n_layers
     tokens = make_sequence(lm, "repeated", T, seed=seed)
     N = int(tokens.shape[0])
@@ -660,6 +683,7 @@ def _run(lm, *, T, eps, seed, repeats, section_repeats, growth_repeats, floor_sc
         "device": str(lm.device),
         "dtype": str(lm.dtype).replace("torch.", ""),
         "threads": threads,
+        "clock": clock,
         "T": T,
         "N": N,
         "n_layers": L,
@@ -749,7 +773,8 @@ def _run(lm, *, T, eps, seed, repeats, section_repeats, growth_repeats, floor_sc
                   "every source, read layers l0..L; the section map calls it for l0 = 0..L-1 inside "
                   "reuse_clean_passes() (one clean pass for all l0)",
         "floor": FLOOR_DEFINITION,
-        "timing": "wall-clock seconds, median over repeats of interleaved measurements (the order of naive, "
+        "timing": ("CPU seconds of the bench process (time.process_time)" if clock == "cpu" else "wall-clock seconds")
+                  + ", median over repeats of interleaved measurements (the order of naive, "
                   "engine and floor rotates between repeats); speedup = naive_s / engine_s and floor_fraction = "
                   "floor_s / engine_s from the medians",
     }
