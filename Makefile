@@ -44,4 +44,4 @@ bench: install
 	$(PY) scripts/bench.py --out bench.json
 
 clean:
-	rm -rf _build bench.json
+	rm -rf _build

@@ -52,6 +52,9 @@ def charts(line_df, grid_df, depth_df) -> dict[str, alt.TopLevelMixin]:
         ),
         "depth": plots.score_vs_depth(depth_df),
         "depth_no_ci": plots.score_vs_depth(depth_df, lo=None, hi=None, rules=()),
+        "depth_band": plots.score_vs_depth(
+            depth_df, band=pd.DataFrame({"rel_depth": [0.0, 0.5, 1.0], "band_lo": [0.9, 0.8, 0.9], "band_hi": [1.1, 1.2, 1.1]})
+        ),
         "matrix": plots.matrix_heatmap(grid_df[grid_df.layer == 0], "target", "source", "response"),
         "matrix_div": plots.matrix_heatmap(grid_df[grid_df.layer == 0], "target", "source", "response", diverging=True),
     }

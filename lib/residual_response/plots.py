@@ -432,6 +432,17 @@ def heatmap_with_selector(
     )
 
 
+def log_y(chart: alt.LayerChart) -> alt.LayerChart:
+    """The same layered chart with a log y axis on every layer (scores span 0.5 to tens).
+
+    Why a helper: a layered chart keeps one y encoding per layer, so the scale has to be set on
+    each of them; setting it on the outer chart has no effect.
+    """
+    for layer in chart.layer:
+        layer.encoding.y.scale = alt.Scale(type="log")
+    return chart
+
+
 def score_vs_depth(
     df: pd.DataFrame,
     *,
@@ -445,12 +456,17 @@ def score_vs_depth(
     y_title: str | None = None,
     width: int = 420,
     height: int = 300,
+    band: pd.DataFrame | None = None,
+    band_label: str = "negative controls",
 ) -> alt.LayerChart:
     """A score with confidence-interval error bars against relative depth, one colour per model.
 
     Columns: ``depth`` (relative depth in [0, 1], layer / number of layers), ``score``,
     ``model`` (name), and optionally ``lo``/``hi`` (CI ends; pass ``lo=None, hi=None`` if
     there are none). Dashed horizontal rules mark the reference levels ``rules`` (1 and 2).
+    ``band`` (optional, e.g. from :func:`.crosscheck.control_envelope`): a grey shaded area
+    under the lines, columns ``rel_depth``, ``band_lo``, ``band_hi`` (labelled ``band_label``
+    in its tooltip).
     """
     _require_columns(df, [depth, score, model, lo, hi], "score_vs_depth")
     if (lo is None) != (hi is None):
@@ -463,6 +479,18 @@ def score_vs_depth(
     tooltip = _tooltip(df, [model, depth, score, lo, hi])
     base = alt.Chart(df)
     layers: list[Any] = []
+    if band is not None:
+        _require_columns(band, ["rel_depth", "band_lo", "band_hi"], "score_vs_depth band")
+        layers.append(
+            alt.Chart(band.assign(band=band_label))
+            .mark_area(color="gray", opacity=0.3, interpolate="monotone")
+            .encode(
+                x=alt.X("rel_depth", type="quantitative", scale=alt.Scale(domain=[0, 1]), title="relative depth"),
+                y=alt.Y("band_lo", type="quantitative", title=y_title or score),
+                y2=alt.Y2("band_hi"),
+                tooltip=_tooltip(band.assign(band=band_label), ["band", "rel_depth", "band_lo", "band_hi"]),
+            )
+        )
     if rules:
         rule_df = pd.DataFrame({"reference": [float(r) for r in rules]})
         layers.append(

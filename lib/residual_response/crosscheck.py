@@ -1,0 +1,384 @@
+"""Cross-checks of the response-based induction score against independent measurements.
+
+The response score of :mod:`.induction` should agree with what the classic tools say:
+
+- **attention patterns** (:mod:`.attention`): layers holding heads that attend from the second
+  ``a_{k-1}`` to the first ``a_k`` should be the layers where the response score rises
+  (:func:`layer_rank_agreement`), and the heads named by the response (:mod:`.heads`) should be
+  those named by the patterns (:func:`head_rank_agreement`);
+- **ablation** (:mod:`.ablation`): mean-ablating the heads the response names should lower the
+  score and raise the loss on the second copy more than ablating as many random heads
+  (:func:`ablation_study`);
+- **negative controls**: sequences without a repeat, or with the second copy shuffled, score
+  near 1 against the random control (:func:`kind_scores`, :func:`seed_null_scores`), and so do
+  random-initialised models; :func:`control_envelope` summarises them against relative depth.
+
+Layer alignment. The response score at read layer ``l`` is measured on the stream ``h[l]``
+*entering* block ``l``, i.e. after blocks ``0..l-1``. An attention head of block ``b`` writes
+into ``h[b+1]``. So block ``b`` of the attention scores is compared with stream ``l = b + 1``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .ablation import ablate_heads, head_means, random_heads, validate_heads
+from .behaviour import bootstrap_mean, repeat_loss
+from .induction import InductionResult, StripeData, induction_scores, scores_from_stripes
+from .models import LoadedModel
+from .response import response
+from .sequences import SEQUENCE_KINDS, induction_layout, make_sequence
+
+__all__ = [
+    "AblationStudy",
+    "ablation_study",
+    "control_envelope",
+    "head_rank_agreement",
+    "kind_scores",
+    "layer_rank_agreement",
+    "paired_score_change",
+    "seed_null_scores",
+    "spearman",
+]
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share the mean rank) along the last axis."""
+    x = np.asarray(x, dtype=float)
+    order = np.argsort(x, axis=-1, kind="mergesort")
+    ranks = np.empty_like(x)
+    np.put_along_axis(ranks, order, np.arange(x.shape[-1], dtype=float) * np.ones_like(x), axis=-1)
+    # ties: replace by the mean rank of the tied group (rare for float scores, but exact)
+    flat = ranks.reshape(-1, x.shape[-1])
+    xf = x.reshape(-1, x.shape[-1])
+    for i in range(flat.shape[0]):
+        vals, inv = np.unique(xf[i], return_inverse=True)
+        if len(vals) < xf.shape[1]:
+            flat[i] = np.bincount(inv, weights=flat[i])[inv] / np.bincount(inv)[inv]
+    return flat.reshape(x.shape)
+
+
+def spearman(x, y) -> float | np.ndarray:
+    """Spearman rank correlation of ``x`` and ``y`` along the last axis (``nan`` if one is constant).
+
+    Why our own: it is vectorised over bootstrap replicates (leading axes), which a loop over
+    ``scipy.stats.spearmanr`` would not be.
+    """
+    rx, ry = _ranks(x), _ranks(y)
+    if rx.shape != ry.shape or rx.shape[-1] < 2:
+        raise ValueError(f"spearman needs equal shapes with >= 2 entries on the last axis, got {rx.shape} and {ry.shape}")
+    rx = rx - rx.mean(axis=-1, keepdims=True)
+    ry = ry - ry.mean(axis=-1, keepdims=True)
+    den = np.sqrt((rx ** 2).sum(-1) * (ry ** 2).sum(-1))
+    with np.errstate(invalid="ignore", divide="ignore"):  # constant input: nan
+        rho = (rx * ry).sum(-1) / den
+    return float(rho) if np.ndim(rho) == 0 else rho
+
+
+def layer_rank_agreement(
+    attention: dict, stripes: StripeData, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> dict:
+    """Spearman correlation, over layers, of the best head's attention score and the response score.
+
+    Why: if both measure the same mechanism, the layers whose heads attend along the induction
+    stripe are the layers where the response stripe is strong.
+
+    Alignment: attention block ``b`` is paired with response stream ``l = b + 1`` (the stream the
+    block writes into); streams at or below the perturbed layer ``l0`` have no score and are
+    dropped.
+
+    The confidence interval resamples the attention seeds and, independently, the response seeds
+    and stripe positions (as :func:`.induction.bootstrap_ratio`), recomputing both per-layer
+    profiles and their correlation each time.
+
+    Args:
+        attention: result of :func:`.attention.induction_attention_scores` (its ``repeated``
+            ``per_seed`` ``[S, L, H]`` is used: mean attention on the stripe of repeated sequences).
+        stripes: response stripe entries (``InductionResult.stripes``).
+
+    Returns:
+        dict with ``rho``, ``lo``, ``hi``, ``n_layers`` (pairs correlated), ``blocks`` (attention
+        blocks used), ``streams`` (= blocks + 1), ``attention_max`` (per-block max over heads) and
+        ``response`` (per-stream score).
+    """
+    att = np.asarray(attention["repeated"]["per_seed"], dtype=float)  # [Sa, L, H]
+    rep = np.asarray(stripes.induction["repeated"], dtype=float)  # [Sr, n_read, P]
+    ctrl = np.asarray(stripes.induction["control"], dtype=float)
+    reads = list(stripes.read_layers)
+    L = att.shape[1]
+    blocks = [b for b in range(L) if (b + 1) in reads and b + 1 > stripes.layer]
+    if len(blocks) < 2:
+        raise ValueError(f"need at least 2 blocks above l0={stripes.layer} to correlate, got {len(blocks)}")
+    cols = [reads.index(b + 1) for b in blocks]
+    rep, ctrl = rep[:, cols], ctrl[:, cols]
+    att_max = att.mean(0).max(-1)[blocks]
+    resp = rep.mean(axis=(0, 2)) / ctrl.mean(axis=(0, 2))
+    rho = spearman(att_max, resp)
+    rng = np.random.default_rng(seed)
+    Sa, (Sr, _, P) = att.shape[0], rep.shape
+    ai = rng.integers(0, Sa, size=(n_boot, Sa))
+    boot_att = att[ai].mean(1).max(-1)[:, blocks]  # [n_boot, n_blocks]
+    si = rng.integers(0, Sr, size=(n_boot, Sr))
+    pi = rng.integers(0, P, size=(n_boot, Sr, P))
+    r = rep.transpose(0, 2, 1)[si[:, :, None], pi].mean(axis=(1, 2))  # [n_boot, n_blocks]
+    c = ctrl.transpose(0, 2, 1)[si[:, :, None], pi].mean(axis=(1, 2))
+    boots = spearman(boot_att, r / c)
+    alpha = (1 - confidence) / 2
+    with warnings.catch_warnings():  # constant profiles in a replicate give nan
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanquantile(np.atleast_1d(boots), [alpha, 1 - alpha])
+    return {"rho": rho, "lo": float(lo), "hi": float(hi), "n_layers": len(blocks), "blocks": blocks,
+            "streams": [b + 1 for b in blocks], "attention_max": att_max, "response": resp}
+
+
+def head_rank_agreement(a, b, k: int = 5) -> dict:
+    """How far two ``[L, H]`` head rankings agree: overlap of their top ``k`` and Spearman over all heads.
+
+    Why: the response ranks heads by how much their output moves at the stripe targets
+    (:func:`.heads.head_attribution`), attention patterns rank them by where they look; a head
+    that does induction should rank high in both. Heads with a non-finite score in either are left
+    out of the correlation.
+
+    Returns:
+        dict with ``overlap`` (int), ``k``, ``common`` (heads in both top-``k`` lists), ``rho``,
+        ``n_heads`` (heads correlated).
+    """
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"a and b must be [layers, heads] with equal shapes, got {a.shape} and {b.shape}")
+    ok = np.isfinite(a) & np.isfinite(b)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= int(ok.sum()):
+        raise ValueError(f"k must be an int in 1..{int(ok.sum())} (heads with finite scores), got {k!r}")
+
+    def top(m):
+        flat = np.where(ok, m, -np.inf).ravel()
+        idx = np.argsort(-flat, kind="stable")[:k]
+        return [(int(i) // a.shape[1], int(i) % a.shape[1]) for i in idx]
+
+    common = sorted(set(top(a)) & set(top(b)))
+    return {"overlap": len(common), "k": k, "common": common, "rho": spearman(a[ok], b[ok]), "n_heads": int(ok.sum())}
+
+
+def _stripe_ratios(rep: np.ndarray, ctrl: np.ndarray, si: np.ndarray, pi: np.ndarray) -> np.ndarray:
+    """Bootstrap replicates ``[n_boot, n_layers]`` of the stripe ratio for given resample indices."""
+    r = rep.transpose(0, 2, 1)[si[:, :, None], pi].mean(axis=(1, 2))
+    c = ctrl.transpose(0, 2, 1)[si[:, :, None], pi].mean(axis=(1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return r / c
+
+
+def paired_score_change(
+    base: StripeData, others: Sequence[StripeData], *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Drop of the induction score, ``score(base) - mean_j score(others[j])``, per read layer, with CI.
+
+    Why paired: an ablated run uses the same sequences, sources and directions as the base run,
+    so resampling the same seeds and positions in both cancels most of the sequence-to-sequence
+    spread and leaves the effect of the ablation. Several ``others`` (random-head draws) are
+    averaged inside each replicate.
+
+    Returns:
+        ``(drop, low, high)``, each ``[n_layers]`` (``nan`` where a score is undefined).
+    """
+    if not others:
+        raise ValueError("others is empty; give at least one StripeData to compare with")
+    shape = base.induction["repeated"].shape
+    for o in others:
+        if o.induction["repeated"].shape != shape or o.read_layers != base.read_layers or o.seeds != base.seeds:
+            raise ValueError("all stripes must share seeds, read layers and T with the base")
+    S, _, P = shape
+    rng = np.random.default_rng(seed)
+    si = rng.integers(0, S, size=(n_boot, S))
+    pi = rng.integers(0, P, size=(n_boot, S, P))
+    full_s, full_p = np.arange(S)[None], np.broadcast_to(np.arange(P), (1, S, P))
+
+    def score(st, s_idx, p_idx):
+        return _stripe_ratios(st.induction["repeated"], st.induction["control"], s_idx, p_idx)
+
+    with np.errstate(invalid="ignore"):
+        drop = score(base, full_s, full_p)[0] - np.mean([score(o, full_s, full_p)[0] for o in others], axis=0)
+        boots = score(base, si, pi) - np.mean([score(o, si, pi) for o in others], axis=0)
+        alpha = (1 - confidence) / 2
+        with warnings.catch_warnings():  # l0 itself: every replicate is nan
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lo, hi = np.nanquantile(boots, [alpha, 1 - alpha], axis=0)
+    bad = ~np.isfinite(drop)
+    lo[bad] = hi[bad] = np.nan
+    return drop, lo, hi
+
+
+@dataclass
+class AblationStudy:
+    """Induction scores and second-copy losses without ablation, with the named heads ablated, and
+    with ``n_random`` draws of as many random heads ablated.
+
+    ``results``/``losses`` are keyed ``"none"``, ``"top"``, ``"random-0"``, ``"random-1"``...;
+    ``heads`` holds the ablated heads of each condition.
+    """
+
+    model: str
+    k: int
+    heads: dict[str, list[tuple[int, int]]]
+    results: dict[str, InductionResult]
+    losses: dict[str, dict]
+    random_keys: list[str] = field(default_factory=list)
+
+    def score_drop(self, which: str = "top", **boot) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per read layer: unablated score minus the score under ``which`` (``"top"`` or ``"random"``,
+        the mean over random draws), with a paired bootstrap CI (:func:`paired_score_change`)."""
+        keys = self.random_keys if which == "random" else [which]
+        return paired_score_change(self.results["none"].stripes, [self.results[k].stripes for k in keys], **boot)
+
+    def loss_rise(self, which: str = "top", *, n_boot: int = 1000, confidence: float = 0.95) -> dict:
+        """Second-copy loss under ``which`` minus without ablation, paired by seed
+        (:func:`.behaviour.bootstrap_mean` dict; random draws are averaged per seed)."""
+        keys = self.random_keys if which == "random" else [which]
+        base = self.losses["none"]["second"]["per_seed"]
+        ablated = torch.stack([self.losses[k]["second"]["per_seed"] for k in keys]).mean(0)
+        return bootstrap_mean(ablated - base, n_boot=n_boot, confidence=confidence)
+
+
+def ablation_study(
+    lm: LoadedModel,
+    heads: Sequence[tuple[int, int]],
+    *,
+    n_random: int = 3,
+    T: int = 10,
+    seeds: Sequence[int] | int = 2,
+    loss_seeds: Sequence[int] = range(16),
+    layer: int = 0,
+    eps: float = 1e-2,
+    mode: str = "mean",
+    means: torch.Tensor | None = None,
+    random_seed: int = 0,
+    n_boot: int = 1000,
+) -> AblationStudy:
+    """Ablate the named heads, and ``n_random`` seeded draws of as many other heads, and measure
+    the response induction score (:func:`.induction.induction_scores`) and the copy losses
+    (:func:`.behaviour.repeat_loss`) under each.
+
+    Why: if the named heads carry induction, removing them must lower the score and raise the
+    second-copy loss more than removing random heads does. Random draws exclude the named heads
+    and are drawn with seeds ``random_seed + j``.
+    """
+    heads = validate_heads(lm, heads)
+    if not heads:
+        raise ValueError("heads is empty; name at least one head to ablate")
+    if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 1:
+        raise ValueError(f"n_random must be a positive int, got {n_random!r}")
+    k = len(heads)
+    if mode == "mean" and means is None:
+        means = head_means(lm)
+    conditions = {"none": [], "top": heads}
+    random_keys = []
+    for j in range(n_random):
+        key = f"random-{j}"
+        conditions[key] = random_heads(lm, k, seed=random_seed + j, exclude=heads)
+        random_keys.append(key)
+    results, losses = {}, {}
+    for key, hs in conditions.items():
+        with ablate_heads(lm, hs, mode=mode, means=means):
+            results[key] = induction_scores(lm, T=T, seeds=seeds, layer=layer, eps=eps, n_boot=n_boot)
+            losses[key] = repeat_loss(lm, T, loss_seeds, n_boot=n_boot)
+    return AblationStudy(model=lm.name, k=k, heads=conditions, results=results, losses=losses, random_keys=random_keys)
+
+
+def kind_scores(
+    lm: LoadedModel, kind: str, reference: InductionResult, *, seeds: Sequence[int] | None = None,
+    n_boot: int = 1000, confidence: float = 0.95,
+) -> InductionResult:
+    """Induction score of sequences of ``kind`` against the random controls of ``reference``.
+
+    Why: a negative control for the score itself. ``"shuffled"`` sequences repeat the tokens of the
+    first copy in a new order, so there is nothing to copy along lag ``T-1``; their score against the
+    random controls should stay near 1 in every model. Only the ``kind`` sequences are computed
+    (same seeds, sources, layer, eps and directions as ``reference``); the controls are reused.
+
+    Args:
+        kind: ``"shuffled"`` (or ``"repeated"``, which reproduces ``reference``).
+        reference: a finite-eps :func:`.induction.induction_scores` result with a random control.
+        seeds: a subset of the reference's seeds to use (default all): fewer seeds, less work.
+    """
+    if kind not in SEQUENCE_KINDS or kind == "random":
+        raise ValueError(f"kind must be 'shuffled' or 'repeated' ('random' vs random: use seed_null_scores), got {kind!r}")
+    st = reference.stripes
+    if st is None or reference.method != "finite" or st.control_kind != "random":
+        raise ValueError("reference must be a finite-eps induction_scores result with random controls and stripes")
+    use = list(st.seeds) if seeds is None else [int(x) for x in seeds]
+    if not use or any(x not in st.seeds for x in use):
+        raise ValueError(f"seeds must be a non-empty subset of the reference seeds {st.seeds}, got {seeds!r}")
+    rows = [st.seeds.index(x) for x in use]
+    layout = induction_layout(lm, st.T)
+    ind_src = layout.induction_sources.numpy() - layout.offset
+    dup_src = layout.duplicate_sources.numpy() - layout.offset
+    ind, dup = [], []
+    for seed in use:
+        tokens = make_sequence(lm, kind, st.T, seed)
+        res = response(lm, tokens, [st.eps], layer=st.layer, read_layers=st.read_layers, sources=st.sources,
+                       n_directions=reference.n_directions, seed=seed)
+        chi = res.chi[0]
+        ind.append(chi[:, ind_src, layout.induction_targets.numpy()])
+        dup.append(chi[:, dup_src, layout.duplicate_targets.numpy()])
+    new = StripeData(T=st.T, layer=st.layer, eps=st.eps, seeds=use, read_layers=st.read_layers,
+                     induction={"repeated": np.stack(ind), "control": st.induction["control"][rows]},
+                     duplicate={"repeated": np.stack(dup), "control": st.duplicate["control"][rows]},
+                     sources=st.sources, control_kind="random")
+    return scores_from_stripes(new, model=f"{lm.name} ({kind})", n_directions=reference.n_directions,
+                               n_boot=n_boot, confidence=confidence)
+
+
+def seed_null_scores(reference: InductionResult, *, n_boot: int = 1000, confidence: float = 0.95) -> InductionResult:
+    """Score of random sequences against *other* random sequences, from the controls of ``reference``.
+
+    Why: the null of the estimator at no extra cost. The control stripes of the odd seeds play the
+    repeated role against those of the even seeds (pairs ``(1, 0), (3, 2), ...``): both are
+    independent random sequences, so the score measures only the sequence-to-sequence spread.
+    (Splitting matters: a ratio of means over *all* seeds would be 1 by construction.) Needs >= 2
+    seeds; an odd last seed is left out.
+    """
+    st = reference.stripes
+    if st is None or len(st.seeds) < 2:
+        raise ValueError("seed_null_scores needs a result with stripes from at least 2 seeds")
+    n = len(st.seeds) // 2
+    odd = lambda a: a[1::2][:n]
+    even = lambda a: a[0::2][:n]
+    new = StripeData(T=st.T, layer=st.layer, eps=st.eps, seeds=st.seeds[1::2][:n], read_layers=st.read_layers,
+                     induction={"repeated": odd(st.induction["control"]), "control": even(st.induction["control"])},
+                     duplicate={"repeated": odd(st.duplicate["control"]), "control": even(st.duplicate["control"])},
+                     sources=st.sources, control_kind="random")
+    return scores_from_stripes(new, model=f"{reference.model} (random vs random)", n_directions=reference.n_directions,
+                               n_boot=n_boot, confidence=confidence)
+
+
+def control_envelope(df: pd.DataFrame, *, depth: str = "rel_depth", score: str = "score", bins: int = 10) -> pd.DataFrame:
+    """Min-max envelope of negative-control scores against relative depth, for a shaded band.
+
+    Why: controls of different depths (4-block random models, 30-block stand-ins) have their points
+    at different relative depths; binning depth into ``bins`` equal bins and taking the min and max
+    of all control scores in each gives one band to draw under the models' lines.
+
+    Returns:
+        DataFrame with ``rel_depth`` (bin centres, plus the ends 0 and 1 at the edge bins' values so
+        the band spans the axis), ``band_lo``, ``band_hi`` and ``n`` (points per bin); empty bins are
+        dropped.
+    """
+    if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
+        raise ValueError(f"bins must be a positive int, got {bins!r}")
+    d = df[[depth, score]].replace([np.inf, -np.inf], np.nan).dropna()
+    if d.empty:
+        raise ValueError("control_envelope: no finite control scores")
+    if ((d[depth] < 0) | (d[depth] > 1)).any():
+        raise ValueError(f"control_envelope: column {depth!r} must lie in [0, 1]")
+    idx = np.minimum((d[depth].to_numpy() * bins).astype(int), bins - 1)
+    g = d.assign(bin=idx).groupby("bin")[score].agg(["min", "max", "size"])
+    out = pd.DataFrame({"rel_depth": (g.index.to_numpy() + 0.5) / bins, "band_lo": g["min"].to_numpy(),
+                        "band_hi": g["max"].to_numpy(), "n": g["size"].to_numpy()})
+    first, last = out.iloc[[0]].assign(rel_depth=0.0), out.iloc[[-1]].assign(rel_depth=1.0)
+    return pd.concat([first, out, last], ignore_index=True)

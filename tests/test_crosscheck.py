@@ -1,0 +1,113 @@
+"""Cross-checks of the response score (attention patterns, ablation, negative controls) on tiny random models."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+
+from residual_response.attention import induction_attention_scores
+from residual_response.crosscheck import (
+    ablation_study,
+    control_envelope,
+    head_rank_agreement,
+    kind_scores,
+    layer_rank_agreement,
+    paired_score_change,
+    seed_null_scores,
+    spearman,
+)
+from residual_response.induction import induction_scores
+
+
+def test_spearman_matches_scipy_and_handles_ties():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=12), rng.normal(size=12)
+    assert spearman(x, y) == pytest.approx(scipy.stats.spearmanr(x, y).statistic)
+    xt = np.array([1, 2, 2, 3, 5.0])
+    yt = np.array([2, 1, 4, 4, 6.0])
+    assert spearman(xt, yt) == pytest.approx(scipy.stats.spearmanr(xt, yt).statistic)
+    batch = spearman(np.stack([x, -x]), np.stack([x, x]))  # vectorised over leading axes
+    np.testing.assert_allclose(batch, [1.0, -1.0])
+
+
+def test_head_rank_agreement_identical_and_reversed():
+    a = np.arange(12.0).reshape(3, 4)
+    same = head_rank_agreement(a, a, k=5)
+    assert same["overlap"] == 5 and same["rho"] == pytest.approx(1.0) and same["n_heads"] == 12
+    rev = head_rank_agreement(a, -a, k=5)
+    assert rev["overlap"] == 0 and rev["rho"] == pytest.approx(-1.0)
+    b = a.copy()
+    b[0, 0] = np.nan  # non-finite heads are left out
+    assert head_rank_agreement(a, b, k=3)["n_heads"] == 11
+    with pytest.raises(ValueError, match="k must be"):
+        head_rank_agreement(a, a, k=13)
+
+
+@pytest.fixture(scope="module")
+def scored(random_lm):
+    return induction_scores(random_lm, T=5, seeds=2, n_boot=50)
+
+
+def test_layer_rank_agreement_aligns_blocks_to_streams(random_lm, scored):
+    att = induction_attention_scores(random_lm, T=5, seeds=range(2), n_boot=50)
+    res = layer_rank_agreement(att, scored.stripes, n_boot=50)
+    L = random_lm.n_layers
+    assert res["blocks"] == list(range(L)) and res["streams"] == list(range(1, L + 1))
+    assert res["n_layers"] == L and -1 <= res["rho"] <= 1 and res["lo"] <= res["hi"]
+    # the per-layer profiles are the stated quantities
+    np.testing.assert_allclose(res["attention_max"], att["repeated"]["mean"].numpy().max(-1))
+    np.testing.assert_allclose(res["response"], np.asarray(scored.score)[1:], rtol=1e-10)
+
+
+def test_paired_score_change_is_zero_for_identical_runs(scored):
+    drop, lo, hi = paired_score_change(scored.stripes, [scored.stripes], n_boot=50)
+    finite = np.isfinite(drop)
+    assert finite[1:].all() and not finite[0]  # l0 itself has no score
+    np.testing.assert_allclose(drop[finite], 0.0, atol=1e-12)
+    np.testing.assert_allclose(lo[finite], 0.0, atol=1e-12)
+
+
+def test_random_model_controls_score_near_one(random_lm, scored):
+    shuffled = kind_scores(random_lm, "shuffled", scored, n_boot=50)
+    null = seed_null_scores(scored, n_boot=50)
+    for res in (shuffled, null):
+        s = np.asarray(res.score)[1:]
+        assert np.all(np.isfinite(s)) and np.all(s < 2.0), res.score
+    # the null compares different sequences: not 1 by construction
+    st = scored.stripes
+    expect = st.induction["control"][1].mean(-1) / st.induction["control"][0].mean(-1)
+    np.testing.assert_allclose(null.score[1:], expect[1:], rtol=1e-10)
+    assert not np.allclose(null.score[1:], 1.0)
+    # "repeated" through kind_scores reproduces the reference exactly (same directions)
+    again = kind_scores(random_lm, "repeated", scored, n_boot=50)
+    np.testing.assert_allclose(again.score[1:], scored.score[1:], rtol=1e-6)
+    one = kind_scores(random_lm, "repeated", scored, seeds=[1], n_boot=50)
+    assert one.seeds == [1] and one.stripes.induction["control"].shape[0] == 1
+    with pytest.raises(ValueError, match="subset"):
+        kind_scores(random_lm, "shuffled", scored, seeds=[7])
+    with pytest.raises(ValueError, match="kind must be"):
+        kind_scores(random_lm, "random", scored)
+
+
+def test_ablation_study_random_draws_exclude_named_heads(random_lm):
+    heads = [(1, 0), (2, 1)]
+    study = ablation_study(random_lm, heads, n_random=2, T=4, seeds=1, loss_seeds=range(3), n_boot=20)
+    assert study.heads["top"] == sorted(heads) and study.random_keys == ["random-0", "random-1"]
+    for key in study.random_keys:
+        assert len(study.heads[key]) == 2 and not set(study.heads[key]) & set(heads)
+    drop, lo, hi = study.score_drop("random", n_boot=20)
+    assert drop.shape == (random_lm.n_layers + 1,)
+    rise = study.loss_rise("top", n_boot=20)
+    assert rise["per_seed"].shape == (3,)
+    with pytest.raises(ValueError, match="heads is empty"):
+        ablation_study(random_lm, [], T=4, seeds=1)
+
+
+def test_control_envelope_bins_and_spans_axis():
+    df = pd.DataFrame({"rel_depth": [0.05, 0.1, 0.5, 0.55, 1.0], "score": [1.0, 1.2, 0.8, 0.9, 1.1]})
+    env = control_envelope(df, bins=4)
+    assert env.rel_depth.iloc[0] == 0.0 and env.rel_depth.iloc[-1] == 1.0
+    mid = env[(env.rel_depth > 0) & (env.rel_depth < 1)]
+    assert list(mid.n) == [2, 2, 1] and mid.band_lo.iloc[0] == 1.0 and mid.band_hi.iloc[0] == 1.2
+    with pytest.raises(ValueError, match="must lie in"):
+        control_envelope(df.assign(rel_depth=df.rel_depth * 2))
