@@ -41,7 +41,7 @@ test-unit: install
 	$(PY) -m pytest -q -m "not integration and not book" tests
 
 bench: install
-	$(PY) scripts/bench.py --out bench.json
+	$(PY) scripts/bench.py --clock cpu --out bench.json
 
 clean:
 	rm -rf _build
