@@ -71,12 +71,18 @@ def main(argv: list[str] | None = None) -> int:
         settings["growth_T"] = tuple(sorted(set(settings["growth_T"]) | {settings["T"]}))
 
     os.environ.setdefault("RESIDUAL_RESPONSE_CACHE", str(Path(__file__).resolve().parent.parent / ".cache"))
+    from residual_response.models import ModelUnavailableError
+
     start = time.perf_counter()
-    record = run_bench(
-        args.model, device=args.device, dtype=args.dtype, threads=args.threads or None, eps=args.eps, seed=args.seed,
-        naive_l0=args.naive_l0, section=not args.no_section, quick=args.quick,
-        clock=args.clock, section_repeats=args.section_repeats, growth_repeats=args.growth_repeats, **settings,
-    )
+    try:
+        record = run_bench(
+            args.model, device=args.device, dtype=args.dtype, threads=args.threads or None, eps=args.eps,
+            seed=args.seed, naive_l0=args.naive_l0, section=not args.no_section, quick=args.quick,
+            clock=args.clock, section_repeats=args.section_repeats, growth_repeats=args.growth_repeats, **settings,
+        )
+    except (ValueError, TypeError, ModelUnavailableError) as exc:  # bad input: one line, exit status 2
+        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
     record["bench_wall_s"] = time.perf_counter() - start
     write_json(record, args.out)
     sm = record.get("section_map") or {}
