@@ -42,3 +42,17 @@ def test_float64_models_keep_norms_in_float64():
     x = torch.randn(2, 3, lm.d_model, dtype=torch.float64)
     ref = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.eps) * (1 + norm.weight)
     torch.testing.assert_close(norm(x), ref, rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gemma2", "gemma3"])
+def test_block_dims_match_the_weights(family):
+    """block_dims reads the widths the blocks really have, whatever the config calls them."""
+    from residual_response.models import block_dims
+
+    lm = build_random_model(family, seed=0)
+    dims = block_dims(lm)
+    n_weights = sum(p.numel() for n, p in lm.blocks[0].named_parameters() if p.ndim == 2)
+    gated = family != "gpt2"
+    expected = (2 * dims.d_model * dims.n_heads * dims.head_dim + 2 * dims.d_model * dims.n_kv_heads * dims.head_dim
+                + (3 if gated else 2) * dims.d_model * dims.d_ffn)
+    assert n_weights == expected, (family, dims)

@@ -39,7 +39,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from .models import LoadedModel, load_model
+from .models import LoadedModel, block_dims, load_model
 from .perturbation import apply_perturbation, perturbation_directions
 from .response import (
     _attention_weight,
@@ -166,14 +166,9 @@ def paper_block_params() -> dict[str, int]:
 
 
 def _model_dims(lm: LoadedModel) -> dict:
-    cfg = lm.config
-    d = lm.d_model
-    heads = lm.n_heads
-    head_dim = int(getattr(cfg, "head_dim", None) or d // heads)
-    kv = int(getattr(cfg, "num_key_value_heads", None) or heads)
-    ffn = int(getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * d)
-    return dict(layers=lm.n_layers, d_model=d, d_ffn=ffn, q_dim=heads * head_dim, kv_dim=kv * head_dim,
-                gated=lm.family != "gpt2")
+    b = block_dims(lm)
+    return dict(layers=lm.n_layers, d_model=b.d_model, d_ffn=b.d_ffn, q_dim=b.n_heads * b.head_dim,
+                kv_dim=b.n_kv_heads * b.head_dim, gated=lm.family != "gpt2")
 
 
 def response_token_forwards(N: int, L: int, l0s: Iterable[int], sources: Iterable[int] | None = None,

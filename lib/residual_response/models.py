@@ -32,7 +32,9 @@ from typing import Callable
 import torch
 
 __all__ = [
+    "BlockDims",
     "LoadedModel",
+    "block_dims",
     "ModelSpec",
     "ModelUnavailableError",
     "LowPrecisionWarning",
@@ -147,6 +149,35 @@ class LoadedModel:
             "dtype": str(self.dtype).replace("torch.", ""),
             "device": str(self.device),
         }
+
+
+@dataclass(frozen=True)
+class BlockDims:
+    """Widths of one transformer block, read from a model's config.
+
+    Why one reader: configs name these differently (``n_inner`` in GPT-2, ``intermediate_size``
+    elsewhere; ``head_dim`` and ``num_key_value_heads`` only where they differ from the default),
+    and the memory budget, the batch planner and the FLOP counts all need the same numbers.
+    """
+
+    d_model: int
+    n_heads: int
+    head_dim: int
+    n_kv_heads: int
+    d_ffn: int
+
+
+def block_dims(lm: LoadedModel) -> BlockDims:
+    """:class:`BlockDims` of ``lm`` (defaults where the config is silent: ``d/heads``, ``heads``, ``4d``)."""
+    cfg = lm.config
+    d, heads = lm.d_model, lm.n_heads
+    return BlockDims(
+        d_model=d,
+        n_heads=heads,
+        head_dim=int(getattr(cfg, "head_dim", None) or d // heads),
+        n_kv_heads=int(getattr(cfg, "num_key_value_heads", None) or heads),
+        d_ffn=int(getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * d),
+    )
 
 
 def decoder_stack(model: torch.nn.Module) -> torch.nn.Module:

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
-from .models import LoadedModel
+from .models import LoadedModel, block_dims
 from .perturbation import DIRECTION_KINDS, apply_perturbation, perturbation_directions
 from .streams import StopForward, block_hidden_input, block_output, hooked, replace_block_input, skip_blocks
 
@@ -181,12 +181,8 @@ def default_batch_rows(lm: LoadedModel, n_positions: int, memory_budget_mb: floa
     plus the cached keys/values of every layer, times the element size (twice for forward-mode
     AD, which carries a tangent beside every primal).
     """
-    cfg = lm.config
-    d = lm.d_model
-    ffn = int(getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * d)
-    heads = lm.n_heads
-    kv = int(getattr(cfg, "num_key_value_heads", None) or heads)
-    head_dim = int(getattr(cfg, "head_dim", None) or d // heads)
+    dims = block_dims(lm)
+    d, ffn, heads, kv, head_dim = dims.d_model, dims.d_ffn, dims.n_heads, dims.n_kv_heads, dims.head_dim
     itemsize = torch.finfo(lm.dtype).bits // 8
     per_row = n_positions * (12 * d + 4 * ffn + 3 * heads * n_positions + 2 * lm.n_layers * kv * head_dim) * itemsize
     if jvp:
@@ -269,12 +265,8 @@ def _forward_overhead(lm: LoadedModel) -> float:
 
 def _attention_weight(lm: LoadedModel, n_positions: int) -> float:
     """Attention of one query position over ``N`` keys, relative to its matrix products."""
-    cfg = lm.config
-    d = lm.d_model
-    heads = lm.n_heads
-    head_dim = int(getattr(cfg, "head_dim", None) or d // heads)
-    kv = int(getattr(cfg, "num_key_value_heads", None) or heads)
-    ffn = int(getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * d)
+    dims = block_dims(lm)
+    d, heads, head_dim, kv, ffn = dims.d_model, dims.n_heads, dims.head_dim, dims.n_kv_heads, dims.d_ffn
     block = 2 * d * heads * head_dim + 2 * d * kv * head_dim + 3 * d * ffn  # weights of one block
     return 2.0 * n_positions * heads * head_dim / block
 
