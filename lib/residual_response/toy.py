@@ -614,7 +614,8 @@ def induction_through_training(
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be an int >= 1, got {seeds!r}")
     steps = [int(s) for s in steps]
-    missing = sorted(set(int(s) for s in matrices_at) - set(steps))
+    wanted = {int(s) for s in matrices_at}
+    missing = sorted(wanted - set(steps))
     if missing:
         raise ValueError(f"matrices_at steps {missing} are not among the measured steps")
     rows, matrices, reads, sources = [], {}, None, None
@@ -622,7 +623,7 @@ def induction_through_training(
         lm = load_toy_model(device=device, dtype=dtype, step=step)
         att = induction_attention_scores(lm, T=T, seeds=range(seeds), n_boot=n_boot)
         prev = previous_token_scores(lm, T=T, seeds=range(seeds), n_boot=n_boot)["scores"]["mean"]  # [L, H]
-        keep = step in set(int(s) for s in matrices_at)
+        keep = step in wanted
         res = induction_scores(lm, T=T, seeds=seeds, layer=layer, eps=eps, n_boot=n_boot, keep_matrices=keep)
         reads, sources = list(res.layers), list(res.stripes.sources)
         if keep:
