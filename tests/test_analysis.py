@@ -12,11 +12,14 @@ from residual_response.sequences import induction_layout, make_sequence
 
 
 def test_widest_flat_interval_finds_the_plateau():
-    eps = np.logspace(-8, 0, 17)
-    curve = np.where(eps < 1e-5, 1.0 + 1e-6 / eps, 1.0)  # rounding floor below 1e-5
-    curve = np.where(eps > 1e-2, 1.0 + 10 * (eps - 1e-2), curve)  # non-linear bend above 1e-2
+    eps = np.logspace(-8, 0, 17)  # every half decade
+    # The regions are cut half way between grid points (10**-5.25, 10**-1.75), never at a grid
+    # point: logspace's 1e-5 is 9.999999999999999e-06 on some CPUs and 1e-05 on others.
+    curve = np.where(eps < 10**-5.25, 1.0 + 1e-6 / eps, 1.0)  # rounding floor below 1e-5 (>= 31 % off)
+    curve = np.where(eps > 10**-1.75, 1.0 + 10 * (eps - 1e-2), curve)  # non-linear bend above 1e-2 (>= 21 % off)
     i, j = widest_flat_interval(eps, curve, 0.01)
-    assert eps[i] == pytest.approx(1e-5) and eps[j] == pytest.approx(1e-2)
+    assert (i, j) == (6, 12)
+    assert eps[i] == pytest.approx(1e-5, rel=1e-9) and eps[j] == pytest.approx(1e-2, rel=1e-9)
 
 
 def test_widest_flat_interval_none_when_nothing_is_flat():
