@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_positive_int, required=True, help="number of seeds (0..K-1)")
     p.add_argument("--eps", type=_eps_value, default=1e-2)
     p.add_argument("--directions", type=_positive_int, default=1)
-    p.add_argument("--control", choices=["random", "shuffled"], default="random")
+    p.add_argument("--control", choices=["neighbours", "random", "shuffled"], default="neighbours")
 
     p = sub.add_parser("regime", help="universal regime per read layer from an eps sweep -> .json")
     _add_model_args(p)

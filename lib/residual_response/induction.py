@@ -60,7 +60,7 @@ class StripeData:
     induction: dict[str, np.ndarray]
     duplicate: dict[str, np.ndarray]
     sources: list[int]
-    control_kind: str = "random"
+    control_kind: str = "neighbours"
     matrices: dict[str, np.ndarray] | None = None
 
 
@@ -108,7 +108,7 @@ def collect_stripes(
     read_layers: Iterable[int] | None = None,
     n_directions: int = 1,
     method: str = "finite",
-    control: str = "random",
+    control: str = "neighbours",
     keep_matrices: bool = False,
     progress: bool = False,
     **response_kwargs,
@@ -121,14 +121,19 @@ def collect_stripes(
     Args:
         T: length of one copy.
         seeds: sequence seeds; seed ``i`` also seeds the directions.
-        control: ``"random"`` (2T tokens, no repeat) or ``"shuffled"`` (second copy permuted).
+        control: the baseline each stripe entry is divided by (see :data:`CONTROLS`):
+            ``"neighbours"`` (the same target's response to nearby sources of the same repeated
+            sequence; no control sequences are run), ``"random"`` (the same entries of ``2T``
+            random tokens, no repeat) or ``"shuffled"`` (second copy permuted).
     """
     validate_length(lm, T)
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds is empty; give at least one seed")
-    if control not in ("random", "shuffled"):
-        raise ValueError(f"unknown control {control!r}; allowed: random, shuffled")
+    if control not in CONTROLS:
+        raise ValueError(f"unknown control {control!r}; allowed: {', '.join(CONTROLS)}")
+    if control == "neighbours" and T < 3:
+        raise ValueError(f"T={T} is too short for the neighbours control: a stripe source needs a neighbour; use T >= 3")
     layout = induction_layout(lm, T)
     sources = list(range(layout.offset, layout.offset + T))  # first copy a_1..a_T
     ind_src = layout.induction_sources.numpy() - layout.offset  # rows into `sources`
@@ -141,18 +146,29 @@ def collect_stripes(
     duplicate = {"repeated": [], "control": []}
     matrices = {"repeated": [], "control": []} if keep_matrices else None
     reads = None
+    within = control == "neighbours"
+    # The neighbours baseline needs no control sequence; its matrices, when kept for a picture,
+    # are those of random tokens.
+    runs = (("repeated", "repeated"),) if within else (("repeated", "repeated"), ("control", control))
+    if within and keep_matrices:
+        runs = (("repeated", "repeated"), ("control", "random"))
     for seed in seeds:
-        for key, kind in (("repeated", "repeated"), ("control", control)):
+        for key, kind in runs:
             tokens = make_sequence(lm, kind, T, seed)
             res = response(lm, tokens, [eps_value] if method == "finite" else None, layer=layer,
                            read_layers=read_layers, sources=sources, n_directions=n_directions, seed=seed,
                            method=method, progress=progress, **response_kwargs)
             chi = res.chi[0]  # [n_read, T, N]
             reads = res.read_layers
-            induction[key].append(chi[:, ind_src, ind_tgt])
-            duplicate[key].append(chi[:, dup_src, dup_tgt])
             if matrices is not None:
                 matrices[key].append(chi)
+            if within and key == "control":
+                continue  # run for its matrix only
+            induction[key].append(chi[:, ind_src, ind_tgt])
+            duplicate[key].append(chi[:, dup_src, dup_tgt])
+            if within:  # the baselines come from the same matrix
+                induction["control"].append(neighbour_baseline(chi, ind_src, ind_tgt, other_stripe=-1))
+                duplicate["control"].append(neighbour_baseline(chi, dup_src, dup_tgt, other_stripe=+1))
     return StripeData(
         T=T, layer=layer, eps=eps_value, seeds=seeds, read_layers=reads,
         induction={k: np.stack(v) for k, v in induction.items()},
@@ -160,6 +176,59 @@ def collect_stripes(
         sources=sources, control_kind=control,
         matrices=None if matrices is None else {k: np.stack(v) for k, v in matrices.items()},
     )
+
+
+#: The baselines of :func:`collect_stripes`. ``"neighbours"`` is the default: it is the one whose
+#: score a model without induction puts at 1 (the null page of the book measures all three).
+CONTROLS = ("neighbours", "random", "shuffled")
+
+#: Source offsets of the neighbour baseline, beyond the two stripes of a target on each side.
+NEIGHBOUR_REACH = 2
+
+
+def neighbour_baseline(chi: np.ndarray, src_rows: np.ndarray, targets: np.ndarray, *, other_stripe: int) -> np.ndarray:
+    """The same target's mean response to nearby sources of the same sequence: the stripe's null.
+
+    Why within the sequence: a control *sequence* differs from the repeated one in more than
+    induction. The repeated sequence holds duplicate tokens, and a target that attends to the
+    earlier copy of its own token spreads less attention over every other source; a random model
+    then scores 0.6-0.8 against random tokens. Comparing each stripe entry with the same
+    target's response to sources a few positions away cancels everything the target does to all
+    sources alike (its norm, its attention to duplicates, its position), and the sources on both
+    sides cancel a smooth fall with distance to first order.
+
+    For stripe entry (source row ``r``, target ``t``) the baseline averages ``chi[:, r + o, t]``
+    over ``NEIGHBOUR_REACH`` offsets ``o`` beyond each of the two stripe entries of target ``t``:
+    the stripe itself (offset 0) and the other stripe at ``other_stripe`` (-1 for the induction
+    stripe, whose target's duplicate source is one earlier; +1 for the duplicate stripe). So the
+    induction stripe uses offsets -3, -2, +1, +2 and the duplicate stripe -2, -1, +2, +3; offsets
+    outside the first copy are skipped.
+
+    Args:
+        chi: ``[n_read, T, N]`` response of the first copy's sources (rows) at every target.
+        src_rows: ``[P]`` stripe source rows into ``chi``; ``targets``: ``[P]`` their targets.
+        other_stripe: -1 or +1, the offset of the other stripe of the same target.
+
+    Returns:
+        ``[n_read, P]`` baseline per read layer and stripe entry.
+    """
+    if other_stripe not in (-1, 1):
+        raise ValueError(f"other_stripe must be -1 or +1, got {other_stripe!r}")
+    lo, hi = min(0, other_stripe), max(0, other_stripe)
+    offsets = [lo - d for d in range(NEIGHBOUR_REACH, 0, -1)] + [hi + d for d in range(1, NEIGHBOUR_REACH + 1)]
+    n_rows = chi.shape[1]
+    total = np.zeros((chi.shape[0], len(src_rows)))
+    count = np.zeros(len(src_rows))
+    for o in offsets:
+        rows = np.asarray(src_rows) + o
+        ok = (rows >= 0) & (rows < n_rows)
+        vals = np.zeros((chi.shape[0], len(src_rows)))
+        vals[:, ok] = chi[:, rows[ok], np.asarray(targets)[ok]]
+        total += vals
+        count += ok
+    if np.any(count == 0):
+        raise ValueError("a stripe entry has no neighbour source inside the first copy; use a longer T")
+    return total / count
 
 
 def bootstrap_ratio(
@@ -229,7 +298,7 @@ def induction_scores(
     eps: float = 1e-2,
     n_directions: int = 1,
     method: str = "finite",
-    control: str = "random",
+    control: str = "neighbours",
     n_boot: int = 1000,
     confidence: float = 0.95,
     keep_matrices: bool = False,
