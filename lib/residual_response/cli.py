@@ -239,7 +239,8 @@ def _cmd_induction(args, clock, argv) -> int:
     with _progress(args, f"{lm.name} induction") as bar:
         res = induction_scores(lm, args.length, args.seeds, layer=args.layer, eps=args.eps,
                                n_directions=args.directions, control=args.control, progress=bar)
-    res.provenance = _provenance(lm, args, clock, argv, seed_list=res.seeds, read_layers=res.layers)
+    res.provenance = _provenance(lm, args, clock, argv, seed_list=res.seeds, read_layers=res.layers,
+                                 method=res.method)
     d = res.to_json_dict()
     d["seeds"] = args.seeds
     d["seed_list"] = res.seeds
@@ -269,7 +270,8 @@ def _cmd_regime(args, clock, argv) -> int:
                        progress=bar)
     reg = RegimeResult.from_response(res, tol=args.tol, sequence=args.sequence, length=args.length)
     reg.dtype = args.dtype
-    reg.provenance = _provenance(lm, args, clock, argv, eps=grid.tolist(), read_layers=res.read_layers)
+    reg.provenance = _provenance(lm, args, clock, argv, eps=grid.tolist(), read_layers=res.read_layers,
+                                 method=res.method)
     write_json_atomic(out, reg.to_json_dict())
     _status(args, f"wrote {out}")
     return 0
@@ -284,7 +286,7 @@ def _cmd_section_map(args, clock, argv) -> int:
     with _progress(args, f"{lm.name} section map") as bar:
         sm = section_map(lm, args.length, args.seeds, perturb_layers=args.perturb_layers, eps=args.eps, progress=bar)
     sm.provenance = _provenance(lm, args, clock, argv, seed_list=sm.seeds, perturb_layers=sm.perturb_layers,
-                                read_layers=sm.read_layers)
+                                read_layers=sm.read_layers, method="finite", directions=sm.n_directions)
     write_json_atomic(out, sm.to_json_dict())
     _status(args, f"wrote {out}")
     return 0

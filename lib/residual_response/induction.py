@@ -120,10 +120,9 @@ class InductionResult:
         made with other weights, model or dtype. Raises ``ValueError`` for another kind of file.
         """
         from .provenance import warn_if_different
-        from .resultfile import check_kind, read_json
+        from .resultfile import read
 
-        d, kind = read_json(path)
-        check_kind(path, kind, cls.KIND)
+        d = read(path, cls.KIND)
         seeds = d.get("seed_list", d.get("seeds"))
         seeds = list(range(seeds)) if isinstance(seeds, int) else [int(x) for x in seeds]
         names = {f for f in cls.__dataclass_fields__ if f not in ("stripes",)}
@@ -355,10 +354,9 @@ class SectionMap:
         dtype. Raises ``ValueError`` for another kind of file.
         """
         from .provenance import warn_if_different
-        from .resultfile import check_kind, read_json
+        from .resultfile import read
 
-        d, kind = read_json(path)
-        check_kind(path, kind, cls.KIND)
+        d = read(path, cls.KIND)
         mats = {k: np.array([[np.nan if v is None else float(v) for v in row] for row in d[k]], dtype=np.float64)
                 for k in cls._MATRICES}  # each [n_l0, L+1]
         res = cls(model=d["model"], length=int(d["length"]), seeds=[int(x) for x in d["seeds"]],

@@ -214,10 +214,9 @@ class RegimeResult:
         made with other weights, model or dtype. Raises ``ValueError`` for another kind of file.
         """
         from .provenance import warn_if_different
-        from .resultfile import check_kind, read_json
+        from .resultfile import read
 
-        d, kind = read_json(path)
-        check_kind(path, kind, cls.KIND)
+        d = read(path, cls.KIND)
         fields = RegimeInterval.__dataclass_fields__
         regimes = [RegimeInterval(**{k: v for k, v in r.items() if k in fields}) for r in d["regimes"]]
         res = cls(model=d["model"], dtype=d["dtype"], layer=int(d["layer"]), length=int(d["length"]),

@@ -155,10 +155,9 @@ class ResponseResult:
         Raises ``ValueError`` (one sentence) for a file of another kind.
         """
         from .provenance import warn_if_different
-        from .resultfile import check_kind, read_npz
+        from .resultfile import read
 
-        d, kind = read_npz(path)
-        check_kind(path, kind, cls.KIND)
+        d = read(path, cls.KIND)
         sources = [int(s) for s in d["sources"]]
         chi = d["chi"]  # [n_eps, n_read, N, N] when every position was perturbed, else [n_eps, n_read, n_src, N]
         if len(sources) == len(d["tokens"]):  # written as the full matrix (row = position)

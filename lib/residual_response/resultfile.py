@@ -13,7 +13,7 @@ import os
 import zipfile
 from pathlib import Path
 
-__all__ = ["KINDS", "LOADER_OF", "sniff", "read_json", "read_npz", "check_kind"]
+__all__ = ["KINDS", "LOADER_OF", "sniff", "read", "read_json", "read_npz", "check_kind"]
 
 #: every kind, with the class whose ``load`` reads it
 LOADER_OF = {
@@ -69,14 +69,30 @@ def read_npz(path: str | os.PathLike) -> tuple[dict, str | None]:
     return arrays, kind
 
 
-def sniff(path: str | os.PathLike) -> str:
-    """The kind of a result file, or ``ValueError`` saying it is none of :data:`KINDS`."""
+def _read_any(path: str | os.PathLike) -> tuple[dict, str | None]:
+    """``(content, kind)`` of an ``.npz`` (zip magic) or JSON file, whatever its name says."""
     with open(path, "rb") as fh:
         head = fh.read(4)
-    kind = (read_npz(path) if head.startswith(b"PK") else read_json(path))[1]
+    return read_npz(path) if head.startswith(b"PK") else read_json(path)
+
+
+def sniff(path: str | os.PathLike) -> str:
+    """The kind of a result file, or ``ValueError`` saying it is none of :data:`KINDS`."""
+    kind = _read_any(path)[1]
     if kind not in KINDS:
         raise ValueError(f"{os.fspath(path)} is not a residual-response result (kinds: {', '.join(KINDS)})")
     return kind
+
+
+def read(path: str | os.PathLike, expected: str) -> dict:
+    """The content of a result file of kind ``expected``; ``ValueError`` for any other file."""
+    data, kind = _read_any(path)
+    check_kind(path, kind, expected)
+    return data
+
+
+def _a(word: str) -> str:
+    return ("an " if word[0] in "aeiou" else "a ") + word
 
 
 def check_kind(path: str | os.PathLike, found: str | None, expected: str) -> None:
@@ -84,6 +100,6 @@ def check_kind(path: str | os.PathLike, found: str | None, expected: str) -> Non
     if found == expected:
         return
     if found in LOADER_OF:
-        raise ValueError(f"{os.fspath(path)} holds a {found} result, not a {expected} result; "
+        raise ValueError(f"{os.fspath(path)} holds {_a(found)} result, not {_a(expected)} result; "
                          f"read it with {LOADER_OF[found]}.load")
-    raise ValueError(f"{os.fspath(path)} is not a {expected} result file (no kind {expected!r} in it)")
+    raise ValueError(f"{os.fspath(path)} is not {_a(expected)} result file (it has no kind {expected!r})")

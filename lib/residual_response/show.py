@@ -368,9 +368,9 @@ def show(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, png: boo
     out = Path(out)
     images = []
     if png:
-        for i, (_, _, chart, _) in enumerate(sections):
+        for i, (sec_title, _, chart, _) in enumerate(sections):
             name = f"{out.stem}.png" if len(sections) == 1 else f"{out.stem}-{i + 1}.png"
-            images.append((out.with_name(name), _png(chart)))
+            images.append((out.with_name(name), _png(chart.properties(title=sec_title))))
     _write_atomic(out, page)
     for path, data in images:
         _write_atomic(path, data)
