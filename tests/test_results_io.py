@@ -236,3 +236,21 @@ def test_cli_stderr_quiet_and_not_a_terminal(tmp_path, capsys):
     assert len(err) == 2 and err[0].startswith("loading random-gpt2") and err[1].startswith("wrote ")
     assert main(argv + ["--quiet"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_model_loading_draws_no_dequantisation_bar():
+    """Inside the block, the GGUF loader's per-tensor bar is silent; the patch is undone after."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    from residual_response.progress import quiet_model_loading
+
+    original = gguf_utils.tqdm
+    stream = io.StringIO()
+    with quiet_model_loading():
+        for _ in gguf_utils.tqdm(range(3), desc="Converting and de-quantizing GGUF tensors...", file=stream):
+            pass
+    assert stream.getvalue() == ""
+    assert gguf_utils.tqdm is original
+    for _ in gguf_utils.tqdm(range(3), file=stream):
+        pass
+    assert "3/3" in stream.getvalue()
