@@ -163,7 +163,8 @@ def _load(args):
     from .models import ModelUnavailableError, load_model
     from .progress import quiet_model_loading
 
-    _status(args, f"loading {args.model} ({args.dtype}, {args.device_map or args.device})")
+    if not (args.quiet or args.no_progress) and sys.stderr.isatty():  # progress, like the bar: terminals only
+        print(f"loading {args.model} ({args.dtype}, {args.device_map or args.device})", file=sys.stderr)
     try:
         with quiet_model_loading():  # one line, not a bar per tensor
             return load_model(args.model, device=args.device, dtype=args.dtype, device_map=args.device_map)
