@@ -77,7 +77,8 @@ def test_response_round_trip_of_a_subset_of_sources(tmp_path):
 def test_induction_round_trip(files):
     path = files["induction"]
     raw = json.loads(path.read_text())
-    for key in ("layers", "score", "ci_low", "ci_high", "duplicate_score", "emergence_layer", "model", "length", "seeds"):
+    for key in ("layers", "score", "ci_low", "ci_high", "duplicate_score", "emergence_layer", "model", "length",
+                "seeds"):
         assert key in raw
     assert raw["kind"] == "induction" and raw["seeds"] == 2 and raw["seed_list"] == [0, 1]
     res = InductionResult.load(path)

@@ -70,7 +70,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="auto: spread a model too large for one GPU over all visible GPUs (accelerate)")
     p.add_argument("--layer", type=_nonneg_int, default=0, help="perturbed stream l0 (default 0)")
     p.add_argument("--out", required=True, help="output file")
-    p.add_argument("--quiet", action="store_true", help="no progress bar and no status lines (errors and warnings stay)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar and no status lines (errors and warnings stay)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -179,13 +180,13 @@ def _progress(args, desc: str):
     return Progress(desc, enabled=False if (args.quiet or args.no_progress) else None)
 
 
-def _provenance(lm, args, clock, argv, **extra) -> dict:
+def _provenance(lm, args, **extra) -> dict:
     """The provenance block of this run: every argument, plus what the run resolved (``extra``)."""
     from .provenance import collect
 
-    params = {k: v for k, v in vars(args).items() if k not in ("command", "quiet", "no_progress")}
+    params = {k: v for k, v in vars(args).items() if k not in ("command", "quiet", "no_progress") and k[0] != "_"}
     params.update(extra)
-    return collect(lm, params, command=["residual-response", *argv], clock=clock)
+    return collect(lm, params, command=["residual-response", *args._argv], clock=args._clock)
 
 
 def _validate_common(lm, args, T: int | None = None):
@@ -213,7 +214,7 @@ def _cmd_models(args) -> int:
     return 0
 
 
-def _cmd_response(args, clock, argv) -> int:
+def _cmd_response(args) -> int:
     from .response import response
     from .sequences import make_sequence
 
@@ -224,14 +225,13 @@ def _cmd_response(args, clock, argv) -> int:
     with _progress(args, f"{lm.name} response") as bar:
         res = response(lm, tokens, args.eps, layer=args.layer, n_directions=args.directions, direction=args.direction,
                        seed=args.seed, method=args.method, progress=bar)
-    res.provenance = _provenance(lm, args, clock, argv, read_layers=res.read_layers, sources=res.sources,
-                                 n_tokens=len(res.tokens))
+    res.provenance = _provenance(lm, args, read_layers=res.read_layers, sources=res.sources, n_tokens=len(res.tokens))
     res.save_npz(out)
     _status(args, f"wrote {out}: chi {tuple(res.full_matrix().shape)} [eps, read layer, source, target]")
     return 0
 
 
-def _cmd_induction(args, clock, argv) -> int:
+def _cmd_induction(args) -> int:
     from .induction import induction_scores
 
     out = _check_out(args.out)
@@ -240,8 +240,7 @@ def _cmd_induction(args, clock, argv) -> int:
     with _progress(args, f"{lm.name} induction") as bar:
         res = induction_scores(lm, args.length, args.seeds, layer=args.layer, eps=args.eps,
                                n_directions=args.directions, control=args.control, progress=bar)
-    res.provenance = _provenance(lm, args, clock, argv, seed_list=res.seeds, read_layers=res.layers,
-                                 method=res.method)
+    res.provenance = _provenance(lm, args, seed_list=res.seeds, read_layers=res.layers, method=res.method)
     d = res.to_json_dict()
     d["seeds"] = args.seeds
     d["seed_list"] = res.seeds
@@ -250,7 +249,7 @@ def _cmd_induction(args, clock, argv) -> int:
     return 0
 
 
-def _cmd_regime(args, clock, argv) -> int:
+def _cmd_regime(args) -> int:
     import numpy as np
 
     from .regime import RegimeResult
@@ -271,14 +270,13 @@ def _cmd_regime(args, clock, argv) -> int:
                        progress=bar)
     reg = RegimeResult.from_response(res, tol=args.tol, sequence=args.sequence, length=args.length)
     reg.dtype = args.dtype
-    reg.provenance = _provenance(lm, args, clock, argv, eps=grid.tolist(), read_layers=res.read_layers,
-                                 method=res.method)
+    reg.provenance = _provenance(lm, args, eps=grid.tolist(), read_layers=res.read_layers, method=res.method)
     write_json_atomic(out, reg.to_json_dict())
     _status(args, f"wrote {out}")
     return 0
 
 
-def _cmd_section_map(args, clock, argv) -> int:
+def _cmd_section_map(args) -> int:
     from .induction import section_map
 
     out = _check_out(args.out)
@@ -286,14 +284,14 @@ def _cmd_section_map(args, clock, argv) -> int:
     _validate_common(lm, args, args.length)
     with _progress(args, f"{lm.name} section map") as bar:
         sm = section_map(lm, args.length, args.seeds, perturb_layers=args.perturb_layers, eps=args.eps, progress=bar)
-    sm.provenance = _provenance(lm, args, clock, argv, seed_list=sm.seeds, perturb_layers=sm.perturb_layers,
+    sm.provenance = _provenance(lm, args, seed_list=sm.seeds, perturb_layers=sm.perturb_layers,
                                 read_layers=sm.read_layers, method="finite", directions=sm.n_directions)
     write_json_atomic(out, sm.to_json_dict())
     _status(args, f"wrote {out}")
     return 0
 
 
-def _cmd_show(args, clock, argv) -> int:
+def _cmd_show(args) -> int:
     from .show import ShowError, show
 
     out = _check_out(args.out)
@@ -325,9 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         warnings.showwarning = _one_line_warnings
         try:
             args = build_parser().parse_args(argv)
-            if args.command == "models":
-                return COMMANDS[args.command](args)
-            return COMMANDS[args.command](args, clock, argv)
+            args._clock, args._argv = clock, argv  # for the provenance block
+            return COMMANDS[args.command](args)
         except CLIError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -206,7 +206,8 @@ def collect_stripes(
 def _passes_per_sequence(lm: LoadedModel, T: int, offset: int, sources: list[int], n_directions: int, method: str,
                          response_kwargs: dict) -> int:
     """Forward passes of one :func:`response` call of the stripe collection (for the job's bar)."""
-    plan_kw = {k: response_kwargs[k] for k in ("batch_rows", "memory_budget_mb", "reuse_prefix") if k in response_kwargs}
+    plan_kw = {k: response_kwargs[k] for k in ("batch_rows", "memory_budget_mb", "reuse_prefix")
+               if k in response_kwargs}
     return planned_passes(lm, 2 * T + offset, sources, n_eps=1, n_directions=n_directions, method=method, **plan_kw)
 
 

@@ -61,7 +61,8 @@ def read_npz(path: str | os.PathLike) -> tuple[dict, str | None]:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise ValueError(f"{os.fspath(path)} is not a readable .npz file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{os.fspath(path)} is not a readable .npz file ({why})") from None
     if "kind" in arrays:
         kind = str(arrays["kind"])
     else:

@@ -180,7 +180,7 @@ def induction_chart(files: Sequence[LoadedFile]) -> tuple[str, str, Any]:
         chart = alt.layer(*_sub_layers(chart), rule).properties(width=480, height=320)
     names = sorted({labels[f.path] for f in files})
     title = "induction score against relative depth: " + ", ".join(names)
-    em = "; ".join(f"{labels[f.path]}: {'none' if f.result.emergence_layer is None else 'layer ' + str(f.result.emergence_layer)}"
+    em = "; ".join(f"{labels[f.path]}: " + ("none" if (e := f.result.emergence_layer) is None else f"layer {e}")
                    for f in files)
     caption = ("Induction score (lag T - 1) with its bootstrap interval against relative depth (layer / L). "
                f"Dashed grey: 1 (no induction) and 2 (the emergence threshold); dotted verticals: the emergence "
