@@ -149,7 +149,7 @@ def collect_stripes(
     method: str = "finite",
     control: str = "random",
     keep_matrices: bool = False,
-    progress: bool = False,
+    progress: "bool | Progress" = False,
     **response_kwargs,
 ) -> StripeData:
     """Run the response of repeated sequences and their controls and keep the stripe entries.
@@ -161,6 +161,8 @@ def collect_stripes(
         T: length of one copy.
         seeds: sequence seeds; seed ``i`` also seeds the directions.
         control: ``"random"`` (2T tokens, no repeat) or ``"shuffled"`` (second copy permuted).
+        progress: ``True`` or a :class:`~residual_response.progress.Progress`: one bar for all the
+            sequences, its total the passes the batch planner gives them (on a terminal only).
     """
     validate_length(lm, T)
     seeds = [int(s) for s in seeds]
@@ -282,7 +284,7 @@ def induction_scores(
     n_boot: int = 1000,
     confidence: float = 0.95,
     keep_matrices: bool = False,
-    progress: bool = False,
+    progress: "bool | Progress" = False,
     **response_kwargs,
 ) -> InductionResult:
     """Induction score per read layer ``l0..L`` (with CI) and the emergence layer.
@@ -378,14 +380,16 @@ def section_map(
     eps: float = 1e-2,
     n_directions: int = 1,
     n_boot: int = 500,
-    progress: bool = False,
+    progress: "bool | Progress" = False,
     **response_kwargs,
 ) -> SectionMap:
     """The map ``score(l0, l)`` over perturbed and read streams.
 
     The stripe shows up in ``score(l0, l)`` only when blocks ``l0..l-1`` contain both the
     block that moves previous-token information and the one that attends back: the map shows
-    which span of blocks composes induction.
+    which span of blocks composes induction. ``progress`` (``True`` or a
+    :class:`~residual_response.progress.Progress`) draws one bar for the whole map, its total
+    planned before the first pass.
     """
     L = lm.n_layers
     l0s = list(range(L)) if perturb_layers is None else sorted(set(validate_layer(lm, l) for l in perturb_layers))
