@@ -16,13 +16,15 @@ bootstrap that resamples seeds and, within them, stripe positions.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from .models import LoadedModel
-from .response import response, validate_eps, validate_layer
+from .progress import Progress, as_progress
+from .response import planned_passes, response, validate_eps, validate_layer
 from .sequences import induction_layout, make_sequence, validate_length
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "emergence_layer",
     "induction_scores",
     "section_map",
+    "SectionMap",
 ]
 
 #: a layer shows induction when the CI lower bound of its score exceeds this
@@ -87,6 +90,14 @@ class InductionResult:
     confidence: float = 0.95
     n_boot: int = 1000
     stripes: StripeData | None = field(default=None, repr=False)
+    #: number of blocks ``L`` of the model (relative depth is ``layer / n_layers``)
+    n_layers: int | None = None
+    #: how the result was made (see :mod:`.provenance`); ``None`` when not recorded
+    provenance: dict | None = field(default=None, repr=False)
+
+    #: the ``kind`` tag of the file the command line writes
+    KIND = "induction"
+    _FLOAT_LISTS = ("score", "ci_low", "ci_high", "duplicate_score", "duplicate_ci_low", "duplicate_ci_high")
 
     def to_json_dict(self) -> dict:
         """Plain JSON types; ``nan`` (layer ``l0`` itself, where chi is a delta) becomes ``None``."""
@@ -95,7 +106,35 @@ class InductionResult:
         for key, val in d.items():
             if isinstance(val, list):
                 d[key] = [None if isinstance(v, float) and not math.isfinite(v) else v for v in val]
-        return d
+            elif isinstance(val, float) and not math.isfinite(val):  # eps of method="jvp"
+                d[key] = None
+        return {"kind": self.KIND, **d}
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, against=None) -> "InductionResult":
+        """Read a file written by ``residual-response induction --out`` (or :meth:`to_json_dict`).
+
+        ``None`` scores (layer ``l0``) come back as ``nan``; the seed list is ``seed_list`` when
+        the file has one (the command line stores the seed *count* under ``seeds``). Give
+        ``against`` (a model, a result or a provenance dict) to be warned when the file was
+        made with other weights, model or dtype. Raises ``ValueError`` for another kind of file.
+        """
+        from .provenance import warn_if_different
+        from .resultfile import read
+
+        d = read(path, cls.KIND)
+        seeds = d.get("seed_list", d.get("seeds"))
+        seeds = list(range(seeds)) if isinstance(seeds, int) else [int(x) for x in seeds]
+        names = {f for f in cls.__dataclass_fields__ if f not in ("stripes",)}
+        kw = {k: v for k, v in d.items() if k in names}
+        for key in cls._FLOAT_LISTS:
+            kw[key] = [math.nan if v is None else float(v) for v in d[key]]
+        kw["seeds"] = seeds
+        kw["eps"] = math.nan if d.get("eps") is None else float(d["eps"])
+        res = cls(**kw)
+        if against is not None:
+            warn_if_different(res, against, what=os.fspath(path))
+        return res
 
 
 def collect_stripes(
@@ -110,7 +149,7 @@ def collect_stripes(
     method: str = "finite",
     control: str = "neighbours",
     keep_matrices: bool = False,
-    progress: bool = False,
+    progress: "bool | Progress" = False,
     **response_kwargs,
 ) -> StripeData:
     """Run the response of repeated sequences and their controls and keep the stripe entries.
@@ -125,6 +164,8 @@ def collect_stripes(
             ``"neighbours"`` (the same target's response to nearby sources of the same repeated
             sequence; no control sequences are run), ``"random"`` (the same entries of ``2T``
             random tokens, no repeat) or ``"shuffled"`` (second copy permuted).
+        progress: ``True`` or a :class:`~residual_response.progress.Progress`: one bar for all the
+            sequences, its total the passes the batch planner gives them (on a terminal only).
     """
     validate_length(lm, T)
     seeds = [int(s) for s in seeds]
@@ -147,28 +188,27 @@ def collect_stripes(
     matrices = {"repeated": [], "control": []} if keep_matrices else None
     reads = None
     within = control == "neighbours"
-    # The neighbours baseline needs no control sequence; its matrices, when kept for a picture,
-    # are those of random tokens.
-    runs = (("repeated", "repeated"),) if within else (("repeated", "repeated"), ("control", control))
-    if within and keep_matrices:
-        runs = (("repeated", "repeated"), ("control", "random"))
-    for seed in seeds:
-        for key, kind in runs:
-            tokens = make_sequence(lm, kind, T, seed)
-            res = response(lm, tokens, [eps_value] if method == "finite" else None, layer=layer,
-                           read_layers=read_layers, sources=sources, n_directions=n_directions, seed=seed,
-                           method=method, progress=progress, **response_kwargs)
-            chi = res.chi[0]  # [n_read, T, N]
-            reads = res.read_layers
-            if matrices is not None:
-                matrices[key].append(chi)
-            if within and key == "control":
-                continue  # run for its matrix only
-            induction[key].append(chi[:, ind_src, ind_tgt])
-            duplicate[key].append(chi[:, dup_src, dup_tgt])
-            if within:  # the baselines come from the same matrix
-                induction["control"].append(neighbour_baseline(chi, ind_src, ind_tgt, other_stripe=-1))
-                duplicate["control"].append(neighbour_baseline(chi, dup_src, dup_tgt, other_stripe=+1))
+    runs = _sequence_runs(control, keep_matrices)
+    passes = len(runs) * len(seeds) * _passes_per_sequence(lm, T, layout.offset, sources, n_directions, method,
+                                                           response_kwargs)
+    with as_progress(progress, f"{lm.name} induction l0={layer}") as bar, bar.expect(passes):
+        for seed in seeds:
+            for key, kind in runs:
+                tokens = make_sequence(lm, kind, T, seed)
+                res = response(lm, tokens, [eps_value] if method == "finite" else None, layer=layer,
+                               read_layers=read_layers, sources=sources, n_directions=n_directions, seed=seed,
+                               method=method, progress=bar, **response_kwargs)
+                chi = res.chi[0]  # [n_read, T, N]
+                reads = res.read_layers
+                if matrices is not None:
+                    matrices[key].append(chi)
+                if within and key == "control":
+                    continue  # run for its matrix only
+                induction[key].append(chi[:, ind_src, ind_tgt])
+                duplicate[key].append(chi[:, dup_src, dup_tgt])
+                if within:  # the baselines come from the same matrix
+                    induction["control"].append(neighbour_baseline(chi, ind_src, ind_tgt, other_stripe=-1))
+                    duplicate["control"].append(neighbour_baseline(chi, dup_src, dup_tgt, other_stripe=+1))
     return StripeData(
         T=T, layer=layer, eps=eps_value, seeds=seeds, read_layers=reads,
         induction={k: np.stack(v) for k, v in induction.items()},
@@ -229,6 +269,25 @@ def neighbour_baseline(chi: np.ndarray, src_rows: np.ndarray, targets: np.ndarra
     if np.any(count == 0):
         raise ValueError("a stripe entry has no neighbour source inside the first copy; use a longer T")
     return total / count
+
+
+def _sequence_runs(control: str, keep_matrices: bool) -> tuple[tuple[str, str], ...]:
+    """``(key, sequence kind)`` of the sequences :func:`collect_stripes` runs per seed.
+
+    The neighbours baseline needs no control sequence; its matrices, when kept for a picture,
+    are those of random tokens.
+    """
+    if control == "neighbours":
+        return (("repeated", "repeated"), ("control", "random")) if keep_matrices else (("repeated", "repeated"),)
+    return (("repeated", "repeated"), ("control", control))
+
+
+def _passes_per_sequence(lm: LoadedModel, T: int, offset: int, sources: list[int], n_directions: int, method: str,
+                         response_kwargs: dict) -> int:
+    """Forward passes of one :func:`response` call of the stripe collection (for the job's bar)."""
+    plan_kw = {k: response_kwargs[k] for k in ("batch_rows", "memory_budget_mb", "reuse_prefix")
+               if k in response_kwargs}
+    return planned_passes(lm, 2 * T + offset, sources, n_eps=1, n_directions=n_directions, method=method, **plan_kw)
 
 
 def bootstrap_ratio(
@@ -302,7 +361,7 @@ def induction_scores(
     n_boot: int = 1000,
     confidence: float = 0.95,
     keep_matrices: bool = False,
-    progress: bool = False,
+    progress: "bool | Progress" = False,
     **response_kwargs,
 ) -> InductionResult:
     """Induction score per read layer ``l0..L`` (with CI) and the emergence layer.
@@ -323,8 +382,10 @@ def induction_scores(
     validate_layer(lm, layer)
     stripes = collect_stripes(lm, T, seed_list, layer=layer, eps=eps, n_directions=n_directions, method=method,
                               control=control, keep_matrices=keep_matrices, progress=progress, **response_kwargs)
-    return scores_from_stripes(stripes, model=lm.name, method=method, n_directions=n_directions, n_boot=n_boot,
-                               confidence=confidence)
+    res = scores_from_stripes(stripes, model=lm.name, method=method, n_directions=n_directions, n_boot=n_boot,
+                              confidence=confidence)
+    res.n_layers = lm.n_layers
+    return res
 
 
 @dataclass
@@ -343,14 +404,48 @@ class SectionMap:
     ci_low: np.ndarray
     ci_high: np.ndarray
     duplicate_score: np.ndarray
+    #: the relative strength of every response of the map (``nan`` for ``method="jvp"``)
+    eps: float | None = None
+    n_directions: int = 1
+    #: how the result was made (see :mod:`.provenance`); ``None`` when not recorded
+    provenance: dict | None = field(default=None, repr=False)
+
+    #: the ``kind`` tag of the file the command line writes
+    KIND = "section-map"
+    _MATRICES = ("score", "ci_low", "ci_high", "duplicate_score")
 
     def to_json_dict(self) -> dict:
         def clean(a):
             return [[None if not np.isfinite(v) else float(v) for v in row] for row in np.asarray(a)]
 
-        return {"model": self.model, "length": self.length, "seeds": self.seeds, "perturb_layers": self.perturb_layers,
+        eps = None if self.eps is None or not math.isfinite(self.eps) else float(self.eps)
+        return {"kind": self.KIND, "model": self.model, "length": self.length, "seeds": self.seeds,
+                "perturb_layers": self.perturb_layers,
                 "read_layers": self.read_layers, "score": clean(self.score), "ci_low": clean(self.ci_low),
-                "ci_high": clean(self.ci_high), "duplicate_score": clean(self.duplicate_score)}
+                "ci_high": clean(self.ci_high), "duplicate_score": clean(self.duplicate_score),
+                "eps": eps, "n_directions": self.n_directions, "provenance": self.provenance}
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, against=None) -> "SectionMap":
+        """Read a file written by ``residual-response section-map --out`` (or :meth:`to_json_dict`).
+
+        ``None`` cells (``l <= l0``) come back as ``nan``. Give ``against`` (a model, a result or
+        a provenance dict) to be warned when the file was made with other weights, model or
+        dtype. Raises ``ValueError`` for another kind of file.
+        """
+        from .provenance import warn_if_different
+        from .resultfile import read
+
+        d = read(path, cls.KIND)
+        mats = {k: np.array([[np.nan if v is None else float(v) for v in row] for row in d[k]], dtype=np.float64)
+                for k in cls._MATRICES}  # each [n_l0, L+1]
+        res = cls(model=d["model"], length=int(d["length"]), seeds=[int(x) for x in d["seeds"]],
+                  perturb_layers=[int(x) for x in d["perturb_layers"]], read_layers=[int(x) for x in d["read_layers"]],
+                  eps=None if d.get("eps") is None else float(d["eps"]), n_directions=int(d.get("n_directions", 1)),
+                  provenance=d.get("provenance"), **mats)
+        if against is not None:
+            warn_if_different(res, against, what=os.fspath(path))
+        return res
 
 
 def section_map(
@@ -362,28 +457,37 @@ def section_map(
     eps: float = 1e-2,
     n_directions: int = 1,
     n_boot: int = 500,
-    progress: bool = False,
+    progress: "bool | Progress" = False,
     **response_kwargs,
 ) -> SectionMap:
     """The map ``score(l0, l)`` over perturbed and read streams.
 
     The stripe shows up in ``score(l0, l)`` only when blocks ``l0..l-1`` contain both the
     block that moves previous-token information and the one that attends back: the map shows
-    which span of blocks composes induction.
+    which span of blocks composes induction. ``progress`` (``True`` or a
+    :class:`~residual_response.progress.Progress`) draws one bar for the whole map, its total
+    planned before the first pass.
     """
     L = lm.n_layers
     l0s = list(range(L)) if perturb_layers is None else sorted(set(validate_layer(lm, l) for l in perturb_layers))
     reads = list(range(L + 1))
     shape = (len(l0s), L + 1)
     score, lo, hi, dup = (np.full(shape, np.nan) for _ in range(4))
-    for i, l0 in enumerate(l0s):
-        res = induction_scores(lm, T, seeds, layer=l0, eps=eps, n_directions=n_directions, n_boot=n_boot,
-                               progress=progress, **response_kwargs)
-        cols = np.asarray(res.layers)
-        score[i, cols] = res.score
-        lo[i, cols] = res.ci_low
-        hi[i, cols] = res.ci_high
-        dup[i, cols] = res.duplicate_score
-        score[i, l0] = lo[i, l0] = hi[i, l0] = dup[i, l0] = np.nan
     seed_list = list(range(seeds)) if isinstance(seeds, (int, np.integer)) else list(seeds)
-    return SectionMap(lm.name, T, seed_list, l0s, reads, score, lo, hi, dup)
+    validate_length(lm, T)
+    layout = induction_layout(lm, T)
+    sources = list(range(layout.offset, layout.offset + T))
+    # every l0 runs the same passes: the default baseline's sequences per seed, sources of the first copy
+    passes = len(l0s) * len(_sequence_runs("neighbours", False)) * len(seed_list) * _passes_per_sequence(lm, T, layout.offset, sources, n_directions,
+                                                                  "finite", response_kwargs)
+    with as_progress(progress, f"{lm.name} section map") as bar, bar.expect(passes):
+        for i, l0 in enumerate(l0s):
+            res = induction_scores(lm, T, seeds, layer=l0, eps=eps, n_directions=n_directions, n_boot=n_boot,
+                                   progress=bar, **response_kwargs)
+            cols = np.asarray(res.layers)
+            score[i, cols] = res.score
+            lo[i, cols] = res.ci_low
+            hi[i, cols] = res.ci_high
+            dup[i, cols] = res.duplicate_score
+            score[i, l0] = lo[i, l0] = hi[i, l0] = dup[i, l0] = np.nan
+    return SectionMap(lm.name, T, seed_list, l0s, reads, score, lo, hi, dup, eps=float(eps), n_directions=n_directions)
