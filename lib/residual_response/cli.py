@@ -16,6 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .canonical import CANONICAL
+
 __all__ = ["main", "build_parser"]
 
 
@@ -94,9 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("induction", help="induction score per layer with bootstrap CI -> .json")
     _add_model_args(p)
-    p.add_argument("--length", type=_positive_int, required=True)
-    p.add_argument("--seeds", type=_positive_int, required=True, help="number of seeds (0..K-1)")
-    p.add_argument("--eps", type=_eps_value, default=1e-2)
+    p.add_argument("--length", type=_positive_int, default=CANONICAL["T"],
+                   help=f"T: one copy's length (default {CANONICAL['T']}, the book's canonical setting)")
+    p.add_argument("--seeds", type=_positive_int, default=CANONICAL["seeds"],
+                   help=f"number of seeds 0..K-1 (default {CANONICAL['seeds']})")
+    p.add_argument("--eps", type=_eps_value, default=CANONICAL["eps"])
     p.add_argument("--directions", type=_positive_int, default=1)
     p.add_argument("--control", choices=["neighbours", "random", "shuffled"], default="neighbours")
 

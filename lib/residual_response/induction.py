@@ -1,16 +1,22 @@
-"""Induction read off the response: the lag ``T-1`` stripe, its control, and the section map.
+"""Induction read off the response: the lag ``T-1`` stripe, its baseline, the rise over depth, the section map.
 
 On ``[BOS, a_1 .. a_T, a_1 .. a_T]`` an induction mechanism at the second ``a_{k-1}`` (index
 ``T+k-1``) attends back to the first ``a_k`` (index ``k``) to predict ``a_k``. Perturbing source
-``k`` therefore moves target ``T+k-1``: a stripe at lag ``T-1`` of the response matrix. The same
-entries of a control sequence (``2T`` random tokens, no repeat) give the baseline: how much a
-token moves another ``T-1`` positions later for no reason but distance.
+``k`` therefore moves target ``T+k-1``: a stripe at lag ``T-1`` of the response matrix.
 
-    score(l) = mean_{seeds, k} chi_rep[l, k, T+k-1] / mean_{seeds, k} chi_ctrl[l, k, T+k-1]
+The baseline of each stripe entry is the same target's mean response to nearby sources of the
+same sequence (``k-3, k-2, k+1, k+2``; :func:`neighbour_baseline`): whatever the target does to
+every source alike cancels, so a model without induction scores 1 (measured on random-init
+models of every architecture, :mod:`.null`)::
 
-Near 1: no induction; well above 1: induction. The duplicate-token score uses lag ``T`` (source
-``k``, target ``T+k``, the second copy of the same token). Confidence intervals come from a
-bootstrap that resamples seeds and, within them, stripe positions.
+    score(l) = mean_{seeds, k} chi[l, k, T+k-1] / mean_{seeds, k} mean_{o} chi[l, k+o, T+k-1]
+
+The older baselines, the same entries of control sequences (``"random"``: 2T random tokens;
+``"shuffled"``: second copy permuted), remain as options; against random tokens a random model
+scores 0.6-0.8, because the repeated sequence holds duplicate tokens and the control does not.
+The duplicate-token score uses lag ``T`` (source ``k``, target ``T+k``) the same way.
+Confidence intervals come from a bootstrap that resamples seeds and, within them, stripe
+positions; the emergence layer is the middle of the score's rise over depth (:class:`Rise`).
 """
 
 from __future__ import annotations
@@ -22,25 +28,31 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .canonical import CANONICAL
 from .models import LoadedModel
 from .progress import Progress, as_progress
 from .response import planned_passes, response, validate_eps, validate_layer
 from .sequences import induction_layout, make_sequence, validate_length
 
 __all__ = [
+    "CANONICAL",
     "EMERGENCE_THRESHOLD",
     "InductionResult",
+    "Rise",
     "StripeData",
     "bootstrap_ratio",
     "collect_stripes",
     "emergence_layer",
     "induction_scores",
+    "rise_of",
     "section_map",
     "SectionMap",
 ]
 
-#: a layer shows induction when the CI lower bound of its score exceeds this
+#: a fixed score threshold, for series of known scale (:func:`emergence_layer`); the emergence
+#: layer of a model follows the score's own rise instead (:class:`Rise`)
 EMERGENCE_THRESHOLD = 2.0
+
 
 
 @dataclass
@@ -86,12 +98,14 @@ class InductionResult:
     duplicate_ci_high: list[float]
     emergence_layer: int | None
     n_directions: int = 1
-    control: str = "random"
+    control: str = "neighbours"
     confidence: float = 0.95
     n_boot: int = 1000
     stripes: StripeData | None = field(default=None, repr=False)
     #: number of blocks ``L`` of the model (relative depth is ``layer / n_layers``)
     n_layers: int | None = None
+    #: the rise of the score that locates the emergence layer (:class:`Rise`), as a plain dict
+    rise: dict | None = None
     #: how the result was made (see :mod:`.provenance`); ``None`` when not recorded
     provenance: dict | None = field(default=None, repr=False)
 
@@ -291,16 +305,21 @@ def _passes_per_sequence(lm: LoadedModel, T: int, offset: int, sources: list[int
 
 
 def bootstrap_ratio(
-    rep: np.ndarray, ctrl: np.ndarray, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rep: np.ndarray, ctrl: np.ndarray, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
+    return_boots: bool = False,
+):
     """Ratio of means with a two-level bootstrap CI (seeds, then positions).
 
     Args:
         rep, ctrl: ``[n_seeds, n_layers, P]`` stripe entries of repeated and control sequences
             (paired by seed and position index).
+        return_boots: also return the bootstrap replicates ``[n_boot, n_layers]``. Every replicate
+            resamples the same seeds and positions at every layer, so a statistic of several
+            layers (the rise of :func:`rise_of`) gets a paired interval from them.
 
     Returns:
-        ``(ratio, low, high)``, each ``[n_layers]``; ``nan`` where the control mean is 0.
+        ``(ratio, low, high)``, each ``[n_layers]``; ``nan`` where the control mean is 0
+        (``(ratio, low, high, boots)`` with ``return_boots``).
     """
     if rep.shape != ctrl.shape or rep.ndim != 3:
         raise ValueError(f"rep and ctrl must have equal shapes [n_seeds, n_layers, P], got {rep.shape} and {ctrl.shape}")
@@ -321,30 +340,140 @@ def bootstrap_ratio(
     bad = ~np.isfinite(ratio)
     low[bad] = np.nan
     high[bad] = np.nan
+    if return_boots:
+        return ratio, low, high, boots
     return ratio, low, high
 
 
 def emergence_layer(layers: Sequence[int], ci_low: Sequence[float], threshold: float = EMERGENCE_THRESHOLD) -> int | None:
-    """First layer whose CI lower bound exceeds ``threshold`` (``None`` if none does)."""
+    """First entry of ``layers`` whose CI lower bound exceeds ``threshold`` (``None`` if none does).
+
+    A fixed threshold, for series whose scale is known (the toy model's training steps). The
+    emergence layer of a model is *not* this: it follows the score's own scale (:func:`rise_of`).
+    """
     for layer, low in zip(layers, ci_low):
         if low is not None and np.isfinite(low) and low > threshold:
             return int(layer)
     return None
 
 
+@dataclass(frozen=True)
+class Rise:
+    """The rise of the induction score over depth, and the layer where it happens.
+
+    Why a rise and not a threshold: how high the score climbs depends on the baseline, on ``T``
+    and on the model (2-3x in SmolLM2, 10x and more in Gemma 3), so a fixed threshold on the
+    score finds different layers at different settings. Where the score rises does not: the
+    emergence layer is the middle of the rise, measured in factors.
+
+    Definition, over the read layers after the perturbed one: ``top`` is the layer of the largest
+    score, ``bottom`` the layer of the smallest score at or before it, and the rise is
+    ``R = S(top) / S(bottom)``. Induction *emerges* when the lower end of the paired bootstrap
+    interval of ``R`` lies above 1, i.e. the rise is not resampling noise. The emergence layer is
+    then the first layer from ``bottom`` on whose log score reaches half way from
+    ``log S(bottom)`` to ``log S(top)``; ``start`` and ``end`` are the first layers that reach
+    10 % and 90 % of the way, and ``width = end - start`` says whether the rise is sudden (a
+    layer or two) or gradual. Each of them gets an interval from the same rule applied to every
+    bootstrap replicate (2.5 % and 97.5 % quantiles, over the replicates that show a rise).
+
+    Attributes:
+        emerged: whether the rise is significant; the layers below are ``None`` when not.
+        layer, layer_ci: the emergence layer and its interval.
+        start, end, width, width_ci: the 10 % and 90 % layers, and ``end - start`` with its interval.
+        bottom, top: the layers of the smallest and the largest score.
+        factor, factor_ci: ``R`` and its paired interval.
+    """
+
+    emerged: bool
+    layer: int | None
+    layer_ci: tuple[int, int] | None
+    start: int | None
+    end: int | None
+    width: int | None
+    width_ci: tuple[int, int] | None
+    bottom: int
+    top: int
+    factor: float
+    factor_ci: tuple[float, float]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+#: fractions of the log rise that define the start, the middle (emergence) and the end of the rise
+RISE_FRACTIONS = (0.1, 0.5, 0.9)
+
+
+def _rise_layers(layers: np.ndarray, score: np.ndarray) -> tuple[int, int, tuple[int, ...]]:
+    """``(bottom index, top index, layers reaching each of RISE_FRACTIONS)`` of one score profile."""
+    top = int(np.argmax(score))
+    bottom = int(np.argmin(score[: top + 1]))
+    logs = np.log(score)
+    crossing = []
+    for f in RISE_FRACTIONS:
+        level = logs[bottom] + f * (logs[top] - logs[bottom])
+        crossing.append(int(layers[next(i for i in range(bottom, top + 1) if logs[i] >= level)]))
+    return bottom, top, tuple(crossing)
+
+
+def rise_of(layers: Sequence[int], score: Sequence[float], boots: np.ndarray, confidence: float = 0.95) -> Rise:
+    """Locate the rise of an induction score over depth (see :class:`Rise`).
+
+    Args:
+        layers: ``[n]`` read layers; score: ``[n]`` scores (non-finite entries, the perturbed
+            layer itself, are left out).
+        boots: ``[n_boot, n]`` paired bootstrap replicates of the scores (:func:`bootstrap_ratio`
+            with ``return_boots``).
+    """
+    layers = np.asarray(layers)
+    score = np.asarray(score, dtype=float)
+    boots = np.asarray(boots, dtype=float)
+    keep = np.isfinite(score) & (score > 0) & np.all(np.isfinite(boots) & (boots > 0), axis=0)
+    if keep.sum() < 2:
+        raise ValueError("rise_of needs finite, positive scores at two read layers at least")
+    layers, score, boots = layers[keep], score[keep], boots[:, keep]
+    bottom, top, (start, mid, end) = _rise_layers(layers, score)
+    factors = boots[:, top] / boots[:, bottom]  # paired: the same resample at both layers
+    alpha = (1 - confidence) / 2
+    f_lo, f_hi = (float(q) for q in np.quantile(factors, [alpha, 1 - alpha]))
+    emerged = bool(f_lo > 1.0)
+    layer_ci = width_ci = None
+    if emerged:
+        mids, widths = [], []
+        for b in boots:
+            bb, bt, (s10, s50, s90) = _rise_layers(layers, b)
+            if bt > bb:
+                mids.append(s50)
+                widths.append(s90 - s10)
+        layer_ci = tuple(int(round(q)) for q in np.quantile(mids, [alpha, 1 - alpha]))
+        width_ci = tuple(int(round(q)) for q in np.quantile(widths, [alpha, 1 - alpha]))
+    return Rise(
+        emerged=emerged, layer=mid if emerged else None, layer_ci=layer_ci,
+        start=start if emerged else None, end=end if emerged else None,
+        width=(end - start) if emerged else None, width_ci=width_ci,
+        bottom=int(layers[bottom]), top=int(layers[top]),
+        factor=float(score[top] / score[bottom]), factor_ci=(f_lo, f_hi),
+    )
+
+
 def scores_from_stripes(stripes: StripeData, *, model: str = "", method: str = "finite", n_directions: int = 1,
                         n_boot: int = 1000, confidence: float = 0.95, boot_seed: int = 0) -> InductionResult:
-    """Turn stripe entries into scores, CIs and the emergence layer."""
-    score, lo, hi = bootstrap_ratio(stripes.induction["repeated"], stripes.induction["control"],
-                                    n_boot=n_boot, confidence=confidence, seed=boot_seed)
+    """Turn stripe entries into scores, CIs, the rise over depth and the emergence layer (:class:`Rise`)."""
+    score, lo, hi, boots = bootstrap_ratio(stripes.induction["repeated"], stripes.induction["control"],
+                                           n_boot=n_boot, confidence=confidence, seed=boot_seed, return_boots=True)
+    after = np.asarray(stripes.read_layers) > stripes.layer  # the perturbed stream itself has no score
+    rise = None
+    if after.sum() >= 2:
+        rise = rise_of(np.asarray(stripes.read_layers)[after], score[after], boots[:, after], confidence)
     dscore, dlo, dhi = bootstrap_ratio(stripes.duplicate["repeated"], stripes.duplicate["control"],
                                        n_boot=n_boot, confidence=confidence, seed=boot_seed + 1)
     return InductionResult(
         model=model, length=stripes.T, seeds=stripes.seeds, layer=stripes.layer, eps=stripes.eps, method=method,
         layers=list(stripes.read_layers), score=score.tolist(), ci_low=lo.tolist(), ci_high=hi.tolist(),
         duplicate_score=dscore.tolist(), duplicate_ci_low=dlo.tolist(), duplicate_ci_high=dhi.tolist(),
-        emergence_layer=emergence_layer(stripes.read_layers, lo), n_directions=n_directions,
+        emergence_layer=None if rise is None else rise.layer, n_directions=n_directions,
         control=stripes.control_kind, confidence=confidence, n_boot=n_boot, stripes=stripes,
+        rise=None if rise is None else rise.to_dict(),
     )
 
 
