@@ -44,6 +44,7 @@ __all__ = [
     "collect_stripes",
     "emergence_layer",
     "induction_scores",
+    "rescore_seeds",
     "rise_of",
     "section_map",
     "SectionMap",
@@ -475,6 +476,33 @@ def scores_from_stripes(stripes: StripeData, *, model: str = "", method: str = "
         control=stripes.control_kind, confidence=confidence, n_boot=n_boot, stripes=stripes,
         rise=None if rise is None else rise.to_dict(),
     )
+
+
+def rescore_seeds(result: InductionResult, seeds: Sequence[int]) -> InductionResult:
+    """The same result computed from a subset of its seeds, without running the model again.
+
+    Why: how the emergence layer and its interval depend on the number of seeds is a question of
+    the estimator, and the stripes of a run with more seeds answer it for every smaller number.
+
+    Args:
+        result: an :func:`induction_scores` result with its stripes.
+        seeds: a non-empty subset of ``result.seeds``.
+    """
+    st = result.stripes
+    if st is None:
+        raise ValueError("result has no stripes to rescore (it was loaded from a file or computed without them)")
+    use = [int(x) for x in seeds]
+    if not use or any(x not in st.seeds for x in use):
+        raise ValueError(f"seeds must be a non-empty subset of the result's seeds {st.seeds}, got {list(seeds)!r}")
+    rows = [st.seeds.index(x) for x in use]
+    sub = StripeData(T=st.T, layer=st.layer, eps=st.eps, seeds=use, read_layers=st.read_layers,
+                     induction={k: v[rows] for k, v in st.induction.items()},
+                     duplicate={k: v[rows] for k, v in st.duplicate.items()},
+                     sources=st.sources, control_kind=st.control_kind)
+    out = scores_from_stripes(sub, model=result.model, method=result.method, n_directions=result.n_directions,
+                              n_boot=result.n_boot, confidence=result.confidence)
+    out.n_layers = result.n_layers
+    return out
 
 
 def induction_scores(
