@@ -204,3 +204,14 @@ def test_eps_axis_has_one_format_and_untruncated_legend():
     assert enc["x"]["axis"]["format"] == plots.EPS_FORMAT
     assert enc["x"]["scale"]["nice"] is False
     assert enc["color"]["title"] == "ablation" and enc["color"]["legend"]["labelLimit"] == 0
+
+
+def test_page_setup_silences_every_tqdm_bar(capsys):
+    import tqdm.auto
+
+    from residual_response import plots
+
+    plots.page_setup()
+    for _ in tqdm.auto.tqdm(range(3), desc="should not show"):
+        pass
+    assert "should not show" not in capsys.readouterr().err

@@ -108,3 +108,11 @@ def test_styled_marks_missing_values_alike_and_hides_the_index():
     assert html.count(NA) == 2 and "nan" not in html and "None" not in html
     assert ">18<" in html and "18.0" not in html and "1.0" in html
     assert "row_heading" not in html or "blank" not in html
+
+
+def test_fmt_eps_writes_strengths_like_the_axis_labels():
+    from residual_response.tables import NA, fmt_eps
+
+    assert fmt_eps(1e-8) == "1e-8" and fmt_eps(3.16e-6) == "3.2e-6" and fmt_eps(1.0) == "1e+0"
+    assert fmt_eps(0.01) == "1e-2" and fmt_eps(None) == NA and fmt_eps(float("nan")) == NA
+    assert fmt_eps(20.0) == "2e+1"

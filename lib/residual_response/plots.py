@@ -285,7 +285,20 @@ def page_setup() -> None:
     try:
         import tqdm
         import tqdm.auto
+        import tqdm.std
 
+        # Every tqdm bar, whatever module made it (GGUF de-quantisation, toy-model training), is
+        # disabled: subclasses (tqdm.auto, tqdm.notebook) call this __init__.
+        if not getattr(tqdm.std.tqdm.__init__, "_residual_response_quiet", False):
+            original_init = tqdm.std.tqdm.__init__
+
+            @functools.wraps(original_init)
+            def quiet_init(self, *args, **kwargs):
+                kwargs["disable"] = True
+                original_init(self, *args, **kwargs)
+
+            quiet_init._residual_response_quiet = True
+            tqdm.std.tqdm.__init__ = quiet_init
         quiet = functools.partial(tqdm.auto.tqdm, disable=True)
         for module_name in ("transformers.modeling_gguf_pytorch_utils", "transformers.integrations.ggml"):
             try:

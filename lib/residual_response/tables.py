@@ -20,7 +20,7 @@ import pandas as pd
 from .induction import SectionMap
 
 __all__ = ["spread", "matrix_frame", "distance_profile", "stripe_mean", "section_map_frame", "section_steps",
-           "NA", "styled"]
+           "NA", "styled", "fmt_eps"]
 
 #: How every table of the book shows a missing value (no result, not applicable).
 NA = "—"
@@ -136,6 +136,20 @@ def section_steps(sm: SectionMap, model: str | None = None) -> pd.DataFrame:
         })
     return pd.DataFrame(rows, columns=["model", "l0", "largest step at block", "step", "max score", "CI low",
                                        "CI high", "at layer"])
+
+
+def fmt_eps(x: float | None, digits: int = 2) -> str:
+    """A perturbation strength as the book writes it everywhere: ``1e-8``, ``3.2e-6``, ``1e+0``.
+
+    The same form as the charts' axis labels (d3 ``~e``), so a value in the text, a table and
+    a tick reads alike; ``None``/NaN give :data:`NA`.
+    """
+    if x is None or not np.isfinite(x):
+        return NA
+    mantissa, exponent = f"{float(x):.{digits - 1}e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".") if "." in mantissa else mantissa
+    sign = "-" if exponent.startswith("-") else "+"
+    return f"{mantissa}e{sign if sign == '-' else '+'}{int(exponent[1:])}" if int(exponent) else f"{mantissa}e+0"
 
 
 def styled(df: pd.DataFrame, formats: dict | str | None = None, *, uuid: str, caption: str | None = None,
