@@ -276,7 +276,8 @@ def paper_cost(workloads: Sequence[dict], cpu_gflops: float, tflops: dict | None
     does; the time is that work at ``cpu_gflops`` (the engine's measured rate on a stand-in, from
     the bench record, :func:`engine_rate_gflops`) and at the H100 throughputs ``tflops``
     (default :data:`H100_TFLOPS`). Returns one row per paper model and workload with columns
-    ``model, work, tflop, cpu_s, <dtype>_s_low, <dtype>_s_high``.
+    ``model, work, layers, non_embedding_params, token_forwards, tflop, cpu_s, <dtype>_s_low,
+    <dtype>_s_high``; for the same workloads the H100 columns equal :func:`gpu_estimates`.
     """
     if not cpu_gflops > 0:
         raise ValueError(f"cpu_gflops must be > 0, got {cpu_gflops!r}")
@@ -305,7 +306,8 @@ def paper_cost(workloads: Sequence[dict], cpu_gflops: float, tflops: dict | None
             tf = int(w.get("n_sequences", 1)) * response_token_forwards(N, L, l0s, sources,
                                                                           int(w.get("rows_per_source", 1)))
             flops = 2.0 * P * tf
-            row = {"model": name, "work": w["work"], "tflop": flops / 1e12, "cpu_s": flops / (cpu_gflops * 1e9)}
+            row = {"model": name, "work": w["work"], "layers": L, "non_embedding_params": P, "token_forwards": tf,
+                   "tflop": flops / 1e12, "cpu_s": flops / (cpu_gflops * 1e9)}
             for dtype, (lo, hi) in tflops.items():
                 row[f"{dtype}_s_low"], row[f"{dtype}_s_high"] = flops / (hi * 1e12), flops / (lo * 1e12)
             rows.append(row)

@@ -381,6 +381,7 @@ def line_chart_log_x(
     y_title: str | None = None,
     color_title: str | None = None,
     x_format: str = EPS_FORMAT,
+    dashed: dict[Any, Sequence[int]] | None = None,
     width: int = 420,
     height: int = 300,
 ) -> alt.LayerChart:
@@ -389,6 +390,8 @@ def line_chart_log_x(
     Both axes end at the data (no rounding out to the next decade), the ``x`` labels use
     ``x_format`` (default :data:`EPS_FORMAT`, ``1e-8``, the book's one format for strengths),
     and the legend is titled ``color_title`` (default: the column name) without truncation.
+    ``dashed`` maps values of ``color`` to a dash pattern (e.g. ``{"floor": [2, 2]}``), so that a
+    line lying on top of another stays visible.
 
     Made for e.g. the response chi against the perturbation size eps, one line per layer.
 
@@ -422,6 +425,9 @@ def line_chart_log_x(
         color=color_enc,
         opacity=opacity,
         tooltip=_tooltip(df, [color, x, y, lo, hi]),
+        **({"strokeDash": alt.StrokeDash(color, type="nominal", legend=None, scale=alt.Scale(
+            domain=(values := sorted(df[color].unique().tolist())),
+            range=[list(dashed.get(v, [1, 0])) for v in values]))} if dashed else {}),
     ).add_params(pick)
     layers: list[alt.Chart] = [lines]
     if lo is not None:
