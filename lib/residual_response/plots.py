@@ -520,7 +520,7 @@ def log_y(chart: alt.LayerChart) -> alt.LayerChart:
     each of them; setting it on the outer chart has no effect.
     """
     for layer in chart.layer:
-        layer.encoding.y.scale = alt.Scale(type="log")
+        layer.encoding.y.scale = alt.Scale(type="log", nice=False)  # the axis ends at the data
     return chart
 
 
