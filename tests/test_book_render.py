@@ -185,9 +185,11 @@ SKIP_TAGS = {"script", "style", "template"}
 
 
 def content_pages() -> list[Path]:
+    """Every page with an article (not the redirecting index.html, not search or index pages)."""
     if not HTML_DIR.is_dir():
         return []
-    return sorted(p for p in HTML_DIR.glob("*.html") if p.name not in NOT_CONTENT)
+    return sorted(p for p in HTML_DIR.glob("*.html")
+                  if p.name not in NOT_CONTENT and 'class="bd-article"' in p.read_text(errors="replace"))
 
 
 class ReaderText(HTMLParser):
@@ -312,7 +314,7 @@ OVERFLOW_SCRIPT = """<script>window.addEventListener('load', function () { setTi
     var r = el.getBoundingClientRect();
     if (r.width > 0 && r.right > W + 1 && !clips(el) && out.wide.length < 8) out.wide.push(name(el) + ' right=' + Math.round(r.right));
   });
-  document.querySelectorAll('.rr-chart, .bd-article table, mjx-container[display="true"], .bd-article .math').forEach(function (el) {
+  document.querySelectorAll('.rr-chart, .bd-article table, .bd-article div.math, mjx-container[display="true"]').forEach(function (el) {
     if (el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0)
       out.boxes.push(name(el) + ' content ' + el.scrollWidth + 'px in ' + el.clientWidth + 'px');
   });

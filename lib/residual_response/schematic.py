@@ -114,18 +114,18 @@ def sequence_chart(seq: pd.DataFrame, width: int = 520) -> alt.LayerChart:
         )
     )
     return alt.layer(boxes, labels, dots).resolve_scale(color="independent").properties(
-        width=min(width, 40 * n), height=4 * 26, title="the sequence [BOS, a, a] and one kick"
+        width=min(width, 40 * n), height=4 * 24, title="the sequence [BOS, a, a] and one kick"
     )
 
 
-def cells_chart(cells: pd.DataFrame, source: int, size: int = 240) -> alt.LayerChart:
+def cells_chart(cells: pd.DataFrame, source: int, size: int = 170) -> alt.LayerChart:
     """The response-matrix cells coloured by kind, the kicked source's row outlined."""
     x = alt.X("target:O", title="target t", axis=alt.Axis(labelAngle=0, labelOverlap="parity"))
     y = alt.Y("source:O", title="source s", axis=alt.Axis(labelOverlap="parity"))
     base = alt.Chart(cells).mark_rect(stroke="white", strokeWidth=0.5).encode(
         x=x, y=y,
         color=alt.Color("kind:N", scale=alt.Scale(domain=list(CELL_KINDS), range=list(CELL_KINDS.values())),
-                        legend=alt.Legend(title="cell", orient="bottom", columns=1)),
+                        legend=alt.Legend(title="cell", orient="bottom", columns=1, labelLimit=0)),
         tooltip=["source", "target", "kind"],
     )
     row = alt.Chart(cells[cells["source"] == source]).mark_rect(fill=None, stroke="black", strokeWidth=1.5).encode(
@@ -134,7 +134,7 @@ def cells_chart(cells: pd.DataFrame, source: int, size: int = 240) -> alt.LayerC
     return alt.layer(base, row).properties(width=size, height=size, title="where the stripes lie")
 
 
-def measured_chart(chi: np.ndarray, layout: InductionLayout, model: str, layer: int, size: int = 240) -> alt.LayerChart:
+def measured_chart(chi: np.ndarray, layout: InductionLayout, model: str, layer: int, size: int = 170) -> alt.LayerChart:
     """A measured response matrix ``chi [N, N]`` (log colour), the two stripes outlined."""
     chi = np.asarray(chi, dtype=float)
     if chi.shape != (layout.length, layout.length):
@@ -157,13 +157,13 @@ def measured_chart(chi: np.ndarray, layout: InductionLayout, model: str, layer: 
                           legend=None),
         tooltip=["source", "target", "kind"],
     )
-    return alt.layer(heat, outline).properties(width=size, height=size, title=f"measured: {model}, layer {layer}")
+    return alt.layer(heat, outline).properties(width=size, height=size, title=["measured on " + model, f"at layer {layer}"])
 
 
 def method_schematic(seq: pd.DataFrame, cells: pd.DataFrame, source: int, measured: alt.LayerChart | None = None,
-                     size: int = 220) -> alt.VConcatChart:
+                     size: int = 170) -> alt.VConcatChart:
     """The sequence strip above the matrix of cell kinds (and, beside it, a measured matrix)."""
     lower = cells_chart(cells, source, size)
     if measured is not None:
         lower = alt.hconcat(lower, measured).resolve_scale(color="independent", stroke="independent")
-    return alt.vconcat(sequence_chart(seq, width=2 * size + 60), lower).resolve_scale(color="independent")
+    return alt.vconcat(sequence_chart(seq, width=2 * size + 40), lower).resolve_scale(color="independent")
