@@ -541,7 +541,8 @@ def student_notebook(nb: Any, params: dict[str, Any]) -> Any:
 
     Solutions are marked in two ways, both removed:
 
-    * a cell tagged ``solution`` is dropped;
+    * a cell tagged ``solution``: a markdown cell is dropped, a code cell becomes an empty
+      ``# your code here`` cell (one for consecutive solution cells);
     * the book's exercise convention: a markdown cell with an ``{admonition} Exercise ...``, then
       the code cells that compute the answer, then a ``{dropdown} Solution ...`` block. The code
       cells between the exercise and its solution become one ``# your code here`` cell, and the
@@ -558,9 +559,9 @@ def student_notebook(nb: Any, params: dict[str, Any]) -> Any:
     in_exercise = placeholder_done = False
     for cell in nb.cells:
         tags = list(cell.metadata.get("tags", []))
-        if "solution" in tags:
-            continue
         if cell.cell_type == "markdown":
+            if "solution" in tags:
+                continue
             text = cell.source
             if EXERCISE_RE.search(text):
                 in_exercise, placeholder_done = True, False
@@ -568,7 +569,7 @@ def student_notebook(nb: Any, params: dict[str, Any]) -> Any:
                 in_exercise = False
             if SOLUTION_RE.search(text):
                 text = SOLUTION_RE.sub("", text).strip()
-                in_exercise = False
+                in_exercise = placeholder_done = False
                 if not text:
                     continue
                 cell.source = text
@@ -576,11 +577,14 @@ def student_notebook(nb: Any, params: dict[str, Any]) -> Any:
             continue
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-            if in_exercise:
+            if in_exercise or "solution" in tags:
+                # one empty cell where the solution's code was, for each exercise (or each run of
+                # `solution` cells outside an exercise)
                 if not placeholder_done:
                     cells.append(nbformat.v4.new_code_cell(PLACEHOLDER))
                     placeholder_done = True
                 continue
+            placeholder_done = False
         cells.append(cell)
     nb.cells = cells
     return nb

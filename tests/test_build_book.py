@@ -243,7 +243,10 @@ def _exercise_notebook():
         code("y = 2 * x", metadata={"tags": ["hide-cell"]}), code("glue('y', y)"),
         md(":::{dropdown} Solution 1\nIt is {glue:text}`y`.\n:::"),
         md("```{admonition} Exercise 2: no code\n:class: tip\nThink.\n```\n\n:::{dropdown} Solution 2\nYes.\n:::\n\nAfter."),
-        code("secret = 42", metadata={"tags": ["solution"]}),
+        code("secret = 42", metadata={"tags": ["solution"]}), code("more = 1", metadata={"tags": ["solution"]}),
+        md("answer", metadata={"tags": ["solution"]}),
+        md("```{admonition} Exercise 3: tagged\n:class: tip\nDo.\n```"),
+        code("tagged = 3", metadata={"tags": ["hide-cell", "solution"]}),
         md("## What you learned\n\n* things"), code("z = 1"),
     ]
     nb.cells[2].outputs = [nbformat.v4.new_output("stream", text="out")]
@@ -254,9 +257,12 @@ def test_student_notebook_strips_solutions_and_keeps_the_rest():
     student = build_book.student_notebook(_exercise_notebook(), {"T": 8})
     sources = [c.source for c in student.cells]
     joined = "\n".join(sources)
-    assert "Solution" not in joined and "secret" not in joined and "2 * x" not in joined
-    assert sources.count("# your code here") == 1  # one placeholder for exercise 1's two code cells
-    assert sources.index("# your code here") == sources.index(next(s for s in sources if "Exercise 1" in s)) + 1
+    for gone in ("Solution", "secret", "more = 1", "answer", "2 * x", "tagged = 3"):
+        assert gone not in joined
+    # one placeholder right after each exercise with code, one for the run of `solution` cells
+    after = [sources[i - 1] for i, s in enumerate(sources) if s == "# your code here"]
+    assert len(after) == 3
+    assert "Exercise 1" in after[0] and "Exercise 2" in after[1] and "Exercise 3" in after[2]
     assert "Exercise 2: no code" in joined and "After." in joined and "z = 1" in joined and "x = T * 2" in joined
     injected = [c for c in student.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "T = 8" in injected[0].source
