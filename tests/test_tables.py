@@ -103,10 +103,11 @@ def test_styled_marks_missing_values_alike_and_hides_the_index():
 
     from residual_response.tables import NA, styled
 
-    df = pd.DataFrame({"a": [1.0, np.nan], "b": ["x", None], "n": [18, 3]})
+    df = pd.DataFrame({"a": [1.0, np.nan], "b": ["x", None], "n": [18, 3], "f": [0.18, 2.0]})
     html = styled(df, {"a": "{:.1f}"}, uuid="t").to_html()
     assert html.count(NA) == 2 and "nan" not in html and "None" not in html
     assert ">18<" in html and "18.0" not in html and "1.0" in html
+    assert ">0.18<" in html and "0.180000" not in html and ">2.00<" in html
     assert "row_heading" not in html or "blank" not in html
 
 

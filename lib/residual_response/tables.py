@@ -166,7 +166,9 @@ def styled(df: pd.DataFrame, formats: dict | str | None = None, *, uuid: str, ca
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"styled: expected a DataFrame, got {type(df).__name__}")
     sty = df.style.format(precision=precision, na_rep=NA, thousands=None)
-    if formats is not None:
+    if isinstance(formats, dict):  # only the named columns: the others keep `precision`
+        sty = sty.format(formats, na_rep=NA, subset=list(formats))
+    elif formats is not None:
         sty = sty.format(formats, na_rep=NA)
     if caption:
         sty = sty.set_caption(caption)
