@@ -282,6 +282,8 @@ def page_setup() -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")  # tqdm reads TQDM_* defaults where it is first imported
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     warnings.filterwarnings("ignore", message="IProgress not found")
+    # Panels of one figure share their legend-selection and zoom parameters on purpose.
+    warnings.filterwarnings("ignore", message="Automatically deduplicated selection parameter")
     try:
         import tqdm
         import tqdm.auto
