@@ -181,6 +181,8 @@ PROGRESS_RE = re.compile(r"\d%\||it/s\]|s/it\]|step/s\]|\|[█▏▎▍▌▋▊
 PROFILE_RE = re.compile(r"published book|\bci build|\bci[- ]profile|publish[- ]profile|ci-sized|--profile", re.I)
 EMPTY_CELL_RE = re.compile(r"\b(nan|NaN|None|NaT|<NA>)\b")
 CODE_TAGS = {"pre", "code", "kbd", "samp"}
+# Containers whose content the reader unfolds: dropdowns, hidden cells and outputs, toggles.
+FOLDED = {"sd-dropdown", "dropdown", "toggle", "tag_hide-cell", "tag_hide-output", "tag_hide-input"}
 SKIP_TAGS = {"script", "style", "template"}
 
 
@@ -206,6 +208,10 @@ class ReaderText(HTMLParser):
         self.pieces: list[tuple[str, bool, bool, bool]] = []
         self.cells: list[str] = []
         self._cell: list[str] | None = None
+        # tables a reader sees at once (not inside a collapsed box or a hidden cell):
+        # [id or first header text, has a <caption>]
+        self.tables: list[list] = []
+        self._hidden: list[str] = []  # tags of open elements that fold their content away
 
     def _state(self) -> tuple[bool, bool, bool, bool]:
         return self.stack[-1][1:] if self.stack else (False, False, False, False)
@@ -215,6 +221,12 @@ class ReaderText(HTMLParser):
             return
         classes = set((dict(attrs).get("class") or "").split())
         skip, math, code, cell = self._state()
+        if self._hidden or tag == "details" or classes & FOLDED:
+            self._hidden.append(tag)
+        elif tag == "table":
+            self.tables.append([dict(attrs).get("id") or "", False])
+        elif tag == "caption" and self.tables:
+            self.tables[-1][1] = True
         entry = (
             tag,
             skip or tag in SKIP_TAGS,
@@ -233,6 +245,8 @@ class ReaderText(HTMLParser):
         if tag in ("td", "th") and self._cell is not None:
             self.cells.append(" ".join("".join(self._cell).split()))
             self._cell = None
+        if self._hidden and self._hidden[-1] == tag:
+            self._hidden.pop()
         for i in range(len(self.stack) - 1, -1, -1):
             if self.stack[i][0] == tag:
                 del self.stack[i:]
@@ -275,6 +289,12 @@ def test_page_has_no_build_leftovers(page: Path, book_copy: Path):
     for cell in text.cells:
         if EMPTY_CELL_RE.search(cell):
             problems.append(f"table cell {cell!r}: nan/None is not something to show a reader")
+    for table_id, captioned in text.tables:
+        if not captioned:
+            problems.append(
+                f"table {table_id or '(no id)'} has no caption: number and caption it like a figure "
+                "(code cell metadata `table: {name, caption}`, or a MyST {table}/{list-table} with a title)"
+            )
     assert not problems, f"{page.name}:\n  " + "\n  ".join(problems[:20])
 
 
@@ -288,16 +308,20 @@ def test_leftover_checks_catch_what_they_look_for(tmp_path: Path):
     good = tmp_path / "good.html"
     good.write_text(
         '<p>cost <span class="math">\\(N^{a}\\)</span> grows</p><pre>export X=$PWD</pre>'
-        "<table><tr><td>1.5</td><td>none of them</td></tr></table><p>2 seeds</p><script>var a='$ nan';</script>"
+        "<table><caption>Table 1</caption><tr><td>1.5</td><td>none of them</td></tr></table><p>2 seeds</p>"
+        "<script>var a='$ nan';</script><details><table><tr><td>2</td></tr></table></details>"
+        '<div class="cell tag_hide-cell"><div><table><tr><td>3</td></tr></table></div></div>'
     )
     t = reader_text(bad)
     flat = " ".join(d for d, *_ in t.pieces)
     assert PROGRESS_RE.search(flat) and "$" in flat and "seed(s)" in flat and PROFILE_RE.search(flat)
     assert sum(bool(EMPTY_CELL_RE.search(c)) for c in t.cells) == 2
+    assert t.tables == [["", False]]
     t = reader_text(good)
     assert not any("$" in d and not m and not c for d, m, c, _ in t.pieces)
     assert not any(PROGRESS_RE.search(d) or PROFILE_RE.search(d) for d, *_ in t.pieces)
     assert not any(EMPTY_CELL_RE.search(c) for c in t.cells)
+    assert t.tables == [["", True]]  # the folded tables are not counted
 
 
 # A script that, once the page has settled, writes what overflows horizontally into the DOM:
@@ -314,7 +338,7 @@ OVERFLOW_SCRIPT = """<script>window.addEventListener('load', function () { setTi
     var r = el.getBoundingClientRect();
     if (r.width > 0 && r.right > W + 1 && !clips(el) && out.wide.length < 8) out.wide.push(name(el) + ' right=' + Math.round(r.right));
   });
-  document.querySelectorAll('.rr-chart, .bd-article table, .bd-article div.math, mjx-container[display="true"]').forEach(function (el) {
+  document.querySelectorAll('.rr-chart, .bd-article table, .pst-scrollable-table-container, .bd-article div.output.text_html, .bd-article div.math, mjx-container[display="true"]').forEach(function (el) {
     if (el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0)
       out.boxes.push(name(el) + ' content ' + el.scrollWidth + 'px in ' + el.clientWidth + 'px');
   });
