@@ -5,10 +5,10 @@
         [--param KEY=YAML ...] [--skip-html]
 
 ``--only`` builds the named pages (prose pages are always staged); ``--param KEY=YAML`` overrides
-one parameter of every page built, its value parsed as YAML (``--param T=20``,
-``--param "models=[random-llama, toy-gpt2]"``). A key that a built page does not declare in its
+one parameter of every page built that declares it, its value parsed as YAML (``--param T=20``,
+``--param "models=[random-llama, toy-gpt2]"``). A key that no page built declares in its
 ``parameters`` cell stops the build before anything runs (exit 2, one ``error:`` line naming
-the page's parameters); so does a value the page itself rejects (its parameter checks raise a
+the pages' parameters); so does a value a page itself rejects (its parameter checks raise a
 ``ValueError``, shown as that one sentence).
 
 Why a staging folder: an executed ``.ipynb`` beside its MyST ``.md`` source makes Sphinx
@@ -323,14 +323,22 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     return overrides
 
 
-def check_overrides(page: Page, declared: dict[str, str], overrides: dict[str, Any]) -> None:
-    """Refuse a ``--param`` key that ``page`` does not declare, naming the ones it has."""
-    unknown = [k for k in overrides if k not in declared]
+def check_overrides(declared: dict[str, dict[str, str]], overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The overrides each page takes: ``{page: {key: value}}``.
+
+    ``declared`` maps each page built to its parameters. A key goes to every page that declares
+    it (``--only emergence model-sections --param exercise_model=x`` sets it where it exists); a
+    key that no page built declares is refused, naming each page's parameters.
+    """
+    unknown = [k for k in overrides if not any(k in d for d in declared.values())]
     if unknown:
-        raise UsageError(
-            f"page {page.name!r} has no parameter {', '.join(map(repr, unknown))}; "
-            f"its parameters are: {', '.join(declared) or '(none)'}"
-        )
+        names = ", ".join(map(repr, unknown))
+        lists = "; ".join(f"{page}: {', '.join(d) or '(none)'}" for page, d in declared.items())
+        if len(declared) == 1:
+            page, d = next(iter(declared.items()))
+            raise UsageError(f"page {page!r} has no parameter {names}; its parameters are: {', '.join(d) or '(none)'}")
+        raise UsageError(f"no page built has a parameter {names}; the pages' parameters are {lists}")
+    return {page: {k: v for k, v in overrides.items() if k in d} for page, d in declared.items()}
 
 
 def parameter_error(exc: BaseException, nb_path: Path) -> str | None:
@@ -844,11 +852,14 @@ def main(argv: list[str] | None = None) -> int:
         sources: dict[str, tuple[Path, dict[str, str]]] = {}
         for page in pages:
             source_ipynb = convert(page, src_dir)
-            declared = declared_parameters(source_ipynb)
             check_parameters(source_ipynb, page)
-            check_overrides(page, declared, overrides)
-            page.params = {**page.params, **overrides}
-            sources[page.name] = (source_ipynb, declared)
+            sources[page.name] = (source_ipynb, declared_parameters(source_ipynb))
+        taken = check_overrides({name: declared for name, (_, declared) in sources.items()}, overrides)
+        for page in pages:
+            page.params = {**page.params, **taken[page.name]}
+            left_out = sorted(set(overrides) - set(taken[page.name]))
+            if left_out:
+                print(f"[param] {page.name} has no parameter {', '.join(left_out)}; it runs without it")
         skipped = [p.name for p in all_pages if p not in pages]
         if skipped:
             print(f"[stage] not built in this run (dropped from the toc): {skipped}")

@@ -157,12 +157,17 @@ def _page(name="n", **params):
 
 
 def test_unknown_override_names_the_pages_parameters():
-    declared = {"models": "['a']", "T": "10"}
-    build_book.check_overrides(_page(), declared, {"T": 4})
+    em, ms = {"models": "['a']", "T": "10", "exercise_model": "'a'"}, {"models": "['a']", "n_l0": "3"}
+    taken = build_book.check_overrides({"emergence": em, "model-sections": ms}, {"T": 4, "exercise_model": "b"})
+    assert taken == {"emergence": {"T": 4, "exercise_model": "b"}, "model-sections": {}}
     with pytest.raises(build_book.UsageError) as err:
-        build_book.check_overrides(_page("emergence"), declared, {"modles": ["a"]})
+        build_book.check_overrides({"emergence": em}, {"modles": ["a"]})
     msg = str(err.value)
-    assert "'modles'" in msg and "emergence" in msg and "models, T" in msg and "\n" not in msg
+    assert "'modles'" in msg and "emergence" in msg and "models, T, exercise_model" in msg and "\n" not in msg
+    with pytest.raises(build_book.UsageError) as err:
+        build_book.check_overrides({"emergence": em, "model-sections": ms}, {"modles": ["a"]})
+    msg = str(err.value)
+    assert "emergence: models, T, exercise_model" in msg and "model-sections: models, n_l0" in msg
 
 
 def _run_main(capsys, *argv):
