@@ -529,8 +529,8 @@ def insert_parameter_box(nb: Any, values: dict[str, str], student_path: str) -> 
         ":::{dropdown} Parameters of this page\n"
         "This page was computed with the values below; every number, figure and table on it\n"
         "follows from them. To compute the page again with other values, pass them to the book's\n"
-        "build command as `--param KEY=VALUE` (the value written in YAML), as shown on the\n"
-        "{doc}`reproducing` page.\n\n"
+        "build command as `--param KEY=VALUE` (the value written in YAML), as shown on\n"
+        "{doc}`the reproducing page <reproducing>`.\n\n"
         "| parameter | value |\n| --- | --- |\n" + (rows or "| (none) | |") + "\n:::\n\n"
         f"Exercise notebook of this page, with the solutions removed: {{download}}`{name} <{student_path}>`."
     )
