@@ -322,3 +322,41 @@ def test_course_table_lists_pages_exercises_and_measured_times():
     assert any(r.endswith("| not run in this build |") for r in rows)
     assert ":name: tbl-course-pages" in table and "logical cores" in table
     assert "None" not in table and "nan" not in table
+
+
+# ---------------------------------------------------------------------------------------
+# The book's shared vocabulary: glossary terms and citation keys the pages refer to
+# ---------------------------------------------------------------------------------------
+
+def _book_sources():
+    return sorted((REPO / "book").glob("*.md")) + sorted((REPO / "notebooks").glob("*.md"))
+
+
+def _glossary_terms():
+    import re
+
+    text = (REPO / "book" / "notation.md").read_text()
+    block = re.search(r"```\{glossary\}\n(.*?)\n```", text, re.S).group(1)
+    return {line.strip().lower() for line in block.splitlines() if line and not line.startswith(" ")}
+
+
+def test_every_term_and_citation_used_is_defined():
+    import re
+
+    terms = _glossary_terms()
+    keys = set(re.findall(r"^@\w+\{([^,]+),", (REPO / "book" / "references.bib").read_text(), re.M))
+    missing = []
+    for path in _book_sources():
+        text = path.read_text()
+        for m in re.finditer(r"\{term\}`([^`]+)`", text):
+            target = m.group(1).split("<")[-1].rstrip(">").strip().lower()
+            if target not in terms:
+                missing.append(f"{path.name}: term {m.group(1)!r}")
+        for m in re.finditer(r"\{cite(?::[pt])?\}`([^`]+)`", text):
+            missing += [f"{path.name}: citation {k!r}" for k in m.group(1).split(",") if k.strip() not in keys]
+    assert not missing, "undefined: " + "; ".join(missing)
+    assert {"luick2024universal", "olsson2022incontext", "elhage2021mathematical", "allal2025smollm2",
+            "gemma2025gemma3", "nanda2022transformerlens"} <= keys
+    assert {"residual stream", "layer", "block", "kick", "response", "universal regime", "rounding floor", "jvp",
+            "response matrix", "induction stripe", "duplicate-token stripe", "induction score", "emergence layer",
+            "section map", "null control"} <= terms
