@@ -787,8 +787,9 @@ def course_table(toc: dict[str, Any], pages: list[Page], results: list[Result]) 
         "| page | exercises | run time |\n| --- | --- | --- |\n" + "\n".join(rows) + "\n:::\n\n"
         f"The run times were measured by the build of this copy of the book: each page executed "
         f"once, from a fresh Python kernel, with the values in its parameter box, on one machine "
-        f"({machine_description()}); loading a model for the first time adds its de-quantisation "
-        f"(tens of seconds) once. A student's laptop of similar age runs them in similar times."
+        f"({machine_description()}). They include loading the models from the local cache; the very "
+        f"first load of a stand-in model on a machine also de-quantises its weights, once. Plan a "
+        f"session with them as what each page costs on a CPU like that one."
     )
 
 
