@@ -360,3 +360,23 @@ def test_every_term_and_citation_used_is_defined():
     assert {"residual stream", "layer", "block", "kick", "response", "universal regime", "rounding floor", "jvp",
             "response matrix", "induction stripe", "duplicate-token stripe", "induction score", "emergence layer",
             "section map", "null control"} <= terms
+
+
+def test_a_rejected_value_stops_the_run_with_the_pages_sentence(tmp_path):
+    """End to end through papermill and a kernel: the page's ValueError becomes one UsageError line."""
+    code, md = nbformat.v4.new_code_cell, nbformat.v4.new_markdown_cell
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [md("# P"), code("eps = 0.01", metadata={"tags": ["parameters"]}),
+                code("if eps <= 0:\n    raise ValueError(f'eps must be > 0, got {eps}')"), md("## Results"), code("1")]
+    src = tmp_path / "p.ipynb"
+    nbformat.write(nb, src)
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    page = _page("p", eps=-1.0)
+    with pytest.raises(build_book.UsageError) as err:
+        build_book.execute(page, src, stage)
+    assert str(err.value) == "page 'p': eps must be > 0, got -1.0"
+    page.params = {"eps": 0.5}
+    result = build_book.execute(page, src, stage)
+    assert result.error is None and (stage / "p.ipynb").is_file()
