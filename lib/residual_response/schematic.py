@@ -118,7 +118,7 @@ def sequence_chart(seq: pd.DataFrame, width: int = 520) -> alt.LayerChart:
     )
 
 
-def cells_chart(cells: pd.DataFrame, source: int, size: int = 170) -> alt.LayerChart:
+def cells_chart(cells: pd.DataFrame, source: int, size: int = 195) -> alt.LayerChart:
     """The response-matrix cells coloured by kind, the kicked source's row outlined."""
     x = alt.X("target:O", title="target t", axis=alt.Axis(labelAngle=0, labelOverlap="parity"))
     y = alt.Y("source:O", title="source s", axis=alt.Axis(labelOverlap="parity"))
@@ -134,7 +134,7 @@ def cells_chart(cells: pd.DataFrame, source: int, size: int = 170) -> alt.LayerC
     return alt.layer(base, row).properties(width=size, height=size, title="where the stripes lie")
 
 
-def measured_chart(chi: np.ndarray, layout: InductionLayout, model: str, layer: int, size: int = 170) -> alt.LayerChart:
+def measured_chart(chi: np.ndarray, layout: InductionLayout, model: str, layer: int, size: int = 195) -> alt.LayerChart:
     """A measured response matrix ``chi [N, N]`` (log colour), the two stripes outlined."""
     chi = np.asarray(chi, dtype=float)
     if chi.shape != (layout.length, layout.length):
@@ -161,7 +161,7 @@ def measured_chart(chi: np.ndarray, layout: InductionLayout, model: str, layer: 
 
 
 def method_schematic(seq: pd.DataFrame, cells: pd.DataFrame, source: int, measured: alt.LayerChart | None = None,
-                     size: int = 170) -> alt.VConcatChart:
+                     size: int = 195) -> alt.VConcatChart:
     """The sequence strip above the matrix of cell kinds (and, beside it, a measured matrix)."""
     lower = cells_chart(cells, source, size)
     if measured is not None:
