@@ -787,7 +787,8 @@ def course_table(toc: dict[str, Any], pages: list[Page], results: list[Result]) 
         "| page | exercises | run time |\n| --- | --- | --- |\n" + "\n".join(rows) + "\n:::\n\n"
         f"The run times were measured by the build of this copy of the book: each page executed "
         f"once, from a fresh Python kernel, with the values in its parameter box, on one machine "
-        f"({machine_description()}). They include loading the models from the local cache; the very "
+        f"({machine_description()}); the build writes them to `timings.json` beside the book. They "
+        f"include loading the models from the local cache; the very "
         f"first load of a stand-in model on a machine also de-quantises its weights, once. Plan a "
         f"session with them as what each page costs on a CPU like that one."
     )
@@ -822,8 +823,16 @@ def fill_course_page(stage: Path, pages: list[Page], results: list[Result]) -> N
     page.write_text(text.replace(COURSE_MARKER, course_table(toc, pages, results)))
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one ``error:`` line (and exit 2), like the build's own."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", choices=PROFILES, required=True)
     parser.add_argument("--out", type=Path, default=Path("_build"))
     parser.add_argument("--only", nargs="+", metavar="PAGE", help="build only these notebook pages")

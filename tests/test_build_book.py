@@ -183,6 +183,10 @@ def test_main_exits_2_with_one_error_line_on_bad_input(capsys, tmp_path):
         rc, err = _run_main(capsys, "--profile", "ci", "--out", out, *argv)
         assert rc == 2, argv
         assert len(err) == 1 and err[0].startswith("error: "), err
+    with pytest.raises(SystemExit) as exc:  # argparse's own complaints take the same form
+        build_book.main(["--only", "emergence", "--out", out])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and err[0].startswith("error: ") and "--profile" in err[0]
     rc, err = _run_main(capsys, "--profile", "ci", "--out", out, "--only", "emergence", "--param", "modles=[a]")
     assert "models" in err[0] and "exercise_model" in err[0]  # the page's real parameters are named
 
