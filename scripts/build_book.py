@@ -535,7 +535,9 @@ def insert_parameter_box(nb: Any, values: dict[str, str], student_path: str) -> 
         f"Exercise notebook of this page, with the solutions removed: {{download}}`{name} <{student_path}>`."
     )
     cell = nbformat.v4.new_markdown_cell(text, metadata={"tags": [PARAMETER_BOX_TAG]})
-    nb.cells.insert(len(nb.cells) if where is None and not nb.cells else (where or 0), cell)
+    if where is None:  # no parameters: after the cell with the page's title
+        where = next((i + 1 for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and HEADING_RE.search(c.source)), 0)
+    nb.cells.insert(where, cell)
 
 
 EXERCISE_RE = re.compile(r"\{(?:admonition|exercise)\}\s*Exercise\b")

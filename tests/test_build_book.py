@@ -240,6 +240,10 @@ def test_parameter_box_follows_the_injected_parameters():
     assert text.startswith(":::{dropdown} Parameters of this page\n")
     assert "| `T` | `8` |" in text and "| `models` | `[a, b]` |" in text
     assert "{download}`p-student.ipynb </_static/student/p-student.ipynb>`" in text
+    plain = nbformat.v4.new_notebook()
+    plain.cells = [nbformat.v4.new_markdown_cell("(x)=\n# Title"), nbformat.v4.new_code_cell("1")]
+    build_book.insert_parameter_box(plain, {}, "/_static/student/x-student.ipynb")
+    assert "parameter-box" in plain.cells[1].metadata["tags"] and "| (none) |" in plain.cells[1].source
 
 
 def _exercise_notebook():
