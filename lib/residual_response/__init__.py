@@ -8,7 +8,19 @@ Modules, one concept each:
 - :mod:`.response`     the batched response engine: chi over (eps, read layer, source, target)
 - :mod:`.regime`       the universal (scale-invariant) regime of an eps sweep
 - :mod:`.sequences`    repeated random tokens and their controls
-- :mod:`.induction`    induction and duplicate-token scores, bootstrap CIs, the section map
+- :mod:`.induction`    induction and duplicate-token scores, bootstrap CIs, the emergence layer, the section map
+- :mod:`.canonical`    the canonical setting of the book's headline numbers
+- :mod:`.null`         the null of the score on random-initialised models
+- :mod:`.attention`    attention-pattern induction and previous-token scores
+- :mod:`.heads`        head attribution from the response at the stripe targets
+- :mod:`.ablation`     mean- and zero-ablation of chosen heads
+- :mod:`.behaviour`    loss on the first and the second copy of a repeat
+- :mod:`.crosscheck`   rank agreement, ablation studies, null controls
+- :mod:`.toy`          the toy GPT-2: CPU-independent training, checkpoints, the phase change
+- :mod:`.precision`    float64 models kept in float64
+- :mod:`.tables`       tidy tables for the pages
+- :mod:`.schematic`    the method's schematic figure
+- :mod:`.bench`        the benchmark and the cost model
 - :mod:`.plots`        offline interactive charts for the book
 - :mod:`.provenance`   what made a result file (versions, weights hash, parameters, times)
 - :mod:`.progress`     one progress bar per job, its total from the batch plan
