@@ -1,0 +1,94 @@
+"""The headline numbers of a model, computed once at the canonical setting and cached.
+
+Why one source: the book quotes each model's emergence layer on several pages. Computed on each
+page at that page's own sequence length and number of seeds, the "same" number differed from
+page to page. Here it is computed once, at :data:`.canonical.CANONICAL`, written to one results
+file per model in the cache (``cache_dir()/results/headline-<model>.json``), and every page that
+quotes it reads that file. The file is keyed by the setting, the library version and the hash
+of the model's weights: a key that no longer matches is recomputed, a damaged file too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from .canonical import CANONICAL
+
+__all__ = ["HEADLINE_N_BOOT", "headline", "headline_path"]
+
+#: bootstrap resamples of the headline intervals
+HEADLINE_N_BOOT = 1000
+
+
+def headline_path(model: str) -> Path:
+    """The results file of ``model`` (a registry name)."""
+    from .models import cache_dir
+
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
+    return cache_dir() / "results" / f"headline-{safe}.json"
+
+
+def _key(lm) -> dict:
+    from . import __version__
+    from .provenance import weights_hash
+
+    return {"setting": dict(CANONICAL), "n_boot": HEADLINE_N_BOOT, "library": __version__,
+            "weights": weights_hash(lm), "dtype": str(lm.dtype).replace("torch.", "")}
+
+
+def _finite(x):
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
+
+
+def headline(lm) -> dict:
+    """The headline numbers of a loaded model at the canonical setting (cached).
+
+    Args:
+        lm: a :class:`~residual_response.models.LoadedModel` (float32 or float64).
+
+    Returns:
+        ``{"model", "n_layers", "setting", "emergence_layer", "emergence_ci", "rise_factor",
+        "rise_factor_ci", "rise_start", "rise_end", "rise_width", "rise_width_ci", "peak_score",
+        "peak_ci", "peak_layer", "key"}``; the layers are ``None`` when the score does not rise.
+    """
+    from .induction import induction_scores
+    from .models import LoadedModel
+    from .provenance import RunClock, collect
+
+    if not isinstance(lm, LoadedModel):
+        raise TypeError(f"lm must be a LoadedModel (load_model(name)), got {type(lm).__name__}")
+    path = headline_path(lm.name)
+    key = _key(lm)
+    try:
+        cached = json.loads(path.read_text())
+        if cached.get("key") == key:
+            return cached
+    except (OSError, ValueError):
+        pass  # missing or damaged: compute it
+    clock = RunClock()
+    res = induction_scores(lm, T=CANONICAL["T"], seeds=CANONICAL["seeds"], eps=CANONICAL["eps"],
+                           layer=CANONICAL["layer"], n_boot=HEADLINE_N_BOOT)
+    rise = res.rise
+    ok = [i for i, s in enumerate(res.score) if s is not None and math.isfinite(s)]
+    best = max(ok, key=lambda i: res.score[i])
+    out = {
+        "model": lm.name, "n_layers": lm.n_layers, "setting": dict(CANONICAL),
+        "emergence_layer": res.emergence_layer,
+        "emergence_ci": list(rise["layer_ci"]) if rise["layer_ci"] else None,
+        "rise_factor": rise["factor"], "rise_factor_ci": list(rise["factor_ci"]),
+        "rise_start": rise["start"], "rise_end": rise["end"], "rise_width": rise["width"],
+        "rise_width_ci": list(rise["width_ci"]) if rise["width_ci"] else None,
+        "peak_score": _finite(res.score[best]), "peak_ci": [_finite(res.ci_low[best]), _finite(res.ci_high[best])],
+        "peak_layer": int(res.layers[best]),
+        "key": key,
+        "provenance": collect(lm, {"T": CANONICAL["T"], "seeds": CANONICAL["seeds"], "eps": CANONICAL["eps"],
+                                   "layer": CANONICAL["layer"], "n_boot": HEADLINE_N_BOOT, "method": "finite",
+                                   "control": res.control}, clock=clock),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(out, indent=1))
+    tmp.replace(path)
+    return out
