@@ -183,7 +183,34 @@ def test_write_vega_bundle(tmp_path):
     assert not re.search(r"^\s*(import|export)\s", body, re.M)
 
 
-def test_page_setup_returns_none_and_enables_the_offline_renderer():
+@pytest.fixture
+def undo_page_setup(monkeypatch):
+    """page_setup silences progress bars for the whole process (as a page wants); undo it after
+    the test, so that later tests of the library's own progress bar see tqdm as it was."""
+    import tqdm.auto
+    import tqdm.std
+
+    monkeypatch.setattr(tqdm.std.tqdm, "__init__", tqdm.std.tqdm.__init__)
+    monkeypatch.setattr(tqdm.auto, "tqdm", tqdm.auto.tqdm)
+    for var in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        monkeypatch.delenv(var, raising=False)
+    for name in ("transformers.modeling_gguf_pytorch_utils", "transformers.integrations.ggml"):
+        try:
+            module = __import__(name, fromlist=["tqdm"])
+        except ImportError:
+            continue
+        if hasattr(module, "tqdm"):
+            monkeypatch.setattr(module, "tqdm", module.tqdm)
+    from transformers.utils import logging as hf_logging
+
+    bars_on, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    yield
+    if bars_on:
+        hf_logging.enable_progress_bar()
+    hf_logging.set_verbosity(verbosity)
+
+
+def test_page_setup_returns_none_and_enables_the_offline_renderer(undo_page_setup):
     import altair as alt
 
     from residual_response import plots
@@ -206,7 +233,7 @@ def test_eps_axis_has_one_format_and_untruncated_legend():
     assert enc["color"]["title"] == "ablation" and enc["color"]["legend"]["labelLimit"] == 0
 
 
-def test_page_setup_silences_every_tqdm_bar(capsys):
+def test_page_setup_silences_every_tqdm_bar(capsys, undo_page_setup):
     import tqdm.auto
 
     from residual_response import plots
