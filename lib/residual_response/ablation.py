@@ -26,6 +26,7 @@ from typing import Iterable, Iterator, Sequence
 
 import torch
 
+from .checks import check_int, check_seed
 from .models import LoadedModel
 from .sequences import make_sequence
 from .streams import hooked
@@ -78,8 +79,7 @@ def _head_dim(lm: LoadedModel, layer: int) -> int:
 
 
 def _check_layer(lm: LoadedModel, layer) -> None:
-    if isinstance(layer, bool) or not isinstance(layer, int):
-        raise TypeError(f"layer index must be an int, got {layer!r}")
+    check_int(layer, "layer index")
     if not 0 <= layer < lm.n_layers:
         raise ValueError(f"layer index {layer} out of range for {lm.name}; allowed 0..{lm.n_layers - 1}")
 
@@ -288,8 +288,7 @@ def random_heads(
         layers: draw only from these layers (e.g. the layers of the named heads, to control for
             depth); default all.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = check_seed(seed)
     excluded = set(validate_heads(lm, exclude))
     if layers is None:
         layers = range(lm.n_layers)

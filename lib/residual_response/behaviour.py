@@ -25,6 +25,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .checks import check_bootstrap
 from .models import LoadedModel
 from .sequences import InductionLayout, induction_layout, make_sequence, validate_length
 
@@ -71,10 +72,7 @@ def bootstrap_mean(
     Returns:
         ``{"mean", "lo", "hi"}`` tensors of shape ``[...]`` (float64) and ``"per_seed"`` ``[S, ...]``.
     """
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
-        raise ValueError(f"n_boot must be a positive int, got {n_boot!r}")
-    if not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
+    n_boot, confidence = check_bootstrap(n_boot, confidence)
     v = torch.as_tensor(values).detach().to("cpu", torch.float64)
     if v.ndim == 0 or v.shape[0] == 0:
         raise ValueError(f"values must have a non-empty first (seed) axis, got shape {tuple(v.shape)}")

@@ -28,6 +28,8 @@ __all__ = [
     "check_finite_result",
     "eps_floor",
     "check_eps_floor",
+    "check_seeds",
+    "check_bootstrap",
 ]
 
 #: Largest seed accepted anywhere. Why a bound: sequence seeds are combined as ``seed * 1000 + k``
@@ -69,7 +71,7 @@ def check_number(value, name: str, *, positive: bool = False, minimum: float | N
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.integer, np.floating)):
         raise TypeError(f"{name} must be a number, got {_describe(value)}")
     x = float(value)
-    rules = ["finite"]
+    rules = []
     if positive:
         rules.append("> 0")
     if minimum is not None:
@@ -81,7 +83,8 @@ def check_number(value, name: str, *, positive: bool = False, minimum: float | N
     ok = (math.isfinite(x) and not (positive and x <= 0) and not (minimum is not None and x < minimum)
           and not (maximum is not None and x > maximum) and not (below is not None and x >= below))
     if not ok:
-        raise ValueError(f"{name} must be a {' and '.join(rules)} number, got {value!r}")
+        allowed = f"{' and '.join(rules)} (and finite)" if rules else "finite"
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
     return x
 
 
@@ -180,3 +183,24 @@ def check_eps_floor(eps, dtype, *, option: str = "eps", override: str = "allow_b
         name = str(dtype).replace("torch.", "")
         raise ValueError(f"{option} {float(low.min()):g} lies below the rounding floor of {name} (~{floor:.0e}), "
                          f"where chi is rounding noise; use {option} >= {floor:.0e}, a wider dtype, or {override}")
+
+
+def check_seeds(seeds, name: str = "seeds") -> list[int]:
+    """Seeds of a multi-seed run: an int ``K >= 1`` (seeds ``0..K-1``) or a non-empty list of seeds."""
+    if isinstance(seeds, (numbers.Integral, np.integer)) and not isinstance(seeds, (bool, np.bool_)):
+        k = check_int(seeds, f"{name} (a count)", minimum=1, maximum=MAX_SEED + 1)
+        return list(range(k))
+    if isinstance(seeds, (str, bytes, float, bool)) or seeds is None:
+        raise TypeError(f"{name} must be a count K >= 1 or a list of seeds, got {_describe(seeds)}")
+    return check_int_list(seeds, name, minimum=0, maximum=MAX_SEED)
+
+
+def check_bootstrap(n_boot, confidence, name: str = "n_boot") -> tuple[int, float]:
+    """Bootstrap settings: ``n_boot`` an int >= 1 and ``confidence`` a number in (0, 1).
+
+    Why here and not left to numpy: ``n_boot=0`` makes quantiles of an empty array, which fail
+    with an index error far from the call, after the whole computation has run.
+    """
+    n = check_int(n_boot, name, minimum=1)
+    c = check_number(confidence, "confidence", positive=True, below=1.0)
+    return n, c

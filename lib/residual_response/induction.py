@@ -21,6 +21,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .checks import check_bootstrap, check_choice, check_int, check_int_list, check_model, check_seeds
 from .models import LoadedModel
 from .response import response, validate_eps, validate_layer
 from .sequences import induction_layout, make_sequence, validate_length
@@ -123,12 +124,13 @@ def collect_stripes(
         seeds: sequence seeds; seed ``i`` also seeds the directions.
         control: ``"random"`` (2T tokens, no repeat) or ``"shuffled"`` (second copy permuted).
     """
+    check_model(lm)
     validate_length(lm, T)
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds is empty; give at least one seed")
-    if control not in ("random", "shuffled"):
-        raise ValueError(f"unknown control {control!r}; allowed: random, shuffled")
+    seeds = check_seeds(seeds)
+    check_choice(control, "control", ("random", "shuffled"))
+    check_choice(method, "method", ("finite", "jvp"))
+    validate_layer(lm, layer)
+    n_directions = check_int(n_directions, "n_directions", minimum=1)
     layout = induction_layout(lm, T)
     sources = list(range(layout.offset, layout.offset + T))  # first copy a_1..a_T
     ind_src = layout.induction_sources.numpy() - layout.offset  # rows into `sources`
@@ -174,10 +176,12 @@ def bootstrap_ratio(
     Returns:
         ``(ratio, low, high)``, each ``[n_layers]``; ``nan`` where the control mean is 0.
     """
+    rep, ctrl = np.asarray(rep, dtype=float), np.asarray(ctrl, dtype=float)
     if rep.shape != ctrl.shape or rep.ndim != 3:
         raise ValueError(f"rep and ctrl must have equal shapes [n_seeds, n_layers, P], got {rep.shape} and {ctrl.shape}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
+    if 0 in rep.shape:
+        raise ValueError(f"rep and ctrl must be non-empty [n_seeds, n_layers, P], got shape {rep.shape}")
+    n_boot, confidence = check_bootstrap(n_boot, confidence)
     n_seeds, n_layers, P = rep.shape
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = rep.mean(axis=(0, 2)) / ctrl.mean(axis=(0, 2))
@@ -248,10 +252,15 @@ def induction_scores(
     Returns:
         :class:`InductionResult`; the score at read layer ``l0`` is ``nan`` (chi is a delta there).
     """
-    seed_list = list(range(seeds)) if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool) else list(seeds)
-    if isinstance(seeds, (int, np.integer)) and seeds < 1:
-        raise ValueError(f"seeds must be >= 1, got {seeds!r}")
+    # every argument is checked before the first forward pass: a bad n_boot would otherwise
+    # fail only after all seeds have run
+    check_model(lm)
+    seed_list = check_seeds(seeds)
     validate_layer(lm, layer)
+    validate_length(lm, T)
+    check_bootstrap(n_boot, confidence)
+    if method == "finite":
+        validate_eps(eps)
     stripes = collect_stripes(lm, T, seed_list, layer=layer, eps=eps, n_directions=n_directions, method=method,
                               control=control, keep_matrices=keep_matrices, progress=progress, **response_kwargs)
     return scores_from_stripes(stripes, model=lm.name, method=method, n_directions=n_directions, n_boot=n_boot,
@@ -302,8 +311,14 @@ def section_map(
     block that moves previous-token information and the one that attends back: the map shows
     which span of blocks composes induction.
     """
+    check_model(lm)
+    validate_length(lm, T)
+    seeds = check_seeds(seeds)
+    check_bootstrap(n_boot, 0.95)
+    validate_eps(eps)
     L = lm.n_layers
-    l0s = list(range(L)) if perturb_layers is None else sorted(set(validate_layer(lm, l) for l in perturb_layers))
+    l0s = list(range(L)) if perturb_layers is None else sorted(set(
+        validate_layer(lm, l, what="perturbed layer") for l in check_int_list(perturb_layers, "perturb_layers")))
     reads = list(range(L + 1))
     shape = (len(l0s), L + 1)
     score, lo, hi, dup = (np.full(shape, np.nan) for _ in range(4))
@@ -316,5 +331,5 @@ def section_map(
         hi[i, cols] = res.ci_high
         dup[i, cols] = res.duplicate_score
         score[i, l0] = lo[i, l0] = hi[i, l0] = dup[i, l0] = np.nan
-    seed_list = list(range(seeds)) if isinstance(seeds, (int, np.integer)) else list(seeds)
+    seed_list = list(seeds)
     return SectionMap(lm.name, T, seed_list, l0s, reads, score, lo, hi, dup)

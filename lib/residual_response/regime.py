@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .checks import check_choice, check_number
 from .response import ResponseResult
 
 __all__ = ["RegimeInterval", "widest_flat_interval", "layer_curves", "universal_regime", "log_eps_grid", "DEFAULT_EPS_GRID"]
@@ -84,8 +85,7 @@ def widest_flat_interval(eps: np.ndarray, curve: np.ndarray, tol: float) -> tupl
     curve = np.asarray(curve, dtype=np.float64)
     if eps.ndim != 1 or eps.shape != curve.shape:
         raise ValueError(f"eps and curve must be 1-D of equal length, got {eps.shape} and {curve.shape}")
-    if not tol > 0:
-        raise ValueError(f"tol must be > 0, got {tol!r}")
+    check_number(tol, "tol", positive=True)
     if np.any(np.diff(eps) <= 0):
         raise ValueError("eps must be strictly increasing")
     n = len(eps)
@@ -103,12 +103,19 @@ def widest_flat_interval(eps: np.ndarray, curve: np.ndarray, tol: float) -> tupl
     return best
 
 
+def _check_result(result) -> None:
+    if not isinstance(result, ResponseResult):
+        raise TypeError(f"result must be a ResponseResult (from response()), got {type(result).__name__}")
+
+
 def layer_curves(result: ResponseResult, *, statistic: str = "mean") -> np.ndarray:
     """Summary curve per read layer: ``[n_read, n_eps]``.
 
     ``statistic="mean"``: mean of chi over pairs ``t >= s``. ``"median"``: median over pairs.
     The diagonal read layer ``l0`` is exactly 1 at ``t = s`` and 0 elsewhere, whatever eps.
     """
+    _check_result(result)
+    check_choice(statistic, "statistic", ("mean", "median"))
     chi = result.chi  # [n_eps, n_read, n_src, N]
     src = np.asarray(result.sources)
     N = chi.shape[-1]
@@ -130,6 +137,8 @@ def universal_regime(result: ResponseResult, tol: float = 0.01, *, statistic: st
         result: a :func:`~residual_response.response.response` result with several eps.
         tol: relative tolerance of the flatness criterion (default 1%).
     """
+    _check_result(result)
+    check_number(tol, "tol", positive=True, below=1.0)
     if result.method != "finite" or len(result.eps) < 2:
         raise ValueError("the regime needs a finite-eps sweep with at least two strengths")
     order = np.argsort(result.eps)
