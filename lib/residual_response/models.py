@@ -33,7 +33,7 @@ from typing import Callable
 
 import torch
 
-from .io import atomic_path, make_temp_dir, remove_stale_temps, write_json_atomic
+from .io import apply_umask, atomic_path, make_temp_dir, remove_stale_temps, write_json_atomic
 
 __all__ = [
     "BlockDims",
@@ -574,22 +574,14 @@ def _dequantise_to_cache(name: str, gguf_path: Path) -> Path:
 
     The caller holds the entry's lock (:func:`_entry_lock`).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     final = _dequantised_dir(name)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(final.parent, name)
     try:
-        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
-        tok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-        # transformers keeps a GGUF "quantizer" on the model although the tensors are already
-        # de-quantised float32; drop it so the plain weights can be saved.
-        model.hf_quantizer = None
-        with contextlib.suppress(AttributeError):
-            del model.config.quantization_config
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
+        _write_dequantised(tmp, gguf_path)
         (tmp / "SOURCE.json").write_text(json.dumps({"gguf": gguf_path.name}))
+        for path in tmp.rglob("*"):  # some writers (safetensors) create their files 0600
+            apply_umask(path, folder=path.is_dir())
         write_cache_manifest(tmp)  # last: an entry with a manifest is complete
         if final.exists():
             shutil.rmtree(final)
@@ -598,6 +590,21 @@ def _dequantise_to_cache(name: str, gguf_path: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _write_dequantised(folder: Path, gguf_path: Path) -> None:
+    """Write the float32 safetensors and the tokenizer of a GGUF file into ``folder``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    # transformers keeps a GGUF "quantizer" on the model although the tensors are already
+    # de-quantised float32; drop it so the plain weights can be saved.
+    model.hf_quantizer = None
+    with contextlib.suppress(AttributeError):
+        del model.config.quantization_config
+    model.save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
 
 
 def _clear_hint(folder: Path) -> str:
@@ -621,9 +628,6 @@ def _ready_standin(name: str) -> Path:
         problem = verify_cache_entry(folder)
         if problem is None:
             return folder
-        if existed:
-            warnings.warn(f"cache entry {folder} is damaged ({problem}); rebuilding it", CacheRepairWarning,
-                          stacklevel=4)
         try:
             gguf = _GGUF_SOURCES[name]()
         except OSError as exc:
@@ -634,10 +638,14 @@ def _ready_standin(name: str) -> Path:
                 raise
             raise ModelUnavailableError(f"cache entry {folder} is damaged ({problem}) and cannot be rebuilt here "
                                         f"({exc}); {_clear_hint(folder)}") from None
+        if existed:  # one line, and only when the rebuild can start
+            warnings.warn(f"cache entry {folder} is damaged ({problem}); rebuilding it", CacheRepairWarning,
+                          stacklevel=4)
         try:
             folder = _dequantise_to_cache(name, gguf)
-        except OSError as exc:
-            raise ModelUnavailableError(f"cannot write the cache entry {folder} ({exc.strerror or exc}); free space or "
+        except Exception as exc:  # a full disk surfaces as OSError, SafetensorError or a RuntimeError
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
+            raise ModelUnavailableError(f"cannot build the cache entry {folder} ({reason}); free space or "
                                         f"point RESIDUAL_RESPONSE_CACHE at a writable folder") from None
         problem = verify_cache_entry(folder)
         if problem is not None:
