@@ -233,6 +233,8 @@ def _human_seconds(t: float) -> str:
 #: Arithmetic rate assumed by the time estimate (FLOP/s). Generous on purpose: the bound only
 #: refuses runs that cannot finish, not runs that are merely slow.
 _ASSUMED_FLOPS = {"cpu": 1e11, "cuda": 1e14, "mps": 1e13}
+#: Least time one response call takes whatever its size (Python, hooks, kernel launches), seconds.
+_CALL_OVERHEAD_S = 2e-3
 #: Longest run the command line starts (seconds, at the assumed rate).
 MAX_SECONDS = 7 * 86400
 
@@ -256,9 +258,10 @@ def estimate(lm, *, n_positions: int, n_sources: int, n_directions: int, n_eps: 
     """Rough memory (bytes) and time (seconds) of ``passes`` response calls with these sizes.
 
     Memory: the float64 result arrays (accumulator, chi and, for ``response``, the full
-    ``[n_eps, n_read, N, N]`` matrix) and the directions. Time: each of the ``sources x directions
-    x eps`` rows runs about ``N/2`` positions through the ``L - l0`` blocks at two FLOPs per weight,
-    at the rate of :data:`_ASSUMED_FLOPS`.
+    ``[n_eps, n_read, N, N]`` matrix), the directions, and what each call keeps (the stripes of a
+    seed). Time: each of the ``sources x directions x eps`` rows runs about ``N/2`` positions
+    through the ``L - l0`` blocks at two FLOPs per weight, at the rate of :data:`_ASSUMED_FLOPS`,
+    plus :data:`_CALL_OVERHEAD_S` per call (what dominates for tiny models and many seeds).
     """
     from .models import block_dims
 
@@ -270,9 +273,11 @@ def estimate(lm, *, n_positions: int, n_sources: int, n_directions: int, n_eps: 
     memory = (3 if keep_full else 2) * result + float(n_sources) * n_directions * dims.d_model * 8
     if keep_full:
         memory += float(n_eps) * n_read * n_positions * n_positions * 8
+    if passes > 1:  # stripes kept per call, and the seed list itself
+        memory += float(passes) * (2 * n_read * n_sources * 8 + 64)
     rows = float(n_sources) * n_directions * n_eps
     flops = passes * rows * max(n_positions / 2, 1) * (lm.n_layers - l0) * 2 * per_block
-    seconds = flops / _ASSUMED_FLOPS.get(lm.device.type, 1e11)
+    seconds = flops / _ASSUMED_FLOPS.get(lm.device.type, 1e11) + passes * _CALL_OVERHEAD_S
     return memory, seconds
 
 

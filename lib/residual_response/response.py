@@ -182,7 +182,8 @@ def _validate_tokens(lm: LoadedModel, tokens) -> torch.Tensor:
     if tokens.numel() > lm.max_length:
         raise ValueError(f"sequence of {tokens.numel()} tokens is beyond the context of {lm.name} ({lm.max_length})")
     if int(tokens.min()) < 0 or int(tokens.max()) >= lm.vocab_size:
-        raise ValueError(f"token ids must lie in 0..{lm.vocab_size - 1}")
+        raise ValueError(f"tokens: ids must lie in 0..{lm.vocab_size - 1} (the vocabulary of {lm.name}), "
+                         f"got {int(tokens.min())}..{int(tokens.max())}")
     return tokens.long().cpu()
 
 
