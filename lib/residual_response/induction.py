@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .checks import check_bootstrap, check_choice, check_int, check_int_list, check_model, check_seeds
+from .checks import check_bootstrap, check_choice, check_int, check_int_list, check_model, check_number, check_seeds
 from .models import LoadedModel
 from .response import response, validate_eps, validate_layer
 from .sequences import induction_layout, make_sequence, validate_length
@@ -137,7 +137,7 @@ def collect_stripes(
     dup_src = layout.duplicate_sources.numpy() - layout.offset
     ind_tgt = layout.induction_targets.numpy()
     dup_tgt = layout.duplicate_targets.numpy()
-    eps_value = float(validate_eps(eps)[0]) if method == "finite" else float("nan")
+    eps_value = check_number(eps, "eps", positive=True) if method == "finite" else float("nan")
 
     induction = {"repeated": [], "control": []}
     duplicate = {"repeated": [], "control": []}
@@ -260,7 +260,7 @@ def induction_scores(
     validate_length(lm, T)
     check_bootstrap(n_boot, confidence)
     if method == "finite":
-        validate_eps(eps)
+        check_number(eps, "eps (one strength)", positive=True)
     stripes = collect_stripes(lm, T, seed_list, layer=layer, eps=eps, n_directions=n_directions, method=method,
                               control=control, keep_matrices=keep_matrices, progress=progress, **response_kwargs)
     return scores_from_stripes(stripes, model=lm.name, method=method, n_directions=n_directions, n_boot=n_boot,
@@ -315,7 +315,7 @@ def section_map(
     validate_length(lm, T)
     seeds = check_seeds(seeds)
     check_bootstrap(n_boot, 0.95)
-    validate_eps(eps)
+    check_number(eps, "eps (one strength)", positive=True)
     L = lm.n_layers
     l0s = list(range(L)) if perturb_layers is None else sorted(set(
         validate_layer(lm, l, what="perturbed layer") for l in check_int_list(perturb_layers, "perturb_layers")))

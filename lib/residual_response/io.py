@@ -117,6 +117,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     empty first, with the umask's mode.
     """
     path = Path(path)
+    remove_stale_temps(_folder_of(path), path.name)
     fd, tmp = tempfile.mkstemp(prefix=temp_name_prefix(path.name), suffix=".tmp", dir=_folder_of(path))
     os.close(fd)
     try:

@@ -50,7 +50,7 @@ from pathlib import Path
 import torch
 
 from .behaviour import copy_losses
-from .io import make_temp_dir
+from .io import make_temp_dir, remove_stale_temps
 from .models import LoadedModel, _finish, cache_dir, quiet_hf_progress, resolve_device, resolve_dtype, wrap_model
 from .sequences import InductionLayout
 
@@ -272,6 +272,7 @@ def train_toy(
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out.parent, out.name)  # of killed runs
     tmp = make_temp_dir(out.parent, out.name)  # the umask's mode, not mkdtemp's 0700
     try:
         with _torch_threads(TRAIN_THREADS):
