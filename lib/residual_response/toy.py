@@ -43,6 +43,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,6 @@ from pathlib import Path
 import torch
 
 from .behaviour import copy_losses
-from .io import make_temp_dir, remove_stale_temps
 from .models import LoadedModel, _finish, cache_dir, quiet_hf_progress, resolve_device, resolve_dtype, wrap_model
 from .sequences import InductionLayout
 
@@ -272,13 +272,12 @@ def train_toy(
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out.parent, out.name)  # of killed runs
-    tmp = make_temp_dir(out.parent, out.name)  # the umask's mode, not mkdtemp's 0700
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         with _torch_threads(TRAIN_THREADS):
             log = _train_into(tmp, recipe, seed, progress, GPT2LMHeadModel)
         if out.exists():
-            old = make_temp_dir(out.parent, out.name + "-old")
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
             os.replace(out, old / out.name)
             os.replace(tmp, out)
             shutil.rmtree(old, ignore_errors=True)
