@@ -296,8 +296,7 @@ def random_heads(
     for l in layer_list:
         _check_layer(lm, l)
     candidates = [(l, h) for l in layer_list for h in range(lm.n_heads) if (l, h) not in excluded]
-    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= len(candidates):
-        raise ValueError(f"k must be an int in 0..{len(candidates)} (heads available after exclusions), got {k!r}")
+    check_int(k, "k (heads to draw, from those left after exclusions)", minimum=0, maximum=len(candidates))
     gen = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(candidates), generator=gen)[:k]
     return sorted(candidates[int(i)] for i in pick)

@@ -83,8 +83,7 @@ def check_number(value, name: str, *, positive: bool = False, minimum: float | N
     ok = (math.isfinite(x) and not (positive and x <= 0) and not (minimum is not None and x < minimum)
           and not (maximum is not None and x > maximum) and not (below is not None and x >= below))
     if not ok:
-        allowed = f"{' and '.join(rules)} (and finite)" if rules else "finite"
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+        raise ValueError(f"{name} must be a finite number {' and '.join(rules)}".rstrip() + f", got {value!r}")
     return x
 
 

@@ -346,7 +346,8 @@ def _cmd_response(args) -> int:
     from .response import response
     from .sequences import make_sequence
 
-    _check_floor(args, args.eps)
+    if args.method == "finite":  # jvp ignores eps
+        _check_floor(args, args.eps)
     res_file = _reserve(args)
     lm = _load(args)
     _validate_common(lm, args, args.length)

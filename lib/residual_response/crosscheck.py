@@ -158,8 +158,7 @@ def head_rank_agreement(a, b, k: int = 5) -> dict:
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"a and b must be [layers, heads] with equal shapes, got {a.shape} and {b.shape}")
     ok = np.isfinite(a) & np.isfinite(b)
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= int(ok.sum()):
-        raise ValueError(f"k must be an int in 1..{int(ok.sum())} (heads with finite scores), got {k!r}")
+    check_int(k, "k", minimum=1, maximum=int(ok.sum()))  # heads with finite scores
 
     def top(m):
         flat = np.where(ok, m, -np.inf).ravel()

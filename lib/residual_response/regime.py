@@ -33,10 +33,7 @@ def log_eps_grid(eps_min: float, eps_max: float, points_per_decade: float) -> np
     the same resolution whatever the range. ``[n]`` float64, ``n = round(decades x ppd) + 1``.
     """
     for name, value in (("eps_min", eps_min), ("eps_max", eps_max), ("points_per_decade", points_per_decade)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-            raise TypeError(f"{name} must be a number, got {value!r}")
-        if not np.isfinite(value) or value <= 0:
-            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        check_number(value, name, positive=True)
     if eps_min >= eps_max:
         raise ValueError(f"eps_min ({eps_min!r}) must be below eps_max ({eps_max!r})")
     n = int(round(np.log10(eps_max / eps_min) * points_per_decade)) + 1
@@ -85,7 +82,9 @@ def widest_flat_interval(eps: np.ndarray, curve: np.ndarray, tol: float) -> tupl
     curve = np.asarray(curve, dtype=np.float64)
     if eps.ndim != 1 or eps.shape != curve.shape:
         raise ValueError(f"eps and curve must be 1-D of equal length, got {eps.shape} and {curve.shape}")
-    check_number(tol, "tol", positive=True)
+    tol = check_number(tol, "tol")
+    if not tol > 0:
+        raise ValueError(f"tol must be > 0, got {tol!r}")
     if np.any(np.diff(eps) <= 0):
         raise ValueError("eps must be strictly increasing")
     n = len(eps)

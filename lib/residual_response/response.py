@@ -162,8 +162,7 @@ def validate_eps(eps) -> np.ndarray:
 
 def validate_layer(lm: LoadedModel, layer, *, allow_last: bool = False, what: str = "layer") -> int:
     """A stream index: an int in ``0..L-1`` (``0..L`` with ``allow_last``)."""
-    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
-        raise TypeError(f"{what} must be an int, got {layer!r}")
+    check_int(layer, what)
     top = lm.n_layers if allow_last else lm.n_layers - 1
     if not 0 <= int(layer) <= top:
         raise ValueError(f"{what} {layer} out of range for {lm.name}; allowed 0..{top}")
@@ -767,6 +766,12 @@ def response(
 
     Returns:
         :class:`ResponseResult` with ``chi`` of shape ``[n_eps, n_read, n_src, N]``.
+
+    Raises:
+        TypeError, ValueError: a bad argument, before any forward pass (one sentence naming it).
+        NonFiniteResultError: ``chi`` holds NaN or inf (overflowing activations, damaged
+            weights); a ``ValueError`` naming the first bad read layer and source, so that no
+            NaN leaves the engine looking like a result.
     """
     check_model(lm)
     tokens = _validate_tokens(lm, tokens)
