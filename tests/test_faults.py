@@ -453,3 +453,16 @@ def test_two_processes_build_one_entry_once(tmp_path):
     assert all("LOADED" in o for o, _ in outs)
     assert count.read_text().count("build") == 1
     assert leftovers(tmp_path / "cache" / "models") == []
+
+
+def test_only_the_temporaries_of_dead_writers_are_removed(tmp_path):
+    """A live writer's temporary (here: this process's) stays; a killed writer's goes."""
+    from residual_response.io import remove_stale_temps
+
+    live = tmp_path / f".x.npz.{os.getpid()}-abc.tmp"
+    dead = tmp_path / ".x.npz.999999999-abc.tmp"
+    other = tmp_path / ".y.npz.999999999-abc.tmp"
+    for p in (live, dead, other):
+        p.write_bytes(b"x")
+    assert remove_stale_temps(tmp_path, "x.npz") == [dead]
+    assert live.exists() and other.exists() and not dead.exists()
