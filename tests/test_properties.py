@@ -241,6 +241,11 @@ API = {
     "result": (lambda lm, x, v: __import__("residual_response.regime").regime.universal_regime(v),
                st.sampled_from([None, {}, np.zeros(3), "chi.npz"])),
     "sequence kind": (lambda lm, x, v: _sequence(lm, kind=v), st.sampled_from(["repeat", "", None])),
+    "n_boot ": (lambda lm, x, v: _attention(lm, n_boot=v), st.one_of(non_positive, not_an_int)),
+    "confidence ": (lambda lm, x, v: _loss(lm, confidence=v), st.one_of(st.floats(min_value=1.0), non_positive)),
+    "LoadedModel ": (lambda lm, x, v: _heads(v), st.sampled_from(["random-llama", None])),
+    "head": (lambda lm, x, v: _ablate(lm, v),
+              st.sampled_from([(0, 1), [(0, 99)], [(9, 0)], [(0.5, 1)], [(0, 1, 2)], "0,1", None])),
     "model": (lambda lm, x, v: __import__("residual_response.models").models.load_model(v),
               st.sampled_from(["", None, 3, "no-such-model", ["random-llama"]])),
 }
@@ -275,6 +280,31 @@ def _regime(lm, tokens, **kw):
     return universal_regime(_regime_result["res"], **kw)
 
 
+def _attention(lm, **kw):
+    from residual_response.attention import induction_attention_scores
+
+    return induction_attention_scores(lm, 3, [0], **kw)
+
+
+def _loss(lm, **kw):
+    from residual_response.behaviour import repeat_loss
+
+    return repeat_loss(lm, 3, [0, 1], **kw)
+
+
+def _heads(lm):
+    from residual_response.heads import head_attribution
+
+    return head_attribution(lm, 3, 1)
+
+
+def _ablate(lm, heads):
+    from residual_response.ablation import ablate_heads
+
+    with ablate_heads(lm, heads, mode="zero"):
+        pass
+
+
 def _sequence(lm, **kw):
     from residual_response.sequences import make_sequence
 
@@ -292,6 +322,6 @@ def test_bad_api_input_raises_one_clear_sentence(lm, tokens, name):
             call(lm, tokens, value)
         message = str(exc.value)
         assert message and "\n" not in message, message
-        assert name.split()[0].lower() in message.lower(), (name, message)
+        assert name.split()[0].lower() in message.lower(), (name, message)  # keys may end in " " to repeat a name
 
     check()

@@ -152,6 +152,7 @@ def repeat_loss(
     validate_length(lm, T)
     seeds = validate_seeds(seeds)
     check_int(batch_size, "batch_size", minimum=1)
+    check_bootstrap(n_boot, confidence)  # before the forward passes
     layout = induction_layout(lm, T)
     tokens = torch.stack([make_sequence(lm, "repeated", T, s) for s in seeds])  # [S, N]
     firsts, seconds, per_pos = [], [], []
