@@ -8,8 +8,11 @@ export RESIDUAL_RESPONSE_CACHE ?= $(CURDIR)/.cache
 export PYTHONUNBUFFERED := 1
 BOOK_OUT ?= _build/book
 CI_OUT ?= _build/ci
+# A second model cache and build for the lowest-SIMD run (trained models depend on the kernels).
+LOW_CACHE ?= $(CURDIR)/.cache-lowest-simd
+LOW_OUT ?= _build/ci-lowest-simd
 
-.PHONY: install book test test-unit test-book bench clean
+.PHONY: install book test test-unit test-lowest-simd bench clean
 
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,12 +32,20 @@ book: install
 	$(PY) scripts/build_book.py --profile publish --out $(BOOK_OUT)
 
 ## Everything CI checks: unit + integration tests, the notebooks (CI parameters) under nbval,
-## and the built pages in headless Chromium.
+## the built pages in headless Chromium, and the claim-bearing tests at the lowest SIMD level.
 test: install
 	bash scripts/install_chromium.sh
 	$(PY) scripts/build_book.py --profile ci --out $(CI_OUT)
 	BOOK_HTML_DIR=$(CI_OUT)/stage/_build/html $(PY) -m pytest -q -ra tests
 	$(PY) -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $(CI_OUT)/stage/*.ipynb
+	$(MAKE) --no-print-directory test-lowest-simd
+
+## As on a CPU with the narrowest vector units: the unit tests, and the toy-model page with a toy
+## trained there (its own cache), whose weights must equal the native cache's bit for bit.
+test-lowest-simd: install
+	RESIDUAL_RESPONSE_CACHE=$(LOW_CACHE) bash scripts/lowest_simd.sh $(PY) -m pytest -q -m "not integration and not book" tests
+	RESIDUAL_RESPONSE_CACHE=$(LOW_CACHE) bash scripts/lowest_simd.sh $(PY) scripts/build_book.py --profile ci --only toy-model --skip-html --out $(LOW_OUT)
+	$(PY) scripts/check_toy_portable.py $(RESIDUAL_RESPONSE_CACHE) $(LOW_CACHE)
 
 ## Library tests only (fast loop while developing).
 test-unit: install

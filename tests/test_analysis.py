@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from residual_response.induction import bootstrap_ratio, emergence_layer, induction_scores
+from residual_response.induction import bootstrap_ratio, emergence_layer, induction_scores, neighbour_baseline, rise_of
 from residual_response.models import build_random_model
 from residual_response.regime import universal_regime, widest_flat_interval
 from residual_response.response import response
@@ -12,11 +12,14 @@ from residual_response.sequences import induction_layout, make_sequence
 
 
 def test_widest_flat_interval_finds_the_plateau():
-    eps = np.logspace(-8, 0, 17)
-    curve = np.where(eps < 1e-5, 1.0 + 1e-6 / eps, 1.0)  # rounding floor below 1e-5
-    curve = np.where(eps > 1e-2, 1.0 + 10 * (eps - 1e-2), curve)  # non-linear bend above 1e-2
+    eps = np.logspace(-8, 0, 17)  # every half decade
+    # The regions are cut half way between grid points (10**-5.25, 10**-1.75), never at a grid
+    # point: logspace's 1e-5 is 9.999999999999999e-06 on some CPUs and 1e-05 on others.
+    curve = np.where(eps < 10**-5.25, 1.0 + 1e-6 / eps, 1.0)  # rounding floor below 1e-5 (>= 31 % off)
+    curve = np.where(eps > 10**-1.75, 1.0 + 10 * (eps - 1e-2), curve)  # non-linear bend above 1e-2 (>= 21 % off)
     i, j = widest_flat_interval(eps, curve, 0.01)
-    assert eps[i] == pytest.approx(1e-5) and eps[j] == pytest.approx(1e-2)
+    assert (i, j) == (6, 12)
+    assert eps[i] == pytest.approx(1e-5, rel=1e-9) and eps[j] == pytest.approx(1e-2, rel=1e-9)
 
 
 def test_widest_flat_interval_none_when_nothing_is_flat():
@@ -59,6 +62,52 @@ def test_bootstrap_ratio_ci_covers_truth_for_independent_noise():
     assert lo[0] < 2.0 < hi[0]
     with pytest.raises(ValueError, match="equal shapes"):
         bootstrap_ratio(rep, ctrl[:, :, :5])
+
+
+def _profile(levels, n_seeds=6, P=12, noise=0.1, seed=0):
+    """Stripe entries whose ratio to the baseline follows ``levels`` over layers, with noise."""
+    rng = np.random.default_rng(seed)
+    base = rng.lognormal(0, noise, size=(n_seeds, len(levels), P))
+    rep = base * np.asarray(levels)[None, :, None] * rng.lognormal(0, noise, size=base.shape)
+    return rep, base
+
+
+def test_rise_of_finds_the_middle_of_a_step_and_refuses_noise():
+    levels = [1.0, 1.0, 1.0, 1.0, 3.0, 3.0, 3.0]  # a step of x3 between layers 4 and 5 (1-based)
+    rep, base = _profile(levels)
+    s, lo, hi, boots = bootstrap_ratio(rep, base, return_boots=True, n_boot=500)
+    r = rise_of(range(1, 8), s, boots)
+    assert r.emerged and r.layer == 5 and r.top >= 5 and r.bottom <= 4
+    assert r.layer_ci == (5, 5)  # a x3 step against 10 % noise is never misplaced
+    assert r.start == r.end == 5 and r.width == 0  # a sudden rise
+    assert 2.0 < r.factor < 4.5 and r.factor_ci[0] > 1.5
+    # a gradual rise: x3 spread over four layers
+    rep, base = _profile([1.0, 1.0, 1.3, 1.7, 2.3, 3.0, 3.0])
+    s, _, _, boots = bootstrap_ratio(rep, base, return_boots=True, n_boot=500)
+    g = rise_of(range(1, 8), s, boots)
+    assert g.emerged and 3 <= g.layer <= 5 and g.width >= 2
+    # no rise: the same level everywhere; the paired interval of the factor reaches 1
+    rep, base = _profile([1.0] * 7)
+    s, _, _, boots = bootstrap_ratio(rep, base, return_boots=True, n_boot=500)
+    flat = rise_of(range(1, 8), s, boots)
+    assert not flat.emerged and flat.layer is None and flat.width is None and flat.factor_ci[0] <= 1.0
+    with pytest.raises(ValueError, match="two read layers"):
+        rise_of([1], [2.0], np.ones((5, 1)))
+
+
+def test_neighbour_baseline_offsets():
+    """chi[., r, t] = 10 r + t: each baseline is the mean over the rows named in the docstring."""
+    T, N = 6, 13
+    chi = (10.0 * np.arange(T)[:, None] + np.arange(N)[None, :])[None]  # [1, T, N]
+    rows, targets = np.array([1, 2, 3]), np.array([7, 8, 9])
+    got = neighbour_baseline(chi, rows, targets, other_stripe=-1)[0]
+    # row 1: offsets -3,-2 fall off, +1,+2 -> rows 2, 3; row 2: rows 0, 3, 4; row 3: rows 0, 1, 4, 5
+    expect = [np.mean([20, 30]) + 7, np.mean([0, 30, 40]) + 8, np.mean([0, 10, 40, 50]) + 9]
+    np.testing.assert_allclose(got, expect, rtol=1e-12)
+    dup = neighbour_baseline(chi, np.array([2]), np.array([8]), other_stripe=+1)[0]
+    np.testing.assert_allclose(dup, [np.mean([0, 10, 40, 50]) + 8], rtol=1e-12)  # offsets -2, -1, +2, +3
+    with pytest.raises(ValueError, match="no neighbour"):
+        neighbour_baseline(chi[:, :1], np.array([0]), np.array([7]), other_stripe=-1)
 
 
 def test_emergence_layer():

@@ -167,3 +167,213 @@ def test_charts_render_with_vega_embed(page: Path, book_copy: Path, tmp_path: Pa
     ]
     problems += [f"console: {e}" for e in errors]
     assert not problems, f"{page.name}:\n  " + "\n  ".join(problems)
+
+
+# ---------------------------------------------------------------------------------------
+# What a reader reads: no build leftovers, no unrendered LaTeX, no placeholders, no overflow
+# ---------------------------------------------------------------------------------------
+
+# Pages of the book with content (Sphinx's own search/index pages have none).
+NOT_CONTENT = {"search.html", "genindex.html", "py-modindex.html"}
+# Only this page may speak of the build's profiles.
+PROFILE_PAGE = "reproducing.html"
+PROGRESS_RE = re.compile(r"\d%\||it/s\]|s/it\]|step/s\]|\|[█▏▎▍▌▋▊▉ ]{4,}\|")
+PROFILE_RE = re.compile(r"published book|\bci build|\bci[- ]profile|publish[- ]profile|ci-sized|--profile", re.I)
+EMPTY_CELL_RE = re.compile(r"\b(nan|NaN|None|NaT|<NA>)\b")
+CODE_TAGS = {"pre", "code", "kbd", "samp"}
+# Containers whose content the reader unfolds: dropdowns, hidden cells and outputs, toggles.
+FOLDED = {"sd-dropdown", "dropdown", "toggle", "tag_hide-cell", "tag_hide-output", "tag_hide-input"}
+SKIP_TAGS = {"script", "style", "template"}
+
+
+def content_pages() -> list[Path]:
+    """Every page with an article (not the redirecting index.html, not search or index pages)."""
+    if not HTML_DIR.is_dir():
+        return []
+    return sorted(p for p in HTML_DIR.glob("*.html")
+                  if p.name not in NOT_CONTENT and 'class="bd-article"' in p.read_text(errors="replace"))
+
+
+class ReaderText(HTMLParser):
+    """The text a reader sees, in pieces, each with where it sits.
+
+    ``pieces``: ``(text, in_math, in_code, in_table_cell)``; script and style are left out.
+    Math is Sphinx's ``class="math"`` element (MathJax typesets it in the browser); code is
+    ``<pre>``/``<code>`` and the highlighted blocks.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[tuple[str, bool, bool, bool, bool]] = []  # tag, skip, math, code, cell
+        self.pieces: list[tuple[str, bool, bool, bool]] = []
+        self.cells: list[str] = []
+        self._cell: list[str] | None = None
+        # tables a reader sees at once (not inside a collapsed box or a hidden cell):
+        # [id or first header text, has a <caption>]
+        self.tables: list[list] = []
+        self._hidden: list[str] = []  # tags of open elements that fold their content away
+
+    def _state(self) -> tuple[bool, bool, bool, bool]:
+        return self.stack[-1][1:] if self.stack else (False, False, False, False)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in VOID:
+            return
+        classes = set((dict(attrs).get("class") or "").split())
+        skip, math, code, cell = self._state()
+        if self._hidden or tag == "details" or classes & FOLDED:
+            self._hidden.append(tag)
+        elif tag == "table":
+            self.tables.append([dict(attrs).get("id") or "", False])
+        elif tag == "caption" and self.tables:
+            self.tables[-1][1] = True
+        entry = (
+            tag,
+            skip or tag in SKIP_TAGS,
+            math or "math" in classes,
+            code or tag in CODE_TAGS or "highlight" in classes,
+            cell or tag in ("td", "th"),
+        )
+        self.stack.append(entry)
+        if tag in ("td", "th"):
+            self._cell = []
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        pass
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.cells.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        if self._hidden and self._hidden[-1] == tag:
+            self._hidden.pop()
+        for i in range(len(self.stack) - 1, -1, -1):
+            if self.stack[i][0] == tag:
+                del self.stack[i:]
+                return
+
+    def handle_data(self, data: str) -> None:
+        skip, math, code, cell = self._state()
+        if skip or not data.strip():
+            return
+        self.pieces.append((data, math, code, cell))
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def reader_text(page: Path) -> ReaderText:
+    parser = ReaderText()
+    parser.feed(page.read_text(errors="replace"))
+    return parser
+
+
+def _context(text: str, m: re.Match) -> str:
+    return " ".join(text[max(0, m.start() - 50):m.end() + 50].split())
+
+
+@pytest.mark.parametrize("page", content_pages(), ids=lambda p: p.name)
+def test_page_has_no_build_leftovers(page: Path, book_copy: Path):
+    """Progress bars, unrendered `$...$`, nan/None in tables, "seed(s)", talk of build profiles."""
+    text = reader_text(page)
+    problems = []
+    for data, math, code, _ in text.pieces:
+        for m in PROGRESS_RE.finditer(data):
+            problems.append(f"progress-bar text: ...{_context(data, m)}...")
+        if "$" in data and not math and not code:
+            problems.append(f"'$' outside rendered math: ...{_context(data, re.search(re.escape('$'), data))}...")
+        for m in re.finditer(r"seed\(s\)", data):
+            problems.append(f"'seed(s)': ...{_context(data, m)}...")
+        if page.name != PROFILE_PAGE:
+            for m in PROFILE_RE.finditer(data):
+                problems.append(f"speaks of build profiles (only {PROFILE_PAGE} may): ...{_context(data, m)}...")
+    for cell in text.cells:
+        if EMPTY_CELL_RE.search(cell):
+            problems.append(f"table cell {cell!r}: nan/None is not something to show a reader")
+    for table_id, captioned in text.tables:
+        if not captioned:
+            problems.append(
+                f"table {table_id or '(no id)'} has no caption: number and caption it like a figure "
+                "(code cell metadata `table: {name, caption}`, or a MyST {table}/{list-table} with a title)"
+            )
+    assert not problems, f"{page.name}:\n  " + "\n  ".join(problems[:20])
+
+
+def test_leftover_checks_catch_what_they_look_for(tmp_path: Path):
+    """The checks above on a page made of every fault, and on its clean twin."""
+    bad = tmp_path / "bad.html"
+    bad.write_text(
+        "<p>cost $N^{a}$ grows</p><pre>40%|████      | 4/10 [00:01&lt;00:02, 3.1it/s]</pre>"
+        "<table><tr><td>nan</td><td>None</td></tr></table><p>2 seed(s); the published book differs</p>"
+    )
+    good = tmp_path / "good.html"
+    good.write_text(
+        '<p>cost <span class="math">\\(N^{a}\\)</span> grows</p><pre>export X=$PWD</pre>'
+        "<table><caption>Table 1</caption><tr><td>1.5</td><td>none of them</td></tr></table><p>2 seeds</p>"
+        "<script>var a='$ nan';</script><details><table><tr><td>2</td></tr></table></details>"
+        '<div class="cell tag_hide-cell"><div><table><tr><td>3</td></tr></table></div></div>'
+    )
+    t = reader_text(bad)
+    flat = " ".join(d for d, *_ in t.pieces)
+    assert PROGRESS_RE.search(flat) and "$" in flat and "seed(s)" in flat and PROFILE_RE.search(flat)
+    assert sum(bool(EMPTY_CELL_RE.search(c)) for c in t.cells) == 2
+    assert t.tables == [["", False]]
+    t = reader_text(good)
+    assert not any("$" in d and not m and not c for d, m, c, _ in t.pieces)
+    assert not any(PROGRESS_RE.search(d) or PROFILE_RE.search(d) for d, *_ in t.pieces)
+    assert not any(EMPTY_CELL_RE.search(c) for c in t.cells)
+    assert t.tables == [["", True]]  # the folded tables are not counted
+
+
+# A script that, once the page has settled, writes what overflows horizontally into the DOM:
+# the page itself (wider than the window), and boxes whose content is wider than the box
+# (charts, tables, display math: the reader would have to scroll inside them).
+OVERFLOW_SCRIPT = """<script>window.addEventListener('load', function () { setTimeout(function () {
+  var W = window.innerWidth, out = {width: W, page: document.documentElement.scrollWidth, wide: [], boxes: []};
+  var name = function (el) { return el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
+    (el.className && el.className.baseVal === undefined ? '.' + String(el.className).trim().split(/\\s+/).join('.') : ''); };
+  var clips = function (el) { for (var p = el.parentElement; p; p = p.parentElement) {
+    var o = getComputedStyle(p).overflowX; if (o !== 'visible') return p !== document.body && p !== document.documentElement; }
+    return false; };
+  document.querySelectorAll('.bd-article *').forEach(function (el) {
+    var r = el.getBoundingClientRect();
+    if (r.width > 0 && r.right > W + 1 && !clips(el) && out.wide.length < 8) out.wide.push(name(el) + ' right=' + Math.round(r.right));
+  });
+  document.querySelectorAll('.rr-chart, .bd-article table, .pst-scrollable-table-container, .bd-article div.output.text_html, .bd-article div.math, mjx-container[display="true"]').forEach(function (el) {
+    if (el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0)
+      out.boxes.push(name(el) + ' content ' + el.scrollWidth + 'px in ' + el.clientWidth + 'px');
+  });
+  document.documentElement.setAttribute('data-rr-overflow', JSON.stringify(out));
+}, 2500); });</script>"""
+OVERFLOW_RE = re.compile(r'data-rr-overflow="([^"]*)"')
+
+
+def measure_overflow(page: Path, tmp: Path, width: int) -> dict:
+    import html
+    import json
+
+    copy = page.with_name(f"_overflow_{width}_{page.name}")
+    copy.write_text(page.read_text().replace("</body>", OVERFLOW_SCRIPT + "</body>", 1))
+    cmd = [
+        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+        f"--user-data-dir={tmp / f'profile-{width}'}", f"--window-size={width},1000",
+        "--virtual-time-budget=8000", "--dump-dom", copy.as_uri(),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    copy.unlink()
+    assert proc.returncode == 0, f"chromium exited {proc.returncode}:\n{proc.stderr[-3000:]}"
+    m = OVERFLOW_RE.search(proc.stdout)
+    assert m, f"{page.name}: the overflow probe did not run (no data-rr-overflow attribute in the DOM)"
+    return json.loads(html.unescape(m.group(1)))
+
+
+@pytest.mark.parametrize("width", [800, 1400])
+@pytest.mark.parametrize("page", content_pages(), ids=lambda p: p.name)
+def test_page_fits_the_window(page: Path, width: int, book_copy: Path, tmp_path: Path):
+    got = measure_overflow(book_copy / page.name, tmp_path, width)
+    assert abs(got["width"] - width) <= 20, f"chromium's window is {got['width']} px, not {width}"
+    problems = []
+    if got["page"] > got["width"] + 1:
+        problems.append(f"the page is {got['page']} px wide in a {got['width']} px window; too wide: {got['wide']}")
+    problems += [f"scrolls inside its box: {b}" for b in got["boxes"]]
+    assert not problems, f"{page.name} at {width} px:\n  " + "\n  ".join(problems)

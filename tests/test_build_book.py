@@ -127,3 +127,264 @@ def test_pages_and_toc_agree(profile):
     assert not missing, f"{profile}: pages built but not in _toc.yml: {sorted(missing)}"
     unknown = files - prose - all_names
     assert not unknown, f"_toc.yml names files that are neither in book/ nor in book/pages.yml: {sorted(unknown)}"
+
+
+# ---------------------------------------------------------------------------------------
+# The rerun command: --param, unknown keys, a page's own parameter errors
+# ---------------------------------------------------------------------------------------
+
+
+def test_param_values_are_yaml():
+    got = build_book.parse_overrides(["T=20", "models=[random-llama, toy-gpt2]", "eps=1e-3", "device=cuda",
+                                      "bench_json=", "k={a: 1}", "grid=[1e-8, 1.5E+2, 3]"])
+    assert got == {"T": 20, "models": ["random-llama", "toy-gpt2"], "eps": 1e-3, "device": "cuda",
+                   "bench_json": None, "k": {"a": 1}, "grid": [1e-8, 150.0, 3]}
+    assert build_book.parse_overrides(None) == {}
+
+
+@pytest.mark.parametrize("item, message", [
+    ("T", "expected KEY=VALUE"), ("=3", "expected KEY=VALUE"), ("two words=3", "expected KEY=VALUE"),
+    ("T=[1,", "not valid YAML"),
+])
+def test_bad_param_is_a_usage_error(item, message):
+    with pytest.raises(build_book.UsageError, match=message):
+        build_book.parse_overrides([item])
+
+
+def _page(name="n", **params):
+    return build_book.Page(name=name, source=REPO / "notebooks" / "emergence.md", params=params, timeout=10,
+                           profiles=("ci",))
+
+
+def test_unknown_override_names_the_pages_parameters():
+    em, ms = {"models": "['a']", "T": "10", "exercise_model": "'a'"}, {"models": "['a']", "n_l0": "3"}
+    taken = build_book.check_overrides({"emergence": em, "model-sections": ms}, {"T": 4, "exercise_model": "b"})
+    assert taken == {"emergence": {"T": 4, "exercise_model": "b"}, "model-sections": {}}
+    with pytest.raises(build_book.UsageError) as err:
+        build_book.check_overrides({"emergence": em}, {"modles": ["a"]})
+    msg = str(err.value)
+    assert "'modles'" in msg and "emergence" in msg and "models, T, exercise_model" in msg and "\n" not in msg
+    with pytest.raises(build_book.UsageError) as err:
+        build_book.check_overrides({"emergence": em, "model-sections": ms}, {"modles": ["a"]})
+    msg = str(err.value)
+    assert "emergence: models, T, exercise_model" in msg and "model-sections: models, n_l0" in msg
+
+
+def _run_main(capsys, *argv):
+    rc = build_book.main(list(argv))
+    return rc, capsys.readouterr().err.strip().splitlines()
+
+
+def test_main_exits_2_with_one_error_line_on_bad_input(capsys, tmp_path):
+    out = str(tmp_path / "out")
+    for argv in (["--only", "emergence", "--param", "modles=[random-llama]"],
+                 ["--only", "no-such-page"],
+                 ["--only", "emergence", "--param", "T=[1,"]):
+        rc, err = _run_main(capsys, "--profile", "ci", "--out", out, *argv)
+        assert rc == 2, argv
+        assert len(err) == 1 and err[0].startswith("error: "), err
+    with pytest.raises(SystemExit) as exc:  # argparse's own complaints take the same form
+        build_book.main(["--only", "emergence", "--out", out])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and err[0].startswith("error: ") and "--profile" in err[0]
+    rc, err = _run_main(capsys, "--profile", "ci", "--out", out, "--only", "emergence", "--param", "modles=[a]")
+    assert "models" in err[0] and "exercise_model" in err[0]  # the page's real parameters are named
+
+
+def _failing(tmp_path, cells, index, ename="ValueError", evalue="eps must be > 0, got -1"):
+    from papermill.exceptions import PapermillExecutionError
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = cells
+    path = tmp_path / "out.ipynb"
+    nbformat.write(nb, path)
+    exc = PapermillExecutionError(index, 1, "src", ename, evalue, ["Traceback ...", f"{ename}: {evalue}"])
+    return build_book.parameter_error(exc, path)
+
+
+def test_a_pages_parameter_check_is_reported_as_its_sentence(tmp_path):
+    code, md = nbformat.v4.new_code_cell, nbformat.v4.new_markdown_cell
+    cells = [md("# Title"), code("T = 4", metadata={"tags": ["parameters"]}),
+             code("T = 8", metadata={"tags": ["injected-parameters"]}), code("import x"),
+             code("raise ValueError('eps must be > 0, got -1')"), md("## Results"), code("1 / 0"),
+             code("check()", metadata={"tags": ["parameter-check"]})]
+    assert _failing(tmp_path, cells, 4) == "eps must be > 0, got -1"
+    assert _failing(tmp_path, cells, 7) == "eps must be > 0, got -1"  # tagged, anywhere
+    assert _failing(tmp_path, cells, 6) is None  # an error in the analysis is a real failure
+    assert _failing(tmp_path, cells, 4, ename="RuntimeError") is None
+    assert _failing(tmp_path, [md("# T"), code("raise ValueError('x')")], 1) is None  # no parameters cell
+
+
+# ---------------------------------------------------------------------------------------
+# What the build adds to a page: parameter box, student notebook, numbered tables, course table
+# ---------------------------------------------------------------------------------------
+
+
+def test_parameter_values_merge_defaults_and_overrides():
+    declared = {"models": '["a", "b"]', "T": "10", "eps": "1e-2", "path": '""', "grid": "np.arange(3)", "x": "None"}
+    got = build_book.page_parameters(declared, {"T": 20, "models": ["c"]})
+    assert got == {"models": "[c]", "T": "20", "eps": "0.01", "path": "''", "grid": "np.arange(3)", "x": "null"}
+
+
+def test_parameter_box_follows_the_injected_parameters():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# T"),
+                nbformat.v4.new_code_cell("T = 4", metadata={"tags": ["parameters", "remove-cell"]}),
+                nbformat.v4.new_code_cell("T = 8", metadata={"tags": ["injected-parameters"]}),
+                nbformat.v4.new_code_cell("print(T)")]
+    for _ in range(2):  # a second pass replaces the box, it does not add one
+        build_book.insert_parameter_box(nb, {"T": "8", "models": "[a, b]"}, "/_static/student/p-student.ipynb")
+    boxes = [i for i, c in enumerate(nb.cells) if "parameter-box" in c.metadata.get("tags", [])]
+    assert boxes == [3]
+    text = nb.cells[3].source
+    assert text.startswith(":::{dropdown} Parameters of this page\n")
+    assert "| `T` | `8` |" in text and "| `models` | `[a, b]` |" in text
+    assert "{download}`p-student.ipynb </_static/student/p-student.ipynb>`" in text
+    plain = nbformat.v4.new_notebook()
+    plain.cells = [nbformat.v4.new_markdown_cell("(x)=\n# Title"), nbformat.v4.new_code_cell("1")]
+    build_book.insert_parameter_box(plain, {}, "/_static/student/x-student.ipynb")
+    assert "parameter-box" in plain.cells[1].metadata["tags"] and "| (none) |" in plain.cells[1].source
+
+
+def _exercise_notebook():
+    code, md = nbformat.v4.new_code_cell, nbformat.v4.new_markdown_cell
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        md("# Page"), code("T = 4", metadata={"tags": ["parameters"]}), code("x = T * 2"),
+        md("## Exercises\n\n```{admonition} Exercise 1: double it\n:class: tip\nCompute 2x.\n```"),
+        code("y = 2 * x", metadata={"tags": ["hide-cell"]}), code("glue('y', y)"),
+        md(":::{dropdown} Solution 1\nIt is {glue:text}`y`.\n:::"),
+        md("```{admonition} Exercise 2: no code\n:class: tip\nThink.\n```\n\n:::{dropdown} Solution 2\nYes.\n:::\n\nAfter."),
+        code("secret = 42", metadata={"tags": ["solution"]}), code("more = 1", metadata={"tags": ["solution"]}),
+        md("answer", metadata={"tags": ["solution"]}),
+        md("```{admonition} Exercise 3: tagged\n:class: tip\nDo.\n```"),
+        code("tagged = 3", metadata={"tags": ["hide-cell", "solution"]}),
+        md("## What you learned\n\n* things"), code("z = 1"),
+    ]
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", text="out")]
+    return nb
+
+
+def test_student_notebook_strips_solutions_and_keeps_the_rest():
+    student = build_book.student_notebook(_exercise_notebook(), {"T": 8})
+    sources = [c.source for c in student.cells]
+    joined = "\n".join(sources)
+    for gone in ("Solution", "secret", "more = 1", "answer", "2 * x", "tagged = 3"):
+        assert gone not in joined
+    # one placeholder right after each exercise with code, one for the run of `solution` cells
+    after = [sources[i - 1] for i, s in enumerate(sources) if s == "# your code here"]
+    assert len(after) == 3
+    assert "Exercise 1" in after[0] and "Exercise 2" in after[1] and "Exercise 3" in after[2]
+    assert "Exercise 2: no code" in joined and "After." in joined and "z = 1" in joined and "x = T * 2" in joined
+    injected = [c for c in student.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "T = 8" in injected[0].source
+    assert all(not c.get("outputs") for c in student.cells if c.cell_type == "code")
+
+
+STYLER_HTML = """<style type="text/css"></style>
+<table id="T_x" class="dataframe"><thead><tr><th class="col_heading">model</th><th>layer</th>
+<th>score | CI</th></tr></thead><tbody><tr><td>toy-gpt2</td><td>2</td><td>3.1 [2.0, 4.5]</td></tr>
+<tr><td>random-llama</td><td>&ndash;</td><td>1.0</td></tr></tbody></table>"""
+
+
+def test_html_table_becomes_a_markdown_table():
+    md = build_book.html_table_to_markdown(STYLER_HTML)
+    assert md.splitlines() == [
+        "| model | layer | score \\| CI |", "| --- | --- | --- |",
+        "| toy-gpt2 | 2 | 3.1 [2.0, 4.5] |", "| random-llama | \u2013 | 1.0 |",
+    ]
+    assert build_book.html_table_to_markdown("<p>no table</p>") is None
+
+
+def test_caption_tables_numbers_a_table_cell_and_hides_its_raw_output(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("df", metadata={"table": {"name": "tbl-x", "caption": "Scores\nper model."}})
+    cell.outputs = [nbformat.v4.new_output("execute_result", data={"text/html": STYLER_HTML, "text/plain": "df"})]
+    nb.cells = [cell, nbformat.v4.new_markdown_cell("See {numref}`tbl-x`.")]
+    build_book.caption_tables(nb)
+    assert "remove-output" in nb.cells[0].metadata["tags"]
+    table = nb.cells[1].source
+    assert table.startswith(":::{table} Scores per model.\n:name: tbl-x\n| model |") and table.endswith("\n:::")
+    path = tmp_path / "t.ipynb"
+    nbformat.write(nb, path)
+    build_book.localise_labels(path, "model-a")  # a template page renames its table labels too
+    out = nbformat.read(path, as_version=4)
+    assert ":name: tbl-x-model-a" in out.cells[1].source and "{numref}`tbl-x-model-a`" in out.cells[2].source
+    bad = nbformat.v4.new_notebook()
+    bad.cells = [nbformat.v4.new_code_cell("1", metadata={"table": {"name": "tbl-y", "caption": "c"}})]
+    with pytest.raises(build_book.BuildError, match="tbl-y"):
+        build_book.caption_tables(bad)
+
+
+def test_course_table_lists_pages_exercises_and_measured_times():
+    pages = build_book.load_pages("ci")
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    emergence = next(p for p in pages if p.name == "emergence")
+    table = build_book.course_table(toc, pages, [build_book.Result(emergence, 12.3)])
+    rows = [l for l in table.splitlines() if l.startswith("| ")]
+    em = next(r for r in rows if "emergence" in r)
+    assert em.startswith("| {doc}`emergence` |") and em.endswith("| 12 s |")
+    for title in build_book.exercise_titles(emergence.source):
+        assert title.replace("|", "\\|") in em
+    assert any(r.endswith("| not run in this build |") for r in rows)
+    assert ":name: tbl-course-pages" in table and "logical cores" in table
+    assert "None" not in table and "nan" not in table
+
+
+# ---------------------------------------------------------------------------------------
+# The book's shared vocabulary: glossary terms and citation keys the pages refer to
+# ---------------------------------------------------------------------------------------
+
+def _book_sources():
+    return sorted((REPO / "book").glob("*.md")) + sorted((REPO / "notebooks").glob("*.md"))
+
+
+def _glossary_terms():
+    import re
+
+    text = (REPO / "book" / "notation.md").read_text()
+    block = re.search(r"```\{glossary\}\n(.*?)\n```", text, re.S).group(1)
+    return {line.strip().lower() for line in block.splitlines() if line and not line.startswith(" ")}
+
+
+def test_every_term_and_citation_used_is_defined():
+    import re
+
+    terms = _glossary_terms()
+    keys = set(re.findall(r"^@\w+\{([^,]+),", (REPO / "book" / "references.bib").read_text(), re.M))
+    missing = []
+    for path in _book_sources():
+        text = path.read_text()
+        for m in re.finditer(r"\{term\}`([^`]+)`", text):
+            target = m.group(1).split("<")[-1].rstrip(">").strip().lower()
+            if target not in terms:
+                missing.append(f"{path.name}: term {m.group(1)!r}")
+        for m in re.finditer(r"\{cite(?::[pt])?\}`([^`]+)`", text):
+            missing += [f"{path.name}: citation {k!r}" for k in m.group(1).split(",") if k.strip() not in keys]
+    assert not missing, "undefined: " + "; ".join(missing)
+    assert {"luick2024universal", "olsson2022incontext", "elhage2021mathematical", "allal2025smollm2",
+            "gemma2025gemma3", "nanda2022transformerlens"} <= keys
+    assert {"residual stream", "layer", "block", "kick", "response", "universal regime", "rounding floor", "jvp",
+            "response matrix", "induction stripe", "duplicate-token stripe", "induction score", "emergence layer",
+            "section map", "null control"} <= terms
+
+
+def test_a_rejected_value_stops_the_run_with_the_pages_sentence(tmp_path):
+    """End to end through papermill and a kernel: the page's ValueError becomes one UsageError line."""
+    code, md = nbformat.v4.new_code_cell, nbformat.v4.new_markdown_cell
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [md("# P"), code("eps = 0.01", metadata={"tags": ["parameters"]}),
+                code("if eps <= 0:\n    raise ValueError(f'eps must be > 0, got {eps}')"), md("## Results"), code("1")]
+    src = tmp_path / "p.ipynb"
+    nbformat.write(nb, src)
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    page = _page("p", eps=-1.0)
+    with pytest.raises(build_book.UsageError) as err:
+        build_book.execute(page, src, stage)
+    assert str(err.value) == "page 'p': eps must be > 0, got -1.0"
+    page.params = {"eps": 0.5}
+    result = build_book.execute(page, src, stage)
+    assert result.error is None and (stage / "p.ipynb").is_file()

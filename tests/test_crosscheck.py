@@ -45,7 +45,12 @@ def test_head_rank_agreement_identical_and_reversed():
 
 @pytest.fixture(scope="module")
 def scored(random_lm):
-    return induction_scores(random_lm, T=5, seeds=2, n_boot=50)
+    return induction_scores(random_lm, T=5, seeds=2, n_boot=50, control="random")
+
+
+@pytest.fixture
+def scored_within(random_lm):
+    return induction_scores(random_lm, T=6, seeds=2, n_boot=50)  # the default neighbours baseline
 
 
 def test_layer_rank_agreement_aligns_blocks_to_streams(random_lm, scored):
@@ -87,6 +92,20 @@ def test_random_model_controls_score_near_one(random_lm, scored):
         kind_scores(random_lm, "shuffled", scored, seeds=[7])
     with pytest.raises(ValueError, match="kind must be"):
         kind_scores(random_lm, "random", scored)
+
+
+def test_controls_with_the_neighbours_baseline(random_lm, scored_within):
+    assert scored_within.control == "neighbours" and scored_within.stripes.control_kind == "neighbours"
+    # "repeated" reproduces the reference; random and shuffled sequences are scored against themselves
+    again = kind_scores(random_lm, "repeated", scored_within, n_boot=50)
+    np.testing.assert_allclose(again.score[1:], scored_within.score[1:], rtol=1e-6)
+    for kind in ("random", "shuffled"):
+        res = kind_scores(random_lm, kind, scored_within, n_boot=50)
+        s = np.asarray(res.score)[1:]
+        assert np.all(np.isfinite(s)) and np.all(s < 2.0) and np.all(s > 0.5), (kind, res.score)
+        assert res.stripes.induction["control"].shape == res.stripes.induction["repeated"].shape
+    with pytest.raises(ValueError, match="kind_scores"):
+        seed_null_scores(scored_within)
 
 
 def test_ablation_study_random_draws_exclude_named_heads(random_lm):

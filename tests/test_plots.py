@@ -181,3 +181,37 @@ def test_write_vega_bundle(tmp_path):
     assert body.startswith("(function () {\n") and body.rstrip().endswith("})();")
     assert "window.vegaEmbed" in body
     assert not re.search(r"^\s*(import|export)\s", body, re.M)
+
+
+def test_page_setup_returns_none_and_enables_the_offline_renderer():
+    import altair as alt
+
+    from residual_response import plots
+
+    assert plots.page_setup() is None  # a set-up cell ending with it prints nothing
+    assert alt.renderers.active == plots.RENDERER_NAME
+
+
+def test_eps_axis_has_one_format_and_untruncated_legend():
+    import pandas as pd
+
+    from residual_response import plots
+
+    df = pd.DataFrame({"eps": [1e-6, 1e-3, 1.0] * 2, "chi": [1.0, 1.1, 1.2] * 2,
+                       "condition": ["a very long condition name for a legend"] * 3 + ["b"] * 3})
+    spec = plots.line_chart_log_x(df, "eps", "chi", "condition", color_title="ablation").to_dict()
+    enc = spec["layer"][-1]["encoding"]
+    assert enc["x"]["axis"]["format"] == plots.EPS_FORMAT
+    assert enc["x"]["scale"]["nice"] is False
+    assert enc["color"]["title"] == "ablation" and enc["color"]["legend"]["labelLimit"] == 0
+
+
+def test_page_setup_silences_every_tqdm_bar(capsys):
+    import tqdm.auto
+
+    from residual_response import plots
+
+    plots.page_setup()
+    for _ in tqdm.auto.tqdm(range(3), desc="should not show"):
+        pass
+    assert "should not show" not in capsys.readouterr().err

@@ -95,3 +95,25 @@ def test_log_eps_grid_per_decade():
         log_eps_grid(-1e-3, 1.0, 2)
     with pytest.raises(TypeError, match="points_per_decade must be a number"):
         log_eps_grid(1e-3, 1.0, "4")
+
+
+def test_styled_marks_missing_values_alike_and_hides_the_index():
+    import numpy as np
+    import pandas as pd
+
+    from residual_response.tables import NA, styled
+
+    df = pd.DataFrame({"a": [1.0, np.nan], "b": ["x", None], "n": [18, 3], "f": [0.18, 2.0]})
+    html = styled(df, {"a": "{:.1f}"}, uuid="t").to_html()
+    assert html.count(NA) == 2 and "nan" not in html and "None" not in html
+    assert ">18<" in html and "18.0" not in html and "1.0" in html
+    assert ">0.18<" in html and "0.180000" not in html and ">2.00<" in html
+    assert "row_heading" not in html or "blank" not in html
+
+
+def test_fmt_eps_writes_strengths_like_the_axis_labels():
+    from residual_response.tables import NA, fmt_eps
+
+    assert fmt_eps(1e-8) == "1e-8" and fmt_eps(3.16e-6) == "3.2e-6" and fmt_eps(1.0) == "1e+0"
+    assert fmt_eps(0.01) == "1e-2" and fmt_eps(None) == NA and fmt_eps(float("nan")) == NA
+    assert fmt_eps(20.0) == "2e+1"

@@ -51,7 +51,7 @@ def test_training_leaves_global_state_alone(tmp_path):
     expect = torch.rand(3)
     torch.manual_seed(123)
     threads = torch.get_num_threads()
-    train_toy(tmp_path / "t", seed=0, recipe=TINY, steps=2, checkpoint_every=2, progress=False)
+    train_toy(tmp_path / "t", seed=0, recipe=TINY, steps=2, checkpoint_every=2, progress=False, portable=False)
     assert torch.equal(torch.rand(3), expect)
     assert torch.get_num_threads() == threads
 
@@ -68,7 +68,34 @@ def test_interrupted_run_leaves_no_folder(tmp_path, monkeypatch):
 
     monkeypatch.setattr(toy, "_save_model", failing)
     with pytest.raises(KeyboardInterrupt):
-        train_toy(tmp_path / "toy", seed=0, recipe=TINY, progress=False)
+        train_toy(tmp_path / "toy", seed=0, recipe=TINY, progress=False, portable=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_portable_training_ignores_the_callers_cpu_settings(tmp_path, monkeypatch):
+    """The training child fixes its kernels itself: a caller limited to other vector units (as on
+    another CPU) gets the same bits, and the log's hash is that of the saved weights."""
+    from transformers import GPT2LMHeadModel
+
+    a = train_toy(tmp_path / "a", seed=2, recipe=TINY, progress=False)
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "SSE4_2")
+    monkeypatch.setenv("NPY_DISABLE_CPU_FEATURES", "X86_V3,X86_V4,AVX512_ICL,AVX512_SPR")
+    b = train_toy(tmp_path / "b", seed=2, recipe=TINY, progress=False)
+    assert a["portable"] is True and a["kernel_env"]["ATEN_CPU_CAPABILITY"] == "default"
+    assert b["kernel_env"] == a["kernel_env"]
+    assert a["weights_sha256"] == b["weights_sha256"]
+    assert toy.weights_sha256(GPT2LMHeadModel.from_pretrained(tmp_path / "a" / "final")) == a["weights_sha256"]
+    c = train_toy(tmp_path / "c", seed=3, recipe=TINY, progress=False)
+    assert c["weights_sha256"] != a["weights_sha256"]
+
+
+def test_failed_child_gives_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(toy, "PORTABLE_ENV", {**toy.PORTABLE_ENV, "PYTHONPATH": "", "PYTHONNOUSERSITE": "1",
+                                              "PYTHONSAFEPATH": "1"})
+    monkeypatch.setattr(toy.sys, "executable", "/bin/false")
+    with pytest.raises(RuntimeError, match="toy training failed in its child process"):
+        train_toy(tmp_path / "x", seed=0, recipe=TINY, progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -146,6 +173,39 @@ def test_checkpoint_subsample():
         toy.checkpoint_subsample(steps, 1)
     with pytest.raises(ValueError, match="n_around"):
         toy.checkpoint_subsample(steps, 4, around=5, n_around=-1)
+
+
+def _log(adv, every=50):
+    steps = [every * i for i in range(len(adv))]
+    return {"checkpoints": {"step": steps, "first_copy_loss": [4.0] * len(adv),
+                            "second_copy_loss": [4.0 - a for a in adv]}}
+
+
+def test_loss_drop_and_measurement_steps():
+    adv = [0.0] * 6 + [0.5, 1.0, 2.0, 3.0, 3.7, 4.0] + [4.0] * 10  # steps 0..1050, every 50
+    log = _log(adv)
+    assert toy.loss_drop(log) == (300, 500)  # 10 % (0.4) first passed at 300, 90 % (3.6) at 500
+    steps = toy.measurement_steps(log, 4)
+    assert set(range(250, 551, 50)) <= set(steps)  # every checkpoint across the drop, one beyond each end
+    assert steps[0] == 0 and steps[-1] == 1050 and steps == sorted(steps)
+    assert len(steps) == 7 + 4
+    # more checkpoints outside change nothing inside the window
+    wide = toy.measurement_steps(log, 10)
+    assert [s for s in wide if 250 <= s <= 550] == [s for s in steps if 250 <= s <= 550]
+    with pytest.raises(ValueError, match="n_outside"):
+        toy.measurement_steps(log, 1)
+    with pytest.raises(ValueError, match="no phase change"):
+        toy.loss_drop(_log([0.0, 0.1, 0.2]))
+
+
+def test_onset_step():
+    steps = [0, 10, 20, 30, 40, 50]
+    assert toy.onset_step(steps, [0.8, 1.2, 0.9, 1.1, 1.5, 2.0]) == 30  # 10 clears 1 once, then falls back
+    assert toy.onset_step(steps, [0.8, 0.9, 0.9, 0.9, 0.95, 0.99]) is None
+    assert toy.onset_step(steps, [1.1] * 6) == 0
+    assert toy.onset_step(steps, [0.5, 1.5, 2.5, 2.0, 1.0, 3.0], level=2.0) == 50
+    with pytest.raises(ValueError, match="equal length"):
+        toy.onset_step(steps, [1.0])
 
 
 def test_rise_step():

@@ -10,6 +10,10 @@ Modules, one concept each:
 - :mod:`.sequences`    repeated random tokens and their controls
 - :mod:`.induction`    induction and duplicate-token scores, bootstrap CIs, the section map
 - :mod:`.plots`        offline interactive charts for the book
+- :mod:`.provenance`   what made a result file (versions, weights hash, parameters, times)
+- :mod:`.progress`     one progress bar per job, its total from the batch plan
+- :mod:`.resultfile`   the kind of a result file, read back with one clear error
+- :mod:`.show`         result files drawn as an offline HTML page or a PNG
 - :mod:`.cli`          the ``residual-response`` command
 """
 

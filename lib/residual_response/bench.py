@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .io import write_json_atomic
@@ -71,6 +72,9 @@ __all__ = [
     "non_embedding_params",
     "block_params",
     "paper_block_params",
+    "paper_cost",
+    "engine_rate_gflops",
+    "find_bench_json",
     "response_token_forwards",
     "gpu_estimates",
     "flop_summary",
@@ -240,6 +244,73 @@ def gpu_estimates(workloads: Sequence[dict] = BOOK_WORKLOADS, tflops: dict | Non
                 row[f"{dtype}_s_low"], row[f"{dtype}_s_high"] = flops / (hi * 1e12), flops / (lo * 1e12)
             out.append(row)
     return out
+
+
+def find_bench_json(extra: Sequence[str | os.PathLike] = ()) -> Path | None:
+    """The repository's ``bench.json`` (written by ``make bench``), or the first of ``extra`` that exists."""
+    repo = Path(__file__).resolve().parents[2]  # lib/residual_response/bench.py
+    for p in [*map(Path, extra), repo / "bench.json", Path.cwd() / "bench.json"]:
+        if p.is_file():
+            return p
+    return None
+
+
+def engine_rate_gflops(rec: dict) -> float:
+    """GFLOP/s of the engine's necessary work in a bench record (the stand-in's measured throughput)."""
+    if rec.get("engine_gflops_per_s"):
+        return float(rec["engine_gflops_per_s"])
+    flops = flop_summary(rec["N"], rec["n_layers"], rec["non_embedding_params"],
+                         rec.get("vocab_size", 0) * rec["d_model"])
+    return flops["necessary"] / rec["engine_s"] / 1e9
+
+
+def paper_cost(workloads: Sequence[dict], cpu_gflops: float, tflops: dict | None = None) -> pd.DataFrame:
+    """The book's one cost model for the paper's models: FLOPs of the necessary work / a throughput.
+
+    Why one function: every page that extrapolates to the paper's models must give the same number
+    for the same work. The work of each entry of ``workloads`` (keys ``work``, ``T``,
+    ``n_sequences``, ``l0`` = ``"0"``/``"all"``/a list of relative depths in [0, 1), ``sources`` =
+    ``"all"``/``"first copy"``/an int count, ``rows_per_source``) is counted in token-forwards
+    (:func:`response_token_forwards`) through the paper model's blocks, as :func:`gpu_estimates`
+    does; the time is that work at ``cpu_gflops`` (the engine's measured rate on a stand-in, from
+    the bench record, :func:`engine_rate_gflops`) and at the H100 throughputs ``tflops``
+    (default :data:`H100_TFLOPS`). Returns one row per paper model and workload with columns
+    ``model, work, layers, non_embedding_params, token_forwards, tflop, cpu_s, <dtype>_s_low,
+    <dtype>_s_high``; for the same workloads the H100 columns equal :func:`gpu_estimates`.
+    """
+    if not cpu_gflops > 0:
+        raise ValueError(f"cpu_gflops must be > 0, got {cpu_gflops!r}")
+    tflops = dict(H100_TFLOPS if tflops is None else tflops)
+    rows = []
+    for name, dims in PAPER_MODELS.items():
+        P, L = non_embedding_params(**dims), dims["layers"]
+        for w in workloads:
+            T = int(w["T"])
+            N = 2 * T + 1
+            l0 = w.get("l0", "0")
+            if l0 == "all":
+                l0s = list(range(L))
+            elif isinstance(l0, str):
+                l0s = [int(l0)]
+            else:  # relative depths, so that a stand-in's sampled l0 map onto the paper model's depth
+                l0s = sorted({min(L - 1, int(round(float(x) * L))) for x in l0})
+            src = w.get("sources", "all")
+            if src == "all":
+                sources = None
+            elif src == "first copy":
+                sources = range(1, T + 1)
+            else:
+                n = int(src)
+                sources = sorted({1 + round(i * (N - 3) / max(1, n - 1)) for i in range(n)})
+            tf = int(w.get("n_sequences", 1)) * response_token_forwards(N, L, l0s, sources,
+                                                                          int(w.get("rows_per_source", 1)))
+            flops = 2.0 * P * tf
+            row = {"model": name, "work": w["work"], "layers": L, "non_embedding_params": P, "token_forwards": tf,
+                   "tflop": flops / 1e12, "cpu_s": flops / (cpu_gflops * 1e9)}
+            for dtype, (lo, hi) in tflops.items():
+                row[f"{dtype}_s_low"], row[f"{dtype}_s_high"] = flops / (hi * 1e12), flops / (lo * 1e12)
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""Command line: ``residual-response {models,response,induction,regime,section-map}``.
+"""Command line: ``residual-response {models,response,induction,regime,section-map,show}``.
 
 Scripts rely on the outputs' exact fields (see each subcommand's help). Bad input exits with
-status 2 and one ``error: ...`` line on stderr, and writes nothing.
+status 2 and one ``error: ...`` line on stderr, and writes nothing. Every result file names its
+``kind`` and carries a ``provenance`` block (:mod:`.provenance`); ``show`` draws any of them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 import sys
 from pathlib import Path
 
+from .canonical import CANONICAL
 from .checks import MAX_SEED
 
 __all__ = ["main", "build_parser"]
@@ -92,6 +94,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="auto: spread a model too large for one GPU over all visible GPUs (accelerate)")
     p.add_argument("--layer", type=_nonneg_int, default=0, help="perturbed stream l0 (default 0)")
     p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar and no status lines (errors and warnings stay)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -120,11 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("induction", help="induction score per layer with bootstrap CI -> .json")
     _add_model_args(p)
-    p.add_argument("--length", type=_positive_int, required=True)
-    p.add_argument("--seeds", type=_positive_int, required=True, help="number of seeds (0..K-1)")
-    p.add_argument("--eps", type=_eps_value, default=1e-2)
+    p.add_argument("--length", type=_positive_int, default=CANONICAL["T"],
+                   help=f"T: one copy's length (default {CANONICAL['T']}, the book's canonical setting)")
+    p.add_argument("--seeds", type=_positive_int, default=CANONICAL["seeds"],
+                   help=f"number of seeds 0..K-1 (default {CANONICAL['seeds']})")
+    p.add_argument("--eps", type=_eps_value, default=CANONICAL["eps"])
     p.add_argument("--directions", type=_positive_int, default=1)
-    p.add_argument("--control", choices=["random", "shuffled"], default="random")
+    p.add_argument("--control", choices=["neighbours", "random", "shuffled"], default="neighbours")
     _add_floor_arg(p)
 
     p = sub.add_parser("regime", help="universal regime per read layer from an eps sweep -> .json")
@@ -148,12 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eps", type=_eps_value, default=1e-2)
     p.add_argument("--perturb-layers", type=_nonneg_int, nargs="*", default=None, help="default: every layer")
     _add_floor_arg(p)
+
+    p = sub.add_parser("show", help="draw result files as a self-contained, offline HTML page (and a PNG)")
+    p.add_argument("files", nargs="+", help="result files written by response, induction, regime or section-map")
+    p.add_argument("--out", required=True, help="the HTML page to write")
+    p.add_argument("--png", action="store_true", help="also write a static PNG beside it (vl-convert)")
     return parser
 
 
 #: What each command writes, by the extension its output should have.
 _OUTPUT_KIND = {"response": (".npz", "a NumPy .npz archive"), "induction": (".json", "JSON"),
-                "regime": (".json", "JSON"), "section-map": (".json", "JSON")}
+                "regime": (".json", "JSON"), "section-map": (".json", "JSON"), "show": (".html", "an HTML page")}
 _KNOWN_EXTENSIONS = {".npz", ".npy", ".json", ".csv", ".txt", ".pt", ".pkl", ".png", ".svg", ".html"}
 
 
@@ -303,14 +314,40 @@ def _check_floor(args, eps: list[float]) -> None:
         raise CLIError(str(exc)) from None
 
 
+def _status(args, message: str) -> None:
+    """One status line on stderr, unless ``--quiet``."""
+    if not getattr(args, "quiet", False):
+        print(message, file=sys.stderr)
+
+
 def _load(args):
     from .models import ModelUnavailableError, load_model, validate_cache_dir
+    from .progress import quiet_model_loading
 
     validate_cache_dir()
+    if not (args.quiet or args.no_progress) and sys.stderr.isatty():  # progress, like the bar: terminals only
+        print(f"loading {args.model} ({args.dtype}, {args.device_map or args.device})", file=sys.stderr)
     try:
-        return load_model(args.model, device=args.device, dtype=args.dtype, device_map=args.device_map)
+        with quiet_model_loading():  # one line, not a bar per tensor
+            return load_model(args.model, device=args.device, dtype=args.dtype, device_map=args.device_map)
     except ModelUnavailableError as exc:
         raise CLIError(str(exc)) from None
+
+
+def _progress(args, desc: str):
+    """The job's one progress bar: on a terminal's stderr only, none with --quiet/--no-progress."""
+    from .progress import Progress
+
+    return Progress(desc, enabled=False if (args.quiet or args.no_progress) else None)
+
+
+def _provenance(lm, args, **extra) -> dict:
+    """The provenance block of this run: every argument, plus what the run resolved (``extra``)."""
+    from .provenance import collect
+
+    params = {k: v for k, v in vars(args).items() if k not in ("command", "quiet", "no_progress") and k[0] != "_"}
+    params.update(extra)
+    return collect(lm, params, command=["residual-response", *args._argv], clock=args._clock)
 
 
 def _validate_common(lm, args, T: int | None = None):
@@ -357,10 +394,12 @@ def _cmd_response(args) -> int:
     _check_size("this response", memory, seconds)
     _grow(args, res_file, len(args.eps) * (lm.n_layers + 1 - args.layer) * N * N * 8)
     tokens = make_sequence(lm, args.sequence, args.length, args.seed)
-    res = response(lm, tokens, args.eps, layer=args.layer, n_directions=args.directions, direction=args.direction,
-                   seed=args.seed, method=args.method, progress=not args.no_progress)
+    with _progress(args, f"{lm.name} response") as bar:
+        res = response(lm, tokens, args.eps, layer=args.layer, n_directions=args.directions, direction=args.direction,
+                       seed=args.seed, method=args.method, progress=bar)
+    res.provenance = _provenance(lm, args, read_layers=res.read_layers, sources=res.sources, n_tokens=len(res.tokens))
     _commit(args, res_file, write=res.write_npz)
-    print(f"wrote {args.out}: chi {tuple(res.full_matrix().shape)} [eps, read layer, source, target]", file=sys.stderr)
+    _status(args, f"wrote {args.out}: chi {tuple(res.full_matrix().shape)} [eps, read layer, source, target]")
     return 0
 
 
@@ -374,20 +413,22 @@ def _cmd_induction(args) -> int:
     memory, seconds = estimate(lm, n_positions=_n_positions(lm, args.length), n_sources=args.length,
                                n_directions=args.directions, n_eps=1, l0=args.layer, passes=2 * args.seeds)
     _check_size(f"induction over {args.seeds} seeds", memory, seconds)
-    res = induction_scores(lm, args.length, args.seeds, layer=args.layer, eps=args.eps, n_directions=args.directions,
-                           control=args.control, progress=not args.no_progress)
+    with _progress(args, f"{lm.name} induction") as bar:
+        res = induction_scores(lm, args.length, args.seeds, layer=args.layer, eps=args.eps,
+                               n_directions=args.directions, control=args.control, progress=bar)
+    res.provenance = _provenance(lm, args, seed_list=res.seeds, read_layers=res.layers, method=res.method)
     d = res.to_json_dict()
     d["seeds"] = args.seeds
     d["seed_list"] = res.seeds
     _commit(args, res_file, data=d)
-    print(f"wrote {args.out}: emergence layer {res.emergence_layer}", file=sys.stderr)
+    _status(args, f"wrote {args.out}: emergence layer {res.emergence_layer}")
     return 0
 
 
 def _cmd_regime(args) -> int:
     import numpy as np
 
-    from .regime import universal_regime
+    from .regime import RegimeResult
     from .response import response
     from .sequences import make_sequence
 
@@ -407,15 +448,14 @@ def _cmd_regime(args) -> int:
     _check_size(f"a sweep of {args.points} points", memory, seconds)
     grid = np.logspace(np.log10(args.eps_min), np.log10(args.eps_max), args.points)
     tokens = make_sequence(lm, args.sequence, args.length, args.seed)
-    res = response(lm, tokens, grid, layer=args.layer, n_directions=args.directions, seed=args.seed,
-                   progress=not args.no_progress)
-    regimes = universal_regime(res, tol=args.tol)
-    _commit(args, res_file, data={
-        "model": lm.name, "dtype": args.dtype, "layer": args.layer, "length": args.length, "seed": args.seed,
-        "tol": args.tol, "eps": grid.tolist(),
-        "regimes": [r.to_dict() for r in regimes if r.layer != args.layer],
-    })
-    print(f"wrote {args.out}", file=sys.stderr)
+    with _progress(args, f"{lm.name} eps sweep") as bar:
+        res = response(lm, tokens, grid, layer=args.layer, n_directions=args.directions, seed=args.seed,
+                       progress=bar)
+    reg = RegimeResult.from_response(res, tol=args.tol, sequence=args.sequence, length=args.length)
+    reg.dtype = args.dtype
+    reg.provenance = _provenance(lm, args, eps=grid.tolist(), read_layers=res.read_layers, method=res.method)
+    _commit(args, res_file, data=reg.to_json_dict())
+    _status(args, f"wrote {args.out}")
     return 0
 
 
@@ -440,15 +480,29 @@ def _cmd_section_map(args) -> int:
         m, t = estimate(lm, n_positions=N, n_sources=args.length, n_directions=1, n_eps=1, l0=l0, passes=2 * args.seeds)
         memory, seconds = max(memory, m), seconds + t
     _check_size(f"a section map of {len(layers)} layers x {args.seeds} seeds", memory, seconds)
-    sm = section_map(lm, args.length, args.seeds, perturb_layers=args.perturb_layers, eps=args.eps,
-                     progress=not args.no_progress)
+    with _progress(args, f"{lm.name} section map") as bar:
+        sm = section_map(lm, args.length, args.seeds, perturb_layers=args.perturb_layers, eps=args.eps, progress=bar)
+    sm.provenance = _provenance(lm, args, seed_list=sm.seeds, perturb_layers=sm.perturb_layers,
+                                read_layers=sm.read_layers, method="finite", directions=sm.n_directions)
     _commit(args, res_file, data=sm.to_json_dict())
-    print(f"wrote {args.out}", file=sys.stderr)
+    _status(args, f"wrote {args.out}")
+    return 0
+
+
+def _cmd_show(args) -> int:
+    from .show import ShowError, show
+
+    out = _check_out(args.out, "show")
+    try:
+        written = show(args.files, out, png=args.png)
+    except ShowError as exc:
+        raise CLIError(str(exc)) from None
+    print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     return 0
 
 
 COMMANDS = {"models": _cmd_models, "response": _cmd_response, "induction": _cmd_induction,
-            "regime": _cmd_regime, "section-map": _cmd_section_map}
+            "regime": _cmd_regime, "section-map": _cmd_section_map, "show": _cmd_show}
 
 
 def _one_line_warnings(message, category, filename, lineno, file=None, line=None):
@@ -459,11 +513,16 @@ def _one_line_warnings(message, category, filename, lineno, file=None, line=None
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
+    from .provenance import RunClock
+
+    clock = RunClock()  # the run's wall and CPU time start here
+    argv = sys.argv[1:] if argv is None else list(argv)
     with warnings.catch_warnings():  # restores the global warning printer afterwards
         warnings.showwarning = _one_line_warnings
         args = None
         try:
             args = build_parser().parse_args(argv)
+            args._clock, args._argv = clock, argv  # for the provenance block
             return COMMANDS[args.command](args)
         except CLIError as exc:
             print(f"error: {exc}", file=sys.stderr)

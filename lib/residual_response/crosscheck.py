@@ -30,8 +30,8 @@ import torch
 
 from .ablation import ablate_heads, head_means, random_heads, validate_heads
 from .behaviour import bootstrap_mean, repeat_loss
-from .induction import InductionResult, StripeData, induction_scores, scores_from_stripes
 from .checks import check_bootstrap, check_int, check_model, check_seeds
+from .induction import InductionResult, StripeData, induction_scores, neighbour_baseline, scores_from_stripes
 from .models import LoadedModel
 from .response import response
 from .sequences import SEQUENCE_KINDS, induction_layout, make_sequence
@@ -304,27 +304,35 @@ def kind_scores(
     lm: LoadedModel, kind: str, reference: InductionResult, *, seeds: Sequence[int] | None = None,
     n_boot: int = 1000, confidence: float = 0.95,
 ) -> InductionResult:
-    """Induction score of sequences of ``kind`` against the random controls of ``reference``.
+    """Induction score of sequences of ``kind``, scored with the baseline of ``reference``.
 
     Why: a negative control for the score itself. ``"shuffled"`` sequences repeat the tokens of the
-    first copy in a new order, so there is nothing to copy along lag ``T-1``; their score against the
-    random controls should stay near 1 in every model. Only the ``kind`` sequences are computed
-    (same seeds, sources, layer, eps and directions as ``reference``); the controls are reused.
+    first copy in a new order and ``"random"`` ones repeat nothing, so there is nothing to copy along
+    lag ``T-1``; their score should stay near 1 in every model. Only the ``kind`` sequences are
+    computed (same seeds, sources, layer, eps and directions as ``reference``). With the
+    ``"neighbours"`` baseline each sequence is its own baseline; with the ``"random"`` control the
+    reference's controls are reused (and ``kind="random"`` is refused: random against random is
+    :func:`seed_null_scores`).
 
     Args:
-        kind: ``"shuffled"`` (or ``"repeated"``, which reproduces ``reference``).
-        reference: a finite-eps :func:`.induction.induction_scores` result with a random control.
+        kind: ``"shuffled"``, ``"random"`` (neighbours baseline only), or ``"repeated"``, which
+            reproduces ``reference``.
+        reference: a finite-eps :func:`.induction.induction_scores` result with its stripes and a
+            ``"neighbours"`` or ``"random"`` control.
         seeds: a subset of the reference's seeds to use (default all): fewer seeds, less work.
     """
     check_model(lm)
     if not isinstance(reference, InductionResult):
         raise TypeError(f"reference must be an InductionResult (from induction_scores), got {type(reference).__name__}")
     check_bootstrap(n_boot, confidence)
-    if kind not in SEQUENCE_KINDS or kind == "random":
-        raise ValueError(f"kind must be 'shuffled' or 'repeated' ('random' vs random: use seed_null_scores), got {kind!r}")
     st = reference.stripes
-    if st is None or reference.method != "finite" or st.control_kind != "random":
-        raise ValueError("reference must be a finite-eps induction_scores result with random controls and stripes")
+    if st is None or reference.method != "finite" or st.control_kind not in ("neighbours", "random"):
+        raise ValueError("reference must be a finite-eps induction_scores result with stripes and a neighbours or "
+                         "random control")
+    within = st.control_kind == "neighbours"
+    if kind not in SEQUENCE_KINDS or (kind == "random" and not within):
+        allowed = "'shuffled', 'random' or 'repeated'" if within else "'shuffled' or 'repeated' ('random' vs random: use seed_null_scores)"
+        raise ValueError(f"kind must be {allowed}, got {kind!r}")
     use = list(st.seeds) if seeds is None else [int(x) for x in seeds]
     if not use or any(x not in st.seeds for x in use):
         raise ValueError(f"seeds must be a non-empty subset of the reference seeds {st.seeds}, got {seeds!r}")
@@ -332,7 +340,7 @@ def kind_scores(
     layout = induction_layout(lm, st.T)
     ind_src = layout.induction_sources.numpy() - layout.offset
     dup_src = layout.duplicate_sources.numpy() - layout.offset
-    ind, dup = [], []
+    ind, dup, ind_base, dup_base = [], [], [], []
     for seed in use:
         tokens = make_sequence(lm, kind, st.T, seed)
         res = response(lm, tokens, [st.eps], layer=st.layer, read_layers=st.read_layers, sources=st.sources,
@@ -340,10 +348,15 @@ def kind_scores(
         chi = res.chi[0]
         ind.append(chi[:, ind_src, layout.induction_targets.numpy()])
         dup.append(chi[:, dup_src, layout.duplicate_targets.numpy()])
+        if within:
+            ind_base.append(neighbour_baseline(chi, ind_src, layout.induction_targets.numpy(), other_stripe=-1))
+            dup_base.append(neighbour_baseline(chi, dup_src, layout.duplicate_targets.numpy(), other_stripe=+1))
+    ind_ctrl = np.stack(ind_base) if within else st.induction["control"][rows]
+    dup_ctrl = np.stack(dup_base) if within else st.duplicate["control"][rows]
     new = StripeData(T=st.T, layer=st.layer, eps=st.eps, seeds=use, read_layers=st.read_layers,
-                     induction={"repeated": np.stack(ind), "control": st.induction["control"][rows]},
-                     duplicate={"repeated": np.stack(dup), "control": st.duplicate["control"][rows]},
-                     sources=st.sources, control_kind="random")
+                     induction={"repeated": np.stack(ind), "control": ind_ctrl},
+                     duplicate={"repeated": np.stack(dup), "control": dup_ctrl},
+                     sources=st.sources, control_kind=st.control_kind)
     return scores_from_stripes(new, model=f"{lm.name} ({kind})", n_directions=reference.n_directions,
                                n_boot=n_boot, confidence=confidence)
 
@@ -363,6 +376,9 @@ def seed_null_scores(reference: InductionResult, *, n_boot: int = 1000, confiden
     st = reference.stripes
     if st is None or len(st.seeds) < 2:
         raise ValueError("seed_null_scores needs a result with stripes from at least 2 seeds")
+    if st.control_kind != "random":
+        raise ValueError(f"seed_null_scores needs a result with random control sequences, got the {st.control_kind!r} "
+                         "baseline; its null is kind_scores(lm, 'random', reference)")
     n = len(st.seeds) // 2
     odd = lambda a: a[1::2][:n]
     even = lambda a: a[0::2][:n]

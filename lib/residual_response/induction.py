@@ -1,44 +1,60 @@
-"""Induction read off the response: the lag ``T-1`` stripe, its control, and the section map.
+"""Induction read off the response: the lag ``T-1`` stripe, its baseline, the rise over depth, the section map.
 
 On ``[BOS, a_1 .. a_T, a_1 .. a_T]`` an induction mechanism at the second ``a_{k-1}`` (index
 ``T+k-1``) attends back to the first ``a_k`` (index ``k``) to predict ``a_k``. Perturbing source
-``k`` therefore moves target ``T+k-1``: a stripe at lag ``T-1`` of the response matrix. The same
-entries of a control sequence (``2T`` random tokens, no repeat) give the baseline: how much a
-token moves another ``T-1`` positions later for no reason but distance.
+``k`` therefore moves target ``T+k-1``: a stripe at lag ``T-1`` of the response matrix.
 
-    score(l) = mean_{seeds, k} chi_rep[l, k, T+k-1] / mean_{seeds, k} chi_ctrl[l, k, T+k-1]
+The baseline of each stripe entry is the same target's mean response to nearby sources of the
+same sequence (``k-3, k-2, k+1, k+2``; :func:`neighbour_baseline`): whatever the target does to
+every source alike cancels, so a model without induction scores 1 (measured on random-init
+models of every architecture, :mod:`.null`)::
 
-Near 1: no induction; well above 1: induction. The duplicate-token score uses lag ``T`` (source
-``k``, target ``T+k``, the second copy of the same token). Confidence intervals come from a
-bootstrap that resamples seeds and, within them, stripe positions.
+    score(l) = mean_{seeds, k} chi[l, k, T+k-1] / mean_{seeds, k} mean_{o} chi[l, k+o, T+k-1]
+
+The older baselines, the same entries of control sequences (``"random"``: 2T random tokens;
+``"shuffled"``: second copy permuted), remain as options; against random tokens a random model
+scores 0.6-0.8, because the repeated sequence holds duplicate tokens and the control does not.
+The duplicate-token score uses lag ``T`` (source ``k``, target ``T+k``) the same way.
+Confidence intervals come from a bootstrap that resamples seeds and, within them, stripe
+positions; the emergence layer is the middle of the score's rise over depth (:class:`Rise`).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from .canonical import CANONICAL
 from .checks import check_bootstrap, check_choice, check_int, check_int_list, check_model, check_number, check_seeds
 from .models import LoadedModel
-from .response import response, validate_eps, validate_layer
+from .progress import Progress, as_progress
+from .response import planned_passes, response, validate_eps, validate_layer
 from .sequences import induction_layout, make_sequence, validate_length
 
 __all__ = [
+    "CANONICAL",
     "EMERGENCE_THRESHOLD",
     "InductionResult",
+    "Rise",
     "StripeData",
     "bootstrap_ratio",
     "collect_stripes",
     "emergence_layer",
     "induction_scores",
+    "rescore_seeds",
+    "rise_of",
     "section_map",
+    "SectionMap",
 ]
 
-#: a layer shows induction when the CI lower bound of its score exceeds this
+#: a fixed score threshold, for series of known scale (:func:`emergence_layer`); the emergence
+#: layer of a model follows the score's own rise instead (:class:`Rise`)
 EMERGENCE_THRESHOLD = 2.0
+
 
 
 @dataclass
@@ -61,7 +77,7 @@ class StripeData:
     induction: dict[str, np.ndarray]
     duplicate: dict[str, np.ndarray]
     sources: list[int]
-    control_kind: str = "random"
+    control_kind: str = "neighbours"
     matrices: dict[str, np.ndarray] | None = None
 
 
@@ -84,10 +100,20 @@ class InductionResult:
     duplicate_ci_high: list[float]
     emergence_layer: int | None
     n_directions: int = 1
-    control: str = "random"
+    control: str = "neighbours"
     confidence: float = 0.95
     n_boot: int = 1000
     stripes: StripeData | None = field(default=None, repr=False)
+    #: number of blocks ``L`` of the model (relative depth is ``layer / n_layers``)
+    n_layers: int | None = None
+    #: the rise of the score that locates the emergence layer (:class:`Rise`), as a plain dict
+    rise: dict | None = None
+    #: how the result was made (see :mod:`.provenance`); ``None`` when not recorded
+    provenance: dict | None = field(default=None, repr=False)
+
+    #: the ``kind`` tag of the file the command line writes
+    KIND = "induction"
+    _FLOAT_LISTS = ("score", "ci_low", "ci_high", "duplicate_score", "duplicate_ci_low", "duplicate_ci_high")
 
     def to_json_dict(self) -> dict:
         """Plain JSON types; ``nan`` (layer ``l0`` itself, where chi is a delta) becomes ``None``."""
@@ -96,7 +122,35 @@ class InductionResult:
         for key, val in d.items():
             if isinstance(val, list):
                 d[key] = [None if isinstance(v, float) and not math.isfinite(v) else v for v in val]
-        return d
+            elif isinstance(val, float) and not math.isfinite(val):  # eps of method="jvp"
+                d[key] = None
+        return {"kind": self.KIND, **d}
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, against=None) -> "InductionResult":
+        """Read a file written by ``residual-response induction --out`` (or :meth:`to_json_dict`).
+
+        ``None`` scores (layer ``l0``) come back as ``nan``; the seed list is ``seed_list`` when
+        the file has one (the command line stores the seed *count* under ``seeds``). Give
+        ``against`` (a model, a result or a provenance dict) to be warned when the file was
+        made with other weights, model or dtype. Raises ``ValueError`` for another kind of file.
+        """
+        from .provenance import warn_if_different
+        from .resultfile import read
+
+        d = read(path, cls.KIND)
+        seeds = d.get("seed_list", d.get("seeds"))
+        seeds = list(range(seeds)) if isinstance(seeds, int) else [int(x) for x in seeds]
+        names = {f for f in cls.__dataclass_fields__ if f not in ("stripes",)}
+        kw = {k: v for k, v in d.items() if k in names}
+        for key in cls._FLOAT_LISTS:
+            kw[key] = [math.nan if v is None else float(v) for v in d[key]]
+        kw["seeds"] = seeds
+        kw["eps"] = math.nan if d.get("eps") is None else float(d["eps"])
+        res = cls(**kw)
+        if against is not None:
+            warn_if_different(res, against, what=os.fspath(path))
+        return res
 
 
 def collect_stripes(
@@ -109,9 +163,9 @@ def collect_stripes(
     read_layers: Iterable[int] | None = None,
     n_directions: int = 1,
     method: str = "finite",
-    control: str = "random",
+    control: str = "neighbours",
     keep_matrices: bool = False,
-    progress: bool = False,
+    progress: "bool | Progress" = False,
     **response_kwargs,
 ) -> StripeData:
     """Run the response of repeated sequences and their controls and keep the stripe entries.
@@ -122,12 +176,19 @@ def collect_stripes(
     Args:
         T: length of one copy.
         seeds: sequence seeds; seed ``i`` also seeds the directions.
-        control: ``"random"`` (2T tokens, no repeat) or ``"shuffled"`` (second copy permuted).
+        control: the baseline each stripe entry is divided by (see :data:`CONTROLS`):
+            ``"neighbours"`` (the same target's response to nearby sources of the same repeated
+            sequence; no control sequences are run), ``"random"`` (the same entries of ``2T``
+            random tokens, no repeat) or ``"shuffled"`` (second copy permuted).
+        progress: ``True`` or a :class:`~residual_response.progress.Progress`: one bar for all the
+            sequences, its total the passes the batch planner gives them (on a terminal only).
     """
     check_model(lm)
     validate_length(lm, T)
     seeds = check_seeds(seeds)
-    check_choice(control, "control", ("random", "shuffled"))
+    check_choice(control, "control", CONTROLS)
+    if control == "neighbours" and T < 3:
+        raise ValueError(f"T={T} is too short for the neighbours control: a stripe source needs a neighbour; use T >= 3")
     check_choice(method, "method", ("finite", "jvp"))
     validate_layer(lm, layer)
     n_directions = check_int(n_directions, "n_directions", minimum=1)
@@ -143,18 +204,28 @@ def collect_stripes(
     duplicate = {"repeated": [], "control": []}
     matrices = {"repeated": [], "control": []} if keep_matrices else None
     reads = None
-    for seed in seeds:
-        for key, kind in (("repeated", "repeated"), ("control", control)):
-            tokens = make_sequence(lm, kind, T, seed)
-            res = response(lm, tokens, [eps_value] if method == "finite" else None, layer=layer,
-                           read_layers=read_layers, sources=sources, n_directions=n_directions, seed=seed,
-                           method=method, progress=progress, **response_kwargs)
-            chi = res.chi[0]  # [n_read, T, N]
-            reads = res.read_layers
-            induction[key].append(chi[:, ind_src, ind_tgt])
-            duplicate[key].append(chi[:, dup_src, dup_tgt])
-            if matrices is not None:
-                matrices[key].append(chi)
+    within = control == "neighbours"
+    runs = _sequence_runs(control, keep_matrices)
+    passes = len(runs) * len(seeds) * _passes_per_sequence(lm, T, layout.offset, sources, n_directions, method,
+                                                           response_kwargs)
+    with as_progress(progress, f"{lm.name} induction l0={layer}") as bar, bar.expect(passes):
+        for seed in seeds:
+            for key, kind in runs:
+                tokens = make_sequence(lm, kind, T, seed)
+                res = response(lm, tokens, [eps_value] if method == "finite" else None, layer=layer,
+                               read_layers=read_layers, sources=sources, n_directions=n_directions, seed=seed,
+                               method=method, progress=bar, **response_kwargs)
+                chi = res.chi[0]  # [n_read, T, N]
+                reads = res.read_layers
+                if matrices is not None:
+                    matrices[key].append(chi)
+                if within and key == "control":
+                    continue  # run for its matrix only
+                induction[key].append(chi[:, ind_src, ind_tgt])
+                duplicate[key].append(chi[:, dup_src, dup_tgt])
+                if within:  # the baselines come from the same matrix
+                    induction["control"].append(neighbour_baseline(chi, ind_src, ind_tgt, other_stripe=-1))
+                    duplicate["control"].append(neighbour_baseline(chi, dup_src, dup_tgt, other_stripe=+1))
     return StripeData(
         T=T, layer=layer, eps=eps_value, seeds=seeds, read_layers=reads,
         induction={k: np.stack(v) for k, v in induction.items()},
@@ -164,17 +235,94 @@ def collect_stripes(
     )
 
 
+#: The baselines of :func:`collect_stripes`. ``"neighbours"`` is the default: it is the one whose
+#: score a model without induction puts at 1 (the null page of the book measures all three).
+CONTROLS = ("neighbours", "random", "shuffled")
+
+#: Source offsets of the neighbour baseline, beyond the two stripes of a target on each side.
+NEIGHBOUR_REACH = 2
+
+
+def neighbour_baseline(chi: np.ndarray, src_rows: np.ndarray, targets: np.ndarray, *, other_stripe: int) -> np.ndarray:
+    """The same target's mean response to nearby sources of the same sequence: the stripe's null.
+
+    Why within the sequence: a control *sequence* differs from the repeated one in more than
+    induction. The repeated sequence holds duplicate tokens, and a target that attends to the
+    earlier copy of its own token spreads less attention over every other source; a random model
+    then scores 0.6-0.8 against random tokens. Comparing each stripe entry with the same
+    target's response to sources a few positions away cancels everything the target does to all
+    sources alike (its norm, its attention to duplicates, its position), and the sources on both
+    sides cancel a smooth fall with distance to first order.
+
+    For stripe entry (source row ``r``, target ``t``) the baseline averages ``chi[:, r + o, t]``
+    over ``NEIGHBOUR_REACH`` offsets ``o`` beyond each of the two stripe entries of target ``t``:
+    the stripe itself (offset 0) and the other stripe at ``other_stripe`` (-1 for the induction
+    stripe, whose target's duplicate source is one earlier; +1 for the duplicate stripe). So the
+    induction stripe uses offsets -3, -2, +1, +2 and the duplicate stripe -2, -1, +2, +3; offsets
+    outside the first copy are skipped.
+
+    Args:
+        chi: ``[n_read, T, N]`` response of the first copy's sources (rows) at every target.
+        src_rows: ``[P]`` stripe source rows into ``chi``; ``targets``: ``[P]`` their targets.
+        other_stripe: -1 or +1, the offset of the other stripe of the same target.
+
+    Returns:
+        ``[n_read, P]`` baseline per read layer and stripe entry.
+    """
+    if other_stripe not in (-1, 1):
+        raise ValueError(f"other_stripe must be -1 or +1, got {other_stripe!r}")
+    lo, hi = min(0, other_stripe), max(0, other_stripe)
+    offsets = [lo - d for d in range(NEIGHBOUR_REACH, 0, -1)] + [hi + d for d in range(1, NEIGHBOUR_REACH + 1)]
+    n_rows = chi.shape[1]
+    total = np.zeros((chi.shape[0], len(src_rows)))
+    count = np.zeros(len(src_rows))
+    for o in offsets:
+        rows = np.asarray(src_rows) + o
+        ok = (rows >= 0) & (rows < n_rows)
+        vals = np.zeros((chi.shape[0], len(src_rows)))
+        vals[:, ok] = chi[:, rows[ok], np.asarray(targets)[ok]]
+        total += vals
+        count += ok
+    if np.any(count == 0):
+        raise ValueError("a stripe entry has no neighbour source inside the first copy; use a longer T")
+    return total / count
+
+
+def _sequence_runs(control: str, keep_matrices: bool) -> tuple[tuple[str, str], ...]:
+    """``(key, sequence kind)`` of the sequences :func:`collect_stripes` runs per seed.
+
+    The neighbours baseline needs no control sequence; its matrices, when kept for a picture,
+    are those of random tokens.
+    """
+    if control == "neighbours":
+        return (("repeated", "repeated"), ("control", "random")) if keep_matrices else (("repeated", "repeated"),)
+    return (("repeated", "repeated"), ("control", control))
+
+
+def _passes_per_sequence(lm: LoadedModel, T: int, offset: int, sources: list[int], n_directions: int, method: str,
+                         response_kwargs: dict) -> int:
+    """Forward passes of one :func:`response` call of the stripe collection (for the job's bar)."""
+    plan_kw = {k: response_kwargs[k] for k in ("batch_rows", "memory_budget_mb", "reuse_prefix")
+               if k in response_kwargs}
+    return planned_passes(lm, 2 * T + offset, sources, n_eps=1, n_directions=n_directions, method=method, **plan_kw)
+
+
 def bootstrap_ratio(
-    rep: np.ndarray, ctrl: np.ndarray, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rep: np.ndarray, ctrl: np.ndarray, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
+    return_boots: bool = False,
+):
     """Ratio of means with a two-level bootstrap CI (seeds, then positions).
 
     Args:
         rep, ctrl: ``[n_seeds, n_layers, P]`` stripe entries of repeated and control sequences
             (paired by seed and position index).
+        return_boots: also return the bootstrap replicates ``[n_boot, n_layers]``. Every replicate
+            resamples the same seeds and positions at every layer, so a statistic of several
+            layers (the rise of :func:`rise_of`) gets a paired interval from them.
 
     Returns:
-        ``(ratio, low, high)``, each ``[n_layers]``; ``nan`` where the control mean is 0.
+        ``(ratio, low, high)``, each ``[n_layers]``; ``nan`` where the control mean is 0
+        (``(ratio, low, high, boots)`` with ``return_boots``).
     """
     rep, ctrl = np.asarray(rep, dtype=float), np.asarray(ctrl, dtype=float)
     if rep.shape != ctrl.shape or rep.ndim != 3:
@@ -197,31 +345,168 @@ def bootstrap_ratio(
     bad = ~np.isfinite(ratio)
     low[bad] = np.nan
     high[bad] = np.nan
+    if return_boots:
+        return ratio, low, high, boots
     return ratio, low, high
 
 
 def emergence_layer(layers: Sequence[int], ci_low: Sequence[float], threshold: float = EMERGENCE_THRESHOLD) -> int | None:
-    """First layer whose CI lower bound exceeds ``threshold`` (``None`` if none does)."""
+    """First entry of ``layers`` whose CI lower bound exceeds ``threshold`` (``None`` if none does).
+
+    A fixed threshold, for series whose scale is known (the toy model's training steps). The
+    emergence layer of a model is *not* this: it follows the score's own scale (:func:`rise_of`).
+    """
     for layer, low in zip(layers, ci_low):
         if low is not None and np.isfinite(low) and low > threshold:
             return int(layer)
     return None
 
 
+@dataclass(frozen=True)
+class Rise:
+    """The rise of the induction score over depth, and the layer where it happens.
+
+    Why a rise and not a threshold: how high the score climbs depends on the baseline, on ``T``
+    and on the model (2-3x in SmolLM2, 10x and more in Gemma 3), so a fixed threshold on the
+    score finds different layers at different settings. Where the score rises does not: the
+    emergence layer is the middle of the rise, measured in factors.
+
+    Definition, over the read layers after the perturbed one: ``top`` is the layer of the largest
+    score, ``bottom`` the layer of the smallest score at or before it, and the rise is
+    ``R = S(top) / S(bottom)``. Induction *emerges* when the lower end of the paired bootstrap
+    interval of ``R`` lies above 1, i.e. the rise is not resampling noise. The emergence layer is
+    then the first layer from ``bottom`` on whose log score reaches half way from
+    ``log S(bottom)`` to ``log S(top)``; ``start`` and ``end`` are the first layers that reach
+    10 % and 90 % of the way, and ``width = end - start`` says whether the rise is sudden (a
+    layer or two) or gradual. Each of them gets an interval from the same rule applied to every
+    bootstrap replicate (2.5 % and 97.5 % quantiles, over the replicates that show a rise).
+
+    Attributes:
+        emerged: whether the rise is significant; the layers below are ``None`` when not.
+        layer, layer_ci: the emergence layer and its interval.
+        start, end, width, width_ci: the 10 % and 90 % layers, and ``end - start`` with its interval.
+        bottom, top: the layers of the smallest and the largest score.
+        factor, factor_ci: ``R`` and its paired interval.
+    """
+
+    emerged: bool
+    layer: int | None
+    layer_ci: tuple[int, int] | None
+    start: int | None
+    end: int | None
+    width: int | None
+    width_ci: tuple[int, int] | None
+    bottom: int
+    top: int
+    factor: float
+    factor_ci: tuple[float, float]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+#: fractions of the log rise that define the start, the middle (emergence) and the end of the rise
+RISE_FRACTIONS = (0.1, 0.5, 0.9)
+
+
+def _rise_layers(layers: np.ndarray, score: np.ndarray) -> tuple[int, int, tuple[int, ...]]:
+    """``(bottom index, top index, layers reaching each of RISE_FRACTIONS)`` of one score profile."""
+    top = int(np.argmax(score))
+    bottom = int(np.argmin(score[: top + 1]))
+    logs = np.log(score)
+    crossing = []
+    for f in RISE_FRACTIONS:
+        level = logs[bottom] + f * (logs[top] - logs[bottom])
+        crossing.append(int(layers[next(i for i in range(bottom, top + 1) if logs[i] >= level)]))
+    return bottom, top, tuple(crossing)
+
+
+def rise_of(layers: Sequence[int], score: Sequence[float], boots: np.ndarray, confidence: float = 0.95) -> Rise:
+    """Locate the rise of an induction score over depth (see :class:`Rise`).
+
+    Args:
+        layers: ``[n]`` read layers; score: ``[n]`` scores (non-finite entries, the perturbed
+            layer itself, are left out).
+        boots: ``[n_boot, n]`` paired bootstrap replicates of the scores (:func:`bootstrap_ratio`
+            with ``return_boots``).
+    """
+    layers = np.asarray(layers)
+    score = np.asarray(score, dtype=float)
+    boots = np.asarray(boots, dtype=float)
+    keep = np.isfinite(score) & (score > 0) & np.all(np.isfinite(boots) & (boots > 0), axis=0)
+    if keep.sum() < 2:
+        raise ValueError("rise_of needs finite, positive scores at two read layers at least")
+    layers, score, boots = layers[keep], score[keep], boots[:, keep]
+    bottom, top, (start, mid, end) = _rise_layers(layers, score)
+    factors = boots[:, top] / boots[:, bottom]  # paired: the same resample at both layers
+    alpha = (1 - confidence) / 2
+    f_lo, f_hi = (float(q) for q in np.quantile(factors, [alpha, 1 - alpha]))
+    emerged = bool(f_lo > 1.0)
+    layer_ci = width_ci = None
+    if emerged:
+        mids, widths = [], []
+        for b in boots:
+            bb, bt, (s10, s50, s90) = _rise_layers(layers, b)
+            if bt > bb:
+                mids.append(s50)
+                widths.append(s90 - s10)
+        layer_ci = tuple(int(round(q)) for q in np.quantile(mids, [alpha, 1 - alpha]))
+        width_ci = tuple(int(round(q)) for q in np.quantile(widths, [alpha, 1 - alpha]))
+    return Rise(
+        emerged=emerged, layer=mid if emerged else None, layer_ci=layer_ci,
+        start=start if emerged else None, end=end if emerged else None,
+        width=(end - start) if emerged else None, width_ci=width_ci,
+        bottom=int(layers[bottom]), top=int(layers[top]),
+        factor=float(score[top] / score[bottom]), factor_ci=(f_lo, f_hi),
+    )
+
+
 def scores_from_stripes(stripes: StripeData, *, model: str = "", method: str = "finite", n_directions: int = 1,
                         n_boot: int = 1000, confidence: float = 0.95, boot_seed: int = 0) -> InductionResult:
-    """Turn stripe entries into scores, CIs and the emergence layer."""
-    score, lo, hi = bootstrap_ratio(stripes.induction["repeated"], stripes.induction["control"],
-                                    n_boot=n_boot, confidence=confidence, seed=boot_seed)
+    """Turn stripe entries into scores, CIs, the rise over depth and the emergence layer (:class:`Rise`)."""
+    score, lo, hi, boots = bootstrap_ratio(stripes.induction["repeated"], stripes.induction["control"],
+                                           n_boot=n_boot, confidence=confidence, seed=boot_seed, return_boots=True)
+    after = np.asarray(stripes.read_layers) > stripes.layer  # the perturbed stream itself has no score
+    rise = None
+    if after.sum() >= 2:
+        rise = rise_of(np.asarray(stripes.read_layers)[after], score[after], boots[:, after], confidence)
     dscore, dlo, dhi = bootstrap_ratio(stripes.duplicate["repeated"], stripes.duplicate["control"],
                                        n_boot=n_boot, confidence=confidence, seed=boot_seed + 1)
     return InductionResult(
         model=model, length=stripes.T, seeds=stripes.seeds, layer=stripes.layer, eps=stripes.eps, method=method,
         layers=list(stripes.read_layers), score=score.tolist(), ci_low=lo.tolist(), ci_high=hi.tolist(),
         duplicate_score=dscore.tolist(), duplicate_ci_low=dlo.tolist(), duplicate_ci_high=dhi.tolist(),
-        emergence_layer=emergence_layer(stripes.read_layers, lo), n_directions=n_directions,
+        emergence_layer=None if rise is None else rise.layer, n_directions=n_directions,
         control=stripes.control_kind, confidence=confidence, n_boot=n_boot, stripes=stripes,
+        rise=None if rise is None else rise.to_dict(),
     )
+
+
+def rescore_seeds(result: InductionResult, seeds: Sequence[int]) -> InductionResult:
+    """The same result computed from a subset of its seeds, without running the model again.
+
+    Why: how the emergence layer and its interval depend on the number of seeds is a question of
+    the estimator, and the stripes of a run with more seeds answer it for every smaller number.
+
+    Args:
+        result: an :func:`induction_scores` result with its stripes.
+        seeds: a non-empty subset of ``result.seeds``.
+    """
+    st = result.stripes
+    if st is None:
+        raise ValueError("result has no stripes to rescore (it was loaded from a file or computed without them)")
+    use = [int(x) for x in seeds]
+    if not use or any(x not in st.seeds for x in use):
+        raise ValueError(f"seeds must be a non-empty subset of the result's seeds {st.seeds}, got {list(seeds)!r}")
+    rows = [st.seeds.index(x) for x in use]
+    sub = StripeData(T=st.T, layer=st.layer, eps=st.eps, seeds=use, read_layers=st.read_layers,
+                     induction={k: v[rows] for k, v in st.induction.items()},
+                     duplicate={k: v[rows] for k, v in st.duplicate.items()},
+                     sources=st.sources, control_kind=st.control_kind)
+    out = scores_from_stripes(sub, model=result.model, method=result.method, n_directions=result.n_directions,
+                              n_boot=result.n_boot, confidence=result.confidence)
+    out.n_layers = result.n_layers
+    return out
 
 
 def induction_scores(
@@ -233,11 +518,11 @@ def induction_scores(
     eps: float = 1e-2,
     n_directions: int = 1,
     method: str = "finite",
-    control: str = "random",
+    control: str = "neighbours",
     n_boot: int = 1000,
     confidence: float = 0.95,
     keep_matrices: bool = False,
-    progress: bool = False,
+    progress: "bool | Progress" = False,
     **response_kwargs,
 ) -> InductionResult:
     """Induction score per read layer ``l0..L`` (with CI) and the emergence layer.
@@ -263,8 +548,10 @@ def induction_scores(
         check_number(eps, "eps (one strength)", positive=True)
     stripes = collect_stripes(lm, T, seed_list, layer=layer, eps=eps, n_directions=n_directions, method=method,
                               control=control, keep_matrices=keep_matrices, progress=progress, **response_kwargs)
-    return scores_from_stripes(stripes, model=lm.name, method=method, n_directions=n_directions, n_boot=n_boot,
-                               confidence=confidence)
+    res = scores_from_stripes(stripes, model=lm.name, method=method, n_directions=n_directions, n_boot=n_boot,
+                              confidence=confidence)
+    res.n_layers = lm.n_layers
+    return res
 
 
 @dataclass
@@ -283,14 +570,48 @@ class SectionMap:
     ci_low: np.ndarray
     ci_high: np.ndarray
     duplicate_score: np.ndarray
+    #: the relative strength of every response of the map (``nan`` for ``method="jvp"``)
+    eps: float | None = None
+    n_directions: int = 1
+    #: how the result was made (see :mod:`.provenance`); ``None`` when not recorded
+    provenance: dict | None = field(default=None, repr=False)
+
+    #: the ``kind`` tag of the file the command line writes
+    KIND = "section-map"
+    _MATRICES = ("score", "ci_low", "ci_high", "duplicate_score")
 
     def to_json_dict(self) -> dict:
         def clean(a):
             return [[None if not np.isfinite(v) else float(v) for v in row] for row in np.asarray(a)]
 
-        return {"model": self.model, "length": self.length, "seeds": self.seeds, "perturb_layers": self.perturb_layers,
+        eps = None if self.eps is None or not math.isfinite(self.eps) else float(self.eps)
+        return {"kind": self.KIND, "model": self.model, "length": self.length, "seeds": self.seeds,
+                "perturb_layers": self.perturb_layers,
                 "read_layers": self.read_layers, "score": clean(self.score), "ci_low": clean(self.ci_low),
-                "ci_high": clean(self.ci_high), "duplicate_score": clean(self.duplicate_score)}
+                "ci_high": clean(self.ci_high), "duplicate_score": clean(self.duplicate_score),
+                "eps": eps, "n_directions": self.n_directions, "provenance": self.provenance}
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, against=None) -> "SectionMap":
+        """Read a file written by ``residual-response section-map --out`` (or :meth:`to_json_dict`).
+
+        ``None`` cells (``l <= l0``) come back as ``nan``. Give ``against`` (a model, a result or
+        a provenance dict) to be warned when the file was made with other weights, model or
+        dtype. Raises ``ValueError`` for another kind of file.
+        """
+        from .provenance import warn_if_different
+        from .resultfile import read
+
+        d = read(path, cls.KIND)
+        mats = {k: np.array([[np.nan if v is None else float(v) for v in row] for row in d[k]], dtype=np.float64)
+                for k in cls._MATRICES}  # each [n_l0, L+1]
+        res = cls(model=d["model"], length=int(d["length"]), seeds=[int(x) for x in d["seeds"]],
+                  perturb_layers=[int(x) for x in d["perturb_layers"]], read_layers=[int(x) for x in d["read_layers"]],
+                  eps=None if d.get("eps") is None else float(d["eps"]), n_directions=int(d.get("n_directions", 1)),
+                  provenance=d.get("provenance"), **mats)
+        if against is not None:
+            warn_if_different(res, against, what=os.fspath(path))
+        return res
 
 
 def section_map(
@@ -302,14 +623,16 @@ def section_map(
     eps: float = 1e-2,
     n_directions: int = 1,
     n_boot: int = 500,
-    progress: bool = False,
+    progress: "bool | Progress" = False,
     **response_kwargs,
 ) -> SectionMap:
     """The map ``score(l0, l)`` over perturbed and read streams.
 
     The stripe shows up in ``score(l0, l)`` only when blocks ``l0..l-1`` contain both the
     block that moves previous-token information and the one that attends back: the map shows
-    which span of blocks composes induction.
+    which span of blocks composes induction. ``progress`` (``True`` or a
+    :class:`~residual_response.progress.Progress`) draws one bar for the whole map, its total
+    planned before the first pass.
     """
     check_model(lm)
     validate_length(lm, T)
@@ -322,14 +645,21 @@ def section_map(
     reads = list(range(L + 1))
     shape = (len(l0s), L + 1)
     score, lo, hi, dup = (np.full(shape, np.nan) for _ in range(4))
-    for i, l0 in enumerate(l0s):
-        res = induction_scores(lm, T, seeds, layer=l0, eps=eps, n_directions=n_directions, n_boot=n_boot,
-                               progress=progress, **response_kwargs)
-        cols = np.asarray(res.layers)
-        score[i, cols] = res.score
-        lo[i, cols] = res.ci_low
-        hi[i, cols] = res.ci_high
-        dup[i, cols] = res.duplicate_score
-        score[i, l0] = lo[i, l0] = hi[i, l0] = dup[i, l0] = np.nan
-    seed_list = list(seeds)
-    return SectionMap(lm.name, T, seed_list, l0s, reads, score, lo, hi, dup)
+    seed_list = list(range(seeds)) if isinstance(seeds, (int, np.integer)) else list(seeds)
+    validate_length(lm, T)
+    layout = induction_layout(lm, T)
+    sources = list(range(layout.offset, layout.offset + T))
+    # every l0 runs the same passes: the default baseline's sequences per seed, sources of the first copy
+    passes = len(l0s) * len(_sequence_runs("neighbours", False)) * len(seed_list) * _passes_per_sequence(lm, T, layout.offset, sources, n_directions,
+                                                                  "finite", response_kwargs)
+    with as_progress(progress, f"{lm.name} section map") as bar, bar.expect(passes):
+        for i, l0 in enumerate(l0s):
+            res = induction_scores(lm, T, seeds, layer=l0, eps=eps, n_directions=n_directions, n_boot=n_boot,
+                                   progress=bar, **response_kwargs)
+            cols = np.asarray(res.layers)
+            score[i, cols] = res.score
+            lo[i, cols] = res.ci_low
+            hi[i, cols] = res.ci_high
+            dup[i, cols] = res.duplicate_score
+            score[i, l0] = lo[i, l0] = hi[i, l0] = dup[i, l0] = np.nan
+    return SectionMap(lm.name, T, seed_list, l0s, reads, score, lo, hi, dup, eps=float(eps), n_directions=n_directions)

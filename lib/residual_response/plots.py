@@ -51,6 +51,8 @@ __all__ = [
     "VEGA_BUNDLE_NAME",
     "OfflineRenderer",
     "enable_offline_charts",
+    "page_setup",
+    "EPS_FORMAT",
     "write_vega_bundle",
     "vegalite_version",
     "line_chart_log_x",
@@ -65,6 +67,8 @@ RENDERER_NAME = "residual_response_offline"
 VEGA_BUNDLE_NAME = "vega-bundle.js"
 #: CSS class of every chart container (the browser test looks for it).
 CHART_CLASS = "rr-chart"
+#: d3 format of every perturbation-strength axis and label: ``1e-8``, ``3e-5``, ``1e+0``.
+EPS_FORMAT = ".0e"
 
 # altair major version whose renderer protocol and schema this module was written against.
 _ALTAIR_MAJOR = 6
@@ -258,6 +262,67 @@ def enable_offline_charts() -> str:
     return RENDERER_NAME
 
 
+def page_setup() -> None:
+    """Prepare a book page: offline charts on, progress bars and library chatter off.
+
+    Returns ``None`` on purpose, so that a set-up cell ending with this call prints nothing.
+    Why each step:
+
+    * the GGUF stand-ins are de-quantised by ``transformers`` under a ``tqdm`` progress bar
+      that would otherwise land in the page as a stream of carriage returns (and, without
+      ipywidgets, as an "IProgress not found" warning and an empty output box);
+    * ``transformers``/``huggingface_hub`` log download and conversion progress;
+    * charts must render offline (:func:`enable_offline_charts`).
+    """
+    import functools
+    import logging
+    import os
+    import warnings
+
+    os.environ.setdefault("TQDM_DISABLE", "1")  # tqdm reads TQDM_* defaults where it is first imported
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    # Panels of one figure share their legend-selection and zoom parameters on purpose.
+    warnings.filterwarnings("ignore", message="Automatically deduplicated selection parameter")
+    try:
+        import tqdm
+        import tqdm.auto
+        import tqdm.std
+
+        # Every tqdm bar, whatever module made it (GGUF de-quantisation, toy-model training), is
+        # disabled: subclasses (tqdm.auto, tqdm.notebook) call this __init__.
+        if not getattr(tqdm.std.tqdm.__init__, "_residual_response_quiet", False):
+            original_init = tqdm.std.tqdm.__init__
+
+            @functools.wraps(original_init)
+            def quiet_init(self, *args, **kwargs):
+                kwargs["disable"] = True
+                original_init(self, *args, **kwargs)
+
+            quiet_init._residual_response_quiet = True
+            tqdm.std.tqdm.__init__ = quiet_init
+        quiet = functools.partial(tqdm.auto.tqdm, disable=True)
+        for module_name in ("transformers.modeling_gguf_pytorch_utils", "transformers.integrations.ggml"):
+            try:
+                module = __import__(module_name, fromlist=["tqdm"])
+            except ImportError:
+                continue
+            if hasattr(module, "tqdm"):
+                module.tqdm = quiet
+    except ImportError:
+        pass
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass
+    for name in ("transformers", "huggingface_hub", "accelerate"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    enable_offline_charts()
+
+
 # --------------------------------------------------------------------------------------
 # Chart builders
 # --------------------------------------------------------------------------------------
@@ -291,6 +356,11 @@ def _props(width: int, height: int, title: str | None) -> dict[str, Any]:
     return {"width": width, "height": height, **({"title": title} if title else {})}
 
 
+def _legend(**kwargs: Any) -> alt.Legend:
+    """A legend whose title and labels are never cut off (Vega's default limit is 160 px)."""
+    return alt.Legend(symbolOpacity=1, titleLimit=0, labelLimit=0, **kwargs)
+
+
 def _tooltip(df: pd.DataFrame, fields: Sequence[str | None]) -> list[alt.Tooltip]:
     out = []
     for f in dict.fromkeys(f for f in fields if f is not None):
@@ -311,10 +381,19 @@ def line_chart_log_x(
     title: str | None = None,
     x_title: str | None = None,
     y_title: str | None = None,
+    color_title: str | None = None,
+    x_format: str = EPS_FORMAT,
+    dashed: dict[Any, Sequence[int]] | None = None,
     width: int = 420,
     height: int = 300,
 ) -> alt.LayerChart:
     """Lines of ``y`` against ``x`` on a log ``x`` axis, one line per value of ``color``.
+
+    Both axes end at the data (no rounding out to the next decade), the ``x`` labels use
+    ``x_format`` (default :data:`EPS_FORMAT`, ``1e-8``, the book's one format for strengths),
+    and the legend is titled ``color_title`` (default: the column name) without truncation.
+    ``dashed`` maps values of ``color`` to a dash pattern (e.g. ``{"floor": [2, 2]}``), so that a
+    line lying on top of another stays visible.
 
     Made for e.g. the response chi against the perturbation size eps, one line per layer.
 
@@ -332,10 +411,11 @@ def line_chart_log_x(
         raise ValueError(f"line_chart_log_x: column {y!r} must be > 0 with log_y=True")
 
     pick = alt.selection_point(name=_param_name(color, "pick"), fields=[color], bind="legend")
-    y_scale = alt.Scale(type="log") if log_y else alt.Scale(zero=False)
-    x_enc = alt.X(x, type="quantitative", scale=alt.Scale(type="log"), title=x_title or x)
-    color_enc = alt.Color(color, type=_field_type(df[color]), title=color,
-                          legend=alt.Legend(symbolOpacity=1))
+    y_scale = alt.Scale(type="log", nice=False) if log_y else alt.Scale(zero=False, nice=False)
+    x_enc = alt.X(x, type="quantitative", scale=alt.Scale(type="log", nice=False), title=x_title or x,
+                  axis=alt.Axis(format=x_format, labelOverlap="greedy"))
+    color_enc = alt.Color(color, type=_field_type(df[color]), title=color_title or color,
+                          legend=_legend())
     if _field_type(df[color]) == "ordinal":
         color_enc = color_enc.scale(scheme="viridis")
     opacity = alt.when(pick).then(alt.value(1.0)).otherwise(alt.value(0.15))
@@ -347,6 +427,9 @@ def line_chart_log_x(
         color=color_enc,
         opacity=opacity,
         tooltip=_tooltip(df, [color, x, y, lo, hi]),
+        **({"strokeDash": alt.StrokeDash(color, type="nominal", legend=None, scale=alt.Scale(
+            domain=(values := sorted(df[color].unique().tolist())),
+            range=[list(dashed.get(v, [1, 0])) for v in values]))} if dashed else {}),
     ).add_params(pick)
     layers: list[alt.Chart] = [lines]
     if lo is not None:
@@ -439,7 +522,7 @@ def log_y(chart: alt.LayerChart) -> alt.LayerChart:
     each of them; setting it on the outer chart has no effect.
     """
     for layer in chart.layer:
-        layer.encoding.y.scale = alt.Scale(type="log")
+        layer.encoding.y.scale = alt.Scale(type="log", nice=False)  # the axis ends at the data
     return chart
 
 
@@ -458,6 +541,7 @@ def score_vs_depth(
     height: int = 300,
     band: pd.DataFrame | None = None,
     band_label: str = "negative controls",
+    color_title: str | None = None,
 ) -> alt.LayerChart:
     """A score with confidence-interval error bars against relative depth, one colour per model.
 
@@ -466,7 +550,8 @@ def score_vs_depth(
     there are none). Dashed horizontal rules mark the reference levels ``rules`` (1 and 2).
     ``band`` (optional, e.g. from :func:`.crosscheck.control_envelope`): a grey shaded area
     under the lines, columns ``rel_depth``, ``band_lo``, ``band_hi`` (labelled ``band_label``
-    in its tooltip).
+    in its tooltip). ``color_title`` titles the legend (default: the ``model`` column's name),
+    e.g. "condition" where the lines are ablation conditions rather than models.
     """
     _require_columns(df, [depth, score, model, lo, hi], "score_vs_depth")
     if (lo is None) != (hi is None):
@@ -475,7 +560,7 @@ def score_vs_depth(
         raise ValueError(f"score_vs_depth: column {depth!r} must lie in [0, 1]")
 
     x_enc = alt.X(depth, type="quantitative", scale=alt.Scale(domain=[0, 1]), title="relative depth")
-    color_enc = alt.Color(model, type="nominal", title=model, legend=alt.Legend(symbolOpacity=1))
+    color_enc = alt.Color(model, type="nominal", title=color_title or model, legend=_legend())
     tooltip = _tooltip(df, [model, depth, score, lo, hi])
     base = alt.Chart(df)
     layers: list[Any] = []
@@ -525,25 +610,29 @@ def matrix_heatmap(
     title: str | None = None,
     width: int = 320,
     height: int = 320,
+    domain: Sequence[float] | None = None,
 ) -> alt.Chart:
     """Heatmap of ``value`` over a discrete (``x``, ``y``) grid.
 
     Made for e.g. the section map score(l0, l) (x = l, y = l0) or a layer × head map.
     Columns: ``x``, ``y`` (discrete), ``value`` (numeric). ``diverging=True`` centres the
-    colours on 0 with a red-blue scheme; otherwise viridis over the data's range.
+    colours on 0 with a red-blue scheme; otherwise viridis over the data's range. ``domain``
+    fixes the colour range (e.g. one range for several panels). Tick labels stay upright and
+    are thinned where they would overlap, so a 30-layer axis stays legible.
     """
     _require_columns(df, [x, y, value], "matrix_heatmap")
     if diverging:
         m = float(df[value].abs().max()) or 1.0
-        scale = alt.Scale(scheme=scheme or "redblue", domain=[-m, m], reverse=True)
+        scale = alt.Scale(scheme=scheme or "redblue", domain=list(domain) if domain else [-m, m], reverse=True)
     else:
-        scale = alt.Scale(scheme=scheme or "viridis")
+        scale = alt.Scale(scheme=scheme or "viridis", **({"domain": list(domain)} if domain else {}))
+    axis = dict(labelAngle=0, labelOverlap="parity", labelFontSize=11)
     return (
         alt.Chart(df)
         .mark_rect()
         .encode(
-            x=alt.X(x, type="ordinal", title=x),
-            y=alt.Y(y, type="ordinal", title=y),
+            x=alt.X(x, type="ordinal", title=x, axis=alt.Axis(**axis)),
+            y=alt.Y(y, type="ordinal", title=y, axis=alt.Axis(**axis)),
             color=alt.Color(value, type="quantitative", scale=scale, title=value),
             tooltip=_tooltip(df, [y, x, value]),
         )

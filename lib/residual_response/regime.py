@@ -13,14 +13,17 @@ relative deviation.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+import os
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from .checks import check_choice, check_number
 from .response import ResponseResult
 
-__all__ = ["RegimeInterval", "widest_flat_interval", "layer_curves", "universal_regime", "log_eps_grid", "DEFAULT_EPS_GRID"]
+__all__ = ["RegimeInterval", "RegimeResult", "widest_flat_interval", "layer_curves", "universal_regime", "log_eps_grid",
+           "DEFAULT_EPS_GRID"]
 
 #: 1e-8 .. 1, four points per decade
 DEFAULT_EPS_GRID = tuple(float(x) for x in np.logspace(-8, 0, 33))
@@ -155,3 +158,80 @@ def universal_regime(result: ResponseResult, tol: float = 0.01, *, statistic: st
         out.append(RegimeInterval(layer, float(eps[i]), float(eps[j]), j - i + 1, med,
                                   float(np.max(np.abs(seg / med - 1))), tol))
     return out
+
+
+@dataclass
+class RegimeResult:
+    """An eps sweep and its universal regime per read layer: what ``residual-response regime`` writes.
+
+    Attributes:
+        eps: ``[n_eps]`` the strengths of the sweep, increasing.
+        regimes: one :class:`RegimeInterval` per read layer after ``layer``.
+        curve_layers: ``[n_read]`` read layers of ``curves``.
+        curves: ``[n_read, n_eps]`` the summary curve (:func:`layer_curves`) of each read layer,
+            the data the regime was found on (kept so that the sweep can be drawn again).
+    """
+
+    model: str
+    dtype: str
+    layer: int
+    length: int
+    seed: int
+    tol: float
+    eps: list[float]
+    regimes: list[RegimeInterval]
+    curve_layers: list[int] = field(default_factory=list)
+    curves: list[list[float | None]] = field(default_factory=list)
+    sequence: str | None = None
+    n_directions: int = 1
+    provenance: dict | None = field(default=None, repr=False)
+
+    #: the ``kind`` tag of the file the command line writes
+    KIND = "regime"
+
+    @classmethod
+    def from_response(cls, result: ResponseResult, tol: float = 0.01, *, sequence: str | None = None,
+                      length: int | None = None) -> "RegimeResult":
+        """Find the regime of a sweep and keep its curves (read layer ``l0`` left out: chi is a delta there)."""
+        regimes = universal_regime(result, tol=tol)
+        order = np.argsort(result.eps)
+        curves = layer_curves(result)[:, order]  # [n_read, n_eps]
+        keep = [i for i, l in enumerate(result.read_layers) if l != result.layer]
+        return cls(
+            model=result.model, dtype=result.dtype, layer=result.layer,
+            length=len(result.tokens) if length is None else int(length), seed=result.seed, tol=float(tol),
+            eps=[float(e) for e in result.eps[order]], regimes=[r for r in regimes if r.layer != result.layer],
+            curve_layers=[result.read_layers[i] for i in keep],
+            curves=[[float(v) if math.isfinite(v) else None for v in curves[i]] for i in keep],
+            sequence=sequence, n_directions=result.n_directions,
+        )
+
+    def to_json_dict(self) -> dict:
+        """Plain JSON types (the command line's keys, plus ``kind``, the curves and provenance)."""
+        return {"kind": self.KIND, "model": self.model, "dtype": self.dtype, "layer": self.layer,
+                "length": self.length, "seed": self.seed, "tol": self.tol, "eps": list(self.eps),
+                "regimes": [r.to_dict() for r in self.regimes], "sequence": self.sequence,
+                "n_directions": self.n_directions, "curve_layers": list(self.curve_layers),
+                "curves": [list(c) for c in self.curves], "provenance": self.provenance}
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, against=None) -> "RegimeResult":
+        """Read a file written by ``residual-response regime --out`` (or :meth:`to_json_dict`).
+
+        Give ``against`` (a model, a result or a provenance dict) to be warned when the file was
+        made with other weights, model or dtype. Raises ``ValueError`` for another kind of file.
+        """
+        from .provenance import warn_if_different
+        from .resultfile import read
+
+        d = read(path, cls.KIND)
+        fields = RegimeInterval.__dataclass_fields__
+        regimes = [RegimeInterval(**{k: v for k, v in r.items() if k in fields}) for r in d["regimes"]]
+        res = cls(model=d["model"], dtype=d["dtype"], layer=int(d["layer"]), length=int(d["length"]),
+                  seed=int(d["seed"]), tol=float(d["tol"]), eps=[float(e) for e in d["eps"]], regimes=regimes,
+                  curve_layers=[int(l) for l in d.get("curve_layers", [])], curves=d.get("curves", []),
+                  sequence=d.get("sequence"), n_directions=int(d.get("n_directions", 1)),
+                  provenance=d.get("provenance"))
+        if against is not None:
+            warn_if_different(res, against, what=os.fspath(path))
+        return res

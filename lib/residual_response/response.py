@@ -29,6 +29,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import copy
+import json
 import math
 import os
 import sys
@@ -44,6 +45,7 @@ from .checks import check_finite_result, check_int, check_int_list, check_model,
 from .io import write_bytes_atomic
 from .models import LoadedModel, block_dims
 from .perturbation import DIRECTION_KINDS, apply_perturbation, perturbation_directions
+from .progress import Progress, as_progress
 from .streams import StopForward, block_hidden_input, block_output, hooked, replace_block_input, skip_blocks
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
     "validate_layer",
     "default_batch_rows",
     "plan_batches",
+    "planned_passes",
     "reuse_clean_passes",
     "FORWARD_OVERHEAD_POSITIONS",
     "METHODS",
@@ -90,6 +93,11 @@ class ResponseResult:
     model: str = ""
     dtype: str = ""
     meta: dict = field(default_factory=dict)
+    #: how the result was made (see :mod:`.provenance`); ``None`` when not recorded
+    provenance: dict | None = None
+
+    #: the ``kind`` tag of the file :meth:`save_npz` writes
+    KIND = "response"
 
     def layer_index(self, layer: int) -> int:
         try:
@@ -121,11 +129,45 @@ class ResponseResult:
             direction=np.str_(self.direction),
             model=np.str_(self.model),
             dtype=np.str_(self.dtype),
+            kind=np.str_(self.KIND),
+            meta=np.str_(json.dumps(self.meta, allow_nan=False)),
+            provenance=np.str_(json.dumps(self.provenance, allow_nan=False)),
         )
 
     def save_npz(self, path: str | os.PathLike) -> None:
         """Write the result atomically (temp file in the same folder, then rename; see :mod:`.io`)."""
         write_bytes_atomic(path, self.write_npz)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, against=None) -> "ResponseResult":
+        """Read a file written by :meth:`save_npz` (``residual-response response --out``).
+
+        Why ``against``: a result is often compared with a model or another result; give it
+        (a :class:`~residual_response.models.LoadedModel`, a result or a provenance dict) and a
+        :class:`~residual_response.provenance.ProvenanceWarning` says when the file was made with
+        other weights, model or dtype.
+
+        Raises ``ValueError`` (one sentence) for a file of another kind.
+        """
+        from .provenance import warn_if_different
+        from .resultfile import read
+
+        d = read(path, cls.KIND)
+        sources = [int(s) for s in d["sources"]]
+        chi = d["chi"]  # [n_eps, n_read, N, N] when every position was perturbed, else [n_eps, n_read, n_src, N]
+        if len(sources) == len(d["tokens"]):  # written as the full matrix (row = position)
+            chi = chi[:, :, sources, :]
+        res = cls(
+            chi=chi, eps=d["eps"], read_layers=[int(l) for l in d["read_layers"]], sources=sources,
+            tokens=d["tokens"], layer=int(d["layer"]), n_directions=int(d["n_directions"]),
+            direction=str(d["direction"]), method=str(d["method"]), seed=int(d["seed"]),
+            model=str(d["model"]) if "model" in d else "", dtype=str(d["dtype"]) if "dtype" in d else "",
+            meta=json.loads(str(d["meta"])) if "meta" in d else {},
+            provenance=json.loads(str(d["provenance"])) if "provenance" in d else None,
+        )
+        if against is not None:
+            warn_if_different(res, against, what=os.fspath(path))
+        return res
 
 
 # --------------------------------------------------------------------------------------------
@@ -277,6 +319,39 @@ def plan_batches(starts, n_positions: int, max_rows: int, overhead: float = 64.0
         bounds.append((int(cut[j]), j))
         j = int(cut[j])
     return bounds[::-1]
+
+
+def planned_passes(lm: LoadedModel, n_tokens: int, sources: Sequence[int] | None = None, *, n_eps: int = 1,
+                   n_directions: int = 1, method: str = "finite", batch_rows: int | None = None,
+                   memory_budget_mb: float = 1024.0, reuse_prefix: bool = True) -> int:
+    """Number of forward passes :func:`response` will plan for these arguments, without running.
+
+    Why: a job of many calls (a section map) shows one progress bar whose total must be known
+    before the first pass; the plan depends only on the shapes, not on the tokens. The count
+    assumes the packed passes whenever the model's attention can be tapped (the engine falls
+    back to padded passes, and a slightly different plan, only when a tap fails).
+    """
+    N = int(n_tokens)
+    srcs = list(range(N)) if sources is None else [int(s) for s in sources]
+    use_prefix = reuse_prefix and (_sliding_window(lm) is None or N <= _sliding_window(lm))
+    packed = use_prefix and (method == "jvp" or _packing_supported(lm))
+    n_eps = 1 if method == "jvp" else int(n_eps)
+    B = batch_rows or default_batch_rows(lm, N, memory_budget_mb, jvp=(method == "jvp"))
+    return len(_plan_rows(lm, srcs, n_directions, n_eps, N, B, use_prefix, packed)[1])
+
+
+def _plan_rows(lm: LoadedModel, srcs: list[int], K: int, n_eps: int, N: int, B: int, use_prefix: bool,
+               packed: bool) -> tuple[list[tuple[int, int, int]], list[tuple[int, int]]]:
+    """Rows ``(source j, direction k, eps e)`` ordered by source, and their passes (:func:`plan_batches`).
+
+    Ordered by source so a pass spans few positions; cut into passes of at most ``B`` rows that
+    recompute few positions before their sources.
+    """
+    order = sorted(range(len(srcs)), key=lambda j: srcs[j])
+    rows = [(j, k, e) for j in order for k in range(K) for e in range(n_eps)]
+    starts = [srcs[j] if use_prefix else 0 for j, _, _ in rows]
+    plan = plan_batches(starts, N, B, _forward_overhead(lm), packed=packed, attention=_attention_weight(lm, N))
+    return rows, plan
 
 
 def _forward_overhead(lm: LoadedModel) -> float:
@@ -744,7 +819,7 @@ def response(
     batch_rows: int | None = None,
     memory_budget_mb: float = 1024.0,
     reuse_prefix: bool = True,
-    progress: bool = False,
+    progress: "bool | Progress" = False,
 ) -> ResponseResult:
     """Normalised response ``chi`` of a sequence to weak single-token perturbations.
 
@@ -762,7 +837,8 @@ def response(
         batch_rows: most rows per forward pass (default: from ``memory_budget_mb``); rows sorted
             by source are cut into batches of at most this many by :func:`plan_batches`.
         reuse_prefix: skip positions before each batch's first source (causality).
-        progress: show a tqdm progress bar over batches.
+        progress: ``True``: a progress bar over the passes, on a terminal only; a
+            :class:`~residual_response.progress.Progress`: count the passes on a job's bar.
 
     Returns:
         :class:`ResponseResult` with ``chi`` of shape ``[n_eps, n_read, n_src, N]``.
@@ -809,12 +885,7 @@ def response(
     S, K = len(srcs), n_directions
     n_eps = len(eps_arr)
 
-    # rows: (source j, direction k, eps e), ordered by source so a batch spans few positions;
-    # cut into batches of at most B rows that recompute few positions before their sources
-    order = sorted(range(S), key=lambda j: srcs[j])
-    rows = [(j, k, e) for j in order for k in range(K) for e in range(n_eps)]
     B = batch_rows or default_batch_rows(lm, N, memory_budget_mb, jvp=(method == "jvp"))
-    starts = [srcs[j] if use_prefix else 0 for j, _, _ in rows]
 
     acc = torch.zeros(n_eps, len(reads), S, N, dtype=torch.float64)  # sum over directions of r
     attn = None
@@ -834,15 +905,10 @@ def response(
         # inputs of the clean pass); padded passes recompute positions between a pass's first
         # source and each row's own
         packed = use_prefix and clean.attention is not None
-        plan = plan_batches(starts, N, B, _forward_overhead(lm), packed=packed, attention=_attention_weight(lm, N))
+        rows, plan = _plan_rows(lm, srcs, K, n_eps, N, B, use_prefix, packed)
         chunks = [rows[a:b] for a, b in plan]
-        iterator = chunks
-        if progress:
-            from tqdm.auto import tqdm
-
-            iterator = tqdm(chunks, desc=f"{lm.name} l0={l0}", unit="batch", leave=False)
-        with ad:
-            for chunk in iterator:
+        with ad, as_progress(progress, f"{lm.name} l0={l0}") as bar, bar.expect(len(chunks)):
+            for chunk in chunks:
                 j_idx = torch.tensor([c[0] for c in chunk])
                 k_idx = torch.tensor([c[1] for c in chunk])
                 e_idx = torch.tensor([c[2] for c in chunk])
@@ -858,6 +924,7 @@ def response(
                 # r: [n_read, B, N]
                 acc.index_put_((e_idx[:, None], torch.arange(len(reads))[None, :], j_idx[:, None]),
                                r.permute(1, 0, 2), accumulate=True)
+                bar.update()
     chi = acc / K
     if method == "finite":
         chi = chi / torch.as_tensor(eps_arr)[:, None, None, None]

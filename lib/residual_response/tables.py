@@ -19,7 +19,11 @@ import pandas as pd
 
 from .induction import SectionMap
 
-__all__ = ["spread", "matrix_frame", "distance_profile", "stripe_mean", "section_map_frame", "section_steps"]
+__all__ = ["spread", "matrix_frame", "distance_profile", "stripe_mean", "section_map_frame", "section_steps",
+           "NA", "styled", "fmt_eps"]
+
+#: How every table of the book shows a missing value (no result, not applicable).
+NA = "—"
 
 
 def spread(lo: int, hi: int, n: int) -> list[int]:
@@ -132,3 +136,40 @@ def section_steps(sm: SectionMap, model: str | None = None) -> pd.DataFrame:
         })
     return pd.DataFrame(rows, columns=["model", "l0", "largest step at block", "step", "max score", "CI low",
                                        "CI high", "at layer"])
+
+
+def fmt_eps(x: float | None, digits: int = 2) -> str:
+    """A perturbation strength as the book writes it everywhere: ``1e-8``, ``3.2e-6``, ``1e+0``.
+
+    The same form as the charts' axis labels (d3 ``~e``), so a value in the text, a table and
+    a tick reads alike; ``None``/NaN give :data:`NA`.
+    """
+    if x is None or not np.isfinite(x):
+        return NA
+    mantissa, exponent = f"{float(x):.{digits - 1}e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".") if "." in mantissa else mantissa
+    sign = "-" if exponent.startswith("-") else "+"
+    return f"{mantissa}e{sign if sign == '-' else '+'}{int(exponent[1:])}" if int(exponent) else f"{mantissa}e+0"
+
+
+def styled(df: pd.DataFrame, formats: dict | str | None = None, *, uuid: str, caption: str | None = None,
+           precision: int = 2):
+    """The book's table: no index, one mark for missing values, floats with ``precision`` digits.
+
+    Why one helper: tables rendered straight from pandas show ``nan`` in one column and ``None``
+    in the next, six decimals ("18.000000") and an index column; every page shows them this way
+    instead. ``formats`` is a Styler format (a dict column -> format string or callable, or one
+    string for all columns); columns not named keep ``precision`` decimals if float, integers
+    stay integers. ``uuid`` fixes the HTML ids (stable output for nbval). Returns a pandas
+    ``Styler``; the missing mark is :data:`NA`.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"styled: expected a DataFrame, got {type(df).__name__}")
+    sty = df.style.format(precision=precision, na_rep=NA, thousands=None)
+    if isinstance(formats, dict):  # only the named columns: the others keep `precision`
+        sty = sty.format(formats, na_rep=NA, subset=list(formats))
+    elif formats is not None:
+        sty = sty.format(formats, na_rep=NA)
+    if caption:
+        sty = sty.set_caption(caption)
+    return sty.hide(axis="index").set_uuid(uuid).set_table_attributes('class="dataframe"')

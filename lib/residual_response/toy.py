@@ -33,6 +33,15 @@ Layout on disk (``toy_dir()`` = ``cache_dir()/models/toy-gpt2``)::
 
 The whole folder is written under a temporary name in the same parent and moved into place with
 ``os.replace`` at the end, so an interrupted run leaves no half-written cache.
+
+Same weights on every x86 CPU: PyTorch, MKL and oneDNN pick their kernels by the CPU's vector
+units (AVX2, AVX-512), and kernels of different widths round differently; over 2000 optimiser
+steps the difference grows until the phase change moves by a checkpoint or more. Training
+therefore runs in a child process that fixes the kernels before torch is imported
+(:data:`PORTABLE_ENV`: PyTorch's default, non-vectorised CPU kernels, MKL's conditional
+numerical reproducibility mode, oneDNN limited to SSE4.1). It costs about twice the time of
+native kernels and gives the same bits whatever the CPU; the log records the weights' SHA-256
+(:func:`weights_sha256`) so that two machines can compare.
 """
 
 from __future__ import annotations
@@ -43,6 +52,8 @@ import json
 import math
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -62,11 +73,15 @@ __all__ = [
     "induction_through_training",
     "load_toy_model",
     "load_training_log",
+    "loss_drop",
+    "measurement_steps",
+    "onset_step",
     "phase_change_step",
     "rise_step",
     "toy_checkpoint_steps",
     "toy_dir",
     "train_toy",
+    "weights_sha256",
 ]
 
 TOY_NAME = "toy-gpt2"
@@ -75,6 +90,15 @@ BOS = 0
 #: synchronisation cost more than they save (measured 58 ms/step with 1 thread vs 268 ms/step with 2
 #: on the 2-core machine under load), and a fixed count keeps the run bit-reproducible everywhere.
 TRAIN_THREADS = 1
+#: Set in the training child process before torch is imported (module docstring): the kernels
+#: that round the same on every x86 CPU.
+PORTABLE_ENV = {
+    "ATEN_CPU_CAPABILITY": "default",
+    "MKL_CBWR": "COMPATIBLE",
+    "ONEDNN_MAX_CPU_ISA": "SSE41",
+    "OMP_NUM_THREADS": str(TRAIN_THREADS),
+    "MKL_NUM_THREADS": str(TRAIN_THREADS),
+}
 
 
 @dataclass(frozen=True)
@@ -239,6 +263,7 @@ def train_toy(
     checkpoint_every: int | None = None,
     progress: bool = True,
     recipe: ToyRecipe | None = None,
+    portable: bool = True,
 ) -> dict:
     """Train the toy GPT-2 and write checkpoints, the final model and the training log.
 
@@ -248,7 +273,8 @@ def train_toy(
     The run is reproducible: the same seed and recipe give the same weights (model initialisation
     under ``torch.manual_seed(seed)`` inside a forked RNG, so the caller's global RNG state is
     untouched; data from a ``torch.Generator`` seeded with ``seed``; one intra-op thread, see
-    :data:`TRAIN_THREADS`, restored afterwards).
+    :data:`TRAIN_THREADS`, restored afterwards). With ``portable`` (the default) it is also the
+    same on every x86 CPU: training runs in a child process with :data:`PORTABLE_ENV`.
 
     Args:
         out_dir: destination folder; it must not exist yet (or be replaced by a finished run).
@@ -256,9 +282,12 @@ def train_toy(
         steps, checkpoint_every: override the recipe's values.
         progress: show a tqdm progress bar.
         recipe: a :class:`ToyRecipe` (default :data:`DEFAULT_RECIPE`).
+        portable: train in a child process with CPU-independent kernels; ``False`` trains in
+            this process with its native kernels (faster, but the weights then depend on the CPU).
 
     Returns:
-        the training log (also written to ``out_dir/training_log.json``).
+        the training log (also written to ``out_dir/training_log.json``), with the final
+        weights' ``weights_sha256``.
     """
     from transformers import GPT2LMHeadModel
 
@@ -270,12 +299,17 @@ def train_toy(
     recipe.validate()
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if not isinstance(portable, bool):
+        raise TypeError(f"portable must be True or False, got {portable!r}")
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        with _torch_threads(TRAIN_THREADS):
-            log = _train_into(tmp, recipe, seed, progress, GPT2LMHeadModel)
+        if portable:
+            log = _train_in_child(tmp, recipe, seed, progress)
+        else:
+            with _torch_threads(TRAIN_THREADS):
+                log = _train_into(tmp, recipe, seed, progress, GPT2LMHeadModel, portable=False)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
             os.replace(out, old / out.name)
@@ -289,7 +323,65 @@ def train_toy(
     return log
 
 
-def _train_into(folder: Path, recipe: ToyRecipe, seed: int, progress: bool, model_cls) -> dict:
+def _train_in_child(folder: Path, recipe: ToyRecipe, seed: int, progress: bool) -> dict:
+    """Run :func:`_train_into` in a fresh interpreter with :data:`PORTABLE_ENV`, return its log.
+
+    Why a child process: the kernel choices of PyTorch, MKL and oneDNN are fixed when they load,
+    so only a process that sets them before ``import torch`` trains with them.
+    """
+    import residual_response
+
+    spec = {"folder": str(folder), "recipe": dataclasses.asdict(recipe), "seed": seed, "progress": progress}
+    env = dict(os.environ, **PORTABLE_ENV)
+    # the child imports this same package, wherever it was imported from
+    package_root = str(Path(residual_response.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+    cmd = [sys.executable, "-c", "from residual_response.toy import _child_main; _child_main()", json.dumps(spec)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        err_lines = []
+        for line in proc.stderr:  # forward the progress bar, keep the tail for an error message
+            err_lines = (err_lines + [line])[-20:]
+            if progress:
+                sys.stderr.write(line)
+        code = proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    if code != 0:
+        tail = "".join(err_lines).strip().splitlines()
+        raise RuntimeError(f"toy training failed in its child process (exit {code}): {tail[-1] if tail else 'no message'}")
+    return json.loads((folder / "training_log.json").read_text())
+
+
+def _child_main() -> None:
+    """Entry point of the training child process (:func:`_train_in_child`)."""
+    from transformers import GPT2LMHeadModel
+
+    spec = json.loads(sys.argv[1])
+    torch.set_num_threads(TRAIN_THREADS)
+    _train_into(Path(spec["folder"]), ToyRecipe(**spec["recipe"]), int(spec["seed"]), bool(spec["progress"]),
+                GPT2LMHeadModel, portable=True)
+
+
+def weights_sha256(model) -> str:
+    """SHA-256 of a model's parameters and buffers, in name order, as raw float bytes.
+
+    Why: two trainings agree bit for bit exactly when their hashes agree; the training log
+    records it so that a run on another machine can be compared with one line.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tensor.dtype).encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _train_into(folder: Path, recipe: ToyRecipe, seed: int, progress: bool, model_cls, portable: bool) -> dict:
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     eval_tokens = _eval_tokens(recipe)
@@ -366,6 +458,9 @@ def _train_into(folder: Path, recipe: ToyRecipe, seed: int, progress: bool, mode
         "wall_time_s": time.perf_counter() - t0,
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
+        "portable": portable,
+        "kernel_env": {k: os.environ.get(k) for k in PORTABLE_ENV} if portable else None,
+        "weights_sha256": weights_sha256(model),
     }
     log["phase_change_step"] = phase_change_step(log)
     (folder / "training_log.json").write_text(json.dumps(log, indent=1))
@@ -411,22 +506,24 @@ def toy_dir() -> Path:
 
 
 def _complete(folder: Path) -> bool:
-    """A finished run of the current recipe (seed 0). Why the recipe check: a cache trained by an
-    older version of this module would otherwise be served as if it were this one's model."""
+    """A finished, CPU-independent run of the current recipe (seed 0). Why the checks: a cache
+    trained by an older version of this module, or with native kernels, would otherwise be served
+    as if it were this one's model."""
     if not ((folder / "final" / "config.json").exists() and (folder / "training_log.json").exists()):
         return False
     try:
         log = json.loads((folder / "training_log.json").read_text())
     except (OSError, ValueError):
         return False
-    return log.get("recipe") == dataclasses.asdict(DEFAULT_RECIPE) and log.get("seed") == 0
+    return (log.get("recipe") == dataclasses.asdict(DEFAULT_RECIPE) and log.get("seed") == 0
+            and log.get("portable") is True and isinstance(log.get("weights_sha256"), str))
 
 
 def ensure_toy_model(progress: bool = True) -> Path:
     """Return :func:`toy_dir`, training the toy model first if it is not cached yet.
 
     Why: the book and the tests load the toy model by name; the first use pays for the training
-    (a few CPU minutes), every later one reads the cache.
+    (about a minute of CPU time), every later one reads the cache.
     """
     folder = toy_dir()
     if not _complete(folder):
@@ -528,6 +625,74 @@ def checkpoint_subsample(steps, n: int, around: int | None = None, n_around: int
                 break
             chosen.add(min(free, key=lambda i: abs(steps[i] - target)))
     return [steps[i] for i in sorted(chosen)]
+
+
+def loss_drop(log: dict, low: float = 0.1, high: float = 0.9) -> tuple[int, int]:
+    """The checkpoint steps where the second-copy advantage passes ``low`` and ``high`` of its final size.
+
+    Why: the phase change is not one step but a stretch of training; the toy page asks whether the
+    other views of induction move *during* it, so it needs the stretch, measured from the training
+    log alone (every saved checkpoint, whatever subsample the page measures).
+
+    Raises:
+        ValueError: the log shows no phase change (:func:`phase_change_step` is ``None``).
+    """
+    if not 0 < low < high < 1:
+        raise ValueError(f"need 0 < low < high < 1, got low={low!r}, high={high!r}")
+    if phase_change_step(log) is None:
+        raise ValueError("the training log shows no phase change (final second-copy advantage below 0.5 nats)")
+    c = log["checkpoints"]
+    adv = [f - s for f, s in zip(c["first_copy_loss"], c["second_copy_loss"])]
+    start = rise_step(c["step"], adv, fraction=low)
+    end = rise_step(c["step"], adv, fraction=high)
+    return int(start), int(end)
+
+
+def measurement_steps(log: dict, n_outside: int) -> list[int]:
+    """Checkpoints to measure: every one from just before to just after the loss drop, plus ``n_outside`` others.
+
+    Why every checkpoint across the drop: the page's claims are about *when* the scores move
+    relative to the drop; with a sparse subsample a rise between two far-apart checkpoints would be
+    reported at the later one, so the answer would depend on how many checkpoints a build can
+    afford. Inside the drop the resolution is therefore always the saving interval; only the
+    plateaus before and after, where nothing moves, are subsampled (evenly, with the first and the
+    last checkpoint always kept).
+
+    Args:
+        log: the training log (:func:`load_training_log`).
+        n_outside: checkpoints outside the drop window, ``>= 2`` (the first and last included).
+
+    Returns:
+        ascending checkpoint steps.
+    """
+    if isinstance(n_outside, bool) or not isinstance(n_outside, int) or n_outside < 2:
+        raise ValueError(f"n_outside must be an int >= 2, got {n_outside!r}")
+    steps = sorted(int(s) for s in log["checkpoints"]["step"])
+    start, end = loss_drop(log)
+    i0, i1 = steps.index(start), steps.index(end)
+    window = steps[max(0, i0 - 1) : i1 + 2]  # one checkpoint beyond each end of the drop
+    outside = [s for s in steps if s not in window]
+    kept = checkpoint_subsample(outside, n_outside) if len(outside) >= 2 else outside
+    return sorted(set(window) | set(kept))
+
+
+def onset_step(steps, ci_low, level: float = 1.0) -> int | None:
+    """First step from which the lower CI bound stays above ``level`` (``None`` if it never does).
+
+    Why "stays": a single bootstrap interval that happens to clear 1 is a noisy signal; the onset
+    of induction is where the score leaves the null for good.
+    """
+    steps = [int(s) for s in steps]
+    low = [float(v) for v in ci_low]
+    if len(steps) != len(low) or not steps:
+        raise ValueError(f"steps and ci_low must be non-empty and of equal length, got {len(steps)} and {len(low)}")
+    onset = None
+    for s, v in zip(steps, low):
+        if v > level:
+            onset = s if onset is None else onset
+        else:
+            onset = None
+    return onset
 
 
 def rise_step(steps, values, fraction: float = 0.5, min_rise: float = 0.0) -> int | None:

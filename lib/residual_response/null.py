@@ -1,0 +1,113 @@
+"""The null of the induction score: what models *without* induction score.
+
+Why a module of its own: "a score near 1 means no induction" is a claim about the estimator, and
+it must be measured, not assumed. Random-initialised models have no induction mechanism, so the
+score of every one of their layers should cover 1, whatever the architecture, the size or the
+initialisation seed. :func:`null_study` measures exactly that for any of the baselines of
+:func:`.induction.collect_stripes`, and :func:`coverage` summarises it; the book's null page
+shows the result for each baseline, and a test keeps the default baseline calibrated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .induction import CONTROLS, induction_scores
+from .models import build_random_model
+
+__all__ = ["FAMILIES", "SIZES", "NullRow", "coverage", "null_study"]
+
+#: the architectures of the random controls
+FAMILIES = ("gpt2", "llama", "gemma2", "gemma3")
+#: two sizes of each: blocks and width
+SIZES = {"small": {"n_layers": 4, "d_model": 64}, "large": {"n_layers": 8, "d_model": 128}}
+
+
+@dataclass(frozen=True)
+class NullRow:
+    """The score of one read layer ``layer`` (stream ``l``) of one random model."""
+
+    family: str
+    size: str
+    init_seed: int
+    control: str
+    layer: int
+    n_layers: int
+    score: float
+    ci_low: float
+    ci_high: float
+
+    @property
+    def covers_one(self) -> bool:
+        return self.ci_low <= 1.0 <= self.ci_high
+
+
+def null_study(
+    *,
+    families: Sequence[str] = FAMILIES,
+    sizes: Sequence[str] = tuple(SIZES),
+    init_seeds: Sequence[int] = (0, 1, 2),
+    controls: Sequence[str] = ("neighbours",),
+    T: int = 12,
+    seeds: int = 4,
+    eps: float = 1e-2,
+    n_boot: int = 1000,
+) -> list[NullRow]:
+    """Induction scores of random-initialised models: every family, size, init seed and baseline.
+
+    Args:
+        families: architectures (:data:`FAMILIES`); sizes: keys of :data:`SIZES`.
+        init_seeds: initialisation seeds of the models (the sequences use seeds ``0..seeds-1``).
+        controls: baselines (:data:`.induction.CONTROLS`).
+        T, seeds, eps, n_boot: as for :func:`.induction.induction_scores` (perturbing stream 0).
+
+    Returns:
+        one :class:`NullRow` per model, baseline and read layer ``1..L``.
+    """
+    bad = [c for c in controls if c not in CONTROLS]
+    if bad or not controls:
+        raise ValueError(f"controls must be a non-empty list of {', '.join(CONTROLS)}; got {list(controls)!r}")
+    bad = [f for f in families if f not in FAMILIES]
+    if bad or not families:
+        raise ValueError(f"families must be a non-empty list of {', '.join(FAMILIES)}; got {list(families)!r}")
+    bad = [s for s in sizes if s not in SIZES]
+    if bad or not sizes:
+        raise ValueError(f"sizes must be a non-empty list of {', '.join(SIZES)}; got {list(sizes)!r}")
+    if not init_seeds or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in init_seeds):
+        raise ValueError(f"init_seeds must be a non-empty list of ints >= 0, got {list(init_seeds)!r}")
+    rows = []
+    for family in families:
+        for size in sizes:
+            for init_seed in init_seeds:
+                lm = build_random_model(family, seed=int(init_seed), **SIZES[size])
+                for control in controls:
+                    res = induction_scores(lm, T=T, seeds=seeds, eps=eps, n_boot=n_boot, control=control)
+                    for l, s, lo, hi in zip(res.layers, res.score, res.ci_low, res.ci_high):
+                        if l == res.layer:
+                            continue  # the perturbed stream itself has no score
+                        rows.append(NullRow(family, size, int(init_seed), control, int(l), lm.n_layers,
+                                            float(s), float(lo), float(hi)))
+    return rows
+
+
+def coverage(rows: Sequence[NullRow]) -> dict[str, dict[str, float]]:
+    """Per baseline: the fraction of layers whose CI covers 1, the mean log score, and the range.
+
+    Returns:
+        ``{control: {"covered": fraction, "n": layers, "mean_log_score": ..., "min": ..., "max": ...}}``
+    """
+    out = {}
+    for control in dict.fromkeys(r.control for r in rows):
+        sel = [r for r in rows if r.control == control]
+        scores = np.array([r.score for r in sel])
+        out[control] = {
+            "covered": float(np.mean([r.covers_one for r in sel])),
+            "n": len(sel),
+            "mean_log_score": float(np.mean(np.log(scores))),
+            "min": float(scores.min()),
+            "max": float(scores.max()),
+        }
+    return out
