@@ -26,6 +26,7 @@ from typing import Iterable, Iterator, Sequence
 
 import torch
 
+from .checks import check_int, check_model, check_seed
 from .models import LoadedModel
 from .sequences import make_sequence
 from .streams import hooked
@@ -77,11 +78,10 @@ def _head_dim(lm: LoadedModel, layer: int) -> int:
     return width // lm.n_heads
 
 
-def _check_layer(lm: LoadedModel, layer) -> None:
-    if isinstance(layer, bool) or not isinstance(layer, int):
-        raise TypeError(f"layer index must be an int, got {layer!r}")
+def _check_layer(lm: LoadedModel, layer, where: str = "") -> None:
+    check_int(layer, "layer index")
     if not 0 <= layer < lm.n_layers:
-        raise ValueError(f"layer index {layer} out of range for {lm.name}; allowed 0..{lm.n_layers - 1}")
+        raise ValueError(f"layer index {layer}{where} out of range for {lm.name}; allowed 0..{lm.n_layers - 1}")
 
 
 def validate_heads(lm: LoadedModel, heads: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -90,6 +90,7 @@ def validate_heads(lm: LoadedModel, heads: Iterable[tuple[int, int]]) -> list[tu
     Why: an index off by one would otherwise fail deep inside a hook (or, worse, silently ablate
     the wrong slice); the message names the bad value and the allowed range.
     """
+    check_model(lm)
     if isinstance(heads, tuple) and len(heads) == 2 and all(isinstance(v, int) for v in heads):
         raise TypeError(f"heads must be a list of (layer, head) pairs; got the single pair {heads!r}, write [{heads!r}]")
     try:
@@ -104,8 +105,8 @@ def validate_heads(lm: LoadedModel, heads: Iterable[tuple[int, int]]) -> list[tu
             raise TypeError(f"each head must be a (layer, head) pair of ints, got {item!r}") from exc
         for name, v in (("layer", layer), ("head", head)):
             if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"{name} index must be an int, got {v!r} in {item!r}")
-        _check_layer(lm, layer)
+                raise TypeError(f"{name} index must be an int, got {v!r} in head {item!r}")
+        _check_layer(lm, layer, f" of head {item!r}")
         if not 0 <= head < lm.n_heads:
             raise ValueError(f"head index {head} out of range for {lm.name} (layer {layer}); allowed 0..{lm.n_heads - 1}")
         out.add((int(layer), int(head)))
@@ -288,8 +289,7 @@ def random_heads(
         layers: draw only from these layers (e.g. the layers of the named heads, to control for
             depth); default all.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = check_seed(seed)
     excluded = set(validate_heads(lm, exclude))
     if layers is None:
         layers = range(lm.n_layers)
@@ -297,8 +297,7 @@ def random_heads(
     for l in layer_list:
         _check_layer(lm, l)
     candidates = [(l, h) for l in layer_list for h in range(lm.n_heads) if (l, h) not in excluded]
-    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= len(candidates):
-        raise ValueError(f"k must be an int in 0..{len(candidates)} (heads available after exclusions), got {k!r}")
+    check_int(k, "k (heads to draw, from those left after exclusions)", minimum=0, maximum=len(candidates))
     gen = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(candidates), generator=gen)[:k]
     return sorted(candidates[int(i)] for i in pick)

@@ -23,6 +23,7 @@ from typing import Iterator, Sequence
 import torch
 
 from .behaviour import bootstrap_mean, validate_seeds
+from .checks import check_bootstrap
 from .models import LoadedModel
 from .sequences import SEQUENCE_KINDS, induction_layout, make_sequence, validate_length
 
@@ -162,6 +163,7 @@ def induction_attention_scores(
         control sequences), plus ``ratio`` ``[L, H]`` = repeated mean / baseline mean.
     """
     seeds = _validate_common(lm, T, seeds, batch_size)
+    check_bootstrap(n_boot, confidence)  # before the forward passes, not after them
     if control not in SEQUENCE_KINDS or control == "repeated":
         raise ValueError(f"control must be 'random' or 'shuffled', got {control!r}")
     q, k = _stripe_pairs(lm, T, stripe)
@@ -212,6 +214,7 @@ def previous_token_scores(
         :func:`.behaviour.bootstrap_mean` dict with ``mean``/``lo``/``hi`` ``[L, H]``.
     """
     seeds = _validate_common(lm, T, seeds, batch_size)
+    check_bootstrap(n_boot, confidence)
     if kind not in SEQUENCE_KINDS:
         raise ValueError(f"unknown sequence kind {kind!r}; allowed: {', '.join(SEQUENCE_KINDS)}")
     layout = induction_layout(lm, T)

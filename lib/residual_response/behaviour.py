@@ -25,6 +25,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .checks import check_bootstrap, check_int, check_seed
 from .models import LoadedModel
 from .sequences import InductionLayout, induction_layout, make_sequence, validate_length
 
@@ -46,9 +47,9 @@ def validate_seeds(seeds: Sequence[int]) -> list[int]:
     if not out:
         raise ValueError("seeds is empty; give at least one non-negative int seed")
     for s in out:
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
+        if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)) or s < 0:
             raise ValueError(f"seed {s!r} is not a non-negative int; seeds must be non-negative ints")
-    out = [int(s) for s in out]
+    out = [check_seed(s, "each seed") for s in out]
     if len(set(out)) != len(out):
         raise ValueError(f"seeds {out} contain repeats; each seed must appear once")
     return out
@@ -71,10 +72,7 @@ def bootstrap_mean(
     Returns:
         ``{"mean", "lo", "hi"}`` tensors of shape ``[...]`` (float64) and ``"per_seed"`` ``[S, ...]``.
     """
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
-        raise ValueError(f"n_boot must be a positive int, got {n_boot!r}")
-    if not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
+    n_boot, confidence = check_bootstrap(n_boot, confidence)
     v = torch.as_tensor(values).detach().to("cpu", torch.float64)
     if v.ndim == 0 or v.shape[0] == 0:
         raise ValueError(f"values must have a non-empty first (seed) axis, got shape {tuple(v.shape)}")
@@ -153,8 +151,8 @@ def repeat_loss(
     """
     validate_length(lm, T)
     seeds = validate_seeds(seeds)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_int(batch_size, "batch_size", minimum=1)
+    check_bootstrap(n_boot, confidence)  # before the forward passes
     layout = induction_layout(lm, T)
     tokens = torch.stack([make_sequence(lm, "repeated", T, s) for s in seeds])  # [S, N]
     firsts, seconds, per_pos = [], [], []

@@ -24,13 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 import math
 import os
 import platform
 import resource
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -40,6 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .io import write_json_atomic
 from .models import LoadedModel, block_dims, load_model
 from .perturbation import apply_perturbation, perturbation_directions
 from .response import (
@@ -857,20 +856,10 @@ def _run(lm, *, T, eps, seed, repeats, section_repeats, growth_repeats, floor_sc
 
 
 def write_json(record: dict, path: str | os.PathLike) -> Path:
-    """Write ``record`` as JSON atomically (temp file in the same folder, then rename)."""
+    """Write ``record`` as JSON atomically (temp file in the same folder, then rename; see :mod:`.io`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record, fh, indent=1, allow_nan=False, default=_jsonable)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-    return path
+    return write_json_atomic(path, record, default=_jsonable)
 
 
 def _jsonable(obj):

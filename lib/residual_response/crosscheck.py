@@ -30,6 +30,7 @@ import torch
 
 from .ablation import ablate_heads, head_means, random_heads, validate_heads
 from .behaviour import bootstrap_mean, repeat_loss
+from .checks import check_bootstrap, check_int, check_model, check_seeds
 from .induction import InductionResult, StripeData, induction_scores, neighbour_baseline, scores_from_stripes
 from .models import LoadedModel
 from .response import response
@@ -107,6 +108,9 @@ def layer_rank_agreement(
         blocks used), ``streams`` (= blocks + 1), ``attention_max`` (per-block max over heads) and
         ``response`` (per-stream score).
     """
+    if not isinstance(stripes, StripeData):
+        raise TypeError(f"stripes must be a StripeData (InductionResult.stripes), got {type(stripes).__name__}")
+    n_boot, confidence = check_bootstrap(n_boot, confidence)
     att = np.asarray(attention["repeated"]["per_seed"], dtype=float)  # [Sa, L, H]
     rep = np.asarray(stripes.induction["repeated"], dtype=float)  # [Sr, n_read, P]
     ctrl = np.asarray(stripes.induction["control"], dtype=float)
@@ -154,8 +158,7 @@ def head_rank_agreement(a, b, k: int = 5) -> dict:
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"a and b must be [layers, heads] with equal shapes, got {a.shape} and {b.shape}")
     ok = np.isfinite(a) & np.isfinite(b)
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= int(ok.sum()):
-        raise ValueError(f"k must be an int in 1..{int(ok.sum())} (heads with finite scores), got {k!r}")
+    check_int(k, "k", minimum=1, maximum=int(ok.sum()))  # heads with finite scores
 
     def top(m):
         flat = np.where(ok, m, -np.inf).ravel()
@@ -187,8 +190,13 @@ def paired_score_change(
     Returns:
         ``(drop, low, high)``, each ``[n_layers]`` (``nan`` where a score is undefined).
     """
+    if not isinstance(base, StripeData):
+        raise TypeError(f"base must be a StripeData (InductionResult.stripes), got {type(base).__name__}")
+    if isinstance(others, StripeData):
+        raise TypeError("others must be a list of StripeData; wrap the single one in a list")
     if not others:
         raise ValueError("others is empty; give at least one StripeData to compare with")
+    n_boot, confidence = check_bootstrap(n_boot, confidence)
     shape = base.induction["repeated"].shape
     for o in others:
         if o.induction["repeated"].shape != shape or o.read_layers != base.read_layers or o.seeds != base.seeds:
@@ -268,11 +276,13 @@ def ablation_study(
     second-copy loss more than removing random heads does. Random draws exclude the named heads
     and are drawn with seeds ``random_seed + j``.
     """
+    check_model(lm)
     heads = validate_heads(lm, heads)
     if not heads:
         raise ValueError("heads is empty; name at least one head to ablate")
-    if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 1:
-        raise ValueError(f"n_random must be a positive int, got {n_random!r}")
+    check_int(n_random, "n_random", minimum=1)
+    check_seeds(seeds)
+    check_bootstrap(n_boot, 0.95)
     k = len(heads)
     if mode == "mean" and means is None:
         means = head_means(lm)
@@ -311,6 +321,10 @@ def kind_scores(
             ``"neighbours"`` or ``"random"`` control.
         seeds: a subset of the reference's seeds to use (default all): fewer seeds, less work.
     """
+    check_model(lm)
+    if not isinstance(reference, InductionResult):
+        raise TypeError(f"reference must be an InductionResult (from induction_scores), got {type(reference).__name__}")
+    check_bootstrap(n_boot, confidence)
     st = reference.stripes
     if st is None or reference.method != "finite" or st.control_kind not in ("neighbours", "random"):
         raise ValueError("reference must be a finite-eps induction_scores result with stripes and a neighbours or "
@@ -356,6 +370,9 @@ def seed_null_scores(reference: InductionResult, *, n_boot: int = 1000, confiden
     (Splitting matters: a ratio of means over *all* seeds would be 1 by construction.) Needs >= 2
     seeds; an odd last seed is left out.
     """
+    if not isinstance(reference, InductionResult):
+        raise TypeError(f"reference must be an InductionResult (from induction_scores), got {type(reference).__name__}")
+    check_bootstrap(n_boot, confidence)
     st = reference.stripes
     if st is None or len(st.seeds) < 2:
         raise ValueError("seed_null_scores needs a result with stripes from at least 2 seeds")
@@ -385,8 +402,7 @@ def control_envelope(df: pd.DataFrame, *, depth: str = "rel_depth", score: str =
         the band spans the axis), ``band_lo``, ``band_hi`` and ``n`` (points per bin); empty bins are
         dropped.
     """
-    if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
-        raise ValueError(f"bins must be a positive int, got {bins!r}")
+    check_int(bins, "bins", minimum=1)
     d = df[[depth, score]].replace([np.inf, -np.inf], np.nan).dropna()
     if d.empty:
         raise ValueError("control_envelope: no finite control scores")

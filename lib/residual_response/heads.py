@@ -20,6 +20,7 @@ import torch
 
 from .ablation import head_output_projection
 from .induction import bootstrap_ratio
+from .checks import check_bootstrap, check_int, check_seeds
 from .models import LoadedModel
 from .perturbation import apply_perturbation, perturbation_directions
 from .response import validate_eps, validate_layer
@@ -121,9 +122,9 @@ def head_attribution(
     validate_length(lm, T)
     validate_layer(lm, layer)
     eps = float(validate_eps(eps)[0])
-    seed_list = list(range(seeds)) if isinstance(seeds, int) and not isinstance(seeds, bool) else [int(s) for s in seeds]
-    if not seed_list:
-        raise ValueError("seeds is empty; give at least one seed")
+    seed_list = check_seeds(seeds)
+    check_int(n_directions, "n_directions", minimum=1)
+    check_bootstrap(n_boot, 0.95)
     lay = induction_layout(lm, T)
     src, tgt = lay.induction_sources, lay.induction_targets
     per_kind = {"repeated": [], "control": []}

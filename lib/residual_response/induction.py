@@ -29,6 +29,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .canonical import CANONICAL
+from .checks import check_bootstrap, check_choice, check_int, check_int_list, check_model, check_number, check_seeds
 from .models import LoadedModel
 from .progress import Progress, as_progress
 from .response import planned_passes, response, validate_eps, validate_layer
@@ -182,21 +183,22 @@ def collect_stripes(
         progress: ``True`` or a :class:`~residual_response.progress.Progress`: one bar for all the
             sequences, its total the passes the batch planner gives them (on a terminal only).
     """
+    check_model(lm)
     validate_length(lm, T)
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds is empty; give at least one seed")
-    if control not in CONTROLS:
-        raise ValueError(f"unknown control {control!r}; allowed: {', '.join(CONTROLS)}")
+    seeds = check_seeds(seeds)
+    check_choice(control, "control", CONTROLS)
     if control == "neighbours" and T < 3:
         raise ValueError(f"T={T} is too short for the neighbours control: a stripe source needs a neighbour; use T >= 3")
+    check_choice(method, "method", ("finite", "jvp"))
+    validate_layer(lm, layer)
+    n_directions = check_int(n_directions, "n_directions", minimum=1)
     layout = induction_layout(lm, T)
     sources = list(range(layout.offset, layout.offset + T))  # first copy a_1..a_T
     ind_src = layout.induction_sources.numpy() - layout.offset  # rows into `sources`
     dup_src = layout.duplicate_sources.numpy() - layout.offset
     ind_tgt = layout.induction_targets.numpy()
     dup_tgt = layout.duplicate_targets.numpy()
-    eps_value = float(validate_eps(eps)[0]) if method == "finite" else float("nan")
+    eps_value = check_number(eps, "eps", positive=True) if method == "finite" else float("nan")
 
     induction = {"repeated": [], "control": []}
     duplicate = {"repeated": [], "control": []}
@@ -322,10 +324,12 @@ def bootstrap_ratio(
         ``(ratio, low, high)``, each ``[n_layers]``; ``nan`` where the control mean is 0
         (``(ratio, low, high, boots)`` with ``return_boots``).
     """
+    rep, ctrl = np.asarray(rep, dtype=float), np.asarray(ctrl, dtype=float)
     if rep.shape != ctrl.shape or rep.ndim != 3:
         raise ValueError(f"rep and ctrl must have equal shapes [n_seeds, n_layers, P], got {rep.shape} and {ctrl.shape}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
+    if 0 in rep.shape:
+        raise ValueError(f"rep and ctrl must be non-empty [n_seeds, n_layers, P], got shape {rep.shape}")
+    n_boot, confidence = check_bootstrap(n_boot, confidence)
     n_seeds, n_layers, P = rep.shape
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = rep.mean(axis=(0, 2)) / ctrl.mean(axis=(0, 2))
@@ -533,10 +537,15 @@ def induction_scores(
     Returns:
         :class:`InductionResult`; the score at read layer ``l0`` is ``nan`` (chi is a delta there).
     """
-    seed_list = list(range(seeds)) if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool) else list(seeds)
-    if isinstance(seeds, (int, np.integer)) and seeds < 1:
-        raise ValueError(f"seeds must be >= 1, got {seeds!r}")
+    # every argument is checked before the first forward pass: a bad n_boot would otherwise
+    # fail only after all seeds have run
+    check_model(lm)
+    seed_list = check_seeds(seeds)
     validate_layer(lm, layer)
+    validate_length(lm, T)
+    check_bootstrap(n_boot, confidence)
+    if method == "finite":
+        check_number(eps, "eps (one strength)", positive=True)
     stripes = collect_stripes(lm, T, seed_list, layer=layer, eps=eps, n_directions=n_directions, method=method,
                               control=control, keep_matrices=keep_matrices, progress=progress, **response_kwargs)
     res = scores_from_stripes(stripes, model=lm.name, method=method, n_directions=n_directions, n_boot=n_boot,
@@ -625,8 +634,14 @@ def section_map(
     :class:`~residual_response.progress.Progress`) draws one bar for the whole map, its total
     planned before the first pass.
     """
+    check_model(lm)
+    validate_length(lm, T)
+    seeds = check_seeds(seeds)
+    check_bootstrap(n_boot, 0.95)
+    check_number(eps, "eps (one strength)", positive=True)
     L = lm.n_layers
-    l0s = list(range(L)) if perturb_layers is None else sorted(set(validate_layer(lm, l) for l in perturb_layers))
+    l0s = list(range(L)) if perturb_layers is None else sorted(set(
+        validate_layer(lm, l, what="perturbed layer") for l in check_int_list(perturb_layers, "perturb_layers")))
     reads = list(range(L + 1))
     shape = (len(l0s), L + 1)
     score, lo, hi, dup = (np.full(shape, np.nan) for _ in range(4))

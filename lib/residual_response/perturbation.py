@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+from .checks import check_int, check_seed
 from .models import LoadedModel
 
 __all__ = ["DIRECTION_KINDS", "perturbation_directions", "apply_perturbation"]
@@ -51,9 +52,8 @@ def perturbation_directions(
     """
     if kind not in DIRECTION_KINDS:
         raise ValueError(f"unknown direction kind {kind!r}; allowed: {', '.join(DIRECTION_KINDS)}")
-    if isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 1:
-        raise ValueError(f"n_directions must be an int >= 1, got {n_directions!r}")
-    gen = torch.Generator().manual_seed(int(seed))
+    n_directions = check_int(n_directions, "n_directions", minimum=1)
+    gen = torch.Generator().manual_seed(check_seed(seed))
     S, K, d = len(sources), n_directions, lm.d_model
     if kind == "gaussian":
         u = torch.randn(S, K, d, generator=gen, dtype=torch.float64)  # [S, K, d]

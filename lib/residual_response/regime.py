@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .checks import check_choice, check_number
 from .response import ResponseResult
 
 __all__ = ["RegimeInterval", "RegimeResult", "widest_flat_interval", "layer_curves", "universal_regime", "log_eps_grid",
@@ -35,10 +36,7 @@ def log_eps_grid(eps_min: float, eps_max: float, points_per_decade: float) -> np
     the same resolution whatever the range. ``[n]`` float64, ``n = round(decades x ppd) + 1``.
     """
     for name, value in (("eps_min", eps_min), ("eps_max", eps_max), ("points_per_decade", points_per_decade)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-            raise TypeError(f"{name} must be a number, got {value!r}")
-        if not np.isfinite(value) or value <= 0:
-            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        check_number(value, name, positive=True)
     if eps_min >= eps_max:
         raise ValueError(f"eps_min ({eps_min!r}) must be below eps_max ({eps_max!r})")
     n = int(round(np.log10(eps_max / eps_min) * points_per_decade)) + 1
@@ -87,6 +85,7 @@ def widest_flat_interval(eps: np.ndarray, curve: np.ndarray, tol: float) -> tupl
     curve = np.asarray(curve, dtype=np.float64)
     if eps.ndim != 1 or eps.shape != curve.shape:
         raise ValueError(f"eps and curve must be 1-D of equal length, got {eps.shape} and {curve.shape}")
+    tol = check_number(tol, "tol")
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol!r}")
     if np.any(np.diff(eps) <= 0):
@@ -106,12 +105,19 @@ def widest_flat_interval(eps: np.ndarray, curve: np.ndarray, tol: float) -> tupl
     return best
 
 
+def _check_result(result) -> None:
+    if not isinstance(result, ResponseResult):
+        raise TypeError(f"result must be a ResponseResult (from response()), got {type(result).__name__}")
+
+
 def layer_curves(result: ResponseResult, *, statistic: str = "mean") -> np.ndarray:
     """Summary curve per read layer: ``[n_read, n_eps]``.
 
     ``statistic="mean"``: mean of chi over pairs ``t >= s``. ``"median"``: median over pairs.
     The diagonal read layer ``l0`` is exactly 1 at ``t = s`` and 0 elsewhere, whatever eps.
     """
+    _check_result(result)
+    check_choice(statistic, "statistic", ("mean", "median"))
     chi = result.chi  # [n_eps, n_read, n_src, N]
     src = np.asarray(result.sources)
     N = chi.shape[-1]
@@ -133,6 +139,8 @@ def universal_regime(result: ResponseResult, tol: float = 0.01, *, statistic: st
         result: a :func:`~residual_response.response.response` result with several eps.
         tol: relative tolerance of the flatness criterion (default 1%).
     """
+    _check_result(result)
+    check_number(tol, "tol", positive=True, below=1.0)
     if result.method != "finite" or len(result.eps) < 2:
         raise ValueError("the regime needs a finite-eps sweep with at least two strengths")
     order = np.argsort(result.eps)

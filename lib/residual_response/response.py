@@ -33,7 +33,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import weakref
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -42,6 +41,8 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
+from .checks import check_finite_result, check_int, check_int_list, check_model, check_number, check_seed
+from .io import write_bytes_atomic
 from .models import LoadedModel, block_dims
 from .perturbation import DIRECTION_KINDS, apply_perturbation, perturbation_directions
 from .progress import Progress, as_progress
@@ -111,37 +112,31 @@ class ResponseResult:
         out[:, :, self.sources, :] = self.chi
         return out
 
+    def write_npz(self, fh) -> None:
+        """Write the result as an ``.npz`` archive to an open binary file ``fh``."""
+        chi = self.full_matrix() if len(self.sources) == len(self.tokens) else self.chi
+        np.savez(
+            fh,
+            chi=chi,
+            eps=self.eps,
+            read_layers=np.asarray(self.read_layers, dtype=np.int64),
+            sources=np.asarray(self.sources, dtype=np.int64),
+            tokens=np.asarray(self.tokens, dtype=np.int64),
+            layer=np.int64(self.layer),
+            n_directions=np.int64(self.n_directions),
+            seed=np.int64(self.seed),
+            method=np.str_(self.method),
+            direction=np.str_(self.direction),
+            model=np.str_(self.model),
+            dtype=np.str_(self.dtype),
+            kind=np.str_(self.KIND),
+            meta=np.str_(json.dumps(self.meta, allow_nan=False)),
+            provenance=np.str_(json.dumps(self.provenance, allow_nan=False)),
+        )
+
     def save_npz(self, path: str | os.PathLike) -> None:
-        """Write the result atomically (temp file in the same folder, then rename)."""
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-        os.close(fd)
-        try:
-            chi = self.full_matrix() if len(self.sources) == len(self.tokens) else self.chi
-            np.savez(
-                tmp,
-                chi=chi,
-                eps=self.eps,
-                read_layers=np.asarray(self.read_layers, dtype=np.int64),
-                sources=np.asarray(self.sources, dtype=np.int64),
-                tokens=np.asarray(self.tokens, dtype=np.int64),
-                layer=np.int64(self.layer),
-                n_directions=np.int64(self.n_directions),
-                seed=np.int64(self.seed),
-                method=np.str_(self.method),
-                direction=np.str_(self.direction),
-                model=np.str_(self.model),
-                dtype=np.str_(self.dtype),
-                kind=np.str_(self.KIND),
-                meta=np.str_(json.dumps(self.meta, allow_nan=False)),
-                provenance=np.str_(json.dumps(self.provenance, allow_nan=False)),
-            )
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-            raise
+        """Write the result atomically (temp file in the same folder, then rename; see :mod:`.io`)."""
+        write_bytes_atomic(path, self.write_npz)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, against=None) -> "ResponseResult":
@@ -181,8 +176,24 @@ class ResponseResult:
 
 
 def validate_eps(eps) -> np.ndarray:
-    """Strengths must be finite and > 0; returns a float64 array ``[n_eps]``."""
-    arr = np.atleast_1d(np.asarray(eps, dtype=np.float64)) if not isinstance(eps, torch.Tensor) else eps.double().reshape(-1).numpy()
+    """Strengths must be a number or a flat list of numbers, each finite and > 0; returns float64 ``[n_eps]``.
+
+    Why strict about the shape: a nested list such as ``[[1e-2, 1e-3]]`` would otherwise be
+    flattened or broadcast into a sweep the caller did not ask for.
+    """
+    if isinstance(eps, torch.Tensor):
+        eps = eps.detach().cpu().numpy()
+    if isinstance(eps, (str, bytes)) or eps is None or isinstance(eps, (bool, np.bool_)):
+        raise TypeError(f"eps must be a number or a list of numbers > 0, got {eps!r}")
+    try:
+        arr = np.asarray(eps)
+    except (ValueError, TypeError):
+        raise TypeError(f"eps must be a number or a flat list of numbers > 0, got {eps!r}") from None
+    if arr.ndim > 1:
+        raise ValueError(f"eps must be a number or a flat list of numbers, got a nested list of shape {arr.shape}")
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"eps must hold numbers, got {eps!r}")
+    arr = np.atleast_1d(arr.astype(np.float64))
     if arr.size == 0:
         raise ValueError("eps is empty; give at least one strength > 0")
     bad = arr[~np.isfinite(arr) | (arr <= 0)]
@@ -192,8 +203,8 @@ def validate_eps(eps) -> np.ndarray:
 
 
 def validate_layer(lm: LoadedModel, layer, *, allow_last: bool = False, what: str = "layer") -> int:
-    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
-        raise TypeError(f"{what} must be an int, got {layer!r}")
+    """A stream index: an int in ``0..L-1`` (``0..L`` with ``allow_last``)."""
+    check_int(layer, what)
     top = lm.n_layers if allow_last else lm.n_layers - 1
     if not 0 <= int(layer) <= top:
         raise ValueError(f"{what} {layer} out of range for {lm.name}; allowed 0..{top}")
@@ -201,13 +212,19 @@ def validate_layer(lm: LoadedModel, layer, *, allow_last: bool = False, what: st
 
 
 def _validate_tokens(lm: LoadedModel, tokens) -> torch.Tensor:
-    tokens = torch.as_tensor(tokens)
+    if tokens is None or isinstance(tokens, (str, bytes, int, float)):
+        raise TypeError(f"tokens must be a 1-D sequence of integer token ids, got {tokens!r}")
+    try:
+        tokens = torch.as_tensor(tokens)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"tokens must be a 1-D sequence of integer token ids, got {type(tokens).__name__}") from None
     if tokens.ndim != 1 or tokens.numel() < 2 or tokens.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"tokens must be a 1-D integer sequence of length >= 2, got shape {tuple(tokens.shape)} {tokens.dtype}")
     if tokens.numel() > lm.max_length:
         raise ValueError(f"sequence of {tokens.numel()} tokens is beyond the context of {lm.name} ({lm.max_length})")
     if int(tokens.min()) < 0 or int(tokens.max()) >= lm.vocab_size:
-        raise ValueError(f"token ids must lie in 0..{lm.vocab_size - 1}")
+        raise ValueError(f"tokens: ids must lie in 0..{lm.vocab_size - 1} (the vocabulary of {lm.name}), "
+                         f"got {int(tokens.min())}..{int(tokens.max())}")
     return tokens.long().cpu()
 
 
@@ -223,6 +240,9 @@ def default_batch_rows(lm: LoadedModel, n_positions: int, memory_budget_mb: floa
     plus the cached keys/values of every layer, times the element size (twice for forward-mode
     AD, which carries a tangent beside every primal).
     """
+    check_model(lm)
+    n_positions = check_int(n_positions, "n_positions", minimum=1)
+    memory_budget_mb = check_number(memory_budget_mb, "memory_budget_mb", positive=True)
     dims = block_dims(lm)
     d, ffn, heads, kv, head_dim = dims.d_model, dims.d_ffn, dims.n_heads, dims.n_kv_heads, dims.head_dim
     itemsize = torch.finfo(lm.dtype).bits // 8
@@ -822,10 +842,22 @@ def response(
 
     Returns:
         :class:`ResponseResult` with ``chi`` of shape ``[n_eps, n_read, n_src, N]``.
+
+    Raises:
+        TypeError, ValueError: a bad argument, before any forward pass (one sentence naming it).
+        NonFiniteResultError: ``chi`` holds NaN or inf (overflowing activations, damaged
+            weights); a ``ValueError`` naming the first bad read layer and source, so that no
+            NaN leaves the engine looking like a result.
     """
+    check_model(lm)
     tokens = _validate_tokens(lm, tokens)
     N = tokens.shape[0]
     l0 = validate_layer(lm, layer, what="layer")
+    n_directions = check_int(n_directions, "n_directions", minimum=1)
+    if batch_rows is not None:
+        batch_rows = check_int(batch_rows, "batch_rows", minimum=1)
+    memory_budget_mb = check_number(memory_budget_mb, "memory_budget_mb", positive=True)
+    seed = check_seed(seed)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
     if direction not in DIRECTION_KINDS:
@@ -834,20 +866,17 @@ def response(
     if read_layers is None:
         reads = list(range(l0, lm.n_layers + 1))
     else:
-        reads = sorted(set(validate_layer(lm, l, allow_last=True, what="read layer") for l in read_layers))
-        if not reads:
-            raise ValueError("read_layers is empty")
+        reads = sorted(set(validate_layer(lm, l, allow_last=True, what="read layer")
+                           for l in check_int_list(read_layers, "read_layers")))
         if reads[0] < l0:
             raise ValueError(f"read layer {reads[0]} lies before the perturbed layer {l0}; allowed {l0}..{lm.n_layers}")
     if sources is None:
         srcs = list(range(N))
     else:
-        srcs = [int(s) for s in sources]
+        srcs = check_int_list(sources, "sources")
         bad = [s for s in srcs if not 0 <= s < N]
-        if bad or not srcs:
-            raise ValueError(f"source {bad[0] if bad else None} out of range; allowed 0..{N - 1}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, got {seed!r}")
+        if bad:
+            raise ValueError(f"source {bad[0]} out of range; allowed 0..{N - 1}")
 
     window = _sliding_window(lm)
     use_prefix = reuse_prefix and (window is None or N <= window)
@@ -899,6 +928,9 @@ def response(
     chi = acc / K
     if method == "finite":
         chi = chi / torch.as_tensor(eps_arr)[:, None, None, None]
+    # a NaN here would travel on as "no score" or "no regime"; stop it where it is made
+    check_finite_result(chi.numpy(), read_layers=reads, sources=srcs, eps=eps_arr,
+                        dtype=str(lm.dtype).replace("torch.", ""))
     return ResponseResult(
         chi=chi.numpy(),
         eps=eps_arr,

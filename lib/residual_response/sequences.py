@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .checks import check_choice, check_int, check_model, check_seed
 from .models import LoadedModel
 
 __all__ = ["SEQUENCE_KINDS", "InductionLayout", "make_sequence", "induction_layout", "validate_length"]
@@ -65,8 +66,8 @@ def induction_layout(lm: LoadedModel, T: int) -> InductionLayout:
 
 def validate_length(lm: LoadedModel, T: int) -> None:
     """``T`` must be an int >= 2 and ``2T`` (+BOS) must fit the model's context."""
-    if isinstance(T, bool) or not isinstance(T, int):
-        raise TypeError(f"length T must be an int, got {T!r}")
+    check_model(lm)
+    T = check_int(T, "length T")
     n = 2 * T + (0 if lm.bos_token_id is None else 1)
     if T < 2:
         raise ValueError(f"length T={T} too short; need T >= 2")
@@ -88,11 +89,9 @@ def make_sequence(lm: LoadedModel, kind: str, T: int, seed: int = 0) -> torch.Te
     Returns:
         ``[N]`` int64 token ids on the CPU, ``N = 2T + 1`` with BOS, ``2T`` without.
     """
-    if kind not in SEQUENCE_KINDS:
-        raise ValueError(f"unknown sequence kind {kind!r}; allowed: {', '.join(SEQUENCE_KINDS)}")
+    check_choice(kind, "sequence kind", SEQUENCE_KINDS)
     validate_length(lm, T)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    T, seed = int(T), check_seed(seed)
     vocab = lm.ordinary_token_ids
     gen = torch.Generator().manual_seed(seed * 1000 + SEQUENCE_KINDS.index(kind))
     if kind == "random":

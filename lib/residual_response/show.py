@@ -315,13 +315,9 @@ def page_html(sections: Sequence[tuple[str, str, Any, list[LoadedFile]]], *, tit
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    from .io import write_bytes_atomic
+
+    write_bytes_atomic(path, lambda fh: fh.write(data))
 
 
 def _png(chart) -> bytes:

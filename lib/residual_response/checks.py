@@ -1,0 +1,205 @@
+"""Checks of the values a caller hands to the public functions, and of the results before they leave.
+
+Why one module: the same "an int >= 1" or "a finite number > 0" check was written out in many
+modules with slightly different messages. Every check here raises ``TypeError`` (wrong kind of
+value) or ``ValueError`` (right kind, not allowed) with one sentence that names the argument, the
+value it got and what is allowed, so that no bad input reaches torch or numpy, whose own errors
+say nothing about the call that caused them.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Iterable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "MAX_SEED",
+    "NonFiniteResultError",
+    "check_int",
+    "check_number",
+    "check_flag",
+    "check_choice",
+    "check_seed",
+    "check_int_list",
+    "check_model",
+    "check_finite_result",
+    "eps_floor",
+    "check_eps_floor",
+    "check_seeds",
+    "check_bootstrap",
+]
+
+#: Largest seed accepted anywhere. Why a bound: sequence seeds are combined as ``seed * 1000 + k``
+#: into a 64-bit generator seed, and a larger value overflows deep inside torch.
+MAX_SEED = 2**32 - 1
+
+
+class NonFiniteResultError(ValueError):
+    """A result holds NaN or inf: a wrong answer that must not be written or returned as valid."""
+
+
+def _describe(value) -> str:
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{type(value).__name__} {text}" if not isinstance(value, (int, float, str)) or isinstance(value, bool) else text
+
+
+def check_int(value, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``value`` as an ``int`` (Python or NumPy integer, not bool) in ``minimum..maximum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name} must be an int, got {_describe(value)}")
+    value = int(value)
+    if minimum is not None and value < minimum or maximum is not None and value > maximum:
+        if maximum is None:
+            allowed = f">= {minimum}"
+        elif minimum is None:
+            allowed = f"<= {maximum}"
+        else:
+            allowed = f"in {minimum}..{maximum}"
+        raise ValueError(f"{name} must be an int {allowed}, got {value}")
+    return value
+
+
+def check_number(value, name: str, *, positive: bool = False, minimum: float | None = None,
+                 maximum: float | None = None, below: float | None = None) -> float:
+    """``value`` as a finite ``float``; ``positive`` asks ``> 0``, ``minimum``/``maximum`` inclusive
+    bounds, ``below`` an exclusive upper bound."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {_describe(value)}")
+    x = float(value)
+    rules = []
+    if positive:
+        rules.append("> 0")
+    if minimum is not None:
+        rules.append(f">= {minimum:g}")
+    if maximum is not None:
+        rules.append(f"<= {maximum:g}")
+    if below is not None:
+        rules.append(f"< {below:g}")
+    ok = (math.isfinite(x) and not (positive and x <= 0) and not (minimum is not None and x < minimum)
+          and not (maximum is not None and x > maximum) and not (below is not None and x >= below))
+    if not ok:
+        raise ValueError(f"{name} must be a finite number {' and '.join(rules)}".rstrip() + f", got {value!r}")
+    return x
+
+
+def check_flag(value, name: str) -> bool:
+    """``value`` must be a bool (``0``/``1`` or a string would hide a typo)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {_describe(value)}")
+    return bool(value)
+
+
+def check_choice(value, name: str, choices: Sequence[str]) -> str:
+    """``value`` must be one of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(choices)}")
+    return value
+
+
+def check_seed(value, name: str = "seed") -> int:
+    """A seed: an int in ``0..MAX_SEED``."""
+    return check_int(value, name, minimum=0, maximum=MAX_SEED)
+
+
+def check_int_list(values, name: str, *, minimum: int | None = None, maximum: int | None = None,
+                   allow_empty: bool = False) -> list[int]:
+    """A flat iterable of ints (each as :func:`check_int`); a string or a nested list is refused."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable) and not isinstance(values, np.ndarray):
+        raise TypeError(f"{name} must be a list of ints, got {_describe(values)}")
+    arr = values
+    if isinstance(values, np.ndarray) and values.ndim != 1:
+        raise ValueError(f"{name} must be a flat list of ints, got an array of shape {values.shape}")
+    out = []
+    for v in arr:
+        if isinstance(v, np.ndarray) and v.ndim == 0:
+            v = v.item()
+        if isinstance(v, (list, tuple, np.ndarray)):
+            raise TypeError(f"{name} must be a flat list of ints, got a nested entry {_describe(v)}")
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Integral, np.integer)):
+            raise TypeError(f"{name} must hold ints, got {_describe(v)}")
+        out.append(check_int(v, f"each of {name}", minimum=minimum, maximum=maximum))
+    if not out and not allow_empty:
+        raise ValueError(f"{name} is empty; give at least one value")
+    return out
+
+
+def check_model(lm, name: str = "lm"):
+    """``lm`` must be a :class:`~residual_response.models.LoadedModel` (a name is not loaded for you)."""
+    from .models import LoadedModel
+
+    if not isinstance(lm, LoadedModel):
+        hint = f"; load it first with load_model({lm!r})" if isinstance(lm, str) else ""
+        raise TypeError(f"{name} must be a LoadedModel, got {_describe(lm)}{hint}")
+    return lm
+
+
+def check_finite_result(chi, *, read_layers: Sequence[int], sources: Sequence[int], eps=None,
+                        dtype: str = "") -> None:
+    """Raise :class:`NonFiniteResultError` if ``chi`` ``[n_eps, n_read, n_src, N]`` holds NaN or inf.
+
+    Why: a NaN in ``chi`` becomes ``null`` or "no regime" downstream, which reads as a result. The
+    message names the first bad read layer and source, so that the cause (overflowing activations,
+    damaged weights, a strength far outside the regime) can be looked for where it starts.
+    """
+    arr = np.asarray(chi)
+    bad = ~np.isfinite(arr)
+    if not bad.any():
+        return
+    e, i, j, t = (int(v) for v in np.argwhere(bad)[0])
+    where = f"read layer {read_layers[i]}, source {sources[j]}, target {t}"
+    if eps is not None and np.size(eps) > 1:
+        where += f", eps {float(np.asarray(eps).reshape(-1)[e]):.3g}"
+    hint = "try --dtype float64 (or float32 for a 16-bit model) or an eps inside the universal regime"
+    if dtype:
+        hint += f"; the model ran in {dtype}"
+    raise NonFiniteResultError(
+        f"chi is not finite ({int(bad.sum())} of {arr.size} entries; first at {where}): the model's activations "
+        f"overflow or its weights are damaged; {hint}")
+
+
+def eps_floor(dtype) -> float:
+    """The relative rounding floor of a dtype (``float32`` 1e-6, ``bfloat16`` 1e-2, ...)."""
+    from .models import ROUNDING_FLOOR, resolve_dtype
+
+    return ROUNDING_FLOOR[resolve_dtype(dtype)]
+
+
+def check_eps_floor(eps, dtype, *, option: str = "eps", override: str = "allow_below_floor=True") -> None:
+    """Refuse strengths below the dtype's rounding floor, where chi is rounding noise, not a response.
+
+    Why refuse rather than warn: below the floor ``h~ - h`` is mostly zero or one rounding step, so
+    chi comes out as zeros or as huge spikes, a wrong answer that looks like a result.
+    """
+    arr = np.atleast_1d(np.asarray(eps, dtype=np.float64))
+    floor = eps_floor(dtype)
+    low = arr[arr < floor]
+    if low.size:
+        name = str(dtype).replace("torch.", "")
+        raise ValueError(f"{option} {float(low.min()):g} lies below the rounding floor of {name} (~{floor:.0e}), "
+                         f"where chi is rounding noise; use {option} >= {floor:.0e}, a wider dtype, or {override}")
+
+
+def check_seeds(seeds, name: str = "seeds") -> list[int]:
+    """Seeds of a multi-seed run: an int ``K >= 1`` (seeds ``0..K-1``) or a non-empty list of seeds."""
+    if isinstance(seeds, (numbers.Integral, np.integer)) and not isinstance(seeds, (bool, np.bool_)):
+        k = check_int(seeds, f"{name} (a count)", minimum=1, maximum=MAX_SEED + 1)
+        return list(range(k))
+    if isinstance(seeds, (str, bytes, float, bool)) or seeds is None:
+        raise TypeError(f"{name} must be a count K >= 1 or a list of seeds, got {_describe(seeds)}")
+    return check_int_list(seeds, name, minimum=0, maximum=MAX_SEED)
+
+
+def check_bootstrap(n_boot, confidence, name: str = "n_boot") -> tuple[int, float]:
+    """Bootstrap settings: ``n_boot`` an int >= 1 and ``confidence`` a number in (0, 1).
+
+    Why here and not left to numpy: ``n_boot=0`` makes quantiles of an empty array, which fail
+    with an index error far from the call, after the whole computation has run.
+    """
+    n = check_int(n_boot, name, minimum=1)
+    c = check_number(confidence, "confidence", positive=True, below=1.0)
+    return n, c
