@@ -54,11 +54,12 @@ def headline(lm) -> dict:
         "peak_ci", "peak_layer", "key"}``; the layers are ``None`` when the score does not rise.
     """
     from .induction import induction_scores
-    from .models import LoadedModel
+    from .io import write_json_atomic
     from .provenance import RunClock, collect
 
-    if not isinstance(lm, LoadedModel):
-        raise TypeError(f"lm must be a LoadedModel (load_model(name)), got {type(lm).__name__}")
+    from .checks import check_model
+
+    check_model(lm)
     path = headline_path(lm.name)
     key = _key(lm)
     try:
@@ -88,7 +89,5 @@ def headline(lm) -> dict:
                                    "control": res.control}, clock=clock),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(out, indent=1))
-    tmp.replace(path)
+    write_json_atomic(path, out)
     return out
