@@ -88,6 +88,6 @@ def apply_perturbation(
     """
     rows = torch.arange(h.shape[0], device=h.device)
     base = h[rows, positions]  # [B, d]
-    scale = (eps.to(torch.float64) * base.double().norm(dim=-1))[:, None]  # [B, 1]
+    scale = (eps.to(device=h.device, dtype=torch.float64) * base.double().norm(dim=-1))[:, None]  # [B, 1]
     h[rows, positions] = (base.double() + scale * directions.to(h.device).double()).to(h.dtype)
     return h
