@@ -72,6 +72,19 @@ def test_interrupted_run_leaves_no_folder(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_training_removes_leftovers_of_killed_runs_and_honours_the_umask(tmp_path):
+    stale = tmp_path / ".toy.999999999-x.tmp"  # a temporary folder of a training whose process is gone
+    stale.mkdir()
+    (stale / "half-written").write_text("x")
+    old = os.umask(0o022)
+    try:
+        train_toy(tmp_path / "toy", seed=0, recipe=TINY, progress=False, portable=False)
+    finally:
+        os.umask(old)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy"]
+    assert (tmp_path / "toy").stat().st_mode & 0o777 == 0o755
+
+
 def test_portable_training_ignores_the_callers_cpu_settings(tmp_path, monkeypatch):
     """The training child fixes its kernels itself: a caller limited to other vector units (as on
     another CPU) gets the same bits, and the log's hash is that of the saved weights."""

