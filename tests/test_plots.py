@@ -194,7 +194,9 @@ def undo_page_setup(monkeypatch):
     monkeypatch.setattr(tqdm.auto, "tqdm", tqdm.auto.tqdm)
     for var in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS"):
         monkeypatch.delenv(var, raising=False)
-    for name in ("transformers.modeling_gguf_pytorch_utils", "transformers.integrations.ggml"):
+    from residual_response.plots import GGUF_TQDM_MODULES
+
+    for name in GGUF_TQDM_MODULES:
         try:
             module = __import__(name, fromlist=["tqdm"])
         except ImportError:

@@ -39,6 +39,8 @@ class NullRow:
     score: float
     ci_low: float
     ci_high: float
+    #: the model's emergence layer under this baseline (the same on all its rows; ``None``: no rise)
+    emergence_layer: int | None = None
 
     @property
     def covers_one(self) -> bool:
@@ -89,7 +91,7 @@ def null_study(
                         if l == res.layer:
                             continue  # the perturbed stream itself has no score
                         rows.append(NullRow(family, size, int(init_seed), control, int(l), lm.n_layers,
-                                            float(s), float(lo), float(hi)))
+                                            float(s), float(lo), float(hi), res.emergence_layer))
     return rows
 
 

@@ -262,6 +262,10 @@ def enable_offline_charts() -> str:
     return RENDERER_NAME
 
 
+#: modules of transformers that draw their own GGUF de-quantisation bar (page_setup silences them)
+GGUF_TQDM_MODULES = ("transformers.modeling_gguf_pytorch_utils", "transformers.integrations.ggml")
+
+
 def page_setup() -> None:
     """Prepare a book page: offline charts on, progress bars and library chatter off.
 
@@ -302,7 +306,7 @@ def page_setup() -> None:
             quiet_init._residual_response_quiet = True
             tqdm.std.tqdm.__init__ = quiet_init
         quiet = functools.partial(tqdm.auto.tqdm, disable=True)
-        for module_name in ("transformers.modeling_gguf_pytorch_utils", "transformers.integrations.ggml"):
+        for module_name in GGUF_TQDM_MODULES:
             try:
                 module = __import__(module_name, fromlist=["tqdm"])
             except ImportError:
