@@ -30,6 +30,9 @@ __all__ = [
     "check_eps_floor",
     "check_seeds",
     "check_bootstrap",
+    "validate_eps",
+    "validate_layer",
+    "validate_tokens",
 ]
 
 #: Largest seed accepted anywhere. Why a bound: sequence seeds are combined as ``seed * 1000 + k``
@@ -203,3 +206,61 @@ def check_bootstrap(n_boot, confidence, name: str = "n_boot") -> tuple[int, floa
     n = check_int(n_boot, name, minimum=1)
     c = check_number(confidence, "confidence", positive=True, below=1.0)
     return n, c
+
+
+def validate_eps(eps) -> np.ndarray:
+    """Strengths must be a number or a flat list of numbers, each finite and > 0; returns float64 ``[n_eps]``.
+
+    Why strict about the shape: a nested list such as ``[[1e-2, 1e-3]]`` would otherwise be
+    flattened or broadcast into a sweep the caller did not ask for.
+    """
+    import torch
+
+    if isinstance(eps, torch.Tensor):
+        eps = eps.detach().cpu().numpy()
+    if isinstance(eps, (str, bytes)) or eps is None or isinstance(eps, (bool, np.bool_)):
+        raise TypeError(f"eps must be a number or a list of numbers > 0, got {eps!r}")
+    try:
+        arr = np.asarray(eps)
+    except (ValueError, TypeError):
+        raise TypeError(f"eps must be a number or a flat list of numbers > 0, got {eps!r}") from None
+    if arr.ndim > 1:
+        raise ValueError(f"eps must be a number or a flat list of numbers, got a nested list of shape {arr.shape}")
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"eps must hold numbers, got {eps!r}")
+    arr = np.atleast_1d(arr.astype(np.float64))
+    if arr.size == 0:
+        raise ValueError("eps is empty; give at least one strength > 0")
+    bad = arr[~np.isfinite(arr) | (arr <= 0)]
+    if bad.size:
+        raise ValueError(f"eps must be finite and > 0, got {bad[0]!r}")
+    return arr
+
+
+def validate_layer(lm, layer, *, allow_last: bool = False, what: str = "layer") -> int:
+    """A stream index: an int in ``0..L-1`` (``0..L`` with ``allow_last``)."""
+    check_int(layer, what)
+    top = lm.n_layers if allow_last else lm.n_layers - 1
+    if not 0 <= int(layer) <= top:
+        raise ValueError(f"{what} {layer} out of range for {lm.name}; allowed 0..{top}")
+    return int(layer)
+
+
+def validate_tokens(lm, tokens):
+    """Token ids as a 1-D int64 CPU tensor ``[N]``, within the model's vocabulary and context."""
+    import torch
+
+    if tokens is None or isinstance(tokens, (str, bytes, int, float)):
+        raise TypeError(f"tokens must be a 1-D sequence of integer token ids, got {tokens!r}")
+    try:
+        tokens = torch.as_tensor(tokens)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"tokens must be a 1-D sequence of integer token ids, got {type(tokens).__name__}") from None
+    if tokens.ndim != 1 or tokens.numel() < 2 or tokens.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"tokens must be a 1-D integer sequence of length >= 2, got shape {tuple(tokens.shape)} {tokens.dtype}")
+    if tokens.numel() > lm.max_length:
+        raise ValueError(f"sequence of {tokens.numel()} tokens is beyond the context of {lm.name} ({lm.max_length})")
+    if int(tokens.min()) < 0 or int(tokens.max()) >= lm.vocab_size:
+        raise ValueError(f"tokens: ids must lie in 0..{lm.vocab_size - 1} (the vocabulary of {lm.name}), "
+                         f"got {int(tokens.min())}..{int(tokens.max())}")
+    return tokens.long().cpu()

@@ -351,7 +351,7 @@ def _provenance(lm, args, **extra) -> dict:
 
 
 def _validate_common(lm, args, T: int | None = None):
-    from .response import validate_layer
+    from .checks import validate_layer
     from .sequences import validate_length
 
     validate_layer(lm, args.layer)
@@ -470,7 +470,7 @@ def _cmd_section_map(args) -> int:
     lm = _load(args)
     _validate_common(lm, args, args.length)
     layers = list(range(lm.n_layers)) if args.perturb_layers is None else sorted(set(args.perturb_layers))
-    from .response import validate_layer
+    from .checks import validate_layer
 
     for l0 in layers:
         validate_layer(lm, l0, what="--perturb-layers value")

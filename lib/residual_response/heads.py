@@ -23,7 +23,7 @@ from .induction import bootstrap_ratio
 from .checks import check_bootstrap, check_int, check_seeds
 from .models import LoadedModel
 from .perturbation import apply_perturbation, perturbation_directions
-from .response import validate_eps, validate_layer
+from .checks import validate_eps, validate_layer
 from .sequences import induction_layout, make_sequence, validate_length
 from .streams import block_hidden_input, hooked, replace_block_input, skip_blocks
 

@@ -32,7 +32,8 @@ from .canonical import CANONICAL
 from .checks import check_bootstrap, check_choice, check_int, check_int_list, check_model, check_number, check_seeds
 from .models import LoadedModel
 from .progress import Progress, as_progress
-from .response import planned_passes, response, validate_eps, validate_layer
+from .checks import validate_eps, validate_layer
+from .response import planned_passes, response
 from .sequences import induction_layout, make_sequence, validate_length
 
 __all__ = [
