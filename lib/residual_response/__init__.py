@@ -22,6 +22,7 @@ Modules, one concept each:
 - :mod:`.schematic`    the method's schematic figure
 - :mod:`.bench`        the benchmark and the cost model
 - :mod:`.plots`        offline interactive charts for the book
+- :mod:`.page`         what every book page imports, in one line
 - :mod:`.provenance`   what made a result file (versions, weights hash, parameters, times)
 - :mod:`.progress`     one progress bar per job, its total from the batch plan
 - :mod:`.resultfile`   the kind of a result file, read back with one clear error

@@ -1,0 +1,37 @@
+"""What every book page imports: one line, ``from residual_response.page import *``.
+
+Why a module for it: each page used to open with 15-30 lines of the same imports and the same
+set-up calls, which a reader had to skip and a maintainer had to keep in step across pages.
+Importing this module prepares the page (offline charts on, progress bars and library chatter
+off: :func:`residual_response.plots.page_setup`) and brings the names every page uses. A page
+imports its own science module (``crosscheck``, ``toy``, ``bench`` ...) beside it by name.
+"""
+
+from __future__ import annotations
+
+import time
+
+import altair as alt
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown, display
+from myst_nb import glue
+
+from . import plots, tables
+from .canonical import CANONICAL
+from .checks import validate_eps, validate_layer
+from .response import response
+from .headline import headline
+from .induction import induction_scores, section_map
+from .models import REGISTRY, load_model
+from .sequences import induction_layout, make_sequence, validate_length
+from .tables import NA, fmt_eps, styled
+
+__all__ = [
+    "time", "alt", "np", "pd", "Markdown", "display", "glue",
+    "plots", "tables", "CANONICAL", "validate_eps", "validate_layer", "response", "headline",
+    "induction_scores", "section_map", "REGISTRY", "load_model", "induction_layout", "make_sequence",
+    "validate_length", "NA", "fmt_eps", "styled",
+]
+
+plots.page_setup()
