@@ -35,3 +35,19 @@ __all__ = [
 ]
 
 plots.page_setup()
+
+# What most pages do besides: check an integer parameter, time a step, glue many values at once.
+from .checks import check_int  # noqa: E402
+from .tables import timed  # noqa: E402
+
+
+def glue_all(values: dict | None = None, **named) -> None:
+    """Glue every value of ``values`` and ``named`` under its key, not displayed.
+
+    Why: a page quotes a dozen numbers in its prose; one call per number was most of its code.
+    """
+    for key, value in {**(values or {}), **named}.items():
+        glue(key, value, display=False)
+
+
+__all__ += ["check_int", "timed", "glue_all"]

@@ -167,3 +167,75 @@ def method_schematic(seq: pd.DataFrame, cells: pd.DataFrame, source: int, measur
     if measured is not None:
         lower = alt.hconcat(lower, measured).resolve_scale(color="independent", stroke="independent")
     return alt.vconcat(sequence_chart(seq, width=2 * size + 40), lower).resolve_scale(color="independent")
+
+
+# --------------------------------------------------------------------------------------------
+# The schematic measured: one kick per source of a repeated sequence, read at the last layer,
+# and the figure with the numbers its page quotes.
+# --------------------------------------------------------------------------------------------
+
+from dataclasses import dataclass  # noqa: E402
+
+__all__ += ["stripe_contrast", "Schematic", "measure_schematic"]
+
+
+def stripe_contrast(chi: np.ndarray, layout: InductionLayout) -> float:
+    """Mean chi on the induction stripe over the mean of the other cells above the diagonal.
+
+    ``chi [N, N]`` (source row, target column). The diagonal and the duplicate-token stripe are
+    left out of the reference, so the ratio says how much the induction stripe stands out of the
+    plain decay with distance: far above 1 with induction heads, near 1 without.
+    """
+    chi = np.asarray(chi, dtype=float)
+    if chi.shape != (layout.length, layout.length):
+        raise ValueError(f"chi has shape {chi.shape}, expected {(layout.length, layout.length)}")
+    upper = np.triu(np.ones_like(chi, dtype=bool))
+    stripe = np.zeros_like(upper)
+    stripe[layout.induction_sources, layout.induction_targets] = True
+    others = upper & ~stripe & ~np.eye(len(chi), dtype=bool)
+    others[layout.duplicate_sources, layout.duplicate_targets] = False
+    return float(chi[stripe].mean() / chi[others].mean())
+
+
+@dataclass
+class Schematic:
+    """The method's figure for one model and the numbers its page quotes.
+
+    Attributes:
+        chart: the sequence strip, the cell kinds and the measured matrix (:func:`method_schematic`).
+        layout: where the stripes lie; tokens: ``[N]`` the sequence.
+        source, ind_target, dup_target: the kicked position and its two targets.
+        chi: ``[N, N]`` the measured matrix at the last layer ``layer``.
+        ratio: :func:`stripe_contrast` of ``chi``.
+    """
+
+    chart: alt.VConcatChart
+    layout: InductionLayout
+    tokens: list[int]
+    source: int
+    ind_target: int
+    dup_target: int
+    layer: int
+    chi: np.ndarray
+    ratio: float
+
+
+def measure_schematic(lm, T: int, k: int, eps: float, seed: int = 0) -> Schematic:
+    """Draw the schematic of ``[BOS, a, a]`` (``|a| = T``, kick on the first ``a_k``) and measure it on ``lm``.
+
+    Every source is kicked with strength ``eps`` at stream 0 and read at the last stream ``L``;
+    ``seed`` draws the tokens and the directions.
+    """
+    from .response import response
+    from .sequences import induction_layout, make_sequence
+
+    tokens = make_sequence(lm, "repeated", T, seed=seed)
+    layout = induction_layout(lm, T)
+    seq = sequence_frame(layout, tokens.tolist(), k)
+    marked = dict(zip(seq["mark"], seq["position"]))
+    L = lm.n_layers
+    chi = response(lm, tokens, [eps], layer=0, read_layers=[L], seed=seed).chi[0, 0]  # [N, N]
+    source = int(marked["kick (source s)"])
+    chart = method_schematic(seq, cell_frame(layout), source, measured_chart(chi, layout, lm.name, L))
+    return Schematic(chart, layout, tokens.tolist(), source, int(marked["induction target"]),
+                     int(marked["duplicate-token target"]), L, chi, stripe_contrast(chi, layout))

@@ -173,3 +173,194 @@ def styled(df: pd.DataFrame, formats: dict | str | None = None, *, uuid: str, ca
     if caption:
         sty = sty.set_caption(caption)
     return sty.hide(axis="index").set_uuid(uuid).set_table_attributes('class="dataframe"')
+
+
+# --------------------------------------------------------------------------------------------
+# What the response-matrix, universal-regime and model pages quote: the panels they show, the
+# setting beside each number, the stripe contrasts, the reach of a perturbation, the scores of
+# both stripes, the rise in words, and the cost of each timed step.
+# --------------------------------------------------------------------------------------------
+
+import contextlib  # noqa: E402
+import time  # noqa: E402
+from typing import Iterator, Mapping  # noqa: E402
+
+__all__ += ["panel_layers", "timed", "setting_text", "stripe_contrasts", "reach_summary", "first_source_ratio",
+            "distance_ratio", "ratio_peak", "describe_frame", "stripe_scores_frame", "rise_text", "headline_text",
+            "step_cost"]
+
+
+def panel_layers(n_layers: int, n: int) -> list[int]:
+    """``n`` read layers evenly spaced by ``L // n``, ending at ``L``, all ``>= 1``.
+
+    Why ending at ``L`` with one step: a slider over the panels needs evenly spaced values, and
+    the last stream is the one every page quotes. Fewer than ``n`` when ``n > L``.
+    """
+    step = max(1, n_layers // n)
+    return [n_layers - step * i for i in reversed(range(min(n, n_layers))) if n_layers - step * i >= 1]
+
+
+@contextlib.contextmanager
+def timed(store: dict, step: str) -> Iterator[None]:
+    """Add the wall time of the ``with`` block, in seconds, to ``store[step]``.
+
+    Why: a page reports what each of its steps cost; this keeps the clock out of the page.
+    """
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        store[step] = store.get(step, 0.0) + time.perf_counter() - start
+
+
+def setting_text(T: int, seeds, eps: float | None) -> str:
+    """``"T = 10, 2 seeds, ε = 1e-2"``: the setting printed beside every number of a page.
+
+    ``seeds`` is a count or a list of seeds; ``eps`` ``None`` or NaN reads as the linear response (JVP).
+    """
+    n = seeds if isinstance(seeds, (int, np.integer)) else len(seeds)
+    strength = "ε → 0 (JVP)" if eps is None or not np.isfinite(eps) else f"ε = {fmt_eps(eps)}"
+    return f"T = {int(T)}, {int(n)} seed{'s' if n != 1 else ''}, {strength}"
+
+
+def stripe_contrasts(mats: Mapping[str, np.ndarray], read_layers: Sequence[int], layout, top: int,
+                     first: int) -> dict[str, float]:
+    """Mean chi on the stripes at layer ``top``, and repeated / control ratios at ``top`` and ``first``.
+
+    ``mats``: ``{"repeated"|"control": [n_read, T, N]}`` (seed means); ``layout`` an
+    :class:`~residual_response.sequences.InductionLayout`. Keys: ``ind_rep_top``,
+    ``ind_ctrl_top`` (induction stripe), ``ind_ratio_top``, ``ind_ratio_first``, ``dup_ratio_top``.
+    """
+    offset = layout.offset  # row j of a matrix is the source at position offset + j
+    ind = (layout.induction_sources.numpy() - offset, layout.induction_targets.numpy())
+    dup = (layout.duplicate_sources.numpy() - offset, layout.duplicate_targets.numpy())
+
+    def mean(kind, layer, cells):
+        return stripe_mean(mats[kind], read_layers, layer, *cells)
+
+    def ratio(layer, cells):
+        return mean("repeated", layer, cells) / mean("control", layer, cells)
+
+    return {"ind_rep_top": mean("repeated", top, ind), "ind_ctrl_top": mean("control", top, ind),
+            "ind_ratio_first": ratio(first, ind), "ind_ratio_top": ratio(top, ind), "dup_ratio_top": ratio(top, dup)}
+
+
+def reach_summary(profile: pd.DataFrame, T: int, first: int, last: int) -> dict[str, float]:
+    """How far a perturbation reaches, from a :func:`distance_profile` (one sequence kind).
+
+    Keys: ``near_last`` (chi at distance 1, layer ``last``), ``farhalf_last`` (mean over the
+    distances ``d >= T``, layer ``last``), ``near_gain`` and ``far_gain`` (the same at ``last``
+    over ``first``), ``far`` (the longest distance).
+    """
+    by = profile.pivot(index="distance", columns="layer", values="mean chi")
+    farhalf = by[by.index >= T].mean()  # per layer
+    return {"near_last": float(by.loc[1, last]), "farhalf_last": float(farhalf[last]),
+            "near_gain": float(by.loc[1, last] / by.loc[1, first]), "far_gain": float(farhalf[last] / farhalf[first]),
+            "far": int(by.index.max())}
+
+
+def first_source_ratio(chi: np.ndarray, sources: Sequence[int]) -> float:
+    """How much the first source moves the later tokens, over the mean source: ``chi [n_src, N]`` of one layer.
+
+    Why: the longest distances of a :func:`distance_profile` average over the first sources
+    alone, so this says whether its right end speaks for every source.
+    """
+    per_source = [chi[j, int(s) + 1:].mean() for j, s in enumerate(sources)]
+    return float(per_source[0] / np.mean(per_source))
+
+
+def distance_ratio(repeated: pd.DataFrame, control: pd.DataFrame) -> pd.DataFrame:
+    """The repeated :func:`distance_profile` with a column ``ratio`` = its mean chi over the control's."""
+    return repeated.assign(ratio=repeated["mean chi"] / control["mean chi"])
+
+
+def ratio_peak(ratio: pd.DataFrame, layer: int, T: int) -> dict:
+    """Where the repeated / control ratio of :func:`distance_ratio` peaks at ``layer``.
+
+    Keys: ``peak_d``, ``peak_val``, ``off_median`` (median over the distances other than
+    ``T - 1`` and ``T``), ``peak_contrast`` (peak over that median), ``at_stripe`` (the peak
+    lies at ``T - 1`` or ``T``).
+    """
+    peak = ratio[ratio.layer == layer].set_index("distance").ratio
+    off_median = float(peak.drop([T - 1, T], errors="ignore").median())
+    return {"peak_d": int(peak.idxmax()), "peak_val": float(peak.max()), "off_median": off_median,
+            "peak_contrast": float(peak.max()) / off_median, "at_stripe": int(peak.idxmax()) in (T - 1, T)}
+
+
+def describe_frame(lm, **extra) -> pd.DataFrame:
+    """``lm.describe()`` and ``extra`` as rows ``(property, value)``, values as text."""
+    described = {**lm.describe(), **extra}
+    return pd.DataFrame({"property": list(described), "value": [str(v) for v in described.values()]})
+
+
+def stripe_scores_frame(res) -> pd.DataFrame:
+    """Both stripes' scores of an :class:`~residual_response.induction.InductionResult` per read layer.
+
+    Rows ``(stripe, layer, rel_depth, score, lo, hi)`` after the perturbed stream, the shape
+    :func:`.plots.score_vs_depth` draws (``model="stripe"``).
+    """
+    L = res.n_layers
+    rows = []
+    for i, l in enumerate(res.layers):
+        if l == res.layer:  # the perturbed stream has no score
+            continue
+        rows.append(("induction (lag T−1)", l, l / L, res.score[i], res.ci_low[i], res.ci_high[i]))
+        rows.append(("duplicate (lag T)", l, l / L, res.duplicate_score[i], res.duplicate_ci_low[i],
+                     res.duplicate_ci_high[i]))
+    return pd.DataFrame(rows, columns=["stripe", "layer", "rel_depth", "score", "lo", "hi"])
+
+
+def rise_text(rise: Mapping, n_layers: int) -> str:
+    """The emergence layer of an ``InductionResult.rise`` in words, with its intervals.
+
+    Why the rise: it is the book's one definition of where the score jumps (see
+    :class:`~residual_response.induction.Rise`); a page that quotes it says it this way.
+    """
+    f, (f_lo, f_hi), em = rise["factor"], rise["factor_ci"], rise["layer"]
+    if em is None:
+        return (f"no layer: the rise from layer {rise['bottom']} to {rise['top']}, a factor {f:.2f} "
+                f"[{f_lo:.2f}, {f_hi:.2f}], is within resampling noise")
+    return (f"layer {em} (interval {rise['layer_ci'][0]} to {rise['layer_ci'][1]}, relative depth {em / n_layers:.2f}), "
+            f"where the score is half way up a rise by a factor {f:.2f} [{f_lo:.2f}, {f_hi:.2f}] from layer "
+            f"{rise['bottom']} to {rise['top']}")
+
+
+def headline_text(h: Mapping) -> dict[str, str]:
+    """A :func:`~residual_response.headline.headline` in words: ``{"h_setting", "h_em"}``."""
+    s = h["setting"]
+    return {"h_setting": f"T = {s['T']}, {s['seeds']} seeds, ε = {fmt_eps(s['eps'])}",
+            "h_em": "none (no significant rise)" if h["emergence_layer"] is None else
+            f"layer {h['emergence_layer']} [{h['emergence_ci'][0]}, {h['emergence_ci'][1]}]"}
+
+
+def step_cost(timings: Mapping[str, float], workloads: Sequence[dict]) -> tuple[pd.DataFrame, str]:
+    """The measured time of each step, and the same work estimated for the paper's models.
+
+    Why here: the model page reports both side by side from the book's one cost model
+    (:func:`.bench.paper_cost`, at the engine's rate in the repository's ``bench.json``).
+    ``workloads`` are :func:`.bench.paper_cost` entries whose ``work`` names a key of
+    ``timings``. Returns the table (``step``, ``measured here (s)``, ``<model>, CPU (min)``) and
+    a Markdown sentence with the totals, or the reason there is no estimate.
+    """
+    import json
+
+    from .bench import engine_rate_gflops, find_bench_json, paper_cost
+
+    cost = pd.DataFrame({"step": list(timings), "measured here (s)": list(timings.values())})
+    bench_path = find_bench_json()
+    if bench_path is None:
+        return cost, ("No bench record (`bench.json`, written by `make bench`) is present, so no throughput "
+                      "was measured and the page gives no estimate for the paper's models.")
+    record = json.loads(bench_path.read_text())
+    rate = engine_rate_gflops(record)
+    est = paper_cost(workloads, rate)
+    for name, grp in est.groupby("model", sort=False):
+        cost[f"{name}, CPU (min)"] = cost.step.map(dict(zip(grp.work, grp.cpu_s / 60)))
+    per_model = est.groupby("model", sort=False)[["cpu_s", "bfloat16_s_low", "bfloat16_s_high"]].sum()
+    text = (f"At the rate the engine reached on {record.get('model', 'a stand-in')} in the bench "
+            f"({rate:.1f} GFLOP/s, {bench_path.name}), the four steps with this page's parameters would take "
+            + ", ".join(f"{r.cpu_s / 60:.1f} min for {m}" for m, r in per_model.iterrows())
+            + " on that CPU, and " + ", ".join(f"{r.bfloat16_s_low:.2g}-{r.bfloat16_s_high:.2g} s for {m}"
+                                               for m, r in per_model.iterrows())
+            + " on one H100 in bfloat16 (the throughputs assumed on the {doc}`performance page <performance>`).")
+    return cost, text
