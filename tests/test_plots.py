@@ -244,3 +244,20 @@ def test_page_setup_silences_every_tqdm_bar(capsys, undo_page_setup):
     for _ in tqdm.auto.tqdm(range(3), desc="should not show"):
         pass
     assert "should not show" not in capsys.readouterr().err
+
+
+def test_matrix_with_stripes_and_sweep_with_jvp_are_valid_charts():
+    from residual_response.sequences import InductionLayout
+    from residual_response.tables import matrix_frame
+
+    lay = InductionLayout(T=3, offset=1)
+    assert len(plots.stripe_frame(lay)) == (3 - 1) + 3
+    chi = np.abs(np.random.default_rng(0).normal(size=(2, 3, lay.length))) + 1e-3  # [n_read, n_src, N]
+    frame = matrix_frame(chi, [2, 4], [1, 2, 3], [2, 4])
+    spec = plots.response_matrix_chart(frame, lay, domain=(-3, 1)).to_dict()
+    assert spec["layer"][0]["encoding"]["color"]["scale"]["domain"] == [-3.0, 1.0]
+    curves = pd.DataFrame({"layer": [1, 1, 2, 2], "eps": [1e-3, 1e-2] * 2, "chi": [1.0, 1.1, 2.0, 2.1]})
+    jvp = pd.DataFrame({"layer": [1, 2], "chi_jvp": [1.0, 2.0]})
+    plots.sweep_with_jvp(curves, jvp, "layer").to_dict()
+    with pytest.raises(ValueError, match="chi_jvp"):
+        plots.sweep_with_jvp(curves, jvp.rename(columns={"chi_jvp": "x"}), "layer")

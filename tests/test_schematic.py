@@ -36,3 +36,28 @@ def test_schematic_refuses_a_sequence_that_is_not_repeated():
         sequence_frame(lay, [0, 1, 2], 2)
     with pytest.raises(ValueError, match="k must be"):
         sequence_frame(lay, [0, 1, 2, 3, 1, 2, 3], 1)
+
+
+def test_stripe_contrast_of_a_known_matrix():
+    import numpy as np
+
+    from residual_response.schematic import stripe_contrast
+
+    lay = InductionLayout(T=3, offset=1)
+    chi = np.triu(np.ones((lay.length, lay.length)))
+    chi[lay.induction_sources, lay.induction_targets] = 5.0
+    chi[lay.duplicate_sources, lay.duplicate_targets] = 100.0  # left out of the reference
+    assert stripe_contrast(chi, lay) == 5.0
+    with pytest.raises(ValueError, match="shape"):
+        stripe_contrast(chi[:-1], lay)
+
+
+def test_measure_schematic_on_a_random_model():
+    from residual_response.models import build_random_model
+    from residual_response.schematic import measure_schematic
+
+    lm = build_random_model("gpt2", seed=0)
+    sc = measure_schematic(lm, T=4, k=2, eps=1e-2, seed=0)
+    assert (sc.source, sc.ind_target, sc.dup_target) == (sc.layout.offset + 1, sc.source + 3, sc.source + 4)
+    assert sc.chi.shape == (sc.layout.length,) * 2 and sc.layer == lm.n_layers and sc.ratio > 0
+    sc.chart.to_dict()  # a valid chart

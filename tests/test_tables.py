@@ -117,3 +117,90 @@ def test_fmt_eps_writes_strengths_like_the_axis_labels():
     assert fmt_eps(1e-8) == "1e-8" and fmt_eps(3.16e-6) == "3.2e-6" and fmt_eps(1.0) == "1e+0"
     assert fmt_eps(0.01) == "1e-2" and fmt_eps(None) == NA and fmt_eps(float("nan")) == NA
     assert fmt_eps(20.0) == "2e+1"
+
+
+# ---- what the response-matrix and model pages quote ----
+
+from residual_response.sequences import InductionLayout  # noqa: E402
+from residual_response.tables import (describe_frame, distance_ratio, first_source_ratio, headline_text,  # noqa: E402
+                                      panel_layers, ratio_peak, reach_summary, rise_text, setting_text, step_cost,
+                                      stripe_contrasts, stripe_scores_frame, timed)
+
+
+def test_panel_layers_are_evenly_spaced_and_end_at_the_last_stream():
+    assert panel_layers(30, 6) == [5, 10, 15, 20, 25, 30]
+    assert panel_layers(18, 4) == [6, 10, 14, 18]
+    assert panel_layers(3, 6) == [1, 2, 3]
+
+
+def test_timed_adds_up_the_seconds_of_a_step():
+    store = {}
+    with timed(store, "a"):
+        pass
+    first = store["a"]
+    with timed(store, "a"):
+        sum(range(10_000))
+    assert 0 <= first < store["a"] and list(store) == ["a"]
+
+
+def test_setting_text_names_T_seeds_and_eps():
+    assert setting_text(10, 2, 0.01) == "T = 10, 2 seeds, ε = 1e-2"
+    assert setting_text(8, 1, 0.001, layer=0) == "T = 8, 1 seed, ε = 1e-3, l0 = 0"
+
+
+def test_stripe_contrasts_read_the_stripe_cells():
+    lay = InductionLayout(T=3, offset=1)  # N = 7, sources 1..3
+    rep = np.ones((2, 3, 7))
+    ctrl = np.ones((2, 3, 7))
+    rep[1, lay.induction_sources.numpy() - 1, lay.induction_targets.numpy()] = 6.0
+    rep[1, lay.duplicate_sources.numpy() - 1, lay.duplicate_targets.numpy()] = 3.0
+    out = stripe_contrasts({"repeated": rep, "control": ctrl}, [2, 5], lay, top=5, first=2)
+    assert out == {"ind_rep_top": 6.0, "ind_ctrl_top": 1.0, "ind_ratio_first": 1.0, "ind_ratio_top": 6.0,
+                   "dup_ratio_top": 3.0}
+
+
+def test_reach_and_ratio_peak_of_known_profiles():
+    # control: chi = layer / d; repeated: the same, times 4 at d = T - 1 = 2
+    T = 3
+    ctrl = pd.DataFrame([(l, d, l / d, 1) for l in (1, 2) for d in range(1, 6)], columns=["layer", "distance", "mean chi", "n"])
+    rep = ctrl.assign(**{"mean chi": ctrl["mean chi"] * np.where(ctrl.distance == 2, 4.0, 1.0)})
+    reach = reach_summary(ctrl, T, first=1, last=2)
+    assert reach["near_last"] == 2.0 and reach["near_gain"] == 2.0 and reach["far_gain"] == 2.0 and reach["far"] == 5
+    assert reach["farhalf_last"] == pytest.approx(np.mean([2 / 3, 2 / 4, 2 / 5]), rel=1e-12)
+    peak = ratio_peak(distance_ratio(rep, ctrl), layer=2, T=T)
+    assert peak == {"peak_d": 2, "peak_val": 4.0, "off_median": 1.0, "peak_contrast": 4.0, "at_stripe": True}
+    chi = np.array([[0, 4, 4, 4], [0, 0, 2, 2]], dtype=float)  # sources 0 and 1: 4 and 2 on the later tokens
+    assert first_source_ratio(chi, [0, 1]) == pytest.approx(4 / 3, rel=1e-12)
+
+
+def test_scores_rise_and_headline_in_words():
+    class Res:  # the fields of an InductionResult the frame reads
+        layer, n_layers, layers = 0, 4, [0, 2, 4]
+        score, ci_low, ci_high = [np.nan, 1.5, 3.0], [np.nan, 1.2, 2.5], [np.nan, 1.8, 3.5]
+        duplicate_score, duplicate_ci_low, duplicate_ci_high = [np.nan, 1.1, 1.2], [np.nan, 1.0, 1.1], [np.nan, 1.2, 1.3]
+
+    df = stripe_scores_frame(Res())
+    assert len(df) == 4 and set(df.layer) == {2, 4} and df.rel_depth.max() == 1.0
+    rise = {"layer": 3, "layer_ci": (2, 4), "factor": 2.0, "factor_ci": (1.5, 2.5), "bottom": 1, "top": 4}
+    assert rise_text(rise, 4).startswith("layer 3 (interval 2 to 4, relative depth 0.75)")
+    assert rise_text({**rise, "layer": None}, 4).startswith("no layer: the rise from layer 1 to 4")
+    h = {"setting": {"T": 20, "seeds": 4, "eps": 0.01}, "emergence_layer": 3, "emergence_ci": [2, 4]}
+    assert headline_text(h) == {"h_setting": "T = 20, 4 seeds, ε = 1e-2", "h_em": "layer 3 [2, 4]"}
+
+
+def test_step_cost_without_a_bench_record_says_so(monkeypatch):
+    import residual_response.bench as bench
+
+    monkeypatch.setattr(bench, "find_bench_json", lambda *a, **k: None)
+    cost, text = step_cost({"a": 1.0, "b": 2.0}, [])
+    assert list(cost.columns) == ["step", "measured here (s)"] and cost["measured here (s)"].tolist() == [1.0, 2.0]
+    assert "No bench record" in text
+
+
+def test_describe_frame_adds_the_extra_rows():
+    class LM:
+        def describe(self):
+            return {"name": "x", "layers": 4}
+
+    df = describe_frame(LM(), **{"block parameters": 12})
+    assert df.property.tolist() == ["name", "layers", "block parameters"] and df.value.tolist() == ["x", "4", "12"]

@@ -213,14 +213,14 @@ def timed(store: dict, step: str) -> Iterator[None]:
         store[step] = store.get(step, 0.0) + time.perf_counter() - start
 
 
-def setting_text(T: int, seeds, eps: float | None) -> str:
-    """``"T = 10, 2 seeds, ε = 1e-2"``: the setting printed beside every number of a page.
+def setting_text(T: int, seeds: int, eps: float, layer: int | None = None) -> str:
+    """The setting a number was measured at, as the book writes it beside the number.
 
-    ``seeds`` is a count or a list of seeds; ``eps`` ``None`` or NaN reads as the linear response (JVP).
+    ``"T = 10, 2 seeds, ε = 1e-2"`` (and ``", l0 = 0"`` when ``layer`` is given). Why one helper:
+    every figure, table and sentence that shows a score carries its setting, written alike.
     """
-    n = seeds if isinstance(seeds, (int, np.integer)) else len(seeds)
-    strength = "ε → 0 (JVP)" if eps is None or not np.isfinite(eps) else f"ε = {fmt_eps(eps)}"
-    return f"T = {int(T)}, {int(n)} seed{'s' if n != 1 else ''}, {strength}"
+    text = f"T = {T}, {seeds} seed{'s' if seeds != 1 else ''}, ε = {fmt_eps(eps)}"
+    return text if layer is None else f"{text}, l0 = {layer}"
 
 
 def stripe_contrasts(mats: Mapping[str, np.ndarray], read_layers: Sequence[int], layout, top: int,
