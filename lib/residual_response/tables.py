@@ -320,7 +320,8 @@ def rise_text(rise: Mapping, n_layers: int) -> str:
     if em is None:
         return (f"no layer: the rise from layer {rise['bottom']} to {rise['top']}, a factor {f:.2f} "
                 f"[{f_lo:.2f}, {f_hi:.2f}], is within resampling noise")
-    return (f"layer {em} (interval {rise['layer_ci'][0]} to {rise['layer_ci'][1]}, relative depth {em / n_layers:.2f}), "
+    lo, hi = rise["layer_ci"]
+    return (f"layer {em} (interval {lo} to {hi}, relative depth {em / n_layers:.2f}), "
             f"where the score is half way up a rise by a factor {f:.2f} [{f_lo:.2f}, {f_hi:.2f}] from layer "
             f"{rise['bottom']} to {rise['top']}")
 
