@@ -142,7 +142,8 @@ def test_unreadable_records_fail_with_one_clear_error(bench_record, tmp_path):
         (tmp_path / name).write_text(json.dumps(data))
     (tmp_path / "cut.json").write_text(json.dumps(rec)[:100])
     for name, match in [("newer.json", "schema_version 3"), ("missing.json", "missing engine_s"),
-                        ("unknown.json", "unknown surprise"), ("list.json", "not a list"), ("cut.json", "not a readable")]:
+                        ("unknown.json", "unknown surprise"), ("list.json", "not a list"),
+                        ("cut.json", "not a readable")]:
         with pytest.raises(RecordError, match=match) as info:
             load_record(tmp_path / name)
         assert str(info.value).startswith(str(tmp_path / name)) and "rerun `make bench`" in str(info.value)

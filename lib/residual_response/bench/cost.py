@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ..models import LoadedModel
+    from .record import BenchRecord
 
 __all__ = [
     "PAPER_MODELS",
@@ -198,7 +199,7 @@ def paper_cost(workloads: Sequence[dict], cpu_gflops: float, tflops: dict | None
     return pd.DataFrame(_cost_rows(workloads, tflops, cpu_gflops))
 
 
-def engine_rate_gflops(rec: Mapping[str, Any]) -> float:
+def engine_rate_gflops(rec: BenchRecord | Mapping[str, Any]) -> float:
     """GFLOP/s of the engine's necessary work in a bench record (the stand-in's measured throughput).
 
     ``rec`` is a :class:`~.record.BenchRecord` or the dict ``bench.json`` holds. Records that

@@ -20,17 +20,17 @@ import json
 import math
 import os
 import platform
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..io import write_json_atomic
 from ..models import LoadedModel
-from .clock import PEAK_MEM_METHOD, Clock, MemoryLog, maxrss_mb
-from .cost import flop_summary, non_embedding_params, model_dims
+from .clock import PEAK_MEM_METHOD, Clock, maxrss_mb
+from .cost import block_params, flop_summary
 from .scenarios import BenchInput, LengthPoint, OneTensor, SectionMapRun, row_positions
 
 __all__ = [
@@ -136,8 +136,9 @@ def _fields_of(cls, data: Any, where: str) -> dict:
     missing = [k for k in required if k not in data]
     unknown = [k for k in data if k not in names]
     if missing or unknown:
-        raise RecordError(f"{where}: " + "; ".join(
-            ([f"missing {', '.join(missing)}"] if missing else []) + ([f"unknown {', '.join(unknown)}"] if unknown else [])))
+        problems = ([f"missing {', '.join(missing)}"] if missing else []) + (
+            [f"unknown {', '.join(unknown)}"] if unknown else [])
+        raise RecordError(f"{where}: " + "; ".join(problems))
     return dict(data)
 
 
@@ -263,7 +264,7 @@ class BenchRecord:
     environment: dict[str, Any]
     bench_wall_s: float | None = None  # the whole run, wall clock (set by scripts/bench.py)
 
-    _OPTIONAL = ("section_map", "cuda_peak_allocated_mb_by_phase", "bench_wall_s")
+    _OPTIONAL: ClassVar[tuple[str, ...]] = ("section_map", "cuda_peak_allocated_mb_by_phase", "bench_wall_s")
 
     def to_json(self) -> dict:
         """The record as ``bench.json`` holds it (optional parts left out when absent)."""
@@ -338,10 +339,12 @@ def _ratio(a, b) -> float | None:
     return None if a is None or b is None or b == 0 else float(a / b)
 
 
-def _section_map(L: int, naive_l0: Sequence[int], one: Sequence[OneTensor], runs: Sequence[SectionMapRun]) -> SectionMap:
+def _section_map(L: int, naive_l0: Sequence[int], one: Sequence[OneTensor],
+                 runs: Sequence[SectionMapRun]) -> SectionMap:
     naive_by_l0 = {l0: [r.naive_s_by_l0[l0] for r in runs] for l0 in naive_l0}
     naive_by_l0[0] = [o.naive_s for o in one]  # l0 = 0: every repeat's one-tensor time
-    naive, engine, floor = (_median([getattr(r, k) for r in runs]) for k in ("naive_extrapolated_s", "engine_s", "floor_s"))
+    naive, engine, floor = (_median([getattr(r, k) for r in runs])
+                            for k in ("naive_extrapolated_s", "engine_s", "floor_s"))
     return SectionMap(
         l0=list(range(L)),
         read_layers="l0..L for every l0",
@@ -404,12 +407,13 @@ def assemble(b: BenchInput, *, one: Sequence[OneTensor], sections: Sequence[Sect
     floor_schedules_s = {name: _median(runs[f"floor:{name}"]) for name in schedules}
     engine_meta = one[-1].engine_meta
     sm = _section_map(L, naive_l0, one, sections) if sections else None
-    params = non_embedding_params(**model_dims(lm))
+    params = block_params(lm)
     flops = Flops(**flop_summary(N, L, params, lm.vocab_size * lm.d_model))
     targets = dict(TARGETS)
     if lm.dtype in (torch.bfloat16, torch.float16):
         targets["max_rel_diff"] = TARGET_MAX_REL_DIFF_16BIT
-    speedup, floor_fraction, max_rel_diff = _ratio(naive_s, engine_s), _ratio(floor_s, engine_s), max(o.max_rel_diff for o in one)
+    speedup, floor_fraction = _ratio(naive_s, engine_s), _ratio(floor_s, engine_s)
+    max_rel_diff = max(o.max_rel_diff for o in one)
     return BenchRecord(
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         model=lm.name, family=lm.family, device=str(lm.device), dtype=str(lm.dtype).replace("torch.", ""),

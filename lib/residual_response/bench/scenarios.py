@@ -58,7 +58,7 @@ def _quiet(_msg: str) -> None:
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BenchInput:
     """What every scenario measures on: the repeated sequence of the induction pages and one
     Gaussian direction per source.

@@ -87,7 +87,8 @@ def describe_run(rec: BenchRecord, source: str) -> str:
             f" eps = {rec.eps:g}, {clock}, medians of {rec.repeats} repeat{plural(rec.repeats)}"
             f" (section map: {rec.section_repeats}, growth: {rec.growth_repeats})"
             + (" (quick)" if rec.quick else "")
-            + f"; load average of the machine at the end {', '.join(f'{x:.1f}' for x in env.get('load_average') or [])}.")
+            + "; load average of the machine at the end "
+            + ", ".join(f"{x:.1f}" for x in env.get("load_average") or []) + ".")
 
 
 def headline_table(rec: BenchRecord) -> pd.DataFrame:
@@ -127,7 +128,8 @@ def headline_numbers(rec: BenchRecord) -> dict[str, float | str]:
 
 
 def floor_table(rec: BenchRecord) -> pd.DataFrame:
-    """The floor's schedules at ``l0 = 0`` beside the engine and the naive loop: time, row-positions, work / necessary."""
+    """The floor's schedules at ``l0 = 0`` beside the engine and the naive loop: time, row-positions,
+    and work relative to the necessary work."""
     pos = rec.row_positions
     necessary = pos["necessary"]
     rows = [{"schedule": name, "time (s)": sec, "row-positions": pos.get(f"floor:{name}"),
