@@ -173,3 +173,15 @@ def styled(df: pd.DataFrame, formats: dict | str | None = None, *, uuid: str, ca
     if caption:
         sty = sty.set_caption(caption)
     return sty.hide(axis="index").set_uuid(uuid).set_table_attributes('class="dataframe"')
+
+
+# --- the toy model's training (notebooks/toy_model.md) ------------------------------------------
+
+
+def recipe_table(recipe: dict, uuid: str = "toy-recipe"):
+    """A training recipe as a two-column table (``field``, ``value`` as written), no index.
+
+    Values are shown as text so that ``3e-3`` and ``0.1`` read as they were set, not reformatted.
+    """
+    df = pd.DataFrame({"field": list(recipe), "value": [str(v) for v in recipe.values()]})
+    return df.style.hide(axis="index").set_uuid(uuid).set_table_attributes('class="dataframe"')
