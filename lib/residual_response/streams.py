@@ -1,8 +1,15 @@
-"""Reading and writing the residual stream with hooks on the blocks.
+"""Reading and writing the residual stream with hooks on the blocks; the package's stream vocabulary.
 
-``h[l, t]`` is the residual stream entering block ``l`` at position ``t``; ``h[0]`` is the
-embedding output exactly as the model feeds it to block 0 (Gemma's sqrt(d) scaling included),
-and ``h[L]`` is the output of the last block *before* the final norm. Hugging Face's
+Streams and blocks, as every module of this package counts them (other docstrings point here):
+
+* a model has ``L`` blocks ``b = 0..L-1`` and ``L + 1`` residual streams ``l = 0..L``;
+* stream ``l`` enters block ``l``: ``h[0]`` is the embedding output exactly as the model feeds
+  it to block 0 (Gemma's sqrt(d) scaling included);
+* block ``b`` reads stream ``b`` and writes stream ``b + 1`` (so what a head of block ``b`` adds
+  is first seen at stream ``b + 1``);
+* stream ``L`` is the output of the last block, *before* the final norm.
+
+The same streams by TransformerLens's hook names: :func:`stream_name`. Hugging Face's
 ``output_hidden_states`` applies the final norm to its last entry for Llama and Gemma, so we
 never use it: every stream here is read by a hook on a block.
 
@@ -20,6 +27,7 @@ import torch
 from .models import LoadedModel
 
 __all__ = [
+    "stream_name",
     "clean_streams",
     "hooked",
     "skip_blocks",
@@ -27,6 +35,26 @@ __all__ = [
     "replace_block_input",
     "StopForward",
 ]
+
+
+def stream_name(l: int, n_layers: int) -> str:
+    """TransformerLens's hook name of stream ``l`` in a model of ``n_layers`` blocks (module docstring).
+
+    ``"blocks.{l}.hook_resid_pre"`` for ``l < L`` (the input of block ``l``) and
+    ``"blocks.{L-1}.hook_resid_post"`` for ``l = L`` (the output of the last block, before the
+    final norm). Why: to say which stream a number belongs to in the words of the tools a reader
+    already knows.
+
+    Raises:
+        ValueError: ``n_layers`` is not an int >= 1, or ``l`` is not an int in ``0..L``.
+    """
+    if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
+        raise ValueError(f"n_layers must be an int >= 1, got {n_layers!r}")
+    if isinstance(l, bool) or not isinstance(l, int) or not 0 <= l <= n_layers:
+        raise ValueError(f"stream l={l!r} out of range; allowed 0..{n_layers}")
+    if l < n_layers:
+        return f"blocks.{l}.hook_resid_pre"
+    return f"blocks.{n_layers - 1}.hook_resid_post"
 
 
 class StopForward(Exception):
@@ -104,14 +132,6 @@ def skip_blocks(lm: LoadedModel, below: int) -> Iterator[None]:
             blocks[i] = block
 
 
-def run_stack(lm: LoadedModel, input_ids: torch.Tensor, **kwargs) -> None:
-    """Run the decoder stack (no LM head), swallowing :class:`StopForward`."""
-    try:
-        lm.base_model(input_ids=input_ids, use_cache=kwargs.pop("use_cache", False), **kwargs)
-    except StopForward:
-        pass
-
-
 @torch.no_grad()
 def clean_streams(lm: LoadedModel, tokens: torch.Tensor, layers: Sequence[int] | None = None) -> torch.Tensor:
     """Residual streams of an unperturbed forward pass.
@@ -145,6 +165,6 @@ def clean_streams(lm: LoadedModel, tokens: torch.Tensor, layers: Sequence[int] |
 
     hooks = [(lm.blocks[l], "pre", make_pre(l)) for l in range(L)]
     hooks.append((lm.blocks[L - 1], "post", post))
-    with hooked(hooks):
-        run_stack(lm, tokens.to(lm.device).unsqueeze(0))
+    with hooked(hooks), contextlib.suppress(StopForward):  # the decoder stack only: no LM head
+        lm.base_model(input_ids=tokens.to(lm.device).unsqueeze(0), use_cache=False)
     return torch.stack([got[l] for l in layers])

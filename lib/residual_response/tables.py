@@ -365,3 +365,15 @@ def step_cost(timings: Mapping[str, float], workloads: Sequence[dict]) -> tuple[
                                                for m, r in per_model.iterrows())
             + " on one H100 in bfloat16 (the throughputs assumed on the {doc}`performance page <performance>`).")
     return cost, text
+
+
+# --- the toy model's training (notebooks/toy_model.md) ------------------------------------------
+
+
+def recipe_table(recipe: dict, uuid: str = "toy-recipe"):
+    """A training recipe as a two-column table (``field``, ``value`` as written), no index.
+
+    Values are shown as text so that ``3e-3`` and ``0.1`` read as they were set, not reformatted.
+    """
+    df = pd.DataFrame({"field": list(recipe), "value": [str(v) for v in recipe.values()]})
+    return df.style.hide(axis="index").set_uuid(uuid).set_table_attributes('class="dataframe"')

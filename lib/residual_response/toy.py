@@ -3,7 +3,8 @@
 Why a toy model: the paper watches induction emerge layer by layer in large models; a model small
 enough to train in the book lets us watch it emerge *in training time* as well, and check that the
 response stripe appears when, and only when, the loss on repeats drops (the phase change of
-Olsson et al. 2022).
+Olsson et al. 2022). This module makes the model (recipe, training, checkpoints, loading); what
+is measured across its training is in :mod:`.dynamics`.
 
 Training rows (token 0 is BOS, tokens ``1..vocab_size-1`` are ordinary) are
 ``[BOS, a, a, b, b, c, c, ...]``: random segments, each followed at once by a copy of itself,
@@ -62,22 +63,19 @@ import torch
 
 from .behaviour import copy_losses
 from .io import entry_lock, make_temp_dir, remove_stale_temps
-from .models import LoadedModel, _finish, cache_dir, quiet_hf_progress, resolve_device, resolve_dtype, wrap_model
+from .models import (LoadedModel, ModelSpec, cache_dir, prepare_model, quiet_hf_progress, resolve_device, resolve_dtype,
+                     wrap_model)
 from .sequences import InductionLayout
 
 __all__ = [
     "ToyRecipe",
     "DEFAULT_RECIPE",
-    "checkpoint_subsample",
+    "PORTABLE_ENV",
+    "TOY_NAME",
     "ensure_toy_model",
-    "induction_through_training",
+    "load_registered",
     "load_toy_model",
     "load_training_log",
-    "loss_drop",
-    "measurement_steps",
-    "onset_step",
-    "phase_change_step",
-    "rise_step",
     "toy_checkpoint_steps",
     "toy_dir",
     "train_toy",
@@ -171,6 +169,7 @@ class ToyRecipe:
             raise ValueError(f"eval_T={self.eval_T} too long for n_positions={self.n_positions}")
 
 
+#: The recipe of the cached ``toy-gpt2`` (seed 0); a cache trained with another is retrained.
 DEFAULT_RECIPE = ToyRecipe()
 
 
@@ -463,42 +462,13 @@ def _train_into(folder: Path, recipe: ToyRecipe, seed: int, progress: bool, mode
         "kernel_env": {k: os.environ.get(k) for k in PORTABLE_ENV} if portable else None,
         "weights_sha256": weights_sha256(model),
     }
-    log["phase_change_step"] = phase_change_step(log)
     (folder / "training_log.json").write_text(json.dumps(log, indent=1))
     return log
-
-
-def phase_change_step(log: dict, fraction: float = 0.5) -> int | None:
-    """First checkpoint step at which the second-copy advantage reaches ``fraction`` of its final size.
-
-    Why this definition: the advantage ``first - second`` (nats) is ~0 before induction and large
-    after; the step where it crosses half its final value marks the middle of the drop and does not
-    depend on the absolute loss level. ``None`` when the final advantage is below 0.5 nats (no
-    phase change happened).
-
-    Args:
-        log: a training log (:func:`train_toy`, :func:`load_training_log`).
-        fraction: in (0, 1).
-    """
-    if not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-        raise ValueError(f"fraction must lie in (0, 1), got {fraction!r}")
-    c = log["checkpoints"]
-    adv = [f - s for f, s in zip(c["first_copy_loss"], c["second_copy_loss"])]
-    if not adv or adv[-1] < 0.5:
-        return None
-    for step, a in zip(c["step"], adv):
-        if a >= fraction * adv[-1]:
-            return int(step)
-    return None
 
 
 # --------------------------------------------------------------------------------------------
 # The cached toy model
 # --------------------------------------------------------------------------------------------
-
-
-#: The recipe of the cached ``toy-gpt2`` (seed 0); a cache trained with another is retrained.
-DEFAULT_RECIPE = ToyRecipe()
 
 
 def toy_dir() -> Path:
@@ -570,7 +540,7 @@ def load_toy_model(device: str | torch.device = "cpu", dtype: str | torch.dtype 
         path = folder / "checkpoints" / f"step-{step:05d}"
     with quiet_hf_progress():
         model = GPT2LMHeadModel.from_pretrained(path, dtype=dt)
-    model = _finish(model, dev, dt)
+    model = prepare_model(model, dev, dt)
     vocab = int(model.config.vocab_size)
     return wrap_model(
         TOY_NAME, model, None, bos_token_id=BOS, ordinary_token_ids=torch.arange(1, vocab),
@@ -578,232 +548,8 @@ def load_toy_model(device: str | torch.device = "cpu", dtype: str | torch.dtype 
     )
 
 
-# --------------------------------------------------------------------------------------------
-# Following induction through training
-# --------------------------------------------------------------------------------------------
-
-
-def checkpoint_subsample(steps, n: int, around: int | None = None, n_around: int = 2) -> list[int]:
-    """About ``n`` of the checkpoint ``steps``: always the first, the last, and ``around`` with neighbours.
-
-    Why: measuring every checkpoint costs too much for a quick build, but the interesting part of
-    training is the phase change; a subsample must keep the steps around it so that a rise there
-    is resolved, and spread the rest evenly so that the plateaus before and after are seen.
-
-    The checkpoint nearest ``around`` and ``n_around`` checkpoints on each side of it are always
-    kept, with the first and last; the remaining ``n`` minus those are the checkpoints nearest
-    to evenly spaced steps between the first and the last. When the kept ones already number
-    ``n`` or more, they are returned alone (the result may then exceed ``n``).
-
-    Args:
-        steps: available checkpoint steps (any order; duplicates ignored).
-        n: wanted number of steps, ``>= 2``.
-        around: the step to resolve (e.g. :func:`phase_change_step`); ``None`` for none.
-        n_around: neighbours kept on each side of ``around``, ``>= 0``.
-
-    Returns:
-        the chosen steps, ascending.
-    """
-    steps = sorted({int(s) for s in steps})
-    if not steps:
-        raise ValueError("steps is empty")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an int >= 2, got {n!r}")
-    if isinstance(n_around, bool) or not isinstance(n_around, int) or n_around < 0:
-        raise ValueError(f"n_around must be an int >= 0, got {n_around!r}")
-    chosen = {0, len(steps) - 1}
-    if around is not None:
-        i0 = min(range(len(steps)), key=lambda i: abs(steps[i] - around))
-        chosen.update(range(max(0, i0 - n_around), min(len(steps), i0 + n_around + 1)))
-    extra = n - len(chosen)
-    if extra > 0:
-        targets = [steps[0] + (steps[-1] - steps[0]) * (j + 1) / (extra + 1) for j in range(extra)]
-        for target in targets:
-            free = [i for i in range(len(steps)) if i not in chosen]
-            if not free:
-                break
-            chosen.add(min(free, key=lambda i: abs(steps[i] - target)))
-    return [steps[i] for i in sorted(chosen)]
-
-
-def loss_drop(log: dict, low: float = 0.1, high: float = 0.9) -> tuple[int, int]:
-    """The checkpoint steps where the second-copy advantage passes ``low`` and ``high`` of its final size.
-
-    Why: the phase change is not one step but a stretch of training; the toy page asks whether the
-    other views of induction move *during* it, so it needs the stretch, measured from the training
-    log alone (every saved checkpoint, whatever subsample the page measures).
-
-    Raises:
-        ValueError: the log shows no phase change (:func:`phase_change_step` is ``None``).
-    """
-    if not 0 < low < high < 1:
-        raise ValueError(f"need 0 < low < high < 1, got low={low!r}, high={high!r}")
-    if phase_change_step(log) is None:
-        raise ValueError("the training log shows no phase change (final second-copy advantage below 0.5 nats)")
-    c = log["checkpoints"]
-    adv = [f - s for f, s in zip(c["first_copy_loss"], c["second_copy_loss"])]
-    start = rise_step(c["step"], adv, fraction=low)
-    end = rise_step(c["step"], adv, fraction=high)
-    return int(start), int(end)
-
-
-def measurement_steps(log: dict, n_outside: int) -> list[int]:
-    """Checkpoints to measure: every one from just before to just after the loss drop, plus ``n_outside`` others.
-
-    Why every checkpoint across the drop: the page's claims are about *when* the scores move
-    relative to the drop; with a sparse subsample a rise between two far-apart checkpoints would be
-    reported at the later one, so the answer would depend on how many checkpoints a build can
-    afford. Inside the drop the resolution is therefore always the saving interval; only the
-    plateaus before and after, where nothing moves, are subsampled (evenly, with the first and the
-    last checkpoint always kept).
-
-    Args:
-        log: the training log (:func:`load_training_log`).
-        n_outside: checkpoints outside the drop window, ``>= 2`` (the first and last included).
-
-    Returns:
-        ascending checkpoint steps.
-    """
-    if isinstance(n_outside, bool) or not isinstance(n_outside, int) or n_outside < 2:
-        raise ValueError(f"n_outside must be an int >= 2, got {n_outside!r}")
-    steps = sorted(int(s) for s in log["checkpoints"]["step"])
-    start, end = loss_drop(log)
-    i0, i1 = steps.index(start), steps.index(end)
-    window = steps[max(0, i0 - 1) : i1 + 2]  # one checkpoint beyond each end of the drop
-    outside = [s for s in steps if s not in window]
-    kept = checkpoint_subsample(outside, n_outside) if len(outside) >= 2 else outside
-    return sorted(set(window) | set(kept))
-
-
-def onset_step(steps, ci_low, level: float = 1.0) -> int | None:
-    """First step from which the lower CI bound stays above ``level`` (``None`` if it never does).
-
-    Why "stays": a single bootstrap interval that happens to clear 1 is a noisy signal; the onset
-    of induction is where the score leaves the null for good.
-    """
-    steps = [int(s) for s in steps]
-    low = [float(v) for v in ci_low]
-    if len(steps) != len(low) or not steps:
-        raise ValueError(f"steps and ci_low must be non-empty and of equal length, got {len(steps)} and {len(low)}")
-    onset = None
-    for s, v in zip(steps, low):
-        if v > level:
-            onset = s if onset is None else onset
-        else:
-            onset = None
-    return onset
-
-
-def rise_step(steps, values, fraction: float = 0.5, min_rise: float = 0.0) -> int | None:
-    """First step at which ``values`` have gone ``fraction`` of the way from their first to their last value.
-
-    Why: the loss, the attention score and the response score of the toy model all change at
-    the phase change, on different scales; the step where each has covered half of its total
-    change is a scale-free way to compare *when* they move (the same rule as
-    :func:`phase_change_step`, which applies it to the second-copy advantage). Pass the
-    logarithm of a ratio-like score to measure its rise in factors rather than in units.
-
-    Args:
-        steps: ascending training steps.
-        values: one finite value per step.
-        fraction: in (0, 1).
-        min_rise: the total rise ``values[-1] - values[0]`` must exceed this, else ``None``.
-
-    Returns:
-        the first step with ``values >= values[0] + fraction * (values[-1] - values[0])``, or
-        ``None`` when the values do not rise by more than ``min_rise``.
-    """
-    steps = [int(s) for s in steps]
-    values = [float(v) for v in values]
-    if len(steps) != len(values) or not steps:
-        raise ValueError(f"steps and values must be non-empty and of equal length, got {len(steps)} and {len(values)}")
-    if any(b <= a for a, b in zip(steps, steps[1:])):
-        raise ValueError("steps must be strictly ascending")
-    if not all(math.isfinite(v) for v in values):
-        raise ValueError("values must be finite")
-    if not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-        raise ValueError(f"fraction must lie in (0, 1), got {fraction!r}")
-    total = values[-1] - values[0]
-    if total <= min_rise:
-        return None
-    level = values[0] + fraction * total
-    return next(s for s, v in zip(steps, values) if v >= level)
-
-
-def induction_through_training(
-    steps,
-    *,
-    T: int = 20,
-    seeds: int = 4,
-    eps: float = 1e-2,
-    layer: int = 0,
-    matrices_at=(),
-    device: str | torch.device = "cpu",
-    dtype: str | torch.dtype = "float32",
-    n_boot: int = 1000,
-) -> dict:
-    """Attention-pattern and response-based induction scores of the toy model at checkpoints.
-
-    Why: the toy model's page checks that three independent views of induction (the copy loss
-    of the training log, the attention of heads on the induction stripe, and the response
-    stripe of :func:`.induction.induction_scores`) change at the same point of training.
-
-    For every checkpoint step, with sequences ``[BOS, a, a]`` of copy length ``T`` and seeds
-    ``0..seeds-1`` (the same sequences at every step):
-
-    * ``attention``: the largest, over the heads of block ``l``, mean attention from target
-      ``T+k-1`` to source ``k`` (:func:`.attention.induction_attention_scores`);
-      ``attention_head`` is that head and ``attention_control`` its value on the controls;
-    * ``previous_token``: the largest previous-token attention of a head of block ``l``
-      (:func:`.attention.previous_token_scores`, on random sequences);
-    * ``response``, ``response_lo``, ``response_hi``: the induction score at read layer ``l``
-      (the stream after block ``l``) with its bootstrap CI, perturbing stream ``layer``;
-      ``duplicate``: the duplicate-token (lag ``T``) score there.
-
-    Args:
-        steps: checkpoint steps (:func:`toy_checkpoint_steps`).
-        T, seeds, eps, layer: as for :func:`.induction.induction_scores`.
-        matrices_at: steps whose mean response matrices (over seeds) are kept.
-        device, dtype: as for :func:`load_toy_model`.
-        n_boot: bootstrap resamples of both CIs.
-
-    Returns:
-        ``{"rows": [...], "matrices": {step: {"repeated"|"control": [n_read, T, N]}},
-        "read_layers": [...], "sources": [...], "T": T, "seeds": seeds}``; ``rows`` holds one dict
-        per step and block ``l = 1..L`` with the keys above plus ``step`` and ``layer``.
-    """
-    from .attention import induction_attention_scores, previous_token_scores
-    from .induction import induction_scores
-
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"seeds must be an int >= 1, got {seeds!r}")
-    steps = [int(s) for s in steps]
-    wanted = {int(s) for s in matrices_at}
-    missing = sorted(wanted - set(steps))
-    if missing:
-        raise ValueError(f"matrices_at steps {missing} are not among the measured steps")
-    rows, matrices, reads, sources = [], {}, None, None
-    for step in steps:
-        lm = load_toy_model(device=device, dtype=dtype, step=step)
-        att = induction_attention_scores(lm, T=T, seeds=range(seeds), n_boot=n_boot)
-        prev = previous_token_scores(lm, T=T, seeds=range(seeds), n_boot=n_boot)["scores"]["mean"]  # [L, H]
-        keep = step in wanted
-        res = induction_scores(lm, T=T, seeds=seeds, layer=layer, eps=eps, n_boot=n_boot, keep_matrices=keep)
-        reads, sources = list(res.layers), list(res.stripes.sources)
-        if keep:
-            matrices[step] = {kind: m.mean(axis=0) for kind, m in res.stripes.matrices.items()}
-        rep, ctrl = att["repeated"]["mean"], att["baseline"]["mean"]  # [L, H]
-        for l in range(1, lm.n_layers + 1):
-            head = int(rep[l - 1].argmax())
-            i = reads.index(l) if l in reads else None
-            rows.append({
-                "step": step, "layer": l,
-                "attention": float(rep[l - 1, head]), "attention_head": head,
-                "attention_control": float(ctrl[l - 1, head]),
-                "previous_token": float(prev[l - 1].max()),
-                "response": float("nan") if i is None else float(res.score[i]),
-                "response_lo": float("nan") if i is None else float(res.ci_low[i]),
-                "response_hi": float("nan") if i is None else float(res.ci_high[i]),
-                "duplicate": float("nan") if i is None else float(res.duplicate_score[i]),
-            })
-    return {"rows": rows, "matrices": matrices, "read_layers": reads, "sources": sources, "T": T, "seeds": seeds}
+def load_registered(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    """The registry's loader of ``toy-gpt2`` (final weights): :func:`load_toy_model` as a
+    :data:`.models.Loader`, named in the registry by its import path so that :mod:`.models`
+    never imports this module."""
+    return load_toy_model(device=device, dtype=dtype)
