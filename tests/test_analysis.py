@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from residual_response.induction import bootstrap_ratio, emergence_layer, induction_scores, neighbour_baseline, rise_of
+from residual_response.induction import emergence_layer, induction_scores, neighbour_baseline, rise_of
+from residual_response.stats import bootstrap_ratio
 from residual_response.models import build_random_model
 from residual_response.regime import universal_regime, widest_flat_interval
 from residual_response.response import response
