@@ -26,7 +26,7 @@ def test_widest_flat_interval_finds_the_plateau():
 def test_widest_flat_interval_none_when_nothing_is_flat():
     eps = np.logspace(-3, 0, 4)
     assert widest_flat_interval(eps, np.array([1.0, 2.0, 4.0, 8.0]), 0.01) is None
-    with pytest.raises(ValueError, match="tol must be > 0"):
+    with pytest.raises(ValueError, match="tol must be a finite number > 0"):
         widest_flat_interval(eps, np.ones(4), 0.0)
     with pytest.raises(ValueError, match="strictly increasing"):
         widest_flat_interval(eps[::-1], np.ones(4), 0.01)

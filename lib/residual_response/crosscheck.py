@@ -2,8 +2,8 @@
 
 The response score of :mod:`.induction` should agree with what the classic tools say:
 
-- **attention patterns** (:mod:`.attention`): layers holding heads that attend from the second
-  ``a_{k-1}`` to the first ``a_k`` should be the layers where the response score rises
+- **attention patterns** (:mod:`.attention`): blocks holding heads that attend from the second
+  ``a_{k-1}`` to the first ``a_k`` should write into the streams where the response score rises
   (:func:`layer_rank_agreement`), and the heads named by the response (:mod:`.heads`) should be
   those named by the patterns (:func:`head_rank_agreement`);
 - **ablation** (:mod:`.ablation`): mean-ablating the heads the response names should lower the
@@ -11,7 +11,7 @@ The response score of :mod:`.induction` should agree with what the classic tools
   (:func:`ablation_study`);
 - **negative controls**: sequences without a repeat, or with the second copy shuffled, score
   near 1 against the random control (:func:`kind_scores`, :func:`seed_null_scores`), and so do
-  random-initialised models; :func:`control_envelope` summarises them against relative depth.
+  random-initialised models; :func:`.tables.control_envelope` summarises them against relative depth.
 
 Layer alignment. The response score at read layer ``l`` is measured on the stream ``h[l]``
 *entering* block ``l``, i.e. after blocks ``0..l-1``. An attention head of block ``b`` writes
@@ -20,7 +20,6 @@ into ``h[b+1]``. So block ``b`` of the attention scores is compared with stream 
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -125,10 +124,10 @@ class HeadAgreement(KeyAccess):
 def layer_rank_agreement(
     attention, stripes: StripeData, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
 ) -> LayerAgreement:
-    """Spearman correlation, over layers, of the best head's attention score and the response score.
+    """Spearman correlation, over depth, of each block's best head's attention score and the response score.
 
-    Why: if both measure the same mechanism, the layers whose heads attend along the induction
-    stripe are the layers where the response stripe is strong.
+    Why: if both measure the same mechanism, the blocks whose heads attend along the induction
+    stripe write into the streams where the response stripe is strong.
 
     Alignment: attention block ``b`` is paired with response stream ``l = b + 1`` (the stream the
     block writes into); streams at or below the perturbed layer ``l0`` have no score and are
@@ -239,7 +238,7 @@ class AblationStudy:
     with ``n_random`` draws of as many random heads ablated.
 
     ``results``/``losses`` are keyed ``"none"``, ``"top"``, ``"random-0"``, ``"random-1"``...;
-    ``heads`` holds the ablated heads of each condition.
+    ``heads`` holds the ablated heads ``(block, head)`` of each condition.
     """
 
     model: str

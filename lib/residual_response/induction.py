@@ -30,7 +30,7 @@ import numpy as np
 
 from .canonical import CANONICAL
 from .checks import (check_bootstrap, check_choice, check_int, check_int_list, check_model, check_number, check_seeds,
-                     validate_eps, validate_layer)
+                     validate_layer)
 from .models import LoadedModel
 from .progress import Progress, as_progress
 from .response import planned_passes, response

@@ -96,9 +96,7 @@ def widest_flat_interval(eps: np.ndarray, curve: np.ndarray, tol: float) -> tupl
     curve = np.asarray(curve, dtype=np.float64)
     if eps.ndim != 1 or eps.shape != curve.shape:
         raise ValueError(f"eps and curve must be 1-D of equal length, got {eps.shape} and {curve.shape}")
-    tol = check_number(tol, "tol")
-    if not tol > 0:
-        raise ValueError(f"tol must be > 0, got {tol!r}")
+    tol = check_number(tol, "tol", positive=True)
     if np.any(np.diff(eps) <= 0):
         raise ValueError("eps must be strictly increasing")
     n = len(eps)
