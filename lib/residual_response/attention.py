@@ -4,8 +4,9 @@ The classic way to find induction heads, independent of the residual-stream resp
 ``[BOS, a_1 .. a_T, a_1 .. a_T]`` an induction head at the second ``a_{k-1}`` (index ``T+k-1``)
 attends to the first ``a_k`` (index ``k``), the token that followed ``a_{k-1}`` last time. Its
 induction score is the mean attention weight on those ``T-1`` entries (``k = 2..T``). A
-previous-token head attends from ``t`` to ``t-1``; induction heads in later layers read what
-previous-token heads in earlier layers wrote (K-composition).
+previous-token head attends from ``t`` to ``t-1``; induction heads in later blocks read what
+previous-token heads in earlier blocks wrote (K-composition). Heads are named ``(block, head)``,
+``block`` ``b`` in ``0..L-1``; score matrices are ``[L, H]`` indexed the same way.
 
 The same entries of the control (``2T`` random tokens, no repeat) give the baseline: attention
 that a head pays to a position ``T-1`` back for no reason but distance. A head is an induction

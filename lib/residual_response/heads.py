@@ -4,10 +4,11 @@ Perturb source ``k`` (the first ``a_k``) at layer ``l0`` and look at every atten
 ``z_h`` (its slice of the input to the attention output projection) at the stripe target
 ``T+k-1``. A head that attends from ``T+k-1`` back to ``k`` moves strongly; others barely do.
 
-    head_chi[l, h] = mean_k || z~_h[T+k-1] - z_h[T+k-1] || / (eps * || z_h[T+k-1] ||)
+    head_chi[b, h] = mean_k || z~_h[T+k-1] - z_h[T+k-1] || / (eps * || z_h[T+k-1] ||)
 
 and the head's attribution score is the ratio of ``head_chi`` on repeated sequences to the same
-entries of random controls (as for the layer score in :mod:`.induction`). Heads are ranked by it.
+entries of random controls (as for the stream score in :mod:`.induction`). Heads ``(block, head)``,
+block ``b`` in ``l0..L-1``, are ranked by it.
 """
 
 from __future__ import annotations
