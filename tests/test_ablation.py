@@ -97,10 +97,10 @@ def test_bad_heads(random_lm):
     with pytest.raises(ValueError, match=rf"head index {H} .*0\.\.{H - 1}"):
         with ablate_heads(lm, [(0, H)]):
             pass
-    with pytest.raises(ValueError, match=rf"layer index {L} .*0\.\.{L - 1}"):
+    with pytest.raises(ValueError, match=rf"block index {L} .*0\.\.{L - 1}"):
         with ablate_heads(lm, [(L, 0)]):
             pass
-    with pytest.raises(ValueError, match=r"layer index -1 .*0\.\."):
+    with pytest.raises(ValueError, match=r"block index -1 .*0\.\."):
         validate_heads(lm, [(-1, 0)])
     with pytest.raises(TypeError, match="pair"):
         validate_heads(lm, [(0, 1, 2)])

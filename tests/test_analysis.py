@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from residual_response.induction import bootstrap_ratio, emergence_layer, induction_scores, neighbour_baseline, rise_of
+from residual_response.induction import emergence_layer, induction_scores, neighbour_baseline, rise_of
+from residual_response.stats import bootstrap_ratio
 from residual_response.models import build_random_model
 from residual_response.regime import universal_regime, widest_flat_interval
 from residual_response.response import response
@@ -25,7 +26,7 @@ def test_widest_flat_interval_finds_the_plateau():
 def test_widest_flat_interval_none_when_nothing_is_flat():
     eps = np.logspace(-3, 0, 4)
     assert widest_flat_interval(eps, np.array([1.0, 2.0, 4.0, 8.0]), 0.01) is None
-    with pytest.raises(ValueError, match="tol must be > 0"):
+    with pytest.raises(ValueError, match="tol must be a finite number > 0"):
         widest_flat_interval(eps, np.ones(4), 0.0)
     with pytest.raises(ValueError, match="strictly increasing"):
         widest_flat_interval(eps[::-1], np.ones(4), 0.01)
@@ -144,3 +145,46 @@ def test_random_models_show_no_induction(random_lm):
     scores = np.array(res.score[1:])
     assert np.all(scores < 1.5), scores
     assert res.emergence_layer is None
+
+
+def test_seeds_mean_a_count_or_a_list_everywhere():
+    """``seeds`` is an int K (seeds 0..K-1) or an explicit list, parsed by one function."""
+    from residual_response.checks import check_seeds
+
+    assert check_seeds(3) == [0, 1, 2] and check_seeds(range(2)) == [0, 1] and check_seeds([5, 2]) == [5, 2]
+    with pytest.raises(ValueError, match=r"seeds \[1, 1\] contain repeats"):
+        check_seeds([1, 1])
+    with pytest.raises(ValueError, match=r"seeds \(a count\) must be an int in 1\.\.\d+, got 0"):
+        check_seeds(0)
+    with pytest.raises(TypeError, match="seeds must be a count K >= 1 or a list of seeds, got '3'"):
+        check_seeds("3")
+
+
+def test_two_level_bootstrap_draws_seeds_then_positions():
+    """The paired and the plain two-level bootstrap use one draw order, so their replicates agree."""
+    from residual_response.stats import paired_ratio_change, resampled_ratio, two_level_indices
+
+    rng = np.random.default_rng(0)
+    rep, ctrl = rng.gamma(2.0, size=(4, 3, 5)), rng.gamma(2.0, size=(4, 3, 5))
+    si, pi = two_level_indices(np.random.default_rng(7), 4, 5, 50)
+    assert si.shape == (50, 4) and pi.shape == (50, 4, 5) and si.max() < 4 and pi.max() < 5
+    _, _, _, boots = bootstrap_ratio(rep, ctrl, n_boot=50, seed=7, return_boots=True)
+    np.testing.assert_array_equal(boots, resampled_ratio(rep, ctrl, si, pi))
+    change, lo, hi = paired_ratio_change((rep, ctrl), [(rep, ctrl)], n_boot=50, seed=7)
+    assert np.all(change == 0) and np.all(lo == 0) and np.all(hi == 0)  # identical runs: no change in any replicate
+
+
+def test_keyword_alias_and_regime_stream():
+    from residual_response.checks import keyword_alias
+    from residual_response.regime import RegimeInterval
+
+    @keyword_alias(layer="block")
+    def f(block):
+        return block
+
+    assert f(block=2) == f(layer=2) == 2
+    with pytest.raises(TypeError, match="alias layer="):
+        f(block=1, layer=2)
+    iv = RegimeInterval(3, 1e-3, 1e-2, 4, 1.0, 1e-3, 0.01)
+    assert iv.layer == iv.stream == 3 and iv.to_dict()["layer"] == 3 and "stream" not in iv.to_dict()
+    assert RegimeInterval.from_dict(iv.to_dict()) == iv

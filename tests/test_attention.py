@@ -75,8 +75,10 @@ def test_score_validation(random_lm):
         induction_attention_scores(lm, T=6, seeds=[0], stripe="diagonal")
     with pytest.raises(ValueError, match="seed"):
         induction_attention_scores(lm, T=6, seeds=[0, 0])
+    with pytest.raises(ValueError, match="seeds"):
+        induction_attention_scores(lm, T=6, seeds=0)
     with pytest.raises(TypeError, match="seeds"):
-        induction_attention_scores(lm, T=6, seeds=3)
+        induction_attention_scores(lm, T=6, seeds="3")
     with pytest.raises(ValueError, match="control"):
         induction_attention_scores(lm, T=6, seeds=[0], control="repeated")
 

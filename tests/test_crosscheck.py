@@ -8,7 +8,6 @@ import scipy.stats
 from residual_response.attention import induction_attention_scores
 from residual_response.crosscheck import (
     ablation_study,
-    control_envelope,
     head_rank_agreement,
     kind_scores,
     layer_rank_agreement,
@@ -17,6 +16,7 @@ from residual_response.crosscheck import (
     spearman,
 )
 from residual_response.induction import induction_scores
+from residual_response.tables import control_envelope
 
 
 def test_spearman_matches_scipy_and_handles_ties():

@@ -15,8 +15,9 @@ pre-hook on the projection overwrites that slice:
 
 The bias of the projection (GPT-2) is shared by all heads and left in place.
 
-Hooks are global state on the modules: they are only added inside :func:`ablate_heads` and
-removed in its ``finally``.
+Heads are named ``(block, head)``: ``block`` ``b`` in ``0..L-1`` is the transformer block whose
+attention holds the head (it writes into stream ``b + 1``). Hooks are global state on the
+modules: they are only added inside :func:`ablate_heads` and removed in its ``finally``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Iterable, Iterator, Sequence
 
 import torch
 
-from .checks import check_int, check_model, check_seed
+from .checks import check_int, check_model, check_seed, keyword_alias, validate_layer
 from .models import LoadedModel
 from .sequences import make_sequence
 from .streams import hooked
@@ -44,21 +45,23 @@ __all__ = [
 ABLATION_MODES = ("mean", "zero")
 
 
-def head_output_projection(lm: LoadedModel, layer: int) -> torch.nn.Module:
-    """The output projection of block ``layer``'s attention, whose input holds the per-head outputs.
+@keyword_alias(layer="block")
+def head_output_projection(lm: LoadedModel, block: int) -> torch.nn.Module:
+    """The output projection of block ``block``'s attention, whose input holds the per-head outputs.
 
     Why: it is the one place where every head's contribution is a separate slice of one tensor,
-    in all supported architectures, so ablation needs a single hook per layer.
+    in all supported architectures, so ablation needs a single hook per block. (``layer=`` is
+    accepted as an alias of ``block=``.)
     """
-    _check_layer(lm, layer)
-    block = lm.blocks[layer]
+    validate_layer(lm, block, what="block index")
+    module = lm.blocks[block]
     for attn_name, proj_name in (("self_attn", "o_proj"), ("attn", "c_proj"), ("attention", "dense")):
-        attn = getattr(block, attn_name, None)
+        attn = getattr(module, attn_name, None)
         proj = getattr(attn, proj_name, None) if attn is not None else None
         if isinstance(proj, torch.nn.Module):
             return proj
     raise TypeError(
-        f"unsupported block class {type(block).__name__} in {lm.name}: no self_attn.o_proj, attn.c_proj or attention.dense"
+        f"unsupported block class {type(module).__name__} in {lm.name}: no self_attn.o_proj, attn.c_proj or attention.dense"
     )
 
 
@@ -71,45 +74,40 @@ def _proj_in_features(proj: torch.nn.Module) -> int:
     raise TypeError(f"cannot read the input width of {type(proj).__name__}")
 
 
-def _head_dim(lm: LoadedModel, layer: int) -> int:
-    width = _proj_in_features(head_output_projection(lm, layer))
+def _head_dim(lm: LoadedModel, block: int) -> int:
+    width = _proj_in_features(head_output_projection(lm, block))
     if width % lm.n_heads:
-        raise TypeError(f"{lm.name} layer {layer}: projection input width {width} is not a multiple of {lm.n_heads} heads")
+        raise TypeError(f"{lm.name} block {block}: projection input width {width} is not a multiple of {lm.n_heads} heads")
     return width // lm.n_heads
 
 
-def _check_layer(lm: LoadedModel, layer, where: str = "") -> None:
-    check_int(layer, "layer index")
-    if not 0 <= layer < lm.n_layers:
-        raise ValueError(f"layer index {layer}{where} out of range for {lm.name}; allowed 0..{lm.n_layers - 1}")
-
-
 def validate_heads(lm: LoadedModel, heads: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Check a list of ``(layer, head)`` pairs and return it sorted, without repeats.
+    """Check a list of ``(block, head)`` pairs and return it sorted, without repeats.
 
     Why: an index off by one would otherwise fail deep inside a hook (or, worse, silently ablate
     the wrong slice); the message names the bad value and the allowed range.
     """
     check_model(lm)
     if isinstance(heads, tuple) and len(heads) == 2 and all(isinstance(v, int) for v in heads):
-        raise TypeError(f"heads must be a list of (layer, head) pairs; got the single pair {heads!r}, write [{heads!r}]")
+        raise TypeError(f"heads must be a list of (block, head) pairs; got the single pair {heads!r}, write [{heads!r}]")
     try:
         items = list(heads)
     except TypeError as exc:
-        raise TypeError(f"heads must be a list of (layer, head) pairs, got {heads!r}") from exc
+        raise TypeError(f"heads must be a list of (block, head) pairs, got {heads!r}") from exc
     out = set()
     for item in items:
         try:
-            layer, head = item
+            block, head = item
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"each head must be a (layer, head) pair of ints, got {item!r}") from exc
-        for name, v in (("layer", layer), ("head", head)):
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"{name} index must be an int, got {v!r} in head {item!r}")
-        _check_layer(lm, layer, f" of head {item!r}")
+            raise TypeError(f"each head must be a (block, head) pair of ints, got {item!r}") from exc
+        try:
+            validate_layer(lm, block, what="block index")
+            check_int(head, "head index")
+        except (TypeError, ValueError) as exc:  # name the pair the bad index came in
+            raise type(exc)(f"{exc} (in head {item!r})") from None
         if not 0 <= head < lm.n_heads:
-            raise ValueError(f"head index {head} out of range for {lm.name} (layer {layer}); allowed 0..{lm.n_heads - 1}")
-        out.add((int(layer), int(head)))
+            raise ValueError(f"head index {head} out of range for {lm.name} (block {block}); allowed 0..{lm.n_heads - 1}")
+        out.add((int(block), int(head)))
     return sorted(out)
 
 
@@ -150,7 +148,8 @@ def _as_batches(reference_tokens) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def head_means(lm: LoadedModel, reference_tokens=None, layers: Sequence[int] | None = None) -> torch.Tensor:
+@keyword_alias(layers="blocks")
+def head_means(lm: LoadedModel, reference_tokens=None, blocks: Sequence[int] | None = None) -> torch.Tensor:
     """Mean output of every head over the positions of the reference sequences.
 
     Why: mean ablation replaces a head's output by this vector; computing it once lets many
@@ -163,7 +162,8 @@ def head_means(lm: LoadedModel, reference_tokens=None, layers: Sequence[int] | N
     Args:
         reference_tokens: ``[N]``, ``[B, N]`` or a list of 1-D token tensors; default
             :func:`default_reference_tokens`.
-        layers: which layers to compute (default all); the others are left zero.
+        blocks: which blocks to compute (default all); the others are left zero. (``layers=`` is
+            accepted as an alias.)
 
     Returns:
         ``[L, H, d_head]`` tensor on the model's device and dtype (computed in float64).
@@ -171,26 +171,25 @@ def head_means(lm: LoadedModel, reference_tokens=None, layers: Sequence[int] | N
     if reference_tokens is None:
         reference_tokens = default_reference_tokens(lm)
     batches = _as_batches(reference_tokens)
-    layers = list(range(lm.n_layers)) if layers is None else sorted({int(l) for l in layers})
-    for l in layers:
-        _check_layer(lm, l)
+    blocks = list(range(lm.n_layers)) if blocks is None else sorted(
+        {validate_layer(lm, b, what="block index") for b in blocks})
     H = lm.n_heads
-    dh = {l: _head_dim(lm, l) for l in layers}
+    dh = {b: _head_dim(lm, b) for b in blocks}
     if len(set(dh.values())) > 1:
-        raise TypeError(f"{lm.name}: head widths differ between layers ({dh}); not supported")
+        raise TypeError(f"{lm.name}: head widths differ between blocks ({dh}); not supported")
     width = next(iter(dh.values())) if dh else 1
     sums = torch.zeros(lm.n_layers, H, width, dtype=torch.float64)
     count = {"n": 0}
     skip_first = {"v": 0}
 
-    def make_pre(l):
+    def make_pre(b):
         def pre(module, args, kwargs):
             z = args[0] if args else kwargs["input"]  # [B, N, H * d_head]
             z = z[:, skip_first["v"] :].double()
-            sums[l] += z.reshape(-1, H, width).sum(dim=0).cpu()
+            sums[b] += z.reshape(-1, H, width).sum(dim=0).cpu()
         return pre
 
-    hooks = [(head_output_projection(lm, l), "pre", make_pre(l)) for l in layers]
+    hooks = [(head_output_projection(lm, b), "pre", make_pre(b)) for b in blocks]
     with hooked(hooks):
         for batch in batches:
             first_is_bos = lm.bos_token_id is not None and bool((batch[:, 0] == lm.bos_token_id).all())
@@ -217,7 +216,7 @@ def ablate_heads(
 
     Args:
         lm: the model.
-        heads: ``[(layer, head), ...]``; an empty list ablates nothing (the model runs unchanged).
+        heads: ``[(block, head), ...]``; an empty list ablates nothing (the model runs unchanged).
         mode: ``"mean"`` (replace by the mean over reference positions) or ``"zero"``.
         reference_tokens: sequences for the mean (see :func:`head_means`); ignored for ``"zero"``
             and when ``means`` is given.
@@ -234,12 +233,12 @@ def ablate_heads(
     if mode not in ABLATION_MODES:
         raise ValueError(f"unknown ablation mode {mode!r}; allowed: {', '.join(ABLATION_MODES)}")
     heads = validate_heads(lm, heads)
-    by_layer: dict[int, list[int]] = {}
-    for l, h in heads:
-        by_layer.setdefault(l, []).append(h)
+    by_block: dict[int, list[int]] = {}
+    for b, h in heads:
+        by_block.setdefault(b, []).append(h)
     if mode == "mean" and heads:
         if means is None:
-            means = head_means(lm, reference_tokens, layers=list(by_layer))
+            means = head_means(lm, reference_tokens, blocks=list(by_block))
         else:
             expect = (lm.n_layers, lm.n_heads)
             if not isinstance(means, torch.Tensor) or means.ndim != 3 or tuple(means.shape[:2]) != expect:
@@ -248,7 +247,7 @@ def ablate_heads(
         means = means.to(device=lm.device, dtype=lm.dtype)
     H = lm.n_heads
 
-    def make_pre(l, hs):
+    def make_pre(b, hs):
         idx = torch.tensor(hs, device=lm.device)
 
         def pre(module, args, kwargs):
@@ -259,23 +258,24 @@ def ablate_heads(
             if mode == "zero":
                 view[..., idx, :] = 0
             else:
-                view[..., idx, :] = means[l, idx].to(z.dtype)
+                view[..., idx, :] = means[b, idx].to(z.dtype)
             if key is None:
                 return (z, *args[1:]), kwargs
             return args, {**kwargs, key: z}
         return pre
 
-    hooks = [(head_output_projection(lm, l), "pre", make_pre(l, hs)) for l, hs in sorted(by_layer.items())]
+    hooks = [(head_output_projection(lm, b), "pre", make_pre(b, hs)) for b, hs in sorted(by_block.items())]
     with hooked(hooks):
         yield {"heads": heads, "mode": mode, "means": means if mode == "mean" else None}
 
 
+@keyword_alias(layers="blocks")
 def random_heads(
     lm: LoadedModel,
     k: int,
     seed: int = 0,
     exclude: Iterable[tuple[int, int]] = (),
-    layers: Sequence[int] | None = None,
+    blocks: Sequence[int] | None = None,
 ) -> list[tuple[int, int]]:
     """``k`` distinct heads drawn uniformly at random (seeded), sorted.
 
@@ -286,17 +286,15 @@ def random_heads(
         k: number of heads.
         seed: the same seed gives the same heads.
         exclude: heads never drawn (typically the named heads themselves).
-        layers: draw only from these layers (e.g. the layers of the named heads, to control for
-            depth); default all.
+        blocks: draw only from these blocks (e.g. the blocks of the named heads, to control for
+            depth); default all. (``layers=`` is accepted as an alias.)
     """
     seed = check_seed(seed)
     excluded = set(validate_heads(lm, exclude))
-    if layers is None:
-        layers = range(lm.n_layers)
-    layer_list = sorted({l for l in layers})
-    for l in layer_list:
-        _check_layer(lm, l)
-    candidates = [(l, h) for l in layer_list for h in range(lm.n_heads) if (l, h) not in excluded]
+    if blocks is None:
+        blocks = range(lm.n_layers)
+    block_list = sorted({validate_layer(lm, b, what="block index") for b in blocks})
+    candidates = [(b, h) for b in block_list for h in range(lm.n_heads) if (b, h) not in excluded]
     check_int(k, "k (heads to draw, from those left after exclusions)", minimum=0, maximum=len(candidates))
     gen = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(candidates), generator=gen)[:k]

@@ -4,8 +4,9 @@ The classic way to find induction heads, independent of the residual-stream resp
 ``[BOS, a_1 .. a_T, a_1 .. a_T]`` an induction head at the second ``a_{k-1}`` (index ``T+k-1``)
 attends to the first ``a_k`` (index ``k``), the token that followed ``a_{k-1}`` last time. Its
 induction score is the mean attention weight on those ``T-1`` entries (``k = 2..T``). A
-previous-token head attends from ``t`` to ``t-1``; induction heads in later layers read what
-previous-token heads in earlier layers wrote (K-composition).
+previous-token head attends from ``t`` to ``t-1``; induction heads in later blocks read what
+previous-token heads in earlier blocks wrote (K-composition). Heads are named ``(block, head)``,
+``block`` ``b`` in ``0..L-1``; score matrices are ``[L, H]`` indexed the same way.
 
 The same entries of the control (``2T`` random tokens, no repeat) give the baseline: attention
 that a head pays to a position ``T-1`` back for no reason but distance. A head is an induction
@@ -18,17 +19,20 @@ model's implementation is switched for the duration of one call and restored in 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
 
-from .behaviour import bootstrap_mean, validate_seeds
-from .checks import check_bootstrap
+from .checks import check_bootstrap, check_int, check_seeds
 from .models import LoadedModel
 from .sequences import SEQUENCE_KINDS, induction_layout, make_sequence, validate_length
+from .stats import BootstrapMean, KeyAccess, bootstrap_mean
 
 __all__ = [
     "STRIPES",
+    "InductionAttention",
+    "PreviousTokenAttention",
     "attention_patterns",
     "eager_attention",
     "induction_attention_scores",
@@ -38,6 +42,43 @@ __all__ = [
 
 #: which stripe of the attention pattern to score: lag ``T-1`` (induction) or lag ``T`` (duplicate token)
 STRIPES = ("induction", "duplicate")
+
+
+@dataclass
+class InductionAttention(KeyAccess):
+    """Mean attention on a stripe per block and head (:func:`induction_attention_scores`).
+
+    Attributes:
+        model, T, seeds, stripe, control: what was measured.
+        repeated: scores on repeats over seeds (``mean``/``lo``/``hi`` ``[L, H]``, ``per_seed``
+            ``[S, L, H]``); baseline: the same entries of the control sequences.
+        ratio: ``[L, H]`` repeated mean / baseline mean.
+    """
+
+    model: str
+    T: int
+    seeds: list[int]
+    stripe: str
+    control: str
+    repeated: BootstrapMean
+    baseline: BootstrapMean
+    ratio: torch.Tensor
+
+
+@dataclass
+class PreviousTokenAttention(KeyAccess):
+    """Mean attention to the previous token per block and head (:func:`previous_token_scores`).
+
+    Attributes:
+        model, T, seeds, kind: what was measured.
+        scores: over seeds, ``mean``/``lo``/``hi`` ``[L, H]`` and ``per_seed`` ``[S, L, H]``.
+    """
+
+    model: str
+    T: int
+    seeds: list[int]
+    kind: str
+    scores: BootstrapMean
 
 
 @contextlib.contextmanager
@@ -61,7 +102,7 @@ def eager_attention(lm: LoadedModel) -> Iterator[None]:
 
 @torch.no_grad()
 def attention_patterns(lm: LoadedModel, tokens: torch.Tensor) -> torch.Tensor:
-    """Attention weights of every head of every layer.
+    """Attention weights of every head of every block.
 
     Why: the pattern is the direct evidence of what a head reads (induction, previous token,
     BOS sink), against which the response measurements are checked.
@@ -71,8 +112,8 @@ def attention_patterns(lm: LoadedModel, tokens: torch.Tensor) -> torch.Tensor:
         tokens: ``[N]`` token ids, or ``[B, N]`` a batch of equal-length sequences.
 
     Returns:
-        ``[L, H, N, N]`` float32 on the CPU (``[B, L, H, N, N]`` for a batch): ``out[l, h, t, s]`` is
-        the weight that head ``h`` of block ``l`` at query position ``t`` gives to key position ``s``.
+        ``[L, H, N, N]`` float32 on the CPU (``[B, L, H, N, N]`` for a batch): ``out[b, h, t, s]`` is
+        the weight that head ``h`` of block ``b`` at query position ``t`` gives to key position ``s``.
         Rows sum to 1 and entries with ``s > t`` are 0 (causal; sliding windows also zero
         entries further back than the window).
     """
@@ -123,33 +164,32 @@ def _patterns_for(lm: LoadedModel, kind: str, T: int, seeds: list[int], batch_si
 
 def _validate_common(lm: LoadedModel, T: int, seeds, batch_size: int) -> list[int]:
     validate_length(lm, T)
-    seeds = validate_seeds(seeds)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    seeds = check_seeds(seeds)
+    check_int(batch_size, "batch_size", minimum=1)
     return seeds
 
 
 def induction_attention_scores(
     lm: LoadedModel,
     T: int = 20,
-    seeds: Sequence[int] = range(4),
+    seeds: Sequence[int] | int = 4,
     *,
     stripe: str = "induction",
     control: str = "random",
     n_boot: int = 1000,
     confidence: float = 0.95,
     batch_size: int = 4,
-) -> dict:
-    """Mean attention on the induction stripe, per layer and head, on repeats and on controls.
+) -> InductionAttention:
+    """Mean attention on the induction stripe, per block and head, on repeats and on controls.
 
     Why: this is the standard, mechanism-level way to name induction heads; the response-based
-    induction score of each layer should rise where these heads sit, and ablating them should
+    induction score of each stream should rise after the blocks these heads sit in, and ablating them should
     lower it.
 
     Args:
         lm: the model.
         T: length of one copy.
-        seeds: sequence seeds; the mean and its bootstrap CI are over seeds.
+        seeds: an int ``K`` (seeds ``0..K-1``) or a list; the mean and its bootstrap CI are over seeds.
         stripe: ``"induction"`` (query ``T+k-1`` to key ``k``, ``k = 2..T``) or ``"duplicate"``
             (query ``T+k`` to key ``k``, ``k = 1..T``: duplicate-token heads).
         control: sequence kind of the baseline, ``"random"`` (default) or ``"shuffled"``.
@@ -157,10 +197,7 @@ def induction_attention_scores(
         batch_size: sequences per forward pass.
 
     Returns:
-        dict with ``model``, ``T``, ``seeds``, ``stripe``, ``control`` and, each a
-        :func:`.behaviour.bootstrap_mean` dict (``mean``/``lo``/``hi`` ``[L, H]``, ``per_seed``
-        ``[S, L, H]``), ``repeated`` (scores on repeats) and ``baseline`` (same entries on the
-        control sequences), plus ``ratio`` ``[L, H]`` = repeated mean / baseline mean.
+        :class:`InductionAttention` (its fields also read by key, ``res["repeated"]["mean"]``).
     """
     seeds = _validate_common(lm, T, seeds, batch_size)
     check_bootstrap(n_boot, confidence)  # before the forward passes, not after them
@@ -174,33 +211,25 @@ def induction_attention_scores(
     boot = dict(n_boot=n_boot, confidence=confidence)
     rep = bootstrap_mean(per_kind["repeated"], **boot)
     base = bootstrap_mean(per_kind[control], **boot)
-    return {
-        "model": lm.name,
-        "T": int(T),
-        "seeds": seeds,
-        "stripe": stripe,
-        "control": control,
-        "repeated": rep,
-        "baseline": base,
-        "ratio": rep["mean"] / base["mean"].clamp_min(1e-12),
-    }
+    return InductionAttention(model=lm.name, T=int(T), seeds=seeds, stripe=stripe, control=control,
+                              repeated=rep, baseline=base, ratio=rep.mean / base.mean.clamp_min(1e-12))
 
 
 def previous_token_scores(
     lm: LoadedModel,
     T: int = 20,
-    seeds: Sequence[int] = range(4),
+    seeds: Sequence[int] | int = 4,
     *,
     kind: str = "random",
     n_boot: int = 1000,
     confidence: float = 0.95,
     batch_size: int = 4,
-) -> dict:
-    """Mean attention from each position to the one before, per layer and head.
+) -> PreviousTokenAttention:
+    """Mean attention from each position to the one before, per block and head.
 
     Why: induction needs a previous-token head in an earlier layer (it writes "the token before
     me was ``a_{k-1}``" into position ``k``, which the induction head's key reads). Finding one
-    below the induction heads is part of the mechanistic check.
+    in a block below the induction heads is part of the mechanistic check.
 
     Only query positions whose previous token is an ordinary token count (with BOS: queries
     ``2..N-1``), so attention to BOS, which many heads use as a resting place, does not inflate
@@ -210,8 +239,7 @@ def previous_token_scores(
         kind: sequence kind (``"random"`` by default: previous-token behaviour needs no repeat).
 
     Returns:
-        dict with ``model``, ``T``, ``seeds``, ``kind`` and ``scores``, a
-        :func:`.behaviour.bootstrap_mean` dict with ``mean``/``lo``/``hi`` ``[L, H]``.
+        :class:`PreviousTokenAttention` (its fields also read by key, ``res["scores"]["mean"]``).
     """
     seeds = _validate_common(lm, T, seeds, batch_size)
     check_bootstrap(n_boot, confidence)
@@ -220,42 +248,41 @@ def previous_token_scores(
     layout = induction_layout(lm, T)
     queries = torch.arange(layout.offset + 1, layout.length)  # previous token is ordinary
     vals = [pat[:, :, :, queries, queries - 1].mean(dim=-1) for pat in _patterns_for(lm, kind, T, seeds, batch_size)]
-    return {
-        "model": lm.name,
-        "T": int(T),
-        "seeds": seeds,
-        "kind": kind,
-        "scores": bootstrap_mean(torch.cat(vals), n_boot=n_boot, confidence=confidence),
-    }
+    return PreviousTokenAttention(model=lm.name, T=int(T), seeds=seeds, kind=kind,
+                                  scores=bootstrap_mean(torch.cat(vals), n_boot=n_boot, confidence=confidence))
 
 
 def top_heads(scores, k: int = 5) -> list[tuple[int, int, float]]:
     """The ``k`` heads with the highest score, best first.
 
-    Why: ablation experiments and the book need a short list of named heads, ``(layer, head)``.
+    Why: ablation experiments and the book need a short list of named heads, ``(block, head)``.
 
     Args:
-        scores: ``[L, H]`` tensor, or a result of :func:`induction_attention_scores` (its
-            ``repeated`` mean is ranked) or of :func:`previous_token_scores` (its ``scores`` mean),
-            or any dict with a ``mean`` ``[L, H]`` entry.
+        scores: ``[L, H]`` tensor (block, head), or a result of :func:`induction_attention_scores`
+            (its ``repeated`` mean is ranked) or of :func:`previous_token_scores` (its ``scores``
+            mean), or a :class:`.stats.BootstrapMean` or any dict with a ``mean`` ``[L, H]`` entry.
         k: how many heads (at most ``L * H``).
 
     Returns:
-        ``[(layer, head, score), ...]`` of length ``k``.
+        ``[(block, head, score), ...]`` of length ``k``.
     """
+    if isinstance(scores, InductionAttention):
+        scores = scores.repeated
+    elif isinstance(scores, PreviousTokenAttention):
+        scores = scores.scores
     if isinstance(scores, dict):
         for key in ("repeated", "scores"):
-            if key in scores and isinstance(scores[key], dict):
+            if key in scores and isinstance(scores[key], (dict, BootstrapMean)):
                 scores = scores[key]
                 break
         if "mean" not in scores:
             raise ValueError(f"dict scores need a 'mean', 'repeated' or 'scores' entry, got keys {sorted(scores)}")
+    if isinstance(scores, (dict, BootstrapMean)):
         scores = scores["mean"]
     s = torch.as_tensor(scores)
     if s.ndim != 2:
-        raise ValueError(f"scores must be a [layers, heads] matrix, got shape {tuple(s.shape)}")
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= s.numel():
-        raise ValueError(f"k must be an int in 1..{s.numel()} (layers x heads), got {k!r}")
+        raise ValueError(f"scores must be a [blocks, heads] matrix, got shape {tuple(s.shape)}")
+    check_int(k, "k (heads to name, at most blocks x heads)", minimum=1, maximum=s.numel())
     vals, idx = torch.topk(s.flatten().double(), k)
     H = s.shape[1]
     return [(int(i) // H, int(i) % H, float(v)) for v, i in zip(vals, idx)]

@@ -20,70 +20,40 @@ second copy are exactly the induction targets of the layout.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from .checks import check_bootstrap, check_int, check_seed
+from .checks import check_bootstrap, check_int, check_seeds
 from .models import LoadedModel
 from .sequences import InductionLayout, induction_layout, make_sequence, validate_length
+from .stats import BootstrapMean, KeyAccess, bootstrap_mean
 
-__all__ = ["bootstrap_mean", "copy_losses", "repeat_loss", "validate_seeds"]
+__all__ = ["RepeatLoss", "copy_losses", "repeat_loss"]
 
 
-def validate_seeds(seeds: Sequence[int]) -> list[int]:
-    """Check a list of sequence seeds: non-empty, non-negative ints, no repeats.
+@dataclass
+class RepeatLoss(KeyAccess):
+    """Loss on the first and the second copy of repeated random sequences (:func:`repeat_loss`).
 
-    Why: every statistic here averages over seeds and bootstraps over them; a repeated seed would
-    count the same sequence twice and shrink the confidence interval for no reason.
+    Attributes:
+        model, T, seeds: the model's name, the copy length and the sequence seeds.
+        uniform_loss: ``ln n_ordinary``, the loss of a uniform guess over the ordinary tokens.
+        first, second: mean loss per copy over seeds (``per_seed`` ``[S]``), with bootstrap CIs.
+        drop: ``first - second`` per seed, with its bootstrap CI.
+        per_position: ``[S, N-1]`` loss predicting token ``t+1`` from position ``t``.
     """
-    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
-        raise TypeError(f"seeds must be a sequence of ints such as range({int(seeds)}), got the int {seeds!r}")
-    try:
-        out = list(seeds)
-    except TypeError as exc:
-        raise TypeError(f"seeds must be a sequence of non-negative ints, got {seeds!r}") from exc
-    if not out:
-        raise ValueError("seeds is empty; give at least one non-negative int seed")
-    for s in out:
-        if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)) or s < 0:
-            raise ValueError(f"seed {s!r} is not a non-negative int; seeds must be non-negative ints")
-    out = [check_seed(s, "each seed") for s in out]
-    if len(set(out)) != len(out):
-        raise ValueError(f"seeds {out} contain repeats; each seed must appear once")
-    return out
 
-
-def bootstrap_mean(
-    values: torch.Tensor | np.ndarray, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
-) -> dict:
-    """Mean over the first axis with a percentile-bootstrap confidence interval.
-
-    Why: the experiments average a statistic over a handful of seeds (sequences); resampling the
-    seeds shows how much the mean depends on which sequences were drawn. With one seed the
-    interval collapses to the value itself (no spread can be estimated).
-
-    Args:
-        values: ``[S, ...]`` one entry per seed.
-        n_boot: bootstrap resamples (seeded by ``seed``, so the interval is reproducible).
-        confidence: two-sided level in (0, 1).
-
-    Returns:
-        ``{"mean", "lo", "hi"}`` tensors of shape ``[...]`` (float64) and ``"per_seed"`` ``[S, ...]``.
-    """
-    n_boot, confidence = check_bootstrap(n_boot, confidence)
-    v = torch.as_tensor(values).detach().to("cpu", torch.float64)
-    if v.ndim == 0 or v.shape[0] == 0:
-        raise ValueError(f"values must have a non-empty first (seed) axis, got shape {tuple(v.shape)}")
-    S = v.shape[0]
-    gen = torch.Generator().manual_seed(int(seed))
-    idx = torch.randint(S, (n_boot, S), generator=gen)  # [n_boot, S]
-    boots = v[idx].mean(dim=1)  # [n_boot, ...]
-    alpha = (1.0 - confidence) / 2.0
-    q = torch.tensor([alpha, 1.0 - alpha], dtype=torch.float64)
-    lo, hi = torch.quantile(boots, q, dim=0)
-    return {"mean": v.mean(dim=0), "lo": lo, "hi": hi, "per_seed": v}
+    model: str
+    T: int
+    seeds: list[int]
+    uniform_loss: float
+    first: BootstrapMean
+    second: BootstrapMean
+    drop: BootstrapMean
+    per_position: torch.Tensor
 
 
 def copy_losses(logits: torch.Tensor, tokens: torch.Tensor, layout: InductionLayout) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,12 +94,12 @@ def copy_losses(logits: torch.Tensor, tokens: torch.Tensor, layout: InductionLay
 def repeat_loss(
     lm: LoadedModel,
     T: int,
-    seeds: Sequence[int] = range(8),
+    seeds: Sequence[int] | int = 8,
     *,
     n_boot: int = 1000,
     confidence: float = 0.95,
     batch_size: int = 8,
-) -> dict:
+) -> RepeatLoss:
     """Loss on the first vs the second copy of repeated random sequences.
 
     Why: the loss on the second copy falling far below the first is the plain behavioural evidence
@@ -139,18 +109,16 @@ def repeat_loss(
     Args:
         lm: the model.
         T: length of one copy (``2T`` tokens plus BOS must fit the context).
-        seeds: sequence seeds (:func:`.sequences.make_sequence`); statistics are over seeds.
+        seeds: an int ``K`` (seeds ``0..K-1``) or a list of sequence seeds
+            (:func:`.sequences.make_sequence`); statistics are over seeds.
         n_boot, confidence: bootstrap over seeds for the confidence intervals.
         batch_size: sequences per forward pass.
 
     Returns:
-        dict with ``model``, ``T``, ``seeds``, ``uniform_loss`` (``ln n_ordinary``, the loss of a
-        uniform guess over the ordinary tokens) and, each a :func:`bootstrap_mean` dict over seeds,
-        ``first`` and ``second`` (mean loss per copy, ``[S]`` per seed) and ``drop`` (first minus
-        second), plus ``per_position``: ``[S, N-1]`` loss predicting token ``t+1`` from position ``t``.
+        :class:`RepeatLoss` (its fields also read by key, ``res["drop"]["mean"]``).
     """
     validate_length(lm, T)
-    seeds = validate_seeds(seeds)
+    seeds = check_seeds(seeds)
     check_int(batch_size, "batch_size", minimum=1)
     check_bootstrap(n_boot, confidence)  # before the forward passes
     layout = induction_layout(lm, T)
@@ -167,13 +135,13 @@ def repeat_loss(
     first = torch.cat(firsts)
     second = torch.cat(seconds)
     boot = dict(n_boot=n_boot, confidence=confidence)
-    return {
-        "model": lm.name,
-        "T": int(T),
-        "seeds": seeds,
-        "uniform_loss": float(np.log(len(lm.ordinary_token_ids))),
-        "first": bootstrap_mean(first, **boot),
-        "second": bootstrap_mean(second, **boot),
-        "drop": bootstrap_mean(first - second, **boot),
-        "per_position": torch.cat(per_pos),
-    }
+    return RepeatLoss(
+        model=lm.name,
+        T=int(T),
+        seeds=seeds,
+        uniform_loss=float(np.log(len(lm.ordinary_token_ids))),
+        first=bootstrap_mean(first, **boot),
+        second=bootstrap_mean(second, **boot),
+        drop=bootstrap_mean(first - second, **boot),
+        per_position=torch.cat(per_pos),
+    )

@@ -9,6 +9,7 @@ say nothing about the call that caused them.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from typing import Iterable, Sequence
@@ -33,6 +34,7 @@ __all__ = [
     "validate_eps",
     "validate_layer",
     "validate_tokens",
+    "keyword_alias",
 ]
 
 #: Largest seed accepted anywhere. Why a bound: sequence seeds are combined as ``seed * 1000 + k``
@@ -188,13 +190,22 @@ def check_eps_floor(eps, dtype, *, option: str = "eps", override: str = "allow_b
 
 
 def check_seeds(seeds, name: str = "seeds") -> list[int]:
-    """Seeds of a multi-seed run: an int ``K >= 1`` (seeds ``0..K-1``) or a non-empty list of seeds."""
+    """The seeds of a multi-seed run, as a list: an int ``K >= 1`` means seeds ``0..K-1``, a list
+    (or range) names them; each is an int in ``0..MAX_SEED`` and appears once.
+
+    Why one meaning everywhere: every statistic averages over seeds and bootstraps over them; a
+    function that took a count where another took a list made the same call mean two things,
+    and a repeated seed would count one sequence twice and shrink the interval for no reason.
+    """
     if isinstance(seeds, (numbers.Integral, np.integer)) and not isinstance(seeds, (bool, np.bool_)):
         k = check_int(seeds, f"{name} (a count)", minimum=1, maximum=MAX_SEED + 1)
         return list(range(k))
     if isinstance(seeds, (str, bytes, float, bool)) or seeds is None:
         raise TypeError(f"{name} must be a count K >= 1 or a list of seeds, got {_describe(seeds)}")
-    return check_int_list(seeds, name, minimum=0, maximum=MAX_SEED)
+    out = check_int_list(seeds, name, minimum=0, maximum=MAX_SEED)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name} {out} contain repeats; each seed must appear once")
+    return out
 
 
 def check_bootstrap(n_boot, confidence, name: str = "n_boot") -> tuple[int, float]:
@@ -264,3 +275,23 @@ def validate_tokens(lm, tokens):
         raise ValueError(f"tokens: ids must lie in 0..{lm.vocab_size - 1} (the vocabulary of {lm.name}), "
                          f"got {int(tokens.min())}..{int(tokens.max())}")
     return tokens.long().cpu()
+
+
+def keyword_alias(**aliases: str):
+    """Accept ``old=`` keywords as aliases of renamed parameters: ``@keyword_alias(layer="block")``.
+
+    Why: a parameter renamed so that a word means one thing everywhere (a *block* index is not a
+    *layer*, i.e. a stream) keeps the calls that name it the old way working. Giving both names
+    is a ``TypeError``, as for any keyword given twice.
+    """
+    def wrap(fn):
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            for old, new in aliases.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise TypeError(f"{fn.__name__}() got {new}= and its alias {old}=; give one of them")
+                    kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+        return call
+    return wrap

@@ -2,8 +2,8 @@
 
 The response score of :mod:`.induction` should agree with what the classic tools say:
 
-- **attention patterns** (:mod:`.attention`): layers holding heads that attend from the second
-  ``a_{k-1}`` to the first ``a_k`` should be the layers where the response score rises
+- **attention patterns** (:mod:`.attention`): blocks holding heads that attend from the second
+  ``a_{k-1}`` to the first ``a_k`` should write into the streams where the response score rises
   (:func:`layer_rank_agreement`), and the heads named by the response (:mod:`.heads`) should be
   those named by the patterns (:func:`head_rank_agreement`);
 - **ablation** (:mod:`.ablation`): mean-ablating the heads the response names should lower the
@@ -11,7 +11,7 @@ The response score of :mod:`.induction` should agree with what the classic tools
   (:func:`ablation_study`);
 - **negative controls**: sequences without a repeat, or with the second copy shuffled, score
   near 1 against the random control (:func:`kind_scores`, :func:`seed_null_scores`), and so do
-  random-initialised models; :func:`control_envelope` summarises them against relative depth.
+  random-initialised models; :func:`.tables.control_envelope` summarises them against relative depth.
 
 Layer alignment. The response score at read layer ``l`` is measured on the stream ``h[l]``
 *entering* block ``l``, i.e. after blocks ``0..l-1``. An attention head of block ``b`` writes
@@ -20,26 +20,27 @@ into ``h[b+1]``. So block ``b`` of the attention scores is compared with stream 
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 
 from .ablation import ablate_heads, head_means, random_heads, validate_heads
-from .behaviour import bootstrap_mean, repeat_loss
+from .behaviour import RepeatLoss, repeat_loss
 from .checks import check_bootstrap, check_int, check_model, check_seeds
 from .induction import InductionResult, StripeData, induction_scores, neighbour_baseline, scores_from_stripes
 from .models import LoadedModel
 from .response import response
 from .sequences import SEQUENCE_KINDS, induction_layout, make_sequence
+from .stats import (BootstrapMean, KeyAccess, bootstrap_mean, paired_ratio_change, percentile_interval,
+                    resampled_ratio, two_level_indices)
 
 __all__ = [
     "AblationStudy",
+    "HeadAgreement",
+    "LayerAgreement",
     "ablation_study",
-    "control_envelope",
     "head_rank_agreement",
     "kind_scores",
     "layer_rank_agreement",
@@ -82,20 +83,58 @@ def spearman(x, y) -> float | np.ndarray:
     return float(rho) if np.ndim(rho) == 0 else rho
 
 
-def layer_rank_agreement(
-    attention: dict, stripes: StripeData, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
-) -> dict:
-    """Spearman correlation, over layers, of the best head's attention score and the response score.
+@dataclass
+class LayerAgreement(KeyAccess):
+    """Rank agreement over depth of attention and response (:func:`layer_rank_agreement`).
 
-    Why: if both measure the same mechanism, the layers whose heads attend along the induction
-    stripe are the layers where the response stripe is strong.
+    Attributes:
+        rho, lo, hi: Spearman correlation and its bootstrap interval.
+        n_layers: the number of (block, stream) pairs correlated.
+        blocks: the attention blocks ``b`` used; streams: the response streams ``b + 1``.
+        attention_max: ``[n_layers]`` per-block max over heads of the mean attention on the stripe.
+        response: ``[n_layers]`` the response score of each stream.
+    """
+
+    rho: float
+    lo: float
+    hi: float
+    n_layers: int
+    blocks: list[int]
+    streams: list[int]
+    attention_max: np.ndarray
+    response: np.ndarray
+
+
+@dataclass
+class HeadAgreement(KeyAccess):
+    """How far two head rankings agree (:func:`head_rank_agreement`).
+
+    Attributes:
+        overlap: the number of heads in both top-``k`` lists; k; common: those heads ``(block, head)``.
+        rho: Spearman correlation over all heads with finite scores; n_heads: their number.
+    """
+
+    overlap: int
+    k: int
+    common: list[tuple[int, int]]
+    rho: float
+    n_heads: int
+
+
+def layer_rank_agreement(
+    attention, stripes: StripeData, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> LayerAgreement:
+    """Spearman correlation, over depth, of each block's best head's attention score and the response score.
+
+    Why: if both measure the same mechanism, the blocks whose heads attend along the induction
+    stripe write into the streams where the response stripe is strong.
 
     Alignment: attention block ``b`` is paired with response stream ``l = b + 1`` (the stream the
     block writes into); streams at or below the perturbed layer ``l0`` have no score and are
     dropped.
 
     The confidence interval resamples the attention seeds and, independently, the response seeds
-    and stripe positions (as :func:`.induction.bootstrap_ratio`), recomputing both per-layer
+    and stripe positions (as :func:`.stats.bootstrap_ratio`), recomputing both per-layer
     profiles and their correlation each time.
 
     Args:
@@ -104,9 +143,7 @@ def layer_rank_agreement(
         stripes: response stripe entries (``InductionResult.stripes``).
 
     Returns:
-        dict with ``rho``, ``lo``, ``hi``, ``n_layers`` (pairs correlated), ``blocks`` (attention
-        blocks used), ``streams`` (= blocks + 1), ``attention_max`` (per-block max over heads) and
-        ``response`` (per-stream score).
+        :class:`LayerAgreement` (its fields also read by key, ``res["rho"]``).
     """
     if not isinstance(stripes, StripeData):
         raise TypeError(f"stripes must be a StripeData (InductionResult.stripes), got {type(stripes).__name__}")
@@ -126,22 +163,17 @@ def layer_rank_agreement(
     rho = spearman(att_max, resp)
     rng = np.random.default_rng(seed)
     Sa, (Sr, _, P) = att.shape[0], rep.shape
-    ai = rng.integers(0, Sa, size=(n_boot, Sa))
+    ai = rng.integers(0, Sa, size=(n_boot, Sa))  # attention: one level, its seeds
     boot_att = att[ai].mean(1).max(-1)[:, blocks]  # [n_boot, n_blocks]
-    si = rng.integers(0, Sr, size=(n_boot, Sr))
-    pi = rng.integers(0, P, size=(n_boot, Sr, P))
-    r = rep.transpose(0, 2, 1)[si[:, :, None], pi].mean(axis=(1, 2))  # [n_boot, n_blocks]
-    c = ctrl.transpose(0, 2, 1)[si[:, :, None], pi].mean(axis=(1, 2))
-    boots = spearman(boot_att, r / c)
-    alpha = (1 - confidence) / 2
-    with warnings.catch_warnings():  # constant profiles in a replicate give nan
-        warnings.simplefilter("ignore", RuntimeWarning)
-        lo, hi = np.nanquantile(np.atleast_1d(boots), [alpha, 1 - alpha])
-    return {"rho": rho, "lo": float(lo), "hi": float(hi), "n_layers": len(blocks), "blocks": blocks,
-            "streams": [b + 1 for b in blocks], "attention_max": att_max, "response": resp}
+    si, pi = two_level_indices(rng, Sr, P, n_boot)  # response: seeds, then stripe positions
+    with np.errstate(divide="ignore", invalid="ignore"):
+        boots = spearman(boot_att, resampled_ratio(rep, ctrl, si, pi))
+    lo, hi = percentile_interval(np.atleast_1d(boots), confidence, axis=None, ignore_nan=True)
+    return LayerAgreement(rho=rho, lo=float(lo), hi=float(hi), n_layers=len(blocks), blocks=blocks,
+                          streams=[b + 1 for b in blocks], attention_max=att_max, response=resp)
 
 
-def head_rank_agreement(a, b, k: int = 5) -> dict:
+def head_rank_agreement(a, b, k: int = 5) -> HeadAgreement:
     """How far two ``[L, H]`` head rankings agree: overlap of their top ``k`` and Spearman over all heads.
 
     Why: the response ranks heads by how much their output moves at the stripe targets
@@ -149,14 +181,16 @@ def head_rank_agreement(a, b, k: int = 5) -> dict:
     that does induction should rank high in both. Heads with a non-finite score in either are left
     out of the correlation.
 
+    Args:
+        a, b: ``[L, H]`` scores indexed ``[block, head]``.
+
     Returns:
-        dict with ``overlap`` (int), ``k``, ``common`` (heads in both top-``k`` lists), ``rho``,
-        ``n_heads`` (heads correlated).
+        :class:`HeadAgreement` (its fields also read by key, ``res["overlap"]``).
     """
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     if a.shape != b.shape or a.ndim != 2:
-        raise ValueError(f"a and b must be [layers, heads] with equal shapes, got {a.shape} and {b.shape}")
+        raise ValueError(f"a and b must be [blocks, heads] with equal shapes, got {a.shape} and {b.shape}")
     ok = np.isfinite(a) & np.isfinite(b)
     check_int(k, "k", minimum=1, maximum=int(ok.sum()))  # heads with finite scores
 
@@ -166,15 +200,7 @@ def head_rank_agreement(a, b, k: int = 5) -> dict:
         return [(int(i) // a.shape[1], int(i) % a.shape[1]) for i in idx]
 
     common = sorted(set(top(a)) & set(top(b)))
-    return {"overlap": len(common), "k": k, "common": common, "rho": spearman(a[ok], b[ok]), "n_heads": int(ok.sum())}
-
-
-def _stripe_ratios(rep: np.ndarray, ctrl: np.ndarray, si: np.ndarray, pi: np.ndarray) -> np.ndarray:
-    """Bootstrap replicates ``[n_boot, n_layers]`` of the stripe ratio for given resample indices."""
-    r = rep.transpose(0, 2, 1)[si[:, :, None], pi].mean(axis=(1, 2))
-    c = ctrl.transpose(0, 2, 1)[si[:, :, None], pi].mean(axis=(1, 2))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return r / c
+    return HeadAgreement(overlap=len(common), k=k, common=common, rho=spearman(a[ok], b[ok]), n_heads=int(ok.sum()))
 
 
 def paired_score_change(
@@ -196,30 +222,14 @@ def paired_score_change(
         raise TypeError("others must be a list of StripeData; wrap the single one in a list")
     if not others:
         raise ValueError("others is empty; give at least one StripeData to compare with")
-    n_boot, confidence = check_bootstrap(n_boot, confidence)
+    check_bootstrap(n_boot, confidence)
     shape = base.induction["repeated"].shape
     for o in others:
         if o.induction["repeated"].shape != shape or o.read_layers != base.read_layers or o.seeds != base.seeds:
             raise ValueError("all stripes must share seeds, read layers and T with the base")
-    S, _, P = shape
-    rng = np.random.default_rng(seed)
-    si = rng.integers(0, S, size=(n_boot, S))
-    pi = rng.integers(0, P, size=(n_boot, S, P))
-    full_s, full_p = np.arange(S)[None], np.broadcast_to(np.arange(P), (1, S, P))
-
-    def score(st, s_idx, p_idx):
-        return _stripe_ratios(st.induction["repeated"], st.induction["control"], s_idx, p_idx)
-
-    with np.errstate(invalid="ignore"):
-        drop = score(base, full_s, full_p)[0] - np.mean([score(o, full_s, full_p)[0] for o in others], axis=0)
-        boots = score(base, si, pi) - np.mean([score(o, si, pi) for o in others], axis=0)
-        alpha = (1 - confidence) / 2
-        with warnings.catch_warnings():  # l0 itself: every replicate is nan
-            warnings.simplefilter("ignore", RuntimeWarning)
-            lo, hi = np.nanquantile(boots, [alpha, 1 - alpha], axis=0)
-    bad = ~np.isfinite(drop)
-    lo[bad] = hi[bad] = np.nan
-    return drop, lo, hi
+    return paired_ratio_change((base.induction["repeated"], base.induction["control"]),
+                               [(o.induction["repeated"], o.induction["control"]) for o in others],
+                               n_boot=n_boot, confidence=confidence, seed=seed)
 
 
 @dataclass
@@ -228,14 +238,14 @@ class AblationStudy:
     with ``n_random`` draws of as many random heads ablated.
 
     ``results``/``losses`` are keyed ``"none"``, ``"top"``, ``"random-0"``, ``"random-1"``...;
-    ``heads`` holds the ablated heads of each condition.
+    ``heads`` holds the ablated heads ``(block, head)`` of each condition.
     """
 
     model: str
     k: int
     heads: dict[str, list[tuple[int, int]]]
     results: dict[str, InductionResult]
-    losses: dict[str, dict]
+    losses: dict[str, RepeatLoss]
     random_keys: list[str] = field(default_factory=list)
 
     def score_drop(self, which: str = "top", **boot) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -244,9 +254,9 @@ class AblationStudy:
         keys = self.random_keys if which == "random" else [which]
         return paired_score_change(self.results["none"].stripes, [self.results[k].stripes for k in keys], **boot)
 
-    def loss_rise(self, which: str = "top", *, n_boot: int = 1000, confidence: float = 0.95) -> dict:
+    def loss_rise(self, which: str = "top", *, n_boot: int = 1000, confidence: float = 0.95) -> BootstrapMean:
         """Second-copy loss under ``which`` minus without ablation, paired by seed
-        (:func:`.behaviour.bootstrap_mean` dict; random draws are averaged per seed)."""
+        (:func:`.stats.bootstrap_mean`; random draws are averaged per seed)."""
         keys = self.random_keys if which == "random" else [which]
         base = self.losses["none"]["second"]["per_seed"]
         ablated = torch.stack([self.losses[k]["second"]["per_seed"] for k in keys]).mean(0)
@@ -260,7 +270,7 @@ def ablation_study(
     n_random: int = 3,
     T: int = 10,
     seeds: Sequence[int] | int = 2,
-    loss_seeds: Sequence[int] = range(16),
+    loss_seeds: Sequence[int] | int = 16,
     layer: int = 0,
     eps: float = 1e-2,
     mode: str = "mean",
@@ -333,8 +343,8 @@ def kind_scores(
     if kind not in SEQUENCE_KINDS or (kind == "random" and not within):
         allowed = "'shuffled', 'random' or 'repeated'" if within else "'shuffled' or 'repeated' ('random' vs random: use seed_null_scores)"
         raise ValueError(f"kind must be {allowed}, got {kind!r}")
-    use = list(st.seeds) if seeds is None else [int(x) for x in seeds]
-    if not use or any(x not in st.seeds for x in use):
+    use = list(st.seeds) if seeds is None else check_seeds(seeds)
+    if any(x not in st.seeds for x in use):
         raise ValueError(f"seeds must be a non-empty subset of the reference seeds {st.seeds}, got {seeds!r}")
     rows = [st.seeds.index(x) for x in use]
     layout = induction_layout(lm, st.T)
@@ -388,29 +398,3 @@ def seed_null_scores(reference: InductionResult, *, n_boot: int = 1000, confiden
                      sources=st.sources, control_kind="random")
     return scores_from_stripes(new, model=f"{reference.model} (random vs random)", n_directions=reference.n_directions,
                                n_boot=n_boot, confidence=confidence)
-
-
-def control_envelope(df: pd.DataFrame, *, depth: str = "rel_depth", score: str = "score", bins: int = 10) -> pd.DataFrame:
-    """Min-max envelope of negative-control scores against relative depth, for a shaded band.
-
-    Why: controls of different depths (4-block random models, 30-block stand-ins) have their points
-    at different relative depths; binning depth into ``bins`` equal bins and taking the min and max
-    of all control scores in each gives one band to draw under the models' lines.
-
-    Returns:
-        DataFrame with ``rel_depth`` (bin centres, plus the ends 0 and 1 at the edge bins' values so
-        the band spans the axis), ``band_lo``, ``band_hi`` and ``n`` (points per bin); empty bins are
-        dropped.
-    """
-    check_int(bins, "bins", minimum=1)
-    d = df[[depth, score]].replace([np.inf, -np.inf], np.nan).dropna()
-    if d.empty:
-        raise ValueError("control_envelope: no finite control scores")
-    if ((d[depth] < 0) | (d[depth] > 1)).any():
-        raise ValueError(f"control_envelope: column {depth!r} must lie in [0, 1]")
-    idx = np.minimum((d[depth].to_numpy() * bins).astype(int), bins - 1)
-    g = d.assign(bin=idx).groupby("bin")[score].agg(["min", "max", "size"])
-    out = pd.DataFrame({"rel_depth": (g.index.to_numpy() + 0.5) / bins, "band_lo": g["min"].to_numpy(),
-                        "band_hi": g["max"].to_numpy(), "n": g["size"].to_numpy()})
-    first, last = out.iloc[[0]].assign(rel_depth=0.0), out.iloc[[-1]].assign(rel_depth=1.0)
-    return pd.concat([first, out, last], ignore_index=True)

@@ -12,14 +12,53 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from .canonical import CANONICAL
+from .stats import KeyAccess
 
-__all__ = ["HEADLINE_N_BOOT", "headline", "headline_path"]
+__all__ = ["HEADLINE_N_BOOT", "Headline", "headline", "headline_path"]
 
 #: bootstrap resamples of the headline intervals
 HEADLINE_N_BOOT = 1000
+
+
+@dataclass
+class Headline(KeyAccess):
+    """The headline numbers of one model at the canonical setting (:func:`headline`).
+
+    The layers are read streams and are ``None`` when the score does not rise (:class:`.induction.Rise`).
+
+    Attributes:
+        model, n_layers, setting: the model, its number of blocks ``L`` and :data:`.canonical.CANONICAL`.
+        emergence_layer, emergence_ci: the middle of the rise and its interval.
+        rise_factor, rise_factor_ci: ``S(top) / S(bottom)`` and its paired interval.
+        rise_start, rise_end, rise_width, rise_width_ci: the 10 % and 90 % layers and the width between.
+        peak_score, peak_ci, peak_layer: the largest score, its interval and its read stream.
+        key: what the cached file is valid for; provenance: how it was made.
+    """
+
+    model: str
+    n_layers: int
+    setting: dict
+    emergence_layer: int | None
+    emergence_ci: list[int] | None
+    rise_factor: float
+    rise_factor_ci: list[float]
+    rise_start: int | None
+    rise_end: int | None
+    rise_width: int | None
+    rise_width_ci: list[int] | None
+    peak_score: float | None
+    peak_ci: list[float | None]
+    peak_layer: int
+    key: dict
+    provenance: dict | None = None
+
+    def to_json_dict(self) -> dict:
+        """The cached file's content (plain JSON types, in field order)."""
+        return asdict(self)
 
 
 def headline_path(model: str) -> Path:
@@ -42,16 +81,15 @@ def _finite(x):
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
 
 
-def headline(lm) -> dict:
+def headline(lm) -> Headline:
     """The headline numbers of a loaded model at the canonical setting (cached).
 
     Args:
         lm: a :class:`~residual_response.models.LoadedModel` (float32 or float64).
 
     Returns:
-        ``{"model", "n_layers", "setting", "emergence_layer", "emergence_ci", "rise_factor",
-        "rise_factor_ci", "rise_start", "rise_end", "rise_width", "rise_width_ci", "peak_score",
-        "peak_ci", "peak_layer", "key"}``; the layers are ``None`` when the score does not rise.
+        :class:`Headline` (its fields also read by key, ``h["emergence_layer"]``); the layers are
+        ``None`` when the score does not rise.
     """
     from .induction import induction_scores
     from .io import write_json_atomic
@@ -64,9 +102,9 @@ def headline(lm) -> dict:
     key = _key(lm)
     try:
         cached = json.loads(path.read_text())
-        if cached.get("key") == key:
-            return cached
-    except (OSError, ValueError):
+        if cached.get("key") == key and set(cached) == {f.name for f in fields(Headline)}:
+            return Headline(**cached)
+    except (OSError, ValueError, AttributeError):
         pass  # missing or damaged: compute it
     clock = RunClock()
     res = induction_scores(lm, T=CANONICAL["T"], seeds=CANONICAL["seeds"], eps=CANONICAL["eps"],
@@ -74,20 +112,20 @@ def headline(lm) -> dict:
     rise = res.rise
     ok = [i for i, s in enumerate(res.score) if s is not None and math.isfinite(s)]
     best = max(ok, key=lambda i: res.score[i])
-    out = {
-        "model": lm.name, "n_layers": lm.n_layers, "setting": dict(CANONICAL),
-        "emergence_layer": res.emergence_layer,
-        "emergence_ci": list(rise["layer_ci"]) if rise["layer_ci"] else None,
-        "rise_factor": rise["factor"], "rise_factor_ci": list(rise["factor_ci"]),
-        "rise_start": rise["start"], "rise_end": rise["end"], "rise_width": rise["width"],
-        "rise_width_ci": list(rise["width_ci"]) if rise["width_ci"] else None,
-        "peak_score": _finite(res.score[best]), "peak_ci": [_finite(res.ci_low[best]), _finite(res.ci_high[best])],
-        "peak_layer": int(res.layers[best]),
-        "key": key,
-        "provenance": collect(lm, {"T": CANONICAL["T"], "seeds": CANONICAL["seeds"], "eps": CANONICAL["eps"],
-                                   "layer": CANONICAL["layer"], "n_boot": HEADLINE_N_BOOT, "method": "finite",
-                                   "control": res.control}, clock=clock),
-    }
+    out = Headline(
+        model=lm.name, n_layers=lm.n_layers, setting=dict(CANONICAL),
+        emergence_layer=res.emergence_layer,
+        emergence_ci=list(rise["layer_ci"]) if rise["layer_ci"] else None,
+        rise_factor=rise["factor"], rise_factor_ci=list(rise["factor_ci"]),
+        rise_start=rise["start"], rise_end=rise["end"], rise_width=rise["width"],
+        rise_width_ci=list(rise["width_ci"]) if rise["width_ci"] else None,
+        peak_score=_finite(res.score[best]), peak_ci=[_finite(res.ci_low[best]), _finite(res.ci_high[best])],
+        peak_layer=int(res.layers[best]),
+        key=key,
+        provenance=collect(lm, {"T": CANONICAL["T"], "seeds": CANONICAL["seeds"], "eps": CANONICAL["eps"],
+                                "layer": CANONICAL["layer"], "n_boot": HEADLINE_N_BOOT, "method": "finite",
+                                "control": res.control}, clock=clock),
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, out)
+    write_json_atomic(path, out.to_json_dict())
     return out

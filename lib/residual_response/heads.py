@@ -4,10 +4,11 @@ Perturb source ``k`` (the first ``a_k``) at layer ``l0`` and look at every atten
 ``z_h`` (its slice of the input to the attention output projection) at the stripe target
 ``T+k-1``. A head that attends from ``T+k-1`` back to ``k`` moves strongly; others barely do.
 
-    head_chi[l, h] = mean_k || z~_h[T+k-1] - z_h[T+k-1] || / (eps * || z_h[T+k-1] ||)
+    head_chi[b, h] = mean_k || z~_h[T+k-1] - z_h[T+k-1] || / (eps * || z_h[T+k-1] ||)
 
 and the head's attribution score is the ratio of ``head_chi`` on repeated sequences to the same
-entries of random controls (as for the layer score in :mod:`.induction`). Heads are ranked by it.
+entries of random controls (as for the stream score in :mod:`.induction`). Heads ``(block, head)``,
+block ``b`` in ``l0..L-1``, are ranked by it.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ import numpy as np
 import torch
 
 from .ablation import head_output_projection
-from .induction import bootstrap_ratio
-from .checks import check_bootstrap, check_int, check_seeds
+from .checks import check_bootstrap, check_int, check_seeds, validate_eps, validate_layer
 from .models import LoadedModel
 from .perturbation import apply_perturbation, perturbation_directions
-from .checks import validate_eps, validate_layer
 from .sequences import induction_layout, make_sequence, validate_length
+from .stats import bootstrap_ratio
 from .streams import block_hidden_input, hooked, replace_block_input, skip_blocks
 
 __all__ = ["HeadAttribution", "head_attribution", "head_stripe_response"]
@@ -34,8 +34,9 @@ __all__ = ["HeadAttribution", "head_attribution", "head_stripe_response"]
 class HeadAttribution:
     """Per-head stripe response and score.
 
-    ``score``/``ci_low``/``ci_high``/``repeated``/``control`` are ``[L, H]`` (``nan`` for blocks
-    before ``l0``, which the perturbation cannot reach).
+    ``layer`` is the perturbed stream ``l0``. ``score``/``ci_low``/``ci_high``/``repeated``/``control``
+    are ``[L, H]`` indexed ``[block, head]`` (``nan`` for blocks before ``l0``, which the
+    perturbation cannot reach).
     """
 
     model: str
@@ -50,9 +51,9 @@ class HeadAttribution:
     control: np.ndarray
 
     def ranking(self, k: int | None = None) -> list[tuple[int, int, float]]:
-        """Heads ``(layer, head, score)`` by decreasing score (finite scores only)."""
-        flat = [(int(l), int(h), float(self.score[l, h])) for l in range(self.score.shape[0])
-                for h in range(self.score.shape[1]) if np.isfinite(self.score[l, h])]
+        """Heads ``(block, head, score)`` by decreasing score (finite scores only)."""
+        flat = [(int(b), int(h), float(self.score[b, h])) for b in range(self.score.shape[0])
+                for h in range(self.score.shape[1]) if np.isfinite(self.score[b, h])]
         flat.sort(key=lambda x: -x[2])
         return flat if k is None else flat[:k]
 
@@ -62,7 +63,8 @@ def head_stripe_response(
     lm: LoadedModel, tokens: torch.Tensor, sources: torch.Tensor, targets: torch.Tensor, *,
     layer: int = 0, eps: float = 1e-2, n_directions: int = 1, seed: int = 0,
 ) -> np.ndarray:
-    """``head_chi`` for given (source, target) pairs: ``[n_pairs, L, H]`` (``nan`` below ``l0``).
+    """``head_chi`` for given (source, target) pairs: ``[n_pairs, L, H]`` over blocks and heads
+    (``nan`` for blocks below ``l0``).
 
     One batched forward pass: row ``i`` perturbs ``sources[i]`` (``n_directions`` rows each,
     averaged) and reads every head's output at ``targets[i]``.
@@ -70,19 +72,19 @@ def head_stripe_response(
     L, H = lm.n_layers, lm.n_heads
     P = len(sources)
     K = n_directions
-    projections = [head_output_projection(lm, l) for l in range(L)]
+    projections = [head_output_projection(lm, b) for b in range(L)]
     clean: dict[int, torch.Tensor] = {}
     stream0: dict[str, torch.Tensor] = {}
 
-    def capture(store, l):
+    def capture(store, b):
         def pre(module, args, kwargs):
-            store[l] = block_hidden_input(args, kwargs).detach().clone()  # [B, N, H * d_head]
+            store[b] = block_hidden_input(args, kwargs).detach().clone()  # [B, N, H * d_head]
         return pre
 
     def grab_l0(module, args, kwargs):
         stream0["h"] = block_hidden_input(args, kwargs)[0].detach().clone()  # [N, d]
 
-    with hooked([(projections[l], "pre", capture(clean, l)) for l in range(layer, L)] + [(lm.blocks[layer], "pre", grab_l0)]):
+    with hooked([(projections[b], "pre", capture(clean, b)) for b in range(layer, L)] + [(lm.blocks[layer], "pre", grab_l0)]):
         lm.base_model(input_ids=tokens[None].to(lm.device), use_cache=False)
 
     dirs = perturbation_directions(lm, tokens, sources, K, "gaussian", seed).reshape(P * K, -1)  # [P*K, d]
@@ -95,17 +97,17 @@ def head_stripe_response(
     def feed(module, args, kwargs):
         return replace_block_input(args, kwargs, h0)
 
-    hooks = [(lm.blocks[layer], "pre", feed)] + [(projections[l], "pre", capture(pert, l)) for l in range(layer, L)]
+    hooks = [(lm.blocks[layer], "pre", feed)] + [(projections[b], "pre", capture(pert, b)) for b in range(layer, L)]
     with skip_blocks(lm, layer), hooked(hooks):
         lm.base_model(input_ids=tokens[None].expand(P * K, -1).to(lm.device), use_cache=False)
 
     out = np.full((P, L, H), np.nan)
     rows = torch.arange(P * K)
-    for l in range(layer, L):
-        z_clean = clean[l][0, tgt_rows].double().reshape(P * K, H, -1)  # [P*K, H, d_head]
-        z_pert = pert[l][rows, tgt_rows].double().reshape(P * K, H, -1)
+    for b in range(layer, L):  # blocks at and after l0: their attention sees the perturbed stream
+        z_clean = clean[b][0, tgt_rows].double().reshape(P * K, H, -1)  # [P*K, H, d_head]
+        z_pert = pert[b][rows, tgt_rows].double().reshape(P * K, H, -1)
         rel = (z_pert - z_clean).norm(dim=-1) / (eps * z_clean.norm(dim=-1).clamp_min(1e-30))  # [P*K, H]
-        out[:, l, :] = rel.reshape(P, K, H).mean(dim=1).cpu().numpy()
+        out[:, b, :] = rel.reshape(P, K, H).mean(dim=1).cpu().numpy()
     return out
 
 

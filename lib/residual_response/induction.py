@@ -29,12 +29,13 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .canonical import CANONICAL
-from .checks import check_bootstrap, check_choice, check_int, check_int_list, check_model, check_number, check_seeds
+from .checks import (check_bootstrap, check_choice, check_int, check_int_list, check_model, check_number, check_seeds,
+                     validate_layer)
 from .models import LoadedModel
 from .progress import Progress, as_progress
-from .checks import validate_eps, validate_layer
 from .response import planned_passes, response
 from .sequences import induction_layout, make_sequence, validate_length
+from .stats import bootstrap_ratio, percentile_interval
 
 __all__ = [
     "CANONICAL",
@@ -42,7 +43,6 @@ __all__ = [
     "InductionResult",
     "Rise",
     "StripeData",
-    "bootstrap_ratio",
     "collect_stripes",
     "emergence_layer",
     "induction_scores",
@@ -140,8 +140,7 @@ class InductionResult:
         from .resultfile import read
 
         d = read(path, cls.KIND)
-        seeds = d.get("seed_list", d.get("seeds"))
-        seeds = list(range(seeds)) if isinstance(seeds, int) else [int(x) for x in seeds]
+        seeds = check_seeds(d.get("seed_list", d.get("seeds")))
         names = {f for f in cls.__dataclass_fields__ if f not in ("stripes",)}
         kw = {k: v for k, v in d.items() if k in names}
         for key in cls._FLOAT_LISTS:
@@ -308,49 +307,6 @@ def _passes_per_sequence(lm: LoadedModel, T: int, offset: int, sources: list[int
     return planned_passes(lm, 2 * T + offset, sources, n_eps=1, n_directions=n_directions, method=method, **plan_kw)
 
 
-def bootstrap_ratio(
-    rep: np.ndarray, ctrl: np.ndarray, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
-    return_boots: bool = False,
-):
-    """Ratio of means with a two-level bootstrap CI (seeds, then positions).
-
-    Args:
-        rep, ctrl: ``[n_seeds, n_layers, P]`` stripe entries of repeated and control sequences
-            (paired by seed and position index).
-        return_boots: also return the bootstrap replicates ``[n_boot, n_layers]``. Every replicate
-            resamples the same seeds and positions at every layer, so a statistic of several
-            layers (the rise of :func:`rise_of`) gets a paired interval from them.
-
-    Returns:
-        ``(ratio, low, high)``, each ``[n_layers]``; ``nan`` where the control mean is 0
-        (``(ratio, low, high, boots)`` with ``return_boots``).
-    """
-    rep, ctrl = np.asarray(rep, dtype=float), np.asarray(ctrl, dtype=float)
-    if rep.shape != ctrl.shape or rep.ndim != 3:
-        raise ValueError(f"rep and ctrl must have equal shapes [n_seeds, n_layers, P], got {rep.shape} and {ctrl.shape}")
-    if 0 in rep.shape:
-        raise ValueError(f"rep and ctrl must be non-empty [n_seeds, n_layers, P], got shape {rep.shape}")
-    n_boot, confidence = check_bootstrap(n_boot, confidence)
-    n_seeds, n_layers, P = rep.shape
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = rep.mean(axis=(0, 2)) / ctrl.mean(axis=(0, 2))
-        rng = np.random.default_rng(seed)
-        si = rng.integers(0, n_seeds, size=(n_boot, n_seeds))  # [n_boot, n_seeds]
-        pi = rng.integers(0, P, size=(n_boot, n_seeds, P))  # [n_boot, n_seeds, P]
-        r = rep.transpose(0, 2, 1)[si[:, :, None], pi]  # [n_boot, n_seeds, P, n_layers]
-        c = ctrl.transpose(0, 2, 1)[si[:, :, None], pi]
-        boots = r.mean(axis=(1, 2)) / c.mean(axis=(1, 2))  # [n_boot, n_layers]
-        alpha = (1 - confidence) / 2
-        low = np.quantile(boots, alpha, axis=0)
-        high = np.quantile(boots, 1 - alpha, axis=0)
-    bad = ~np.isfinite(ratio)
-    low[bad] = np.nan
-    high[bad] = np.nan
-    if return_boots:
-        return ratio, low, high, boots
-    return ratio, low, high
-
-
 def emergence_layer(layers: Sequence[int], ci_low: Sequence[float], threshold: float = EMERGENCE_THRESHOLD) -> int | None:
     """First entry of ``layers`` whose CI lower bound exceeds ``threshold`` (``None`` if none does).
 
@@ -428,7 +384,7 @@ def rise_of(layers: Sequence[int], score: Sequence[float], boots: np.ndarray, co
     Args:
         layers: ``[n]`` read layers; score: ``[n]`` scores (non-finite entries, the perturbed
             layer itself, are left out).
-        boots: ``[n_boot, n]`` paired bootstrap replicates of the scores (:func:`bootstrap_ratio`
+        boots: ``[n_boot, n]`` paired bootstrap replicates of the scores (:func:`.stats.bootstrap_ratio`
             with ``return_boots``).
     """
     layers = np.asarray(layers)
@@ -440,8 +396,7 @@ def rise_of(layers: Sequence[int], score: Sequence[float], boots: np.ndarray, co
     layers, score, boots = layers[keep], score[keep], boots[:, keep]
     bottom, top, (start, mid, end) = _rise_layers(layers, score)
     factors = boots[:, top] / boots[:, bottom]  # paired: the same resample at both layers
-    alpha = (1 - confidence) / 2
-    f_lo, f_hi = (float(q) for q in np.quantile(factors, [alpha, 1 - alpha]))
+    f_lo, f_hi = (float(q) for q in percentile_interval(factors, confidence))
     emerged = bool(f_lo > 1.0)
     layer_ci = width_ci = None
     if emerged:
@@ -451,8 +406,8 @@ def rise_of(layers: Sequence[int], score: Sequence[float], boots: np.ndarray, co
             if bt > bb:
                 mids.append(s50)
                 widths.append(s90 - s10)
-        layer_ci = tuple(int(round(q)) for q in np.quantile(mids, [alpha, 1 - alpha]))
-        width_ci = tuple(int(round(q)) for q in np.quantile(widths, [alpha, 1 - alpha]))
+        layer_ci = tuple(int(round(q)) for q in percentile_interval(mids, confidence))
+        width_ci = tuple(int(round(q)) for q in percentile_interval(widths, confidence))
     return Rise(
         emerged=emerged, layer=mid if emerged else None, layer_ci=layer_ci,
         start=start if emerged else None, end=end if emerged else None,
@@ -496,8 +451,8 @@ def rescore_seeds(result: InductionResult, seeds: Sequence[int]) -> InductionRes
     st = result.stripes
     if st is None:
         raise ValueError("result has no stripes to rescore (it was loaded from a file or computed without them)")
-    use = [int(x) for x in seeds]
-    if not use or any(x not in st.seeds for x in use):
+    use = check_seeds(seeds)
+    if any(x not in st.seeds for x in use):
         raise ValueError(f"seeds must be a non-empty subset of the result's seeds {st.seeds}, got {list(seeds)!r}")
     rows = [st.seeds.index(x) for x in use]
     sub = StripeData(T=st.T, layer=st.layer, eps=st.eps, seeds=use, read_layers=st.read_layers,
@@ -637,7 +592,7 @@ def section_map(
     """
     check_model(lm)
     validate_length(lm, T)
-    seeds = check_seeds(seeds)
+    seed_list = check_seeds(seeds)
     check_bootstrap(n_boot, 0.95)
     check_number(eps, "eps (one strength)", positive=True)
     L = lm.n_layers
@@ -646,8 +601,6 @@ def section_map(
     reads = list(range(L + 1))
     shape = (len(l0s), L + 1)
     score, lo, hi, dup = (np.full(shape, np.nan) for _ in range(4))
-    seed_list = list(range(seeds)) if isinstance(seeds, (int, np.integer)) else list(seeds)
-    validate_length(lm, T)
     layout = induction_layout(lm, T)
     sources = list(range(layout.offset, layout.offset + T))
     # every l0 runs the same passes: the default baseline's sequences per seed, sources of the first copy
@@ -655,7 +608,7 @@ def section_map(
                                                                   "finite", response_kwargs)
     with as_progress(progress, f"{lm.name} section map") as bar, bar.expect(passes):
         for i, l0 in enumerate(l0s):
-            res = induction_scores(lm, T, seeds, layer=l0, eps=eps, n_directions=n_directions, n_boot=n_boot,
+            res = induction_scores(lm, T, seed_list, layer=l0, eps=eps, n_directions=n_directions, n_boot=n_boot,
                                    progress=bar, **response_kwargs)
             cols = np.asarray(res.layers)
             score[i, cols] = res.score

@@ -15,10 +15,12 @@ from typing import Sequence
 
 import numpy as np
 
+from .checks import check_int_list, check_seeds
 from .induction import CONTROLS, induction_scores
 from .models import build_random_model
+from .stats import KeyAccess
 
-__all__ = ["FAMILIES", "SIZES", "NullRow", "coverage", "null_study"]
+__all__ = ["FAMILIES", "SIZES", "Coverage", "NullRow", "coverage", "null_study"]
 
 #: the architectures of the random controls
 FAMILIES = ("gpt2", "llama", "gemma2", "gemma3")
@@ -54,7 +56,7 @@ def null_study(
     init_seeds: Sequence[int] = (0, 1, 2),
     controls: Sequence[str] = ("neighbours",),
     T: int = 12,
-    seeds: int = 4,
+    seeds: Sequence[int] | int = 4,
     eps: float = 1e-2,
     n_boot: int = 1000,
 ) -> list[NullRow]:
@@ -62,7 +64,8 @@ def null_study(
 
     Args:
         families: architectures (:data:`FAMILIES`); sizes: keys of :data:`SIZES`.
-        init_seeds: initialisation seeds of the models (the sequences use seeds ``0..seeds-1``).
+        init_seeds: initialisation seeds of the models.
+        seeds: the sequence seeds, an int ``K`` (seeds ``0..K-1``) or a list.
         controls: baselines (:data:`.induction.CONTROLS`).
         T, seeds, eps, n_boot: as for :func:`.induction.induction_scores` (perturbing stream 0).
 
@@ -78,8 +81,8 @@ def null_study(
     bad = [s for s in sizes if s not in SIZES]
     if bad or not sizes:
         raise ValueError(f"sizes must be a non-empty list of {', '.join(SIZES)}; got {list(sizes)!r}")
-    if not init_seeds or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in init_seeds):
-        raise ValueError(f"init_seeds must be a non-empty list of ints >= 0, got {list(init_seeds)!r}")
+    init_seeds = check_int_list(init_seeds, "init_seeds", minimum=0)
+    seeds = check_seeds(seeds)
     rows = []
     for family in families:
         for size in sizes:
@@ -95,21 +98,37 @@ def null_study(
     return rows
 
 
-def coverage(rows: Sequence[NullRow]) -> dict[str, dict[str, float]]:
+@dataclass(frozen=True)
+class Coverage(KeyAccess):
+    """How well one baseline's null holds over the layers of the random models (:func:`coverage`).
+
+    Attributes:
+        covered: the fraction of layers whose CI covers 1; n: the number of layers.
+        mean_log_score: the mean of ``log score`` (0 for a calibrated score); min, max: the range.
+    """
+
+    covered: float
+    n: int
+    mean_log_score: float
+    min: float
+    max: float
+
+
+def coverage(rows: Sequence[NullRow]) -> dict[str, Coverage]:
     """Per baseline: the fraction of layers whose CI covers 1, the mean log score, and the range.
 
     Returns:
-        ``{control: {"covered": fraction, "n": layers, "mean_log_score": ..., "min": ..., "max": ...}}``
+        ``{control: Coverage}`` (its fields also read by key, ``cov[control]["covered"]``).
     """
     out = {}
     for control in dict.fromkeys(r.control for r in rows):
         sel = [r for r in rows if r.control == control]
         scores = np.array([r.score for r in sel])
-        out[control] = {
-            "covered": float(np.mean([r.covers_one for r in sel])),
-            "n": len(sel),
-            "mean_log_score": float(np.mean(np.log(scores))),
-            "min": float(scores.min()),
-            "max": float(scores.max()),
-        }
+        out[control] = Coverage(
+            covered=float(np.mean([r.covers_one for r in sel])),
+            n=len(sel),
+            mean_log_score=float(np.mean(np.log(scores))),
+            min=float(scores.min()),
+            max=float(scores.max()),
+        )
     return out

@@ -552,7 +552,7 @@ def score_vs_depth(
     Columns: ``depth`` (relative depth in [0, 1], layer / number of layers), ``score``,
     ``model`` (name), and optionally ``lo``/``hi`` (CI ends; pass ``lo=None, hi=None`` if
     there are none). Dashed horizontal rules mark the reference levels ``rules`` (1 and 2).
-    ``band`` (optional, e.g. from :func:`.crosscheck.control_envelope`): a grey shaded area
+    ``band`` (optional, e.g. from :func:`.tables.control_envelope`): a grey shaded area
     under the lines, columns ``rel_depth``, ``band_lo``, ``band_hi`` (labelled ``band_label``
     in its tooltip). ``color_title`` titles the legend (default: the ``model`` column's name),
     e.g. "condition" where the lines are ablation conditions rather than models.

@@ -22,11 +22,7 @@ import numpy as np
 from .checks import check_choice, check_number
 from .response import ResponseResult
 
-__all__ = ["RegimeInterval", "RegimeResult", "widest_flat_interval", "layer_curves", "universal_regime", "log_eps_grid",
-           "DEFAULT_EPS_GRID"]
-
-#: 1e-8 .. 1, four points per decade
-DEFAULT_EPS_GRID = tuple(float(x) for x in np.logspace(-8, 0, 33))
+__all__ = ["RegimeInterval", "RegimeResult", "widest_flat_interval", "layer_curves", "universal_regime", "log_eps_grid"]
 
 
 def log_eps_grid(eps_min: float, eps_max: float, points_per_decade: float) -> np.ndarray:
@@ -45,13 +41,14 @@ def log_eps_grid(eps_min: float, eps_max: float, points_per_decade: float) -> np
 
 @dataclass(frozen=True)
 class RegimeInterval:
-    """The universal regime of one read layer.
+    """The universal regime of one read stream.
 
-    ``eps_low``/``eps_high`` are ``None`` when no two neighbouring grid points agree within
-    ``tol`` (no regime found). ``chi`` is the median of the curve over the interval.
+    ``stream`` is the read stream ``l`` (``layer`` reads the same value, and is the key of the
+    written JSON). ``eps_low``/``eps_high`` are ``None`` when no two neighbouring grid points
+    agree within ``tol`` (no regime found). ``chi`` is the median of the curve over the interval.
     """
 
-    layer: int
+    stream: int
     eps_low: float | None
     eps_high: float | None
     n_points: int
@@ -65,8 +62,22 @@ class RegimeInterval:
             return 0.0
         return float(np.log10(self.eps_high / self.eps_low))
 
+    @property
+    def layer(self) -> int:
+        """The read stream (the name of the JSON key and of the command line's option)."""
+        return self.stream
+
     def to_dict(self) -> dict:
-        return {**asdict(self), "decades": self.decades}
+        """Plain types, keyed as the written JSON (``layer`` for the read stream)."""
+        d = asdict(self)
+        return {"layer": d.pop("stream"), **d, "decades": self.decades}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RegimeInterval":
+        """The inverse of :meth:`to_dict` (extra keys such as ``decades`` are ignored)."""
+        kw = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        kw["stream"] = int(d["stream"] if "stream" in d else d["layer"])
+        return cls(**kw)
 
 
 def widest_flat_interval(eps: np.ndarray, curve: np.ndarray, tol: float) -> tuple[int, int] | None:
@@ -85,9 +96,7 @@ def widest_flat_interval(eps: np.ndarray, curve: np.ndarray, tol: float) -> tupl
     curve = np.asarray(curve, dtype=np.float64)
     if eps.ndim != 1 or eps.shape != curve.shape:
         raise ValueError(f"eps and curve must be 1-D of equal length, got {eps.shape} and {curve.shape}")
-    tol = check_number(tol, "tol")
-    if not tol > 0:
-        raise ValueError(f"tol must be > 0, got {tol!r}")
+    tol = check_number(tol, "tol", positive=True)
     if np.any(np.diff(eps) <= 0):
         raise ValueError("eps must be strictly increasing")
     n = len(eps)
@@ -147,15 +156,15 @@ def universal_regime(result: ResponseResult, tol: float = 0.01, *, statistic: st
     eps = result.eps[order]
     curves = layer_curves(result, statistic=statistic)[:, order]
     out = []
-    for layer, curve in zip(result.read_layers, curves):
+    for stream, curve in zip(result.read_layers, curves):
         iv = widest_flat_interval(eps, curve, tol)
         if iv is None:
-            out.append(RegimeInterval(layer, None, None, 0, None, None, tol))
+            out.append(RegimeInterval(stream, None, None, 0, None, None, tol))
             continue
         i, j = iv
         seg = curve[i:j + 1]
         med = float(np.median(seg))
-        out.append(RegimeInterval(layer, float(eps[i]), float(eps[j]), j - i + 1, med,
+        out.append(RegimeInterval(stream, float(eps[i]), float(eps[j]), j - i + 1, med,
                                   float(np.max(np.abs(seg / med - 1))), tol))
     return out
 
@@ -200,7 +209,7 @@ class RegimeResult:
         return cls(
             model=result.model, dtype=result.dtype, layer=result.layer,
             length=len(result.tokens) if length is None else int(length), seed=result.seed, tol=float(tol),
-            eps=[float(e) for e in result.eps[order]], regimes=[r for r in regimes if r.layer != result.layer],
+            eps=[float(e) for e in result.eps[order]], regimes=[r for r in regimes if r.stream != result.layer],
             curve_layers=[result.read_layers[i] for i in keep],
             curves=[[float(v) if math.isfinite(v) else None for v in curves[i]] for i in keep],
             sequence=sequence, n_directions=result.n_directions,
@@ -225,8 +234,7 @@ class RegimeResult:
         from .resultfile import read
 
         d = read(path, cls.KIND)
-        fields = RegimeInterval.__dataclass_fields__
-        regimes = [RegimeInterval(**{k: v for k, v in r.items() if k in fields}) for r in d["regimes"]]
+        regimes = [RegimeInterval.from_dict(r) for r in d["regimes"]]
         res = cls(model=d["model"], dtype=d["dtype"], layer=int(d["layer"]), length=int(d["length"]),
                   seed=int(d["seed"]), tol=float(d["tol"]), eps=[float(e) for e in d["eps"]], regimes=regimes,
                   curve_layers=[int(l) for l in d.get("curve_layers", [])], curves=d.get("curves", []),

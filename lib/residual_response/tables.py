@@ -377,3 +377,36 @@ def recipe_table(recipe: dict, uuid: str = "toy-recipe"):
     """
     df = pd.DataFrame({"field": list(recipe), "value": [str(v) for v in recipe.values()]})
     return df.style.hide(axis="index").set_uuid(uuid).set_table_attributes('class="dataframe"')
+
+
+# --- tables of the cross-checks and analysis modules (stats worker) ---
+
+from .checks import check_int  # noqa: E402
+
+__all__ += ["control_envelope"]
+
+
+def control_envelope(df: pd.DataFrame, *, depth: str = "rel_depth", score: str = "score", bins: int = 10) -> pd.DataFrame:
+    """Min-max envelope of negative-control scores against relative depth, for a shaded band.
+
+    Why: controls of different depths (4-block random models, 30-block stand-ins) have their points
+    at different relative depths; binning depth into ``bins`` equal bins and taking the min and max
+    of all control scores in each gives one band to draw under the models' lines.
+
+    Returns:
+        DataFrame with ``rel_depth`` (bin centres, plus the ends 0 and 1 at the edge bins' values so
+        the band spans the axis), ``band_lo``, ``band_hi`` and ``n`` (points per bin); empty bins are
+        dropped.
+    """
+    check_int(bins, "bins", minimum=1)
+    d = df[[depth, score]].replace([np.inf, -np.inf], np.nan).dropna()
+    if d.empty:
+        raise ValueError("control_envelope: no finite control scores")
+    if ((d[depth] < 0) | (d[depth] > 1)).any():
+        raise ValueError(f"control_envelope: column {depth!r} must lie in [0, 1]")
+    idx = np.minimum((d[depth].to_numpy() * bins).astype(int), bins - 1)
+    g = d.assign(bin=idx).groupby("bin")[score].agg(["min", "max", "size"])
+    out = pd.DataFrame({"rel_depth": (g.index.to_numpy() + 0.5) / bins, "band_lo": g["min"].to_numpy(),
+                        "band_hi": g["max"].to_numpy(), "n": g["size"].to_numpy()})
+    first, last = out.iloc[[0]].assign(rel_depth=0.0), out.iloc[[-1]].assign(rel_depth=1.0)
+    return pd.concat([first, out, last], ignore_index=True)

@@ -1,0 +1,252 @@
+"""Bootstrap confidence intervals: every resampling scheme of the package, in one place.
+
+The measurements average a statistic over a few *seeds* (independent random sequences) and,
+for the stripe scores, over the *positions* of a stripe within each sequence. Two sources of
+spread, so two levels of resampling:
+
+- **seeds** (the first level): the sequences are the random draw of the experiment; resampling
+  them asks how much the result depends on which sequences were drawn. With one seed this level
+  alone can say nothing.
+- **positions within a seed** (the second level): the ``T-1`` stripe entries of one sequence are
+  not replicas of each other (each pairs a different source token with its target); resampling
+  them as well keeps the interval honest when there are few seeds.
+
+A *paired* bootstrap draws one set of resample indices and applies it to everything compared
+(two read layers, a base run and an ablated run on the same sequences): the shared
+sequence-to-sequence spread cancels in the comparison, and what is left is the effect itself.
+
+Intervals are percentile intervals: the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2``
+quantiles of the replicates. Every function takes a ``seed`` (or a generator) so that an
+interval is reproducible.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, fields
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .checks import check_bootstrap
+
+__all__ = [
+    "BootstrapMean",
+    "KeyAccess",
+    "bootstrap_mean",
+    "bootstrap_ratio",
+    "paired_ratio_change",
+    "percentile_interval",
+    "resampled_ratio",
+    "tail",
+    "two_level_indices",
+]
+
+
+class KeyAccess:
+    """Read access by key (``res["mean"]``) to the fields of a result dataclass.
+
+    Why: results that were plain dicts keep the key access their callers (pages, tests) use,
+    while the fields are named and documented on the class.
+    """
+
+    def __getitem__(self, key: str):
+        if key not in self.keys():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __contains__(self, key) -> bool:
+        return key in self.keys()
+
+    def keys(self) -> list[str]:
+        return [f.name for f in fields(self)]
+
+    def get(self, key: str, default=None):
+        return getattr(self, key) if key in self.keys() else default
+
+    def to_dict(self) -> dict:
+        """The fields as a plain (shallow) dict, e.g. to add entries of one's own."""
+        return {k: getattr(self, k) for k in self.keys()}
+
+
+@dataclass
+class BootstrapMean(KeyAccess):
+    """The mean over seeds of a statistic and its percentile-bootstrap interval.
+
+    Attributes:
+        mean, lo, hi: ``[...]`` float64 tensors: the mean over seeds and the interval's ends.
+        per_seed: ``[S, ...]`` float64 tensor, the values the mean was taken over.
+    """
+
+    mean: torch.Tensor
+    lo: torch.Tensor
+    hi: torch.Tensor
+    per_seed: torch.Tensor
+
+
+def tail(confidence: float) -> float:
+    """The probability ``(1 - confidence) / 2`` left out at each end of a two-sided interval."""
+    return (1 - confidence) / 2
+
+
+def percentile_interval(boots: np.ndarray, confidence: float, *, axis: int | None = 0,
+                        ignore_nan: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, high)``: the two-sided percentile interval of bootstrap replicates along ``axis``.
+
+    Why ``ignore_nan``: a replicate can be undefined (a constant profile has no rank correlation;
+    the perturbed layer has no score); those replicates are left out instead of making the whole
+    interval ``nan``, and an all-``nan`` column stays ``nan`` without a warning.
+    """
+    alpha = tail(confidence)
+    if not ignore_nan:
+        low, high = np.quantile(boots, [alpha, 1 - alpha], axis=axis)
+        return low, high
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high = np.nanquantile(boots, [alpha, 1 - alpha], axis=axis)
+    return low, high
+
+
+def bootstrap_mean(
+    values: torch.Tensor | np.ndarray, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> BootstrapMean:
+    """Mean over the first axis with a percentile-bootstrap confidence interval.
+
+    One level, seeds only. Why: the losses and attention scores are one number per sequence
+    (already averaged over its positions), so the seeds are the only random draw left to
+    resample. With one seed the interval collapses to the value itself (no spread can be
+    estimated).
+
+    Args:
+        values: ``[S, ...]`` one entry per seed.
+        n_boot: bootstrap resamples (seeded by ``seed``, so the interval is reproducible).
+        confidence: two-sided level in (0, 1).
+
+    Returns:
+        :class:`BootstrapMean` (``mean``/``lo``/``hi`` ``[...]``, ``per_seed`` ``[S, ...]``).
+    """
+    n_boot, confidence = check_bootstrap(n_boot, confidence)
+    v = torch.as_tensor(values).detach().to("cpu", torch.float64)
+    if v.ndim == 0 or v.shape[0] == 0:
+        raise ValueError(f"values must have a non-empty first (seed) axis, got shape {tuple(v.shape)}")
+    S = v.shape[0]
+    gen = torch.Generator().manual_seed(int(seed))
+    idx = torch.randint(S, (n_boot, S), generator=gen)  # [n_boot, S]
+    boots = v[idx].mean(dim=1)  # [n_boot, ...]
+    alpha = tail(confidence)
+    q = torch.tensor([alpha, 1.0 - alpha], dtype=torch.float64)
+    lo, hi = torch.quantile(boots, q, dim=0)
+    return BootstrapMean(mean=v.mean(dim=0), lo=lo, hi=hi, per_seed=v)
+
+
+def two_level_indices(rng: np.random.Generator, n_seeds: int, n_positions: int,
+                      n_boot: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resample indices of the two-level bootstrap: seeds, then positions within each drawn seed.
+
+    Why both levels: see the module docstring. The seed indices are drawn first and the
+    position indices second, from the one generator ``rng``.
+
+    Returns:
+        ``(si, pi)``: ``si`` ``[n_boot, n_seeds]`` seed rows, ``pi`` ``[n_boot, n_seeds, n_positions]``
+        position columns (an independent draw for every drawn seed).
+    """
+    si = rng.integers(0, n_seeds, size=(n_boot, n_seeds))  # [n_boot, n_seeds]
+    pi = rng.integers(0, n_positions, size=(n_boot, n_seeds, n_positions))  # [n_boot, n_seeds, P]
+    return si, pi
+
+
+def resampled_ratio(rep: np.ndarray, ctrl: np.ndarray, si: np.ndarray, pi: np.ndarray) -> np.ndarray:
+    """Ratio of means of ``rep`` and ``ctrl`` under given two-level resample indices.
+
+    ``rep`` and ``ctrl`` (``[n_seeds, n_layers, P]``) are resampled with the *same* indices, so
+    that each replicate's ratio compares the same sequences and positions (the control is the
+    baseline of those very entries).
+
+    Returns:
+        ``[n_boot, n_layers]`` replicates (``nan``/``inf`` where a control mean is 0).
+    """
+    r = rep.transpose(0, 2, 1)[si[:, :, None], pi].mean(axis=(1, 2))  # [n_boot, n_layers]
+    c = ctrl.transpose(0, 2, 1)[si[:, :, None], pi].mean(axis=(1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return r / c
+
+
+def _check_stripes(rep, ctrl) -> tuple[np.ndarray, np.ndarray]:
+    rep, ctrl = np.asarray(rep, dtype=float), np.asarray(ctrl, dtype=float)
+    if rep.shape != ctrl.shape or rep.ndim != 3:
+        raise ValueError(f"rep and ctrl must have equal shapes [n_seeds, n_layers, P], got {rep.shape} and {ctrl.shape}")
+    if 0 in rep.shape:
+        raise ValueError(f"rep and ctrl must be non-empty [n_seeds, n_layers, P], got shape {rep.shape}")
+    return rep, ctrl
+
+
+def bootstrap_ratio(
+    rep: np.ndarray, ctrl: np.ndarray, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
+    return_boots: bool = False,
+):
+    """Ratio of means with a two-level bootstrap CI (seeds, then positions).
+
+    Why two levels: a stripe score averages over seeds and over the stripe positions of each
+    seed, and both vary (:func:`two_level_indices`).
+
+    Args:
+        rep, ctrl: ``[n_seeds, n_layers, P]`` stripe entries of repeated and control sequences
+            (paired by seed and position index).
+        return_boots: also return the bootstrap replicates ``[n_boot, n_layers]``. Every replicate
+            resamples the same seeds and positions at every layer, so a statistic of several
+            layers (the rise of :func:`.induction.rise_of`) gets a paired interval from them.
+
+    Returns:
+        ``(ratio, low, high)``, each ``[n_layers]``; ``nan`` where the control mean is 0
+        (``(ratio, low, high, boots)`` with ``return_boots``).
+    """
+    rep, ctrl = _check_stripes(rep, ctrl)
+    n_boot, confidence = check_bootstrap(n_boot, confidence)
+    n_seeds, n_layers, P = rep.shape
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = rep.mean(axis=(0, 2)) / ctrl.mean(axis=(0, 2))
+        si, pi = two_level_indices(np.random.default_rng(seed), n_seeds, P, n_boot)
+        boots = resampled_ratio(rep, ctrl, si, pi)  # [n_boot, n_layers]
+        low, high = percentile_interval(boots, confidence)
+    bad = ~np.isfinite(ratio)
+    low[bad] = np.nan
+    high[bad] = np.nan
+    if return_boots:
+        return ratio, low, high, boots
+    return ratio, low, high
+
+
+def paired_ratio_change(
+    base: tuple[np.ndarray, np.ndarray], others: Sequence[tuple[np.ndarray, np.ndarray]], *,
+    n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``ratio(base) - mean_j ratio(others[j])`` per layer, with a paired two-level bootstrap CI.
+
+    Why paired: the runs compared (a model and the same model with heads ablated) score the same
+    sequences and positions, so one set of resample indices serves all of them and the
+    sequence-to-sequence spread they share cancels. Several ``others`` (random-head draws) are
+    averaged inside each replicate.
+
+    Args:
+        base, others: ``(rep, ctrl)`` pairs of ``[n_seeds, n_layers, P]`` stripe entries, all of
+            one shape.
+
+    Returns:
+        ``(change, low, high)``, each ``[n_layers]`` (``nan`` where a ratio is undefined).
+    """
+    n_boot, confidence = check_bootstrap(n_boot, confidence)
+    S, _, P = np.shape(base[0])
+    si, pi = two_level_indices(np.random.default_rng(seed), S, P, n_boot)
+    full_s, full_p = np.arange(S)[None], np.broadcast_to(np.arange(P), (1, S, P))
+
+    def ratio(pair, s_idx, p_idx):
+        return resampled_ratio(pair[0], pair[1], s_idx, p_idx)
+
+    with np.errstate(invalid="ignore"):
+        change = ratio(base, full_s, full_p)[0] - np.mean([ratio(o, full_s, full_p)[0] for o in others], axis=0)
+        boots = ratio(base, si, pi) - np.mean([ratio(o, si, pi) for o in others], axis=0)
+        lo, hi = percentile_interval(boots, confidence, ignore_nan=True)  # the perturbed layer: all nan
+    bad = ~np.isfinite(change)
+    lo[bad] = hi[bad] = np.nan
+    return change, lo, hi
