@@ -379,7 +379,7 @@ def recipe_table(recipe: dict, uuid: str = "toy-recipe"):
     return df.style.hide(axis="index").set_uuid(uuid).set_table_attributes('class="dataframe"')
 
 
-# --- tables of the cross-checks and analysis modules (stats worker) ---
+# --- tables of the cross-checks: the band of the negative controls ---
 
 from .checks import check_int  # noqa: E402
 
