@@ -7,6 +7,7 @@ Modules, one concept each:
 - :mod:`.perturbation` perturbation directions and the perturbed stream
 - :mod:`.response`     the batched response engine: chi over (eps, read layer, source, target)
 - :mod:`.regime`       the universal (scale-invariant) regime of an eps sweep
+- :mod:`.regime_tables` the regime as the pages show it: curve and window tables, a multi-model sweep
 - :mod:`.sequences`    repeated random tokens and their controls
 - :mod:`.induction`    induction and duplicate-token scores, bootstrap CIs, the emergence layer, the section map
 - :mod:`.canonical`    the canonical setting of the book's headline numbers
