@@ -7,7 +7,7 @@ import torch
 from residual_response.induction import bootstrap_ratio, emergence_layer, induction_scores, neighbour_baseline, rise_of
 from residual_response.models import build_random_model
 from residual_response.regime import universal_regime, widest_flat_interval
-from residual_response.response import response
+from residual_response.engine import response
 from residual_response.sequences import induction_layout, make_sequence
 
 

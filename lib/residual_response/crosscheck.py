@@ -33,7 +33,7 @@ from .behaviour import bootstrap_mean, repeat_loss
 from .checks import check_bootstrap, check_int, check_model, check_seeds
 from .induction import InductionResult, StripeData, induction_scores, neighbour_baseline, scores_from_stripes
 from .models import LoadedModel
-from .response import response
+from .engine import response
 from .sequences import SEQUENCE_KINDS, induction_layout, make_sequence
 
 __all__ = [

@@ -3,7 +3,7 @@
 Why a module of its own: the schematic on the book's first pages must show exactly what the
 code does, so it is drawn from the code's own objects, not by hand. The tokens come from
 :func:`.sequences.make_sequence`, the positions of the two stripes from
-:class:`.sequences.InductionLayout`, and the measured panel from :func:`.response.response`.
+:class:`.sequences.InductionLayout`, and the measured panel from :func:`.engine.response`.
 If the convention of either ever changes (BOS or not, where the stripes lie), the picture
 changes with it.
 
