@@ -36,6 +36,7 @@ from residual_response.bench import (
 from residual_response.models import build_random_model
 from residual_response.perturbation import perturbation_directions
 from residual_response.engine import plan_batches, response, reuse_clean_passes
+from residual_response.engine import tap
 from residual_response.engine.clean import installed_clean_cache
 from residual_response.sequences import make_sequence
 
@@ -178,7 +179,7 @@ def test_packed_passes_equal_padded_passes(random_lm, monkeypatch):
         jvp_packed = response(random_lm, tokens, layer=l0, n_directions=2, seed=4, method="jvp")
         assert packed.meta["packed"] and jvp_packed.meta["packed"]
         with monkeypatch.context() as m:
-            m.setattr(engine, "_PACKABLE_ATTENTION", ())
+            m.setattr(tap, "PACKABLE_ATTENTION", ())  # no tappable attention: padded passes
             padded = response(random_lm, tokens, [1e-2, 1e-1], layer=l0, n_directions=2, seed=4, batch_rows=5)
             jvp_padded = response(random_lm, tokens, layer=l0, n_directions=2, seed=4, method="jvp")
         assert not padded.meta["packed"]

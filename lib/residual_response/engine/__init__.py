@@ -23,8 +23,8 @@ Modules, in the order the algorithm uses them:
 """
 
 from .clean import CleanPass, CleanPassCache, reuse_clean_passes
-from .compute import METHODS, compute_response
-from .passes import PackedPass, PaddedPass, Pass
+from .compute import compute_response
+from .passes import METHODS, PackedPass, PaddedPass, Pass
 from .plan import (FORWARD_OVERHEAD_POSITIONS, attention_weight, default_batch_rows, forward_overhead, plan_batches,
                    planned_passes, source_batches)
 from .result import ResponseResult

@@ -27,13 +27,11 @@ from ..models import LoadedModel
 from ..perturbation import DIRECTION_KINDS, perturbation_directions
 from ..progress import Progress, as_progress
 from .clean import CleanPassCache, clean_pass
-from .passes import PackedPass, PaddedPass
+from .passes import METHODS, PackedPass, PaddedPass
 from .plan import default_batch_rows, plan_rows, uses_prefix
 from .result import ResponseResult
 
-__all__ = ["METHODS", "compute_response"]
-
-METHODS = ("finite", "jvp")
+__all__ = ["compute_response"]
 
 
 def compute_response(

@@ -34,9 +34,10 @@ from ..streams import StopForward, block_output, hooked, replace_block_input, sk
 from .clean import CleanPass
 from .tap import attention_tap
 
-__all__ = ["Pass", "PackedPass", "PaddedPass"]
+__all__ = ["METHODS", "Pass", "PackedPass", "PaddedPass"]
 
-_METHODS = ("finite", "jvp")
+#: how a pass measures the change: a finite perturbation, or its exact linear response (forward-mode AD)
+METHODS = ("finite", "jvp")
 
 
 def tangent_of(x: torch.Tensor) -> torch.Tensor:
@@ -62,8 +63,8 @@ class Pass:
 
     def __init__(self, lm: LoadedModel, tokens: torch.Tensor, clean: CleanPass, l0: int, read_layers: list[int],
                  src_pos: torch.Tensor, dirs: torch.Tensor, eps: torch.Tensor, method: str):
-        if method not in _METHODS:
-            raise ValueError(f"unknown method {method!r}; allowed: {', '.join(_METHODS)}")
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
         self.lm, self.tokens, self.clean, self.l0, self.method = lm, tokens, clean, int(l0), method
         self.read_layers = list(read_layers)
         self.read_index = {l: i for i, l in enumerate(self.read_layers)}
