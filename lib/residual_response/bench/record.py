@@ -72,7 +72,7 @@ NAIVE_DEFINITION = (
     "the final norm) are compared with one clean pass of the same kind."
 )
 ENGINE_DEFINITION = (
-    "residual_response.response.response(lm, tokens, [eps], layer=l0, n_directions=1, seed=seed): "
+    "residual_response.engine.response(lm, tokens, [eps], layer=l0, n_directions=1, seed=seed): "
     "every source, read layers l0..L; the section map calls it for l0 = 0..L-1 inside "
     "reuse_clean_passes() (one clean pass for all l0)"
 )
@@ -85,7 +85,7 @@ FLOOR_DEFINITION = (
     "never runs the LM head, and records nothing (no hooks reading streams, no norms); the caches are "
     "built before the clock starts. Schedules: 'exact' = one pass per source s over positions s..N-1 "
     "(exactly the necessary row-positions, sum_s (N-s)); 'chunk-b' = sources in order, b rows per padded pass; "
-    "'planned' = padded passes cut by the engine's planner (response.plan_batches); 'packed' = the "
+    "'planned' = padded passes cut by the engine's planner (engine.plan_batches); 'packed' = the "
     "engine's packed pass (every row's positions s..N-1 end to end, attention on a padded copy with the "
     "clean keys/values before s) with nothing read. Section map: one clean pass + for every l0 the passes "
     "of the schedule that was fastest at l0=0 in the same repeat."
