@@ -67,7 +67,7 @@ def main() -> None:
     from residual_response import cli, models
     import importlib
 
-    response_mod = importlib.import_module("residual_response.response")
+    response_mod = importlib.import_module("residual_response.engine")
 
     install(Path(cache).parent / "fake.gguf")
     if point == "weights":  # the weights are written, the tokenizer and the manifest are not

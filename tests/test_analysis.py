@@ -8,7 +8,7 @@ from residual_response.induction import emergence_layer, induction_scores, neigh
 from residual_response.stats import bootstrap_ratio
 from residual_response.models import build_random_model
 from residual_response.regime import universal_regime, widest_flat_interval
-from residual_response.response import response
+from residual_response.engine import response
 from residual_response.sequences import induction_layout, make_sequence
 
 

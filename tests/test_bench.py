@@ -6,7 +6,6 @@ records kept in the repository, and that the engine's planner, packed passes and
 pass change nothing in the result.
 """
 
-import importlib
 import json
 from pathlib import Path
 
@@ -36,13 +35,13 @@ from residual_response.bench import (
 )
 from residual_response.models import build_random_model
 from residual_response.perturbation import perturbation_directions
-from residual_response.response import plan_batches, response, reuse_clean_passes
+from residual_response.engine import plan_batches, response, reuse_clean_passes
+from residual_response.engine import tap
+from residual_response.engine.clean import installed_clean_cache
 from residual_response.sequences import make_sequence
 
 from reference import naive_chi
 
-# the module, not the function that residual_response/__init__.py exports under the same name
-engine = importlib.import_module("residual_response.response")
 
 TOP_FIELDS = ["naive_s", "engine_s", "floor_s", "speedup", "floor_fraction", "max_rel_diff", "peak_mem_mb",
               "peak_mem_method", "floor_schedule", "floor_schedules_s", "targets", "targets_met", "definitions",
@@ -180,7 +179,7 @@ def test_packed_passes_equal_padded_passes(random_lm, monkeypatch):
         jvp_packed = response(random_lm, tokens, layer=l0, n_directions=2, seed=4, method="jvp")
         assert packed.meta["packed"] and jvp_packed.meta["packed"]
         with monkeypatch.context() as m:
-            m.setattr(engine, "_PACKABLE_ATTENTION", ())
+            m.setattr(tap, "PACKABLE_ATTENTION", ())  # no tappable attention: padded passes
             padded = response(random_lm, tokens, [1e-2, 1e-1], layer=l0, n_directions=2, seed=4, batch_rows=5)
             jvp_padded = response(random_lm, tokens, layer=l0, n_directions=2, seed=4, method="jvp")
         assert not padded.meta["packed"]
@@ -196,13 +195,13 @@ def test_shared_clean_pass_is_bit_identical_and_notices_weight_changes():
     lm = build_random_model("gpt2", seed=3)
     tokens = make_sequence(lm, "repeated", 4, seed=0)
     alone = [response(lm, tokens, [1e-2], layer=l0, seed=1).chi for l0 in range(lm.n_layers)]
-    with reuse_clean_passes():
+    with reuse_clean_passes() as cache:
         shared = [response(lm, tokens, [1e-2], layer=l0, seed=1).chi for l0 in range(lm.n_layers)]
-        assert len(engine._CLEAN_MEMO) == 1
+        assert len(cache) == 1
         with torch.no_grad():  # an in-place weight update must not reuse the stale clean pass
             lm.blocks[0].mlp.c_fc.weight.mul_(1.5)
         changed = response(lm, tokens, [1e-2], layer=0, seed=1).chi
-    assert engine._CLEAN_MEMO is None
+    assert installed_clean_cache() is None
     for a, b in zip(alone, shared):
         assert np.array_equal(a, b)
     fresh = response(lm, tokens, [1e-2], layer=0, seed=1).chi

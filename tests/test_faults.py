@@ -259,7 +259,7 @@ def test_a_checkpoint_with_nan_weights_is_refused(checkpoint):
 
 def test_non_finite_chi_names_layer_and_source():
     from residual_response.models import build_random_model
-    from residual_response.response import response
+    from residual_response.engine import response
     from residual_response.sequences import make_sequence
 
     lm = build_random_model("llama", seed=0)
@@ -325,7 +325,7 @@ RESPONSE = ["response", "--model", "random-llama", "--sequence", "repeated", "--
 
 def test_an_output_larger_than_the_free_space_fails_before_the_computation(small_disk, capsys, monkeypatch):
     calls = []
-    monkeypatch.setattr(importlib.import_module("residual_response.response"), "response",
+    monkeypatch.setattr(importlib.import_module("residual_response.engine"), "response",
                         lambda *a, **k: calls.append(1))
     rc, err = run_cli(RESPONSE + ["--out", str(small_disk / "chi.npz")], capsys)  # ~150 KiB of chi
     assert rc == 2 and "cannot write --out" in one_error_line(err) and "space" in err

@@ -6,7 +6,7 @@ import torch
 
 from residual_response.induction import induction_scores
 from residual_response.perturbation import perturbation_directions
-from residual_response.response import response
+from residual_response.engine import response
 from residual_response.sequences import make_sequence
 
 from reference import naive_chi

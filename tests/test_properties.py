@@ -252,7 +252,7 @@ API = {
 
 
 def _response(lm, tokens, **kw):
-    from residual_response.response import response
+    from residual_response.engine import response
 
     return response(lm, tokens, **{"eps": [1e-2], **kw})
 

@@ -7,7 +7,7 @@ import pytest
 from residual_response.regime import log_eps_grid, universal_regime
 from residual_response.regime_tables import (common_windows, curve_frame, jvp_by_layer, regime_frame,
                                              sweep_models, window_position)
-from residual_response.response import response
+from residual_response import response
 from residual_response.sequences import make_sequence
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from residual_response.perturbation import perturbation_directions
-from residual_response.response import response
+from residual_response.engine import response
 from residual_response.sequences import make_sequence
 from residual_response.streams import clean_streams
 

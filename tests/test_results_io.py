@@ -17,7 +17,7 @@ from residual_response.models import build_random_model, load_model
 from residual_response.progress import Progress
 from residual_response.provenance import ProvenanceWarning, compare, library_info, weights_hash
 from residual_response.regime import RegimeResult
-from residual_response.response import ResponseResult, response
+from residual_response.engine import ResponseResult, response
 
 PROVENANCE_KEYS = {"library", "python", "torch", "transformers", "numpy", "model", "device", "dtype", "threads",
                    "parameters", "command", "date", "wall_seconds", "cpu_seconds"}

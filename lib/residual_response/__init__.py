@@ -5,7 +5,7 @@ Modules, one concept each:
 - :mod:`.models`       load models by name (registry, offline stand-ins, random controls)
 - :mod:`.streams`      read and write the residual stream with hooks on the blocks
 - :mod:`.perturbation` perturbation directions and the perturbed stream
-- :mod:`.response`     the batched response engine: chi over (eps, read layer, source, target)
+- :mod:`.engine`       the batched response engine: chi over (eps, read layer, source, target)
 - :mod:`.regime`       the universal (scale-invariant) regime of an eps sweep
 - :mod:`.regime_tables` the regime as the pages show it: curve and window tables, a multi-model sweep
 - :mod:`.sequences`    repeated random tokens and their controls
@@ -32,7 +32,7 @@ Modules, one concept each:
 """
 
 from .models import LoadedModel, ModelUnavailableError, load_model, model_names
-from .response import ResponseResult, response
+from .engine import ResponseResult, response
 
 __all__ = ["LoadedModel", "ModelUnavailableError", "load_model", "model_names", "ResponseResult", "response"]
 __version__ = "0.1.0"

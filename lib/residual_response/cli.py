@@ -380,7 +380,7 @@ def _cmd_models(args) -> int:
 
 
 def _cmd_response(args) -> int:
-    from .response import response
+    from .engine import response
     from .sequences import make_sequence
 
     if args.method == "finite":  # jvp ignores eps
@@ -429,7 +429,7 @@ def _cmd_regime(args) -> int:
     import numpy as np
 
     from .regime import RegimeResult
-    from .response import response
+    from .engine import response
     from .sequences import make_sequence
 
     if args.eps_min >= args.eps_max:

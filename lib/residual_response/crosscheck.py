@@ -31,7 +31,7 @@ from .behaviour import RepeatLoss, repeat_loss
 from .checks import check_bootstrap, check_int, check_model, check_seeds
 from .induction import InductionResult, StripeData, induction_scores, neighbour_baseline, scores_from_stripes
 from .models import LoadedModel
-from .response import response
+from .engine import response
 from .sequences import SEQUENCE_KINDS, induction_layout, make_sequence
 from .stats import (BootstrapMean, KeyAccess, bootstrap_mean, paired_ratio_change, percentile_interval,
                     resampled_ratio, two_level_indices)

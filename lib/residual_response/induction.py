@@ -33,7 +33,7 @@ from .checks import (check_bootstrap, check_choice, check_int, check_int_list, c
                      validate_layer)
 from .models import LoadedModel
 from .progress import Progress, as_progress
-from .response import planned_passes, response
+from .engine import planned_passes, response
 from .sequences import induction_layout, make_sequence, validate_length
 from .stats import bootstrap_ratio, percentile_interval
 

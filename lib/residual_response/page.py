@@ -20,7 +20,7 @@ from myst_nb import glue
 from . import plots, tables
 from .canonical import CANONICAL
 from .checks import validate_eps, validate_layer
-from .response import response
+from .engine import response
 from .headline import headline
 from .induction import induction_scores, section_map
 from .models import REGISTRY, load_model

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .checks import check_choice, check_number
-from .response import ResponseResult
+from .engine import ResponseResult
 
 __all__ = ["RegimeInterval", "RegimeResult", "widest_flat_interval", "layer_curves", "universal_regime", "log_eps_grid"]
 
@@ -145,7 +145,7 @@ def universal_regime(result: ResponseResult, tol: float = 0.01, *, statistic: st
     """The regime interval of every read layer of an eps sweep.
 
     Args:
-        result: a :func:`~residual_response.response.response` result with several eps.
+        result: a :func:`~residual_response.engine.response` result with several eps.
         tol: relative tolerance of the flatness criterion (default 1%).
     """
     _check_result(result)

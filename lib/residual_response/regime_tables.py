@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .response import ResponseResult
+from .engine import ResponseResult
 from .regime import RegimeInterval, layer_curves, universal_regime
 
 __all__ = ["curve_frame", "jvp_by_layer", "regime_frame", "window_position", "common_windows", "RegimeSweep",
@@ -112,7 +112,7 @@ def sweep_models(lms: dict, *, T: int, eps_grid, n_sources: int, n_layers_shown:
     import time
 
     from .models import load_model
-    from .response import response
+    from .engine import response
     from .sequences import make_sequence
     from .tables import spread
 

@@ -3,7 +3,7 @@
 Why a module of its own: the schematic on the book's first pages must show exactly what the
 code does, so it is drawn from the code's own objects, not by hand. The tokens come from
 :func:`.sequences.make_sequence`, the positions of the two stripes from
-:class:`.sequences.InductionLayout`, and the measured panel from :func:`.response.response`.
+:class:`.sequences.InductionLayout`, and the measured panel from :func:`.engine.response`.
 If the convention of either ever changes (BOS or not, where the stripes lie), the picture
 changes with it.
 
@@ -226,7 +226,7 @@ def measure_schematic(lm, T: int, k: int, eps: float, seed: int = 0) -> Schemati
     Every source is kicked with strength ``eps`` at stream 0 and read at the last stream ``L``;
     ``seed`` draws the tokens and the directions.
     """
-    from .response import response
+    from .engine import response
     from .sequences import induction_layout, make_sequence
 
     tokens = make_sequence(lm, "repeated", T, seed=seed)

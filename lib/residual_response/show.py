@@ -58,7 +58,7 @@ def load_result(path: str | os.PathLike) -> LoadedFile:
     """Read a result file of any kind with its own loader (``ResponseResult.load``...)."""
     from .induction import InductionResult, SectionMap
     from .regime import RegimeResult
-    from .response import ResponseResult
+    from .engine import ResponseResult
     from .resultfile import sniff
 
     path = Path(path)

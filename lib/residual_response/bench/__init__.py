@@ -8,7 +8,7 @@ every read stream ``l >= l0``):
 * **naive** (:func:`~.floor.naive_response`): for each source one full forward pass of the causal
   LM, LM head included, ``output_hidden_states=True``, a pre-hook on block ``l0`` that adds the
   perturbation; ``h[L]`` (before the final norm) from a hook on the last block.
-* **engine**: :func:`residual_response.response.response`.
+* **engine**: :func:`residual_response.engine.response`.
 * **floor** (:func:`~.floor.floor_passes`): plain forward passes that do only the necessary work;
   see :data:`~.record.FLOOR_DEFINITION`.
 

@@ -5,8 +5,10 @@
   schedules (:func:`_schedule`), from a clean pass prepared by :func:`_timed_clean`
   (:data:`~.record.FLOOR_DEFINITION`).
 
-Both use the engine's internals (its clean pass, prefix caches, planner and packed pass), so that
-the floor does exactly the work the engine must do and nothing else. Times are read from the
+The floor runs the engine's own passes (:class:`~residual_response.engine.PaddedPass` and
+:class:`~residual_response.engine.PackedPass`) with nothing read, on the engine's batch plan
+(:func:`~residual_response.engine.source_batches`), so that it does exactly the work the engine
+must do and nothing else. Times are read from the
 :class:`~.clock.Clock` passed in.
 """
 
@@ -18,17 +20,8 @@ import numpy as np
 import torch
 
 from ..models import LoadedModel
-from ..perturbation import apply_perturbation
-from ..response import (
-    _attention_weight,
-    _CleanPass,
-    _forward_overhead,
-    _prefix_cache,
-    _run_packed,
-    default_batch_rows,
-    plan_batches,
-)
-from ..streams import block_hidden_input, block_output, hooked, replace_block_input, skip_blocks
+from ..engine import CleanPass, PackedPass, PaddedPass, source_batches
+from ..streams import block_hidden_input, block_output, hooked, replace_block_input
 from .clock import Clock
 
 __all__ = ["naive_response", "floor_passes"]
@@ -91,62 +84,33 @@ def _schedule(name: str, sources: Sequence[int], N: int, lm: LoadedModel) -> lis
         b = int(name.split("-", 1)[1])
         return [srcs[i:i + b] for i in range(0, len(srcs), b)]
     if name in ("planned", "packed"):
-        B = default_batch_rows(lm, N)
-        plan = plan_batches(srcs, N, B, _forward_overhead(lm), packed=name == "packed",
-                            attention=_attention_weight(lm, N))
-        return [srcs[a:b] for a, b in plan]
+        return source_batches(lm, srcs, N, packed=name == "packed")
     raise ValueError(f"unknown floor schedule {name!r}; use exact, chunk-<b>, planned or packed")
 
 
-def floor_passes(lm: LoadedModel, tokens: torch.Tensor, clean: _CleanPass, l0: int, batches: list[list[int]],
+def floor_passes(lm: LoadedModel, tokens: torch.Tensor, clean: CleanPass, l0: int, batches: list[list[int]],
                  eps: float, directions: torch.Tensor, packed: bool = False, *, clock: Clock) -> float:
     """Seconds of the plain perturbed passes of one schedule (see :data:`~.record.FLOOR_DEFINITION`).
 
-    ``clean`` must hold the streams, the keys/values and (for ``packed``) the attention inputs
-    (``_timed_clean``). The inputs and caches of all padded passes are prepared first; only the
-    passes are timed. ``packed`` runs the engine's packed pass with nothing read.
+    The engine's own passes (:class:`~residual_response.engine.PaddedPass`, or
+    :class:`~residual_response.engine.PackedPass` with ``packed``), one per batch, run with
+    nothing read. ``clean`` must hold the streams, the keys/values and (for ``packed``) the
+    attention inputs (:func:`_timed_clean`). Every pass is built first (inputs, perturbation,
+    key/value caches); only the runs are timed.
     """
-    N = int(tokens.shape[0])
-    device = lm.device
-    if packed:
-        if clean.attention is None:
-            raise ValueError(f"{lm.name}: the packed schedule needs sdpa or eager attention")
-        start = clock.now()
-        with torch.no_grad():
-            for batch in batches:
-                B = len(batch)
-                _run_packed(lm, tokens, clean, l0, [lm.n_layers], torch.tensor(batch), directions[torch.tensor(batch)],
-                            torch.full((B,), float(eps)), "finite", record=False)
-        return clock.now() - start
-    jobs = []
-    for batch in batches:
-        src = torch.tensor(batch)
-        p = int(src.min())
-        B = len(batch)
-        h0 = clean.streams[l0][p:].unsqueeze(0).expand(B, -1, -1).clone()
-        apply_perturbation(h0, (src - p).to(device), directions[src], torch.full((B,), float(eps)))
-        kwargs = {"position_ids": torch.arange(p, N, device=device)[None].expand(B, -1)}
-        if p > 0:
-            kwargs["cache"] = _prefix_cache(clean, p, N, B)
-            kwargs["use_cache"] = True
-        else:
-            kwargs["use_cache"] = False
-        jobs.append((tokens[p:].to(device)[None].expand(B, -1), kwargs, h0))
-    current = {}
-
-    def pre(module, args, kwargs):
-        return replace_block_input(args, kwargs, current["h"])
-
+    kind = PackedPass if packed else PaddedPass
+    with torch.no_grad():
+        passes = [kind(lm, tokens, clean, l0, [lm.n_layers], torch.tensor(batch), directions[torch.tensor(batch)],
+                       torch.full((len(batch),), float(eps))) for batch in batches]
     start = clock.now()
-    with skip_blocks(lm, l0), hooked([(lm.blocks[l0], "pre", pre)]), torch.no_grad():
-        for ids, kwargs, h0 in jobs:
-            current["h"] = h0
-            lm.base_model(input_ids=ids, **kwargs)
+    with torch.no_grad():
+        for one in passes:
+            one.run(record=False)
     return clock.now() - start
 
 
-def _timed_clean(lm: LoadedModel, tokens: torch.Tensor, clock: Clock) -> tuple[_CleanPass, float]:
+def _timed_clean(lm: LoadedModel, tokens: torch.Tensor, clock: Clock) -> tuple[CleanPass, float]:
+    """The clean pass the floor starts from (every stream, keys/values, attention inputs), timed."""
     start = clock.now()
-    clean = _CleanPass(lm, tokens, list(range(lm.n_layers + 1)), want_cache=True, capture_attention=True,
-                       keep_cache=True)
+    clean = CleanPass.full(lm, tokens)
     return clean, clock.now() - start

@@ -72,20 +72,21 @@ NAIVE_DEFINITION = (
     "the final norm) are compared with one clean pass of the same kind."
 )
 ENGINE_DEFINITION = (
-    "residual_response.response.response(lm, tokens, [eps], layer=l0, n_directions=1, seed=seed): "
+    "residual_response.engine.response(lm, tokens, [eps], layer=l0, n_directions=1, seed=seed): "
     "every source, read layers l0..L; the section map calls it for l0 = 0..L-1 inside "
     "reuse_clean_passes() (one clean pass for all l0)"
 )
 FLOOR_DEFINITION = (
     "floor_s = one clean forward pass of the decoder stack over the N tokens (the unperturbed streams "
     "and keys/values that every method needs; timed) + the fastest of several schedules of plain "
-    "perturbed forward passes. Every pass runs blocks l0..L-1 only (earlier blocks are pass-throughs, "
+    "perturbed forward passes, each the engine's own pass (engine.PaddedPass / engine.PackedPass) run with "
+    "nothing read. Every pass runs blocks l0..L-1 only (earlier blocks are pass-throughs, "
     "the perturbed h[l0] is written into block l0), computes for its rows only positions p..N-1 "
     "(p = smallest source of the pass) with the clean keys/values of positions < p handed in as a cache, "
-    "never runs the LM head, and records nothing (no hooks reading streams, no norms); the caches are "
-    "built before the clock starts. Schedules: 'exact' = one pass per source s over positions s..N-1 "
+    "never runs the final norm or the LM head, and records nothing (only the hooks that write h[l0] "
+    "and stop after the last block; no hooks reading streams); inputs and caches are built before the clock starts. Schedules: 'exact' = one pass per source s over positions s..N-1 "
     "(exactly the necessary row-positions, sum_s (N-s)); 'chunk-b' = sources in order, b rows per padded pass; "
-    "'planned' = padded passes cut by the engine's planner (response.plan_batches); 'packed' = the "
+    "'planned' = padded passes cut by the engine's planner (engine.plan_batches); 'packed' = the "
     "engine's packed pass (every row's positions s..N-1 end to end, attention on a padded copy with the "
     "clean keys/values before s) with nothing read. Section map: one clean pass + for every l0 the passes "
     "of the schedule that was fastest at l0=0 in the same repeat."

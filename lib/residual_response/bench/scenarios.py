@@ -25,7 +25,7 @@ import torch
 
 from ..models import LoadedModel
 from ..perturbation import perturbation_directions
-from ..response import ResponseResult, response, reuse_clean_passes
+from ..engine import ResponseResult, response, reuse_clean_passes
 from ..sequences import make_sequence
 from .clock import Clock, MemoryLog
 from .floor import _schedule, _timed_clean, floor_passes, naive_response

@@ -1,0 +1,52 @@
+"""The response engine: how every later token, at every later layer, moves under a weak
+single-token perturbation (``chi`` over eps, read layer, source and target).
+
+One forward pass perturbs many sources at once: each batch row carries one (source, direction,
+eps) combination. The work that cannot change is skipped: blocks before ``l0`` never run (the
+clean ``h[l0]`` is written into block ``l0``); positions before a row's source never run (by
+causality they equal the clean pass, whose keys and values stand in); the LM head never runs and
+blocks after the last read layer are cut off; each read stream is reduced to per-token norms as
+soon as its block produces it.
+
+Modules, in the order the algorithm uses them:
+
+- :mod:`.compute`  :func:`compute_response`, the algorithm: validate, clean pass, plan, passes, result
+- :mod:`.clean`    the clean pass (:class:`CleanPass`) and its cache (:class:`CleanPassCache`,
+  :func:`reuse_clean_passes`)
+- :mod:`.plan`     which rows share a forward pass (:func:`plan_batches`, :func:`default_batch_rows`,
+  :func:`planned_passes`, :func:`source_batches`) and the cost model behind it
+- :mod:`.passes`   one perturbed forward pass, padded (:class:`PaddedPass`) or packed (:class:`PackedPass`)
+- :mod:`.tap`      the attention tap the packed pass and the clean pass rely on (transformers internals)
+- :mod:`.result`   :class:`ResponseResult` and its ``.npz`` file
+
+:func:`response` is :func:`compute_response` under the name the rest of the library uses.
+"""
+
+from .clean import CleanPass, CleanPassCache, reuse_clean_passes
+from .compute import compute_response
+from .passes import METHODS, PackedPass, PaddedPass, Pass
+from .plan import (FORWARD_OVERHEAD_POSITIONS, attention_weight, default_batch_rows, forward_overhead, plan_batches,
+                   planned_passes, source_batches)
+from .result import ResponseResult
+
+response = compute_response
+
+__all__ = [
+    "compute_response",
+    "response",
+    "ResponseResult",
+    "METHODS",
+    "plan_batches",
+    "planned_passes",
+    "default_batch_rows",
+    "source_batches",
+    "FORWARD_OVERHEAD_POSITIONS",
+    "forward_overhead",
+    "attention_weight",
+    "CleanPass",
+    "CleanPassCache",
+    "reuse_clean_passes",
+    "Pass",
+    "PaddedPass",
+    "PackedPass",
+]

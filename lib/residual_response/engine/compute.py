@@ -1,0 +1,204 @@
+"""The algorithm: ``chi`` of one sequence from a clean pass and a plan of perturbed passes.
+
+    r[l, s, t](eps)   = || h~[l, t] - h[l, t] || / || h[l, t] ||
+    chi[l, s, t](eps) = r[l, s, t](eps) / eps
+
+:func:`compute_response` validates its arguments, computes (or reuses) the clean pass, plans the
+rows into passes, runs them and averages over directions. ``method="jvp"`` replaces the finite
+difference by the exact linear response (the eps -> 0 limit), computed with forward-mode
+automatic differentiation through the same hooks: ``chi = ||J u|| * ||h[l0, s]|| / ||h[l, t]||``.
+It needs eager attention (SDPA kernels have no forward-mode AD on the CPU), which the engine
+switches on for the call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.autograd.forward_ad as fwAD
+
+from ..checks import (check_finite_result, check_int, check_int_list, check_model, check_number, check_seed,
+                      validate_eps, validate_layer, validate_tokens)
+from ..models import LoadedModel
+from ..perturbation import DIRECTION_KINDS, perturbation_directions
+from ..progress import Progress, as_progress
+from .clean import CleanPassCache, clean_pass
+from .passes import METHODS, PackedPass, PaddedPass
+from .plan import default_batch_rows, plan_rows, uses_prefix
+from .result import ResponseResult
+
+__all__ = ["compute_response"]
+
+
+def compute_response(
+    lm: LoadedModel,
+    tokens,
+    eps: Sequence[float] | float = (1e-3,),
+    *,
+    layer: int = 0,
+    read_layers: Iterable[int] | None = None,
+    sources: Iterable[int] | None = None,
+    n_directions: int = 1,
+    direction: str = "gaussian",
+    seed: int = 0,
+    method: str = "finite",
+    batch_rows: int | None = None,
+    memory_budget_mb: float = 1024.0,
+    reuse_prefix: bool = True,
+    progress: "bool | Progress" = False,
+    clean_cache: CleanPassCache | None = None,
+) -> ResponseResult:
+    """Normalised response ``chi`` of a sequence to weak single-token perturbations.
+
+    Args:
+        lm: the model.
+        tokens: ``[N]`` token ids.
+        eps: relative strengths (finite, > 0). Ignored by ``method="jvp"``.
+        layer: perturbed stream ``l0`` in ``0..L-1``.
+        read_layers: streams to read, each in ``l0..L`` (default all of them).
+        sources: positions to perturb (default all ``0..N-1``).
+        n_directions: directions averaged per source.
+        direction: ``"gaussian"`` or ``"embedding"``.
+        seed: seed of the directions; the same seed gives bit-identical ``chi`` on the CPU.
+        method: ``"finite"`` (finite eps) or ``"jvp"`` (exact linear response).
+        batch_rows: most rows per forward pass (default: from ``memory_budget_mb``); rows sorted
+            by source are cut into batches of at most this many by :func:`~.plan.plan_batches`.
+        reuse_prefix: skip positions before each batch's first source (causality).
+        progress: ``True``: a progress bar over the passes, on a terminal only; a
+            :class:`~residual_response.progress.Progress`: count the passes on a job's bar.
+        clean_cache: where to find and keep the clean pass of the sequence (default: the cache
+            installed by :func:`~.clean.reuse_clean_passes`, else none).
+
+    Returns:
+        :class:`~.result.ResponseResult` with ``chi`` of shape ``[n_eps, n_read, n_src, N]``.
+
+    Raises:
+        TypeError, ValueError: a bad argument, before any forward pass (one sentence naming it).
+        NonFiniteResultError: ``chi`` holds NaN or inf (overflowing activations, damaged
+            weights); a ``ValueError`` naming the first bad read layer and source, so that no
+            NaN leaves the engine looking like a result.
+    """
+    job = _Job.validated(lm, tokens, eps, layer, read_layers, sources, n_directions, direction, seed, method,
+                         batch_rows, memory_budget_mb, reuse_prefix)
+    dirs = perturbation_directions(lm, job.tokens, torch.tensor(job.sources), job.K, direction, job.seed)  # [S, K, d]
+    acc = torch.zeros(len(job.eps), len(job.reads), len(job.sources), job.N, dtype=torch.float64)  # sum of r over directions
+    row_positions = 0  # positions computed, summed over rows (the work the passes did)
+    with _attention_for(lm, method), (torch.no_grad() if method == "finite" else torch.enable_grad()):
+        clean = clean_pass(lm, job.tokens, job.l0, job.reads, want_cache=job.use_prefix, cache=clean_cache)
+        # packed passes compute exactly the positions >= each row's source (they need the attention
+        # inputs of the clean pass); padded passes recompute those between a pass's first source and a row's
+        packed = job.use_prefix and clean.attention is not None
+        rows, plan = plan_rows(lm, job.sources, job.K, len(job.eps), job.N, job.B, job.use_prefix, packed)
+        dual = fwAD.dual_level() if method == "jvp" else contextlib.nullcontext()
+        with dual, as_progress(progress, f"{lm.name} l0={job.l0}") as bar, bar.expect(len(plan)):
+            for a, b in plan:
+                j, k, e = (torch.tensor(c) for c in zip(*rows[a:b]))  # [B] source, direction, eps index of each row
+                one = _make_pass(job, clean, packed, dirs[j, k], j, e)
+                acc.index_put_((e[:, None], torch.arange(len(job.reads))[None, :], j[:, None]),
+                               one.run().permute(1, 0, 2), accumulate=True)  # run: [n_read, B, N]
+                row_positions += one.row_positions
+                bar.update()
+    chi = acc / job.K
+    if method == "finite":
+        chi = chi / torch.as_tensor(job.eps)[:, None, None, None]
+    # a NaN here would travel on as "no score" or "no regime"; stop it where it is made
+    check_finite_result(chi.numpy(), read_layers=job.reads, sources=job.sources, eps=job.eps, dtype=job.dtype)
+    return ResponseResult(
+        chi=chi.numpy(), eps=job.eps, read_layers=job.reads, sources=job.sources, tokens=job.tokens.numpy(),
+        layer=job.l0, n_directions=job.K, direction=direction, method=method, seed=job.seed, model=lm.name,
+        dtype=job.dtype, meta={"batch_rows": job.B, "n_batches": len(plan), "reuse_prefix": job.use_prefix,
+                               "packed": packed, "row_positions": row_positions})
+
+
+@dataclass
+class _Job:
+    """The validated arguments of one :func:`compute_response` call."""
+
+    lm: LoadedModel
+    tokens: torch.Tensor  # [N]
+    N: int
+    l0: int
+    reads: list[int]
+    sources: list[int]
+    eps: np.ndarray  # [n_eps]; [nan] for jvp
+    K: int  # directions per source
+    seed: int
+    method: str
+    B: int  # most rows per pass
+    use_prefix: bool
+    dtype: str
+
+    @classmethod
+    def validated(cls, lm, tokens, eps, layer, read_layers, sources, n_directions, direction, seed, method,
+                  batch_rows, memory_budget_mb, reuse_prefix) -> "_Job":
+        """Check every argument before any forward pass (``TypeError``/``ValueError`` naming it)."""
+        check_model(lm)
+        tokens = validate_tokens(lm, tokens)
+        N = tokens.shape[0]
+        l0 = validate_layer(lm, layer, what="layer")
+        n_directions = check_int(n_directions, "n_directions", minimum=1)
+        if batch_rows is not None:
+            batch_rows = check_int(batch_rows, "batch_rows", minimum=1)
+        memory_budget_mb = check_number(memory_budget_mb, "memory_budget_mb", positive=True)
+        seed = check_seed(seed)
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
+        if direction not in DIRECTION_KINDS:
+            raise ValueError(f"unknown direction {direction!r}; allowed: {', '.join(DIRECTION_KINDS)}")
+        eps_arr = validate_eps(eps) if method == "finite" else np.array([np.nan])
+        if read_layers is None:
+            reads = list(range(l0, lm.n_layers + 1))
+        else:
+            reads = sorted(set(validate_layer(lm, l, allow_last=True, what="read layer")
+                               for l in check_int_list(read_layers, "read_layers")))
+            if reads[0] < l0:
+                raise ValueError(f"read layer {reads[0]} lies before the perturbed layer {l0}; "
+                                 f"allowed {l0}..{lm.n_layers}")
+        if sources is None:
+            srcs = list(range(N))
+        else:
+            srcs = check_int_list(sources, "sources")
+            bad = [s for s in srcs if not 0 <= s < N]
+            if bad:
+                raise ValueError(f"source {bad[0]} out of range; allowed 0..{N - 1}")
+        B = batch_rows or default_batch_rows(lm, N, memory_budget_mb, jvp=(method == "jvp"))
+        return cls(lm=lm, tokens=tokens, N=N, l0=l0, reads=reads, sources=srcs, eps=eps_arr, K=n_directions,
+                   seed=int(seed), method=method, B=B, use_prefix=uses_prefix(lm, N, reuse_prefix),
+                   dtype=str(lm.dtype).replace("torch.", ""))
+
+
+def _make_pass(job: _Job, clean, packed: bool, dirs: torch.Tensor, j: torch.Tensor, e: torch.Tensor):
+    """The pass of rows with source indices ``j`` ([B]), directions ``dirs`` ([B, d]) and eps indices ``e``."""
+    src_pos = torch.tensor(job.sources)[j]  # [B]
+    eps_rows = torch.as_tensor(job.eps)[e] if job.method == "finite" else torch.zeros(len(j))  # [B]
+    args = (job.lm, job.tokens, clean, job.l0, job.reads, src_pos, dirs, eps_rows, job.method)
+    if packed:
+        return PackedPass(*args)
+    return PaddedPass(*args, first=None if job.use_prefix else 0)
+
+
+@contextlib.contextmanager
+def _attention_for(lm: LoadedModel, method: str):
+    """The attention implementation of the call: eager for ``jvp`` (SDPA kernels have no
+    forward-mode AD on the CPU; float64 models get the precise eager of :mod:`..precision`)."""
+    implementation = None
+    if method == "jvp":
+        if lm.dtype == torch.float64:
+            from ..precision import register_precise_eager
+
+            implementation = register_precise_eager()
+        else:
+            implementation = "eager"
+    current = getattr(lm.model.config, "_attn_implementation", None)
+    if implementation is None or implementation == current:
+        yield
+        return
+    lm.model.set_attn_implementation(implementation)
+    try:
+        yield
+    finally:
+        lm.model.set_attn_implementation(current)
