@@ -1,4 +1,5 @@
-"""An independent, deliberately naive implementation of METHOD.md, for comparisons.
+"""An independent, deliberately naive implementation of the perturbation and the response chi as
+book/method.md defines them (its sections "Perturbation" and "Response"), for comparisons.
 
 One full forward pass (LM head included) per source position and direction, the perturbation
 added by a hook on block ``l0``, the streams read with ``output_hidden_states`` (blocks 0..L-1

@@ -82,10 +82,96 @@ def test_mean_ablation_uses_means(random_lm):
     with ablate_heads(lm, [(0, 0), (3, 3)], mode="mean", reference_tokens=ref):
         b = _logits(lm, toks)
     assert torch.allclose(a, b, atol=1e-5)
-    # a list of 1-D sequences of any length works as reference
-    with ablate_heads(lm, [(0, 0)], mode="mean", reference_tokens=[toks]):
+    # a list of 1-D sequences of different lengths: the mean pools the positions of all of them
+    other = make_sequence(lm, "random", 3, 4)
+    skip = 0 if lm.bos_token_id is None else 1  # head_means leaves the BOS position out
+    n1, n2 = len(toks) - skip, len(other) - skip
+    pooled = (head_means(lm, toks) * n1 + head_means(lm, other) * n2) / (n1 + n2)
+    # float32 sums of a few dozen positions in another order: ~1e-6 relative; 1e-5 leaves room
+    torch.testing.assert_close(head_means(lm, [toks, other]), pooled, rtol=1e-5, atol=1e-6)
+    with ablate_heads(lm, [(0, 0)], mode="mean", reference_tokens=[toks, other]):
         c = _logits(lm, toks)
-    assert torch.isfinite(c).all()
+    with ablate_heads(lm, [(0, 0)], mode="mean", means=pooled):
+        d = _logits(lm, toks)
+    torch.testing.assert_close(c, d, rtol=1e-4, atol=1e-5)
+
+
+def _slice(proj, h, dh):
+    """Head ``h``'s columns of the projection weight (``Linear``: ``[out, in]``; GPT-2 ``Conv1D``: ``[in, out]``)."""
+    w = proj.weight
+    return w[:, h * dh:(h + 1) * dh] if isinstance(proj, torch.nn.Linear) else w[h * dh:(h + 1) * dh, :]
+
+
+def test_zero_ablation_equals_removing_the_heads_projection_slice(random_lm64):
+    """Zeroing ``z_h`` before the projection is the same model as zeroing ``W_O``'s columns of head ``h``.
+
+    Both forward passes form the same products (a zero factor on either side) and the same sums;
+    only a kernel's summation order may differ, so the logits agree to float64 rounding: rtol
+    1e-10 (relative rounding is ~1e-16 per operation; a few blocks amplify it by far less than 1e6).
+    """
+    lm = random_lm64
+    toks = make_sequence(lm, "random", 6, 5)
+    clean = _logits(lm, toks)
+    block, head = 2, 1
+    with ablate_heads(lm, [(block, head)], mode="zero"):
+        hooked = _logits(lm, toks)
+    proj = head_output_projection(lm, block)
+    dh = (proj.weight.shape[1] if isinstance(proj, torch.nn.Linear) else proj.weight.shape[0]) // lm.n_heads
+    saved = proj.weight.detach().clone()
+    try:
+        with torch.no_grad():
+            _slice(proj, head, dh).zero_()
+        edited = _logits(lm, toks)
+    finally:
+        with torch.no_grad():
+            proj.weight.copy_(saved)
+    assert torch.equal(_logits(lm, toks), clean)  # the weights are restored
+    assert not torch.allclose(hooked, clean, rtol=1e-6)  # the head mattered, so the comparison below means something
+    torch.testing.assert_close(hooked, edited, rtol=1e-10, atol=1e-10 * clean.abs().max().item())
+
+
+def test_mean_ablation_over_the_batch_keeps_the_batch_mean(random_lm64):
+    """With the mean taken over the same batch, the ablated head's output is that mean at every
+    position, so the batch mean of the projection's input (and output: it is linear) is unchanged,
+    while the sequence-specific part is gone and the logits change.
+
+    Tolerance: float64 means over ~20 positions, rtol/atol 1e-10 of the output's scale.
+    """
+    lm = random_lm64
+    batch = torch.stack([make_sequence(lm, "repeated", 5, 11), make_sequence(lm, "random", 5, 12)])  # [2, N]
+    block, head = 1, 2
+    proj = head_output_projection(lm, block)
+    seen = {}
+
+    def grab(module, args, output):  # forward hooks see the input as the ablation's pre-hook left it
+        seen.setdefault("z", []).append(args[0].detach().clone())  # [B, N, H * d_head]
+        seen.setdefault("out", []).append(output.detach().clone())  # [B, N, d]
+
+    def logits():
+        with torch.no_grad():
+            return lm.model(input_ids=batch.to(lm.device)).logits
+
+    handle = proj.register_forward_hook(grab)
+    try:
+        clean = logits()
+        with ablate_heads(lm, [(block, head)], mode="mean", reference_tokens=batch):
+            ablated = logits()
+    finally:
+        handle.remove()
+    skip = 0 if lm.bos_token_id is None else 1  # the mean leaves BOS out
+    # first call: the clean pass; last: the ablated one (head_means runs the batch in between)
+    z_clean, z_abl = (seen["z"][i][:, skip:] for i in (0, -1))
+    o_clean, o_abl = (seen["out"][i][:, skip:] for i in (0, -1))
+    dh = z_clean.shape[-1] // lm.n_heads
+    part = slice(head * dh, (head + 1) * dh)
+    mean_h = z_clean[..., part].mean(dim=(0, 1))  # [d_head]
+    tol = dict(rtol=1e-10, atol=1e-10 * z_clean.abs().max().item())
+    torch.testing.assert_close(z_abl[..., part], mean_h.expand_as(z_abl[..., part]), **tol)
+    torch.testing.assert_close(z_abl.mean(dim=(0, 1)), z_clean.mean(dim=(0, 1)), **tol)
+    torch.testing.assert_close(o_abl.mean(dim=(0, 1)), o_clean.mean(dim=(0, 1)), rtol=1e-10,
+                               atol=1e-10 * o_clean.abs().max().item())
+    assert not torch.allclose(z_abl[..., part], z_clean[..., part])  # the head did vary along the batch
+    assert not torch.allclose(ablated, clean)
 
 
 def test_bad_heads(random_lm):

@@ -1,20 +1,50 @@
-"""The command line: outputs scripts rely on, and one-line errors with exit status 2."""
+"""The command line: outputs scripts rely on, and one-line errors with exit status 2.
+
+Most cases call :func:`residual_response.cli.main` in-process (``main`` returns the exit status;
+a second of interpreter start-up and imports per case would dominate these tests). A few run a
+real process: the installed ``residual-response`` entry point, and one bad input, where the exit
+status, stderr and the untouched output folder are those a shell script sees.
+"""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from residual_response.cli import main
 
-CLI = [sys.executable, "-m", "residual_response.cli"]
+
+def cli(args, capsys):
+    """Run ``main(args)`` in-process: ``(exit status, stdout, stderr)``.
+
+    ``main`` returns its status; argparse's own exits (``--help``) raise ``SystemExit``, whose
+    code is taken instead.
+    """
+    try:
+        rc = main(args)
+    except SystemExit as exc:
+        rc = exc.code if isinstance(exc.code, int) else 1
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def entry_point() -> str:
+    """The installed console script beside this interpreter (or on PATH)."""
+    beside = Path(sys.executable).with_name("residual-response")
+    found = str(beside) if beside.exists() else shutil.which("residual-response")
+    if found is None:
+        pytest.skip("the residual-response entry point is not installed")
+    return found
 
 
 def run(args, **kw):
-    return subprocess.run(CLI + args, capture_output=True, text=True, timeout=600, **kw)
+    """Run the installed entry point in a fresh process."""
+    return subprocess.run([entry_point(), *args], capture_output=True, text=True, timeout=600, **kw)
 
 
 def test_models_lists_registry(capsys):
@@ -72,34 +102,61 @@ BAD = [
 ]
 
 
+def _one_error_line(err: str, message: str) -> None:
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+    assert "Traceback" not in err
+
+
 @pytest.mark.parametrize("args, message", BAD)
-def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, message):
-    out = tmp_path / "out.file"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = run(args + ["--out", str(out)], env=env)
-    assert proc.returncode == 2, proc.stderr
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
-    assert "Traceback" not in proc.stderr
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    rc, out, err = cli(args + ["--out", str(tmp_path / "out.file")], capsys)
+    assert rc == 2, err
+    _one_error_line(err, message)
+    assert out == "" and list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_out_exit_2(tmp_path, capsys):
+    rc, _, err = cli(["response", "--model", "random-gpt2", "--sequence", "repeated", "--length", "4", "--eps", "1e-3",
+                      "--out", str(tmp_path / "missing" / "x.npz")], capsys)
+    assert rc == 2
+    _one_error_line(err, "cannot write --out")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_unwritable_out_exit_2(tmp_path):
-    proc = run(["response", "--model", "random-gpt2", "--sequence", "repeated", "--length", "4", "--eps", "1e-3",
-                "--out", str(tmp_path / "missing" / "x.npz")])
-    assert proc.returncode == 2 and proc.stderr.startswith("error: cannot write --out")
-    assert len(proc.stderr.strip().splitlines()) == 1
+def test_help_exits_0(capsys):
+    rc, out, _ = cli(["induction", "--help"], capsys)
+    assert rc == 0 and "--seeds" in out
 
 
-def test_bfloat16_warns_in_one_line_and_runs(tmp_path):
+def test_bfloat16_warns_in_one_line_and_runs(tmp_path, capsys):
     """bf16 is allowed, with one warning line saying the regime moves (its floor is ~1e-2)."""
     out = tmp_path / "reg.json"
-    proc = run(["regime", "--model", "random-llama", "--dtype", "bfloat16", "--length", "3", "--eps-min", "1e-3",
-                "--eps-max", "1", "--points", "7", "--out", str(out), "--no-progress"])
+    rc, _, err = cli(["regime", "--model", "random-llama", "--dtype", "bfloat16", "--length", "3", "--eps-min", "1e-3",
+                      "--eps-max", "1", "--points", "7", "--out", str(out), "--no-progress"], capsys)
+    assert rc == 0, err
+    warning_lines = [l for l in err.splitlines() if l.startswith("warning:")]
+    assert len(warning_lines) == 1 and "1e-02" in warning_lines[0] and "regime" in warning_lines[0], err
+    assert "Traceback" not in err and out.exists()
+
+
+def test_entry_point_runs_in_a_process(tmp_path):
+    """The installed console script starts, runs a command and writes its file, status 0."""
+    out = tmp_path / "ind.json"
+    proc = run(["induction", "--model", "random-gpt2", "--length", "3", "--seeds", "1", "--out", str(out), "--quiet"])
     assert proc.returncode == 0, proc.stderr
-    warning_lines = [l for l in proc.stderr.splitlines() if l.startswith("warning:")]
-    assert len(warning_lines) == 1 and "1e-02" in warning_lines[0] and "regime" in warning_lines[0]
-    assert "Traceback" not in proc.stderr and out.exists()
+    assert proc.stderr == "" and json.loads(out.read_text())["layers"] == [0, 1, 2, 3, 4]
+
+
+def test_bad_input_in_a_process_exit_2_one_line_nothing_written(tmp_path):
+    """What a shell sees: status 2, one ``error:`` line on stderr, nothing in the output folder."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = run(["response", "--model", "random-gpt2", "--sequence", "repeated", "--length", "4", "--layer", "7",
+                "--eps", "1e-3", "--out", str(tmp_path / "chi.npz")], env=env)
+    assert proc.returncode == 2, proc.stderr
+    _one_error_line(proc.stderr, "out of range")
+    assert proc.stdout == "" and list(tmp_path.iterdir()) == []
 
 
 def test_low_precision_warning_from_the_api():

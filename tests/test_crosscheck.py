@@ -43,6 +43,28 @@ def test_head_rank_agreement_identical_and_reversed():
         head_rank_agreement(a, a, k=13)
 
 
+def test_head_rank_agreement_on_a_hand_computed_example():
+    """Known input, results worked out by hand.
+
+    a = [[3, 1, 4], [1.5, 9, 2.6]] has ranks [4, 1, 5, 2, 6, 3]; b = [[1, 2, 8], [7, 9, 3]] has
+    ranks [1, 2, 5, 4, 6, 3]. Sum of squared rank differences 14, n = 6:
+    rho = 1 - 6 * 14 / (6 * 35) = 0.6. Top 3 of a: (1,1), (0,2), (0,0); of b: (1,1), (0,2), (1,0).
+    With a[0, 0] = nan that head leaves both: ranks [1, 4, 2, 5, 3] and [1, 4, 3, 5, 2], sum of
+    squares 2, n = 5: rho = 1 - 6 * 2 / (5 * 24) = 0.9; top 3 of a becomes (1,1), (0,2), (1,2).
+    """
+    a = np.array([[3, 1, 4], [1.5, 9, 2.6]])
+    b = np.array([[1, 2, 8], [7, 9, 3.0]])
+    res = head_rank_agreement(a, b, k=3)
+    assert res["rho"] == pytest.approx(0.6, abs=1e-12) and res["n_heads"] == 6
+    assert res["overlap"] == 2 and res["common"] == [(0, 2), (1, 1)] and res["k"] == 3
+    one = head_rank_agreement(a, b, k=1)
+    assert one["overlap"] == 1 and one["common"] == [(1, 1)]
+    a[0, 0] = np.nan
+    res = head_rank_agreement(a, b, k=3)
+    assert res["rho"] == pytest.approx(0.9, abs=1e-12) and res["n_heads"] == 5
+    assert res["overlap"] == 2 and res["common"] == [(0, 2), (1, 1)]
+
+
 @pytest.fixture(scope="module")
 def scored(random_lm):
     return induction_scores(random_lm, T=5, seeds=2, n_boot=50, control="random")
@@ -62,6 +84,9 @@ def test_layer_rank_agreement_aligns_blocks_to_streams(random_lm, scored):
     # the per-layer profiles are the stated quantities
     np.testing.assert_allclose(res["attention_max"], att["repeated"]["mean"].numpy().max(-1))
     np.testing.assert_allclose(res["response"], np.asarray(scored.score)[1:], rtol=1e-10)
+    # and rho is their rank correlation
+    rho = scipy.stats.spearmanr(res["attention_max"], res["response"]).statistic
+    assert res["rho"] == pytest.approx(rho, abs=1e-12)
 
 
 def test_paired_score_change_is_zero_for_identical_runs(scored):
@@ -114,10 +139,21 @@ def test_ablation_study_random_draws_exclude_named_heads(random_lm):
     assert study.heads["top"] == sorted(heads) and study.random_keys == ["random-0", "random-1"]
     for key in study.random_keys:
         assert len(study.heads[key]) == 2 and not set(study.heads[key]) & set(heads)
+    # the drop is the unablated score minus the mean score over the random draws
     drop, lo, hi = study.score_drop("random", n_boot=20)
     assert drop.shape == (random_lm.n_layers + 1,)
+    score = {key: np.asarray(study.results[key].score, dtype=float) for key in study.heads}
+    expect = score["none"] - np.mean([score[key] for key in study.random_keys], axis=0)
+    np.testing.assert_allclose(drop[1:], expect[1:], rtol=1e-10, atol=1e-12)
+    assert np.all(lo[1:] <= drop[1:] + 1e-12) and np.all(drop[1:] <= hi[1:] + 1e-12)
+    assert not np.allclose(study.score_drop("top", n_boot=20)[0][1:], 0.0)  # ablation changed the score
+    # the loss rise is the ablated minus the unablated second-copy loss, per seed
     rise = study.loss_rise("top", n_boot=20)
+    base = study.losses["none"]["second"]["per_seed"].double().numpy()
+    top = study.losses["top"]["second"]["per_seed"].double().numpy()
     assert rise["per_seed"].shape == (3,)
+    np.testing.assert_allclose(rise["per_seed"].double().numpy(), top - base, rtol=1e-6, atol=1e-7)
+    assert float(rise["mean"]) == pytest.approx(float(np.mean(top - base)), rel=1e-6, abs=1e-7)
     with pytest.raises(ValueError, match="heads is empty"):
         ablation_study(random_lm, [], T=4, seeds=1)
 
