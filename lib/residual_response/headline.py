@@ -14,12 +14,15 @@ import json
 import math
 from pathlib import Path
 
-from .canonical import CANONICAL
+from .canonical import CANONICAL, REGIME_SWEEP
 
-__all__ = ["HEADLINE_N_BOOT", "headline", "headline_path"]
+__all__ = ["HEADLINE_N_BOOT", "HEADLINE_VERSION", "headline", "headline_path", "regime_window"]
 
 #: bootstrap resamples of the headline intervals
 HEADLINE_N_BOOT = 1000
+
+#: the layout of the results file; a file of another version is recomputed
+HEADLINE_VERSION = 2
 
 
 def headline_path(model: str) -> Path:
@@ -34,7 +37,8 @@ def _key(lm) -> dict:
     from . import __version__
     from .provenance import weights_hash
 
-    return {"setting": dict(CANONICAL), "n_boot": HEADLINE_N_BOOT, "library": __version__,
+    return {"version": HEADLINE_VERSION, "setting": dict(CANONICAL), "regime_sweep": dict(REGIME_SWEEP),
+            "n_boot": HEADLINE_N_BOOT, "library": __version__,
             "weights": weights_hash(lm), "dtype": str(lm.dtype).replace("torch.", "")}
 
 
@@ -51,7 +55,9 @@ def headline(lm) -> dict:
     Returns:
         ``{"model", "n_layers", "setting", "emergence_layer", "emergence_ci", "rise_factor",
         "rise_factor_ci", "rise_start", "rise_end", "rise_width", "rise_width_ci", "peak_score",
-        "peak_ci", "peak_layer", "key"}``; the layers are ``None`` when the score does not rise.
+        "peak_ci", "peak_layer", "regime", "key"}``; the layers are ``None`` when the score does
+        not rise; ``regime`` is the universal-regime window at the last stream
+        (:func:`regime_window`).
     """
     from .induction import induction_scores
     from .io import write_json_atomic
@@ -83,6 +89,7 @@ def headline(lm) -> dict:
         "rise_width_ci": list(rise["width_ci"]) if rise["width_ci"] else None,
         "peak_score": _finite(res.score[best]), "peak_ci": [_finite(res.ci_low[best]), _finite(res.ci_high[best])],
         "peak_layer": int(res.layers[best]),
+        "regime": regime_window(lm),
         "key": key,
         "provenance": collect(lm, {"T": CANONICAL["T"], "seeds": CANONICAL["seeds"], "eps": CANONICAL["eps"],
                                    "layer": CANONICAL["layer"], "n_boot": HEADLINE_N_BOOT, "method": "finite",
@@ -91,3 +98,35 @@ def headline(lm) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, out)
     return out
+
+
+def regime_window(lm) -> dict:
+    """The universal-regime window of ``lm`` at its last stream, from the sweep :data:`.canonical.REGIME_SWEEP`.
+
+    Why in the headline: every headline number is measured at one ``eps``, and it means the
+    linear response only if that ``eps`` lies where the response does not depend on it. One
+    repeated sequence, a few sources, read at stream ``L`` (where the unembedding reads) keep it
+    cheap enough to run with every headline.
+
+    Returns:
+        ``{"eps_low", "eps_high", "decades", "n_points", "chi", "tol", "layer", "contains_canonical"}``:
+        the widest run of the sweep within ``tol`` of its median (:func:`.regime.universal_regime`);
+        ``eps_low``/``eps_high``/``chi`` are ``None`` when no two neighbouring strengths agree.
+    """
+    from .checks import check_model
+    from .regime import log_eps_grid, universal_regime
+    from .response import response
+    from .sequences import make_sequence, validate_length
+    from .tables import spread
+
+    check_model(lm)
+    sw = REGIME_SWEEP
+    validate_length(lm, sw["T"])
+    tokens = make_sequence(lm, "repeated", sw["T"], sw["seed"])  # [2T + 1]
+    grid = log_eps_grid(sw["eps_min"], sw["eps_max"], sw["points_per_decade"])  # [n_eps]
+    sources = spread(1, len(tokens) - 2, sw["n_sources"])  # BOS and the last token excluded
+    res = response(lm, tokens, grid, layer=0, read_layers=[lm.n_layers], sources=sources, seed=sw["seed"])
+    iv = universal_regime(res, tol=sw["tol"])[-1]
+    inside = iv.eps_low is not None and iv.eps_low <= CANONICAL["eps"] <= iv.eps_high
+    return {"eps_low": iv.eps_low, "eps_high": iv.eps_high, "decades": iv.decades, "n_points": iv.n_points,
+            "chi": _finite(iv.chi), "tol": iv.tol, "layer": int(iv.layer), "contains_canonical": bool(inside)}
