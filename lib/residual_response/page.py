@@ -25,13 +25,13 @@ from .headline import headline
 from .induction import induction_scores, section_map
 from .models import REGISTRY, load_model
 from .sequences import induction_layout, make_sequence, validate_length
-from .tables import NA, fmt_eps, styled
+from .tables import NA, fmt_eps, setting_text, styled
 
 __all__ = [
     "time", "alt", "np", "pd", "Markdown", "display", "glue",
     "plots", "tables", "CANONICAL", "validate_eps", "validate_layer", "response", "headline",
     "induction_scores", "section_map", "REGISTRY", "load_model", "induction_layout", "make_sequence",
-    "validate_length", "NA", "fmt_eps", "styled",
+    "validate_length", "NA", "fmt_eps", "setting_text", "styled",
 ]
 
 plots.page_setup()
