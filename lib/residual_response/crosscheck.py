@@ -556,6 +556,22 @@ class CrossCheck:
         return {"half": half, "blocks": blocks, "factor": rise.get("factor"), "factor_ci": rise.get("factor_ci"),
                 "att_blocks": att_blocks, "holds": bool(set(blocks) & set(att_blocks))}
 
+    def quoted(self) -> dict:
+        """The numbers a page quotes about this model in its prose, by short name (``loss1``,
+        ``half``, ``overlap``, ``drop_top``, ``rise_top``, ``nullmin`` ...), as plain values."""
+        rb, h, e, c = self.rise_blocks(), self.heads, self.effects(), self.losses
+        return {
+            "loss1": float(c["first"]["mean"]), "loss2": float(c["second"]["mean"]),
+            "half": "none" if rb["half"] is None else str(rb["half"]),
+            "riseblocks": ", ".join(map(str, rb["blocks"])) or "none", "topblocks": ", ".join(map(str, rb["att_blocks"])),
+            "rho": float(self.agreement["rho"]), "overlap": h["overlap"], "headrho": float(h["rho"]),
+            "respbest": str(h["resp_best"]), "attbest": str(h["att_best"]),
+            "respbestatt": h["resp_top_att"][0], "respminatt": min(h["resp_top_att"]),
+            "SL": e["base"], "SLtop": e["top_score"], "drop_top": e["top"]["drop"], "drop_random": e["random"]["drop"],
+            "rise_top": e["top"]["rise"], "rise_random": e["random"]["rise"],
+            "nullmin": float(np.nanmin(self.null.score)), "nullmax": float(np.nanmax(self.null.score)),
+        }
+
     def effects(self) -> dict:
         """Per ``"top"``/``"random"`` ablation: the drop of the score at the last stream and the rise
         of the second-copy loss, each with its paired 95 % interval; plus ``base`` (``S_L``

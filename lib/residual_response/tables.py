@@ -21,7 +21,8 @@ from .induction import SectionMap
 
 __all__ = ["spread", "matrix_frame", "distance_profile", "stripe_mean", "section_map_frame", "section_steps",
            "NA", "styled", "fmt_eps", "setting_text", "ci_text", "score_frame", "rise_table", "rise_sentence",
-           "headline_table", "width_sentence", "section_rise_table", "controls_verdict", "shuffled_table"]
+           "headline_table", "width_sentence", "section_rise_table", "controls_verdict", "shuffled_table",
+           "cross_check_tables", "section_sentence"]
 
 #: How every table of the book shows a missing value (no result, not applicable).
 NA = "—"
@@ -357,3 +358,93 @@ def shuffled_table(controls, results: dict) -> pd.DataFrame:
          "setting": setting_text(results[m].length, len(controls.runs[(m, "shuffled copy")].seeds), results[m].eps)}
         for m, r in shuf.iterrows()
     ], columns=["model", "shuffled-copy score, min over layers", "max over layers", "max duplicate score D", "setting"])
+
+
+def _heads_text(heads, fmt: str = "") -> str:
+    """``"(block, head): score, ..."``, or ``"(block, head), ..."`` for pairs."""
+    return ", ".join(f"({h[0]}, {h[1]})" + (f": {h[2]:{fmt}}" if fmt else "") for h in heads)
+
+
+def cross_check_tables(checks: dict, effects: dict, *, setting: str, loss_setting: str,
+                       att_setting: str) -> dict[str, pd.DataFrame]:
+    """The tables of the cross-checks page, one row per model, each with the setting it was measured at.
+
+    Args:
+        checks: model name -> :class:`.crosscheck.CrossCheck`; effects: name -> its ``effects()``.
+        setting, loss_setting, att_setting: :func:`setting_text` of the response runs, and the
+            settings of the losses and of the attention patterns.
+
+    Returns:
+        ``{"loss", "attention", "rise", "heads", "ablation", "null", "summary"}`` DataFrames.
+    """
+    def bm(d):
+        return ci_text(d["mean"], d["lo"], d["hi"])
+
+    out = {k: [] for k in ("loss", "attention", "rise", "heads", "ablation", "null", "summary")}
+    for name, c in checks.items():
+        e, a, h, rb, base = effects[name], c.agreement, c.heads, c.rise_blocks(), c.base
+        r = c.losses
+        out["loss"].append({"model": name, "uniform guess ln n": f"{r['uniform_loss']:.2f}", "first copy": bm(r["first"]),
+                            "second copy": bm(r["second"]), "drop": bm(r["drop"]), "setting": loss_setting})
+        out["attention"].append({
+            "model": name, "top attention heads (block, head): score": _heads_text(h["att_top"], ".2f"),
+            "Spearman over layers [95 % CI]": ci_text(a["rho"], a["lo"], a["hi"]), "layers correlated": a["n_layers"],
+            "setting": f"attention {att_setting}; response {setting}"})
+        out["rise"].append({
+            "model": name, "rise of S [95 % CI]": NA if rb["factor"] is None else ci_text(rb["factor"], *rb["factor_ci"]),
+            "half way after block": NA if rb["half"] is None else rb["half"],
+            "blocks of the rise (10 % to 90 %)": ", ".join(map(str, rb["blocks"])) or NA,
+            "blocks of the top-5 attention heads": ", ".join(map(str, rb["att_blocks"])), "setting": setting})
+        out["heads"].append({
+            "model": name, "top by response (block, head): score": _heads_text(h["resp_top"], ".1f"),
+            "their attention on the stripe": ", ".join(f"{v:.2f}" for v in h["resp_top_att"]),
+            "shared top heads": f"{h['overlap']} of {h['k']}", "Spearman over all heads": f"{h['rho']:.2f} (n = {h['n_heads']})",
+            "setting": setting})
+        out["ablation"].append({
+            "model": name, "k": c.study.k, "top-k heads": _heads_text(c.study.heads["top"]), "S_L": f"{e['base']:.2f}",
+            **{f"drop of S_L, {w}-k": ci_text(e[w]["drop"], e[w]["lo"], e[w]["hi"]) for w in ("top", "random")},
+            **{f"loss rise, {w}-k": ci_text(e[w]["rise"], e[w]["rise_lo"], e[w]["rise_hi"]) for w in ("top", "random")},
+            "setting": f"{setting}; loss {loss_setting}"})
+        out["null"].append({"model": name, "null score min": f"{np.nanmin(c.null.score):.2f}",
+                            "null score max": f"{np.nanmax(c.null.score):.2f}",
+                            "max score (repeats)": f"{np.nanmax(base.score):.2f}", "setting": setting})
+        out["summary"].append({
+            "model": name, "emergence layer (response)": "none" if base.emergence_layer is None else str(base.emergence_layer),
+            "top-5 attention heads: blocks": ", ".join(str(l) for l, _, _ in h["att_top"]),
+            "rank agreement over layers": ci_text(a["rho"], a["lo"], a["hi"]),
+            "shared top heads": f"{h['overlap']} of {h['k']}",
+            **{f"drop of S_L, {w}-k": ci_text(e[w]["drop"], e[w]["lo"], e[w]["hi"]) for w in ("top", "random")},
+            "loss rise, top-k": ci_text(e["top"]["rise"], e["top"]["rise_lo"], e["top"]["rise_hi"]),
+            "setting": setting, "time (s)": f"{c.seconds:.0f}"})
+    return {k: pd.DataFrame(v) for k, v in out.items()}
+
+
+def section_sentence(name: str, rises: pd.DataFrame, n_layers: int) -> str:
+    """One markdown bullet on where the rows of a model's section map rise (``rises``: that
+    model's rows of :func:`section_rise_table`)."""
+    d = rises
+    top = d.loc[d["max score"].idxmax()]
+    largest = (f"the largest score of the map is {ci_text(top['max score'], top['CI low'], top['CI high'])} at "
+               f"$(\\ell_0, \\ell) = ({int(top.l0)}, {int(top['at layer'])})$")
+    head = f"* **{name}** ({n_layers} layers, rows $\\ell_0$ = {', '.join(str(int(x)) for x in d.l0)})."
+    risen = d[d.emerged]
+    if risen.empty:
+        return (f"{head} No row's score rises by more than resampling noise (the interval of every row's rise "
+                f"reaches 1); {largest}: no block writes a stripe that this map can resolve.")
+    half = risen["half-way block"].astype(int)
+    mode = int(half.mode().min())  # the block most risen rows agree on
+    text = (f"{head} In {int((half == mode).sum())} of the {len(risen)} rows whose score rises (interval of the rise "
+            f"above 1), the rise is half way up after block {mode}.")
+    row0 = d[d.l0 == 0]
+    if len(row0) and bool(row0.emerged.iloc[0]):
+        text += f" From $\\ell_0 = 0$ the score rises across blocks {row0['blocks of the rise'].iloc[0]}."
+    last = int(risen.l0.max())
+    text += f" The last sampled $\\ell_0$ whose row still rises is {last}; {largest}."
+    after = d[d.l0 > last]
+    if len(after):
+        r = after.iloc[0]
+        text += (f" Perturbing after it, at $\\ell_0 = {int(r.l0)}$, the row rises by a factor "
+                 f"{ci_text(r['rise'], r['rise low'], r['rise high'])} only, not above resampling noise.")
+    else:
+        text += " No sampled row lies after it."
+    return text
