@@ -300,8 +300,9 @@ def section_rise_table(rises: dict, model: str) -> pd.DataFrame:
     ``rises`` maps ``l0`` to the :class:`.induction.InductionResult` of that row
     (:func:`.induction.section_results`). The rise is that of the result (:attr:`rise`): the block
     writing the half-way stream is ``layer - 1``, the blocks of the rise run from ``start - 1`` to
-    ``end - 1``. Columns: ``model, l0, rise, rise low, rise high, emerged, half-way block, blocks of
-    the rise, max score, CI low, CI high, at layer``.
+    ``end - 1`` (both written as text, :data:`NA` when the rise is noise). Columns: ``model, l0,
+    rise, rise low, rise high, emerged, half-way block, blocks of the rise, max score, CI low, CI
+    high, at layer``.
     """
     rows = []
     for l0, res in rises.items():
@@ -311,7 +312,7 @@ def section_rise_table(rises: dict, model: str) -> pd.DataFrame:
         rows.append({
             "model": model, "l0": int(l0), "rise": r["factor"], "rise low": r["factor_ci"][0],
             "rise high": r["factor_ci"][1], "emerged": bool(r["emerged"]),
-            "half-way block": r["layer"] - 1 if r["emerged"] else None,
+            "half-way block": str(r["layer"] - 1) if r["emerged"] else NA,
             "blocks of the rise": f"{r['start'] - 1} to {r['end'] - 1}" if r["emerged"] else NA,
             "max score": float(res.score[best]), "CI low": float(res.ci_low[best]),
             "CI high": float(res.ci_high[best]), "at layer": int(res.layers[best]),
@@ -429,8 +430,12 @@ def section_sentence(name: str, rises: pd.DataFrame, n_layers: int) -> str:
     head = f"* **{name}** ({n_layers} layers, rows $\\ell_0$ = {', '.join(str(int(x)) for x in d.l0)})."
     risen = d[d.emerged]
     if risen.empty:
-        return (f"{head} No row's score rises by more than resampling noise (the interval of every row's rise "
-                f"reaches 1); {largest}: no block writes a stripe that this map can resolve.")
+        text = f"{head} No row's score rises by more than resampling noise (the interval of every row's rise reaches 1); "
+        if top["CI low"] > 2:
+            return (text + f"yet {largest}, above 2 with confidence. The rise is measured from stream "
+                    "$\\ell_0 + 1$ on, so a stripe written by block $\\ell_0$ itself, or a rise within the noise "
+                    "of these few seeds, is not located: more seeds narrow the intervals.")
+        return text + f"{largest}: no block writes a stripe that this map can resolve."
     half = risen["half-way block"].astype(int)
     mode = int(half.mode().min())  # the block most risen rows agree on
     text = (f"{head} In {int((half == mode).sum())} of the {len(risen)} rows whose score rises (interval of the rise "
