@@ -22,7 +22,7 @@ from .induction import SectionMap
 __all__ = ["spread", "matrix_frame", "distance_profile", "stripe_mean", "section_map_frame", "section_steps",
            "NA", "styled", "fmt_eps", "setting_text", "ci_text", "score_frame", "rise_table", "rise_sentence",
            "headline_table", "width_sentence", "section_rise_table", "controls_verdict", "shuffled_table",
-           "cross_check_tables", "section_sentence"]
+           "cross_check_tables", "section_sentence", "copy_loss_sentence"]
 
 #: How every table of the book shows a missing value (no result, not applicable).
 NA = "—"
@@ -453,3 +453,16 @@ def section_sentence(name: str, rises: pd.DataFrame, n_layers: int) -> str:
     else:
         text += " No sampled row lies after it."
     return text
+
+
+def copy_loss_sentence(name: str, check, effects: dict, loss_setting: str) -> str:
+    """The negative result of one model: ablating its top heads *lowers* the second-copy loss.
+
+    ``check``: its :class:`.crosscheck.CrossCheck`; ``effects``: ``check.effects()``. States the
+    measured change with its interval beside that of the random heads.
+    """
+    top, rnd = effects["top"], effects["random"]
+    return (f"In **{name}** ablating its top-{check.study.k} heads *lowers* the second-copy loss by {-top['rise']:.2f} "
+            f"nats (change {ci_text(top['rise'], top['rise_lo'], top['rise_hi'])}, {loss_setting}), while "
+            f"{len(check.study.random_keys)} draws of as many random heads change it by "
+            f"{ci_text(rnd['rise'], rnd['rise_lo'], rnd['rise_hi'])}: a negative result.")
