@@ -20,6 +20,7 @@ from myst_nb import glue
 from . import plots, tables
 from .canonical import CANONICAL
 from .checks import validate_eps, validate_layer
+from .checks import check_int, check_int_list
 from .response import response
 from .headline import headline
 from .induction import induction_scores, section_map
@@ -32,6 +33,7 @@ __all__ = [
     "plots", "tables", "CANONICAL", "validate_eps", "validate_layer", "response", "headline",
     "induction_scores", "section_map", "REGISTRY", "load_model", "induction_layout", "make_sequence",
     "validate_length", "NA", "fmt_eps", "setting_text", "styled",
+    "check_int", "check_int_list",
 ]
 
 plots.page_setup()
