@@ -152,8 +152,11 @@ class _Res:
 
 
 def test_section_rise_table_turns_streams_into_blocks():
-    d = section_rise_table({0: _Res(True), 1: _Res(False)}, "m")
+    single = _Res(False)
+    single.rise = None  # one stream read after l0: a score, no rise
+    d = section_rise_table({0: _Res(True), 1: _Res(False), 2: single}, "m")
     first, second = d.iloc[0], d.iloc[1]
+    assert len(d) == 3 and np.isnan(d.iloc[2]["rise"]) and d.iloc[2]["max score"] == 9.0
     assert first["half-way block"] == "1" and first["blocks of the rise"] == "1 to 2"  # stream l is written by block l-1
     assert first["max score"] == 9.0 and first["at layer"] == 3 and first["CI low"] == 7.0
     assert not second.emerged and second["half-way block"] == "—" and second["blocks of the rise"] == "—"

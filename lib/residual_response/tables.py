@@ -300,15 +300,18 @@ def section_rise_table(rises: dict, model: str) -> pd.DataFrame:
     ``rises`` maps ``l0`` to the :class:`.induction.InductionResult` of that row
     (:func:`.induction.section_results`). The rise is that of the result (:attr:`rise`): the block
     writing the half-way stream is ``layer - 1``, the blocks of the rise run from ``start - 1`` to
-    ``end - 1`` (both written as text, :data:`NA` when the rise is noise). Columns: ``model, l0,
+    ``end - 1`` (both written as text, :data:`NA` when the rise is noise; a row that reads a
+    single stream has no rise, its factor is ``nan``). Columns: ``model, l0,
     rise, rise low, rise high, emerged, half-way block, blocks of the rise, max score, CI low, CI
     high, at layer``.
     """
     rows = []
+    nan = float("nan")
     for l0, res in rises.items():
-        if not res.rise:
-            continue
-        r, best = res.rise, _peak(res)
+        if not np.isfinite(res.score).any():
+            continue  # no stream read after l0
+        best = _peak(res)
+        r = res.rise or {"factor": nan, "factor_ci": (nan, nan), "emerged": False}  # one stream read: no rise
         rows.append({
             "model": model, "l0": int(l0), "rise": r["factor"], "rise low": r["factor_ci"][0],
             "rise high": r["factor_ci"][1], "emerged": bool(r["emerged"]),
@@ -448,8 +451,10 @@ def section_sentence(name: str, rises: pd.DataFrame, n_layers: int) -> str:
     after = d[d.l0 > last]
     if len(after):
         r = after.iloc[0]
-        text += (f" Perturbing after it, at $\\ell_0 = {int(r.l0)}$, the row rises by a factor "
-                 f"{ci_text(r['rise'], r['rise low'], r['rise high'])} only, not above resampling noise.")
+        text += (f" Perturbing after it, at $\\ell_0 = {int(r.l0)}$, " + (
+            f"the row rises by a factor {ci_text(r['rise'], r['rise low'], r['rise high'])} only, not above "
+            "resampling noise." if np.isfinite(r["rise"]) else
+            f"the row reads one stream, with a score of {ci_text(r['max score'], r['CI low'], r['CI high'])}."))
     else:
         text += " No sampled row lies after it."
     return text
