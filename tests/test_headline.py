@@ -54,3 +54,38 @@ def test_other_weights_or_a_damaged_file_are_recomputed(counted):
 def test_headline_refuses_a_name():
     with pytest.raises(TypeError, match="LoadedModel"):
         hl.headline("random-llama")
+
+
+def test_headline_holds_the_regime_window_of_its_sweep(counted):
+    """The window in the file is the universal regime of REGIME_SWEEP at the last stream, recomputed here."""
+    import numpy as np
+
+    from residual_response.canonical import REGIME_SWEEP
+    from residual_response.regime import log_eps_grid, universal_regime
+    from residual_response.response import response
+    from residual_response.sequences import make_sequence
+
+    lm = build_random_model("gpt2", seed=0)
+    h = hl.headline(lm)
+    assert h["key"]["version"] == hl.HEADLINE_VERSION and h["key"]["regime_sweep"] == REGIME_SWEEP
+    win = h["regime"]
+    sw = REGIME_SWEEP
+    tokens = make_sequence(lm, "repeated", sw["T"], sw["seed"])
+    grid = log_eps_grid(sw["eps_min"], sw["eps_max"], sw["points_per_decade"])
+    sources = [int(x) for x in np.unique(np.linspace(1, len(tokens) - 2, sw["n_sources"]).round())]
+    res = response(lm, tokens, grid, layer=0, read_layers=[lm.n_layers], sources=sources, seed=sw["seed"])
+    iv = universal_regime(res, tol=sw["tol"])[-1]
+    assert iv.layer == lm.n_layers == win["layer"]
+    assert iv.eps_low is not None, "a float32 random model has a universal regime at the last stream"
+    assert win["eps_low"] == pytest.approx(iv.eps_low) and win["eps_high"] == pytest.approx(iv.eps_high)
+    assert win["eps_low"] < win["eps_high"] and win["decades"] == pytest.approx(np.log10(iv.eps_high / iv.eps_low))
+    assert win["contains_canonical"] == (iv.eps_low <= CANONICAL["eps"] <= iv.eps_high)
+    assert json.loads(hl.headline_path(lm.name).read_text())["regime"] == win  # stored in the file
+
+
+def test_a_file_of_another_version_is_recomputed(counted, monkeypatch):
+    lm = build_random_model("llama", seed=0)
+    hl.headline(lm)
+    monkeypatch.setattr(hl, "HEADLINE_VERSION", hl.HEADLINE_VERSION + 1)
+    again = hl.headline(lm)
+    assert counted["n"] == 2 and again["key"]["version"] == hl.HEADLINE_VERSION

@@ -261,3 +261,48 @@ def test_matrix_with_stripes_and_sweep_with_jvp_are_valid_charts():
     plots.sweep_with_jvp(curves, jvp, "layer").to_dict()
     with pytest.raises(ValueError, match="chi_jvp"):
         plots.sweep_with_jvp(curves, jvp.rename(columns={"chi_jvp": "x"}), "layer")
+
+
+# --- figures of the emergence, cross-check, null and section-map pages ---------------------
+
+
+def _all_tooltips(spec) -> int:
+    """Number of tooltip encodings anywhere in a (concatenated, faceted, layered) spec."""
+    if isinstance(spec, dict):
+        return int("tooltip" in spec.get("encoding", {})) + sum(_all_tooltips(v) for v in spec.values())
+    if isinstance(spec, list):
+        return sum(_all_tooltips(v) for v in spec)
+    return 0
+
+
+def test_page_figures_are_valid_and_carry_their_setting(depth_df):
+    from residual_response.tables import setting_text
+
+    setting = setting_text(10, 2, 1e-2)
+    scores = depth_df.assign(dup=depth_df.score, dup_lo=depth_df.lo, dup_hi=depth_df.hi)
+    band = pd.DataFrame({"rel_depth": [0.0, 1.0], "band_lo": [0.8, 0.8], "band_hi": [1.2, 1.2]})
+    null = pd.DataFrame([{"rel_depth": x, "score": 1.0, "ci_low": 0.9, "ci_high": 1.1, "family": f, "size": "small",
+                          "model": f"{f} small seed 0", "layer": 1, "baseline": b}
+                         for x in (0.25, 1.0) for f in ("gpt2", "llama") for b in ("neighbours", "random control sequences")])
+    stability = pd.DataFrame([{"model": "m", "T": t, "seeds": s, "emergence layer": 3, "interval low": 2,
+                               "interval high": 4} for t in (8, 12) for s in (2, 4)])
+
+    class Res:  # an InductionResult with the fields the chart reads
+        layers, score, ci_low, ci_high, layer = [0, 1, 2], [float("nan"), 1.0, 3.0], [float("nan"), 0.8, 2.0], \
+            [float("nan"), 1.2, 4.0], 0
+
+    figures = {
+        "emergence_scores": plots.emergence_scores(scores, ["a"], band, setting=setting),
+        "attention_beside_response": plots.attention_beside_response(np.full((2, 3), 0.5), Res(), name="m",
+                                                                      setting=setting),
+        "null_scores": plots.null_scores(null, setting=setting),
+        "emergence_stability": plots.emergence_stability(stability, eps_text="1e-2"),
+    }
+    for name, chart in figures.items():
+        spec = chart.to_dict(validate=True)
+        assert _all_tooltips(spec), f"{name}: no tooltip"
+        if name != "emergence_stability":
+            assert setting in json.dumps(spec, ensure_ascii=False), f"{name}: the setting is not shown"
+    assert "ε = 1e-2" in json.dumps(figures["emergence_stability"].to_dict(), ensure_ascii=False)
+    with pytest.raises(ValueError, match="missing column"):
+        plots.emergence_scores(depth_df, ["a"], band, setting=setting)

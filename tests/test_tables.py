@@ -204,3 +204,46 @@ def test_describe_frame_adds_the_extra_rows():
 
     df = describe_frame(LM(), **{"block parameters": 12})
     assert df.property.tolist() == ["name", "layers", "block parameters"] and df.value.tolist() == ["x", "4", "12"]
+
+
+# --- tables of the emergence, cross-check, null and section-map pages ---
+
+from residual_response.induction import half_rise_layer, rise_of  # noqa: E402
+from residual_response.tables import ci_text, section_rise_table, setting_text  # noqa: E402
+
+
+def test_setting_text_and_ci_text_write_the_setting_and_the_interval():
+    assert setting_text(10, 2, 1e-2) == "T = 10, 2 seeds, ε = 1e-2"
+    assert setting_text(8, 1, 3e-3, layer=0) == "T = 8, 1 seed, ε = 3e-3, l0 = 0"
+    assert ci_text(1.234, 1.0, 1.5) == "1.23 [1.00, 1.50]"
+    assert ci_text(float("nan"), 0, 1) == "—"
+
+
+def test_half_rise_layer_follows_the_rule_of_the_rise():
+    layers = [1, 2, 3, 4, 5]
+    score = [1.0, 1.0, 4.0, 16.0, 16.0]  # log rise 0 -> log 16; half way (4) first reached at layer 3
+    assert half_rise_layer(layers, score) == 3
+    boots = np.tile(score, (50, 1)) * np.linspace(0.95, 1.05, 50)[:, None]
+    assert rise_of(layers, score, boots).layer == 3  # the same layer as the emergence rule
+    assert half_rise_layer([1, 2], [float("nan"), 1.0]) is None
+
+
+class _Res:
+    """A stand-in InductionResult with a known rise."""
+
+    def __init__(self, emerged):
+        self.layers, self.score = [0, 1, 2, 3], [float("nan"), 1.0, 3.0, 9.0]
+        self.ci_low, self.ci_high = [float("nan"), 0.8, 2.0, 7.0], [float("nan"), 1.2, 4.0, 11.0]
+        self.rise = {"emerged": emerged, "factor": 9.0, "factor_ci": (6.0, 12.0) if emerged else (0.9, 12.0),
+                     "layer": 2 if emerged else None, "start": 2 if emerged else None, "end": 3 if emerged else None}
+
+
+def test_section_rise_table_turns_streams_into_blocks():
+    single = _Res(False)
+    single.rise = None  # one stream read after l0: a score, no rise
+    d = section_rise_table({0: _Res(True), 1: _Res(False), 2: single}, "m")
+    first, second = d.iloc[0], d.iloc[1]
+    assert len(d) == 3 and np.isnan(d.iloc[2]["rise"]) and d.iloc[2]["max score"] == 9.0
+    assert first["half-way block"] == "1" and first["blocks of the rise"] == "1 to 2"  # stream l is written by block l-1
+    assert first["max score"] == 9.0 and first["at layer"] == 3 and first["CI low"] == 7.0
+    assert not second.emerged and second["half-way block"] == "—" and second["blocks of the rise"] == "—"

@@ -11,3 +11,13 @@ Kept free of heavy imports: the command line reads it for its defaults.
 """
 
 CANONICAL = {"T": 20, "seeds": 4, "eps": 1e-2, "layer": 0}
+
+#: The eps sweep behind each model's universal-regime window in its headline results file: one
+#: repeated sequence at the canonical copy length (seed ``seed``), ``n_sources`` perturbed
+#: positions spread over it, read at the last stream only, ``points_per_decade`` strengths a
+#: decade from ``eps_min`` to ``eps_max``, flat within ``tol`` of its median. Why this size: a
+#: window in decades needs the whole range but not a fine grid, and one sequence read at one
+#: stream costs a few seconds even for a 270M model; the window answers whether ``CANONICAL["eps"]``
+#: lies inside the regime, which the universal-response page studies in full.
+REGIME_SWEEP = {"T": CANONICAL["T"], "seed": 0, "n_sources": 4, "eps_min": 1e-8, "eps_max": 1.0,
+                "points_per_decade": 2, "tol": 0.01}

@@ -15,13 +15,16 @@ import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from .canonical import CANONICAL
+from .canonical import CANONICAL, REGIME_SWEEP
 from .stats import KeyAccess
 
-__all__ = ["HEADLINE_N_BOOT", "Headline", "headline", "headline_path"]
+__all__ = ["HEADLINE_N_BOOT", "HEADLINE_VERSION", "Headline", "headline", "headline_path", "regime_window"]
 
 #: bootstrap resamples of the headline intervals
 HEADLINE_N_BOOT = 1000
+
+#: the layout of the results file; a file of another version is recomputed
+HEADLINE_VERSION = 2
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Headline(KeyAccess):
         rise_factor, rise_factor_ci: ``S(top) / S(bottom)`` and its paired interval.
         rise_start, rise_end, rise_width, rise_width_ci: the 10 % and 90 % layers and the width between.
         peak_score, peak_ci, peak_layer: the largest score, its interval and its read stream.
+        regime: the universal-regime window at the last stream (:func:`regime_window`).
         key: what the cached file is valid for; provenance: how it was made.
     """
 
@@ -53,6 +57,7 @@ class Headline(KeyAccess):
     peak_score: float | None
     peak_ci: list[float | None]
     peak_layer: int
+    regime: dict
     key: dict
     provenance: dict | None = None
 
@@ -73,7 +78,8 @@ def _key(lm) -> dict:
     from . import __version__
     from .provenance import weights_hash
 
-    return {"setting": dict(CANONICAL), "n_boot": HEADLINE_N_BOOT, "library": __version__,
+    return {"version": HEADLINE_VERSION, "setting": dict(CANONICAL), "regime_sweep": dict(REGIME_SWEEP),
+            "n_boot": HEADLINE_N_BOOT, "library": __version__,
             "weights": weights_hash(lm), "dtype": str(lm.dtype).replace("torch.", "")}
 
 
@@ -89,7 +95,8 @@ def headline(lm) -> Headline:
 
     Returns:
         :class:`Headline` (its fields also read by key, ``h["emergence_layer"]``); the layers are
-        ``None`` when the score does not rise.
+        ``None`` when the score does not rise; ``regime`` is the universal-regime window at the
+        last stream (:func:`regime_window`).
     """
     from .induction import induction_scores
     from .io import write_json_atomic
@@ -121,6 +128,7 @@ def headline(lm) -> Headline:
         rise_width_ci=list(rise["width_ci"]) if rise["width_ci"] else None,
         peak_score=_finite(res.score[best]), peak_ci=[_finite(res.ci_low[best]), _finite(res.ci_high[best])],
         peak_layer=int(res.layers[best]),
+        regime=regime_window(lm),
         key=key,
         provenance=collect(lm, {"T": CANONICAL["T"], "seeds": CANONICAL["seeds"], "eps": CANONICAL["eps"],
                                 "layer": CANONICAL["layer"], "n_boot": HEADLINE_N_BOOT, "method": "finite",
@@ -129,3 +137,35 @@ def headline(lm) -> Headline:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, out.to_json_dict())
     return out
+
+
+def regime_window(lm) -> dict:
+    """The universal-regime window of ``lm`` at its last stream, from the sweep :data:`.canonical.REGIME_SWEEP`.
+
+    Why in the headline: every headline number is measured at one ``eps``, and it means the
+    linear response only if that ``eps`` lies where the response does not depend on it. One
+    repeated sequence, a few sources, read at stream ``L`` (where the unembedding reads) keep it
+    cheap enough to run with every headline.
+
+    Returns:
+        ``{"eps_low", "eps_high", "decades", "n_points", "chi", "tol", "layer", "contains_canonical"}``:
+        the widest run of the sweep within ``tol`` of its median (:func:`.regime.universal_regime`);
+        ``eps_low``/``eps_high``/``chi`` are ``None`` when no two neighbouring strengths agree.
+    """
+    from .checks import check_model
+    from .regime import log_eps_grid, universal_regime
+    from .engine import response
+    from .sequences import make_sequence, validate_length
+    from .tables import spread
+
+    check_model(lm)
+    sw = REGIME_SWEEP
+    validate_length(lm, sw["T"])
+    tokens = make_sequence(lm, "repeated", sw["T"], sw["seed"])  # [2T + 1]
+    grid = log_eps_grid(sw["eps_min"], sw["eps_max"], sw["points_per_decade"])  # [n_eps]
+    sources = spread(1, len(tokens) - 2, sw["n_sources"])  # BOS and the last token excluded
+    res = response(lm, tokens, grid, layer=0, read_layers=[lm.n_layers], sources=sources, seed=sw["seed"])
+    iv = universal_regime(res, tol=sw["tol"])[-1]
+    inside = iv.eps_low is not None and iv.eps_low <= CANONICAL["eps"] <= iv.eps_high
+    return {"eps_low": iv.eps_low, "eps_high": iv.eps_high, "decades": iv.decades, "n_points": iv.n_points,
+            "chi": _finite(iv.chi), "tol": iv.tol, "layer": int(iv.layer), "contains_canonical": bool(inside)}

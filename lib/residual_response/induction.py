@@ -50,6 +50,8 @@ __all__ = [
     "rise_of",
     "section_map",
     "SectionMap",
+    "section_results",
+    "half_rise_layer",
 ]
 
 #: a fixed score threshold, for series of known scale (:func:`emergence_layer`); the emergence
@@ -617,3 +619,66 @@ def section_map(
             dup[i, cols] = res.duplicate_score
             score[i, l0] = lo[i, l0] = hi[i, l0] = dup[i, l0] = np.nan
     return SectionMap(lm.name, T, seed_list, l0s, reads, score, lo, hi, dup, eps=float(eps), n_directions=n_directions)
+
+
+# --------------------------------------------------------------------------------------
+# The section map with the rise of each of its rows
+# --------------------------------------------------------------------------------------
+
+
+def section_results(
+    lm: LoadedModel,
+    T: int = 20,
+    seeds: Sequence[int] | int = 2,
+    *,
+    perturb_layers: Iterable[int],
+    eps: float = 1e-2,
+    n_boot: int = 500,
+) -> tuple[SectionMap, dict[int, InductionResult]]:
+    """The section map of :func:`section_map` together with the result of each of its rows.
+
+    Why: where a row's score rises is the rise of that row's :class:`InductionResult` (its
+    :attr:`~InductionResult.rise`, with paired bootstrap intervals), the one definition of "where
+    the score rises" the book uses; :class:`SectionMap` keeps only the scores. The rows are
+    computed exactly as :func:`section_map` computes them, so the map is the same.
+
+    Returns:
+        ``(map, {l0: result})``; each result's ``n_layers`` is set.
+    """
+    check_model(lm)
+    validate_length(lm, T)
+    seed_list = check_seeds(seeds)
+    check_bootstrap(n_boot, 0.95)
+    check_number(eps, "eps (one strength)", positive=True)
+    L = lm.n_layers
+    l0s = sorted(set(validate_layer(lm, l, what="perturbed layer")
+                     for l in check_int_list(perturb_layers, "perturb_layers")))
+    shape = (len(l0s), L + 1)
+    score, lo, hi, dup = (np.full(shape, np.nan) for _ in range(4))  # each [n_l0, L+1]
+    rows = {}
+    for i, l0 in enumerate(l0s):
+        res = induction_scores(lm, T, seeds, layer=l0, eps=eps, n_boot=n_boot)
+        cols = np.asarray(res.layers)
+        score[i, cols], lo[i, cols], hi[i, cols], dup[i, cols] = (
+            res.score, res.ci_low, res.ci_high, res.duplicate_score)
+        score[i, l0] = lo[i, l0] = hi[i, l0] = dup[i, l0] = np.nan
+        rows[l0] = res
+    sm = SectionMap(lm.name, T, seed_list, l0s, list(range(L + 1)), score, lo, hi, dup, eps=float(eps))
+    return sm, rows
+
+
+def half_rise_layer(layers: Sequence[int], score: Sequence[float]) -> int | None:
+    """The layer where a score profile is half way up its rise, by the rule of :class:`Rise`.
+
+    Why: the same "where the score rises" as the emergence layer, for a profile that has no
+    bootstrap replicates (the duplicate-token score of a section map's row). No interval, and no
+    test that the rise is larger than noise: read it beside the rise it names. ``None`` when
+    fewer than two finite, positive scores remain.
+    """
+    layers = np.asarray(layers)
+    score = np.asarray(score, dtype=float)
+    keep = np.isfinite(score) & (score > 0)
+    if keep.sum() < 2:
+        return None
+    _, _, (_, mid, _) = _rise_layers(layers[keep], score[keep])
+    return mid

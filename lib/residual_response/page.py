@@ -19,26 +19,23 @@ from myst_nb import glue
 
 from . import plots, tables
 from .canonical import CANONICAL
-from .checks import validate_eps, validate_layer
+from .checks import check_int, check_int_list, validate_eps, validate_layer
 from .engine import response
 from .headline import headline
 from .induction import induction_scores, section_map
 from .models import REGISTRY, load_model
 from .sequences import induction_layout, make_sequence, validate_length
-from .tables import NA, fmt_eps, styled
+from .tables import NA, fmt_eps, setting_text, styled, timed
 
 __all__ = [
     "time", "alt", "np", "pd", "Markdown", "display", "glue",
     "plots", "tables", "CANONICAL", "validate_eps", "validate_layer", "response", "headline",
     "induction_scores", "section_map", "REGISTRY", "load_model", "induction_layout", "make_sequence",
-    "validate_length", "NA", "fmt_eps", "styled",
+    "validate_length", "NA", "fmt_eps", "setting_text", "styled",
+    "check_int", "check_int_list", "timed", "glue_all",
 ]
 
 plots.page_setup()
-
-# What most pages do besides: check an integer parameter, time a step, glue many values at once.
-from .checks import check_int  # noqa: E402
-from .tables import timed  # noqa: E402
 
 
 def glue_all(values: dict | None = None, **named) -> None:
@@ -49,5 +46,3 @@ def glue_all(values: dict | None = None, **named) -> None:
     for key, value in {**(values or {}), **named}.items():
         glue(key, value, display=False)
 
-
-__all__ += ["check_int", "timed", "glue_all"]

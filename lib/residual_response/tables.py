@@ -20,7 +20,9 @@ import pandas as pd
 from .induction import SectionMap
 
 __all__ = ["spread", "matrix_frame", "distance_profile", "stripe_mean", "section_map_frame", "section_steps",
-           "NA", "styled", "fmt_eps"]
+           "NA", "styled", "fmt_eps", "setting_text", "ci_text", "score_frame", "rise_table", "rise_sentence",
+           "headline_table", "width_sentence", "section_rise_table", "controls_verdict", "shuffled_table",
+           "cross_check_tables", "section_sentence", "copy_loss_sentence"]
 
 #: How every table of the book shows a missing value (no result, not applicable).
 NA = "—"
@@ -211,6 +213,11 @@ def timed(store: dict, step: str) -> Iterator[None]:
         yield
     finally:
         store[step] = store.get(step, 0.0) + time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------------------
+# Tables and sentences of the emergence, cross-check, null and section-map pages
+# --------------------------------------------------------------------------------------
 
 
 def setting_text(T: int, seeds: int, eps: float, layer: int | None = None) -> str:
@@ -410,3 +417,284 @@ def control_envelope(df: pd.DataFrame, *, depth: str = "rel_depth", score: str =
                         "band_hi": g["max"].to_numpy(), "n": g["size"].to_numpy()})
     first, last = out.iloc[[0]].assign(rel_depth=0.0), out.iloc[[-1]].assign(rel_depth=1.0)
     return pd.concat([first, out, last], ignore_index=True)
+
+
+def ci_text(value, lo, hi, fmt: str = ".2f") -> str:
+    """``"value [lo, hi]"``: a number with its interval; :data:`NA` when the value is missing."""
+    if value is None or not np.isfinite(float(value)):
+        return NA
+    return f"{float(value):{fmt}} [{float(lo):{fmt}}, {float(hi):{fmt}}]"
+
+
+def score_frame(results: dict, n_layers: dict) -> pd.DataFrame:
+    """Long-form induction and duplicate-token scores of several models, for :func:`.plots.score_vs_depth`.
+
+    Rows ``(model, layer, rel_depth, score, lo, hi, dup, dup_lo, dup_hi)``, one per model and read
+    layer after ``l0`` (chi is a delta at ``l0``: no score there). ``results`` maps a model name to
+    its :class:`.induction.InductionResult`, ``n_layers`` to its number of blocks ``L``.
+    """
+    return pd.DataFrame([
+        {"model": name, "layer": l, "rel_depth": l / n_layers[name], "score": r.score[i], "lo": r.ci_low[i],
+         "hi": r.ci_high[i], "dup": r.duplicate_score[i], "dup_lo": r.duplicate_ci_low[i],
+         "dup_hi": r.duplicate_ci_high[i]}
+        for name, r in results.items() for i, l in enumerate(r.layers) if l != r.layer
+    ])
+
+
+def _peak(res) -> int:
+    ok = [i for i, s in enumerate(res.score) if np.isfinite(s)]
+    return max(ok, key=lambda i: res.score[i])
+
+
+def rise_table(results: dict, n_layers: dict, seconds: dict | None = None) -> pd.DataFrame:
+    """Per model: the emergence layer (the middle of the rise) and its interval, the rise, its
+    10 % and 90 % layers, the largest induction and duplicate-token scores, the setting, the time."""
+    rows = []
+    for name, res in results.items():
+        L, rise, em = n_layers[name], res.rise, res.emergence_layer
+        best = _peak(res)
+        rows.append({
+            "model": name, "layers L": L,
+            "emergence layer": "none" if em is None else f"{em} [{rise['layer_ci'][0]}, {rise['layer_ci'][1]}]",
+            "relative depth": NA if em is None else f"{em / L:.2f}",
+            "rise": ci_text(rise["factor"], *rise["factor_ci"]),
+            "10 % to 90 %": NA if em is None else f"{rise['start']} to {rise['end']}",
+            "max score": ci_text(res.score[best], res.ci_low[best], res.ci_high[best]),
+            "max duplicate score": f"{np.nanmax(res.duplicate_score):.2f}",
+            "setting": setting_text(res.length, len(res.seeds), res.eps, res.layer),
+            **({} if seconds is None else {"time (s)": f"{seconds[name]:.1f}"}),
+        })
+    return pd.DataFrame(rows)
+
+
+def rise_sentence(name: str, res, n_layers: int) -> str:
+    """One markdown bullet on where (and whether) the score of model ``name`` rises, from its result."""
+    rise, L = res.rise, n_layers
+    i = _peak(res)
+    top = f"{ci_text(res.score[i], res.ci_low[i], res.ci_high[i])} at layer {res.layers[i]}"
+    head = f"* **{name}** ({L} layer{'s' if L != 1 else ''}, {setting_text(res.length, len(res.seeds), res.eps)})"
+    factor = ci_text(rise["factor"], *rise["factor_ci"])
+    if res.emergence_layer is None:
+        return (f"{head}: no rise larger than resampling noise (factor {factor}: the interval reaches 1); "
+                f"largest value {top}.")
+    lo, hi = rise["layer_ci"]
+    where = f"layer {res.emergence_layer}" + ("" if lo == hi else f" (interval {lo} to {hi})")
+    shape = ("in one step" if rise["width"] == 0 else
+             f"over {rise['width']} layers, from layer {rise['start']} to {rise['end']} (10 % to 90 % of the rise)")
+    return (f"{head}: the score rises by a factor {factor} {shape}; it is half way up at {where}, relative depth "
+            f"{res.emergence_layer / L:.2f}. Its largest value is {top}.")
+
+
+def headline_table(headlines: dict) -> pd.DataFrame:
+    """The book's headline numbers per model (:func:`.headline.headline` dicts), with the setting
+    they were measured at and the universal-regime window at the last stream."""
+    rows = []
+    for name, h in headlines.items():
+        em, s, reg = h["emergence_layer"], h["setting"], h["regime"]
+        rows.append({
+            "model": name, "layers L": h["n_layers"],
+            "emergence layer": "none" if em is None else f"{em} [{h['emergence_ci'][0]}, {h['emergence_ci'][1]}]",
+            "rise": ci_text(h["rise_factor"], *h["rise_factor_ci"]),
+            "10 % to 90 % (width)": NA if em is None else
+                f"{h['rise_start']} to {h['rise_end']} ({h['rise_width']} [{h['rise_width_ci'][0]}, {h['rise_width_ci'][1]}])",
+            "peak score": f"{ci_text(h['peak_score'], *h['peak_ci'])} at {h['peak_layer']}",
+            "setting": setting_text(s["T"], s["seeds"], s["eps"], s["layer"]),
+            f"universal regime at stream L (±{reg['tol']:.0%})": (
+                "none" if reg["eps_low"] is None else f"{fmt_eps(reg['eps_low'])} to {fmt_eps(reg['eps_high'])} "
+                f"({reg['decades']:.1f} decades)"),
+            "ε inside": "yes" if reg["contains_canonical"] else "no",
+        })
+    return pd.DataFrame(rows)
+
+
+def width_sentence(h: dict) -> str:
+    """What the 10-90 % width of the rise says about one model (a :func:`.headline.headline` dict)."""
+    name = h["model"]
+    if h["emergence_layer"] is None:
+        return f"{name} does not rise"
+    lo, hi = h["rise_width_ci"]
+    if hi == 0:
+        return f"{name} rises in one block (at layer {h['emergence_layer']})"
+    span = f"{name} rises over layers {h['rise_start']} to {h['rise_end']}"
+    if lo >= 2:
+        return f"{span} (width {h['rise_width']}, interval {lo} to {hi}): not in one block"
+    return f"{span}, but the width's interval ({lo} to {hi}) does not exclude a rise within two layers"
+
+
+def section_rise_table(rises: dict, model: str) -> pd.DataFrame:
+    """Per perturbed layer ``l0`` of a section map: where its row's score rises, in blocks.
+
+    ``rises`` maps ``l0`` to the :class:`.induction.InductionResult` of that row
+    (:func:`.induction.section_results`). The rise is that of the result (:attr:`rise`): the block
+    writing the half-way stream is ``layer - 1``, the blocks of the rise run from ``start - 1`` to
+    ``end - 1`` (both written as text, :data:`NA` when the rise is noise; a row that reads a
+    single stream has no rise, its factor is ``nan``). Columns: ``model, l0,
+    rise, rise low, rise high, emerged, half-way block, blocks of the rise, max score, CI low, CI
+    high, at layer``.
+    """
+    rows = []
+    nan = float("nan")
+    for l0, res in rises.items():
+        if not np.isfinite(res.score).any():
+            continue  # no stream read after l0
+        best = _peak(res)
+        r = res.rise or {"factor": nan, "factor_ci": (nan, nan), "emerged": False}  # one stream read: no rise
+        rows.append({
+            "model": model, "l0": int(l0), "rise": r["factor"], "rise low": r["factor_ci"][0],
+            "rise high": r["factor_ci"][1], "emerged": bool(r["emerged"]),
+            "half-way block": str(r["layer"] - 1) if r["emerged"] else NA,
+            "blocks of the rise": f"{r['start'] - 1} to {r['end'] - 1}" if r["emerged"] else NA,
+            "max score": float(res.score[best]), "CI low": float(res.ci_low[best]),
+            "CI high": float(res.ci_high[best]), "at layer": int(res.layers[best]),
+        })
+    return pd.DataFrame(rows)
+
+
+def controls_verdict(results: dict, controls, trained: Sequence[str], randoms: Sequence[str]) -> tuple[str, str]:
+    """``(bullet, verdict)``: a markdown bullet on the random-initialised models' scores (empty
+    without them), and one sentence on whether any control passes the emergence criterion and
+    which trained models' intervals rise above the whole band of the controls.
+
+    ``controls``: a :class:`.crosscheck.NegativeControls` of the same results.
+    """
+    bullet = ""
+    if randoms:
+        rand_max = max(float(np.nanmax(results[m].score)) for m in randoms)
+        rises = any(results[m].emergence_layer is not None for m in randoms)
+        bullet = (f"* **The random-initialised controls** ({', '.join(randoms)}) reach at most {rand_max:.2f} and "
+                  + ("one of them rises, by chance at this number of seeds." if rises else
+                     "none of them rises: a repeated sequence gives a random network no reason to send the response "
+                     "down the stripe."))
+    emerged = controls.emerged()
+    verdict = ("None of these controls passes the emergence criterion (a rise whose interval lies above 1)"
+               if not emerged else f"Controls that pass the criterion by chance: {emerged}")
+    band_hi = float(controls.band_frame.score.max())
+    above = [m for m in trained if results[m].emergence_layer is not None and np.nanmax(results[m].ci_low) > band_hi]
+    if above:
+        verdict += f"; the interval of {', '.join(above)} rises above the whole band."
+    elif trained:
+        verdict += "; no trained model's interval rises above the whole band at these parameters."
+    else:
+        verdict += "."
+    return bullet, verdict
+
+
+def shuffled_table(controls, results: dict) -> pd.DataFrame:
+    """Trained models on shuffled second copies: the range of the score over layers beside the
+    largest duplicate-token score (``controls``: a :class:`.crosscheck.NegativeControls`)."""
+    shuf = controls.shuffled_range()
+    return pd.DataFrame([
+        {"model": m, "shuffled-copy score, min over layers": r["min"], "max over layers": r["max"],
+         "max duplicate score D": float(np.nanmax(results[m].duplicate_score)),
+         "setting": setting_text(results[m].length, len(controls.runs[(m, "shuffled copy")].seeds), results[m].eps)}
+        for m, r in shuf.iterrows()
+    ], columns=["model", "shuffled-copy score, min over layers", "max over layers", "max duplicate score D", "setting"])
+
+
+def _heads_text(heads, fmt: str = "") -> str:
+    """``"(block, head): score, ..."``, or ``"(block, head), ..."`` for pairs."""
+    return ", ".join(f"({h[0]}, {h[1]})" + (f": {h[2]:{fmt}}" if fmt else "") for h in heads)
+
+
+def cross_check_tables(checks: dict, effects: dict, *, setting: str, loss_setting: str,
+                       att_setting: str) -> dict[str, pd.DataFrame]:
+    """The tables of the cross-checks page, one row per model, each with the setting it was measured at.
+
+    Args:
+        checks: model name -> :class:`.crosscheck.CrossCheck`; effects: name -> its ``effects()``.
+        setting, loss_setting, att_setting: :func:`setting_text` of the response runs, and the
+            settings of the losses and of the attention patterns.
+
+    Returns:
+        ``{"loss", "attention", "rise", "heads", "ablation", "null", "summary"}`` DataFrames.
+    """
+    def bm(d):
+        return ci_text(d["mean"], d["lo"], d["hi"])
+
+    out = {k: [] for k in ("loss", "attention", "rise", "heads", "ablation", "null", "summary")}
+    for name, c in checks.items():
+        e, a, h, rb, base = effects[name], c.agreement, c.heads, c.rise_blocks(), c.base
+        r = c.losses
+        out["loss"].append({"model": name, "uniform guess ln n": f"{r['uniform_loss']:.2f}", "first copy": bm(r["first"]),
+                            "second copy": bm(r["second"]), "drop": bm(r["drop"]), "setting": loss_setting})
+        out["attention"].append({
+            "model": name, "top attention heads (block, head): score": _heads_text(h["att_top"], ".2f"),
+            "Spearman over layers [95 % CI]": ci_text(a["rho"], a["lo"], a["hi"]), "layers correlated": a["n_layers"],
+            "setting": f"attention {att_setting}; response {setting}"})
+        out["rise"].append({
+            "model": name, "rise of S [95 % CI]": NA if rb["factor"] is None else ci_text(rb["factor"], *rb["factor_ci"]),
+            "half way after block": NA if rb["half"] is None else rb["half"],
+            "blocks of the rise (10 % to 90 %)": ", ".join(map(str, rb["blocks"])) or NA,
+            "blocks of the top-5 attention heads": ", ".join(map(str, rb["att_blocks"])), "setting": setting})
+        out["heads"].append({
+            "model": name, "top by response (block, head): score": _heads_text(h["resp_top"], ".1f"),
+            "their attention on the stripe": ", ".join(f"{v:.2f}" for v in h["resp_top_att"]),
+            "shared top heads": f"{h['overlap']} of {h['k']}", "Spearman over all heads": f"{h['rho']:.2f} (n = {h['n_heads']})",
+            "setting": setting})
+        out["ablation"].append({
+            "model": name, "k": c.study.k, "top-k heads": _heads_text(c.study.heads["top"]), "S_L": f"{e['base']:.2f}",
+            **{f"drop of S_L, {w}-k": ci_text(e[w]["drop"], e[w]["lo"], e[w]["hi"]) for w in ("top", "random")},
+            **{f"loss rise, {w}-k": ci_text(e[w]["rise"], e[w]["rise_lo"], e[w]["rise_hi"]) for w in ("top", "random")},
+            "setting": f"{setting}; loss {loss_setting}"})
+        out["null"].append({"model": name, "null score min": f"{np.nanmin(c.null.score):.2f}",
+                            "null score max": f"{np.nanmax(c.null.score):.2f}",
+                            "max score (repeats)": f"{np.nanmax(base.score):.2f}", "setting": setting})
+        out["summary"].append({
+            "model": name, "emergence layer (response)": "none" if base.emergence_layer is None else str(base.emergence_layer),
+            "top-5 attention heads: blocks": ", ".join(str(l) for l, _, _ in h["att_top"]),
+            "rank agreement over layers": ci_text(a["rho"], a["lo"], a["hi"]),
+            "shared top heads": f"{h['overlap']} of {h['k']}",
+            **{f"drop of S_L, {w}-k": ci_text(e[w]["drop"], e[w]["lo"], e[w]["hi"]) for w in ("top", "random")},
+            "loss rise, top-k": ci_text(e["top"]["rise"], e["top"]["rise_lo"], e["top"]["rise_hi"]),
+            "setting": setting, "time (s)": f"{c.seconds:.0f}"})
+    return {k: pd.DataFrame(v) for k, v in out.items()}
+
+
+def section_sentence(name: str, rises: pd.DataFrame, n_layers: int) -> str:
+    """One markdown bullet on where the rows of a model's section map rise (``rises``: that
+    model's rows of :func:`section_rise_table`)."""
+    d = rises
+    top = d.loc[d["max score"].idxmax()]
+    largest = (f"the largest score of the map is {ci_text(top['max score'], top['CI low'], top['CI high'])} at "
+               f"$(\\ell_0, \\ell) = ({int(top.l0)}, {int(top['at layer'])})$")
+    head = f"* **{name}** ({n_layers} layers, rows $\\ell_0$ = {', '.join(str(int(x)) for x in d.l0)})."
+    risen = d[d.emerged]
+    if risen.empty:
+        text = f"{head} No row's score rises by more than resampling noise (the interval of every row's rise reaches 1); "
+        if top["CI low"] > 2:
+            return (text + f"yet {largest}, above 2 with confidence. The rise is measured from stream "
+                    "$\\ell_0 + 1$ on, so a stripe written by block $\\ell_0$ itself, or a rise within the noise "
+                    "of these few seeds, is not located: more seeds narrow the intervals.")
+        return text + f"{largest}: no block writes a stripe that this map can resolve."
+    half = risen["half-way block"].astype(int)
+    mode = int(half.mode().min())  # the block most risen rows agree on
+    text = (f"{head} In {int((half == mode).sum())} of the {len(risen)} rows whose score rises (interval of the rise "
+            f"above 1), the rise is half way up after block {mode}.")
+    row0 = d[d.l0 == 0]
+    if len(row0) and bool(row0.emerged.iloc[0]):
+        text += f" From $\\ell_0 = 0$ the score rises across blocks {row0['blocks of the rise'].iloc[0]}."
+    last = int(risen.l0.max())
+    text += f" The last sampled $\\ell_0$ whose row still rises is {last}; {largest}."
+    after = d[d.l0 > last]
+    if len(after):
+        r = after.iloc[0]
+        text += (f" Perturbing after it, at $\\ell_0 = {int(r.l0)}$, " + (
+            f"the row rises by a factor {ci_text(r['rise'], r['rise low'], r['rise high'])} only, not above "
+            "resampling noise." if np.isfinite(r["rise"]) else
+            f"the row reads one stream, with a score of {ci_text(r['max score'], r['CI low'], r['CI high'])}."))
+    else:
+        text += " No sampled row lies after it."
+    return text
+
+
+def copy_loss_sentence(name: str, check, effects: dict, loss_setting: str) -> str:
+    """The negative result of one model: ablating its top heads *lowers* the second-copy loss.
+
+    ``check``: its :class:`.crosscheck.CrossCheck`; ``effects``: ``check.effects()``. States the
+    measured change with its interval beside that of the random heads.
+    """
+    top, rnd = effects["top"], effects["random"]
+    return (f"In **{name}** ablating its top-{check.study.k} heads *lowers* the second-copy loss by {-top['rise']:.2f} "
+            f"nats (change {ci_text(top['rise'], top['rise_lo'], top['rise_hi'])}, {loss_setting}), while "
+            f"{len(check.study.random_keys)} draws of as many random heads change it by "
+            f"{ci_text(rnd['rise'], rnd['rise_lo'], rnd['rise_hi'])}: a negative result.")
