@@ -43,13 +43,13 @@ test: install
 ## As on a CPU with the narrowest vector units: the unit tests, and the toy-model page with a toy
 ## trained there (its own cache), whose weights must equal the native cache's bit for bit.
 test-lowest-simd: install
-	RESIDUAL_RESPONSE_CACHE=$(LOW_CACHE) bash scripts/lowest_simd.sh $(PY) -m pytest -q -m "not integration and not book" tests
+	RESIDUAL_RESPONSE_CACHE=$(LOW_CACHE) bash scripts/lowest_simd.sh $(PY) -m pytest -q tests/unit
 	RESIDUAL_RESPONSE_CACHE=$(LOW_CACHE) bash scripts/lowest_simd.sh $(PY) scripts/build_book.py --profile ci --only toy-model --skip-html --out $(LOW_OUT)
 	$(PY) scripts/check_toy_portable.py $(RESIDUAL_RESPONSE_CACHE) $(LOW_CACHE)
 
 ## Library tests only (fast loop while developing).
 test-unit: install
-	$(PY) -m pytest -q -m "not integration and not book" tests
+	$(PY) -m pytest -q tests/unit
 
 bench: install
 	$(PY) scripts/bench.py --clock cpu --out bench.json

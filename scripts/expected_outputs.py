@@ -3,7 +3,7 @@
 
     PYTHONPATH=lib python scripts/expected_outputs.py [--out tests/data/expected] [--models NAME ...]
 
-Why: ``tests/test_expected_outputs.py`` reruns these commands and compares the results with what
+Why: ``tests/integration/test_expected_outputs.py`` reruns these commands and compares the results with what
 is stored, so a change anywhere on the computation path that moves a number shows up as a failing
 test, not only as a different page. Run this script only when a number is *meant* to change (a
 new definition, a fixed bug), and say why in the commit.

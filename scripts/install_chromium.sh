@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install Debian's chromium for the headless book-render test (tests/test_book_render.py),
+# Install Debian's chromium for the headless book-render test (tests/book/test_book_render.py),
 # unless it is already there. Non-interactive; safe to run repeatedly.
 set -euo pipefail
 

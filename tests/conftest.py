@@ -1,4 +1,14 @@
-"""Shared fixtures: tiny random-weight models of every supported architecture, stand-ins on demand."""
+"""Shared fixtures, and the layout of the tests.
+
+* ``tests/unit``: the library on tiny random models of every architecture (seconds each);
+* ``tests/integration``: the offline stand-ins (marked ``integration``);
+* ``tests/book``: the book build and its pages in headless Chromium (marked ``book``).
+
+The marks follow the folder (:func:`pytest_collection_modifyitems`), so that
+``-m "not integration and not book"`` and a folder name select the same tests.
+``fault_helpers.py`` and ``reference.py`` here are helpers the tests import (``pythonpath`` in
+pyproject.toml puts this folder on the path).
+"""
 
 import os
 from pathlib import Path
@@ -8,6 +18,16 @@ import pytest
 os.environ.setdefault("RESIDUAL_RESPONSE_CACHE", str(Path(__file__).resolve().parents[1] / ".cache"))
 
 ARCHITECTURES = ("gpt2", "llama", "gemma2", "gemma3")
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test by its folder: ``integration`` and ``book`` (unit tests carry no mark)."""
+    for item in items:
+        folder = Path(str(item.fspath)).resolve().parent
+        for mark in ("integration", "book"):
+            if folder == TESTS / mark:
+                item.add_marker(getattr(pytest.mark, mark))
 
 
 @pytest.fixture(scope="session", params=ARCHITECTURES)
@@ -46,3 +66,40 @@ def smollm2():
 @pytest.fixture(scope="session")
 def gemma3():
     return standin("gemma3-270m")
+
+
+# --- result files of every kind and their `show` page (tests/unit/test_show.py, tests/book) ---
+
+
+@pytest.fixture(scope="session")
+def show_results(tmp_path_factory):
+    """Small result files of every kind, written by the command line; two induction files."""
+    d = tmp_path_factory.mktemp("show")
+    runs = {
+        "r.npz": ["response", "--model", "random-llama", "--sequence", "repeated", "--length", "4",
+                  "--eps", "1e-3", "1e-2"],
+        "ind-gpt2.json": ["induction", "--model", "random-gpt2", "--length", "4", "--seeds", "2"],
+        "ind-llama.json": ["induction", "--model", "random-llama", "--length", "4", "--seeds", "2"],
+        "reg.json": ["regime", "--model", "random-gemma3", "--length", "3", "--eps-min", "1e-6", "--eps-max", "1",
+                     "--points", "7"],
+        "map.json": ["section-map", "--model", "random-llama", "--length", "4", "--seeds", "2",
+                     "--perturb-layers", "0", "2"],
+    }
+    for name, argv in runs.items():
+        assert _cli_main(argv + ["--out", str(d / name), "--quiet"]) == 0
+    return d
+
+
+@pytest.fixture(scope="session")
+def show_page(show_results):
+    """The page of every kind at once (induction files overlaid), with PNGs."""
+    out = show_results / "page.html"
+    files = [show_results / n for n in ("r.npz", "ind-gpt2.json", "ind-llama.json", "reg.json", "map.json")]
+    assert _cli_main(["show", *map(str, files), "--out", str(out), "--png"]) == 0
+    return out
+
+
+def _cli_main(argv):
+    from residual_response.cli import main
+
+    return main(argv)

@@ -5,7 +5,7 @@ Why a fake: the real stand-ins take tens of seconds to de-quantise and must neve
 (:func:`residual_response.models._ready_standin`), only the step that writes the weights is a
 small random Llama and a word-level tokenizer, written in well under a second.
 
-Used in-process by tests/test_faults.py and, for the kill tests, from a subprocess:
+Used in-process by tests/unit/test_faults.py and, for the kill tests, from a subprocess:
 ``python -c "import fault_helpers; fault_helpers.main()" <cache> <point> <command...>``.
 """
 

@@ -1,34 +1,53 @@
 """residual_response: weak single-token perturbations of a language model's residual stream.
 
-Modules, one concept each:
+Modules, one concept each, from the model to the page. Vocabulary (:mod:`.streams`): a *layer* or
+*stream* ``l`` in ``0..L`` is the residual stream entering block ``l`` (``L``: after the last block,
+before the final norm); a *block* ``b`` in ``0..L-1`` is a transformer block, and block ``b``
+writes stream ``b + 1``.
 
-- :mod:`.models`       load models by name (registry, offline stand-ins, random controls)
-- :mod:`.streams`      read and write the residual stream with hooks on the blocks
-- :mod:`.perturbation` perturbation directions and the perturbed stream
-- :mod:`.engine`       the batched response engine: chi over (eps, read layer, source, target)
-- :mod:`.regime`       the universal (scale-invariant) regime of an eps sweep
-- :mod:`.regime_tables` the regime as the pages show it: curve and window tables, a multi-model sweep
-- :mod:`.sequences`    repeated random tokens and their controls
-- :mod:`.induction`    induction and duplicate-token scores, bootstrap CIs, the emergence layer, the section map
-- :mod:`.canonical`    the canonical setting of the book's headline numbers
-- :mod:`.null`         the null of the score on random-initialised models
-- :mod:`.attention`    attention-pattern induction and previous-token scores
-- :mod:`.heads`        head attribution from the response at the stripe targets
-- :mod:`.ablation`     mean- and zero-ablation of chosen heads
-- :mod:`.behaviour`    loss on the first and the second copy of a repeat
-- :mod:`.crosscheck`   rank agreement, ablation studies, null controls
-- :mod:`.toy`          the toy GPT-2: CPU-independent training, checkpoints, the phase change
-- :mod:`.precision`    float64 models kept in float64
-- :mod:`.tables`       tidy tables for the pages
-- :mod:`.schematic`    the method's schematic figure
-- :mod:`.bench`        the benchmark and the cost model
-- :mod:`.plots`        offline interactive charts for the book
-- :mod:`.page`         what every book page imports, in one line
-- :mod:`.provenance`   what made a result file (versions, weights hash, parameters, times)
-- :mod:`.progress`     one progress bar per job, its total from the batch plan
-- :mod:`.resultfile`   the kind of a result file, read back with one clear error
-- :mod:`.show`         result files drawn as an offline HTML page or a PNG
-- :mod:`.cli`          the ``residual-response`` command
+Models and streams
+  - :mod:`.models`        load models by name (registry by entry, offline stand-ins, random controls)
+  - :mod:`.precision`     float64 models kept in float64
+  - :mod:`.toy`           the toy GPT-2: recipe, CPU-independent training, checkpoints, loading
+  - :mod:`.streams`       read and write the residual stream with hooks; stream names as TransformerLens writes them
+  - :mod:`.sequences`     repeated random tokens and their controls
+  - :mod:`.perturbation`  perturbation directions and the perturbed stream
+
+The response
+  - :mod:`.engine`        the batched response engine: chi over (eps, read stream, source, target)
+    (``result``, ``plan``, ``clean``, ``tap``, ``passes``, ``compute``)
+  - :mod:`.regime`        the universal (scale-invariant) regime of an eps sweep
+
+Science on the response and beside it
+  - :mod:`.stats`         the bootstraps: means, ratios, two-level (seeds, then positions), paired
+  - :mod:`.induction`     induction and duplicate-token scores, the rise over depth, the emergence layer, the section map
+  - :mod:`.canonical`     the canonical setting of the book's headline numbers
+  - :mod:`.headline`      the headline numbers per model, computed once and cached
+  - :mod:`.null`          the null of the score on random-initialised models
+  - :mod:`.attention`     attention-pattern induction and previous-token scores
+  - :mod:`.heads`         head attribution from the response at the stripe targets
+  - :mod:`.ablation`      mean- and zero-ablation of chosen heads
+  - :mod:`.behaviour`     loss on the first and the second copy of a repeat
+  - :mod:`.crosscheck`    rank agreement, ablation studies, score controls
+  - :mod:`.dynamics`      measurements across training: the phase change, the loss drop, scores at checkpoints
+
+The book's pages
+  - :mod:`.studies`       the studies a page runs, one call per model (cross-checks, negative controls)
+  - :mod:`.regime_tables` the regime as the pages show it: curve and window tables, a multi-model sweep
+  - :mod:`.tables`        tables and sentences for the pages
+  - :mod:`.plots`         offline interactive charts
+  - :mod:`.schematic`     the method's schematic figure
+  - :mod:`.page`          what every book page imports, in one line
+
+Benchmark, files and command line
+  - :mod:`.bench`         the benchmark: cost model, clock, scenarios, typed record (``make bench``)
+  - :mod:`.provenance`    what made a result file (versions, weights hash, parameters, times)
+  - :mod:`.resultfile`    the kind of a result file, read back with one clear error
+  - :mod:`.progress`      one progress bar per job, its total from the batch plan
+  - :mod:`.show`          result files drawn as an offline HTML page or a PNG
+  - :mod:`.checks`        the validators of every public argument, and of results before they leave
+  - :mod:`.io`            atomic writes, cache locks, temporaries of killed writers
+  - :mod:`.cli`           the ``residual-response`` command
 """
 
 from .models import LoadedModel, ModelUnavailableError, load_model, model_names

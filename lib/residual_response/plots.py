@@ -28,7 +28,7 @@ chart) with tooltips on every mark. Keep data small: altair refuses more than 50
 chart by default (``MaxRowsError``); aggregate before plotting.
 
 Altair internals this module relies on (checked by :func:`_check_altair`, tested in
-``tests/test_plots.py``): altair 6.x, whose renderer plugins are called as
+``tests/unit/test_plots.py``): altair 6.x, whose renderer plugins are called as
 ``renderer(spec: dict, **metadata) -> mimebundle`` with ``spec`` the fully
 data-transformed Vega-Lite dict, and whose ``SCHEMA_VERSION`` names the Vega-Lite version
 (``v6.4.1`` for altair 6.3) that vl-convert must also support.

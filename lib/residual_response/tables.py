@@ -697,4 +697,6 @@ def copy_loss_sentence(name: str, check, effects: dict, loss_setting: str) -> st
     return (f"In **{name}** ablating its top-{check.study.k} heads *lowers* the second-copy loss by {-top['rise']:.2f} "
             f"nats (change {ci_text(top['rise'], top['rise_lo'], top['rise_hi'])}, {loss_setting}), while "
             f"{len(check.study.random_keys)} draws of as many random heads change it by "
-            f"{ci_text(rnd['rise'], rnd['rise_lo'], rnd['rise_hi'])}: a negative result.")
+            f"{ci_text(rnd['rise'], rnd['rise_lo'], rnd['rise_hi'])}: a negative result"
+            + (", though its interval includes no change." if top["rise_hi"] >= 0 else
+               ", though the interval's upper end lies close to no change." if top["rise_hi"] > -0.1 else "."))

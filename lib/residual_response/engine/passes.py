@@ -218,7 +218,7 @@ class PaddedPass(Pass):
         self.lm.base_model(input_ids=self._ids, **self._kwargs)
 
     def _finish(self, r):
-        # Targets before a row's source are unchanged by causality (tests/test_response.py shows it
+        # Targets before a row's source are unchanged by causality (tests/unit/test_response.py shows it
         # exactly on the naive loop). Positions p..s-1 were still recomputed, with kernels whose
         # rounding can depend on the batch shape (~1e-7 relative); report the exact zeros.
         before = torch.arange(self.N)[None, :] < self.src_pos[:, None].cpu()  # [B, N]

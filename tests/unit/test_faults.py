@@ -28,7 +28,7 @@ from residual_response import cli, models
 from residual_response.checks import NonFiniteResultError
 from residual_response.models import CacheRepairWarning, ModelUnavailableError, load_model
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # where fault_helpers.py lives
 LIB = TESTS.parent / "lib"
 
 

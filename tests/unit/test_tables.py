@@ -209,7 +209,7 @@ def test_describe_frame_adds_the_extra_rows():
 # --- tables of the emergence, cross-check, null and section-map pages ---
 
 from residual_response.induction import half_rise_layer, rise_of  # noqa: E402
-from residual_response.tables import ci_text, section_rise_table, setting_text  # noqa: E402
+from residual_response.tables import ci_text, section_rise_table  # noqa: E402
 
 
 def test_setting_text_and_ci_text_write_the_setting_and_the_interval():

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-DATA = Path(__file__).parent / "data" / "expected"
+DATA = Path(__file__).resolve().parents[1] / "data" / "expected"
 FILES = sorted(DATA.glob("*.json"))
 SCORE_RTOL = 3e-3
 CHI_ABS_PER_EPS = 5e-5  # |chi - stored| <= CHI_ABS_PER_EPS / eps * max(row)
@@ -238,7 +238,7 @@ def _compare_response(got, want, errors):
 def test_cli_output_matches_the_stored_one(path, tmp_path):
     import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
     try:
         from expected_outputs import run
     finally:

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("build_book", REPO / "scripts" / "build_book.py")
 build_book = importlib.util.module_from_spec(_spec)
 sys.modules["build_book"] = build_book

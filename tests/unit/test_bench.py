@@ -66,7 +66,7 @@ def bench_record():
                      log=None)
 
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STORED_RECORDS = [REPO / "bench.json", *sorted((REPO / "benchmarks").rglob("*.json"))]
 
 

@@ -130,15 +130,3 @@ def test_top_heads():
         top_heads(s, 5)
     with pytest.raises(ValueError, match="matrix"):
         top_heads(torch.ones(3), 1)
-
-
-@pytest.mark.integration
-@pytest.mark.parametrize("name", ["smollm2-135m", "gemma3-270m"])
-def test_standin_patterns(name):
-    from conftest import standin
-
-    lm = standin(name)
-    toks = make_sequence(lm, "repeated", 10, 0)
-    pat = attention_patterns(lm, toks)
-    assert pat.shape == (lm.n_layers, lm.n_heads, 21, 21)
-    assert torch.allclose(pat.sum(-1), torch.ones(pat.shape[:-1]), atol=1e-4)

@@ -212,17 +212,3 @@ def test_random_heads(random_lm):
         random_heads(lm, 3, seed=0, exclude=ex, layers=[1])
     with pytest.raises(ValueError, match="seed"):
         random_heads(lm, 1, seed=-1)
-
-
-@pytest.mark.integration
-@pytest.mark.parametrize("name", ["smollm2-135m", "gemma3-270m"])
-def test_standin_ablation(name):
-    from conftest import standin
-
-    lm = standin(name)
-    toks = make_sequence(lm, "repeated", 8, 0)
-    clean = _logits(lm, toks)
-    with ablate_heads(lm, [(lm.n_layers // 2, 0)], mode="zero"):
-        abl = _logits(lm, toks)
-    assert not torch.allclose(abl, clean)
-    assert torch.equal(_logits(lm, toks), clean)
