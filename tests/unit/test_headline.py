@@ -62,7 +62,7 @@ def test_headline_holds_the_regime_window_of_its_sweep(counted):
 
     from residual_response.canonical import REGIME_SWEEP
     from residual_response.regime import log_eps_grid, universal_regime
-    from residual_response.response import response
+    from residual_response import response
     from residual_response.sequences import make_sequence
 
     lm = build_random_model("gpt2", seed=0)
