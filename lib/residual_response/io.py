@@ -35,6 +35,7 @@ __all__ = [
     "write_bytes_atomic",
     "write_json_atomic",
     "make_temp_dir",
+    "install_dir",
     "remove_stale_temps",
     "OutputReservation",
 ]
@@ -154,6 +155,25 @@ def make_temp_dir(parent: str | os.PathLike, name: str) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=temp_name_prefix(name), suffix=".tmp", dir=parent))
     apply_umask(tmp, folder=True)
     return tmp
+
+
+def install_dir(tmp: str | os.PathLike, final: str | os.PathLike) -> Path:
+    """Put the finished folder ``tmp`` at ``final``, replacing any folder there; returns ``final``.
+
+    Why this order: the old folder is first renamed aside (one atomic rename), then ``tmp`` takes
+    its place (another), and only then is the old one deleted, so a reader never sees a
+    half-deleted folder and a kill at any point leaves either the old or the new folder in place
+    (the aside folder is a temporary that :func:`remove_stale_temps` clears later).
+    """
+    tmp, final = Path(tmp), Path(final)
+    if final.exists():
+        old = make_temp_dir(final.parent, final.name)
+        os.replace(final, old / final.name)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    return final
 
 
 class OutputReservation:

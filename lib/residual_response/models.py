@@ -34,7 +34,7 @@ from typing import Callable
 
 import torch
 
-from .io import apply_umask, atomic_path, entry_lock, make_temp_dir, remove_stale_temps, write_json_atomic
+from .io import apply_umask, atomic_path, entry_lock, install_dir, make_temp_dir, remove_stale_temps, write_json_atomic
 
 __all__ = [
     "BlockDims",
@@ -600,9 +600,7 @@ def _dequantise_to_cache(name: str, gguf_path: Path) -> Path:
         for path in tmp.rglob("*"):  # some writers (safetensors) create their files 0600
             apply_umask(path, folder=path.is_dir())
         write_cache_manifest(tmp)  # last: an entry with a manifest is complete
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        install_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

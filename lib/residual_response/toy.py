@@ -62,7 +62,7 @@ from pathlib import Path
 import torch
 
 from .behaviour import copy_losses
-from .io import entry_lock, make_temp_dir, remove_stale_temps
+from .io import entry_lock, install_dir, make_temp_dir, remove_stale_temps
 from .models import (LoadedModel, ModelSpec, cache_dir, prepare_model, quiet_hf_progress, resolve_device, resolve_dtype,
                      wrap_model)
 from .sequences import InductionLayout
@@ -310,13 +310,7 @@ def train_toy(
         else:
             with _torch_threads(TRAIN_THREADS):
                 log = _train_into(tmp, recipe, seed, progress, GPT2LMHeadModel, portable=False)
-        if out.exists():
-            old = make_temp_dir(out.parent, out.name)
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        install_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
