@@ -758,8 +758,9 @@ def toy_phase_chart(pc) -> alt.VConcatChart:
     att_long = pd.concat([
         df.assign(sequence="repeated", value=df.attention),
         df.assign(sequence="control", value=df.attention_control),
-    ])[["step", "layer", "sequence", "value", "attention_head"]].assign(block=lambda d: "block " + d.layer.astype(str))
-    layer_colors = alt.Scale(domain=[f"block {l}" for l in range(1, pc.L + 1)], scheme="set1")
+    ])[["step", "layer", "sequence", "value", "attention_head"]].assign(block=lambda d: "block " + (d.layer - 1).astype(str))
+    # a row's `layer` is the stream l that block l - 1 writes: the colours name the block b = l - 1
+    layer_colors = alt.Scale(domain=[f"block {b}" for b in range(pc.L)], scheme="set1")
     att_color = alt.Color("block:N", scale=layer_colors, title="block")
     dash_legend = alt.Legend(symbolType="stroke", symbolStrokeColor="black", symbolStrokeWidth=2, symbolOpacity=1)
     att_panel = alt.layer(
@@ -773,7 +774,7 @@ def toy_phase_chart(pc) -> alt.VConcatChart:
         phase_rule,
     ).properties(width=460, height=150, title="attention-pattern induction score (max over heads)")
 
-    resp = df.dropna(subset=["response"]).assign(block=lambda d: "block " + d.layer.astype(str))
+    resp = df.dropna(subset=["response"]).assign(block=lambda d: "block " + (d.layer - 1).astype(str))
     log_scale = alt.Scale(type="log", domain=[min(0.5, float(resp.response_lo.min())), 1.2 * float(resp.response_hi.max())],
                           nice=False)
     resp_panel = alt.layer(
@@ -781,7 +782,7 @@ def toy_phase_chart(pc) -> alt.VConcatChart:
         .encode(y="score:Q"),
         alt.Chart(resp).mark_errorbar(ticks=True).encode(
             x=x, y=alt.Y("response_lo:Q", scale=log_scale, title="response score S"), y2="response_hi:Q",
-            color=alt.Color("block:N", scale=layer_colors, title="read layer after")),
+            color=alt.Color("block:N", scale=layer_colors, title="read at the stream after")),
         alt.Chart(resp).mark_line(point=True).encode(
             x=x, y=alt.Y("response:Q", scale=log_scale), color=alt.Color("block:N", scale=layer_colors),
             tooltip=["block", "step", alt.Tooltip("response:Q", format=".2f"), alt.Tooltip("response_lo:Q", format=".2f"),
