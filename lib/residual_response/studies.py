@@ -209,7 +209,7 @@ def cross_check(lm: LoadedModel, *, T: int, seeds: int, att_seeds: int, loss_see
     n_all = lm.n_layers * lm.n_heads
     kk = min(5, n_all - 1)
     att_mean = attention["repeated"]["mean"].numpy()  # [L, H]
-    heads = head_rank_agreement(attribution.score, att_mean, k=kk)
+    heads = head_rank_agreement(attribution.score, att_mean, k=kk).to_dict()  # the page adds the top lists
     heads["resp_top"] = attribution.ranking(kk)
     heads["att_top"] = top_heads(attention, min(5, n_all))
     heads["resp_best"], heads["att_best"] = heads["resp_top"][0][:2], heads["att_top"][0][:2]
