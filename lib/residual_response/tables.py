@@ -700,3 +700,25 @@ def copy_loss_sentence(name: str, check, effects: dict, loss_setting: str) -> st
             f"{ci_text(rnd['rise'], rnd['rise_lo'], rnd['rise_hi'])}: a negative result"
             + (", though its interval includes no change." if top["rise_hi"] >= 0 else
                ", though the interval's upper end lies close to no change." if top["rise_hi"] > -0.1 else "."))
+
+
+def regime_sentence(heads: dict, eps: float) -> str:
+    """Where the canonical ``eps`` lies in each model's universal-regime window, in words.
+
+    ``heads``: ``{model: headline}`` (:func:`.headline.headline`). Why not a yes/no: an ``eps``
+    at the window's upper end is inside by the grid but is where the curve starts to bend, and a
+    reader should know which models sit there.
+    """
+    from .regime_tables import window_position
+
+    where: dict[str, list[str]] = {}
+    for name, h in heads.items():
+        reg = h["regime"]
+        low, high = (float("nan") if v is None else v for v in (reg["eps_low"], reg["eps_high"]))
+        where.setdefault(window_position(eps, low, high), []).append(name)
+    phrases = {"inside": "inside the window of {}", "at the upper end": "at the upper end of the window of {} "
+               "(the last strength of the sweep within the tolerance)", "above": "above the window of {}",
+               "below": "below the window of {}", "none": "in no window for {} (no flat run found)"}
+    parts = [phrases[k].format(", ".join(v)) for k, v in where.items()]
+    return f"ε = {fmt_eps(eps)} lies " + "; ".join(parts)
+

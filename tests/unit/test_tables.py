@@ -247,3 +247,15 @@ def test_section_rise_table_turns_streams_into_blocks():
     assert first["half-way block"] == "1" and first["blocks of the rise"] == "1 to 2"  # stream l is written by block l-1
     assert first["max score"] == 9.0 and first["at layer"] == 3 and first["CI low"] == 7.0
     assert not second.emerged and second["half-way block"] == "—" and second["blocks of the rise"] == "—"
+
+
+def test_regime_sentence_says_where_eps_lies_in_each_window():
+    from residual_response.tables import regime_sentence
+
+    heads = {"edge": {"regime": {"eps_low": 1e-4, "eps_high": 1e-2}},
+             "in": {"regime": {"eps_low": 1e-4, "eps_high": 3.2e-2}},
+             "out": {"regime": {"eps_low": 1e-6, "eps_high": 1e-3}},
+             "flat-less": {"regime": {"eps_low": None, "eps_high": None}}}
+    text = regime_sentence(heads, 1e-2)
+    assert "at the upper end of the window of edge" in text and "inside the window of in;" in text
+    assert "above the window of out" in text and "in no window for flat-less" in text
