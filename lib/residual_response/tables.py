@@ -502,9 +502,16 @@ def headline_table(headlines: dict) -> pd.DataFrame:
             f"universal regime at stream L (±{reg['tol']:.0%})": (
                 "none" if reg["eps_low"] is None else f"{fmt_eps(reg['eps_low'])} to {fmt_eps(reg['eps_high'])} "
                 f"({reg['decades']:.1f} decades)"),
-            "ε inside": "yes" if reg["contains_canonical"] else "no",
+            "where ε lies": _window_position(s["eps"], reg),
         })
     return pd.DataFrame(rows)
+
+
+def _window_position(eps: float, reg: dict) -> str:
+    from .regime_tables import window_position
+
+    low, high = (float("nan") if v is None else v for v in (reg["eps_low"], reg["eps_high"]))
+    return window_position(eps, low, high)
 
 
 def width_sentence(h: dict) -> str:
@@ -709,13 +716,9 @@ def regime_sentence(heads: dict, eps: float) -> str:
     at the window's upper end is inside by the grid but is where the curve starts to bend, and a
     reader should know which models sit there.
     """
-    from .regime_tables import window_position
-
     where: dict[str, list[str]] = {}
     for name, h in heads.items():
-        reg = h["regime"]
-        low, high = (float("nan") if v is None else v for v in (reg["eps_low"], reg["eps_high"]))
-        where.setdefault(window_position(eps, low, high), []).append(name)
+        where.setdefault(_window_position(eps, h["regime"]), []).append(name)
     phrases = {"inside": "inside the window of {}", "at the upper end": "at the upper end of the window of {} "
                "(the last strength of the sweep within the tolerance)", "above": "above the window of {}",
                "below": "below the window of {}", "none": "in no window for {} (no flat run found)"}
