@@ -546,7 +546,7 @@ def score_vs_depth(
     hi: str | None = "hi",
     model: str = "model",
     rules: Sequence[float] = (1.0, 2.0),
-    title: str | None = None,
+    title: str | list[str] | None = None,
     y_title: str | None = None,
     width: int = 420,
     height: int = 300,
@@ -826,15 +826,16 @@ def emergence_scores(scores: pd.DataFrame, trained: Sequence[str], band: pd.Data
     duplicate-token score, against relative depth (log y).
 
     ``scores``: :func:`.tables.score_frame` rows; ``band``: :func:`.crosscheck.control_envelope`;
-    ``setting`` (:func:`.tables.setting_text`) goes into the titles. With no trained model the
+    ``setting`` (:func:`.tables.setting_text`) is the second line of each title (one line would
+    widen the panels beyond a page). With no trained model the
     left panel shows the controls themselves.
     """
     _require_columns(scores, ["model", "rel_depth", "score", "lo", "hi", "dup", "dup_lo", "dup_hi"], "emergence_scores")
     dup = scores.drop(columns=["score", "lo", "hi"]).rename(columns={"dup": "score", "dup_lo": "lo", "dup_hi": "hi"})
     left = scores[scores.model.isin(trained)] if len(trained) else scores
     return (
-        log_y(score_vs_depth(left, title=f"induction (lag T − 1), {setting}", y_title="score S", width=250, band=band))
-        | log_y(score_vs_depth(dup, title=f"duplicate token (lag T), {setting}", y_title="score D", width=250))
+        log_y(score_vs_depth(left, title=["induction (lag T − 1)", setting], y_title="score S", width=250, band=band))
+        | log_y(score_vs_depth(dup, title=["duplicate token (lag T)", setting], y_title="score D", width=250))
     ).configure_legend(orient="bottom", columns=3)
 
 

@@ -163,10 +163,16 @@ def styled(df: pd.DataFrame, formats: dict | str | None = None, *, uuid: str, ca
     instead. ``formats`` is a Styler format (a dict column -> format string or callable, or one
     string for all columns); columns not named keep ``precision`` decimals if float, integers
     stay integers. ``uuid`` fixes the HTML ids (stable output for nbval). Returns a pandas
-    ``Styler``; the missing mark is :data:`NA`.
+    ``Styler``; the missing mark is :data:`NA`. A ``setting`` column with one value for every
+    row becomes a line of the caption.
     """
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"styled: expected a DataFrame, got {type(df).__name__}")
+    if "setting" in df.columns and len(df) and df["setting"].nunique(dropna=False) == 1:
+        # one setting for every row: said once, in the table's caption, not in a column as wide as the page
+        one = f"Setting: {df['setting'].iloc[0]}."
+        caption = f"{caption} {one}" if caption else one
+        df = df.drop(columns="setting")
     sty = df.style.format(precision=precision, na_rep=NA, thousands=None)
     if isinstance(formats, dict):  # only the named columns: the others keep `precision`
         sty = sty.format(formats, na_rep=NA, subset=list(formats))
@@ -189,7 +195,7 @@ from typing import Iterator, Mapping  # noqa: E402
 
 __all__ += ["panel_layers", "timed", "setting_text", "stripe_contrasts", "reach_summary", "first_source_ratio",
             "distance_ratio", "ratio_peak", "describe_frame", "stripe_scores_frame", "rise_text", "headline_text",
-            "step_cost"]
+            "step_cost", "with_intervals"]
 
 
 def panel_layers(n_layers: int, n: int) -> list[int]:
@@ -647,13 +653,13 @@ def cross_check_tables(checks: dict, effects: dict, *, setting: str, loss_settin
                             "null score max": f"{np.nanmax(c.null.score):.2f}",
                             "max score (repeats)": f"{np.nanmax(base.score):.2f}", "setting": setting})
         out["summary"].append({
-            "model": name, "emergence layer (response)": "none" if base.emergence_layer is None else str(base.emergence_layer),
-            "top-5 attention heads: blocks": ", ".join(str(l) for l, _, _ in h["att_top"]),
-            "rank agreement over layers": ci_text(a["rho"], a["lo"], a["hi"]),
+            "model": name, "emergence layer": "none" if base.emergence_layer is None else str(base.emergence_layer),
+            "top-5 attention blocks": ", ".join(str(l) for l, _, _ in h["att_top"]),
+            "rank agreement": ci_text(a["rho"], a["lo"], a["hi"]),
             "shared top heads": f"{h['overlap']} of {h['k']}",
             **{f"drop of S_L, {w}-k": ci_text(e[w]["drop"], e[w]["lo"], e[w]["hi"]) for w in ("top", "random")},
             "loss rise, top-k": ci_text(e["top"]["rise"], e["top"]["rise_lo"], e["top"]["rise_hi"]),
-            "setting": setting, "time (s)": f"{c.seconds:.0f}"})
+            "setting": setting})
     return {k: pd.DataFrame(v) for k, v in out.items()}
 
 
@@ -724,4 +730,18 @@ def regime_sentence(heads: dict, eps: float) -> str:
                "below": "below the window of {}", "none": "in no window for {} (no flat run found)"}
     parts = [phrases[k].format(", ".join(v)) for k, v in where.items()]
     return f"ε = {fmt_eps(eps)} lies " + "; ".join(parts)
+
+
+def with_intervals(df: pd.DataFrame, spec: dict) -> pd.DataFrame:
+    """``df`` with each ``value`` column and its ``(low, high)`` columns merged into one text column
+    ``"value [95 % CI]"`` (:func:`ci_text`), for display.
+
+    Why: a table with a value and its two ends in three numeric columns is too wide for a page;
+    the numeric columns stay in the frame the page asserts on, this is only what it shows.
+    """
+    out = df.copy()
+    for value, (low, high) in spec.items():
+        out[value] = [ci_text(v, lo, hi) for v, lo, hi in zip(df[value], df[low], df[high])]
+        out = out.drop(columns=[low, high]).rename(columns={value: f"{value} [95 % CI]"})
+    return out
 

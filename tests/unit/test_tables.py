@@ -259,3 +259,14 @@ def test_regime_sentence_says_where_eps_lies_in_each_window():
     text = regime_sentence(heads, 1e-2)
     assert "at the upper end of the window of edge" in text and "inside the window of in;" in text
     assert "above the window of out" in text and "in no window for flat-less" in text
+
+
+def test_styled_says_a_common_setting_once_in_the_caption():
+    import pandas as pd
+    from residual_response.tables import styled
+
+    one = styled(pd.DataFrame({"x": [1.0, 2.0], "setting": ["T = 4, 1 seed, ε = 1e-2"] * 2}), uuid="t1")
+    html = one.to_html()
+    assert "Setting: T = 4, 1 seed, ε = 1e-2." in html and ">setting<" not in html
+    two = styled(pd.DataFrame({"x": [1.0, 2.0], "setting": ["T = 4", "T = 8"]}), uuid="t2", caption="Two runs.")
+    assert ">setting<" in two.to_html() and "Setting:" not in two.to_html()
