@@ -853,7 +853,7 @@ def attention_beside_response(att_mean, res, *, name: str, setting: str) -> alt.
                             for l, s, lo, hi in zip(res.layers, res.score, res.ci_low, res.ci_high) if l > res.layer])
     height = max(120, min(14 * L, 360))
     heat = matrix_heatmap(att_df, "head", "block", "attention", title=f"{name}: attention on the stripe",
-                          width=max(120, 16 * H), height=height)
+                          width=max(100, 12 * H), height=height)
     log_x = alt.Scale(type="log", nice=False)
     y_block = alt.Y("block:O", title="block b", axis=alt.Axis(labelOverlap="parity", labelAngle=0))
     resp = alt.Chart(resp_df)
@@ -864,7 +864,7 @@ def attention_beside_response(att_mean, res, *, name: str, setting: str) -> alt.
         resp.mark_point(filled=True).encode(
             x=alt.X("score:Q", scale=log_x, title="response score S (stream b + 1)"), y=y_block,
             tooltip=["block", *(alt.Tooltip(f"{c}:Q", format=".3g") for c in ("score", "lo", "hi"))]),
-    ).properties(width=260, height=height, title=[f"{name}: response score", setting])
+    ).properties(width=180, height=height, title=[f"{name}: response score", setting])
     return alt.hconcat(heat, line).resolve_scale(y="shared")
 
 
@@ -935,6 +935,6 @@ def section_maps(maps: dict, *, setting: str) -> alt.VConcatChart:
     return alt.vconcat(*[
         matrix_heatmap(frames[name], "read layer l", "perturbed layer l0", "log2 score", diverging=True,
                        domain=[-m, m], title=f"{name} ({setting})",
-                       width=min(560, max(200, 18 * (len(sm.read_layers)))), height=max(90, 24 * len(sm.perturb_layers)))
+                       width=min(480, max(200, 16 * (len(sm.read_layers)))), height=max(90, 24 * len(sm.perturb_layers)))
         for name, sm in maps.items()
     ]).resolve_scale(color="shared")
