@@ -868,9 +868,10 @@ def attention_beside_response(att_mean, res, *, name: str, setting: str) -> alt.
     return alt.hconcat(heat, line).resolve_scale(y="shared")
 
 
-def ablation_panel(study, n_layers: int, *, title: str) -> alt.LayerChart:
+def ablation_panel(study, n_layers: int, *, title: str | list[str]) -> alt.LayerChart:
     """Score against relative depth without ablation, with the top-k heads and with each draw of
-    k random heads ablated (:class:`.crosscheck.AblationStudy`), log y."""
+    k random heads ablated (:class:`.crosscheck.AblationStudy`), log y. A ``title`` list is set in
+    lines (a panel is as wide as its title)."""
     noun = "head" if study.k == 1 else "heads"
     labels = {"none": "no ablation", "top": f"top-{study.k} {noun} by response",
               **{key: f"{study.k} random {noun} (draw {i})" for i, key in enumerate(study.random_keys)}}

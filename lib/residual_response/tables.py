@@ -645,7 +645,7 @@ def cross_check_tables(checks: dict, effects: dict, *, setting: str, loss_settin
             "shared top heads": f"{h['overlap']} of {h['k']}", "Spearman over all heads": f"{h['rho']:.2f} (n = {h['n_heads']})",
             "setting": setting})
         out["ablation"].append({
-            "model": name, "k": c.study.k, "top-k heads": _heads_text(c.study.heads["top"]), "S_L": f"{e['base']:.2f}",
+            "model": name, "top-k heads": _heads_text(c.study.heads["top"]), "S_L": f"{e['base']:.2f}",
             **{f"drop of S_L, {w}-k": ci_text(e[w]["drop"], e[w]["lo"], e[w]["hi"]) for w in ("top", "random")},
             **{f"loss rise, {w}-k": ci_text(e[w]["rise"], e[w]["rise_lo"], e[w]["rise_hi"]) for w in ("top", "random")},
             "setting": f"{setting}; loss {loss_setting}"})
