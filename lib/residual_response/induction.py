@@ -582,6 +582,7 @@ def section_map(
     n_directions: int = 1,
     n_boot: int = 500,
     progress: "bool | Progress" = False,
+    _with_rows: bool = False,
     **response_kwargs,
 ) -> SectionMap:
     """The map ``score(l0, l)`` over perturbed and read streams.
@@ -608,6 +609,7 @@ def section_map(
     # every l0 runs the same passes: the default baseline's sequences per seed, sources of the first copy
     passes = len(l0s) * len(_sequence_runs("neighbours", False)) * len(seed_list) * _passes_per_sequence(lm, T, layout.offset, sources, n_directions,
                                                                   "finite", response_kwargs)
+    rows = {}
     with as_progress(progress, f"{lm.name} section map") as bar, bar.expect(passes):
         for i, l0 in enumerate(l0s):
             res = induction_scores(lm, T, seed_list, layer=l0, eps=eps, n_directions=n_directions, n_boot=n_boot,
@@ -618,7 +620,9 @@ def section_map(
             hi[i, cols] = res.ci_high
             dup[i, cols] = res.duplicate_score
             score[i, l0] = lo[i, l0] = hi[i, l0] = dup[i, l0] = np.nan
-    return SectionMap(lm.name, T, seed_list, l0s, reads, score, lo, hi, dup, eps=float(eps), n_directions=n_directions)
+            rows[l0] = res
+    sm = SectionMap(lm.name, T, seed_list, l0s, reads, score, lo, hi, dup, eps=float(eps), n_directions=n_directions)
+    return (sm, rows) if _with_rows else sm
 
 
 # --------------------------------------------------------------------------------------
@@ -640,31 +644,14 @@ def section_results(
     Why: where a row's score rises is the rise of that row's :class:`InductionResult` (its
     :attr:`~InductionResult.rise`, with paired bootstrap intervals), the one definition of "where
     the score rises" the book uses; :class:`SectionMap` keeps only the scores. The rows are
-    computed exactly as :func:`section_map` computes them, so the map is the same.
+    computed by :func:`section_map` itself, so the map is the same.
 
     Returns:
         ``(map, {l0: result})``; each result's ``n_layers`` is set.
     """
-    check_model(lm)
-    validate_length(lm, T)
-    seed_list = check_seeds(seeds)
-    check_bootstrap(n_boot, 0.95)
-    check_number(eps, "eps (one strength)", positive=True)
-    L = lm.n_layers
-    l0s = sorted(set(validate_layer(lm, l, what="perturbed layer")
-                     for l in check_int_list(perturb_layers, "perturb_layers")))
-    shape = (len(l0s), L + 1)
-    score, lo, hi, dup = (np.full(shape, np.nan) for _ in range(4))  # each [n_l0, L+1]
-    rows = {}
-    for i, l0 in enumerate(l0s):
-        res = induction_scores(lm, T, seeds, layer=l0, eps=eps, n_boot=n_boot)
-        cols = np.asarray(res.layers)
-        score[i, cols], lo[i, cols], hi[i, cols], dup[i, cols] = (
-            res.score, res.ci_low, res.ci_high, res.duplicate_score)
-        score[i, l0] = lo[i, l0] = hi[i, l0] = dup[i, l0] = np.nan
-        rows[l0] = res
-    sm = SectionMap(lm.name, T, seed_list, l0s, list(range(L + 1)), score, lo, hi, dup, eps=float(eps))
-    return sm, rows
+    if perturb_layers is None:
+        raise TypeError("section_results: perturb_layers must be given (a list of perturbed streams)")
+    return section_map(lm, T, seeds, perturb_layers=perturb_layers, eps=eps, n_boot=n_boot, _with_rows=True)
 
 
 def half_rise_layer(layers: Sequence[int], score: Sequence[float]) -> int | None:
