@@ -70,6 +70,7 @@ from .record import (
     write_json,
 )
 from .scenarios import FLOOR_SCHEDULES, BenchInput, LengthPoint, growth_in_length, one_tensor, section_map
+from . import summary
 from .summary import (
     cost_table,
     describe_run,
@@ -115,18 +116,7 @@ __all__ = [
     "response_token_forwards",
     "gpu_estimates",
     "flop_summary",
-    "page_record",
-    "describe_run",
-    "h100_tflops",
-    "headline_table",
-    "headline_numbers",
-    "floor_table",
-    "length_frame",
-    "length_slope",
-    "layers_frame",
-    "half_map_share",
-    "memory_table",
-    "cost_table",
+    *summary.__all__,
 ]
 
 #: Settings of ``--quick`` (a smoke test of the whole bench in about a minute).
