@@ -2,7 +2,7 @@
 
 Why a fake: the real stand-ins take tens of seconds to de-quantise and must never be damaged
 (other runs share their cache). The fake goes through the same cache code
-(:func:`residual_response.models._ready_standin`), only the step that writes the weights is a
+(:func:`residual_response.models.gguf._ready_standin`), only the step that writes the weights is a
 small random Llama and a word-level tokenizer, written in well under a second.
 
 Used in-process by tests/unit/test_faults.py and, for the kill tests, from a subprocess:
@@ -45,14 +45,15 @@ def write_fake_weights(folder: Path, gguf_path: Path) -> None:
 def install(gguf_path: Path, setitem=None, setattr_=None, *, source=None) -> None:
     """Register ``fake-standin`` (with ``setitem``/``setattr_`` from monkeypatch, or for good in a subprocess)."""
     from residual_response import models
+    from residual_response.models import gguf
 
     setitem = setitem or (lambda d, k, v: d.__setitem__(k, v))
     setattr_ = setattr_ or setattr
-    spec = models.ModelSpec(NAME, "llama", True, "fake GGUF stand-in for fault tests", models._load_gguf_standin,
+    spec = models.ModelSpec(NAME, "llama", True, "fake GGUF stand-in for fault tests", gguf._load_gguf_standin,
                             layers=4, d_model=64)
     setitem(models.REGISTRY, NAME, spec)
-    setitem(models._GGUF_SOURCES, NAME, source or (lambda: gguf_path))
-    setattr_(models, "_write_dequantised", write_fake_weights)
+    setitem(gguf._GGUF_SOURCES, NAME, source or (lambda: gguf_path))
+    setattr_(gguf, "_write_dequantised", write_fake_weights)
 
 
 def _pause(point: str) -> None:
@@ -65,6 +66,7 @@ def main() -> None:
     cache, point, *command = sys.argv[1:]
     os.environ["RESIDUAL_RESPONSE_CACHE"] = cache
     from residual_response import cli, models
+    from residual_response.models import gguf
     import importlib
 
     response_mod = importlib.import_module("residual_response.engine")
@@ -75,15 +77,15 @@ def main() -> None:
             write_fake_weights(folder, gguf)
             if (folder / "model.safetensors").exists():
                 _pause(point)
-        models._write_dequantised = slow_writer
+        gguf._write_dequantised = slow_writer
     elif point == "manifest":  # everything written, the entry not yet renamed into place
-        real = models.write_cache_manifest
+        real = gguf.write_cache_manifest
 
         def slow_manifest(folder):
             out = real(folder)
             _pause(point)
             return out
-        models.write_cache_manifest = slow_manifest
+        gguf.write_cache_manifest = slow_manifest
     elif point == "compute":  # the CLI's output is reserved, the computation runs
         real_response = response_mod.response
 
@@ -101,7 +103,7 @@ def main() -> None:
         def slow_writer(folder, gguf):
             time.sleep(1.0)
             write_fake_weights(folder, gguf)
-        models._write_dequantised = slow_writer
+        gguf._write_dequantised = slow_writer
     if command and command[0] == "load":
         models.load_model(NAME)
         print("LOADED", flush=True)

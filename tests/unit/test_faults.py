@@ -128,7 +128,7 @@ DAMAGE = {
 def test_a_damaged_entry_is_rebuilt_once_with_one_warning(cache, fault):
     load_model(fault_helpers.NAME)
     name, damage = DAMAGE[fault]
-    models._verified.clear()  # a new process: nothing verified yet
+    models.cache._verified.clear()  # a new process: nothing verified yet
     damage(entry(cache) / name)
     with pytest.warns(CacheRepairWarning) as record:
         lm = load_model(fault_helpers.NAME)
@@ -140,7 +140,7 @@ def test_a_damaged_entry_is_rebuilt_once_with_one_warning(cache, fault):
 
 def test_a_damaged_entry_through_the_cli_is_one_warning_line_then_a_result(cache, tmp_path, capsys):
     load_model(fault_helpers.NAME)
-    models._verified.clear()
+    models.cache._verified.clear()
     _overwrite_middle(entry(cache) / "model.safetensors")
     out = tmp_path / "chi.npz"
     rc, err = run_cli(["response", "--model", fault_helpers.NAME, "--sequence", "repeated", "--length", "3",
@@ -153,13 +153,13 @@ def test_a_damaged_entry_through_the_cli_is_one_warning_line_then_a_result(cache
 
 def test_a_damaged_entry_that_cannot_be_rebuilt_says_how_to_clear_it(cache, tmp_path, monkeypatch, capsys):
     load_model(fault_helpers.NAME)
-    models._verified.clear()
+    models.cache._verified.clear()
     _truncate(entry(cache) / "model.safetensors")
 
     def unavailable():
         raise ModelUnavailableError("the GGUF package is not installed")
 
-    monkeypatch.setitem(models._GGUF_SOURCES, fault_helpers.NAME, unavailable)
+    monkeypatch.setitem(models.gguf._GGUF_SOURCES, fault_helpers.NAME, unavailable)
     rc, err = run_cli(["response", "--model", fault_helpers.NAME, "--sequence", "repeated", "--length", "3",
                        "--eps", "1e-2", "--out", str(tmp_path / "chi.npz"), "--no-progress"], capsys)
     line = one_error_line(err)  # no "rebuilding" warning: the rebuild cannot start
@@ -280,7 +280,7 @@ def test_non_finite_chi_through_the_cli_writes_nothing(tmp_path, monkeypatch, ca
             lm.blocks[1].mlp.down_proj.weight.fill_(float("nan"))
         return lm
 
-    monkeypatch.setattr(models, "build_random_model", broken)
+    monkeypatch.setattr(models.random_init, "build_random_model", broken)
     for command in (["regime", "--points", "3"], ["induction", "--seeds", "1"]):
         out = tmp_path / "out.json"
         rc, err = run_cli([command[0], "--model", "random-llama", "--length", "3", *command[1:], "--out", str(out),

@@ -76,7 +76,7 @@ def test_loader_paths_resolve_when_loaded(monkeypatch):
     from residual_response.models import REGISTRY, ModelSpec, resolve_loader
 
     spec = ModelSpec("path-gpt2", "gpt2", True, "random gpt2 through a loader path",
-                     "residual_response.models:_load_random", extra={"seed": 1})
+                     "residual_response.models.random_init:_load_random", extra={"seed": 1})
     monkeypatch.setitem(REGISTRY, spec.name, spec)
     lm = load_model("path-gpt2")
     ref = build_random_model("gpt2", seed=1)
@@ -84,4 +84,4 @@ def test_loader_paths_resolve_when_loaded(monkeypatch):
     for bad in ("residual_response.models", "residual_response.models:nope", ":x"):
         with pytest.raises(ValueError, match="path-gpt2"):
             resolve_loader(ModelSpec("path-gpt2", "gpt2", True, "", bad))
-    assert resolve_loader(REGISTRY["random-gpt2"]) is models._load_random
+    assert resolve_loader(REGISTRY["random-gpt2"]) is models.random_init._load_random
