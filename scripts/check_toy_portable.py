@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Check that two toy-model caches hold the same weights: ``check_toy_portable.py CACHE_A CACHE_B``.
 
-Why: the toy GPT-2 is trained with CPU-independent kernels (``residual_response.toy``), so a cache
+Why: the toy GPT-2 is trained with CPU-independent kernels (``residual_response.models.toy``), so a cache
 trained at the lowest SIMD level must hold the same bits as one trained natively. Each training
 log records the SHA-256 of its final weights; this compares them and re-hashes the weights on
 disk, so a log that disagrees with its own files fails too. Exits 1 with one line on a mismatch.
@@ -21,7 +21,7 @@ def main(argv: list[str]) -> int:
     from transformers import GPT2LMHeadModel
 
     from residual_response.models import quiet_hf_progress
-    from residual_response.toy import TOY_NAME, weights_sha256
+    from residual_response.models.toy import TOY_NAME, weights_sha256
 
     hashes = []
     for cache in argv:

@@ -1,6 +1,6 @@
 """Measurements across the toy model's training: when the phase change happens, and whether the views of induction move with it.
 
-Why a module of its own: :mod:`.toy` makes the model (recipe, training, checkpoints, loading);
+Why a module of its own: :mod:`.models.toy` makes the model (recipe, training, checkpoints, loading);
 this module reads what training left behind. From the training log alone it finds the phase
 change (:func:`phase_change_step`) and the stretch of the loss drop (:func:`loss_drop`), and
 chooses the checkpoints worth measuring (:func:`measurement_steps`); at those checkpoints it
@@ -23,7 +23,7 @@ import torch
 
 from .attention import induction_attention_scores, previous_token_scores
 from .induction import EMERGENCE_THRESHOLD, emergence_layer, induction_scores
-from .toy import load_toy_model, toy_checkpoint_steps
+from .models.toy import load_toy_model, toy_checkpoint_steps
 
 __all__ = [
     "EMERGENCE_THRESHOLD",
@@ -51,7 +51,7 @@ def phase_change_step(log: dict, fraction: float = 0.5) -> int | None:
     phase change happened).
 
     Args:
-        log: a training log (:func:`.toy.train_toy`, :func:`.toy.load_training_log`).
+        log: a training log (:func:`.models.toy.train_toy`, :func:`.models.toy.load_training_log`).
         fraction: in (0, 1).
     """
     if not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
@@ -142,7 +142,7 @@ def measurement_steps(log: dict, n_outside: int) -> list[int]:
     last checkpoint always kept).
 
     Args:
-        log: the training log (:func:`.toy.load_training_log`).
+        log: the training log (:func:`.models.toy.load_training_log`).
         n_outside: checkpoints outside the drop window, ``>= 2`` (the first and last included).
 
     Returns:
@@ -247,10 +247,10 @@ def induction_through_training(
       (lag ``T``) score there.
 
     Args:
-        steps: checkpoint steps (:func:`.toy.toy_checkpoint_steps`).
+        steps: checkpoint steps (:func:`.models.toy.toy_checkpoint_steps`).
         T, seeds, eps, layer: as for :func:`.induction.induction_scores`.
         matrices_at: steps whose mean response matrices (over seeds) are kept.
-        device, dtype: as for :func:`.toy.load_toy_model`.
+        device, dtype: as for :func:`.models.toy.load_toy_model`.
         n_boot: bootstrap resamples of both CIs.
 
     Returns:
@@ -302,7 +302,7 @@ class PhaseChange:
     """The toy model's phase change seen by the loss, the attention patterns and the response.
 
     Attributes:
-        log: the training log (:func:`.toy.load_training_log`).
+        log: the training log (:func:`.models.toy.load_training_log`).
         T, seeds, eps: the induction measurement (:func:`induction_through_training`).
         phase: the phase change step (:func:`phase_change_step`).
         loss_lo, loss_hi: the loss drop (:func:`loss_drop`).

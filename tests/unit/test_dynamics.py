@@ -2,9 +2,10 @@
 
 import pytest
 
-from residual_response import dynamics, toy
+from residual_response import dynamics
+from residual_response.models import toy
 from residual_response.dynamics import phase_change_step
-from residual_response.toy import ToyRecipe, train_toy
+from residual_response.models.toy import ToyRecipe, train_toy
 
 TINY = ToyRecipe(vocab_size=16, n_positions=24, d_model=8, n_layers=2, n_heads=2, steps=6, checkpoint_every=3,
                  batch_size=4, train_len=16, t_min=2, t_max=6, eval_T=5, eval_n=4, warmup=2)

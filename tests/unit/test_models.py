@@ -66,7 +66,7 @@ def test_models_imports_no_model_module():
     import subprocess
     import sys
 
-    code = "import residual_response.models, sys; assert 'residual_response.toy' not in sys.modules"
+    code = "import residual_response.models, sys; assert 'residual_response.models.toy' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

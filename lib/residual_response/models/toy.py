@@ -61,11 +61,11 @@ from pathlib import Path
 
 import torch
 
-from .behaviour import copy_losses
-from .io import entry_lock, install_dir, make_temp_dir, remove_stale_temps
-from .models import (LoadedModel, ModelSpec, cache_dir, prepare_model, quiet_hf_progress, resolve_device, resolve_dtype,
+from ..behaviour import copy_losses
+from ..io import entry_lock, install_dir, make_temp_dir, remove_stale_temps
+from . import (LoadedModel, ModelSpec, cache_dir, prepare_model, quiet_hf_progress, resolve_device, resolve_dtype,
                      wrap_model)
-from .sequences import InductionLayout
+from ..sequences import InductionLayout
 
 __all__ = [
     "ToyRecipe",
@@ -330,7 +330,7 @@ def _train_in_child(folder: Path, recipe: ToyRecipe, seed: int, progress: bool) 
     # the child imports this same package, wherever it was imported from
     package_root = str(Path(residual_response.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
-    cmd = [sys.executable, "-c", "from residual_response.toy import _child_main; _child_main()", json.dumps(spec)]
+    cmd = [sys.executable, "-c", "from residual_response.models.toy import _child_main; _child_main()", json.dumps(spec)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         err_lines = []
