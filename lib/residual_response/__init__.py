@@ -5,10 +5,14 @@ Modules, one concept each, from the model to the page. Vocabulary (:mod:`.stream
 before the final norm); a *block* ``b`` in ``0..L-1`` is a transformer block, and block ``b``
 writes stream ``b + 1``.
 
+Layers, from the model up: the science modules and the engine import nothing above them; only
+the page layer (:mod:`.pages`), the benchmark (:mod:`.bench`) and the command line (:mod:`.cli`)
+import :mod:`.pages`.
+
 Models and streams
-  - :mod:`.models`        load models by name (registry by entry, offline stand-ins, random controls)
+  - :mod:`.models`        load models by name: ``loaded`` (:class:`LoadedModel`), ``spec``, ``registry``,
+    ``cache``, ``gguf`` (offline stand-ins), ``hf`` (hub ids, folders), ``random_init``, ``toy`` (the toy GPT-2)
   - :mod:`.precision`     float64 models kept in float64
-  - :mod:`.toy`           the toy GPT-2: recipe, CPU-independent training, checkpoints, loading
   - :mod:`.streams`       read and write the residual stream with hooks; stream names as TransformerLens writes them
   - :mod:`.sequences`     repeated random tokens and their controls
   - :mod:`.perturbation`  perturbation directions and the perturbed stream
@@ -31,23 +35,26 @@ Science on the response and beside it
   - :mod:`.crosscheck`    rank agreement, ablation studies, score controls
   - :mod:`.dynamics`      measurements across training: the phase change, the loss drop, scores at checkpoints
 
-The book's pages
-  - :mod:`.studies`       the studies a page runs, one call per model (cross-checks, negative controls)
-  - :mod:`.regime_tables` the regime as the pages show it: curve and window tables, a multi-model sweep
-  - :mod:`.tables`        tables and sentences for the pages
-  - :mod:`.plots`         offline interactive charts
-  - :mod:`.schematic`     the method's schematic figure
-  - :mod:`.page`          what every book page imports, in one line
+The book's pages (:mod:`.pages`)
+  - ``pages.page``        what every book page imports, in one line (:mod:`.page` re-exports it)
+  - ``pages.setup``       offline charts, and no progress bars in a page's cells
+  - ``pages.studies``     the studies a page runs, one call per model (cross-checks, negative controls, the phase change)
+  - ``pages.regime_tables`` the regime as the pages show it: curve and window tables, a multi-model sweep
+  - ``pages.tables``      tables (``frames``) and sentences (``text``) for the pages
+  - ``pages.plots``       offline interactive charts (``render``, ``charts``, ``matrices``, ``training``, ``figures``)
+  - ``pages.schematic``   the method's schematic figure
 
 Benchmark, files and command line
   - :mod:`.bench`         the benchmark: cost model, clock, scenarios, typed record (``make bench``)
   - :mod:`.provenance`    what made a result file (versions, weights hash, parameters, times)
   - :mod:`.resultfile`    the kind of a result file, read back with one clear error
   - :mod:`.progress`      one progress bar per job, its total from the batch plan
-  - :mod:`.show`          result files drawn as an offline HTML page or a PNG
   - :mod:`.checks`        the validators of every public argument, and of results before they leave
   - :mod:`.io`            atomic writes, cache locks, temporaries of killed writers
-  - :mod:`.cli`           the ``residual-response`` command
+  - :mod:`.cli`           the ``residual-response`` command (``parser``, ``output``, ``estimate``, ``commands``,
+    ``show``: result files drawn as an offline HTML page or a PNG)
+
+The book's build (``scripts/build_book.py``) is the package ``book_build`` beside this one in ``lib/``.
 """
 
 from .models import LoadedModel, ModelUnavailableError, load_model, model_names

@@ -11,7 +11,7 @@ The response score of :mod:`.induction` should agree with what the classic tools
   (:func:`ablation_study`);
 - **negative controls**: sequences without a repeat, or with the second copy shuffled, score
   near 1 against the random control (:func:`kind_scores`, :func:`seed_null_scores`), and so do
-  random-initialised models; :func:`.tables.control_envelope` summarises them against relative depth.
+  random-initialised models; :func:`residual_response.pages.tables.control_envelope` summarises them against relative depth.
 
 Layer alignment. The response score at read layer ``l`` is measured on the stream ``h[l]``
 *entering* block ``l``, i.e. after blocks ``0..l-1``. An attention head of block ``b`` writes

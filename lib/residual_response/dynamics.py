@@ -6,8 +6,8 @@ change (:func:`phase_change_step`) and the stretch of the loss drop (:func:`loss
 chooses the checkpoints worth measuring (:func:`measurement_steps`); at those checkpoints it
 scores induction by attention patterns and by the response (:func:`induction_through_training`),
 and says when each score moves (:func:`rise_step`, :func:`onset_step`).
-:func:`follow_phase_change` does all of it for the toy-model page and :func:`phase_facts` gives
-the numbers its prose quotes.
+:func:`residual_response.pages.studies.follow_phase_change` does all of it for the toy-model
+page.
 
 Every "step" is an optimiser step at which a checkpoint was saved.
 """
@@ -15,29 +15,22 @@ Every "step" is an optimiser step at which a checkpoint was saved.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-import numpy as np
-import pandas as pd
 import torch
 
 from .attention import induction_attention_scores, previous_token_scores
-from .induction import EMERGENCE_THRESHOLD, emergence_layer, induction_scores
-from .models.toy import load_toy_model, toy_checkpoint_steps
+from .induction import EMERGENCE_THRESHOLD, induction_scores
+from .models.toy import load_toy_model
 
 __all__ = [
     "EMERGENCE_THRESHOLD",
-    "PhaseChange",
     "checkpoint_subsample",
-    "follow_phase_change",
     "induction_through_training",
     "loss_drop",
     "measurement_steps",
     "onset_step",
     "phase_change_step",
-    "phase_facts",
     "rise_step",
-    "stripe_contrasts",
     "training_facts",
 ]
 
@@ -292,97 +285,6 @@ def induction_through_training(
     return {"rows": rows, "matrices": matrices, "read_layers": reads, "sources": sources, "T": T, "seeds": seeds}
 
 
-# --------------------------------------------------------------------------------------------
-# The phase change three ways (the toy-model page)
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PhaseChange:
-    """The toy model's phase change seen by the loss, the attention patterns and the response.
-
-    Attributes:
-        log: the training log (:func:`.models.toy.load_training_log`).
-        T, seeds, eps: the induction measurement (:func:`induction_through_training`).
-        phase: the phase change step (:func:`phase_change_step`).
-        loss_lo, loss_hi: the loss drop (:func:`loss_drop`).
-        used: the measured checkpoint steps (:func:`measurement_steps`), ascending.
-        before: the last measured step before the loss drop; ``last``: the last saved step.
-        gap: steps between saved checkpoints (the recipe's ``checkpoint_every``).
-        trace: the output of :func:`induction_through_training` (matrices at ``before`` and ``last``).
-        rows: its rows as a frame, one per (step, stream ``layer`` = 1..L).
-        top: the rows of stream ``L`` (the last block's), indexed by step.
-        loss: ``step``, ``first copy``, ``second copy``: the copy losses of every saved checkpoint.
-        att_rise, resp_rise: steps where the last block's attention score, and its response score
-            in factors (log scale, the score is a ratio), cover half of their rise (:func:`rise_step`).
-        resp_onset: step from which the response CI stays above 1 (:func:`onset_step`).
-        resp_emerge: first step whose response CI lies above :data:`EMERGENCE_THRESHOLD`.
-    """
-
-    log: dict
-    T: int
-    seeds: int
-    eps: float
-    phase: int
-    loss_lo: int
-    loss_hi: int
-    used: list
-    before: int
-    last: int
-    gap: int
-    trace: dict
-    rows: pd.DataFrame
-    top: pd.DataFrame
-    loss: pd.DataFrame
-    att_rise: int | None
-    resp_rise: int | None
-    resp_onset: int | None
-    resp_emerge: int | None
-
-    @property
-    def L(self) -> int:
-        """The last stream ``L``, the one the last block writes (:mod:`.streams`)."""
-        return int(self.rows.layer.max())
-
-    @property
-    def advantage(self) -> pd.Series:
-        """Second-copy advantage (first-copy minus second-copy loss, nats) at every saved checkpoint."""
-        return self.loss["first copy"] - self.loss["second copy"]
-
-
-def follow_phase_change(log: dict, *, T: int, seeds: int, eps: float, n_outside: int,
-                        device: str | torch.device = "cpu") -> PhaseChange:
-    """Measure both induction scores across the loss drop of the cached toy model (:class:`PhaseChange`).
-
-    Every checkpoint across the drop is measured (:func:`measurement_steps`), so *when* a score
-    moves is resolved to one checkpoint whatever ``n_outside`` a build affords; the response
-    matrices are kept at the last measured step before the drop and at the last checkpoint.
-
-    Raises:
-        RuntimeError: the training log shows no phase change.
-    """
-    phase = phase_change_step(log)
-    if phase is None:
-        raise RuntimeError("the toy model shows no phase change in its training log")
-    loss_lo, loss_hi = loss_drop(log)  # the advantage passes 10 % and 90 % of its final size
-    used = measurement_steps(log, n_outside)
-    before = max(s for s in used if s < loss_lo)
-    last = toy_checkpoint_steps()[-1]
-    trace = induction_through_training(used, T=T, seeds=seeds, eps=eps, matrices_at=[before, last], device=device)
-    rows = pd.DataFrame(trace["rows"])
-    top = rows[rows.layer == int(rows.layer.max())].set_index("step")
-    ck = log["checkpoints"]
-    loss = pd.DataFrame({"step": ck["step"], "first copy": ck["first_copy_loss"], "second copy": ck["second_copy_loss"]})
-    return PhaseChange(
-        log=log, T=T, seeds=seeds, eps=eps, phase=phase, loss_lo=loss_lo, loss_hi=loss_hi, used=used,
-        before=before, last=last, gap=log["recipe"]["checkpoint_every"], trace=trace, rows=rows, top=top, loss=loss,
-        att_rise=rise_step(top.index, top.attention),
-        resp_rise=rise_step(top.index, np.log(top.response)),
-        resp_onset=onset_step(top.index, top.response_lo),
-        resp_emerge=emergence_layer(list(top.index), list(top.response_lo)),
-    )
-
-
 #: Recipe fields the toy-model page quotes (as ``r_<field>``).
 RECIPE_FACTS = ("vocab_size", "n_positions", "d_model", "n_layers", "n_heads", "steps", "checkpoint_every",
                 "batch_size", "train_len", "lr", "warmup", "emb_std", "init_std", "t_min", "t_max", "other_weight",
@@ -398,65 +300,4 @@ def training_facts(log: dict, n_saved: int) -> dict:
     facts = {f"r_{key}": log["recipe"][key] for key in RECIPE_FACTS}
     facts.update(r_seed=log["seed"], r_wall=log["wall_time_s"], r_threads=log["torch_threads"],
                  uniform_loss=log["uniform_loss"], n_saved=n_saved)
-    return facts
-
-
-def phase_facts(pc: PhaseChange) -> dict:
-    """The numbers the toy-model page quotes about :class:`PhaseChange` ``pc``, by name.
-
-    Steps and scores of the three views (loss, attention, response) at step 0 (``_0``), just
-    before the drop (``_before``) and at the end (``_last``); the two-stage drop (how much of the
-    advantage context statistics give before the phase change, against the bound
-    ``ln((vocab_size - 1) / eval_T)`` of betting evenly on the first copy's tokens); and where
-    the attention pattern settles (90 % of its top after the phase change) against the loss and
-    the response at that step.
-    """
-    top, loss, adv, recipe = pc.top, pc.loss, pc.advantage, pc.log["recipe"]
-    at_before = loss.step == pc.before
-    plateau_adv = float(adv[at_before].iloc[0])
-    facts = {
-        "resp_onset": str(pc.resp_onset), "gap": pc.gap, "phase": pc.phase, "before": pc.before, "last": pc.last,
-        "n_used": len(pc.used), "used_list": ", ".join(str(s) for s in pc.used),
-        "T_len": pc.T, "n_seeds": pc.seeds, "eps": pc.eps, "L": pc.L,
-        "att_rise": pc.att_rise, "resp_rise": pc.resp_rise, "resp_emerge": str(pc.resp_emerge),
-        "resp_lag": pc.resp_rise - pc.phase, "loss_lo": pc.loss_lo, "loss_hi": pc.loss_hi,
-        "adv_final": float(adv.iloc[-1]), "second_final": float(loss["second copy"].iloc[-1]),
-        "first_final": float(loss["first copy"].iloc[-1]), "first_peak": float(loss["first copy"].max()),
-        "adv_before": plateau_adv, "adv_before_frac": plateau_adv / float(adv.iloc[-1]),
-        "in_context_bound": float(np.log((recipe["vocab_size"] - 1) / recipe["eval_T"])),
-        "gain_before": float(pc.log["uniform_loss"] - loss["second copy"][at_before].iloc[0]),
-        "first_before": float(loss["first copy"][at_before].iloc[0]),
-    }
-    for name, step in [("0", pc.used[0]), ("before", pc.before), ("last", pc.last)]:
-        facts[f"att_{name}"] = float(top.attention[step])
-        facts[f"attc_{name}"] = float(top.attention_control[step])
-        facts[f"resp_{name}"] = float(top.response[step])
-        facts[f"resp_lo_{name}"] = float(top.response_lo[step])
-        facts[f"resp_hi_{name}"] = float(top.response_hi[step])
-    facts["att_head_last"] = int(top.attention_head[pc.last])
-    att_level = float(top.attention[top.index >= pc.phase].max())
-    settled = next(s for s in top.index if s >= pc.phase and top.attention[s] >= 0.9 * att_level)
-    facts.update(att_settled=settled, resp_settled=float(top.response[settled]),
-                 second_settled=float(loss["second copy"][loss.step == settled].iloc[0]))
-    return facts
-
-
-def stripe_contrasts(pc: PhaseChange) -> dict:
-    """How the induction stripe stands out of the last read layer's response matrix, before and after.
-
-    The mean response on the lag ``T-1`` stripe (``contrast_<when>``) and on the duplicate-token
-    lag ``T`` (``dup_contrast_<when>``), each divided by the mean on the lag ``T-2`` diagonal:
-    one position closer, so favoured by the decay with distance. ``<when>`` is ``before``
-    (:attr:`PhaseChange.before`) or ``last``; ``read_last`` is the read layer.
-    """
-    from .tables import distance_profile
-
-    trace, T = pc.trace, pc.T
-    read_last = trace["read_layers"][-1]
-    facts = {"read_last": read_last}
-    for name, step in [("before", pc.before), ("last", pc.last)]:
-        profile = distance_profile(trace["matrices"][step]["repeated"], trace["read_layers"], trace["sources"],
-                                   [read_last]).set_index("distance")["mean chi"]  # mean chi at each lag t - s
-        facts[f"contrast_{name}"] = float(profile[T - 1] / profile[T - 2])
-        facts[f"dup_contrast_{name}"] = float(profile[T] / profile[T - 2])
     return facts

@@ -155,8 +155,7 @@ def regime_window(lm) -> dict:
     from .checks import check_model
     from .regime import log_eps_grid, universal_regime
     from .engine import response
-    from .sequences import make_sequence, validate_length
-    from .tables import spread
+    from .sequences import make_sequence, spread, validate_length
 
     check_model(lm)
     sw = REGIME_SWEEP

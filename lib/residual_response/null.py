@@ -20,8 +20,8 @@ from .induction import CONTROLS, induction_scores
 from .models import build_random_model
 from .stats import KeyAccess
 
-__all__ = ["FAMILIES", "SIZES", "Coverage", "NullRow", "coverage", "null_study", "BASELINE_NAMES", "null_frame",
-           "coverage_table", "emerged_models", "emergence_stability", "emergence_spread"]
+__all__ = ["FAMILIES", "SIZES", "Coverage", "NullRow", "coverage", "null_study", "BASELINE_NAMES",
+           "emerged_models", "emergence_stability", "emergence_spread"]
 
 #: the architectures of the random controls
 FAMILIES = ("gpt2", "llama", "gemma2", "gemma3")
@@ -136,32 +136,11 @@ def coverage(rows: Sequence[NullRow]) -> dict[str, Coverage]:
 
 
 # --------------------------------------------------------------------------------------
-# Tables of the null study, and the stability of the emergence layer
+# The book's names of the baselines, and the stability of the emergence layer
 # --------------------------------------------------------------------------------------
 
 #: how the book names each baseline
 BASELINE_NAMES = {"random": "random control sequences", "neighbours": "neighbours", "shuffled": "shuffled copies"}
-
-
-def null_frame(rows: Sequence[NullRow]) -> "pd.DataFrame":
-    """One row per :class:`NullRow`, with ``covers 1``, ``baseline`` (its book name), ``rel_depth``
-    and ``model`` (``"<family> <size> seed <init seed>"``) added: the shape the null page draws."""
-    import pandas as pd
-
-    d = pd.DataFrame([{**r.__dict__, "covers 1": r.covers_one} for r in rows])
-    return d.assign(baseline=d.control.map(BASELINE_NAMES), rel_depth=d.layer / d.n_layers,
-                    model=d.family + " " + d["size"] + " seed " + d.init_seed.astype(str))
-
-
-def coverage_table(cov: dict, *, setting: str) -> "pd.DataFrame":
-    """:func:`coverage` as the book's table: one row per baseline, with the setting it was measured at."""
-    import pandas as pd
-
-    return pd.DataFrame([{"baseline": BASELINE_NAMES.get(c, c), "layers": v["n"],
-                          "intervals covering 1": f"{100 * v['covered']:.0f} %",
-                          "geometric mean score": f"{np.exp(v['mean_log_score']):.2f}",
-                          "lowest score": f"{v['min']:.2f}", "highest score": f"{v['max']:.2f}", "setting": setting}
-                         for c, v in cov.items()])
 
 
 def emerged_models(rows: Sequence[NullRow], control: str = "neighbours") -> list[tuple]:
@@ -171,7 +150,7 @@ def emerged_models(rows: Sequence[NullRow], control: str = "neighbours") -> list
                    if r.control == control and r.emergence_layer is not None})
 
 
-def emergence_stability(lms: dict, Ts: Sequence[int], seeds: int, *, eps: float = 1e-2) -> "pd.DataFrame":
+def emergence_stability(lms: dict, Ts: Sequence[int], seeds: int, *, eps: float = 1e-2) -> list[dict]:
     """The emergence layer of each model at each copy length ``T`` and number of seeds.
 
     Why: a number worth quoting must not move with the setting. Each ``(model, T)`` is run once
@@ -180,10 +159,8 @@ def emergence_stability(lms: dict, Ts: Sequence[int], seeds: int, *, eps: float 
     sequence does not fit a model's context is skipped.
 
     Returns:
-        rows ``(model, T, seeds, emergence layer, interval low, interval high, L, rise)``.
+        rows ``{model, T, seeds, emergence layer, interval low, interval high, L, rise}``.
     """
-    import pandas as pd
-
     from .induction import rescore_seeds
 
     rows = []
@@ -198,12 +175,14 @@ def emergence_stability(lms: dict, Ts: Sequence[int], seeds: int, *, eps: float 
                 rows.append({"model": name, "T": T, "seeds": k, "emergence layer": r.emergence_layer,
                              "interval low": lo, "interval high": hi, "L": lm.n_layers,
                              "rise": r.rise["factor"] if r.rise else float("nan")})
-    return pd.DataFrame(rows)
+    return rows
 
 
-def emergence_spread(stability: "pd.DataFrame", seeds: int) -> dict:
+def emergence_spread(stability: Sequence[dict], seeds: int) -> dict:
     """Per model, at ``seeds`` seeds: ``(lowest, highest)`` emergence layer over ``T``, or ``None``
-    when some ``T`` shows no rise."""
-    full = stability[stability.seeds == seeds]
-    return {m: (int(d["emergence layer"].min()), int(d["emergence layer"].max()))
-            if d["emergence layer"].notna().all() else None for m, d in full.groupby("model")}
+    when some ``T`` shows no rise (``stability``: :func:`emergence_stability` rows)."""
+    layers: dict[str, list] = {}
+    for row in stability:
+        if row["seeds"] == seeds:
+            layers.setdefault(row["model"], []).append(row["emergence layer"])
+    return {m: None if any(v is None for v in vs) else (int(min(vs)), int(max(vs))) for m, vs in sorted(layers.items())}

@@ -1,48 +1,8 @@
-"""What every book page imports: one line, ``from residual_response.page import *``.
+"""What every book page imports, under the name the pages use: ``from residual_response.page import *``.
 
-Why a module for it: each page used to open with 15-30 lines of the same imports and the same
-set-up calls, which a reader had to skip and a maintainer had to keep in step across pages.
-Importing this module prepares the page (offline charts on, progress bars and library chatter
-off: :func:`residual_response.plots.page_setup`) and brings the names every page uses. A page
-imports its own science module (``crosscheck``, ``toy``, ``bench`` ...) beside it by name.
+The page layer lives in :mod:`residual_response.pages` (:mod:`.pages.page` is this set-up); this
+module only keeps the one line every notebook starts with working.
 """
 
-from __future__ import annotations
-
-import time
-
-import altair as alt
-import numpy as np
-import pandas as pd
-from IPython.display import Markdown, display
-from myst_nb import glue
-
-from . import plots, tables
-from .canonical import CANONICAL
-from .checks import check_int, check_int_list, validate_eps, validate_layer
-from .engine import response
-from .headline import headline
-from .induction import induction_scores, section_map
-from .models import REGISTRY, load_model
-from .sequences import induction_layout, make_sequence, validate_length
-from .tables import NA, fmt_eps, setting_text, styled, timed
-
-__all__ = [
-    "time", "alt", "np", "pd", "Markdown", "display", "glue",
-    "plots", "tables", "CANONICAL", "validate_eps", "validate_layer", "response", "headline",
-    "induction_scores", "section_map", "REGISTRY", "load_model", "induction_layout", "make_sequence",
-    "validate_length", "NA", "fmt_eps", "setting_text", "styled",
-    "check_int", "check_int_list", "timed", "glue_all",
-]
-
-plots.page_setup()
-
-
-def glue_all(values: dict | None = None, **named) -> None:
-    """Glue every value of ``values`` and ``named`` under its key, not displayed.
-
-    Why: a page quotes a dozen numbers in its prose; one call per number was most of its code.
-    """
-    for key, value in {**(values or {}), **named}.items():
-        glue(key, value, display=False)
-
+from .pages.page import *  # noqa: F401,F403
+from .pages.page import __all__  # noqa: F401

@@ -22,7 +22,8 @@ import numpy as np
 from .checks import check_choice, check_number
 from .engine import ResponseResult
 
-__all__ = ["RegimeInterval", "RegimeResult", "widest_flat_interval", "layer_curves", "universal_regime", "log_eps_grid"]
+__all__ = ["RegimeInterval", "RegimeResult", "widest_flat_interval", "layer_curves", "universal_regime", "log_eps_grid",
+           "window_position"]
 
 
 def log_eps_grid(eps_min: float, eps_max: float, points_per_decade: float) -> np.ndarray:
@@ -243,3 +244,18 @@ class RegimeResult:
         if against is not None:
             warn_if_different(res, against, what=os.fspath(path))
         return res
+
+
+def window_position(eps: float, low: float, high: float) -> str:
+    """Where a strength lies in a regime window ``[low, high]``.
+
+    One of ``"at the upper end"`` (within 0.1 % of ``high``, where the bend begins),
+    ``"inside"``, ``"above"``, ``"below"``, or ``"none"`` (no window: ``low``/``high`` NaN).
+    """
+    if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
+        return "none"
+    if np.isclose(eps, high, rtol=1e-3):
+        return "at the upper end"
+    if low <= eps <= high:
+        return "inside"
+    return "above" if eps > high else "below"

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .checks import check_choice, check_int, check_model, check_seed
 from .models import LoadedModel
 
-__all__ = ["SEQUENCE_KINDS", "InductionLayout", "make_sequence", "induction_layout", "validate_length"]
+__all__ = ["SEQUENCE_KINDS", "InductionLayout", "make_sequence", "induction_layout", "validate_length", "spread"]
 
 SEQUENCE_KINDS = ("repeated", "random", "shuffled")
 
@@ -103,3 +104,17 @@ def make_sequence(lm: LoadedModel, kind: str, T: int, seed: int = 0) -> torch.Te
     if lm.bos_token_id is not None:
         body = torch.cat([torch.tensor([lm.bos_token_id]), body])
     return body.long()
+
+
+def spread(lo: int, hi: int, n: int) -> list[int]:
+    """``n`` integers evenly spread over ``lo..hi`` (both ends included), without repeats.
+
+    Why: pages show "a few layers spread over the depth" or "a few sources spread over the
+    sequence"; rounding ``linspace`` can repeat a value when ``n`` exceeds the range, so the
+    result may be shorter than ``n``.
+    """
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (lo, hi, n)):
+        raise TypeError(f"spread takes integers, got lo={lo!r}, hi={hi!r}, n={n!r}")
+    if n < 1 or hi < lo:
+        raise ValueError(f"spread needs n >= 1 and hi >= lo, got lo={lo}, hi={hi}, n={n}")
+    return sorted({int(x) for x in np.linspace(lo, hi, n).round()})

@@ -25,7 +25,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 HTML_DIR = Path(os.environ.get("BOOK_HTML_DIR", REPO / "_build" / "stage" / "_build" / "html"))
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-CHART_CLASS = "rr-chart"  # residual_response.plots.CHART_CLASS (not imported: no altair needed)
+CHART_CLASS = "rr-chart"  # residual_response.pages.plots.CHART_CLASS (not imported: no altair needed)
 CDN_PATTERNS = ("https://cdn", "http://cdn", "jsdelivr", "unpkg", "cdnjs")
 
 # Static HTML of one chart: its id, and the script up to the chart's closing tag.

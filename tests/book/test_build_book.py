@@ -1,4 +1,5 @@
-"""The book builder's own logic (scripts/build_book.py): pages.yml, the toc, labels, the CDN check.
+"""The book builder's own logic (lib/book_build, run by scripts/build_book.py): pages.yml, the toc,
+labels, the CDN check.
 
 These run without executing any notebook. One test reads the real book/pages.yml and _toc.yml:
 every page a profile builds must be in the table of contents, and every toc entry must be a
@@ -6,19 +7,15 @@ prose page or a notebook page, so a page added to one file and forgotten in the 
 rather than as a Sphinx warning in a 10-minute build.
 """
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 import yaml
 
+import book_build as build_book
+
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("build_book", REPO / "scripts" / "build_book.py")
-build_book = importlib.util.module_from_spec(_spec)
-sys.modules["build_book"] = build_book
-_spec.loader.exec_module(build_book)
 
 
 def _pages_file(tmp_path, text):

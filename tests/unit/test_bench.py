@@ -22,7 +22,7 @@ from residual_response.bench import (
     RecordError,
     floor_table,
     gpu_estimates,
-    headline_numbers,
+    timing_numbers,
     layers_frame,
     length_frame,
     load_record,
@@ -125,7 +125,7 @@ def test_stored_records_load(path):
     assert rec.targets_met["section_map_max_rel_diff"] == (raw["section_map"]["max_rel_diff"]
                                                           <= raw["targets"]["max_rel_diff"])
     # what the page reads from it
-    numbers = headline_numbers(rec)
+    numbers = timing_numbers(rec)
     assert numbers["speedup"] == raw["speedup"] and numbers["engine_rate"] == raw["engine_gflops_per_s"]
     assert set(length_frame(rec)["method"]) >= {"engine", "expected ~ N²"}
     assert len(layers_frame(rec)) > 0 and "fastest" in floor_table(rec)
@@ -156,7 +156,7 @@ def test_bench_without_section_map_writes_no_section_fields(tmp_path):
     data = json.loads(write_json(rec, tmp_path / "b.json").read_text())
     assert "section_map" not in data and data["growth"]["layers"] == [] and data["section_repeats"] == 0
     assert "section_map_speedup" not in data["targets_met"]
-    assert layers_frame(rec) is None and np.isnan(headline_numbers(rec)["sm_speedup"])
+    assert layers_frame(rec) is None and np.isnan(timing_numbers(rec)["sm_speedup"])
     with pytest.raises(ValueError, match="naive_l0 must lie in 0..3"):
         run_bench(lm, T=2, repeats=1, naive_l0=[4], log=None)
 

@@ -16,7 +16,7 @@ from residual_response.crosscheck import (
     spearman,
 )
 from residual_response.induction import induction_scores
-from residual_response.tables import control_envelope
+from residual_response.pages.tables import control_envelope
 
 
 def test_spearman_matches_scipy_and_handles_ties():

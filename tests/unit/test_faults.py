@@ -375,7 +375,7 @@ def test_a_cache_on_a_full_disk_is_one_error_line(small_disk, tmp_path, monkeypa
                                    "a folder", "empty", "blank"])
 def test_unwritable_outputs_are_one_error_line_before_the_model_loads(where, tmp_path, request, capsys, monkeypatch):
     loads = []
-    monkeypatch.setattr(cli, "_load", lambda args: loads.append(1))
+    monkeypatch.setattr(cli.commands, "_load", lambda args: loads.append(1))
     if where == "read-only":
         out = str(request.getfixturevalue("read_only_disk") / "x.npz")
     elif where == "missing":

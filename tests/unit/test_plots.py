@@ -1,4 +1,4 @@
-"""Fast tests of residual_response.plots (no browser): offline HTML, stable ids, valid specs."""
+"""Fast tests of residual_response.pages.plots (no browser): offline HTML, stable ids, valid specs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import vl_convert as vlc
 
-from residual_response import plots
+from residual_response.pages import plots
 
 URL = re.compile(r"https?://", re.I)
 
@@ -151,7 +151,7 @@ def test_spec_cannot_close_the_script_early(grid_df):
 
 def test_svg_fallback_ids_are_scoped():
     svg = '<svg xmlns="http://www.w3.org/2000/svg"><clipPath id="clip7"/><g clip-path="url(#clip7)"/></svg>'
-    out = plots._scope_svg(svg, "rr-chart-abc")
+    out = plots.render._scope_svg(svg, "rr-chart-abc")
     assert 'id="rr-chart-abc-0"' in out and "url(#rr-chart-abc-0)" in out and "xmlns" not in out
 
 
@@ -183,48 +183,50 @@ def test_write_vega_bundle(tmp_path):
     assert not re.search(r"^\s*(import|export)\s", body, re.M)
 
 
-@pytest.fixture
-def undo_page_setup(monkeypatch):
-    """page_setup silences progress bars for the whole process (as a page wants); undo it after
-    the test, so that later tests of the library's own progress bar see tqdm as it was."""
-    import tqdm.auto
-    import tqdm.std
+class _FakeShell:
+    """Just enough of IPython's shell for page_setup: its events."""
 
-    monkeypatch.setattr(tqdm.std.tqdm, "__init__", tqdm.std.tqdm.__init__)
-    monkeypatch.setattr(tqdm.auto, "tqdm", tqdm.auto.tqdm)
-    for var in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS"):
-        monkeypatch.delenv(var, raising=False)
-    from residual_response.plots import GGUF_TQDM_MODULES
+    def __init__(self):
+        self.hooks = {}
+        self.events = self
 
-    for name in GGUF_TQDM_MODULES:
+    def register(self, event, fn):
+        self.hooks.setdefault(event, []).append(fn)
+
+    def run_cell(self, body):
+        for fn in self.hooks.get("pre_run_cell", []):
+            fn(None)
         try:
-            module = __import__(name, fromlist=["tqdm"])
-        except ImportError:
-            continue
-        if hasattr(module, "tqdm"):
-            monkeypatch.setattr(module, "tqdm", module.tqdm)
-    from transformers.utils import logging as hf_logging
-
-    bars_on, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
-    yield
-    if bars_on:
-        hf_logging.enable_progress_bar()
-    hf_logging.set_verbosity(verbosity)
+            body()
+        finally:
+            for fn in self.hooks.get("post_run_cell", []):
+                fn(None)
 
 
-def test_page_setup_returns_none_and_enables_the_offline_renderer(undo_page_setup):
+def _bar(desc):
+    import tqdm.auto
+
+    for _ in tqdm.auto.tqdm(range(3), desc=desc):
+        pass
+
+
+def test_page_setup_returns_none_and_enables_the_offline_renderer():
     import altair as alt
 
-    from residual_response import plots
+    from residual_response.pages import plots, setup
 
-    assert plots.page_setup() is None  # a set-up cell ending with it prints nothing
+    shell = _FakeShell()
+    assert setup.page_setup(shell) is None  # a set-up cell ending with it prints nothing
     assert alt.renderers.active == plots.RENDERER_NAME
+    shell.hooks["post_run_cell"][0](None)  # the end of the set-up cell
+    setup.page_setup(shell)  # again: nothing more registered
+    assert [len(v) for v in shell.hooks.values()] == [1, 1]
 
 
 def test_eps_axis_has_one_format_and_untruncated_legend():
     import pandas as pd
 
-    from residual_response import plots
+    from residual_response.pages import plots
 
     df = pd.DataFrame({"eps": [1e-6, 1e-3, 1.0] * 2, "chi": [1.0, 1.1, 1.2] * 2,
                        "condition": ["a very long condition name for a legend"] * 3 + ["b"] * 3})
@@ -235,20 +237,38 @@ def test_eps_axis_has_one_format_and_untruncated_legend():
     assert enc["color"]["title"] == "ablation" and enc["color"]["legend"]["labelLimit"] == 0
 
 
-def test_page_setup_silences_every_tqdm_bar(capsys, undo_page_setup):
-    import tqdm.auto
+def test_quiet_progress_silences_every_tqdm_bar_inside_its_block_only(capsys):
+    import tqdm.std
 
-    from residual_response import plots
+    from residual_response.pages.setup import quiet_progress
 
-    plots.page_setup()
-    for _ in tqdm.auto.tqdm(range(3), desc="should not show"):
-        pass
+    init = tqdm.std.tqdm.__init__
+    with quiet_progress():
+        _bar("should not show")
     assert "should not show" not in capsys.readouterr().err
+    assert tqdm.std.tqdm.__init__ is init  # restored: the rest of the process draws its bars
+    _bar("shows again")
+    assert "shows again" in capsys.readouterr().err
+
+
+def test_page_setup_quiets_every_cell_of_a_page(capsys):
+    import tqdm.std
+
+    from residual_response.pages.setup import page_setup
+
+    init, shell = tqdm.std.tqdm.__init__, _FakeShell()
+    page_setup(shell)
+    _bar("the set-up cell")  # the rest of the cell that ran the set-up is quiet too
+    shell.hooks["post_run_cell"][0](None)
+    shell.run_cell(lambda: _bar("a later cell"))
+    err = capsys.readouterr().err
+    assert "the set-up cell" not in err and "a later cell" not in err
+    assert tqdm.std.tqdm.__init__ is init  # between cells, and after them, tqdm is as it was
 
 
 def test_matrix_with_stripes_and_sweep_with_jvp_are_valid_charts():
     from residual_response.sequences import InductionLayout
-    from residual_response.tables import matrix_frame
+    from residual_response.pages.tables import matrix_frame
 
     lay = InductionLayout(T=3, offset=1)
     assert len(plots.stripe_frame(lay)) == (3 - 1) + 3
@@ -276,7 +296,7 @@ def _all_tooltips(spec) -> int:
 
 
 def test_page_figures_are_valid_and_carry_their_setting(depth_df):
-    from residual_response.tables import setting_text
+    from residual_response.pages.tables import setting_text
 
     setting = setting_text(10, 2, 1e-2)
     scores = depth_df.assign(dup=depth_df.score, dup_lo=depth_df.lo, dup_hi=depth_df.hi)

@@ -158,7 +158,7 @@ def test_the_size_estimate_is_in_the_message(monkeypatch):
         rc, err = _run(["regime", *BASE["regime"][:-2], "--points", "1000000000", "--no-progress",
                         "--out", str(Path(d) / "r.json")])
         assert rc == 2 and "needs about" in err and "iB of memory" in err and "available" in err
-        monkeypatch.setattr(cli, "MAX_SECONDS", 1e-6)  # any real run is over this bound
+        monkeypatch.setattr(cli.estimate, "MAX_SECONDS", 1e-6)  # any real run is over this bound
         rc, err = _run(["induction", *BASE["induction"], "--no-progress", "--out", str(Path(d) / "i.json")])
         assert rc == 2 and "would take about" in err and "seconds" in err and err.count("\n") == 1
         assert list(Path(d).iterdir()) == []

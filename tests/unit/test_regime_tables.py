@@ -1,12 +1,11 @@
-"""The regime as the pages show it (residual_response.regime_tables): checked on a tiny random model."""
+"""The regime as the pages show it (residual_response.pages.regime_tables): checked on a tiny random model."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from residual_response.regime import log_eps_grid, universal_regime
-from residual_response.regime_tables import (common_windows, curve_frame, jvp_by_layer, regime_frame,
-                                             sweep_models, window_position)
+from residual_response.regime import log_eps_grid, universal_regime, window_position
+from residual_response.pages.regime_tables import common_windows, curve_frame, jvp_by_layer, regime_frame, sweep_models
 from residual_response import response
 from residual_response.sequences import make_sequence
 

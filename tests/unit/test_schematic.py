@@ -1,8 +1,8 @@
-"""The method's schematic (residual_response.schematic) matches the code's own sequence layout."""
+"""The method's schematic (residual_response.pages.schematic) matches the code's own sequence layout."""
 
 import pytest
 
-from residual_response.schematic import CELL_KINDS, cell_frame, method_schematic, sequence_frame
+from residual_response.pages.schematic import CELL_KINDS, cell_frame, method_schematic, sequence_frame
 from residual_response.sequences import InductionLayout
 
 
@@ -41,7 +41,7 @@ def test_schematic_refuses_a_sequence_that_is_not_repeated():
 def test_stripe_contrast_of_a_known_matrix():
     import numpy as np
 
-    from residual_response.schematic import stripe_contrast
+    from residual_response.pages.schematic import stripe_contrast
 
     lay = InductionLayout(T=3, offset=1)
     chi = np.triu(np.ones((lay.length, lay.length)))
@@ -54,7 +54,7 @@ def test_stripe_contrast_of_a_known_matrix():
 
 def test_measure_schematic_on_a_random_model():
     from residual_response.models import build_random_model
-    from residual_response.schematic import measure_schematic
+    from residual_response.pages.schematic import measure_schematic
 
     lm = build_random_model("gpt2", seed=0)
     sc = measure_schematic(lm, T=4, k=2, eps=1e-2, seed=0)

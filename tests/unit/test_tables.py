@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from residual_response.induction import SectionMap
-from residual_response.tables import (distance_profile, matrix_frame, section_map_frame, section_steps, spread,
-                                      stripe_mean)
+from residual_response.pages.tables import distance_profile, matrix_frame, section_map_frame, section_steps, stripe_mean
+from residual_response.sequences import spread
 
 
 def test_spread_includes_both_ends_and_never_repeats():
@@ -101,7 +101,7 @@ def test_styled_marks_missing_values_alike_and_hides_the_index():
     import numpy as np
     import pandas as pd
 
-    from residual_response.tables import NA, styled
+    from residual_response.pages.tables import NA, styled
 
     df = pd.DataFrame({"a": [1.0, np.nan], "b": ["x", None], "n": [18, 3], "f": [0.18, 2.0]})
     html = styled(df, {"a": "{:.1f}"}, uuid="t").to_html()
@@ -112,7 +112,7 @@ def test_styled_marks_missing_values_alike_and_hides_the_index():
 
 
 def test_fmt_eps_writes_strengths_like_the_axis_labels():
-    from residual_response.tables import NA, fmt_eps
+    from residual_response.pages.tables import NA, fmt_eps
 
     assert fmt_eps(1e-8) == "1e-8" and fmt_eps(3.16e-6) == "3.2e-6" and fmt_eps(1.0) == "1e+0"
     assert fmt_eps(0.01) == "1e-2" and fmt_eps(None) == NA and fmt_eps(float("nan")) == NA
@@ -122,7 +122,7 @@ def test_fmt_eps_writes_strengths_like_the_axis_labels():
 # ---- what the response-matrix and model pages quote ----
 
 from residual_response.sequences import InductionLayout  # noqa: E402
-from residual_response.tables import (describe_frame, distance_ratio, first_source_ratio, headline_text,  # noqa: E402
+from residual_response.pages.tables import (describe_frame, distance_ratio, first_source_ratio, headline_text,  # noqa: E402
                                       panel_layers, ratio_peak, reach_summary, rise_text, setting_text, step_cost,
                                       stripe_contrasts, stripe_scores_frame, timed)
 
@@ -209,7 +209,7 @@ def test_describe_frame_adds_the_extra_rows():
 # --- tables of the emergence, cross-check, null and section-map pages ---
 
 from residual_response.induction import half_rise_layer, rise_of  # noqa: E402
-from residual_response.tables import ci_text, section_rise_table  # noqa: E402
+from residual_response.pages.tables import ci_text, section_rise_table  # noqa: E402
 
 
 def test_setting_text_and_ci_text_write_the_setting_and_the_interval():
@@ -250,7 +250,7 @@ def test_section_rise_table_turns_streams_into_blocks():
 
 
 def test_regime_sentence_says_where_eps_lies_in_each_window():
-    from residual_response.tables import regime_sentence
+    from residual_response.pages.tables import regime_sentence
 
     heads = {"edge": {"regime": {"eps_low": 1e-4, "eps_high": 1e-2}},
              "in": {"regime": {"eps_low": 1e-4, "eps_high": 3.2e-2}},
@@ -263,7 +263,7 @@ def test_regime_sentence_says_where_eps_lies_in_each_window():
 
 def test_styled_says_a_common_setting_once_in_the_caption():
     import pandas as pd
-    from residual_response.tables import styled
+    from residual_response.pages.tables import styled
 
     one = styled(pd.DataFrame({"x": [1.0, 2.0], "setting": ["T = 4, 1 seed, ε = 1e-2"] * 2}), uuid="t1")
     html = one.to_html()

@@ -69,7 +69,7 @@ from .record import (
     load_record,
     write_json,
 )
-from .scenarios import FLOOR_SCHEDULES, BenchInput, LengthPoint, growth_in_length, one_tensor, section_map
+from .scenarios import FLOOR_SCHEDULES, BenchInput, LengthPoint, growth_in_length, one_tensor, time_section_map
 from . import summary
 from .summary import (
     cost_table,
@@ -77,8 +77,8 @@ from .summary import (
     floor_table,
     h100_tflops,
     half_map_share,
-    headline_numbers,
-    headline_table,
+    timing_numbers,
+    timing_table,
     layers_frame,
     length_frame,
     length_slope,
@@ -200,7 +200,7 @@ def run_bench(
             one.append(one_tensor(b, floor_schedules, rotate=rep, say=rep_say))
             best = one[-1].floor.best
             if section and rep < section_repeats:
-                sections.append(section_map(b, best, naive_l0, one[-1].naive_s, rotate=rep, say=rep_say))
+                sections.append(time_section_map(b, best, naive_l0, one[-1].naive_s, rotate=rep, say=rep_say))
             for t_len in (lengths if rep < growth_repeats else []):
                 lengths[t_len].append(LengthPoint.of(b, one[-1]) if t_len == T else
                                       growth_in_length(b.at_length(t_len), best, t_len <= naive_growth_max_T, rep_say))

@@ -45,7 +45,7 @@ __all__ = [
     "RERUN_HINT",
     "RecordError",
     "Flops",
-    "SectionMap",
+    "SectionMapTiming",
     "LengthRow",
     "LayersRow",
     "Growth",
@@ -156,7 +156,7 @@ class Flops:
 
 
 @dataclass
-class SectionMap:
+class SectionMapTiming:
     """The section map (every ``l0``): medians over the section repeats; the naive loop extrapolated."""
 
     l0: list[int]
@@ -249,7 +249,7 @@ class BenchRecord:
     row_positions: dict[str, int | None]
     engine_meta: dict | None
     runs: dict[str, list[float]]
-    section_map: SectionMap | None = None
+    section_map: SectionMapTiming | None = None
     growth: Growth
     flops: Flops
     engine_gflops_per_s: float | None
@@ -290,7 +290,7 @@ class BenchRecord:
         try:
             d = _fields_of(cls, {**data, "schema_version": SCHEMA_VERSION}, "bench record")
             if d.get("section_map") is not None:
-                d["section_map"] = SectionMap(**_fields_of(SectionMap, d["section_map"], "section_map"))
+                d["section_map"] = SectionMapTiming(**_fields_of(SectionMapTiming, d["section_map"], "section_map"))
             g = _fields_of(Growth, d["growth"], "growth")
             g["sequence_length"] = [LengthRow(**_fields_of(LengthRow, r, "growth.sequence_length[]"))
                                     for r in g["sequence_length"]]
@@ -307,7 +307,7 @@ class BenchRecord:
 
 
 def verdicts(targets: Mapping[str, float], *, speedup: float | None, floor_fraction: float | None,
-             max_rel_diff: float, section_map: SectionMap | None) -> dict[str, bool]:
+             max_rel_diff: float, section_map: SectionMapTiming | None) -> dict[str, bool]:
     """Which of ``targets`` a run met (a missing ratio meets none): speedups and floor fractions at
     least their target, ``max_rel_diff`` at most its own (one tensor and section map)."""
 
@@ -341,12 +341,12 @@ def _ratio(a, b) -> float | None:
 
 
 def _section_map(L: int, naive_l0: Sequence[int], one: Sequence[OneTensor],
-                 runs: Sequence[SectionMapRun]) -> SectionMap:
+                 runs: Sequence[SectionMapRun]) -> SectionMapTiming:
     naive_by_l0 = {l0: [r.naive_s_by_l0[l0] for r in runs] for l0 in naive_l0}
     naive_by_l0[0] = [o.naive_s for o in one]  # l0 = 0: every repeat's one-tensor time
     naive, engine, floor = (_median([getattr(r, k) for r in runs])
                             for k in ("naive_extrapolated_s", "engine_s", "floor_s"))
-    return SectionMap(
+    return SectionMapTiming(
         l0=list(range(L)),
         read_layers="l0..L for every l0",
         naive_s=naive,

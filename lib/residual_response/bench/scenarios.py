@@ -7,7 +7,7 @@ stored record (medians, ratios, verdicts).
 * :func:`one_tensor`: naive loop, engine and floor for one response tensor at ``l0 = 0``, in a
   rotating order (the headline numbers); the floor's candidate schedules are
   :func:`floor_schedules`.
-* :func:`section_map`: engine and floor at every ``l0``, the naive loop at a few. Its times per
+* :func:`time_section_map`: engine and floor at every ``l0``, the naive loop at a few. Its times per
   ``l0`` are also the growth with the number of blocks run (``L - l0``): no separate run.
 * :func:`growth_in_length`: the one-tensor times at another sequence length.
 
@@ -41,7 +41,7 @@ __all__ = [
     "engine",
     "floor_schedules",
     "one_tensor",
-    "section_map",
+    "time_section_map",
     "growth_in_length",
     "row_positions",
     "rel_diff",
@@ -201,7 +201,7 @@ class SectionMapRun:
         return len(self.engine_s_by_l0) * float(np.mean([self.naive_s_by_l0[l0] for l0 in sorted(self.naive_s_by_l0)]))
 
 
-def section_map(b: BenchInput, schedule: str, naive_l0: Sequence[int], naive_at_0: float, rotate: int = 0,
+def time_section_map(b: BenchInput, schedule: str, naive_l0: Sequence[int], naive_at_0: float, rotate: int = 0,
                 say: Say = _quiet) -> SectionMapRun:
     """Engine and floor (schedule ``schedule``) at every ``l0 = 0..L-1``, the naive loop at ``naive_l0``.
 

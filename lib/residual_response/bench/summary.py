@@ -21,8 +21,8 @@ __all__ = [
     "h100_tflops",
     "page_record",
     "describe_run",
-    "headline_table",
-    "headline_numbers",
+    "timing_table",
+    "timing_numbers",
     "floor_table",
     "length_frame",
     "length_slope",
@@ -91,7 +91,7 @@ def describe_run(rec: BenchRecord, source: str) -> str:
             + ", ".join(f"{x:.1f}" for x in env.get("load_average") or []) + ".")
 
 
-def headline_table(rec: BenchRecord) -> pd.DataFrame:
+def timing_table(rec: BenchRecord) -> pd.DataFrame:
     """Naive, engine and floor seconds, speedup, floor fraction and max rel. diff: one tensor, section map."""
     rows = [("one response tensor (l0 = 0)", rec)]
     if rec.section_map is not None:
@@ -101,7 +101,7 @@ def headline_table(rec: BenchRecord) -> pd.DataFrame:
                          for work, r in rows])
 
 
-def headline_numbers(rec: BenchRecord) -> dict[str, float | str]:
+def timing_numbers(rec: BenchRecord) -> dict[str, float | str]:
     """The numbers the page's prose quotes, by glue name.
 
     ``speedup``, ``floor_fraction``, ``sm_speedup``, ``sm_floor_fraction`` (NaN without a section

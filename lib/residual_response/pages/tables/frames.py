@@ -6,40 +6,30 @@ notebooks free of analysis code and lets the tests check the arithmetic (the dis
 diagonal averages, the section map's one-block steps) on arrays whose answer is known.
 
 Conventions: ``chi`` is a response matrix stack ``[n_read, n_src, N]`` (read layer, source row,
-target position) as in :class:`.induction.StripeData` (``matrices[kind]``) averaged over seeds; ``read_layers``
-names its first axis and ``sources`` its second (the source *positions*).
+target position) as in :class:`~residual_response.induction.StripeData` (``matrices[kind]``)
+averaged over seeds; ``read_layers`` names its first axis and ``sources`` its second (the source
+*positions*). Words (a missing value, a number with its interval, a setting) come from :mod:`.text`.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+import time
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .induction import SectionMap
+from ...checks import check_int
+from ...induction import SectionMap
+from ...null import BASELINE_NAMES, NullRow
+from .text import NA, _heads_text, _window_position, ci_text, fmt_eps, peak_index, setting_text
 
-__all__ = ["spread", "matrix_frame", "distance_profile", "stripe_mean", "section_map_frame", "section_steps",
-           "NA", "styled", "fmt_eps", "setting_text", "ci_text", "score_frame", "rise_table", "rise_sentence",
-           "headline_table", "width_sentence", "section_rise_table", "controls_verdict", "shuffled_table",
-           "cross_check_tables", "section_sentence", "copy_loss_sentence"]
-
-#: How every table of the book shows a missing value (no result, not applicable).
-NA = "—"
-
-
-def spread(lo: int, hi: int, n: int) -> list[int]:
-    """``n`` integers evenly spread over ``lo..hi`` (both ends included), without repeats.
-
-    Why: pages show "a few layers spread over the depth" or "a few sources spread over the
-    sequence"; rounding ``linspace`` can repeat a value when ``n`` exceeds the range, so the
-    result may be shorter than ``n``.
-    """
-    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (lo, hi, n)):
-        raise TypeError(f"spread takes integers, got lo={lo!r}, hi={hi!r}, n={n!r}")
-    if n < 1 or hi < lo:
-        raise ValueError(f"spread needs n >= 1 and hi >= lo, got lo={lo}, hi={hi}, n={n}")
-    return sorted({int(x) for x in np.linspace(lo, hi, n).round()})
+__all__ = ["matrix_frame", "distance_profile", "stripe_mean", "section_map_frame", "section_steps", "styled",
+           "panel_layers", "timed", "stripe_contrasts", "reach_summary", "first_source_ratio", "distance_ratio",
+           "ratio_peak", "describe_frame", "stripe_scores_frame", "score_frame", "rise_table", "headline_table",
+           "section_rise_table", "shuffled_table", "cross_check_tables", "with_intervals", "control_envelope",
+           "null_frame", "coverage_table", "recipe_table", "step_cost"]
 
 
 def _check_stack(chi: np.ndarray, read_layers: Sequence[int], sources: Sequence[int]) -> np.ndarray:
@@ -140,20 +130,6 @@ def section_steps(sm: SectionMap, model: str | None = None) -> pd.DataFrame:
                                        "CI high", "at layer"])
 
 
-def fmt_eps(x: float | None, digits: int = 2) -> str:
-    """A perturbation strength as the book writes it everywhere: ``1e-8``, ``3.2e-6``, ``1e+0``.
-
-    The same form as the charts' axis labels (d3 ``~e``), so a value in the text, a table and
-    a tick reads alike; ``None``/NaN give :data:`NA`.
-    """
-    if x is None or not np.isfinite(x):
-        return NA
-    mantissa, exponent = f"{float(x):.{digits - 1}e}".split("e")
-    mantissa = mantissa.rstrip("0").rstrip(".") if "." in mantissa else mantissa
-    sign = "-" if exponent.startswith("-") else "+"
-    return f"{mantissa}e{sign if sign == '-' else '+'}{int(exponent[1:])}" if int(exponent) else f"{mantissa}e+0"
-
-
 def styled(df: pd.DataFrame, formats: dict | str | None = None, *, uuid: str, caption: str | None = None,
            precision: int = 2):
     """The book's table: no index, one mark for missing values, floats with ``precision`` digits.
@@ -183,21 +159,6 @@ def styled(df: pd.DataFrame, formats: dict | str | None = None, *, uuid: str, ca
     return sty.hide(axis="index").set_uuid(uuid).set_table_attributes('class="dataframe"')
 
 
-# --------------------------------------------------------------------------------------------
-# What the response-matrix, universal-regime and model pages quote: the panels they show, the
-# setting beside each number, the stripe contrasts, the reach of a perturbation, the scores of
-# both stripes, the rise in words, and the cost of each timed step.
-# --------------------------------------------------------------------------------------------
-
-import contextlib  # noqa: E402
-import time  # noqa: E402
-from typing import Iterator, Mapping  # noqa: E402
-
-__all__ += ["panel_layers", "timed", "setting_text", "stripe_contrasts", "reach_summary", "first_source_ratio",
-            "distance_ratio", "ratio_peak", "describe_frame", "stripe_scores_frame", "rise_text", "headline_text",
-            "step_cost", "with_intervals"]
-
-
 def panel_layers(n_layers: int, n: int) -> list[int]:
     """``n`` read layers evenly spaced by ``L // n``, ending at ``L``, all ``>= 1``.
 
@@ -219,21 +180,6 @@ def timed(store: dict, step: str) -> Iterator[None]:
         yield
     finally:
         store[step] = store.get(step, 0.0) + time.perf_counter() - start
-
-
-# --------------------------------------------------------------------------------------
-# Tables and sentences of the emergence, cross-check, null and section-map pages
-# --------------------------------------------------------------------------------------
-
-
-def setting_text(T: int, seeds: int, eps: float, layer: int | None = None) -> str:
-    """The setting a number was measured at, as the book writes it beside the number.
-
-    ``"T = 10, 2 seeds, ε = 1e-2"`` (and ``", l0 = 0"`` when ``layer`` is given). Why one helper:
-    every figure, table and sentence that shows a score carries its setting, written alike.
-    """
-    text = f"T = {T}, {seeds} seed{'s' if seeds != 1 else ''}, ε = {fmt_eps(eps)}"
-    return text if layer is None else f"{text}, l0 = {layer}"
 
 
 def stripe_contrasts(mats: Mapping[str, np.ndarray], read_layers: Sequence[int], layout, top: int,
@@ -310,7 +256,7 @@ def stripe_scores_frame(res) -> pd.DataFrame:
     """Both stripes' scores of an :class:`~residual_response.induction.InductionResult` per read layer.
 
     Rows ``(stripe, layer, rel_depth, score, lo, hi)`` after the perturbed stream, the shape
-    :func:`.plots.score_vs_depth` draws (``model="stripe"``).
+    :func:`..plots.score_vs_depth` draws (``model="stripe"``).
     """
     L = res.n_layers
     rows = []
@@ -323,117 +269,8 @@ def stripe_scores_frame(res) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["stripe", "layer", "rel_depth", "score", "lo", "hi"])
 
 
-def rise_text(rise: Mapping, n_layers: int) -> str:
-    """The emergence layer of an ``InductionResult.rise`` in words, with its intervals.
-
-    Why the rise: it is the book's one definition of where the score jumps (see
-    :class:`~residual_response.induction.Rise`); a page that quotes it says it this way.
-    """
-    f, (f_lo, f_hi), em = rise["factor"], rise["factor_ci"], rise["layer"]
-    if em is None:
-        return (f"no layer: the rise from layer {rise['bottom']} to {rise['top']}, a factor {f:.2f} "
-                f"[{f_lo:.2f}, {f_hi:.2f}], is within resampling noise")
-    lo, hi = rise["layer_ci"]
-    return (f"layer {em} (interval {lo} to {hi}, relative depth {em / n_layers:.2f}), "
-            f"where the score is half way up a rise by a factor {f:.2f} [{f_lo:.2f}, {f_hi:.2f}] from layer "
-            f"{rise['bottom']} to {rise['top']}")
-
-
-def headline_text(h: Mapping) -> dict[str, str]:
-    """A :func:`~residual_response.headline.headline` in words: ``{"h_setting", "h_em"}``."""
-    s = h["setting"]
-    return {"h_setting": f"T = {s['T']}, {s['seeds']} seeds, ε = {fmt_eps(s['eps'])}",
-            "h_em": "none (no significant rise)" if h["emergence_layer"] is None else
-            f"layer {h['emergence_layer']} [{h['emergence_ci'][0]}, {h['emergence_ci'][1]}]"}
-
-
-def step_cost(timings: Mapping[str, float], workloads: Sequence[dict]) -> tuple[pd.DataFrame, str]:
-    """The measured time of each step, and the same work estimated for the paper's models.
-
-    Why here: the model page reports both side by side from the book's one cost model
-    (:func:`.bench.paper_cost`, at the engine's rate in the repository's ``bench.json``).
-    ``workloads`` are :func:`.bench.paper_cost` entries whose ``work`` names a key of
-    ``timings``. Returns the table (``step``, ``measured here (s)``, ``<model>, CPU (min)``) and
-    a Markdown sentence with the totals, or the reason there is no estimate.
-    """
-    import json
-
-    from .bench import engine_rate_gflops, find_bench_json, paper_cost
-
-    cost = pd.DataFrame({"step": list(timings), "measured here (s)": list(timings.values())})
-    bench_path = find_bench_json()
-    if bench_path is None:
-        return cost, ("No bench record (`bench.json`, written by `make bench`) is present, so no throughput "
-                      "was measured and the page gives no estimate for the paper's models.")
-    record = json.loads(bench_path.read_text())
-    rate = engine_rate_gflops(record)
-    est = paper_cost(workloads, rate)
-    for name, grp in est.groupby("model", sort=False):
-        cost[f"{name}, CPU (min)"] = cost.step.map(dict(zip(grp.work, grp.cpu_s / 60)))
-    per_model = est.groupby("model", sort=False)[["cpu_s", "bfloat16_s_low", "bfloat16_s_high"]].sum()
-    text = (f"At the rate the engine reached on {record.get('model', 'a stand-in')} in the bench "
-            f"({rate:.1f} GFLOP/s, {bench_path.name}), the four steps with this page's parameters would take "
-            + ", ".join(f"{r.cpu_s / 60:.1f} min for {m}" for m, r in per_model.iterrows())
-            + " on that CPU, and " + ", ".join(f"{r.bfloat16_s_low:.2g}-{r.bfloat16_s_high:.2g} s for {m}"
-                                               for m, r in per_model.iterrows())
-            + " on one H100 in bfloat16 (the throughputs assumed on the {doc}`performance page <performance>`).")
-    return cost, text
-
-
-# --- the toy model's training (notebooks/toy_model.md) ------------------------------------------
-
-
-def recipe_table(recipe: dict, uuid: str = "toy-recipe"):
-    """A training recipe as a two-column table (``field``, ``value`` as written), no index.
-
-    Values are shown as text so that ``3e-3`` and ``0.1`` read as they were set, not reformatted.
-    """
-    df = pd.DataFrame({"field": list(recipe), "value": [str(v) for v in recipe.values()]})
-    return df.style.hide(axis="index").set_uuid(uuid).set_table_attributes('class="dataframe"')
-
-
-# --- tables of the cross-checks: the band of the negative controls ---
-
-from .checks import check_int  # noqa: E402
-
-__all__ += ["control_envelope"]
-
-
-def control_envelope(df: pd.DataFrame, *, depth: str = "rel_depth", score: str = "score", bins: int = 10) -> pd.DataFrame:
-    """Min-max envelope of negative-control scores against relative depth, for a shaded band.
-
-    Why: controls of different depths (4-block random models, 30-block stand-ins) have their points
-    at different relative depths; binning depth into ``bins`` equal bins and taking the min and max
-    of all control scores in each gives one band to draw under the models' lines.
-
-    Returns:
-        DataFrame with ``rel_depth`` (bin centres, plus the ends 0 and 1 at the edge bins' values so
-        the band spans the axis), ``band_lo``, ``band_hi`` and ``n`` (points per bin); empty bins are
-        dropped.
-    """
-    check_int(bins, "bins", minimum=1)
-    d = df[[depth, score]].replace([np.inf, -np.inf], np.nan).dropna()
-    if d.empty:
-        raise ValueError("control_envelope: no finite control scores")
-    if ((d[depth] < 0) | (d[depth] > 1)).any():
-        raise ValueError(f"control_envelope: column {depth!r} must lie in [0, 1]")
-    idx = np.minimum((d[depth].to_numpy() * bins).astype(int), bins - 1)
-    g = d.assign(bin=idx).groupby("bin")[score].agg(["min", "max", "size"])
-    out = pd.DataFrame({"rel_depth": (g.index.to_numpy() + 0.5) / bins, "band_lo": g["min"].to_numpy(),
-                        "band_hi": g["max"].to_numpy(), "n": g["size"].to_numpy()})
-    first, last = out.iloc[[0]].assign(rel_depth=0.0), out.iloc[[-1]].assign(rel_depth=1.0)
-    return pd.concat([first, out, last], ignore_index=True)
-
-
-def ci_text(value, lo, hi, fmt: str = ".2f") -> str:
-    """``"value [lo, hi]"``: a number with its interval; :data:`NA` when the value is missing."""
-    if value is None or not np.isfinite(float(value)):
-        return NA
-    return f"{float(value):{fmt}} [{float(lo):{fmt}}, {float(hi):{fmt}}]"
-
-
 def score_frame(results: dict, n_layers: dict) -> pd.DataFrame:
-    """Long-form induction and duplicate-token scores of several models, for :func:`.plots.score_vs_depth`.
+    """Long-form induction and duplicate-token scores of several models, for :func:`..plots.score_vs_depth`.
 
     Rows ``(model, layer, rel_depth, score, lo, hi, dup, dup_lo, dup_hi)``, one per model and read
     layer after ``l0`` (chi is a delta at ``l0``: no score there). ``results`` maps a model name to
@@ -447,18 +284,13 @@ def score_frame(results: dict, n_layers: dict) -> pd.DataFrame:
     ])
 
 
-def _peak(res) -> int:
-    ok = [i for i, s in enumerate(res.score) if np.isfinite(s)]
-    return max(ok, key=lambda i: res.score[i])
-
-
 def rise_table(results: dict, n_layers: dict, seconds: dict | None = None) -> pd.DataFrame:
     """Per model: the emergence layer (the middle of the rise) and its interval, the rise, its
     10 % and 90 % layers, the largest induction and duplicate-token scores, the setting, the time."""
     rows = []
     for name, res in results.items():
         L, rise, em = n_layers[name], res.rise, res.emergence_layer
-        best = _peak(res)
+        best = peak_index(res)
         rows.append({
             "model": name, "layers L": L,
             "emergence layer": "none" if em is None else f"{em} [{rise['layer_ci'][0]}, {rise['layer_ci'][1]}]",
@@ -471,24 +303,6 @@ def rise_table(results: dict, n_layers: dict, seconds: dict | None = None) -> pd
             **({} if seconds is None else {"time (s)": f"{seconds[name]:.1f}"}),
         })
     return pd.DataFrame(rows)
-
-
-def rise_sentence(name: str, res, n_layers: int) -> str:
-    """One markdown bullet on where (and whether) the score of model ``name`` rises, from its result."""
-    rise, L = res.rise, n_layers
-    i = _peak(res)
-    top = f"{ci_text(res.score[i], res.ci_low[i], res.ci_high[i])} at layer {res.layers[i]}"
-    head = f"* **{name}** ({L} layer{'s' if L != 1 else ''}, {setting_text(res.length, len(res.seeds), res.eps)})"
-    factor = ci_text(rise["factor"], *rise["factor_ci"])
-    if res.emergence_layer is None:
-        return (f"{head}: no rise larger than resampling noise (factor {factor}: the interval reaches 1); "
-                f"largest value {top}.")
-    lo, hi = rise["layer_ci"]
-    where = f"layer {res.emergence_layer}" + ("" if lo == hi else f" (interval {lo} to {hi})")
-    shape = ("in one step" if rise["width"] == 0 else
-             f"over {rise['width']} layers, from layer {rise['start']} to {rise['end']} (10 % to 90 % of the rise)")
-    return (f"{head}: the score rises by a factor {factor} {shape}; it is half way up at {where}, relative depth "
-            f"{res.emergence_layer / L:.2f}. Its largest value is {top}.")
 
 
 def headline_table(headlines: dict) -> pd.DataFrame:
@@ -513,27 +327,6 @@ def headline_table(headlines: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _window_position(eps: float, reg: dict) -> str:
-    from .regime_tables import window_position
-
-    low, high = (float("nan") if v is None else v for v in (reg["eps_low"], reg["eps_high"]))
-    return window_position(eps, low, high)
-
-
-def width_sentence(h: dict) -> str:
-    """What the 10-90 % width of the rise says about one model (a :func:`.headline.headline` dict)."""
-    name = h["model"]
-    if h["emergence_layer"] is None:
-        return f"{name} does not rise"
-    lo, hi = h["rise_width_ci"]
-    if hi == 0:
-        return f"{name} rises in one block (at layer {h['emergence_layer']})"
-    span = f"{name} rises over layers {h['rise_start']} to {h['rise_end']}"
-    if lo >= 2:
-        return f"{span} (width {h['rise_width']}, interval {lo} to {hi}): not in one block"
-    return f"{span}, but the width's interval ({lo} to {hi}) does not exclude a rise within two layers"
-
-
 def section_rise_table(rises: dict, model: str) -> pd.DataFrame:
     """Per perturbed layer ``l0`` of a section map: where its row's score rises, in blocks.
 
@@ -550,7 +343,7 @@ def section_rise_table(rises: dict, model: str) -> pd.DataFrame:
     for l0, res in rises.items():
         if not np.isfinite(res.score).any():
             continue  # no stream read after l0
-        best = _peak(res)
+        best = peak_index(res)
         r = res.rise or {"factor": nan, "factor_ci": (nan, nan), "emerged": False}  # one stream read: no rise
         rows.append({
             "model": model, "l0": int(l0), "rise": r["factor"], "rise low": r["factor_ci"][0],
@@ -563,35 +356,6 @@ def section_rise_table(rises: dict, model: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def controls_verdict(results: dict, controls, trained: Sequence[str], randoms: Sequence[str]) -> tuple[str, str]:
-    """``(bullet, verdict)``: a markdown bullet on the random-initialised models' scores (empty
-    without them), and one sentence on whether any control passes the emergence criterion and
-    which trained models' intervals rise above the whole band of the controls.
-
-    ``controls``: a :class:`.crosscheck.NegativeControls` of the same results.
-    """
-    bullet = ""
-    if randoms:
-        rand_max = max(float(np.nanmax(results[m].score)) for m in randoms)
-        rises = any(results[m].emergence_layer is not None for m in randoms)
-        bullet = (f"* **The random-initialised controls** ({', '.join(randoms)}) reach at most {rand_max:.2f} and "
-                  + ("one of them rises, by chance at this number of seeds." if rises else
-                     "none of them rises: a repeated sequence gives a random network no reason to send the response "
-                     "down the stripe."))
-    emerged = controls.emerged()
-    verdict = ("None of these controls passes the emergence criterion (a rise whose interval lies above 1)"
-               if not emerged else f"Controls that pass the criterion by chance: {emerged}")
-    band_hi = float(controls.band_frame.score.max())
-    above = [m for m in trained if results[m].emergence_layer is not None and np.nanmax(results[m].ci_low) > band_hi]
-    if above:
-        verdict += f"; the interval of {', '.join(above)} rises above the whole band."
-    elif trained:
-        verdict += "; no trained model's interval rises above the whole band at these parameters."
-    else:
-        verdict += "."
-    return bullet, verdict
-
-
 def shuffled_table(controls, results: dict) -> pd.DataFrame:
     """Trained models on shuffled second copies: the range of the score over layers beside the
     largest duplicate-token score (``controls``: a :class:`.crosscheck.NegativeControls`)."""
@@ -602,11 +366,6 @@ def shuffled_table(controls, results: dict) -> pd.DataFrame:
          "setting": setting_text(results[m].length, len(controls.runs[(m, "shuffled copy")].seeds), results[m].eps)}
         for m, r in shuf.iterrows()
     ], columns=["model", "shuffled-copy score, min over layers", "max over layers", "max duplicate score D", "setting"])
-
-
-def _heads_text(heads, fmt: str = "") -> str:
-    """``"(block, head): score, ..."``, or ``"(block, head), ..."`` for pairs."""
-    return ", ".join(f"({h[0]}, {h[1]})" + (f": {h[2]:{fmt}}" if fmt else "") for h in heads)
 
 
 def cross_check_tables(checks: dict, effects: dict, *, setting: str, loss_setting: str,
@@ -663,75 +422,6 @@ def cross_check_tables(checks: dict, effects: dict, *, setting: str, loss_settin
     return {k: pd.DataFrame(v) for k, v in out.items()}
 
 
-def section_sentence(name: str, rises: pd.DataFrame, n_layers: int) -> str:
-    """One markdown bullet on where the rows of a model's section map rise (``rises``: that
-    model's rows of :func:`section_rise_table`)."""
-    d = rises
-    top = d.loc[d["max score"].idxmax()]
-    largest = (f"the largest score of the map is {ci_text(top['max score'], top['CI low'], top['CI high'])} at "
-               f"$(\\ell_0, \\ell) = ({int(top.l0)}, {int(top['at layer'])})$")
-    head = f"* **{name}** ({n_layers} layers, rows $\\ell_0$ = {', '.join(str(int(x)) for x in d.l0)})."
-    risen = d[d.emerged]
-    if risen.empty:
-        text = f"{head} No row's score rises by more than resampling noise (the interval of every row's rise reaches 1); "
-        if top["CI low"] > 2:
-            return (text + f"yet {largest}, above 2 with confidence. The rise is measured from stream "
-                    "$\\ell_0 + 1$ on, so a stripe written by block $\\ell_0$ itself, or a rise within the noise "
-                    "of these few seeds, is not located: more seeds narrow the intervals.")
-        return text + f"{largest}: no block writes a stripe that this map can resolve."
-    half = risen["half-way block"].astype(int)
-    mode = int(half.mode().min())  # the block most risen rows agree on
-    text = (f"{head} In {int((half == mode).sum())} of the {len(risen)} rows whose score rises (interval of the rise "
-            f"above 1), the rise is half way up after block {mode}.")
-    row0 = d[d.l0 == 0]
-    if len(row0) and bool(row0.emerged.iloc[0]):
-        text += f" From $\\ell_0 = 0$ the score rises across blocks {row0['blocks of the rise'].iloc[0]}."
-    last = int(risen.l0.max())
-    text += f" The last sampled $\\ell_0$ whose row still rises is {last}; {largest}."
-    after = d[d.l0 > last]
-    if len(after):
-        r = after.iloc[0]
-        text += (f" Perturbing after it, at $\\ell_0 = {int(r.l0)}$, " + (
-            f"the row rises by a factor {ci_text(r['rise'], r['rise low'], r['rise high'])} only, not above "
-            "resampling noise." if np.isfinite(r["rise"]) else
-            f"the row reads one stream, with a score of {ci_text(r['max score'], r['CI low'], r['CI high'])}."))
-    else:
-        text += " No sampled row lies after it."
-    return text
-
-
-def copy_loss_sentence(name: str, check, effects: dict, loss_setting: str) -> str:
-    """The negative result of one model: ablating its top heads *lowers* the second-copy loss.
-
-    ``check``: its :class:`.crosscheck.CrossCheck`; ``effects``: ``check.effects()``. States the
-    measured change with its interval beside that of the random heads.
-    """
-    top, rnd = effects["top"], effects["random"]
-    return (f"In **{name}** ablating its top-{check.study.k} heads *lowers* the second-copy loss by {-top['rise']:.2f} "
-            f"nats (change {ci_text(top['rise'], top['rise_lo'], top['rise_hi'])}, {loss_setting}), while "
-            f"{len(check.study.random_keys)} draws of as many random heads change it by "
-            f"{ci_text(rnd['rise'], rnd['rise_lo'], rnd['rise_hi'])}: a negative result"
-            + (", though its interval includes no change." if top["rise_hi"] >= 0 else
-               ", though the interval's upper end lies close to no change." if top["rise_hi"] > -0.1 else "."))
-
-
-def regime_sentence(heads: dict, eps: float) -> str:
-    """Where the canonical ``eps`` lies in each model's universal-regime window, in words.
-
-    ``heads``: ``{model: headline}`` (:func:`.headline.headline`). Why not a yes/no: an ``eps``
-    at the window's upper end is inside by the grid but is where the curve starts to bend, and a
-    reader should know which models sit there.
-    """
-    where: dict[str, list[str]] = {}
-    for name, h in heads.items():
-        where.setdefault(_window_position(eps, h["regime"]), []).append(name)
-    phrases = {"inside": "inside the window of {}", "at the upper end": "at the upper end of the window of {} "
-               "(the last strength of the sweep within the tolerance)", "above": "above the window of {}",
-               "below": "below the window of {}", "none": "in no window for {} (no flat run found)"}
-    parts = [phrases[k].format(", ".join(v)) for k, v in where.items()]
-    return f"ε = {fmt_eps(eps)} lies " + "; ".join(parts)
-
-
 def with_intervals(df: pd.DataFrame, spec: dict) -> pd.DataFrame:
     """``df`` with each ``value`` column and its ``(low, high)`` columns merged into one text column
     ``"value [95 % CI]"`` (:func:`ci_text`), for display.
@@ -745,3 +435,87 @@ def with_intervals(df: pd.DataFrame, spec: dict) -> pd.DataFrame:
         out = out.drop(columns=[low, high]).rename(columns={value: f"{value} [95 % CI]"})
     return out
 
+
+def control_envelope(df: pd.DataFrame, *, depth: str = "rel_depth", score: str = "score", bins: int = 10) -> pd.DataFrame:
+    """Min-max envelope of negative-control scores against relative depth, for a shaded band.
+
+    Why: controls of different depths (4-block random models, 30-block stand-ins) have their points
+    at different relative depths; binning depth into ``bins`` equal bins and taking the min and max
+    of all control scores in each gives one band to draw under the models' lines.
+
+    Returns:
+        DataFrame with ``rel_depth`` (bin centres, plus the ends 0 and 1 at the edge bins' values so
+        the band spans the axis), ``band_lo``, ``band_hi`` and ``n`` (points per bin); empty bins are
+        dropped.
+    """
+    check_int(bins, "bins", minimum=1)
+    d = df[[depth, score]].replace([np.inf, -np.inf], np.nan).dropna()
+    if d.empty:
+        raise ValueError("control_envelope: no finite control scores")
+    if ((d[depth] < 0) | (d[depth] > 1)).any():
+        raise ValueError(f"control_envelope: column {depth!r} must lie in [0, 1]")
+    idx = np.minimum((d[depth].to_numpy() * bins).astype(int), bins - 1)
+    g = d.assign(bin=idx).groupby("bin")[score].agg(["min", "max", "size"])
+    out = pd.DataFrame({"rel_depth": (g.index.to_numpy() + 0.5) / bins, "band_lo": g["min"].to_numpy(),
+                        "band_hi": g["max"].to_numpy(), "n": g["size"].to_numpy()})
+    first, last = out.iloc[[0]].assign(rel_depth=0.0), out.iloc[[-1]].assign(rel_depth=1.0)
+    return pd.concat([first, out, last], ignore_index=True)
+
+
+def null_frame(rows: Sequence[NullRow]) -> pd.DataFrame:
+    """One row per :class:`NullRow`, with ``covers 1``, ``baseline`` (its book name), ``rel_depth``
+    and ``model`` (``"<family> <size> seed <init seed>"``) added: the shape the null page draws."""
+    d = pd.DataFrame([{**r.__dict__, "covers 1": r.covers_one} for r in rows])
+    return d.assign(baseline=d.control.map(BASELINE_NAMES), rel_depth=d.layer / d.n_layers,
+                    model=d.family + " " + d["size"] + " seed " + d.init_seed.astype(str))
+
+
+def coverage_table(cov: dict, *, setting: str) -> pd.DataFrame:
+    """:func:`coverage` as the book's table: one row per baseline, with the setting it was measured at."""
+    return pd.DataFrame([{"baseline": BASELINE_NAMES.get(c, c), "layers": v["n"],
+                          "intervals covering 1": f"{100 * v['covered']:.0f} %",
+                          "geometric mean score": f"{np.exp(v['mean_log_score']):.2f}",
+                          "lowest score": f"{v['min']:.2f}", "highest score": f"{v['max']:.2f}", "setting": setting}
+                         for c, v in cov.items()])
+
+
+def recipe_table(recipe: dict, uuid: str = "toy-recipe"):
+    """A training recipe as a two-column table (``field``, ``value`` as written), no index.
+
+    Values are shown as text so that ``3e-3`` and ``0.1`` read as they were set, not reformatted.
+    """
+    df = pd.DataFrame({"field": list(recipe), "value": [str(v) for v in recipe.values()]})
+    return df.style.hide(axis="index").set_uuid(uuid).set_table_attributes('class="dataframe"')
+
+
+def step_cost(timings: Mapping[str, float], workloads: Sequence[dict]) -> tuple[pd.DataFrame, str]:
+    """The measured time of each step, and the same work estimated for the paper's models.
+
+    Why here: the model page reports both side by side from the book's one cost model
+    (:func:`.bench.paper_cost`, at the engine's rate in the repository's ``bench.json``).
+    ``workloads`` are :func:`.bench.paper_cost` entries whose ``work`` names a key of
+    ``timings``. Returns the table (``step``, ``measured here (s)``, ``<model>, CPU (min)``) and
+    a Markdown sentence with the totals, or the reason there is no estimate.
+    """
+    import json
+
+    from ...bench import engine_rate_gflops, find_bench_json, paper_cost
+
+    cost = pd.DataFrame({"step": list(timings), "measured here (s)": list(timings.values())})
+    bench_path = find_bench_json()
+    if bench_path is None:
+        return cost, ("No bench record (`bench.json`, written by `make bench`) is present, so no throughput "
+                      "was measured and the page gives no estimate for the paper's models.")
+    record = json.loads(bench_path.read_text())
+    rate = engine_rate_gflops(record)
+    est = paper_cost(workloads, rate)
+    for name, grp in est.groupby("model", sort=False):
+        cost[f"{name}, CPU (min)"] = cost.step.map(dict(zip(grp.work, grp.cpu_s / 60)))
+    per_model = est.groupby("model", sort=False)[["cpu_s", "bfloat16_s_low", "bfloat16_s_high"]].sum()
+    text = (f"At the rate the engine reached on {record.get('model', 'a stand-in')} in the bench "
+            f"({rate:.1f} GFLOP/s, {bench_path.name}), the four steps with this page's parameters would take "
+            + ", ".join(f"{r.cpu_s / 60:.1f} min for {m}" for m, r in per_model.iterrows())
+            + " on that CPU, and " + ", ".join(f"{r.bfloat16_s_low:.2g}-{r.bfloat16_s_high:.2g} s for {m}"
+                                               for m, r in per_model.iterrows())
+            + " on one H100 in bfloat16 (the throughputs assumed on the {doc}`performance page <performance>`).")
+    return cost, text

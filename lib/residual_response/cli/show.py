@@ -3,7 +3,7 @@
 A researcher who ran the command line on their own model should see the result without writing
 plotting code, and see it the way the book shows it. This module reads the files the command
 line writes (:mod:`.resultfile` tells their kind) and draws them with the book's own chart
-builders (:mod:`.plots`):
+builders (:mod:`residual_response.pages.plots`):
 
 * a response file: the response matrix ``log10 chi(s, t)`` with the book's layer slider (and,
   for an eps sweep, the mean response against eps);
@@ -56,10 +56,10 @@ class LoadedFile:
 
 def load_result(path: str | os.PathLike) -> LoadedFile:
     """Read a result file of any kind with its own loader (``ResponseResult.load``...)."""
-    from .induction import InductionResult, SectionMap
-    from .regime import RegimeResult
-    from .engine import ResponseResult
-    from .resultfile import sniff
+    from ..induction import InductionResult, SectionMap
+    from ..regime import RegimeResult
+    from ..engine import ResponseResult
+    from ..resultfile import sniff
 
     path = Path(path)
     loaders = {"response": ResponseResult, "induction": InductionResult, "regime": RegimeResult,
@@ -112,8 +112,8 @@ def response_charts(f: LoadedFile) -> list[tuple[str, str, Any]]:
     import altair as alt
     import pandas as pd
 
-    from . import plots
-    from .regime import layer_curves
+    from ..pages import plots
+    from ..regime import layer_curves
 
     res = f.result
     jvp = res.method == "jvp" or not np.all(np.isfinite(res.eps))
@@ -151,7 +151,7 @@ def induction_chart(files: Sequence[LoadedFile]) -> tuple[str, str, Any]:
     import altair as alt
     import pandas as pd
 
-    from . import plots
+    from ..pages import plots
 
     labels = _label(files)
     rows, marks = [], []
@@ -188,8 +188,8 @@ def induction_chart(files: Sequence[LoadedFile]) -> tuple[str, str, Any]:
 
 
 def section_map_chart(f: LoadedFile) -> tuple[str, str, Any]:
-    from . import plots
-    from .tables import section_map_frame
+    from ..pages import plots
+    from ..pages.tables import section_map_frame
 
     sm = f.result
     df = section_map_frame(sm)
@@ -210,7 +210,7 @@ def regime_chart(f: LoadedFile) -> tuple[str, str, Any]:
     import altair as alt
     import pandas as pd
 
-    from . import plots
+    from ..pages import plots
 
     reg = f.result
     found = {r.layer: r for r in reg.regimes if r.eps_low is not None}
@@ -295,7 +295,7 @@ def page_html(sections: Sequence[tuple[str, str, Any, list[LoadedFile]]], *, tit
     """The self-contained HTML page: the vega bundle inlined, one offline chart per section."""
     import altair as alt
 
-    from .plots import OfflineRenderer, vega_bundle_js
+    from ..pages.plots import OfflineRenderer, vega_bundle_js
 
     renderer = OfflineRenderer()
     body = [f"<h1>{html.escape(title)}</h1>"]
@@ -315,7 +315,7 @@ def page_html(sections: Sequence[tuple[str, str, Any, list[LoadedFile]]], *, tit
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    from .io import write_bytes_atomic
+    from ..io import write_bytes_atomic
 
     write_bytes_atomic(path, lambda fh: fh.write(data))
 
@@ -324,7 +324,7 @@ def _png(chart) -> bytes:
     import altair as alt
     import vl_convert as vlc
 
-    from .plots import vegalite_version
+    from ..pages.plots import vegalite_version
 
     with alt.data_transformers.disable_max_rows():
         spec = chart.to_dict()
@@ -334,7 +334,7 @@ def _png(chart) -> bytes:
 
 def _warn_on_mixed_provenance(files: Sequence[LoadedFile]) -> None:
     """Warn when two files name the same model but were made with other weights or dtype."""
-    from .provenance import warn_if_different
+    from ..provenance import warn_if_different
 
     for i, a in enumerate(files):
         for b in files[i + 1:]:

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
-from .engine import ResponseResult
-from .regime import RegimeInterval, layer_curves, universal_regime
+from ..engine import ResponseResult
+from ..regime import RegimeInterval, layer_curves, universal_regime, window_position
 
-__all__ = ["curve_frame", "jvp_by_layer", "regime_frame", "window_position", "common_windows", "RegimeSweep",
-           "sweep_models"]
+__all__ = ["curve_frame", "jvp_by_layer", "regime_frame", "common_windows", "RegimeSweep", "sweep_models"]
 
 
 def curve_frame(result: ResponseResult, layers=None) -> pd.DataFrame:
@@ -51,21 +49,6 @@ def regime_frame(sweep: ResponseResult, jvp_chi: dict[int, float], tol: float = 
     df["chi_jvp"] = df.layer.map(jvp_chi)
     df["rel_diff"] = df.chi.astype(float) / df.chi_jvp - 1
     return df
-
-
-def window_position(eps: float, low: float, high: float) -> str:
-    """Where a strength lies in a regime window ``[low, high]``.
-
-    One of ``"at the upper end"`` (within 0.1 % of ``high``, where the bend begins),
-    ``"inside"``, ``"above"``, ``"below"``, or ``"none"`` (no window: ``low``/``high`` NaN).
-    """
-    if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
-        return "none"
-    if np.isclose(eps, high, rtol=1e-3):
-        return "at the upper end"
-    if low <= eps <= high:
-        return "inside"
-    return "above" if eps > high else "below"
 
 
 def common_windows(table: pd.DataFrame, eps: float) -> pd.DataFrame:
@@ -111,10 +94,9 @@ def sweep_models(lms: dict, *, T: int, eps_grid, n_sources: int, n_layers_shown:
     """
     import time
 
-    from .models import load_model
-    from .engine import response
-    from .sequences import make_sequence
-    from .tables import spread
+    from ..engine import response
+    from ..models import load_model
+    from ..sequences import make_sequence, spread
 
     curves, tables, jvp_chi, seconds = [], [], {}, {}
     for name, lm32 in lms.items():

@@ -22,7 +22,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from .sequences import InductionLayout
+from ..sequences import InductionLayout
 
 __all__ = ["CELL_KINDS", "sequence_frame", "cell_frame", "sequence_chart", "cells_chart", "measured_chart",
            "method_schematic"]
@@ -226,8 +226,8 @@ def measure_schematic(lm, T: int, k: int, eps: float, seed: int = 0) -> Schemati
     Every source is kicked with strength ``eps`` at stream 0 and read at the last stream ``L``;
     ``seed`` draws the tokens and the directions.
     """
-    from .engine import response
-    from .sequences import induction_layout, make_sequence
+    from ..engine import response
+    from ..sequences import induction_layout, make_sequence
 
     tokens = make_sequence(lm, "repeated", T, seed=seed)
     layout = induction_layout(lm, T)

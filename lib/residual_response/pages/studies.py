@@ -1,7 +1,9 @@
-"""The book's studies, one call each: every cross-check of one model, the negative controls of a set.
+"""The book's studies, one call each: every cross-check of one model, the negative controls of a set,
+the toy model's phase change.
 
-The science lives in :mod:`.crosscheck`, :mod:`.attention`, :mod:`.heads`, :mod:`.ablation` and
-:mod:`.induction`; this module runs them in the combination a page shows and keeps the results
+The science lives in :mod:`~residual_response.crosscheck`, :mod:`~residual_response.attention`,
+:mod:`~residual_response.heads`, :mod:`~residual_response.ablation`, :mod:`~residual_response.induction`
+and :mod:`~residual_response.dynamics`; this module runs them in the combination a page shows and keeps the results
 together with the frames the page plots, so that a page calls one function per model.
 """
 
@@ -11,15 +13,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 
-from .behaviour import repeat_loss
-from .checks import check_int, check_model
-from .crosscheck import AblationStudy, ablation_study, head_rank_agreement, kind_scores, layer_rank_agreement
-from .induction import InductionResult
-from .models import LoadedModel
-from .tables import control_envelope
+from ..behaviour import repeat_loss
+from ..checks import check_int, check_model
+from ..crosscheck import AblationStudy, ablation_study, head_rank_agreement, kind_scores, layer_rank_agreement
+from ..dynamics import induction_through_training, loss_drop, measurement_steps, onset_step, phase_change_step, rise_step
+from ..induction import InductionResult, emergence_layer
+from ..models import LoadedModel
+from ..models.toy import toy_checkpoint_steps
+from .tables.frames import control_envelope, distance_profile
 
-__all__ = ["CrossCheck", "NegativeControls", "cross_check", "is_random_init", "negative_controls"]
+__all__ = ["CrossCheck", "NegativeControls", "PhaseChange", "cross_check", "follow_phase_change", "is_random_init",
+           "negative_controls", "phase_contrasts", "phase_facts"]
 
 
 def is_random_init(name: str) -> bool:
@@ -191,8 +197,8 @@ def cross_check(lm: LoadedModel, *, T: int, seeds: int, att_seeds: int, loss_see
     """
     import time
 
-    from .attention import induction_attention_scores, top_heads
-    from .heads import head_attribution
+    from ..attention import induction_attention_scores, top_heads
+    from ..heads import head_attribution
 
     check_model(lm)
     check_int(k, "k", minimum=1, maximum=lm.n_layers * lm.n_heads // 2 - 1)
@@ -217,3 +223,153 @@ def cross_check(lm: LoadedModel, *, T: int, seeds: int, att_seeds: int, loss_see
     return CrossCheck(model=lm.name, n_layers=lm.n_layers, n_heads=lm.n_heads, layer=layer, losses=losses,
                       attention=attention, attribution=attribution, study=study, null=null, agreement=agreement,
                       heads=heads, seconds=time.perf_counter() - start, n_boot=n_boot)
+
+
+# --------------------------------------------------------------------------------------------
+# The phase change three ways (the toy-model page)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PhaseChange:
+    """The toy model's phase change seen by the loss, the attention patterns and the response.
+
+    Attributes:
+        log: the training log (:func:`.models.toy.load_training_log`).
+        T, seeds, eps: the induction measurement (:func:`induction_through_training`).
+        phase: the phase change step (:func:`phase_change_step`).
+        loss_lo, loss_hi: the loss drop (:func:`loss_drop`).
+        used: the measured checkpoint steps (:func:`measurement_steps`), ascending.
+        before: the last measured step before the loss drop; ``last``: the last saved step.
+        gap: steps between saved checkpoints (the recipe's ``checkpoint_every``).
+        trace: the output of :func:`induction_through_training` (matrices at ``before`` and ``last``).
+        rows: its rows as a frame, one per (step, stream ``layer`` = 1..L).
+        top: the rows of stream ``L`` (the last block's), indexed by step.
+        loss: ``step``, ``first copy``, ``second copy``: the copy losses of every saved checkpoint.
+        att_rise, resp_rise: steps where the last block's attention score, and its response score
+            in factors (log scale, the score is a ratio), cover half of their rise (:func:`rise_step`).
+        resp_onset: step from which the response CI stays above 1 (:func:`onset_step`).
+        resp_emerge: first step whose response CI lies above :data:`EMERGENCE_THRESHOLD`.
+    """
+
+    log: dict
+    T: int
+    seeds: int
+    eps: float
+    phase: int
+    loss_lo: int
+    loss_hi: int
+    used: list
+    before: int
+    last: int
+    gap: int
+    trace: dict
+    rows: pd.DataFrame
+    top: pd.DataFrame
+    loss: pd.DataFrame
+    att_rise: int | None
+    resp_rise: int | None
+    resp_onset: int | None
+    resp_emerge: int | None
+
+    @property
+    def L(self) -> int:
+        """The last stream ``L``, the one the last block writes (:mod:`.streams`)."""
+        return int(self.rows.layer.max())
+
+    @property
+    def advantage(self) -> pd.Series:
+        """Second-copy advantage (first-copy minus second-copy loss, nats) at every saved checkpoint."""
+        return self.loss["first copy"] - self.loss["second copy"]
+
+
+def follow_phase_change(log: dict, *, T: int, seeds: int, eps: float, n_outside: int,
+                        device: str | torch.device = "cpu") -> PhaseChange:
+    """Measure both induction scores across the loss drop of the cached toy model (:class:`PhaseChange`).
+
+    Every checkpoint across the drop is measured (:func:`measurement_steps`), so *when* a score
+    moves is resolved to one checkpoint whatever ``n_outside`` a build affords; the response
+    matrices are kept at the last measured step before the drop and at the last checkpoint.
+
+    Raises:
+        RuntimeError: the training log shows no phase change.
+    """
+    phase = phase_change_step(log)
+    if phase is None:
+        raise RuntimeError("the toy model shows no phase change in its training log")
+    loss_lo, loss_hi = loss_drop(log)  # the advantage passes 10 % and 90 % of its final size
+    used = measurement_steps(log, n_outside)
+    before = max(s for s in used if s < loss_lo)
+    last = toy_checkpoint_steps()[-1]
+    trace = induction_through_training(used, T=T, seeds=seeds, eps=eps, matrices_at=[before, last], device=device)
+    rows = pd.DataFrame(trace["rows"])
+    top = rows[rows.layer == int(rows.layer.max())].set_index("step")
+    ck = log["checkpoints"]
+    loss = pd.DataFrame({"step": ck["step"], "first copy": ck["first_copy_loss"], "second copy": ck["second_copy_loss"]})
+    return PhaseChange(
+        log=log, T=T, seeds=seeds, eps=eps, phase=phase, loss_lo=loss_lo, loss_hi=loss_hi, used=used,
+        before=before, last=last, gap=log["recipe"]["checkpoint_every"], trace=trace, rows=rows, top=top, loss=loss,
+        att_rise=rise_step(top.index, top.attention),
+        resp_rise=rise_step(top.index, np.log(top.response)),
+        resp_onset=onset_step(top.index, top.response_lo),
+        resp_emerge=emergence_layer(list(top.index), list(top.response_lo)),
+    )
+
+
+def phase_facts(pc: PhaseChange) -> dict:
+    """The numbers the toy-model page quotes about :class:`PhaseChange` ``pc``, by name.
+
+    Steps and scores of the three views (loss, attention, response) at step 0 (``_0``), just
+    before the drop (``_before``) and at the end (``_last``); the two-stage drop (how much of the
+    advantage context statistics give before the phase change, against the bound
+    ``ln((vocab_size - 1) / eval_T)`` of betting evenly on the first copy's tokens); and where
+    the attention pattern settles (90 % of its top after the phase change) against the loss and
+    the response at that step.
+    """
+    top, loss, adv, recipe = pc.top, pc.loss, pc.advantage, pc.log["recipe"]
+    at_before = loss.step == pc.before
+    plateau_adv = float(adv[at_before].iloc[0])
+    facts = {
+        "resp_onset": str(pc.resp_onset), "gap": pc.gap, "phase": pc.phase, "before": pc.before, "last": pc.last,
+        "n_used": len(pc.used), "used_list": ", ".join(str(s) for s in pc.used),
+        "T_len": pc.T, "n_seeds": pc.seeds, "eps": pc.eps, "L": pc.L,
+        "att_rise": pc.att_rise, "resp_rise": pc.resp_rise, "resp_emerge": str(pc.resp_emerge),
+        "resp_lag": pc.resp_rise - pc.phase, "loss_lo": pc.loss_lo, "loss_hi": pc.loss_hi,
+        "adv_final": float(adv.iloc[-1]), "second_final": float(loss["second copy"].iloc[-1]),
+        "first_final": float(loss["first copy"].iloc[-1]), "first_peak": float(loss["first copy"].max()),
+        "adv_before": plateau_adv, "adv_before_frac": plateau_adv / float(adv.iloc[-1]),
+        "in_context_bound": float(np.log((recipe["vocab_size"] - 1) / recipe["eval_T"])),
+        "gain_before": float(pc.log["uniform_loss"] - loss["second copy"][at_before].iloc[0]),
+        "first_before": float(loss["first copy"][at_before].iloc[0]),
+    }
+    for name, step in [("0", pc.used[0]), ("before", pc.before), ("last", pc.last)]:
+        facts[f"att_{name}"] = float(top.attention[step])
+        facts[f"attc_{name}"] = float(top.attention_control[step])
+        facts[f"resp_{name}"] = float(top.response[step])
+        facts[f"resp_lo_{name}"] = float(top.response_lo[step])
+        facts[f"resp_hi_{name}"] = float(top.response_hi[step])
+    facts["att_head_last"] = int(top.attention_head[pc.last])
+    att_level = float(top.attention[top.index >= pc.phase].max())
+    settled = next(s for s in top.index if s >= pc.phase and top.attention[s] >= 0.9 * att_level)
+    facts.update(att_settled=settled, resp_settled=float(top.response[settled]),
+                 second_settled=float(loss["second copy"][loss.step == settled].iloc[0]))
+    return facts
+
+
+def phase_contrasts(pc: PhaseChange) -> dict:
+    """How the induction stripe stands out of the last read layer's response matrix, before and after.
+
+    The mean response on the lag ``T-1`` stripe (``contrast_<when>``) and on the duplicate-token
+    lag ``T`` (``dup_contrast_<when>``), each divided by the mean on the lag ``T-2`` diagonal:
+    one position closer, so favoured by the decay with distance. ``<when>`` is ``before``
+    (:attr:`PhaseChange.before`) or ``last``; ``read_last`` is the read layer.
+    """
+    trace, T = pc.trace, pc.T
+    read_last = trace["read_layers"][-1]
+    facts = {"read_last": read_last}
+    for name, step in [("before", pc.before), ("last", pc.last)]:
+        profile = distance_profile(trace["matrices"][step]["repeated"], trace["read_layers"], trace["sources"],
+                                   [read_last]).set_index("distance")["mean chi"]  # mean chi at each lag t - s
+        facts[f"contrast_{name}"] = float(profile[T - 1] / profile[T - 2])
+        facts[f"dup_contrast_{name}"] = float(profile[T] / profile[T - 2])
+    return facts

@@ -1,0 +1,135 @@
+"""The command line of the build: ``python scripts/build_book.py`` (module docstring of
+:mod:`book_build`), and the run times it writes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .config import KERNEL, PROFILES, BuildError, Result, UsageError, load_pages
+from .execute import check_kernel, convert, execute, finish_page
+from .html import build_html, check_no_cdn
+from .params import check_overrides, check_parameters, declared_parameters, parse_overrides
+from .stage import fill_course_page, machine_description, stage_sources
+
+__all__ = ["main", "write_timings"]
+
+#: The first line of ``--help``.
+DESCRIPTION = "Build the book: execute its notebooks with papermill, then run Jupyter Book on the result."
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one ``error:`` line (and exit 2), like the build's own."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _Parser(description=DESCRIPTION)
+    parser.add_argument("--profile", choices=PROFILES, required=True)
+    parser.add_argument("--out", type=Path, default=Path("_build"))
+    parser.add_argument("--only", nargs="+", metavar="PAGE", help="build only these notebook pages")
+    parser.add_argument("--param", action="append", metavar="KEY=YAML",
+                        help="override one parameter of every page built (value parsed as YAML); repeatable")
+    parser.add_argument("--skip-html", action="store_true", help="execute notebooks, skip jupyter-book")
+    parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing notebook")
+    args = parser.parse_args(argv)
+
+    t0 = time.perf_counter()
+    out = args.out.resolve()
+    stage, src_dir = out / "stage", out / "src"
+    results: list[Result] = []
+    index: Path | None = None
+    html_seconds: float | None = None
+    try:
+        overrides = parse_overrides(args.param)
+        all_pages = load_pages(args.profile)
+        pages = [p for p in all_pages if args.profile in p.profiles]
+        if args.only:
+            unknown = [n for n in args.only if n not in {p.name for p in all_pages}]
+            if unknown:
+                raise UsageError(f"--only: unknown page(s) {', '.join(unknown)}; "
+                                 f"pages: {', '.join(p.name for p in all_pages)}")
+            pages = [p for p in all_pages if p.name in args.only]  # named pages run in any profile
+        # Convert and check every page before anything runs: a misspelt key costs no minutes.
+        sources: dict[str, tuple[Path, dict[str, str]]] = {}
+        for page in pages:
+            source_ipynb = convert(page, src_dir)
+            check_parameters(source_ipynb, page)
+            sources[page.name] = (source_ipynb, declared_parameters(source_ipynb))
+        taken = check_overrides({name: declared for name, (_, declared) in sources.items()}, overrides)
+        for page in pages:
+            page.params = {**page.params, **taken[page.name]}
+            left_out = sorted(set(overrides) - set(taken[page.name]))
+            if left_out:
+                print(f"[param] {page.name} has no parameter {', '.join(left_out)}; it runs without it")
+        skipped = [p.name for p in all_pages if p not in pages]
+        if skipped:
+            print(f"[stage] not built in this run (dropped from the toc): {skipped}")
+        stage_sources(stage, all_pages, pages, partial=bool(args.only))
+        print(f"[stage] {stage}  (kernel {KERNEL!r} runs {check_kernel()})", flush=True)
+
+        for page in pages:
+            source_ipynb, declared = sources[page.name]
+            results.append(execute(page, source_ipynb, stage))
+            if results[-1].error is None:
+                finish_page(page, stage / f"{page.name}.ipynb", source_ipynb, declared, stage)
+            elif args.fail_fast:
+                break
+        failures = [r for r in results if r.error]
+
+        if failures:
+            raise BuildError(
+                f"{len(failures)} of {len(pages)} notebook(s) failed; no HTML was built.\n\n"
+                + "\n\n".join(r.error for r in failures if r.error)
+            )
+        fill_course_page(stage, all_pages, results)
+
+        from residual_response.pages.plots import write_vega_bundle
+
+        bundle = write_vega_bundle(stage / "_static")
+        print(f"[stage] vega bundle: {bundle} ({bundle.stat().st_size / 1e6:.1f} MB)")
+        if not args.skip_html:
+            th = time.perf_counter()
+            index = build_html(stage, out / "jupyter-book.log")
+            html_seconds = time.perf_counter() - th
+            check_no_cdn(index.parent)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BuildError as exc:
+        print(f"\nbuild_book: FAILED\n{exc}", file=sys.stderr)
+        return 1
+    finally:
+        if results or html_seconds is not None:
+            write_timings(out, args.profile, results, html_seconds, t0)
+
+    print("\nnotebook timings:")
+    for r in results:
+        print(f"  {r.page.name:<40} {r.seconds:8.1f} s")
+    if html_seconds is not None:
+        print(f"  {'(jupyter-book build)':<40} {html_seconds:8.1f} s")
+    print(f"  {'(total)':<40} {time.perf_counter() - t0:8.1f} s")
+    print(f"timings: {out / 'timings.json'}")
+    print(f"book: {index}" if index else f"executed notebooks: {stage} (HTML skipped)")
+    return 0
+
+
+def write_timings(out: Path, profile: str, results: list[Result], html_seconds: float | None, t0: float) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    data = {
+        "profile": profile,
+        "machine": machine_description(),
+        "notebooks": {
+            r.page.name: {"seconds": round(r.seconds, 2), "ok": r.error is None, "params": r.page.params}
+            for r in results
+        },
+        "html_build_seconds": None if html_seconds is None else round(html_seconds, 2),
+        "total_seconds": round(time.perf_counter() - t0, 2),
+    }
+    (out / "timings.json").write_text(json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,109 @@
+"""What the build reads: the repository's paths, ``book/pages.yml`` as :class:`Page` s, and its errors."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["REPO", "BOOK", "PAGES_FILE", "KERNEL", "PROFILES", "BuildError", "UsageError", "Page", "Result",
+           "load_pages"]
+
+#: The checkout the build runs in (this package lives in its ``lib/``).
+REPO = Path(__file__).resolve().parents[2]
+
+
+BOOK = REPO / "book"
+
+
+PAGES_FILE = BOOK / "pages.yml"
+
+
+KERNEL = "python3"
+
+
+PROFILES = ("ci", "publish")
+
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+# Strings that betray a page loading something from a CDN.
+CDN_PATTERNS = ("https://cdn", "http://cdn", "jsdelivr", "unpkg", "cdnjs")
+
+
+ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class BuildError(Exception):
+    """A failure with a message meant for the person running the build."""
+
+
+class UsageError(BuildError):
+    """Bad input from the person running the build: exit 2 with one ``error:`` line."""
+
+
+@dataclass
+class Page:
+    name: str
+    source: Path
+    params: dict[str, Any]
+    timeout: int
+    profiles: tuple[str, ...]
+    template: bool = False  # expanded from an `each` entry: one source, several pages
+
+
+@dataclass
+class Result:
+    page: Page
+    seconds: float
+    error: str | None = None
+    output: Path | None = None
+
+
+def load_pages(profile: str, pages_file: Path = PAGES_FILE) -> list[Page]:
+    """All pages of ``pages_file`` (``each`` expanded), with ``profile``'s parameters."""
+    spec = yaml.safe_load(pages_file.read_text()) or {}
+    default_timeout = int((spec.get("defaults") or {}).get("timeout", 1200))
+    pages: list[Page] = []
+    for i, entry in enumerate(spec.get("pages") or []):
+        where = f"{pages_file.name}: pages[{i}]"
+        unknown = set(entry) - {"name", "source", "params", "profiles", "timeout", "each"}
+        if unknown or "name" not in entry or "source" not in entry:
+            raise BuildError(f"{where}: needs name and source; unknown keys {sorted(unknown)}")
+        params = entry.get("params") or {}
+        if set(params) - {"all", *PROFILES}:
+            raise BuildError(f"{where}: params keys must be among all, {', '.join(PROFILES)}")
+        base = {**(params.get("all") or {}), **(params.get(profile) or {})}
+        profiles = tuple(entry.get("profiles") or PROFILES)
+        if set(profiles) - set(PROFILES):
+            raise BuildError(f"{where}: unknown profile in {profiles}")
+        for item in entry.get("each") or [None]:
+            try:
+                name = entry["name"].format(**(item or {}))
+            except KeyError as exc:
+                raise BuildError(f"{where}: name {entry['name']!r} uses {exc}, not in `each`")
+            pages.append(
+                Page(
+                    name=name,
+                    source=(REPO / entry["source"]).resolve(),
+                    params={**base, **(item or {})},
+                    timeout=int(entry.get("timeout", default_timeout)),
+                    profiles=profiles,
+                    template=bool(entry.get("each")),
+                )
+            )
+    names = [p.name for p in pages]
+    for p in pages:
+        if not NAME_RE.match(p.name):
+            raise BuildError(f"{pages_file.name}: page name {p.name!r} must match {NAME_RE.pattern}")
+        if names.count(p.name) > 1:
+            raise BuildError(f"{pages_file.name}: page name {p.name!r} is used more than once")
+        if not p.source.is_file():
+            raise BuildError(f"{pages_file.name}: {p.name}: source {p.source} does not exist")
+        if (BOOK / f"{p.name}.md").exists() or (BOOK / f"{p.name}.ipynb").exists():
+            raise BuildError(f"{pages_file.name}: {p.name} clashes with a prose page in book/")
+    return pages

@@ -1,0 +1,134 @@
+"""Figures of the emergence, cross-check, null and section-map pages."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import altair as alt
+import pandas as pd
+
+from ..tables.frames import section_map_frame
+from .charts import _require_columns, log_y, matrix_heatmap, score_vs_depth
+
+__all__ = ["emergence_scores", "attention_beside_response", "ablation_panel", "in_rows", "null_scores",
+           "emergence_stability", "section_maps"]
+
+
+def emergence_scores(scores: pd.DataFrame, trained: Sequence[str], band: pd.DataFrame, *,
+                     setting: str) -> alt.HConcatChart:
+    """Induction score of the trained models over the controls' band, beside every model's
+    duplicate-token score, against relative depth (log y).
+
+    ``scores``: :func:`..tables.score_frame` rows; ``band``: :func:`..tables.control_envelope`;
+    ``setting`` (:func:`..tables.setting_text`) is the second line of each title (one line would
+    widen the panels beyond a page). With no trained model the
+    left panel shows the controls themselves.
+    """
+    _require_columns(scores, ["model", "rel_depth", "score", "lo", "hi", "dup", "dup_lo", "dup_hi"], "emergence_scores")
+    dup = scores.drop(columns=["score", "lo", "hi"]).rename(columns={"dup": "score", "dup_lo": "lo", "dup_hi": "hi"})
+    left = scores[scores.model.isin(trained)] if len(trained) else scores
+    return (
+        log_y(score_vs_depth(left, title=["induction (lag T − 1)", setting], y_title="score S", width=250, band=band))
+        | log_y(score_vs_depth(dup, title=["duplicate token (lag T)", setting], y_title="score D", width=250))
+    ).configure_legend(orient="bottom", columns=3)
+
+
+def attention_beside_response(att_mean, res, *, name: str, setting: str) -> alt.HConcatChart:
+    """One model's attention on the induction stripe per block and head (heatmap), beside the
+    response score of the stream each block writes into (``S`` at stream ``b + 1`` on row ``b``).
+
+    ``att_mean``: ``[L, H]`` mean attention (:func:`.attention.induction_attention_scores`);
+    ``res``: the model's :class:`.induction.InductionResult`.
+    """
+    L, H = att_mean.shape
+    att_df = pd.DataFrame([{"block": b, "head": h, "attention": float(att_mean[b, h])}
+                           for b in range(L) for h in range(H)])
+    resp_df = pd.DataFrame([{"model": name, "block": l - 1, "score": s, "lo": lo, "hi": hi}
+                            for l, s, lo, hi in zip(res.layers, res.score, res.ci_low, res.ci_high) if l > res.layer])
+    height = max(120, min(14 * L, 360))
+    heat = matrix_heatmap(att_df, "head", "block", "attention", title=f"{name}: attention on the stripe",
+                          width=max(100, 12 * H), height=height)
+    log_x = alt.Scale(type="log", nice=False)
+    y_block = alt.Y("block:O", title="block b", axis=alt.Axis(labelOverlap="parity", labelAngle=0))
+    resp = alt.Chart(resp_df)
+    line = alt.layer(
+        alt.Chart(pd.DataFrame({"reference": [1.0, 2.0]})).mark_rule(strokeDash=[4, 4], color="gray").encode(
+            x=alt.X("reference:Q", scale=log_x)),
+        resp.mark_rule().encode(x=alt.X("lo:Q", scale=log_x), x2="hi:Q", y=y_block),
+        resp.mark_point(filled=True).encode(
+            x=alt.X("score:Q", scale=log_x, title="response score S (stream b + 1)"), y=y_block,
+            tooltip=["block", *(alt.Tooltip(f"{c}:Q", format=".3g") for c in ("score", "lo", "hi"))]),
+    ).properties(width=180, height=height, title=[f"{name}: response score", setting])
+    return alt.hconcat(heat, line).resolve_scale(y="shared")
+
+
+def ablation_panel(study, n_layers: int, *, title: str | list[str]) -> alt.LayerChart:
+    """Score against relative depth without ablation, with the top-k heads and with each draw of
+    k random heads ablated (:class:`.crosscheck.AblationStudy`), log y. A ``title`` list is set in
+    lines (a panel is as wide as its title)."""
+    noun = "head" if study.k == 1 else "heads"
+    labels = {"none": "no ablation", "top": f"top-{study.k} {noun} by response",
+              **{key: f"{study.k} random {noun} (draw {i})" for i, key in enumerate(study.random_keys)}}
+    df = pd.DataFrame([{"model": labels[key], "rel_depth": l / n_layers, "score": s, "lo": lo, "hi": hi}
+                       for key, res in study.results.items()
+                       for l, s, lo, hi in zip(res.layers, res.score, res.ci_low, res.ci_high) if l > res.layer])
+    return log_y(score_vs_depth(df, title=title, y_title="score S", width=220, color_title="ablation"))
+
+
+def in_rows(panels: Sequence[Any], per_row: int = 2) -> alt.VConcatChart:
+    """Panels ``per_row`` to a row, each with its own colour legend."""
+    rows = [alt.hconcat(*panels[i:i + per_row]).resolve_scale(color="independent")
+            for i in range(0, len(panels), per_row)]
+    return alt.vconcat(*rows).resolve_scale(color="independent")
+
+
+def null_scores(null: pd.DataFrame, *, setting: str) -> alt.FacetChart:
+    """Scores of random-initialised models per read layer, with intervals, one panel per baseline.
+
+    ``null``: :func:`.null.null_frame` rows. The y axis is clamped to 0.5-2 (log): a calibrated
+    baseline scatters around the dotted 1.
+    """
+    _require_columns(null, ["rel_depth", "score", "ci_low", "ci_high", "family", "size", "model", "layer", "baseline"],
+                     "null_scores")
+    base = alt.Chart(null).encode(x=alt.X("rel_depth:Q", title="relative depth l/L", scale=alt.Scale(domain=[0, 1.02])))
+    log_scale = alt.Scale(type="log", domain=[0.5, 2.0], clamp=True)
+    y_title = f"induction score S ({setting})"
+    panel = alt.layer(
+        alt.Chart(pd.DataFrame({"score": [1.0]})).mark_rule(strokeDash=[2, 3], color="gray").encode(y="score:Q"),
+        base.mark_errorbar(opacity=0.35).encode(y=alt.Y("ci_low:Q", scale=log_scale, title=y_title), y2="ci_high:Q",
+                                                color=alt.Color("family:N", title="architecture")),
+        base.mark_point(filled=True, size=30).encode(
+            y=alt.Y("score:Q", title=y_title, scale=log_scale), color="family:N",
+            shape=alt.Shape("size:N", title="size"),
+            tooltip=["model", "layer", *(alt.Tooltip(f"{c}:Q", format=".3f") for c in ("score", "ci_low", "ci_high"))]),
+    ).properties(width=250, height=220)
+    return panel.facet(column=alt.Column("baseline:N", title=None), data=null)
+
+
+def emergence_stability(stability: pd.DataFrame, *, eps_text: str) -> alt.FacetChart:
+    """Emergence layer and its interval against the copy length ``T``, one colour per number of
+    seeds, one panel per model (:func:`~residual_response.null.emergence_stability` rows, or their
+    frame; no point: no rise)."""
+    d = pd.DataFrame(stability).dropna(subset=["emergence layer"]).assign(seeds=lambda x: x.seeds.astype(str))
+    enc = dict(x=alt.X("T:O", title=f"copy length T (ε = {eps_text})"), xOffset=alt.XOffset("seeds:N"),
+               color=alt.Color("seeds:N", title="seeds"))
+    return alt.layer(
+        alt.Chart(d).mark_rule().encode(y=alt.Y("interval low:Q", title="emergence layer (stream)"),
+                                        y2="interval high:Q", **enc),
+        alt.Chart(d).mark_point(filled=True, size=50).encode(
+            y="emergence layer:Q", tooltip=["model", "T", "seeds", "emergence layer", "interval low", "interval high"],
+            **enc),
+    ).properties(width=220, height=200).facet(column=alt.Column("model:N", title=None)).resolve_scale(y="independent")
+
+
+def section_maps(maps: dict, *, setting: str) -> alt.VConcatChart:
+    """log2 of the section map ``S(l0, l)``, one panel per model (``maps``: name ->
+    :class:`.induction.SectionMap`), one diverging colour scale for all."""
+    frames = {name: section_map_frame(sm) for name, sm in maps.items()}
+    m = max(float(f["log2 score"].abs().max()) for f in frames.values()) or 1.0
+    return alt.vconcat(*[
+        matrix_heatmap(frames[name], "read layer l", "perturbed layer l0", "log2 score", diverging=True,
+                       domain=[-m, m], title=f"{name} ({setting})",
+                       width=min(480, max(200, 16 * (len(sm.read_layers)))), height=max(90, 24 * len(sm.perturb_layers)))
+        for name, sm in maps.items()
+    ]).resolve_scale(color="shared")
