@@ -59,6 +59,6 @@ The book's build (``scripts/build_book.py``) is the package ``book_build`` besid
 
 from .models import LoadedModel, ModelUnavailableError, load_model, model_names
 from .engine import ResponseResult, response
+from .version import __version__
 
 __all__ = ["LoadedModel", "ModelUnavailableError", "load_model", "model_names", "ResponseResult", "response"]
-__version__ = "0.1.0"

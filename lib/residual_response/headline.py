@@ -75,7 +75,7 @@ def headline_path(model: str) -> Path:
 
 
 def _key(lm) -> dict:
-    from . import __version__
+    from .version import __version__
     from .provenance import weights_hash
 
     return {"version": HEADLINE_VERSION, "setting": dict(CANONICAL), "regime_sweep": dict(REGIME_SWEEP),

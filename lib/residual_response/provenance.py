@@ -97,7 +97,7 @@ def library_info() -> dict:
     The checkout is the folder two levels above this package (``<repo>/lib/residual_response``);
     an installed copy (site-packages) has no ``.git`` there and records no commit.
     """
-    from . import __version__
+    from .version import __version__
 
     root = Path(__file__).resolve().parents[2]
     commit = dirty = None

@@ -67,7 +67,7 @@ def page_record(bench_json: str | os.PathLike = "", *, fallback_model: str, fall
     if path is not None:
         rec = load_record(path)
         return rec, f"`{path.name}` written by `scripts/bench.py` on {rec.created}"
-    from . import QUICK, run_bench
+    from .run import QUICK, run_bench
 
     growth_T = tuple(sorted({max(2, fallback_T // 2), fallback_T, fallback_T + fallback_T // 2}))
     rec = run_bench(fallback_model, device=device, log=None,
