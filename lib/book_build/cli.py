@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import KERNEL, PROFILES, BuildError, Result, UsageError, load_pages
+from .config import KERNEL, PROFILES, BuildError, Page, Result, UsageError, load_pages
 from .execute import check_kernel, convert, execute, finish_page
 from .html import build_html, check_no_cdn
 from .params import check_overrides, check_parameters, declared_parameters, parse_overrides
@@ -29,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = _Parser(description=DESCRIPTION)
     parser.add_argument("--profile", choices=PROFILES, required=True)
     parser.add_argument("--out", type=Path, default=Path("_build"))
@@ -38,8 +38,68 @@ def main(argv: list[str] | None = None) -> int:
                         help="override one parameter of every page built (value parsed as YAML); repeatable")
     parser.add_argument("--skip-html", action="store_true", help="execute notebooks, skip jupyter-book")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing notebook")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def _selected(args: argparse.Namespace, all_pages: list[Page]) -> list[Page]:
+    """The pages of the profile, or those named by ``--only`` (in any profile)."""
+    if not args.only:
+        return [p for p in all_pages if args.profile in p.profiles]
+    unknown = [n for n in args.only if n not in {p.name for p in all_pages}]
+    if unknown:
+        raise UsageError(f"--only: unknown page(s) {', '.join(unknown)}; "
+                         f"pages: {', '.join(p.name for p in all_pages)}")
+    return [p for p in all_pages if p.name in args.only]
+
+
+def _checked_sources(pages: list[Page], src_dir: Path, overrides: dict) -> dict[str, tuple[Path, dict[str, str]]]:
+    """Convert and check every page before anything runs (a misspelt key costs no minutes); the
+    overrides each page takes are merged into its parameters."""
+    sources: dict[str, tuple[Path, dict[str, str]]] = {}
+    for page in pages:
+        source_ipynb = convert(page, src_dir)
+        check_parameters(source_ipynb, page)
+        sources[page.name] = (source_ipynb, declared_parameters(source_ipynb))
+    taken = check_overrides({name: declared for name, (_, declared) in sources.items()}, overrides)
+    for page in pages:
+        page.params = {**page.params, **taken[page.name]}
+        left_out = sorted(set(overrides) - set(taken[page.name]))
+        if left_out:
+            print(f"[param] {page.name} has no parameter {', '.join(left_out)}; it runs without it")
+    return sources
+
+
+def _execute_all(pages: list[Page], sources: dict, stage: Path, results: list[Result], fail_fast: bool) -> None:
+    """Execute and finish each page, appending to ``results``; one error naming every failed page."""
+    for page in pages:
+        source_ipynb, declared = sources[page.name]
+        results.append(execute(page, source_ipynb, stage))
+        if results[-1].error is None:
+            finish_page(page, stage / f"{page.name}.ipynb", source_ipynb, declared, stage)
+        elif fail_fast:
+            break
+    failures = [r for r in results if r.error]
+    if failures:
+        raise BuildError(
+            f"{len(failures)} of {len(pages)} notebook(s) failed; no HTML was built.\n\n"
+            + "\n\n".join(r.error for r in failures if r.error)
+        )
+
+
+def _print_timings(results: list[Result], html_seconds: float | None, t0: float, out: Path, stage: Path,
+                   index: Path | None) -> None:
+    print("\nnotebook timings:")
+    for r in results:
+        print(f"  {r.page.name:<40} {r.seconds:8.1f} s")
+    if html_seconds is not None:
+        print(f"  {'(jupyter-book build)':<40} {html_seconds:8.1f} s")
+    print(f"  {'(total)':<40} {time.perf_counter() - t0:8.1f} s")
+    print(f"timings: {out / 'timings.json'}")
+    print(f"book: {index}" if index else f"executed notebooks: {stage} (HTML skipped)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
     t0 = time.perf_counter()
     out = args.out.resolve()
     stage, src_dir = out / "stage", out / "src"
@@ -49,45 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         overrides = parse_overrides(args.param)
         all_pages = load_pages(args.profile)
-        pages = [p for p in all_pages if args.profile in p.profiles]
-        if args.only:
-            unknown = [n for n in args.only if n not in {p.name for p in all_pages}]
-            if unknown:
-                raise UsageError(f"--only: unknown page(s) {', '.join(unknown)}; "
-                                 f"pages: {', '.join(p.name for p in all_pages)}")
-            pages = [p for p in all_pages if p.name in args.only]  # named pages run in any profile
-        # Convert and check every page before anything runs: a misspelt key costs no minutes.
-        sources: dict[str, tuple[Path, dict[str, str]]] = {}
-        for page in pages:
-            source_ipynb = convert(page, src_dir)
-            check_parameters(source_ipynb, page)
-            sources[page.name] = (source_ipynb, declared_parameters(source_ipynb))
-        taken = check_overrides({name: declared for name, (_, declared) in sources.items()}, overrides)
-        for page in pages:
-            page.params = {**page.params, **taken[page.name]}
-            left_out = sorted(set(overrides) - set(taken[page.name]))
-            if left_out:
-                print(f"[param] {page.name} has no parameter {', '.join(left_out)}; it runs without it")
+        pages = _selected(args, all_pages)
+        sources = _checked_sources(pages, src_dir, overrides)
         skipped = [p.name for p in all_pages if p not in pages]
         if skipped:
             print(f"[stage] not built in this run (dropped from the toc): {skipped}")
         stage_sources(stage, all_pages, pages, partial=bool(args.only))
         print(f"[stage] {stage}  (kernel {KERNEL!r} runs {check_kernel()})", flush=True)
-
-        for page in pages:
-            source_ipynb, declared = sources[page.name]
-            results.append(execute(page, source_ipynb, stage))
-            if results[-1].error is None:
-                finish_page(page, stage / f"{page.name}.ipynb", source_ipynb, declared, stage)
-            elif args.fail_fast:
-                break
-        failures = [r for r in results if r.error]
-
-        if failures:
-            raise BuildError(
-                f"{len(failures)} of {len(pages)} notebook(s) failed; no HTML was built.\n\n"
-                + "\n\n".join(r.error for r in failures if r.error)
-            )
+        _execute_all(pages, sources, stage, results, args.fail_fast)
         fill_course_page(stage, all_pages, results)
 
         from residual_response.pages.plots import write_vega_bundle
@@ -108,15 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if results or html_seconds is not None:
             write_timings(out, args.profile, results, html_seconds, t0)
-
-    print("\nnotebook timings:")
-    for r in results:
-        print(f"  {r.page.name:<40} {r.seconds:8.1f} s")
-    if html_seconds is not None:
-        print(f"  {'(jupyter-book build)':<40} {html_seconds:8.1f} s")
-    print(f"  {'(total)':<40} {time.perf_counter() - t0:8.1f} s")
-    print(f"timings: {out / 'timings.json'}")
-    print(f"book: {index}" if index else f"executed notebooks: {stage} (HTML skipped)")
+    _print_timings(results, html_seconds, t0, out, stage, index)
     return 0
 
 

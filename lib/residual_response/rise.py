@@ -1,0 +1,150 @@
+"""Where an induction score rises over depth: :class:`Rise`, the book's one definition of the
+emergence layer, and :func:`emergence_layer`, a fixed threshold for series of known scale.
+
+Why a module of its own: the rise is read off any score profile with bootstrap replicates (the
+induction score of :mod:`.induction`, each row of a section map, the toy model's checkpoints), and
+the same rule must hold for all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .stats import percentile_interval
+
+__all__ = ["EMERGENCE_THRESHOLD", "RISE_FRACTIONS", "Rise", "emergence_layer", "half_rise_layer", "rise_of"]
+
+
+#: a fixed score threshold, for series of known scale (:func:`emergence_layer`); the emergence
+#: layer of a model follows the score's own rise instead (:class:`Rise`)
+EMERGENCE_THRESHOLD = 2.0
+
+
+def emergence_layer(layers: Sequence[int], ci_low: Sequence[float], threshold: float = EMERGENCE_THRESHOLD) -> int | None:
+    """First entry of ``layers`` whose CI lower bound exceeds ``threshold`` (``None`` if none does).
+
+    A fixed threshold, for series whose scale is known (the toy model's training steps). The
+    emergence layer of a model is *not* this: it follows the score's own scale (:func:`rise_of`).
+    """
+    for layer, low in zip(layers, ci_low):
+        if low is not None and np.isfinite(low) and low > threshold:
+            return int(layer)
+    return None
+
+
+@dataclass(frozen=True)
+class Rise:
+    """The rise of the induction score over depth, and the layer where it happens.
+
+    Why a rise and not a threshold: how high the score climbs depends on the baseline, on ``T``
+    and on the model (2-3x in SmolLM2, 10x and more in Gemma 3), so a fixed threshold on the
+    score finds different layers at different settings. Where the score rises does not: the
+    emergence layer is the middle of the rise, measured in factors.
+
+    Definition, over the read layers after the perturbed one: ``top`` is the layer of the largest
+    score, ``bottom`` the layer of the smallest score at or before it, and the rise is
+    ``R = S(top) / S(bottom)``. Induction *emerges* when the lower end of the paired bootstrap
+    interval of ``R`` lies above 1, i.e. the rise is not resampling noise. The emergence layer is
+    then the first layer from ``bottom`` on whose log score reaches half way from
+    ``log S(bottom)`` to ``log S(top)``; ``start`` and ``end`` are the first layers that reach
+    10 % and 90 % of the way, and ``width = end - start`` says whether the rise is sudden (a
+    layer or two) or gradual. Each of them gets an interval from the same rule applied to every
+    bootstrap replicate (2.5 % and 97.5 % quantiles, over the replicates that show a rise).
+
+    Attributes:
+        emerged: whether the rise is significant; the layers below are ``None`` when not.
+        layer, layer_ci: the emergence layer and its interval.
+        start, end, width, width_ci: the 10 % and 90 % layers, and ``end - start`` with its interval.
+        bottom, top: the layers of the smallest and the largest score.
+        factor, factor_ci: ``R`` and its paired interval.
+    """
+
+    emerged: bool
+    layer: int | None
+    layer_ci: tuple[int, int] | None
+    start: int | None
+    end: int | None
+    width: int | None
+    width_ci: tuple[int, int] | None
+    bottom: int
+    top: int
+    factor: float
+    factor_ci: tuple[float, float]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+#: fractions of the log rise that define the start, the middle (emergence) and the end of the rise
+RISE_FRACTIONS = (0.1, 0.5, 0.9)
+
+
+def _rise_layers(layers: np.ndarray, score: np.ndarray) -> tuple[int, int, tuple[int, ...]]:
+    """``(bottom index, top index, layers reaching each of RISE_FRACTIONS)`` of one score profile."""
+    top = int(np.argmax(score))
+    bottom = int(np.argmin(score[: top + 1]))
+    logs = np.log(score)
+    crossing = []
+    for f in RISE_FRACTIONS:
+        level = logs[bottom] + f * (logs[top] - logs[bottom])
+        crossing.append(int(layers[next(i for i in range(bottom, top + 1) if logs[i] >= level)]))
+    return bottom, top, tuple(crossing)
+
+
+def rise_of(layers: Sequence[int], score: Sequence[float], boots: np.ndarray, confidence: float = 0.95) -> Rise:
+    """Locate the rise of an induction score over depth (see :class:`Rise`).
+
+    Args:
+        layers: ``[n]`` read layers; score: ``[n]`` scores (non-finite entries, the perturbed
+            layer itself, are left out).
+        boots: ``[n_boot, n]`` paired bootstrap replicates of the scores (:func:`.stats.bootstrap_ratio`
+            with ``return_boots``).
+    """
+    layers = np.asarray(layers)
+    score = np.asarray(score, dtype=float)
+    boots = np.asarray(boots, dtype=float)
+    keep = np.isfinite(score) & (score > 0) & np.all(np.isfinite(boots) & (boots > 0), axis=0)
+    if keep.sum() < 2:
+        raise ValueError("rise_of needs finite, positive scores at two read layers at least")
+    layers, score, boots = layers[keep], score[keep], boots[:, keep]
+    bottom, top, (start, mid, end) = _rise_layers(layers, score)
+    factors = boots[:, top] / boots[:, bottom]  # paired: the same resample at both layers
+    f_lo, f_hi = (float(q) for q in percentile_interval(factors, confidence))
+    emerged = bool(f_lo > 1.0)
+    layer_ci = width_ci = None
+    if emerged:
+        mids, widths = [], []
+        for b in boots:
+            bb, bt, (s10, s50, s90) = _rise_layers(layers, b)
+            if bt > bb:
+                mids.append(s50)
+                widths.append(s90 - s10)
+        layer_ci = tuple(int(round(q)) for q in percentile_interval(mids, confidence))
+        width_ci = tuple(int(round(q)) for q in percentile_interval(widths, confidence))
+    return Rise(
+        emerged=emerged, layer=mid if emerged else None, layer_ci=layer_ci,
+        start=start if emerged else None, end=end if emerged else None,
+        width=(end - start) if emerged else None, width_ci=width_ci,
+        bottom=int(layers[bottom]), top=int(layers[top]),
+        factor=float(score[top] / score[bottom]), factor_ci=(f_lo, f_hi),
+    )
+
+
+def half_rise_layer(layers: Sequence[int], score: Sequence[float]) -> int | None:
+    """The layer where a score profile is half way up its rise, by the rule of :class:`Rise`.
+
+    Why: the same "where the score rises" as the emergence layer, for a profile that has no
+    bootstrap replicates (the duplicate-token score of a section map's row). No interval, and no
+    test that the rise is larger than noise: read it beside the rise it names. ``None`` when
+    fewer than two finite, positive scores remain.
+    """
+    layers = np.asarray(layers)
+    score = np.asarray(score, dtype=float)
+    keep = np.isfinite(score) & (score > 0)
+    if keep.sum() < 2:
+        return None
+    _, _, (_, mid, _) = _rise_layers(layers[keep], score[keep])
+    return mid
