@@ -64,14 +64,14 @@ def reduce_response(path: Path) -> dict:
     import numpy as np
 
     with np.load(path) as d:
-        read_layers = [int(v) for v in d["read_layers"]]
-        keep = read_layers_kept(read_layers)
-        chi = d["chi"][:, [read_layers.index(l) for l in keep]][:, :, list(ROWS)]  # [n_eps, n_kept, n_rows, N]
+        read_streams = [int(v) for v in d["read_streams"]]
+        keep = read_layers_kept(read_streams)
+        chi = d["chi"][:, [read_streams.index(l) for l in keep]][:, :, list(ROWS)]  # [n_eps, n_kept, n_rows, N]
         return {"kind": str(d["kind"]), "model": str(d["model"]), "dtype": str(d["dtype"]), "method": str(d["method"]),
-                "direction": str(d["direction"]), "layer": int(d["layer"]), "seed": int(d["seed"]),
+                "direction": str(d["direction"]), "l0": int(d["l0"]), "seed": int(d["seed"]),
                 "n_directions": int(d["n_directions"]), "tokens": [int(v) for v in d["tokens"]],
-                "eps": [float(v) for v in d["eps"]], "read_layers": read_layers, "chi_shape": list(d["chi"].shape),
-                "kept_read_layers": keep, "kept_sources": list(ROWS), "chi": chi.tolist()}
+                "eps": [float(v) for v in d["eps"]], "read_streams": read_streams, "chi_shape": list(d["chi"].shape),
+                "kept_read_streams": keep, "kept_sources": list(ROWS), "chi": chi.tolist()}
 
 
 def run(argv: list[str], folder: Path) -> dict:

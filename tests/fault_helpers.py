@@ -87,12 +87,12 @@ def main() -> None:
             return out
         gguf.write_cache_manifest = slow_manifest
     elif point == "compute":  # the CLI's output is reserved, the computation runs
-        real_response = response_mod.response
+        real_response = response_mod.run_response
 
         def slow_response(*args, **kwargs):
             _pause(point)
             return real_response(*args, **kwargs)
-        response_mod.response = slow_response
+        response_mod.run_response = slow_response
     elif point == "write":  # half of the output archive is written
         def slow_write(self, fh):
             fh.write(b"PK\x03\x04" + b"\0" * 4096)

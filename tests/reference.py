@@ -61,3 +61,15 @@ def naive_chi(lm, tokens, eps, l0, directions):
             r = (pert - clean).norm(dim=-1) / clean.norm(dim=-1)  # [L+1, N]
             chi[:, s, :] += r[l0:].cpu().numpy() / eps
     return chi / K
+
+
+def rel_diff_from_naive(lm, tokens, l0, *, eps=1e-2, n_directions=2, seed=0):
+    """Max relative difference of the engine's chi from :func:`naive_chi` (same directions), at ``l0``."""
+    from residual_response.engine import response
+    from residual_response.perturbation import perturbation_directions
+
+    N = len(tokens)
+    res = response(lm, tokens, [eps], l0=l0, n_directions=n_directions, seed=seed)
+    dirs = perturbation_directions(lm, tokens, torch.arange(N), n_directions, "gaussian", seed)
+    ref = naive_chi(lm, tokens, eps, l0, dirs)  # [n_read, N, N]
+    return float(np.abs(res.chi[0] - ref).max() / np.abs(ref).max())

@@ -7,10 +7,12 @@ writes stream ``b + 1``.
 
 Layers, from the model up: the science modules and the engine import nothing above them; only
 the page layer (:mod:`.pages`), the benchmark (:mod:`.bench`) and the command line (:mod:`.cli`)
-import :mod:`.pages`.
+import :mod:`.pages`, and only they use pandas and altair; no import circle, lazy ones included
+(``tests/unit/test_layering.py``). One vocabulary: ``l0`` the perturbed stream, ``read_streams``
+the streams read, ``T`` a copy's length, ``seeds`` a list of seeds.
 
 Models and streams
-  - :mod:`.models`        load models by name: ``loaded`` (:class:`LoadedModel`), ``spec``, ``registry``,
+  - :mod:`.models`        load models by name: ``loaded`` (:class:`LoadedModel`), ``blocks`` (any decoder's blocks), ``spec``, ``registry``,
     ``cache``, ``gguf`` (offline stand-ins), ``hf`` (hub ids, folders), ``random_init``, ``toy`` (the toy GPT-2)
   - :mod:`.precision`     float64 models kept in float64
   - :mod:`.streams`       read and write the residual stream with hooks; stream names as TransformerLens writes them
@@ -21,10 +23,13 @@ The response
   - :mod:`.engine`        the batched response engine: chi over (eps, read stream, source, target)
     (``result``, ``plan``, ``clean``, ``tap``, ``passes``, ``compute``)
   - :mod:`.regime`        the universal (scale-invariant) regime of an eps sweep
+  - :mod:`.cost`          the one cost model: weights of a block, FLOPs and memory of a response
 
 Science on the response and beside it
   - :mod:`.stats`         the bootstraps: means, ratios, two-level (seeds, then positions), paired
-  - :mod:`.induction`     induction and duplicate-token scores, the rise over depth, the emergence layer, the section map
+  - :mod:`.induction`     induction and duplicate-token scores and the section map, validated once (``InductionSetting``)
+  - :mod:`.induction_result` their results and files (``StripeData``, ``InductionResult``, ``SectionMap``)
+  - :mod:`.rise`          the rise of a score over depth (``Rise``) and the emergence layer
   - :mod:`.canonical`     the canonical setting of the book's headline numbers
   - :mod:`.headline`      the headline numbers per model, computed once and cached
   - :mod:`.null`          the null of the score on random-initialised models
@@ -49,9 +54,11 @@ Benchmark, files and command line
   - :mod:`.provenance`    what made a result file (versions, weights hash, parameters, times)
   - :mod:`.resultfile`    the kind of a result file, read back with one clear error
   - :mod:`.progress`      one progress bar per job, its total from the batch plan
-  - :mod:`.checks`        the validators of every public argument, and of results before they leave
+  - :mod:`.checks`        the validators of every public argument (:class:`~.errors.InputError`), and of results before they leave
+  - :mod:`.errors`        ``InputError``: a value the caller got wrong (the command line's exit status 2)
+  - :mod:`.version`       the library's version
   - :mod:`.io`            atomic writes, cache locks, temporaries of killed writers
-  - :mod:`.cli`           the ``residual-response`` command (``parser``, ``output``, ``estimate``, ``commands``,
+  - :mod:`.cli`           the ``residual-response`` command (``parser``, ``output``, ``estimate``, ``jobs``, ``commands``,
     ``show``: result files drawn as an offline HTML page or a PNG)
 
 The book's build (``scripts/build_book.py``) is the package ``book_build`` beside this one in ``lib/``.

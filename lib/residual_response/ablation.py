@@ -27,8 +27,8 @@ from typing import Iterable, Iterator, Sequence
 
 import torch
 
-from .checks import check_int, check_model, check_seed, keyword_alias, validate_layer
-from .models import LoadedModel
+from .checks import InputError, check_int, check_model, check_seed, keyword_alias, validate_layer
+from .models import LoadedModel, UnsupportedModelError
 from .sequences import make_sequence
 from .streams import hooked
 
@@ -43,6 +43,11 @@ __all__ = [
 ]
 
 ABLATION_MODES = ("mean", "zero")
+#: ``(attention module, output projection)`` names of a block, by family: Llama, Gemma, Qwen2, Mistral and
+#: Phi-3 (``self_attn.o_proj``), GPT-2 (``attn.c_proj``), GPT-NeoX (``attention.dense``), OPT
+#: (``self_attn.out_proj``), Falcon (``self_attention.dense``)
+OUTPUT_PROJECTIONS = (("self_attn", "o_proj"), ("attn", "c_proj"), ("attention", "dense"), ("self_attn", "out_proj"),
+                      ("self_attention", "dense"))
 
 
 @keyword_alias(layer="block")
@@ -55,14 +60,14 @@ def head_output_projection(lm: LoadedModel, block: int) -> torch.nn.Module:
     """
     validate_layer(lm, block, what="block index")
     module = lm.blocks[block]
-    for attn_name, proj_name in (("self_attn", "o_proj"), ("attn", "c_proj"), ("attention", "dense")):
+    for attn_name, proj_name in OUTPUT_PROJECTIONS:
         attn = getattr(module, attn_name, None)
         proj = getattr(attn, proj_name, None) if attn is not None else None
         if isinstance(proj, torch.nn.Module):
             return proj
-    raise TypeError(
-        f"unsupported block class {type(module).__name__} in {lm.name}: no self_attn.o_proj, attn.c_proj or attention.dense"
-    )
+    names = ", ".join(f"{a}.{p}" for a, p in OUTPUT_PROJECTIONS)
+    raise UnsupportedModelError(f"unsupported block class {type(module).__name__} in {lm.name}: no attention output "
+                                f"projection found (looked for {names})")
 
 
 def _proj_in_features(proj: torch.nn.Module) -> int:
@@ -106,7 +111,7 @@ def validate_heads(lm: LoadedModel, heads: Iterable[tuple[int, int]]) -> list[tu
         except (TypeError, ValueError) as exc:  # name the pair the bad index came in
             raise type(exc)(f"{exc} (in head {item!r})") from None
         if not 0 <= head < lm.n_heads:
-            raise ValueError(f"head index {head} out of range for {lm.name} (block {block}); allowed 0..{lm.n_heads - 1}")
+            raise InputError(f"head index {head} out of range for {lm.name} (block {block}); allowed 0..{lm.n_heads - 1}")
         out.add((int(block), int(head)))
     return sorted(out)
 
@@ -136,7 +141,7 @@ def _as_batches(reference_tokens) -> list[torch.Tensor]:
             return [reference_tokens.long().unsqueeze(0)]
         if reference_tokens.ndim == 2:
             return [reference_tokens.long()]
-        raise ValueError(f"reference_tokens must be [N] or [B, N], got shape {tuple(reference_tokens.shape)}")
+        raise InputError(f"reference_tokens must be [N] or [B, N], got shape {tuple(reference_tokens.shape)}")
     if isinstance(reference_tokens, (list, tuple)) and reference_tokens:
         out = []
         for t in reference_tokens:
@@ -231,7 +236,7 @@ def ablate_heads(
             loss = repeat_loss(lm, 20, range(8))
     """
     if mode not in ABLATION_MODES:
-        raise ValueError(f"unknown ablation mode {mode!r}; allowed: {', '.join(ABLATION_MODES)}")
+        raise InputError(f"unknown ablation mode {mode!r}; allowed: {', '.join(ABLATION_MODES)}")
     heads = validate_heads(lm, heads)
     by_block: dict[int, list[int]] = {}
     for b, h in heads:
@@ -243,7 +248,7 @@ def ablate_heads(
             expect = (lm.n_layers, lm.n_heads)
             if not isinstance(means, torch.Tensor) or means.ndim != 3 or tuple(means.shape[:2]) != expect:
                 got = tuple(means.shape) if isinstance(means, torch.Tensor) else type(means).__name__
-                raise ValueError(f"means must be a [L, H, d_head] tensor with L, H = {expect}, got {got}")
+                raise InputError(f"means must be a [L, H, d_head] tensor with L, H = {expect}, got {got}")
         means = means.to(device=lm.device, dtype=lm.dtype)
     H = lm.n_heads
 

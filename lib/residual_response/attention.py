@@ -24,7 +24,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from .checks import check_bootstrap, check_int, check_seeds
+from .checks import InputError, check_bootstrap, check_int, check_seeds
 from .models import LoadedModel
 from .sequences import SEQUENCE_KINDS, induction_layout, make_sequence, validate_length
 from .stats import BootstrapMean, KeyAccess, bootstrap_mean
@@ -122,11 +122,11 @@ def attention_patterns(lm: LoadedModel, tokens: torch.Tensor) -> torch.Tensor:
     if tokens.dtype not in (torch.int64, torch.int32):
         raise TypeError(f"tokens must be an integer tensor, got dtype {tokens.dtype}")
     if tokens.ndim not in (1, 2) or tokens.shape[-1] == 0:
-        raise ValueError(f"tokens must have shape [N] or [B, N] with N >= 1, got {tuple(tokens.shape)}")
+        raise InputError(f"tokens must have shape [N] or [B, N] with N >= 1, got {tuple(tokens.shape)}")
     if tokens.shape[-1] > lm.max_length:
-        raise ValueError(f"sequence length {tokens.shape[-1]} exceeds the context of {lm.name} ({lm.max_length})")
+        raise InputError(f"sequence length {tokens.shape[-1]} exceeds the context of {lm.name} ({lm.max_length})")
     if int(tokens.min()) < 0 or int(tokens.max()) >= lm.vocab_size:
-        raise ValueError(
+        raise InputError(
             f"token ids must lie in 0..{lm.vocab_size - 1}, got min {int(tokens.min())} max {int(tokens.max())}"
         )
     batch = tokens.long().to(lm.device)
@@ -152,7 +152,7 @@ def _stripe_pairs(lm: LoadedModel, T: int, stripe: str) -> tuple[torch.Tensor, t
         return layout.induction_targets, layout.induction_sources
     if stripe == "duplicate":
         return layout.duplicate_targets, layout.duplicate_sources
-    raise ValueError(f"unknown stripe {stripe!r}; allowed: {', '.join(STRIPES)}")
+    raise InputError(f"unknown stripe {stripe!r}; allowed: {', '.join(STRIPES)}")
 
 
 def _patterns_for(lm: LoadedModel, kind: str, T: int, seeds: list[int], batch_size: int) -> Iterator[torch.Tensor]:
@@ -202,7 +202,7 @@ def induction_attention_scores(
     seeds = _validate_common(lm, T, seeds, batch_size)
     check_bootstrap(n_boot, confidence)  # before the forward passes, not after them
     if control not in SEQUENCE_KINDS or control == "repeated":
-        raise ValueError(f"control must be 'random' or 'shuffled', got {control!r}")
+        raise InputError(f"control must be 'random' or 'shuffled', got {control!r}")
     q, k = _stripe_pairs(lm, T, stripe)
     per_kind = {}
     for kind in ("repeated", control):
@@ -244,7 +244,7 @@ def previous_token_scores(
     seeds = _validate_common(lm, T, seeds, batch_size)
     check_bootstrap(n_boot, confidence)
     if kind not in SEQUENCE_KINDS:
-        raise ValueError(f"unknown sequence kind {kind!r}; allowed: {', '.join(SEQUENCE_KINDS)}")
+        raise InputError(f"unknown sequence kind {kind!r}; allowed: {', '.join(SEQUENCE_KINDS)}")
     layout = induction_layout(lm, T)
     queries = torch.arange(layout.offset + 1, layout.length)  # previous token is ordinary
     vals = [pat[:, :, :, queries, queries - 1].mean(dim=-1) for pat in _patterns_for(lm, kind, T, seeds, batch_size)]
@@ -276,12 +276,14 @@ def top_heads(scores, k: int = 5) -> list[tuple[int, int, float]]:
                 scores = scores[key]
                 break
         if "mean" not in scores:
-            raise ValueError(f"dict scores need a 'mean', 'repeated' or 'scores' entry, got keys {sorted(scores)}")
-    if isinstance(scores, (dict, BootstrapMean)):
+            raise InputError(f"dict scores need a 'mean', 'repeated' or 'scores' entry, got keys {sorted(scores)}")
+    if isinstance(scores, BootstrapMean):
+        scores = scores.mean
+    elif isinstance(scores, dict):
         scores = scores["mean"]
     s = torch.as_tensor(scores)
     if s.ndim != 2:
-        raise ValueError(f"scores must be a [blocks, heads] matrix, got shape {tuple(s.shape)}")
+        raise InputError(f"scores must be a [blocks, heads] matrix, got shape {tuple(s.shape)}")
     check_int(k, "k (heads to name, at most blocks x heads)", minimum=1, maximum=s.numel())
     vals, idx = torch.topk(s.flatten().double(), k)
     H = s.shape[1]

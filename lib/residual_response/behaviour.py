@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .checks import check_bootstrap, check_int, check_seeds
+from .checks import InputError, check_bootstrap, check_int, check_seeds
 from .models import LoadedModel
 from .sequences import InductionLayout, induction_layout, make_sequence, validate_length
 from .stats import BootstrapMean, KeyAccess, bootstrap_mean
@@ -72,11 +72,11 @@ def copy_losses(logits: torch.Tensor, tokens: torch.Tensor, layout: InductionLay
         in the second copy (see the module docstring for the exact indices).
     """
     if logits.ndim != 3 or tokens.ndim != 2 or logits.shape[:2] != tokens.shape:
-        raise ValueError(
+        raise InputError(
             f"logits must be [S, N, V] and tokens [S, N] with the same S, N; got {tuple(logits.shape)} and {tuple(tokens.shape)}"
         )
     if tokens.shape[1] != layout.length:
-        raise ValueError(f"sequences have length {tokens.shape[1]} but the layout (T={layout.T}) needs {layout.length}")
+        raise InputError(f"sequences have length {tokens.shape[1]} but the layout (T={layout.T}) needs {layout.length}")
     logp = torch.log_softmax(logits.float(), dim=-1)  # [S, N, V]
     tokens = tokens.to(logp.device)
     src = layout.induction_sources.to(logp.device)  # first-copy a_k, k = 2..T

@@ -7,7 +7,9 @@ of at most two layers, it agrees with T = 12 and 30 within one layer, and a run 
 minute on one CPU core for a 135M model; eps = 1e-2 lies inside the float32 universal regime
 of every model the book measures; l0 = 0 perturbs the embeddings, so every block can respond.
 
-Kept free of heavy imports: the command line reads it for its defaults.
+Kept free of heavy imports: the command line reads it for its defaults. ``CANONICAL["layer"]`` is
+the perturbed stream ``l0``: the dict is part of the key of every cached headline file
+(:mod:`.headline`), so its keys stay as they were written.
 """
 
 CANONICAL = {"T": 20, "seeds": 4, "eps": 1e-2, "layer": 0}

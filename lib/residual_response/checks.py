@@ -2,9 +2,11 @@
 
 Why one module: the same "an int >= 1" or "a finite number > 0" check was written out in many
 modules with slightly different messages. Every check here raises ``TypeError`` (wrong kind of
-value) or ``ValueError`` (right kind, not allowed) with one sentence that names the argument, the
-value it got and what is allowed, so that no bad input reaches torch or numpy, whose own errors
-say nothing about the call that caused them.
+value, a mistake in the calling code) or :class:`InputError` (right kind, not allowed: a
+``ValueError``) with one sentence that names the argument, the value it got and what is allowed,
+so that no bad input reaches torch or numpy, whose own errors say nothing about the call that
+caused them. The command line reports an :class:`InputError` as one ``error:`` line with exit
+status 2, and anything else as the library's own failure (exit 1, with its traceback).
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .errors import InputError
+
 __all__ = [
     "MAX_SEED",
+    "InputError",
     "NonFiniteResultError",
     "check_int",
     "check_number",
-    "check_flag",
     "check_choice",
     "check_seed",
     "check_int_list",
@@ -30,9 +34,13 @@ __all__ = [
     "eps_floor",
     "check_eps_floor",
     "check_seeds",
+    "seed_sequence",
     "check_bootstrap",
+    "check_eps",
     "validate_eps",
     "validate_layer",
+    "validate_l0",
+    "validate_read_streams",
     "validate_tokens",
     "keyword_alias",
 ]
@@ -42,8 +50,11 @@ __all__ = [
 MAX_SEED = 2**32 - 1
 
 
-class NonFiniteResultError(ValueError):
-    """A result holds NaN or inf: a wrong answer that must not be written or returned as valid."""
+class NonFiniteResultError(InputError):
+    """A result holds NaN or inf: a wrong answer that must not be written or returned as valid.
+
+    An :class:`InputError` because what gets there is a setting (a dtype too narrow, a strength
+    far outside the regime) or damaged weights, which the message names."""
 
 
 def _describe(value) -> str:
@@ -65,7 +76,7 @@ def check_int(value, name: str, *, minimum: int | None = None, maximum: int | No
             allowed = f"<= {maximum}"
         else:
             allowed = f"in {minimum}..{maximum}"
-        raise ValueError(f"{name} must be an int {allowed}, got {value}")
+        raise InputError(f"{name} must be an int {allowed}, got {value}")
     return value
 
 
@@ -88,21 +99,14 @@ def check_number(value, name: str, *, positive: bool = False, minimum: float | N
     ok = (math.isfinite(x) and not (positive and x <= 0) and not (minimum is not None and x < minimum)
           and not (maximum is not None and x > maximum) and not (below is not None and x >= below))
     if not ok:
-        raise ValueError(f"{name} must be a finite number {' and '.join(rules)}".rstrip() + f", got {value!r}")
+        raise InputError(f"{name} must be a finite number {' and '.join(rules)}".rstrip() + f", got {value!r}")
     return x
-
-
-def check_flag(value, name: str) -> bool:
-    """``value`` must be a bool (``0``/``1`` or a string would hide a typo)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {_describe(value)}")
-    return bool(value)
 
 
 def check_choice(value, name: str, choices: Sequence[str]) -> str:
     """``value`` must be one of ``choices``."""
     if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(choices)}")
+        raise InputError(f"unknown {name} {value!r}; allowed: {', '.join(choices)}")
     return value
 
 
@@ -118,7 +122,7 @@ def check_int_list(values, name: str, *, minimum: int | None = None, maximum: in
         raise TypeError(f"{name} must be a list of ints, got {_describe(values)}")
     arr = values
     if isinstance(values, np.ndarray) and values.ndim != 1:
-        raise ValueError(f"{name} must be a flat list of ints, got an array of shape {values.shape}")
+        raise InputError(f"{name} must be a flat list of ints, got an array of shape {values.shape}")
     out = []
     for v in arr:
         if isinstance(v, np.ndarray) and v.ndim == 0:
@@ -129,7 +133,7 @@ def check_int_list(values, name: str, *, minimum: int | None = None, maximum: in
             raise TypeError(f"{name} must hold ints, got {_describe(v)}")
         out.append(check_int(v, f"each of {name}", minimum=minimum, maximum=maximum))
     if not out and not allow_empty:
-        raise ValueError(f"{name} is empty; give at least one value")
+        raise InputError(f"{name} is empty; give at least one value")
     return out
 
 
@@ -143,7 +147,7 @@ def check_model(lm, name: str = "lm"):
     return lm
 
 
-def check_finite_result(chi, *, read_layers: Sequence[int], sources: Sequence[int], eps=None,
+def check_finite_result(chi, *, read_streams: Sequence[int], sources: Sequence[int], eps=None,
                         dtype: str = "") -> None:
     """Raise :class:`NonFiniteResultError` if ``chi`` ``[n_eps, n_read, n_src, N]`` holds NaN or inf.
 
@@ -156,7 +160,7 @@ def check_finite_result(chi, *, read_layers: Sequence[int], sources: Sequence[in
     if not bad.any():
         return
     e, i, j, t = (int(v) for v in np.argwhere(bad)[0])
-    where = f"read layer {read_layers[i]}, source {sources[j]}, target {t}"
+    where = f"read layer {read_streams[i]}, source {sources[j]}, target {t}"
     if eps is not None and np.size(eps) > 1:
         where += f", eps {float(np.asarray(eps).reshape(-1)[e]):.3g}"
     hint = "try --dtype float64 (or float32 for a 16-bit model) or an eps inside the universal regime"
@@ -185,7 +189,7 @@ def check_eps_floor(eps, dtype, *, option: str = "eps", override: str = "allow_b
     low = arr[arr < floor]
     if low.size:
         name = str(dtype).replace("torch.", "")
-        raise ValueError(f"{option} {float(low.min()):g} lies below the rounding floor of {name} (~{floor:.0e}), "
+        raise InputError(f"{option} {float(low.min()):g} lies below the rounding floor of {name} (~{floor:.0e}), "
                          f"where chi is rounding noise; use {option} >= {floor:.0e}, a wider dtype, or {override}")
 
 
@@ -197,15 +201,21 @@ def check_seeds(seeds, name: str = "seeds") -> list[int]:
     function that took a count where another took a list made the same call mean two things,
     and a repeated seed would count one sequence twice and shrink the interval for no reason.
     """
+    return list(seed_sequence(seeds, name))
+
+
+def seed_sequence(seeds, name: str = "seeds") -> Sequence[int]:
+    """:func:`check_seeds` without making a list of a count: ``range(K)`` for a count ``K``, a tuple
+    for a list. Why: a count is checked (and a run of a billion seeds refused by its estimate)
+    before a billion seeds are held in memory."""
     if isinstance(seeds, (numbers.Integral, np.integer)) and not isinstance(seeds, (bool, np.bool_)):
-        k = check_int(seeds, f"{name} (a count)", minimum=1, maximum=MAX_SEED + 1)
-        return list(range(k))
+        return range(check_int(seeds, f"{name} (a count)", minimum=1, maximum=MAX_SEED + 1))
     if isinstance(seeds, (str, bytes, float, bool)) or seeds is None:
         raise TypeError(f"{name} must be a count K >= 1 or a list of seeds, got {_describe(seeds)}")
     out = check_int_list(seeds, name, minimum=0, maximum=MAX_SEED)
     if len(set(out)) != len(out):
-        raise ValueError(f"{name} {out} contain repeats; each seed must appear once")
-    return out
+        raise InputError(f"{name} {out} contain repeats; each seed must appear once")
+    return tuple(out)
 
 
 def check_bootstrap(n_boot, confidence, name: str = "n_boot") -> tuple[int, float]:
@@ -217,6 +227,20 @@ def check_bootstrap(n_boot, confidence, name: str = "n_boot") -> tuple[int, floa
     n = check_int(n_boot, name, minimum=1)
     c = check_number(confidence, "confidence", positive=True, below=1.0)
     return n, c
+
+
+def _bad_eps(value) -> InputError:
+    """The one message of a strength that is not finite and > 0, whatever the entry point."""
+    return InputError(f"eps must be finite and > 0, got {float(value)!r}")
+
+
+def check_eps(eps) -> float:
+    """One strength: a finite number > 0, as a ``float`` (the message of :func:`validate_eps`)."""
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (numbers.Real, np.integer, np.floating)):
+        raise TypeError(f"eps must be a number > 0, got {_describe(eps)}")
+    if not (math.isfinite(float(eps)) and float(eps) > 0):
+        raise _bad_eps(eps)
+    return float(eps)
 
 
 def validate_eps(eps) -> np.ndarray:
@@ -236,15 +260,15 @@ def validate_eps(eps) -> np.ndarray:
     except (ValueError, TypeError):
         raise TypeError(f"eps must be a number or a flat list of numbers > 0, got {eps!r}") from None
     if arr.ndim > 1:
-        raise ValueError(f"eps must be a number or a flat list of numbers, got a nested list of shape {arr.shape}")
+        raise InputError(f"eps must be a number or a flat list of numbers, got a nested list of shape {arr.shape}")
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"eps must hold numbers, got {eps!r}")
     arr = np.atleast_1d(arr.astype(np.float64))
     if arr.size == 0:
-        raise ValueError("eps is empty; give at least one strength > 0")
+        raise InputError("eps is empty; give at least one strength > 0")
     bad = arr[~np.isfinite(arr) | (arr <= 0)]
     if bad.size:
-        raise ValueError(f"eps must be finite and > 0, got {bad[0]!r}")
+        raise _bad_eps(bad[0])
     return arr
 
 
@@ -253,8 +277,25 @@ def validate_layer(lm, layer, *, allow_last: bool = False, what: str = "layer") 
     check_int(layer, what)
     top = lm.n_layers if allow_last else lm.n_layers - 1
     if not 0 <= int(layer) <= top:
-        raise ValueError(f"{what} {layer} out of range for {lm.name}; allowed 0..{top}")
+        raise InputError(f"{what} {layer} out of range for {lm.name}; allowed 0..{top}")
     return int(layer)
+
+
+def validate_l0(lm, l0) -> int:
+    """The perturbed stream ``l0``: an int in ``0..L-1``, with one message whatever the entry point
+    (a keyword of the library, ``--layer`` of the command line, a row of a section map)."""
+    return validate_layer(lm, l0, what="perturbed stream l0")
+
+
+def validate_read_streams(lm, streams, l0: int) -> list[int]:
+    """Read streams: ints in ``l0..L`` (a stream before the perturbed one has no response), sorted,
+    without repeats."""
+    reads = sorted(set(validate_layer(lm, l, allow_last=True, what="read stream")
+                       for l in check_int_list(streams, "read_streams")))
+    if reads[0] < l0:
+        raise InputError(f"read stream {reads[0]} lies before the perturbed stream l0={l0}; "
+                         f"allowed {l0}..{lm.n_layers}")
+    return reads
 
 
 def validate_tokens(lm, tokens):
@@ -268,11 +309,11 @@ def validate_tokens(lm, tokens):
     except (TypeError, ValueError, RuntimeError):
         raise TypeError(f"tokens must be a 1-D sequence of integer token ids, got {type(tokens).__name__}") from None
     if tokens.ndim != 1 or tokens.numel() < 2 or tokens.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"tokens must be a 1-D integer sequence of length >= 2, got shape {tuple(tokens.shape)} {tokens.dtype}")
+        raise InputError(f"tokens must be a 1-D integer sequence of length >= 2, got shape {tuple(tokens.shape)} {tokens.dtype}")
     if tokens.numel() > lm.max_length:
-        raise ValueError(f"sequence of {tokens.numel()} tokens is beyond the context of {lm.name} ({lm.max_length})")
+        raise InputError(f"sequence of {tokens.numel()} tokens is beyond the context of {lm.name} ({lm.max_length})")
     if int(tokens.min()) < 0 or int(tokens.max()) >= lm.vocab_size:
-        raise ValueError(f"tokens: ids must lie in 0..{lm.vocab_size - 1} (the vocabulary of {lm.name}), "
+        raise InputError(f"tokens: ids must lie in 0..{lm.vocab_size - 1} (the vocabulary of {lm.name}), "
                          f"got {int(tokens.min())}..{int(tokens.max())}")
     return tokens.long().cpu()
 

@@ -28,7 +28,7 @@ import torch
 
 from .ablation import ablate_heads, head_means, random_heads, validate_heads
 from .behaviour import RepeatLoss, repeat_loss
-from .checks import check_bootstrap, check_int, check_model, check_seeds
+from .checks import InputError, check_bootstrap, check_int, check_model, check_seeds, keyword_alias
 from .induction import InductionResult, StripeData, induction_scores, neighbour_baseline, scores_from_stripes
 from .models import LoadedModel
 from .engine import response
@@ -74,7 +74,7 @@ def spearman(x, y) -> float | np.ndarray:
     """
     rx, ry = _ranks(x), _ranks(y)
     if rx.shape != ry.shape or rx.shape[-1] < 2:
-        raise ValueError(f"spearman needs equal shapes with >= 2 entries on the last axis, got {rx.shape} and {ry.shape}")
+        raise InputError(f"spearman needs equal shapes with >= 2 entries on the last axis, got {rx.shape} and {ry.shape}")
     rx = rx - rx.mean(axis=-1, keepdims=True)
     ry = ry - ry.mean(axis=-1, keepdims=True)
     den = np.sqrt((rx ** 2).sum(-1) * (ry ** 2).sum(-1))
@@ -148,14 +148,14 @@ def layer_rank_agreement(
     if not isinstance(stripes, StripeData):
         raise TypeError(f"stripes must be a StripeData (InductionResult.stripes), got {type(stripes).__name__}")
     n_boot, confidence = check_bootstrap(n_boot, confidence)
-    att = np.asarray(attention["repeated"]["per_seed"], dtype=float)  # [Sa, L, H]
+    att = np.asarray(attention.repeated.per_seed, dtype=float)  # [Sa, L, H]
     rep = np.asarray(stripes.induction["repeated"], dtype=float)  # [Sr, n_read, P]
     ctrl = np.asarray(stripes.induction["control"], dtype=float)
-    reads = list(stripes.read_layers)
+    reads = list(stripes.read_streams)
     L = att.shape[1]
-    blocks = [b for b in range(L) if (b + 1) in reads and b + 1 > stripes.layer]
+    blocks = [b for b in range(L) if (b + 1) in reads and b + 1 > stripes.l0]
     if len(blocks) < 2:
-        raise ValueError(f"need at least 2 blocks above l0={stripes.layer} to correlate, got {len(blocks)}")
+        raise InputError(f"need at least 2 blocks above l0={stripes.l0} to correlate, got {len(blocks)}")
     cols = [reads.index(b + 1) for b in blocks]
     rep, ctrl = rep[:, cols], ctrl[:, cols]
     att_max = att.mean(0).max(-1)[blocks]
@@ -190,7 +190,7 @@ def head_rank_agreement(a, b, k: int = 5) -> HeadAgreement:
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     if a.shape != b.shape or a.ndim != 2:
-        raise ValueError(f"a and b must be [blocks, heads] with equal shapes, got {a.shape} and {b.shape}")
+        raise InputError(f"a and b must be [blocks, heads] with equal shapes, got {a.shape} and {b.shape}")
     ok = np.isfinite(a) & np.isfinite(b)
     check_int(k, "k", minimum=1, maximum=int(ok.sum()))  # heads with finite scores
 
@@ -221,12 +221,12 @@ def paired_score_change(
     if isinstance(others, StripeData):
         raise TypeError("others must be a list of StripeData; wrap the single one in a list")
     if not others:
-        raise ValueError("others is empty; give at least one StripeData to compare with")
+        raise InputError("others is empty; give at least one StripeData to compare with")
     check_bootstrap(n_boot, confidence)
     shape = base.induction["repeated"].shape
     for o in others:
-        if o.induction["repeated"].shape != shape or o.read_layers != base.read_layers or o.seeds != base.seeds:
-            raise ValueError("all stripes must share seeds, read layers and T with the base")
+        if o.induction["repeated"].shape != shape or o.read_streams != base.read_streams or o.seeds != base.seeds:
+            raise InputError("all stripes must share seeds, read layers and T with the base")
     return paired_ratio_change((base.induction["repeated"], base.induction["control"]),
                                [(o.induction["repeated"], o.induction["control"]) for o in others],
                                n_boot=n_boot, confidence=confidence, seed=seed)
@@ -258,11 +258,12 @@ class AblationStudy:
         """Second-copy loss under ``which`` minus without ablation, paired by seed
         (:func:`.stats.bootstrap_mean`; random draws are averaged per seed)."""
         keys = self.random_keys if which == "random" else [which]
-        base = self.losses["none"]["second"]["per_seed"]
-        ablated = torch.stack([self.losses[k]["second"]["per_seed"] for k in keys]).mean(0)
+        base = self.losses["none"].second.per_seed
+        ablated = torch.stack([self.losses[k].second.per_seed for k in keys]).mean(0)
         return bootstrap_mean(ablated - base, n_boot=n_boot, confidence=confidence)
 
 
+@keyword_alias(layer="l0")
 def ablation_study(
     lm: LoadedModel,
     heads: Sequence[tuple[int, int]],
@@ -271,7 +272,7 @@ def ablation_study(
     T: int = 10,
     seeds: Sequence[int] | int = 2,
     loss_seeds: Sequence[int] | int = 16,
-    layer: int = 0,
+    l0: int = 0,
     eps: float = 1e-2,
     mode: str = "mean",
     means: torch.Tensor | None = None,
@@ -284,12 +285,13 @@ def ablation_study(
 
     Why: if the named heads carry induction, removing them must lower the score and raise the
     second-copy loss more than removing random heads does. Random draws exclude the named heads
-    and are drawn with seeds ``random_seed + j``.
+    and are drawn with seeds ``random_seed + j``. ``l0``: the perturbed stream (``layer=`` is its
+    old name).
     """
     check_model(lm)
     heads = validate_heads(lm, heads)
     if not heads:
-        raise ValueError("heads is empty; name at least one head to ablate")
+        raise InputError("heads is empty; name at least one head to ablate")
     check_int(n_random, "n_random", minimum=1)
     check_seeds(seeds)
     check_bootstrap(n_boot, 0.95)
@@ -305,7 +307,7 @@ def ablation_study(
     results, losses = {}, {}
     for key, hs in conditions.items():
         with ablate_heads(lm, hs, mode=mode, means=means):
-            results[key] = induction_scores(lm, T=T, seeds=seeds, layer=layer, eps=eps, n_boot=n_boot)
+            results[key] = induction_scores(lm, T=T, seeds=seeds, l0=l0, eps=eps, n_boot=n_boot)
             losses[key] = repeat_loss(lm, T, loss_seeds, n_boot=n_boot)
     return AblationStudy(model=lm.name, k=k, heads=conditions, results=results, losses=losses, random_keys=random_keys)
 
@@ -337,15 +339,15 @@ def kind_scores(
     check_bootstrap(n_boot, confidence)
     st = reference.stripes
     if st is None or reference.method != "finite" or st.control_kind not in ("neighbours", "random"):
-        raise ValueError("reference must be a finite-eps induction_scores result with stripes and a neighbours or "
+        raise InputError("reference must be a finite-eps induction_scores result with stripes and a neighbours or "
                          "random control")
     within = st.control_kind == "neighbours"
     if kind not in SEQUENCE_KINDS or (kind == "random" and not within):
         allowed = "'shuffled', 'random' or 'repeated'" if within else "'shuffled' or 'repeated' ('random' vs random: use seed_null_scores)"
-        raise ValueError(f"kind must be {allowed}, got {kind!r}")
+        raise InputError(f"kind must be {allowed}, got {kind!r}")
     use = list(st.seeds) if seeds is None else check_seeds(seeds)
     if any(x not in st.seeds for x in use):
-        raise ValueError(f"seeds must be a non-empty subset of the reference seeds {st.seeds}, got {seeds!r}")
+        raise InputError(f"seeds must be a non-empty subset of the reference seeds {st.seeds}, got {seeds!r}")
     rows = [st.seeds.index(x) for x in use]
     layout = induction_layout(lm, st.T)
     ind_src = layout.induction_sources.numpy() - layout.offset
@@ -353,7 +355,7 @@ def kind_scores(
     ind, dup, ind_base, dup_base = [], [], [], []
     for seed in use:
         tokens = make_sequence(lm, kind, st.T, seed)
-        res = response(lm, tokens, [st.eps], layer=st.layer, read_layers=st.read_layers, sources=st.sources,
+        res = response(lm, tokens, [st.eps], l0=st.l0, read_streams=st.read_streams, sources=st.sources,
                        n_directions=reference.n_directions, seed=seed)
         chi = res.chi[0]
         ind.append(chi[:, ind_src, layout.induction_targets.numpy()])
@@ -363,7 +365,7 @@ def kind_scores(
             dup_base.append(neighbour_baseline(chi, dup_src, layout.duplicate_targets.numpy(), other_stripe=+1))
     ind_ctrl = np.stack(ind_base) if within else st.induction["control"][rows]
     dup_ctrl = np.stack(dup_base) if within else st.duplicate["control"][rows]
-    new = StripeData(T=st.T, layer=st.layer, eps=st.eps, seeds=use, read_layers=st.read_layers,
+    new = StripeData(T=st.T, l0=st.l0, eps=st.eps, seeds=use, read_streams=st.read_streams,
                      induction={"repeated": np.stack(ind), "control": ind_ctrl},
                      duplicate={"repeated": np.stack(dup), "control": dup_ctrl},
                      sources=st.sources, control_kind=st.control_kind)
@@ -385,14 +387,14 @@ def seed_null_scores(reference: InductionResult, *, n_boot: int = 1000, confiden
     check_bootstrap(n_boot, confidence)
     st = reference.stripes
     if st is None or len(st.seeds) < 2:
-        raise ValueError("seed_null_scores needs a result with stripes from at least 2 seeds")
+        raise InputError("seed_null_scores needs a result with stripes from at least 2 seeds")
     if st.control_kind != "random":
-        raise ValueError(f"seed_null_scores needs a result with random control sequences, got the {st.control_kind!r} "
+        raise InputError(f"seed_null_scores needs a result with random control sequences, got the {st.control_kind!r} "
                          "baseline; its null is kind_scores(lm, 'random', reference)")
     n = len(st.seeds) // 2
     odd = lambda a: a[1::2][:n]
     even = lambda a: a[0::2][:n]
-    new = StripeData(T=st.T, layer=st.layer, eps=st.eps, seeds=st.seeds[1::2][:n], read_layers=st.read_layers,
+    new = StripeData(T=st.T, l0=st.l0, eps=st.eps, seeds=st.seeds[1::2][:n], read_streams=st.read_streams,
                      induction={"repeated": odd(st.induction["control"]), "control": even(st.induction["control"])},
                      duplicate={"repeated": odd(st.duplicate["control"]), "control": even(st.duplicate["control"])},
                      sources=st.sources, control_kind="random")

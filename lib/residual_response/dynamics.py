@@ -19,6 +19,7 @@ import math
 import torch
 
 from .attention import induction_attention_scores, previous_token_scores
+from .checks import InputError, keyword_alias
 from .induction import EMERGENCE_THRESHOLD, induction_scores
 from .models.toy import load_toy_model
 
@@ -48,7 +49,7 @@ def phase_change_step(log: dict, fraction: float = 0.5) -> int | None:
         fraction: in (0, 1).
     """
     if not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-        raise ValueError(f"fraction must lie in (0, 1), got {fraction!r}")
+        raise InputError(f"fraction must lie in (0, 1), got {fraction!r}")
     c = log["checkpoints"]
     adv = [f - s for f, s in zip(c["first_copy_loss"], c["second_copy_loss"])]
     if not adv or adv[-1] < 0.5:
@@ -83,11 +84,11 @@ def checkpoint_subsample(steps, n: int, around: int | None = None, n_around: int
     """
     steps = sorted({int(s) for s in steps})
     if not steps:
-        raise ValueError("steps is empty")
+        raise InputError("steps is empty")
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an int >= 2, got {n!r}")
+        raise InputError(f"n must be an int >= 2, got {n!r}")
     if isinstance(n_around, bool) or not isinstance(n_around, int) or n_around < 0:
-        raise ValueError(f"n_around must be an int >= 0, got {n_around!r}")
+        raise InputError(f"n_around must be an int >= 0, got {n_around!r}")
     chosen = {0, len(steps) - 1}
     if around is not None:
         i0 = min(range(len(steps)), key=lambda i: abs(steps[i] - around))
@@ -114,9 +115,9 @@ def loss_drop(log: dict, low: float = 0.1, high: float = 0.9) -> tuple[int, int]
         ValueError: the log shows no phase change (:func:`phase_change_step` is ``None``).
     """
     if not 0 < low < high < 1:
-        raise ValueError(f"need 0 < low < high < 1, got low={low!r}, high={high!r}")
+        raise InputError(f"need 0 < low < high < 1, got low={low!r}, high={high!r}")
     if phase_change_step(log) is None:
-        raise ValueError("the training log shows no phase change (final second-copy advantage below 0.5 nats)")
+        raise InputError("the training log shows no phase change (final second-copy advantage below 0.5 nats)")
     c = log["checkpoints"]
     adv = [f - s for f, s in zip(c["first_copy_loss"], c["second_copy_loss"])]
     start = rise_step(c["step"], adv, fraction=low)
@@ -142,7 +143,7 @@ def measurement_steps(log: dict, n_outside: int) -> list[int]:
         ascending checkpoint steps.
     """
     if isinstance(n_outside, bool) or not isinstance(n_outside, int) or n_outside < 2:
-        raise ValueError(f"n_outside must be an int >= 2, got {n_outside!r}")
+        raise InputError(f"n_outside must be an int >= 2, got {n_outside!r}")
     steps = sorted(int(s) for s in log["checkpoints"]["step"])
     start, end = loss_drop(log)
     i0, i1 = steps.index(start), steps.index(end)
@@ -161,7 +162,7 @@ def onset_step(steps, ci_low, level: float = 1.0) -> int | None:
     steps = [int(s) for s in steps]
     low = [float(v) for v in ci_low]
     if len(steps) != len(low) or not steps:
-        raise ValueError(f"steps and ci_low must be non-empty and of equal length, got {len(steps)} and {len(low)}")
+        raise InputError(f"steps and ci_low must be non-empty and of equal length, got {len(steps)} and {len(low)}")
     onset = None
     for s, v in zip(steps, low):
         if v > level:
@@ -193,13 +194,13 @@ def rise_step(steps, values, fraction: float = 0.5, min_rise: float = 0.0) -> in
     steps = [int(s) for s in steps]
     values = [float(v) for v in values]
     if len(steps) != len(values) or not steps:
-        raise ValueError(f"steps and values must be non-empty and of equal length, got {len(steps)} and {len(values)}")
+        raise InputError(f"steps and values must be non-empty and of equal length, got {len(steps)} and {len(values)}")
     if any(b <= a for a, b in zip(steps, steps[1:])):
-        raise ValueError("steps must be strictly ascending")
+        raise InputError("steps must be strictly ascending")
     if not all(math.isfinite(v) for v in values):
-        raise ValueError("values must be finite")
+        raise InputError("values must be finite")
     if not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-        raise ValueError(f"fraction must lie in (0, 1), got {fraction!r}")
+        raise InputError(f"fraction must lie in (0, 1), got {fraction!r}")
     total = values[-1] - values[0]
     if total <= min_rise:
         return None
@@ -207,13 +208,14 @@ def rise_step(steps, values, fraction: float = 0.5, min_rise: float = 0.0) -> in
     return next(s for s, v in zip(steps, values) if v >= level)
 
 
+@keyword_alias(layer="l0")
 def induction_through_training(
     steps,
     *,
     T: int = 20,
     seeds: int = 4,
     eps: float = 1e-2,
-    layer: int = 0,
+    l0: int = 0,
     matrices_at=(),
     device: str | torch.device = "cpu",
     dtype: str | torch.dtype = "float32",
@@ -236,12 +238,12 @@ def induction_through_training(
     * ``previous_token``: the largest previous-token attention of a head of block ``l - 1``
       (:func:`.attention.previous_token_scores`, on random sequences);
     * ``response``, ``response_lo``, ``response_hi``: the induction score read at stream ``l``
-      with its bootstrap CI, perturbing stream ``layer``; ``duplicate``: the duplicate-token
+      with its bootstrap CI, perturbing stream ``l0``; ``duplicate``: the duplicate-token
       (lag ``T``) score there.
 
     Args:
         steps: checkpoint steps (:func:`.models.toy.toy_checkpoint_steps`).
-        T, seeds, eps, layer: as for :func:`.induction.induction_scores`.
+        T, seeds, eps, l0: as for :func:`.induction.induction_scores` (``layer=`` is the old name of ``l0``).
         matrices_at: steps whose mean response matrices (over seeds) are kept.
         device, dtype: as for :func:`.models.toy.load_toy_model`.
         n_boot: bootstrap resamples of both CIs.
@@ -252,23 +254,23 @@ def induction_through_training(
         per step and stream ``l = 1..L`` with the keys above plus ``step`` and ``layer`` (= ``l``).
     """
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"seeds must be an int >= 1, got {seeds!r}")
+        raise InputError(f"seeds must be an int >= 1, got {seeds!r}")
     steps = [int(s) for s in steps]
     wanted = {int(s) for s in matrices_at}
     missing = sorted(wanted - set(steps))
     if missing:
-        raise ValueError(f"matrices_at steps {missing} are not among the measured steps")
+        raise InputError(f"matrices_at steps {missing} are not among the measured steps")
     rows, matrices, reads, sources = [], {}, None, None
     for step in steps:
         lm = load_toy_model(device=device, dtype=dtype, step=step)
         att = induction_attention_scores(lm, T=T, seeds=range(seeds), n_boot=n_boot)
-        prev = previous_token_scores(lm, T=T, seeds=range(seeds), n_boot=n_boot)["scores"]["mean"]  # [L, H]
+        prev = previous_token_scores(lm, T=T, seeds=range(seeds), n_boot=n_boot).scores.mean  # [L, H]
         keep = step in wanted
-        res = induction_scores(lm, T=T, seeds=seeds, layer=layer, eps=eps, n_boot=n_boot, keep_matrices=keep)
-        reads, sources = list(res.layers), list(res.stripes.sources)
+        res = induction_scores(lm, T=T, seeds=seeds, l0=l0, eps=eps, n_boot=n_boot, keep_matrices=keep)
+        reads, sources = list(res.read_streams), list(res.stripes.sources)
         if keep:
             matrices[step] = {kind: m.mean(axis=0) for kind, m in res.stripes.matrices.items()}
-        rep, ctrl = att["repeated"]["mean"], att["baseline"]["mean"]  # [L, H]
+        rep, ctrl = att.repeated.mean, att.baseline.mean  # [L, H]
         for l in range(1, lm.n_layers + 1):
             head = int(rep[l - 1].argmax())
             i = reads.index(l) if l in reads else None

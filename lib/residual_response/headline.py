@@ -115,19 +115,19 @@ def headline(lm) -> Headline:
         pass  # missing or damaged: compute it
     clock = RunClock()
     res = induction_scores(lm, T=CANONICAL["T"], seeds=CANONICAL["seeds"], eps=CANONICAL["eps"],
-                           layer=CANONICAL["layer"], n_boot=HEADLINE_N_BOOT)
+                           l0=CANONICAL["layer"], n_boot=HEADLINE_N_BOOT)
     rise = res.rise
     ok = [i for i, s in enumerate(res.score) if s is not None and math.isfinite(s)]
     best = max(ok, key=lambda i: res.score[i])
     out = Headline(
         model=lm.name, n_layers=lm.n_layers, setting=dict(CANONICAL),
         emergence_layer=res.emergence_layer,
-        emergence_ci=list(rise["layer_ci"]) if rise["layer_ci"] else None,
-        rise_factor=rise["factor"], rise_factor_ci=list(rise["factor_ci"]),
-        rise_start=rise["start"], rise_end=rise["end"], rise_width=rise["width"],
-        rise_width_ci=list(rise["width_ci"]) if rise["width_ci"] else None,
+        emergence_ci=list(rise.stream_ci) if rise.stream_ci else None,
+        rise_factor=rise.factor, rise_factor_ci=list(rise.factor_ci),
+        rise_start=rise.start, rise_end=rise.end, rise_width=rise.width,
+        rise_width_ci=list(rise.width_ci) if rise.width_ci else None,
         peak_score=_finite(res.score[best]), peak_ci=[_finite(res.ci_low[best]), _finite(res.ci_high[best])],
-        peak_layer=int(res.layers[best]),
+        peak_layer=int(res.read_streams[best]),
         regime=regime_window(lm),
         key=key,
         provenance=collect(lm, {"T": CANONICAL["T"], "seeds": CANONICAL["seeds"], "eps": CANONICAL["eps"],
@@ -163,8 +163,8 @@ def regime_window(lm) -> dict:
     tokens = make_sequence(lm, "repeated", sw["T"], sw["seed"])  # [2T + 1]
     grid = log_eps_grid(sw["eps_min"], sw["eps_max"], sw["points_per_decade"])  # [n_eps]
     sources = spread(1, len(tokens) - 2, sw["n_sources"])  # BOS and the last token excluded
-    res = response(lm, tokens, grid, layer=0, read_layers=[lm.n_layers], sources=sources, seed=sw["seed"])
+    res = response(lm, tokens, grid, l0=0, read_streams=[lm.n_layers], sources=sources, seed=sw["seed"])
     iv = universal_regime(res, tol=sw["tol"])[-1]
     inside = iv.eps_low is not None and iv.eps_low <= CANONICAL["eps"] <= iv.eps_high
     return {"eps_low": iv.eps_low, "eps_high": iv.eps_high, "decades": iv.decades, "n_points": iv.n_points,
-            "chi": _finite(iv.chi), "tol": iv.tol, "layer": int(iv.layer), "contains_canonical": bool(inside)}
+            "chi": _finite(iv.chi), "tol": iv.tol, "layer": int(iv.stream), "contains_canonical": bool(inside)}

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from .ablation import head_output_projection
-from .checks import check_bootstrap, check_int, check_seeds, validate_eps, validate_layer
+from .checks import check_bootstrap, check_eps, check_int, check_seeds, keyword_alias, validate_l0
 from .models import LoadedModel
 from .perturbation import apply_perturbation, perturbation_directions
+from .resultfile import renamed
 from .sequences import induction_layout, make_sequence, validate_length
 from .stats import bootstrap_ratio
 from .streams import block_hidden_input, hooked, replace_block_input, skip_blocks
@@ -34,7 +35,7 @@ __all__ = ["HeadAttribution", "head_attribution", "head_stripe_response"]
 class HeadAttribution:
     """Per-head stripe response and score.
 
-    ``layer`` is the perturbed stream ``l0``. ``score``/``ci_low``/``ci_high``/``repeated``/``control``
+    ``l0`` is the perturbed stream. ``score``/``ci_low``/``ci_high``/``repeated``/``control``
     are ``[L, H]`` indexed ``[block, head]`` (``nan`` for blocks before ``l0``, which the
     perturbation cannot reach).
     """
@@ -42,13 +43,15 @@ class HeadAttribution:
     model: str
     T: int
     seeds: list[int]
-    layer: int
+    l0: int
     eps: float
     score: np.ndarray
     ci_low: np.ndarray
     ci_high: np.ndarray
     repeated: np.ndarray
     control: np.ndarray
+
+    layer = renamed("l0", "layer")
 
     def ranking(self, k: int | None = None) -> list[tuple[int, int, float]]:
         """Heads ``(block, head, score)`` by decreasing score (finite scores only)."""
@@ -59,9 +62,10 @@ class HeadAttribution:
 
 
 @torch.no_grad()
+@keyword_alias(layer="l0")
 def head_stripe_response(
     lm: LoadedModel, tokens: torch.Tensor, sources: torch.Tensor, targets: torch.Tensor, *,
-    layer: int = 0, eps: float = 1e-2, n_directions: int = 1, seed: int = 0,
+    l0: int = 0, eps: float = 1e-2, n_directions: int = 1, seed: int = 0,
 ) -> np.ndarray:
     """``head_chi`` for given (source, target) pairs: ``[n_pairs, L, H]`` over blocks and heads
     (``nan`` for blocks below ``l0``).
@@ -84,7 +88,7 @@ def head_stripe_response(
     def grab_l0(module, args, kwargs):
         stream0["h"] = block_hidden_input(args, kwargs)[0].detach().clone()  # [N, d]
 
-    with hooked([(projections[b], "pre", capture(clean, b)) for b in range(layer, L)] + [(lm.blocks[layer], "pre", grab_l0)]):
+    with hooked([(projections[b], "pre", capture(clean, b)) for b in range(l0, L)] + [(lm.blocks[l0], "pre", grab_l0)]):
         lm.base_model(input_ids=tokens[None].to(lm.device), use_cache=False)
 
     dirs = perturbation_directions(lm, tokens, sources, K, "gaussian", seed).reshape(P * K, -1)  # [P*K, d]
@@ -97,13 +101,13 @@ def head_stripe_response(
     def feed(module, args, kwargs):
         return replace_block_input(args, kwargs, h0)
 
-    hooks = [(lm.blocks[layer], "pre", feed)] + [(projections[b], "pre", capture(pert, b)) for b in range(layer, L)]
-    with skip_blocks(lm, layer), hooked(hooks):
+    hooks = [(lm.blocks[l0], "pre", feed)] + [(projections[b], "pre", capture(pert, b)) for b in range(l0, L)]
+    with skip_blocks(lm, l0), hooked(hooks):
         lm.base_model(input_ids=tokens[None].expand(P * K, -1).to(lm.device), use_cache=False)
 
     out = np.full((P, L, H), np.nan)
     rows = torch.arange(P * K)
-    for b in range(layer, L):  # blocks at and after l0: their attention sees the perturbed stream
+    for b in range(l0, L):  # blocks at and after l0: their attention sees the perturbed stream
         z_clean = clean[b][0, tgt_rows].double().reshape(P * K, H, -1)  # [P*K, H, d_head]
         z_pert = pert[b][rows, tgt_rows].double().reshape(P * K, H, -1)
         rel = (z_pert - z_clean).norm(dim=-1) / (eps * z_clean.norm(dim=-1).clamp_min(1e-30))  # [P*K, H]
@@ -111,19 +115,20 @@ def head_stripe_response(
     return out
 
 
+@keyword_alias(layer="l0")
 def head_attribution(
-    lm: LoadedModel, T: int = 20, seeds: Sequence[int] | int = 4, *, layer: int = 0, eps: float = 1e-2,
+    lm: LoadedModel, T: int = 20, seeds: Sequence[int] | int = 4, *, l0: int = 0, eps: float = 1e-2,
     n_directions: int = 1, n_boot: int = 500,
 ) -> HeadAttribution:
     """Rank heads by the response of their output at the induction-stripe targets.
 
     Args:
         T: copy length; seeds: an int ``K`` (seeds ``0..K-1``) or a list.
-        layer: perturbed stream ``l0``; eps: relative strength (inside the universal regime).
+        l0: perturbed stream (``layer=`` is its old name); eps: relative strength (inside the universal regime).
     """
     validate_length(lm, T)
-    validate_layer(lm, layer)
-    eps = float(validate_eps(eps)[0])
+    validate_l0(lm, l0)
+    eps = check_eps(eps)
     seed_list = check_seeds(seeds)
     check_int(n_directions, "n_directions", minimum=1)
     check_bootstrap(n_boot, 0.95)
@@ -133,7 +138,7 @@ def head_attribution(
     for seed in seed_list:
         for key, kind in (("repeated", "repeated"), ("control", "random")):
             tokens = make_sequence(lm, kind, T, seed)
-            per_kind[key].append(head_stripe_response(lm, tokens, src, tgt, layer=layer, eps=eps,
+            per_kind[key].append(head_stripe_response(lm, tokens, src, tgt, l0=l0, eps=eps,
                                                       n_directions=n_directions, seed=seed))
     rep = np.stack(per_kind["repeated"])  # [n_seeds, P, L, H]
     ctrl = np.stack(per_kind["control"])
@@ -141,10 +146,10 @@ def head_attribution(
     flat = lambda a: a.reshape(a.shape[0], a.shape[1], L * H).transpose(0, 2, 1)  # [n_seeds, L*H, P]
     score, lo, hi = bootstrap_ratio(np.nan_to_num(flat(rep)), np.nan_to_num(flat(ctrl)), n_boot=n_boot)
     below = np.zeros((L, H), bool)
-    below[:layer] = True
+    below[:l0] = True
     shape = lambda a: np.where(below, np.nan, a.reshape(L, H))
     return HeadAttribution(
-        model=lm.name, T=T, seeds=seed_list, layer=layer, eps=eps,
+        model=lm.name, T=T, seeds=seed_list, l0=l0, eps=eps,
         score=shape(score), ci_low=shape(lo), ci_high=shape(hi),
         repeated=shape(np.nanmean(rep, axis=(0, 1))), control=shape(np.nanmean(ctrl, axis=(0, 1))),
     )

@@ -17,220 +17,54 @@ scores 0.6-0.8, because the repeated sequence holds duplicate tokens and the con
 The duplicate-token score uses lag ``T`` (source ``k``, target ``T+k``) the same way.
 Confidence intervals come from a bootstrap that resamples seeds and, within them, stripe
 positions; the emergence layer is the middle of the score's rise over depth (:class:`Rise`).
+
+Every argument is validated once, at the public functions, into a frozen
+:class:`InductionSetting`; the work below them (:func:`run_induction`, :func:`run_section_map`)
+takes the setting and checks nothing again. The results and their files: :mod:`.induction_result`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from .canonical import CANONICAL
-from .checks import (check_bootstrap, check_choice, check_int, check_int_list, check_model, check_number, check_seeds,
-                     validate_layer)
+from .checks import (InputError, check_bootstrap, check_choice, check_eps, check_int, check_int_list, check_model,
+                     check_number, check_seeds, keyword_alias, seed_sequence, validate_l0, validate_read_streams)
+from .engine import ResponseJob, reuse_clean_passes, run_response
+from .engine.plan import planned_passes
+from .induction_result import InductionResult, SectionMap, StripeData
 from .models import LoadedModel
 from .progress import Progress, as_progress
-from .engine import planned_passes, response
-from .sequences import induction_layout, make_sequence, validate_length
 from .rise import EMERGENCE_THRESHOLD, Rise, emergence_layer, half_rise_layer, rise_of
+from .sequences import _draw, check_length, fits_context, induction_layout
 from .stats import bootstrap_ratio
 
 __all__ = [
     "CANONICAL",
+    "CONTROLS",
     "EMERGENCE_THRESHOLD",
     "InductionResult",
+    "InductionSetting",
     "Rise",
+    "SectionMap",
     "StripeData",
     "collect_stripes",
     "emergence_layer",
+    "half_rise_layer",
     "induction_scores",
     "rescore_seeds",
     "rise_of",
+    "run_induction",
+    "run_section_map",
+    "scores_from_stripes",
     "section_map",
-    "SectionMap",
     "section_results",
-    "half_rise_layer",
 ]
-
-@dataclass
-class StripeData:
-    """Stripe entries of chi, per seed.
-
-    Attributes:
-        read_layers: ``[n_read]`` streams read.
-        induction: ``{"repeated"|"control": [n_seeds, n_read, T-1]}`` chi at (k, T+k-1).
-        duplicate: ``{"repeated"|"control": [n_seeds, n_read, T]}`` chi at (k, T+k).
-        matrices: optional full response matrices ``{kind: [n_seeds, n_read, T, N]}`` (sources of
-            the first copy), kept when ``keep_matrices=True``.
-    """
-
-    T: int
-    layer: int
-    eps: float
-    seeds: list[int]
-    read_layers: list[int]
-    induction: dict[str, np.ndarray]
-    duplicate: dict[str, np.ndarray]
-    sources: list[int]
-    control_kind: str = "neighbours"
-    matrices: dict[str, np.ndarray] | None = None
-
-
-@dataclass
-class InductionResult:
-    """Induction and duplicate-token scores per read layer, with bootstrap CIs."""
-
-    model: str
-    length: int
-    seeds: list[int]
-    layer: int
-    eps: float
-    method: str
-    layers: list[int]
-    score: list[float]
-    ci_low: list[float]
-    ci_high: list[float]
-    duplicate_score: list[float]
-    duplicate_ci_low: list[float]
-    duplicate_ci_high: list[float]
-    emergence_layer: int | None
-    n_directions: int = 1
-    control: str = "neighbours"
-    confidence: float = 0.95
-    n_boot: int = 1000
-    stripes: StripeData | None = field(default=None, repr=False)
-    #: number of blocks ``L`` of the model (relative depth is ``layer / n_layers``)
-    n_layers: int | None = None
-    #: the rise of the score that locates the emergence layer (:class:`Rise`), as a plain dict
-    rise: dict | None = None
-    #: how the result was made (see :mod:`.provenance`); ``None`` when not recorded
-    provenance: dict | None = field(default=None, repr=False)
-
-    #: the ``kind`` tag of the file the command line writes
-    KIND = "induction"
-    _FLOAT_LISTS = ("score", "ci_low", "ci_high", "duplicate_score", "duplicate_ci_low", "duplicate_ci_high")
-
-    def to_json_dict(self) -> dict:
-        """Plain JSON types; ``nan`` (layer ``l0`` itself, where chi is a delta) becomes ``None``."""
-        d = asdict(self)
-        d.pop("stripes")
-        for key, val in d.items():
-            if isinstance(val, list):
-                d[key] = [None if isinstance(v, float) and not math.isfinite(v) else v for v in val]
-            elif isinstance(val, float) and not math.isfinite(val):  # eps of method="jvp"
-                d[key] = None
-        return {"kind": self.KIND, **d}
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, *, against=None) -> "InductionResult":
-        """Read a file written by ``residual-response induction --out`` (or :meth:`to_json_dict`).
-
-        ``None`` scores (layer ``l0``) come back as ``nan``; the seed list is ``seed_list`` when
-        the file has one (the command line stores the seed *count* under ``seeds``). Give
-        ``against`` (a model, a result or a provenance dict) to be warned when the file was
-        made with other weights, model or dtype. Raises ``ValueError`` for another kind of file.
-        """
-        from .provenance import warn_if_different
-        from .resultfile import read
-
-        d = read(path, cls.KIND)
-        seeds = check_seeds(d.get("seed_list", d.get("seeds")))
-        names = {f for f in cls.__dataclass_fields__ if f not in ("stripes",)}
-        kw = {k: v for k, v in d.items() if k in names}
-        for key in cls._FLOAT_LISTS:
-            kw[key] = [math.nan if v is None else float(v) for v in d[key]]
-        kw["seeds"] = seeds
-        kw["eps"] = math.nan if d.get("eps") is None else float(d["eps"])
-        res = cls(**kw)
-        if against is not None:
-            warn_if_different(res, against, what=os.fspath(path))
-        return res
-
-
-def collect_stripes(
-    lm: LoadedModel,
-    T: int,
-    seeds: Sequence[int],
-    *,
-    layer: int = 0,
-    eps: float = 1e-2,
-    read_layers: Iterable[int] | None = None,
-    n_directions: int = 1,
-    method: str = "finite",
-    control: str = "neighbours",
-    keep_matrices: bool = False,
-    progress: "bool | Progress" = False,
-    **response_kwargs,
-) -> StripeData:
-    """Run the response of repeated sequences and their controls and keep the stripe entries.
-
-    Only sources of the first copy are perturbed (the stripes start there), which halves the
-    work against perturbing every position.
-
-    Args:
-        T: length of one copy.
-        seeds: sequence seeds; seed ``i`` also seeds the directions.
-        control: the baseline each stripe entry is divided by (see :data:`CONTROLS`):
-            ``"neighbours"`` (the same target's response to nearby sources of the same repeated
-            sequence; no control sequences are run), ``"random"`` (the same entries of ``2T``
-            random tokens, no repeat) or ``"shuffled"`` (second copy permuted).
-        progress: ``True`` or a :class:`~residual_response.progress.Progress`: one bar for all the
-            sequences, its total the passes the batch planner gives them (on a terminal only).
-    """
-    check_model(lm)
-    validate_length(lm, T)
-    seeds = check_seeds(seeds)
-    check_choice(control, "control", CONTROLS)
-    if control == "neighbours" and T < 3:
-        raise ValueError(f"T={T} is too short for the neighbours control: a stripe source needs a neighbour; use T >= 3")
-    check_choice(method, "method", ("finite", "jvp"))
-    validate_layer(lm, layer)
-    n_directions = check_int(n_directions, "n_directions", minimum=1)
-    layout = induction_layout(lm, T)
-    sources = list(range(layout.offset, layout.offset + T))  # first copy a_1..a_T
-    ind_src = layout.induction_sources.numpy() - layout.offset  # rows into `sources`
-    dup_src = layout.duplicate_sources.numpy() - layout.offset
-    ind_tgt = layout.induction_targets.numpy()
-    dup_tgt = layout.duplicate_targets.numpy()
-    eps_value = check_number(eps, "eps", positive=True) if method == "finite" else float("nan")
-
-    induction = {"repeated": [], "control": []}
-    duplicate = {"repeated": [], "control": []}
-    matrices = {"repeated": [], "control": []} if keep_matrices else None
-    reads = None
-    within = control == "neighbours"
-    runs = _sequence_runs(control, keep_matrices)
-    passes = len(runs) * len(seeds) * _passes_per_sequence(lm, T, layout.offset, sources, n_directions, method,
-                                                           response_kwargs)
-    with as_progress(progress, f"{lm.name} induction l0={layer}") as bar, bar.expect(passes):
-        for seed in seeds:
-            for key, kind in runs:
-                tokens = make_sequence(lm, kind, T, seed)
-                res = response(lm, tokens, [eps_value] if method == "finite" else None, layer=layer,
-                               read_layers=read_layers, sources=sources, n_directions=n_directions, seed=seed,
-                               method=method, progress=bar, **response_kwargs)
-                chi = res.chi[0]  # [n_read, T, N]
-                reads = res.read_layers
-                if matrices is not None:
-                    matrices[key].append(chi)
-                if within and key == "control":
-                    continue  # run for its matrix only
-                induction[key].append(chi[:, ind_src, ind_tgt])
-                duplicate[key].append(chi[:, dup_src, dup_tgt])
-                if within:  # the baselines come from the same matrix
-                    induction["control"].append(neighbour_baseline(chi, ind_src, ind_tgt, other_stripe=-1))
-                    duplicate["control"].append(neighbour_baseline(chi, dup_src, dup_tgt, other_stripe=+1))
-    return StripeData(
-        T=T, layer=layer, eps=eps_value, seeds=seeds, read_layers=reads,
-        induction={k: np.stack(v) for k, v in induction.items()},
-        duplicate={k: np.stack(v) for k, v in duplicate.items()},
-        sources=sources, control_kind=control,
-        matrices=None if matrices is None else {k: np.stack(v) for k, v in matrices.items()},
-    )
-
 
 #: The baselines of :func:`collect_stripes`. ``"neighbours"`` is the default: it is the one whose
 #: score a model without induction puts at 1 (the null page of the book measures all three).
@@ -238,6 +72,142 @@ CONTROLS = ("neighbours", "random", "shuffled")
 
 #: Source offsets of the neighbour baseline, beyond the two stripes of a target on each side.
 NEIGHBOUR_REACH = 2
+#: what an induction run passes on to the engine, beyond its own arguments
+RESPONSE_OPTIONS = ("batch_rows", "memory_budget_mb", "reuse_prefix")
+
+
+@dataclass(frozen=True)
+class InductionSetting:
+    """The validated setting of an induction measurement: checked once, then passed down.
+
+    Attributes:
+        T: length of one copy; seeds: the sequence seeds (each also seeds the directions).
+        l0: the perturbed stream; eps: the strength (``nan`` for ``method="jvp"``).
+        read_streams: the streams read (``None``: every stream ``l0..L``).
+        control: the baseline (:data:`CONTROLS`); n_boot, confidence: the bootstrap.
+        keep_matrices: keep the full response matrices (a picture needs them).
+        batch_rows, memory_budget_mb, reuse_prefix: passed on to the engine (:func:`~.engine.response`).
+    """
+
+    T: int
+    seeds: Sequence[int]  # a range for a count: a billion seeds are not held before the estimate refuses them
+    l0: int = 0
+    eps: float = 1e-2
+    n_directions: int = 1
+    method: str = "finite"
+    control: str = "neighbours"
+    read_streams: tuple[int, ...] | None = None
+    n_boot: int = 1000
+    confidence: float = 0.95
+    keep_matrices: bool = False
+    batch_rows: int | None = None
+    memory_budget_mb: float = 1024.0
+    reuse_prefix: bool = True
+
+    @classmethod
+    def validated(cls, lm: LoadedModel, T: int = 20, seeds: Sequence[int] | int = 4, *, l0: int = 0,
+                  eps: float = 1e-2, n_directions: int = 1, method: str = "finite", control: str = "neighbours",
+                  read_streams: Iterable[int] | None = None, n_boot: int = 1000, confidence: float = 0.95,
+                  keep_matrices: bool = False, **response_options) -> "InductionSetting":
+        """Every argument checked before the first forward pass (``TypeError``/``InputError`` naming it):
+        a bad ``n_boot`` would otherwise fail only after all seeds have run."""
+        check_model(lm)
+        T = fits_context(lm, check_length(T))
+        unknown = sorted(set(response_options) - set(RESPONSE_OPTIONS))
+        if unknown:
+            raise TypeError(f"unexpected keyword argument(s) {', '.join(unknown)}; the engine's options are "
+                            f"{', '.join(RESPONSE_OPTIONS)}")
+        check_choice(control, "control", CONTROLS)
+        if control == "neighbours" and T < 3:
+            raise InputError(f"T={T} is too short for the neighbours control: a stripe source needs a neighbour; "
+                             f"use T >= 3")
+        check_choice(method, "method", ("finite", "jvp"))
+        l0 = validate_l0(lm, l0)
+        n_boot, confidence = check_bootstrap(n_boot, confidence)
+        if response_options.get("batch_rows") is not None:
+            check_int(response_options["batch_rows"], "batch_rows", minimum=1)
+        if "memory_budget_mb" in response_options:
+            check_number(response_options["memory_budget_mb"], "memory_budget_mb", positive=True)
+        return cls(T=int(T), seeds=seed_sequence(seeds), l0=l0,
+                   eps=check_eps(eps) if method == "finite" else math.nan,
+                   n_directions=check_int(n_directions, "n_directions", minimum=1), method=method, control=control,
+                   read_streams=None if read_streams is None else tuple(validate_read_streams(lm, read_streams, l0)),
+                   n_boot=n_boot, confidence=confidence, keep_matrices=bool(keep_matrices), **response_options)
+
+    def at(self, l0: int) -> "InductionSetting":
+        """The same setting perturbing stream ``l0`` (which the caller has validated)."""
+        return dataclasses.replace(self, l0=int(l0))
+
+    def response_job(self, lm: LoadedModel, tokens, sources: list[int], seed: int) -> ResponseJob:
+        """The engine's job for one sequence of this setting (nothing is checked again)."""
+        return ResponseJob.trusted(lm, tokens, [self.eps], l0=self.l0, read_streams=self.read_streams, sources=sources,
+                                   n_directions=self.n_directions, direction="gaussian", seed=seed,
+                                   method=self.method, batch_rows=self.batch_rows,
+                                   memory_budget_mb=self.memory_budget_mb, reuse_prefix=self.reuse_prefix)
+
+
+@keyword_alias(layer="l0", read_layers="read_streams")
+def collect_stripes(lm: LoadedModel, T: int, seeds: Sequence[int] | int, *, l0: int = 0, eps: float = 1e-2,
+                    read_streams: Iterable[int] | None = None, n_directions: int = 1, method: str = "finite",
+                    control: str = "neighbours", keep_matrices: bool = False, progress: "bool | Progress" = False,
+                    **response_options) -> StripeData:
+    """Run the response of repeated sequences and their controls and keep the stripe entries.
+
+    Only sources of the first copy are perturbed (the stripes start there), which halves the
+    work against perturbing every position.
+
+    Args:
+        T: length of one copy.
+        seeds: sequence seeds (a count ``K`` means ``0..K-1``); seed ``i`` also seeds the directions.
+        l0: the perturbed stream (``layer=`` is accepted as its old name).
+        control: the baseline each stripe entry is divided by (see :data:`CONTROLS`):
+            ``"neighbours"`` (the same target's response to nearby sources of the same repeated
+            sequence; no control sequences are run), ``"random"`` (the same entries of ``2T``
+            random tokens, no repeat) or ``"shuffled"`` (second copy permuted).
+        progress: ``True`` or a :class:`~residual_response.progress.Progress`: one bar for all the
+            sequences, its total the passes the batch planner gives them (on a terminal only).
+    """
+    setting = InductionSetting.validated(lm, T, seeds, l0=l0, eps=eps, read_streams=read_streams,
+                                         n_directions=n_directions, method=method, control=control,
+                                         keep_matrices=keep_matrices, **response_options)
+    return stripes_of(lm, setting, progress)
+
+
+def stripes_of(lm: LoadedModel, setting: InductionSetting, progress: "bool | Progress" = False) -> StripeData:
+    """:func:`collect_stripes` of a validated setting."""
+    T = setting.T
+    layout = induction_layout(lm, T)
+    sources = list(range(layout.offset, layout.offset + T))  # first copy a_1..a_T
+    ind = (layout.induction_sources.numpy() - layout.offset, layout.induction_targets.numpy())  # (rows, targets)
+    dup = (layout.duplicate_sources.numpy() - layout.offset, layout.duplicate_targets.numpy())
+    induction, duplicate = {"repeated": [], "control": []}, {"repeated": [], "control": []}
+    matrices = {"repeated": [], "control": []} if setting.keep_matrices else None
+    reads = None
+    within = setting.control == "neighbours"
+    runs = _sequence_runs(setting.control, setting.keep_matrices)
+    passes = len(runs) * len(setting.seeds) * _passes_per_sequence(lm, setting, layout.offset, sources)
+    with as_progress(progress, f"{lm.name} induction l0={setting.l0}") as bar, bar.expect(passes):
+        for seed in setting.seeds:
+            for key, kind in runs:
+                tokens = _draw(lm, kind, T, seed)
+                res = run_response(setting.response_job(lm, tokens, sources, seed), progress=bar)
+                chi, reads = res.chi[0], res.read_streams  # [n_read, T, N]
+                if matrices is not None:
+                    matrices[key].append(chi)
+                if within and key == "control":
+                    continue  # run for its matrix only
+                induction[key].append(chi[:, ind[0], ind[1]])
+                duplicate[key].append(chi[:, dup[0], dup[1]])
+                if within:  # the baselines come from the same matrix
+                    induction["control"].append(neighbour_baseline(chi, *ind, other_stripe=-1))
+                    duplicate["control"].append(neighbour_baseline(chi, *dup, other_stripe=+1))
+    return StripeData(
+        T=T, l0=setting.l0, eps=setting.eps, seeds=list(setting.seeds), read_streams=reads,
+        induction={k: np.stack(v) for k, v in induction.items()},
+        duplicate={k: np.stack(v) for k, v in duplicate.items()},
+        sources=sources, control_kind=setting.control,
+        matrices=None if matrices is None else {k: np.stack(v) for k, v in matrices.items()},
+    )
 
 
 def neighbour_baseline(chi: np.ndarray, src_rows: np.ndarray, targets: np.ndarray, *, other_stripe: int) -> np.ndarray:
@@ -267,7 +237,7 @@ def neighbour_baseline(chi: np.ndarray, src_rows: np.ndarray, targets: np.ndarra
         ``[n_read, P]`` baseline per read layer and stripe entry.
     """
     if other_stripe not in (-1, 1):
-        raise ValueError(f"other_stripe must be -1 or +1, got {other_stripe!r}")
+        raise InputError(f"other_stripe must be -1 or +1, got {other_stripe!r}")
     lo, hi = min(0, other_stripe), max(0, other_stripe)
     offsets = [lo - d for d in range(NEIGHBOUR_REACH, 0, -1)] + [hi + d for d in range(1, NEIGHBOUR_REACH + 1)]
     n_rows = chi.shape[1]
@@ -281,7 +251,7 @@ def neighbour_baseline(chi: np.ndarray, src_rows: np.ndarray, targets: np.ndarra
         total += vals
         count += ok
     if np.any(count == 0):
-        raise ValueError("a stripe entry has no neighbour source inside the first copy; use a longer T")
+        raise InputError("a stripe entry has no neighbour source inside the first copy; use a longer T")
     return total / count
 
 
@@ -296,12 +266,11 @@ def _sequence_runs(control: str, keep_matrices: bool) -> tuple[tuple[str, str], 
     return (("repeated", "repeated"), ("control", control))
 
 
-def _passes_per_sequence(lm: LoadedModel, T: int, offset: int, sources: list[int], n_directions: int, method: str,
-                         response_kwargs: dict) -> int:
-    """Forward passes of one :func:`response` call of the stripe collection (for the job's bar)."""
-    plan_kw = {k: response_kwargs[k] for k in ("batch_rows", "memory_budget_mb", "reuse_prefix")
-               if k in response_kwargs}
-    return planned_passes(lm, 2 * T + offset, sources, n_eps=1, n_directions=n_directions, method=method, **plan_kw)
+def _passes_per_sequence(lm: LoadedModel, setting: InductionSetting, offset: int, sources: list[int]) -> int:
+    """Forward passes of one engine call of the stripe collection (for the job's bar)."""
+    return planned_passes(lm, 2 * setting.T + offset, sources, n_eps=1, n_directions=setting.n_directions,
+                          method=setting.method, batch_rows=setting.batch_rows,
+                          memory_budget_mb=setting.memory_budget_mb, reuse_prefix=setting.reuse_prefix)
 
 
 def scores_from_stripes(stripes: StripeData, *, model: str = "", method: str = "finite", n_directions: int = 1,
@@ -309,19 +278,18 @@ def scores_from_stripes(stripes: StripeData, *, model: str = "", method: str = "
     """Turn stripe entries into scores, CIs, the rise over depth and the emergence layer (:class:`Rise`)."""
     score, lo, hi, boots = bootstrap_ratio(stripes.induction["repeated"], stripes.induction["control"],
                                            n_boot=n_boot, confidence=confidence, seed=boot_seed, return_boots=True)
-    after = np.asarray(stripes.read_layers) > stripes.layer  # the perturbed stream itself has no score
+    after = np.asarray(stripes.read_streams) > stripes.l0  # the perturbed stream itself has no score
     rise = None
     if after.sum() >= 2:
-        rise = rise_of(np.asarray(stripes.read_layers)[after], score[after], boots[:, after], confidence)
+        rise = rise_of(np.asarray(stripes.read_streams)[after], score[after], boots[:, after], confidence)
     dscore, dlo, dhi = bootstrap_ratio(stripes.duplicate["repeated"], stripes.duplicate["control"],
                                        n_boot=n_boot, confidence=confidence, seed=boot_seed + 1)
     return InductionResult(
-        model=model, length=stripes.T, seeds=stripes.seeds, layer=stripes.layer, eps=stripes.eps, method=method,
-        layers=list(stripes.read_layers), score=score.tolist(), ci_low=lo.tolist(), ci_high=hi.tolist(),
+        model=model, T=stripes.T, seeds=stripes.seeds, l0=stripes.l0, eps=stripes.eps, method=method,
+        read_streams=list(stripes.read_streams), score=score.tolist(), ci_low=lo.tolist(), ci_high=hi.tolist(),
         duplicate_score=dscore.tolist(), duplicate_ci_low=dlo.tolist(), duplicate_ci_high=dhi.tolist(),
-        emergence_layer=None if rise is None else rise.layer, n_directions=n_directions,
-        control=stripes.control_kind, confidence=confidence, n_boot=n_boot, stripes=stripes,
-        rise=None if rise is None else rise.to_dict(),
+        emergence_layer=None if rise is None else rise.stream, n_directions=n_directions,
+        control=stripes.control_kind, confidence=confidence, n_boot=n_boot, stripes=stripes, rise=rise,
     )
 
 
@@ -337,12 +305,12 @@ def rescore_seeds(result: InductionResult, seeds: Sequence[int]) -> InductionRes
     """
     st = result.stripes
     if st is None:
-        raise ValueError("result has no stripes to rescore (it was loaded from a file or computed without them)")
+        raise InputError("result has no stripes to rescore (it was loaded from a file or computed without them)")
     use = check_seeds(seeds)
     if any(x not in st.seeds for x in use):
-        raise ValueError(f"seeds must be a non-empty subset of the result's seeds {st.seeds}, got {list(seeds)!r}")
+        raise InputError(f"seeds must be a non-empty subset of the result's seeds {st.seeds}, got {list(seeds)!r}")
     rows = [st.seeds.index(x) for x in use]
-    sub = StripeData(T=st.T, layer=st.layer, eps=st.eps, seeds=use, read_layers=st.read_layers,
+    sub = StripeData(T=st.T, l0=st.l0, eps=st.eps, seeds=use, read_streams=st.read_streams,
                      induction={k: v[rows] for k, v in st.induction.items()},
                      duplicate={k: v[rows] for k, v in st.duplicate.items()},
                      sources=st.sources, control_kind=st.control_kind)
@@ -352,188 +320,110 @@ def rescore_seeds(result: InductionResult, seeds: Sequence[int]) -> InductionRes
     return out
 
 
-def induction_scores(
-    lm: LoadedModel,
-    T: int = 20,
-    seeds: Sequence[int] | int = 4,
-    *,
-    layer: int = 0,
-    eps: float = 1e-2,
-    n_directions: int = 1,
-    method: str = "finite",
-    control: str = "neighbours",
-    n_boot: int = 1000,
-    confidence: float = 0.95,
-    keep_matrices: bool = False,
-    progress: "bool | Progress" = False,
-    **response_kwargs,
-) -> InductionResult:
-    """Induction score per read layer ``l0..L`` (with CI) and the emergence layer.
+@keyword_alias(layer="l0")
+def induction_scores(lm: LoadedModel, T: int = 20, seeds: Sequence[int] | int = 4, *, l0: int = 0, eps: float = 1e-2,
+                     n_directions: int = 1, method: str = "finite", control: str = "neighbours", n_boot: int = 1000,
+                     confidence: float = 0.95, keep_matrices: bool = False, progress: "bool | Progress" = False,
+                     **response_options) -> InductionResult:
+    """Induction score per read stream ``l0..L`` (with CI) and the emergence layer.
 
     Args:
         T: length of one copy (sequences have ``2T`` tokens plus BOS).
         seeds: an int ``K`` (seeds ``0..K-1``) or an explicit list.
-        layer: perturbed stream ``l0``.
+        l0: perturbed stream (``layer=`` is accepted as its old name).
         eps: relative strength, inside the universal regime (1e-2 is inside it for float32
             models we tested; check with :func:`~residual_response.regime.universal_regime`).
 
     Returns:
-        :class:`InductionResult`; the score at read layer ``l0`` is ``nan`` (chi is a delta there).
+        :class:`InductionResult`; the score at read stream ``l0`` is ``nan`` (chi is a delta there).
     """
-    # every argument is checked before the first forward pass: a bad n_boot would otherwise
-    # fail only after all seeds have run
-    check_model(lm)
-    seed_list = check_seeds(seeds)
-    validate_layer(lm, layer)
-    validate_length(lm, T)
-    check_bootstrap(n_boot, confidence)
-    if method == "finite":
-        check_number(eps, "eps (one strength)", positive=True)
-    stripes = collect_stripes(lm, T, seed_list, layer=layer, eps=eps, n_directions=n_directions, method=method,
-                              control=control, keep_matrices=keep_matrices, progress=progress, **response_kwargs)
-    res = scores_from_stripes(stripes, model=lm.name, method=method, n_directions=n_directions, n_boot=n_boot,
-                              confidence=confidence)
+    setting = InductionSetting.validated(lm, T, seeds, l0=l0, eps=eps, n_directions=n_directions, method=method,
+                                         control=control, n_boot=n_boot, confidence=confidence,
+                                         keep_matrices=keep_matrices, **response_options)
+    return run_induction(lm, setting, progress)
+
+
+def run_induction(lm: LoadedModel, setting: InductionSetting, progress: "bool | Progress" = False) -> InductionResult:
+    """:func:`induction_scores` of a validated setting (nothing is checked again)."""
+    stripes = stripes_of(lm, setting, progress)
+    res = scores_from_stripes(stripes, model=lm.name, method=setting.method, n_directions=setting.n_directions,
+                              n_boot=setting.n_boot, confidence=setting.confidence)
     res.n_layers = lm.n_layers
     return res
 
 
-@dataclass
-class SectionMap:
-    """``score(l0, l)``: induction score when perturbing stream ``l0`` and reading stream ``l``.
-
-    ``score``/``ci_low``/``ci_high`` are ``[n_l0, L+1]`` with ``nan`` where ``l <= l0``.
-    """
-
-    model: str
-    length: int
-    seeds: list[int]
-    perturb_layers: list[int]
-    read_layers: list[int]
-    score: np.ndarray
-    ci_low: np.ndarray
-    ci_high: np.ndarray
-    duplicate_score: np.ndarray
-    #: the relative strength of every response of the map (``nan`` for ``method="jvp"``)
-    eps: float | None = None
-    n_directions: int = 1
-    #: how the result was made (see :mod:`.provenance`); ``None`` when not recorded
-    provenance: dict | None = field(default=None, repr=False)
-
-    #: the ``kind`` tag of the file the command line writes
-    KIND = "section-map"
-    _MATRICES = ("score", "ci_low", "ci_high", "duplicate_score")
-
-    def to_json_dict(self) -> dict:
-        def clean(a):
-            return [[None if not np.isfinite(v) else float(v) for v in row] for row in np.asarray(a)]
-
-        eps = None if self.eps is None or not math.isfinite(self.eps) else float(self.eps)
-        return {"kind": self.KIND, "model": self.model, "length": self.length, "seeds": self.seeds,
-                "perturb_layers": self.perturb_layers,
-                "read_layers": self.read_layers, "score": clean(self.score), "ci_low": clean(self.ci_low),
-                "ci_high": clean(self.ci_high), "duplicate_score": clean(self.duplicate_score),
-                "eps": eps, "n_directions": self.n_directions, "provenance": self.provenance}
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, *, against=None) -> "SectionMap":
-        """Read a file written by ``residual-response section-map --out`` (or :meth:`to_json_dict`).
-
-        ``None`` cells (``l <= l0``) come back as ``nan``. Give ``against`` (a model, a result or
-        a provenance dict) to be warned when the file was made with other weights, model or
-        dtype. Raises ``ValueError`` for another kind of file.
-        """
-        from .provenance import warn_if_different
-        from .resultfile import read
-
-        d = read(path, cls.KIND)
-        mats = {k: np.array([[np.nan if v is None else float(v) for v in row] for row in d[k]], dtype=np.float64)
-                for k in cls._MATRICES}  # each [n_l0, L+1]
-        res = cls(model=d["model"], length=int(d["length"]), seeds=[int(x) for x in d["seeds"]],
-                  perturb_layers=[int(x) for x in d["perturb_layers"]], read_layers=[int(x) for x in d["read_layers"]],
-                  eps=None if d.get("eps") is None else float(d["eps"]), n_directions=int(d.get("n_directions", 1)),
-                  provenance=d.get("provenance"), **mats)
-        if against is not None:
-            warn_if_different(res, against, what=os.fspath(path))
-        return res
-
-
-def section_map(
-    lm: LoadedModel,
-    T: int = 20,
-    seeds: Sequence[int] | int = 2,
-    *,
-    perturb_layers: Iterable[int] | None = None,
-    eps: float = 1e-2,
-    n_directions: int = 1,
-    n_boot: int = 500,
-    progress: "bool | Progress" = False,
-    _with_rows: bool = False,
-    **response_kwargs,
-) -> SectionMap:
+@keyword_alias(perturb_layers="l0s")
+def section_map(lm: LoadedModel, T: int = 20, seeds: Sequence[int] | int = 2, *, l0s: Iterable[int] | None = None,
+                eps: float = 1e-2, n_directions: int = 1, n_boot: int = 500, progress: "bool | Progress" = False,
+                **response_options) -> SectionMap:
     """The map ``score(l0, l)`` over perturbed and read streams.
 
     The stripe shows up in ``score(l0, l)`` only when blocks ``l0..l-1`` contain both the
     block that moves previous-token information and the one that attends back: the map shows
-    which span of blocks composes induction. ``progress`` (``True`` or a
+    which span of blocks composes induction. ``l0s``: the perturbed streams (default every
+    ``0..L-1``; ``perturb_layers=`` is accepted as its old name). ``progress`` (``True`` or a
     :class:`~residual_response.progress.Progress`) draws one bar for the whole map, its total
     planned before the first pass.
     """
-    check_model(lm)
-    validate_length(lm, T)
-    seed_list = check_seeds(seeds)
-    check_bootstrap(n_boot, 0.95)
-    check_number(eps, "eps (one strength)", positive=True)
+    setting, l0s = section_setting(lm, T, seeds, l0s=l0s, eps=eps, n_directions=n_directions, n_boot=n_boot,
+                                   **response_options)
+    return run_section_map(lm, setting, l0s, progress)[0]
+
+
+def section_setting(lm: LoadedModel, T: int, seeds: Sequence[int] | int, *, l0s: Iterable[int] | None,
+                    eps: float = 1e-2, n_directions: int = 1, n_boot: int = 500,
+                    **response_options) -> tuple[InductionSetting, list[int]]:
+    """The validated setting of a section map and its perturbed streams (sorted, without repeats)."""
+    setting = InductionSetting.validated(lm, T, seeds, eps=eps, n_directions=n_directions, n_boot=n_boot,
+                                         **response_options)
+    if l0s is None:
+        return setting, list(range(lm.n_layers))
+    return setting, sorted({validate_l0(lm, l) for l in check_int_list(l0s, "l0s")})
+
+
+def run_section_map(lm: LoadedModel, setting: InductionSetting, l0s: list[int],
+                    progress: "bool | Progress" = False) -> tuple[SectionMap, dict[int, InductionResult]]:
+    """The section map of a validated setting, and the result of each of its rows.
+
+    Every row perturbs the same sequences, so the rows share their clean passes
+    (:func:`~.engine.reuse_clean_passes`): one clean pass per sequence for the whole map, as the
+    benchmark measures it.
+    """
     L = lm.n_layers
-    l0s = list(range(L)) if perturb_layers is None else sorted(set(
-        validate_layer(lm, l, what="perturbed layer") for l in check_int_list(perturb_layers, "perturb_layers")))
-    reads = list(range(L + 1))
     shape = (len(l0s), L + 1)
     score, lo, hi, dup = (np.full(shape, np.nan) for _ in range(4))
-    layout = induction_layout(lm, T)
-    sources = list(range(layout.offset, layout.offset + T))
+    layout = induction_layout(lm, setting.T)
+    sources = list(range(layout.offset, layout.offset + setting.T))
     # every l0 runs the same passes: the default baseline's sequences per seed, sources of the first copy
-    passes = len(l0s) * len(_sequence_runs("neighbours", False)) * len(seed_list) * _passes_per_sequence(lm, T, layout.offset, sources, n_directions,
-                                                                  "finite", response_kwargs)
+    passes = len(l0s) * len(_sequence_runs(setting.control, False)) * len(setting.seeds) * _passes_per_sequence(
+        lm, setting, layout.offset, sources)
     rows = {}
-    with as_progress(progress, f"{lm.name} section map") as bar, bar.expect(passes):
+    with as_progress(progress, f"{lm.name} section map") as bar, bar.expect(passes), reuse_clean_passes():
         for i, l0 in enumerate(l0s):
-            res = induction_scores(lm, T, seed_list, layer=l0, eps=eps, n_directions=n_directions, n_boot=n_boot,
-                                   progress=bar, **response_kwargs)
-            cols = np.asarray(res.layers)
-            score[i, cols] = res.score
-            lo[i, cols] = res.ci_low
-            hi[i, cols] = res.ci_high
-            dup[i, cols] = res.duplicate_score
+            res = run_induction(lm, setting.at(l0), progress=bar)
+            cols = np.asarray(res.read_streams)
+            score[i, cols], lo[i, cols], hi[i, cols], dup[i, cols] = res.score, res.ci_low, res.ci_high, res.duplicate_score
             score[i, l0] = lo[i, l0] = hi[i, l0] = dup[i, l0] = np.nan
             rows[l0] = res
-    sm = SectionMap(lm.name, T, seed_list, l0s, reads, score, lo, hi, dup, eps=float(eps), n_directions=n_directions)
-    return (sm, rows) if _with_rows else sm
+    sm = SectionMap(lm.name, setting.T, list(setting.seeds), l0s, list(range(L + 1)), score, lo, hi, dup,
+                    eps=setting.eps, n_directions=setting.n_directions)
+    return sm, rows
 
 
-# --------------------------------------------------------------------------------------
-# The section map with the rise of each of its rows
-# --------------------------------------------------------------------------------------
-
-
-def section_results(
-    lm: LoadedModel,
-    T: int = 20,
-    seeds: Sequence[int] | int = 2,
-    *,
-    perturb_layers: Iterable[int],
-    eps: float = 1e-2,
-    n_boot: int = 500,
-) -> tuple[SectionMap, dict[int, InductionResult]]:
+@keyword_alias(perturb_layers="l0s")
+def section_results(lm: LoadedModel, T: int = 20, seeds: Sequence[int] | int = 2, *, l0s: Iterable[int],
+                    eps: float = 1e-2, n_boot: int = 500) -> tuple[SectionMap, dict[int, InductionResult]]:
     """The section map of :func:`section_map` together with the result of each of its rows.
 
     Why: where a row's score rises is the rise of that row's :class:`InductionResult` (its
     :attr:`~InductionResult.rise`, with paired bootstrap intervals), the one definition of "where
     the score rises" the book uses; :class:`SectionMap` keeps only the scores. The rows are
-    computed by :func:`section_map` itself, so the map is the same.
+    computed by :func:`run_section_map` itself, so the map is the same.
 
     Returns:
         ``(map, {l0: result})``; each result's ``n_layers`` is set.
     """
-    if perturb_layers is None:
-        raise TypeError("section_results: perturb_layers must be given (a list of perturbed streams)")
-    return section_map(lm, T, seeds, perturb_layers=perturb_layers, eps=eps, n_boot=n_boot, _with_rows=True)
+    if l0s is None:
+        raise TypeError("section_results: l0s must be given (a list of perturbed streams)")
+    setting, l0s = section_setting(lm, T, seeds, l0s=l0s, eps=eps, n_boot=n_boot)
+    return run_section_map(lm, setting, l0s)

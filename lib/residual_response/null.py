@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .checks import check_int_list, check_seeds
+from .checks import InputError, check_int_list, check_seeds
 from .induction import CONTROLS, induction_scores
 from .models import build_random_model
 from .stats import KeyAccess
@@ -75,13 +75,13 @@ def null_study(
     """
     bad = [c for c in controls if c not in CONTROLS]
     if bad or not controls:
-        raise ValueError(f"controls must be a non-empty list of {', '.join(CONTROLS)}; got {list(controls)!r}")
+        raise InputError(f"controls must be a non-empty list of {', '.join(CONTROLS)}; got {list(controls)!r}")
     bad = [f for f in families if f not in FAMILIES]
     if bad or not families:
-        raise ValueError(f"families must be a non-empty list of {', '.join(FAMILIES)}; got {list(families)!r}")
+        raise InputError(f"families must be a non-empty list of {', '.join(FAMILIES)}; got {list(families)!r}")
     bad = [s for s in sizes if s not in SIZES]
     if bad or not sizes:
-        raise ValueError(f"sizes must be a non-empty list of {', '.join(SIZES)}; got {list(sizes)!r}")
+        raise InputError(f"sizes must be a non-empty list of {', '.join(SIZES)}; got {list(sizes)!r}")
     init_seeds = check_int_list(init_seeds, "init_seeds", minimum=0)
     seeds = check_seeds(seeds)
     rows = []
@@ -91,8 +91,8 @@ def null_study(
                 lm = build_random_model(family, seed=int(init_seed), **SIZES[size])
                 for control in controls:
                     res = induction_scores(lm, T=T, seeds=seeds, eps=eps, n_boot=n_boot, control=control)
-                    for l, s, lo, hi in zip(res.layers, res.score, res.ci_low, res.ci_high):
-                        if l == res.layer:
+                    for l, s, lo, hi in zip(res.read_streams, res.score, res.ci_low, res.ci_high):
+                        if l == res.l0:
                             continue  # the perturbed stream itself has no score
                         rows.append(NullRow(family, size, int(init_seed), control, int(l), lm.n_layers,
                                             float(s), float(lo), float(hi), res.emergence_layer))
@@ -171,10 +171,10 @@ def emergence_stability(lms: dict, Ts: Sequence[int], seeds: int, *, eps: float 
             res = induction_scores(lm, T=T, seeds=seeds, eps=eps)
             for k in sorted({2, seeds // 2, seeds} - {0, 1}):
                 r = res if k == seeds else rescore_seeds(res, range(k))
-                lo, hi = r.rise["layer_ci"] if r.rise and r.rise["layer_ci"] else (None, None)
+                lo, hi = r.rise.stream_ci if r.rise and r.rise.stream_ci else (None, None)
                 rows.append({"model": name, "T": T, "seeds": k, "emergence layer": r.emergence_layer,
                              "interval low": lo, "interval high": hi, "L": lm.n_layers,
-                             "rise": r.rise["factor"] if r.rise else float("nan")})
+                             "rise": r.rise.factor if r.rise else float("nan")})
     return rows
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .checks import check_int, check_seed
+from .checks import check_choice, check_int, check_seed
 from .models import LoadedModel
 
 __all__ = ["DIRECTION_KINDS", "perturbation_directions", "apply_perturbation"]
@@ -50,10 +50,14 @@ def perturbation_directions(
     Returns:
         ``[S, K, d]`` float64 CPU tensor of unit vectors.
     """
-    if kind not in DIRECTION_KINDS:
-        raise ValueError(f"unknown direction kind {kind!r}; allowed: {', '.join(DIRECTION_KINDS)}")
-    n_directions = check_int(n_directions, "n_directions", minimum=1)
-    gen = torch.Generator().manual_seed(check_seed(seed))
+    check_choice(kind, "direction", DIRECTION_KINDS)
+    return _directions(lm, tokens, sources, check_int(n_directions, "n_directions", minimum=1), kind, check_seed(seed))
+
+
+def _directions(lm: LoadedModel, tokens: torch.Tensor, sources: torch.Tensor, n_directions: int, kind: str,
+                seed: int) -> torch.Tensor:
+    """:func:`perturbation_directions` of validated arguments (the engine's own, checked once)."""
+    gen = torch.Generator().manual_seed(seed)
     S, K, d = len(sources), n_directions, lm.d_model
     if kind == "gaussian":
         u = torch.randn(S, K, d, generator=gen, dtype=torch.float64)  # [S, K, d]

@@ -20,6 +20,8 @@ import contextlib
 import sys
 from typing import Iterator, TextIO
 
+from .checks import InputError
+
 __all__ = ["Progress", "as_progress", "quiet_model_loading"]
 
 
@@ -59,7 +61,7 @@ class Progress:
         """Declare ``n`` planned passes for the block (counted once, whatever the nesting)."""
         n = int(n)
         if n < 0:
-            raise ValueError(f"expected passes must be >= 0, got {n}")
+            raise InputError(f"expected passes must be >= 0, got {n}")
         if self._open:
             parent = self._open[-1]
             covered = min(n, parent[0])

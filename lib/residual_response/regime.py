@@ -19,8 +19,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .checks import check_choice, check_number
+from .checks import InputError, check_choice, check_number, keyword_alias
 from .engine import ResponseResult
+from .resultfile import FORMAT_VERSION, read, renamed
 
 __all__ = ["RegimeInterval", "RegimeResult", "widest_flat_interval", "layer_curves", "universal_regime", "log_eps_grid",
            "window_position"]
@@ -35,7 +36,7 @@ def log_eps_grid(eps_min: float, eps_max: float, points_per_decade: float) -> np
     for name, value in (("eps_min", eps_min), ("eps_max", eps_max), ("points_per_decade", points_per_decade)):
         check_number(value, name, positive=True)
     if eps_min >= eps_max:
-        raise ValueError(f"eps_min ({eps_min!r}) must be below eps_max ({eps_max!r})")
+        raise InputError(f"eps_min ({eps_min!r}) must be below eps_max ({eps_max!r})")
     n = int(round(np.log10(eps_max / eps_min) * points_per_decade)) + 1
     return np.logspace(np.log10(eps_min), np.log10(eps_max), max(n, 2))
 
@@ -44,8 +45,7 @@ def log_eps_grid(eps_min: float, eps_max: float, points_per_decade: float) -> np
 class RegimeInterval:
     """The universal regime of one read stream.
 
-    ``stream`` is the read stream ``l`` (``layer`` reads the same value, and is the key of the
-    written JSON). ``eps_low``/``eps_high`` are ``None`` when no two neighbouring grid points
+    ``stream`` is the read stream ``l`` (``layer``, its old name, still reads it). ``eps_low``/``eps_high`` are ``None`` when no two neighbouring grid points
     agree within ``tol`` (no regime found). ``chi`` is the median of the curve over the interval.
     """
 
@@ -63,15 +63,11 @@ class RegimeInterval:
             return 0.0
         return float(np.log10(self.eps_high / self.eps_low))
 
-    @property
-    def layer(self) -> int:
-        """The read stream (the name of the JSON key and of the command line's option)."""
-        return self.stream
+    layer = renamed("stream", "layer")
 
     def to_dict(self) -> dict:
-        """Plain types, keyed as the written JSON (``layer`` for the read stream)."""
-        d = asdict(self)
-        return {"layer": d.pop("stream"), **d, "decades": self.decades}
+        """Plain types, keyed as the written JSON."""
+        return {**asdict(self), "decades": self.decades}
 
     @classmethod
     def from_dict(cls, d: dict) -> "RegimeInterval":
@@ -96,10 +92,10 @@ def widest_flat_interval(eps: np.ndarray, curve: np.ndarray, tol: float) -> tupl
     eps = np.asarray(eps, dtype=np.float64)
     curve = np.asarray(curve, dtype=np.float64)
     if eps.ndim != 1 or eps.shape != curve.shape:
-        raise ValueError(f"eps and curve must be 1-D of equal length, got {eps.shape} and {curve.shape}")
-    tol = check_number(tol, "tol", positive=True)
+        raise InputError(f"eps and curve must be 1-D of equal length, got {eps.shape} and {curve.shape}")
+    tol = check_number(tol, "tol", positive=True, below=1.0)
     if np.any(np.diff(eps) <= 0):
-        raise ValueError("eps must be strictly increasing")
+        raise InputError("eps must be strictly increasing")
     n = len(eps)
     best, best_key = None, None
     for i in range(n):
@@ -138,7 +134,7 @@ def layer_curves(result: ResponseResult, *, statistic: str = "mean") -> np.ndarr
     elif statistic == "median":
         out = np.median(vals, axis=-1)
     else:
-        raise ValueError(f"unknown statistic {statistic!r}; allowed: mean, median")
+        raise InputError(f"unknown statistic {statistic!r}; allowed: mean, median")
     return out.T
 
 
@@ -152,12 +148,12 @@ def universal_regime(result: ResponseResult, tol: float = 0.01, *, statistic: st
     _check_result(result)
     check_number(tol, "tol", positive=True, below=1.0)
     if result.method != "finite" or len(result.eps) < 2:
-        raise ValueError("the regime needs a finite-eps sweep with at least two strengths")
+        raise InputError("the regime needs a finite-eps sweep with at least two strengths")
     order = np.argsort(result.eps)
     eps = result.eps[order]
     curves = layer_curves(result, statistic=statistic)[:, order]
     out = []
-    for stream, curve in zip(result.read_layers, curves):
+    for stream, curve in zip(result.read_streams, curves):
         iv = widest_flat_interval(eps, curve, tol)
         if iv is None:
             out.append(RegimeInterval(stream, None, None, 0, None, None, tol))
@@ -176,21 +172,21 @@ class RegimeResult:
 
     Attributes:
         eps: ``[n_eps]`` the strengths of the sweep, increasing.
-        regimes: one :class:`RegimeInterval` per read layer after ``layer``.
-        curve_layers: ``[n_read]`` read layers of ``curves``.
+        regimes: one :class:`RegimeInterval` per read stream after ``l0``.
+        curve_streams: ``[n_read]`` read streams of ``curves``.
         curves: ``[n_read, n_eps]`` the summary curve (:func:`layer_curves`) of each read layer,
             the data the regime was found on (kept so that the sweep can be drawn again).
     """
 
     model: str
     dtype: str
-    layer: int
-    length: int
+    l0: int
+    T: int
     seed: int
     tol: float
     eps: list[float]
     regimes: list[RegimeInterval]
-    curve_layers: list[int] = field(default_factory=list)
+    curve_streams: list[int] = field(default_factory=list)
     curves: list[list[float | None]] = field(default_factory=list)
     sequence: str | None = None
     n_directions: int = 1
@@ -198,30 +194,34 @@ class RegimeResult:
 
     #: the ``kind`` tag of the file the command line writes
     KIND = "regime"
+    layer = renamed("l0", "layer")
+    length = renamed("T", "length")
+    curve_layers = renamed("curve_streams", "curve_layers")
 
     @classmethod
+    @keyword_alias(length="T")
     def from_response(cls, result: ResponseResult, tol: float = 0.01, *, sequence: str | None = None,
-                      length: int | None = None) -> "RegimeResult":
+                      T: int | None = None) -> "RegimeResult":
         """Find the regime of a sweep and keep its curves (read layer ``l0`` left out: chi is a delta there)."""
         regimes = universal_regime(result, tol=tol)
         order = np.argsort(result.eps)
         curves = layer_curves(result)[:, order]  # [n_read, n_eps]
-        keep = [i for i, l in enumerate(result.read_layers) if l != result.layer]
+        keep = [i for i, l in enumerate(result.read_streams) if l != result.l0]
         return cls(
-            model=result.model, dtype=result.dtype, layer=result.layer,
-            length=len(result.tokens) if length is None else int(length), seed=result.seed, tol=float(tol),
-            eps=[float(e) for e in result.eps[order]], regimes=[r for r in regimes if r.stream != result.layer],
-            curve_layers=[result.read_layers[i] for i in keep],
+            model=result.model, dtype=result.dtype, l0=result.l0,
+            T=len(result.tokens) if T is None else int(T), seed=result.seed, tol=float(tol),
+            eps=[float(e) for e in result.eps[order]], regimes=[r for r in regimes if r.stream != result.l0],
+            curve_streams=[result.read_streams[i] for i in keep],
             curves=[[float(v) if math.isfinite(v) else None for v in curves[i]] for i in keep],
             sequence=sequence, n_directions=result.n_directions,
         )
 
     def to_json_dict(self) -> dict:
         """Plain JSON types (the command line's keys, plus ``kind``, the curves and provenance)."""
-        return {"kind": self.KIND, "model": self.model, "dtype": self.dtype, "layer": self.layer,
-                "length": self.length, "seed": self.seed, "tol": self.tol, "eps": list(self.eps),
+        return {"kind": self.KIND, "format": FORMAT_VERSION, "model": self.model, "dtype": self.dtype,
+                "l0": self.l0, "T": self.T, "seed": self.seed, "tol": self.tol, "eps": list(self.eps),
                 "regimes": [r.to_dict() for r in self.regimes], "sequence": self.sequence,
-                "n_directions": self.n_directions, "curve_layers": list(self.curve_layers),
+                "n_directions": self.n_directions, "curve_streams": list(self.curve_streams),
                 "curves": [list(c) for c in self.curves], "provenance": self.provenance}
 
     @classmethod
@@ -232,13 +232,12 @@ class RegimeResult:
         made with other weights, model or dtype. Raises ``ValueError`` for another kind of file.
         """
         from .provenance import warn_if_different
-        from .resultfile import read
 
         d = read(path, cls.KIND)
         regimes = [RegimeInterval.from_dict(r) for r in d["regimes"]]
-        res = cls(model=d["model"], dtype=d["dtype"], layer=int(d["layer"]), length=int(d["length"]),
+        res = cls(model=d["model"], dtype=d["dtype"], l0=int(d["l0"]), T=int(d["T"]),
                   seed=int(d["seed"]), tol=float(d["tol"]), eps=[float(e) for e in d["eps"]], regimes=regimes,
-                  curve_layers=[int(l) for l in d.get("curve_layers", [])], curves=d.get("curves", []),
+                  curve_streams=[int(l) for l in d.get("curve_streams", [])], curves=d.get("curves", []),
                   sequence=d.get("sequence"), n_directions=int(d.get("n_directions", 1)),
                   provenance=d.get("provenance"))
         if against is not None:

@@ -4,6 +4,12 @@ Each file the command line writes names its kind in a ``kind`` field (``response
 ``.npz``; ``induction``, ``regime``, ``section-map`` in a ``.json``), so that a loader can
 refuse a file of another kind in one sentence instead of failing later on a missing key.
 Files written before the tag existed are recognised by their keys (:func:`sniff`).
+
+Format versions (the ``format`` field; a file without one is version 1): version 2 names every
+field by the package's one vocabulary: ``l0`` the perturbed stream, ``read_streams`` the streams
+read, ``T`` a copy's length, ``seeds`` always the list of seeds, ``stream`` the read stream of a
+regime or a rise. :func:`read` hands the loaders every file in version 2's keys, so files of
+version 1 stay readable (:data:`V1_KEYS`).
 """
 
 from __future__ import annotations
@@ -13,7 +19,22 @@ import os
 import zipfile
 from pathlib import Path
 
-__all__ = ["KINDS", "LOADER_OF", "sniff", "read", "read_json", "read_npz", "check_kind"]
+import warnings
+
+from .checks import InputError
+
+__all__ = ["FORMAT_VERSION", "KINDS", "LOADER_OF", "V1_KEYS", "sniff", "read", "read_json", "read_npz", "check_kind",
+           "renamed"]
+
+#: the version of the files written now (module docstring)
+FORMAT_VERSION = 2
+#: per kind, the top-level keys of version 1 and their names in version 2
+V1_KEYS = {
+    "response": {"layer": "l0", "read_layers": "read_streams"},
+    "induction": {"layer": "l0", "length": "T", "layers": "read_streams"},
+    "regime": {"layer": "l0", "length": "T", "curve_layers": "curve_streams"},
+    "section-map": {"length": "T", "perturb_layers": "l0s", "read_layers": "read_streams"},
+}
 
 #: every kind, with the class whose ``load`` reads it
 LOADER_OF = {
@@ -49,7 +70,7 @@ def read_json(path: str | os.PathLike) -> tuple[dict, str | None]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{os.fspath(path)} is not a JSON file ({exc.msg} at line {exc.lineno})") from None
+        raise InputError(f"{os.fspath(path)} is not a JSON file ({exc.msg} at line {exc.lineno})") from None
     return data, _kind_from_json(data)
 
 
@@ -62,7 +83,7 @@ def read_npz(path: str | os.PathLike) -> tuple[dict, str | None]:
             arrays = {k: npz[k] for k in npz.files}
     except (ValueError, zipfile.BadZipFile, EOFError) as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"{os.fspath(path)} is not a readable .npz file ({why})") from None
+        raise InputError(f"{os.fspath(path)} is not a readable .npz file ({why})") from None
     if "kind" in arrays:
         kind = str(arrays["kind"])
     else:
@@ -81,15 +102,34 @@ def sniff(path: str | os.PathLike) -> str:
     """The kind of a result file, or ``ValueError`` saying it is none of :data:`KINDS`."""
     kind = _read_any(path)[1]
     if kind not in KINDS:
-        raise ValueError(f"{os.fspath(path)} is not a residual-response result (kinds: {', '.join(KINDS)})")
+        raise InputError(f"{os.fspath(path)} is not a residual-response result (kinds: {', '.join(KINDS)})")
     return kind
 
 
 def read(path: str | os.PathLike, expected: str) -> dict:
-    """The content of a result file of kind ``expected``; ``ValueError`` for any other file."""
+    """The content of a result file of kind ``expected``, in the keys of :data:`FORMAT_VERSION`
+    (a version-1 file's keys renamed, :data:`V1_KEYS`); ``InputError`` for any other file."""
     data, kind = _read_any(path)
     check_kind(path, kind, expected)
+    version = int(data["format"]) if "format" in data else 1
+    if version > FORMAT_VERSION:
+        raise InputError(f"{os.fspath(path)} is a format-{version} file, newer than this library reads "
+                         f"(format {FORMAT_VERSION}); update residual-response")
+    if version == 1:
+        data = {V1_KEYS[expected].get(k, k): v for k, v in data.items()}
     return data
+
+
+def renamed(new: str, old: str) -> property:
+    """A read-only property under the ``old`` name of a field now called ``new``, for code written
+    before the rename; it warns (``DeprecationWarning``) and reads the field."""
+
+    def get(self):
+        warnings.warn(f"deprecated name {type(self).__name__}.{old}: it is now called {new}", DeprecationWarning,
+                      stacklevel=2)
+        return getattr(self, new)
+
+    return property(get, doc=f"Old name of :attr:`{new}` (deprecated).")
 
 
 def _a(word: str) -> str:
@@ -101,6 +141,6 @@ def check_kind(path: str | os.PathLike, found: str | None, expected: str) -> Non
     if found == expected:
         return
     if found in LOADER_OF:
-        raise ValueError(f"{os.fspath(path)} holds {_a(found)} result, not {_a(expected)} result; "
+        raise InputError(f"{os.fspath(path)} holds {_a(found)} result, not {_a(expected)} result; "
                          f"read it with {LOADER_OF[found]}.load")
-    raise ValueError(f"{os.fspath(path)} is not {_a(expected)} result file (it has no kind {expected!r})")
+    raise InputError(f"{os.fspath(path)} is not {_a(expected)} result file (it has no kind {expected!r})")

@@ -13,7 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .stats import percentile_interval
+from .checks import InputError
+from .stats import KeyAccess, percentile_interval
 
 __all__ = ["EMERGENCE_THRESHOLD", "RISE_FRACTIONS", "Rise", "emergence_layer", "half_rise_layer", "rise_of"]
 
@@ -36,7 +37,7 @@ def emergence_layer(layers: Sequence[int], ci_low: Sequence[float], threshold: f
 
 
 @dataclass(frozen=True)
-class Rise:
+class Rise(KeyAccess):
     """The rise of the induction score over depth, and the layer where it happens.
 
     Why a rise and not a threshold: how high the score climbs depends on the baseline, on ``T``
@@ -55,16 +56,19 @@ class Rise:
     bootstrap replicate (2.5 % and 97.5 % quantiles, over the replicates that show a rise).
 
     Attributes:
-        emerged: whether the rise is significant; the layers below are ``None`` when not.
-        layer, layer_ci: the emergence layer and its interval.
-        start, end, width, width_ci: the 10 % and 90 % layers, and ``end - start`` with its interval.
-        bottom, top: the layers of the smallest and the largest score.
+        emerged: whether the rise is significant; the streams below are ``None`` when not.
+        stream, stream_ci: the emergence layer (the read stream half way up) and its interval.
+        start, end, width, width_ci: the 10 % and 90 % streams, and ``end - start`` with its interval.
+        bottom, top: the streams of the smallest and the largest score.
         factor, factor_ci: ``R`` and its paired interval.
+
+    Read its fields by name; key access (``rise["factor"]``, the plain dict it once was, with the
+    old keys ``layer`` and ``layer_ci``) still works and warns (:class:`~.stats.KeyAccess`).
     """
 
     emerged: bool
-    layer: int | None
-    layer_ci: tuple[int, int] | None
+    stream: int | None
+    stream_ci: tuple[int, int] | None
     start: int | None
     end: int | None
     width: int | None
@@ -74,8 +78,19 @@ class Rise:
     factor: float
     factor_ci: tuple[float, float]
 
+    _OLD_KEYS = {"layer": "stream", "layer_ci": "stream_ci"}
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Rise":
+        """The inverse of :meth:`to_dict`, for a dict of either format (``layer`` is the old ``stream``)."""
+        kw = {cls._OLD_KEYS.get(k, k): v for k, v in d.items()}
+        for key in ("stream_ci", "width_ci", "factor_ci"):
+            if kw.get(key) is not None:
+                kw[key] = tuple(kw[key])
+        return cls(**kw)
 
 
 #: fractions of the log rise that define the start, the middle (emergence) and the end of the rise
@@ -108,13 +123,13 @@ def rise_of(layers: Sequence[int], score: Sequence[float], boots: np.ndarray, co
     boots = np.asarray(boots, dtype=float)
     keep = np.isfinite(score) & (score > 0) & np.all(np.isfinite(boots) & (boots > 0), axis=0)
     if keep.sum() < 2:
-        raise ValueError("rise_of needs finite, positive scores at two read layers at least")
+        raise InputError("rise_of needs finite, positive scores at two read layers at least")
     layers, score, boots = layers[keep], score[keep], boots[:, keep]
     bottom, top, (start, mid, end) = _rise_layers(layers, score)
     factors = boots[:, top] / boots[:, bottom]  # paired: the same resample at both layers
     f_lo, f_hi = (float(q) for q in percentile_interval(factors, confidence))
     emerged = bool(f_lo > 1.0)
-    layer_ci = width_ci = None
+    stream_ci = width_ci = None
     if emerged:
         mids, widths = [], []
         for b in boots:
@@ -122,10 +137,10 @@ def rise_of(layers: Sequence[int], score: Sequence[float], boots: np.ndarray, co
             if bt > bb:
                 mids.append(s50)
                 widths.append(s90 - s10)
-        layer_ci = tuple(int(round(q)) for q in percentile_interval(mids, confidence))
+        stream_ci = tuple(int(round(q)) for q in percentile_interval(mids, confidence))
         width_ci = tuple(int(round(q)) for q in percentile_interval(widths, confidence))
     return Rise(
-        emerged=emerged, layer=mid if emerged else None, layer_ci=layer_ci,
+        emerged=emerged, stream=mid if emerged else None, stream_ci=stream_ci,
         start=start if emerged else None, end=end if emerged else None,
         width=(end - start) if emerged else None, width_ci=width_ci,
         bottom=int(layers[bottom]), top=int(layers[top]),

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .checks import check_choice, check_int, check_model, check_seed
+from .checks import InputError, check_choice, check_int, check_model, check_seed
 from .models import LoadedModel
 
-__all__ = ["SEQUENCE_KINDS", "InductionLayout", "make_sequence", "induction_layout", "validate_length", "spread"]
+__all__ = ["SEQUENCE_KINDS", "InductionLayout", "make_sequence", "induction_layout", "validate_length", "check_length",
+           "spread"]
 
 SEQUENCE_KINDS = ("repeated", "random", "shuffled")
 
@@ -65,17 +66,28 @@ def induction_layout(lm: LoadedModel, T: int) -> InductionLayout:
     return InductionLayout(T=int(T), offset=0 if lm.bos_token_id is None else 1)
 
 
+def check_length(T) -> int:
+    """A copy's length ``T``: an int >= 2 (the part of :func:`validate_length` that needs no model)."""
+    T = check_int(T, "length T")
+    if T < 2:
+        raise InputError(f"length T={T} too short; need T >= 2")
+    return T
+
+
 def validate_length(lm: LoadedModel, T: int) -> None:
     """``T`` must be an int >= 2 and ``2T`` (+BOS) must fit the model's context."""
     check_model(lm)
-    T = check_int(T, "length T")
+    fits_context(lm, check_length(T))
+
+
+def fits_context(lm: LoadedModel, T: int) -> int:
+    """``T`` (an int >= 2 already) if ``2T`` (+BOS) tokens fit the model's context; one sentence if not."""
     n = 2 * T + (0 if lm.bos_token_id is None else 1)
-    if T < 2:
-        raise ValueError(f"length T={T} too short; need T >= 2")
     if n > lm.max_length:
-        raise ValueError(
+        raise InputError(
             f"length T={T} gives {n} tokens, beyond the context of {lm.name} ({lm.max_length}); use T <= {(lm.max_length - 1) // 2}"
         )
+    return T
 
 
 def make_sequence(lm: LoadedModel, kind: str, T: int, seed: int = 0) -> torch.Tensor:
@@ -92,7 +104,11 @@ def make_sequence(lm: LoadedModel, kind: str, T: int, seed: int = 0) -> torch.Te
     """
     check_choice(kind, "sequence kind", SEQUENCE_KINDS)
     validate_length(lm, T)
-    T, seed = int(T), check_seed(seed)
+    return _draw(lm, kind, int(T), check_seed(seed))
+
+
+def _draw(lm: LoadedModel, kind: str, T: int, seed: int) -> torch.Tensor:
+    """:func:`make_sequence` of validated arguments (a caller's own validated setting: nothing is checked)."""
     vocab = lm.ordinary_token_ids
     gen = torch.Generator().manual_seed(seed * 1000 + SEQUENCE_KINDS.index(kind))
     if kind == "random":
@@ -116,5 +132,5 @@ def spread(lo: int, hi: int, n: int) -> list[int]:
     if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (lo, hi, n)):
         raise TypeError(f"spread takes integers, got lo={lo!r}, hi={hi!r}, n={n!r}")
     if n < 1 or hi < lo:
-        raise ValueError(f"spread needs n >= 1 and hi >= lo, got lo={lo}, hi={hi}, n={n}")
+        raise InputError(f"spread needs n >= 1 and hi >= lo, got lo={lo}, hi={hi}, n={n}")
     return sorted({int(x) for x in np.linspace(lo, hi, n).round()})

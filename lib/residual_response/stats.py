@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .checks import check_bootstrap
+from .checks import InputError, check_bootstrap
 
 __all__ = [
     "BootstrapMean",
@@ -45,25 +45,33 @@ __all__ = [
 
 
 class KeyAccess:
-    """Read access by key (``res["mean"]``) to the fields of a result dataclass.
+    """Deprecated: read access by key (``res["mean"]``) to the fields of a result dataclass.
 
-    Why: results that were plain dicts keep the key access their callers (pages, tests) use,
-    while the fields are named and documented on the class.
+    Why it exists: results that were plain dicts kept the key access their callers (pages, tests)
+    used. Why deprecated: a field read by attribute (``res.mean``) is named, documented and
+    checked where it is written; a key is a string nothing checks. Every key read warns
+    (``DeprecationWarning``); ``_OLD_KEYS`` maps keys of a field since renamed to its name.
+    :meth:`to_dict` stays: a plain dict of the fields, e.g. to add entries of one's own.
     """
 
+    _OLD_KEYS: dict = {}
+
     def __getitem__(self, key: str):
-        if key not in self.keys():
+        name = self._OLD_KEYS.get(key, key)
+        if name not in self.keys():
             raise KeyError(key)
-        return getattr(self, key)
+        warnings.warn(f"deprecated key access {type(self).__name__}[{key!r}]: read the attribute .{name}",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(self, name)
 
     def __contains__(self, key) -> bool:
-        return key in self.keys()
+        return self._OLD_KEYS.get(key, key) in self.keys()
 
     def keys(self) -> list[str]:
         return [f.name for f in fields(self)]
 
     def get(self, key: str, default=None):
-        return getattr(self, key) if key in self.keys() else default
+        return self[key] if key in self else default
 
     def to_dict(self) -> dict:
         """The fields as a plain (shallow) dict, e.g. to add entries of one's own."""
@@ -129,7 +137,7 @@ def bootstrap_mean(
     n_boot, confidence = check_bootstrap(n_boot, confidence)
     v = torch.as_tensor(values).detach().to("cpu", torch.float64)
     if v.ndim == 0 or v.shape[0] == 0:
-        raise ValueError(f"values must have a non-empty first (seed) axis, got shape {tuple(v.shape)}")
+        raise InputError(f"values must have a non-empty first (seed) axis, got shape {tuple(v.shape)}")
     S = v.shape[0]
     gen = torch.Generator().manual_seed(int(seed))
     idx = torch.randint(S, (n_boot, S), generator=gen)  # [n_boot, S]
@@ -175,9 +183,9 @@ def resampled_ratio(rep: np.ndarray, ctrl: np.ndarray, si: np.ndarray, pi: np.nd
 def _check_stripes(rep, ctrl) -> tuple[np.ndarray, np.ndarray]:
     rep, ctrl = np.asarray(rep, dtype=float), np.asarray(ctrl, dtype=float)
     if rep.shape != ctrl.shape or rep.ndim != 3:
-        raise ValueError(f"rep and ctrl must have equal shapes [n_seeds, n_layers, P], got {rep.shape} and {ctrl.shape}")
+        raise InputError(f"rep and ctrl must have equal shapes [n_seeds, n_layers, P], got {rep.shape} and {ctrl.shape}")
     if 0 in rep.shape:
-        raise ValueError(f"rep and ctrl must be non-empty [n_seeds, n_layers, P], got shape {rep.shape}")
+        raise InputError(f"rep and ctrl must be non-empty [n_seeds, n_layers, P], got shape {rep.shape}")
     return rep, ctrl
 
 

@@ -24,6 +24,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
+from .checks import InputError
 from .models import LoadedModel
 
 __all__ = [
@@ -49,9 +50,9 @@ def stream_name(l: int, n_layers: int) -> str:
         ValueError: ``n_layers`` is not an int >= 1, or ``l`` is not an int in ``0..L``.
     """
     if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
-        raise ValueError(f"n_layers must be an int >= 1, got {n_layers!r}")
+        raise InputError(f"n_layers must be an int >= 1, got {n_layers!r}")
     if isinstance(l, bool) or not isinstance(l, int) or not 0 <= l <= n_layers:
-        raise ValueError(f"stream l={l!r} out of range; allowed 0..{n_layers}")
+        raise InputError(f"stream l={l!r} out of range; allowed 0..{n_layers}")
     if l < n_layers:
         return f"blocks.{l}.hook_resid_pre"
     return f"blocks.{n_layers - 1}.hook_resid_post"
@@ -93,7 +94,7 @@ def hooked(hooks: Sequence[tuple[torch.nn.Module, str, Callable]]) -> Iterator[N
             elif kind == "post":
                 handles.append(module.register_forward_hook(fn))
             else:
-                raise ValueError(f"hook kind must be 'pre' or 'post', got {kind!r}")
+                raise InputError(f"hook kind must be 'pre' or 'post', got {kind!r}")
         yield
     finally:
         for handle in handles:
@@ -101,17 +102,46 @@ def hooked(hooks: Sequence[tuple[torch.nn.Module, str, Callable]]) -> Iterator[N
 
 
 class _PassThrough(torch.nn.Module):
-    """Stands in for a block that need not run: returns its input stream unchanged."""
+    """Stands in for a block that need not run: returns its input stream unchanged, in the form the
+    block returns it (the stream itself, or a tuple whose first entry is the stream)."""
 
-    def __init__(self, block: torch.nn.Module):
+    def __init__(self, block: torch.nn.Module, as_tuple: bool):
         super().__init__()
+        self.as_tuple = as_tuple
         # keep attributes that model code reads from blocks (Gemma's attention_type, ...)
         for attr in ("attention_type", "layer_idx", "is_sliding"):
             if hasattr(block, attr):
                 setattr(self, attr, getattr(block, attr))
 
     def forward(self, hidden_states=None, *args, **kwargs):
-        return hidden_states
+        return (hidden_states, None) if self.as_tuple else hidden_states
+
+
+#: where :func:`blocks_return_tuples` keeps its answer on the model (found once)
+_TUPLES = "_residual_response_blocks_return_tuples"
+
+
+def blocks_return_tuples(lm: LoadedModel) -> bool:
+    """Whether ``lm``'s blocks return a tuple (older modeling code, Falcon's) or the stream itself.
+
+    Why it matters: a decoder that reads ``outputs[0]`` from a block would take the first batch row
+    of a bare tensor, so a skipped block must answer in the same form. Read once per model, from a
+    forward pass of two tokens stopped after block 0, and kept on the model.
+    """
+    found = getattr(lm.model, _TUPLES, None)
+    if found is None:
+        seen = {}
+
+        def post(module, args, output):
+            seen["tuple"] = isinstance(output, (tuple, list))
+            raise StopForward
+
+        ids = torch.zeros(1, 2, dtype=torch.long, device=lm.device)
+        with hooked([(lm.blocks[0], "post", post)]), torch.no_grad(), contextlib.suppress(StopForward):
+            lm.base_model(input_ids=ids, use_cache=False)
+        found = seen["tuple"]
+        object.__setattr__(lm.model, _TUPLES, found)  # not a module: kept out of the model's state
+    return found
 
 
 @contextlib.contextmanager
@@ -123,9 +153,10 @@ def skip_blocks(lm: LoadedModel, below: int) -> Iterator[None]:
     """
     blocks = lm.blocks
     saved = [blocks[i] for i in range(below)]
+    as_tuple = below > 0 and blocks_return_tuples(lm)
     try:
         for i in range(below):
-            blocks[i] = _PassThrough(saved[i])
+            blocks[i] = _PassThrough(saved[i], as_tuple)
         yield
     finally:
         for i, block in enumerate(saved):
@@ -147,7 +178,7 @@ def clean_streams(lm: LoadedModel, tokens: torch.Tensor, layers: Sequence[int] |
     layers = list(range(L + 1)) if layers is None else [int(x) for x in layers]
     for l in layers:
         if not 0 <= l <= L:
-            raise ValueError(f"layer {l} out of range; allowed 0..{L}")
+            raise InputError(f"layer {l} out of range; allowed 0..{L}")
     want = set(layers)
     got: dict[int, torch.Tensor] = {}
     last = max(layers)

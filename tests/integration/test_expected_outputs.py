@@ -29,7 +29,7 @@ comparing with a native run, then allowing a factor ~4 beyond the largest differ
   curve allows once every point may move by its tolerance (:func:`regime_allowed`). The rise's
   ``top``/``bottom`` layer may be any layer whose stored score lies within twice the score
   tolerance of the extreme (SmolLM2's top two scores differ by 0.3 %), and the bootstrap interval
-  of a layer (``layer_ci``, ``width_ci``: quantiles of per-replicate integer layers, one of which
+  of a layer (``stream_ci``, ``width_ci``: quantiles of per-replicate integer layers, one of which
   may sit on a crossing) may move by one layer.
 """
 
@@ -82,7 +82,7 @@ def _rise_margins(layers, score, rise) -> list[tuple[str, float]]:
         return out
     lo, hi = math.log(s[rise["bottom"]]), math.log(s[rise["top"]])
     path = [l for l in layers if rise["bottom"] <= l <= rise["top"]]
-    for name, f in (("start", 0.1), ("layer", 0.5), ("end", 0.9)):
+    for name, f in (("start", 0.1), ("stream", 0.5), ("end", 0.9)):
         level = lo + f * (hi - lo)
         first = rise[name]
         out.append((f"{name}: layer {first} above the {f:.0%} level", math.log(s[first]) - level))
@@ -126,7 +126,7 @@ def test_stored_decisions_have_margins(path):
     stored regimes are among those :func:`regime_allowed` accepts."""
     d = _load(path)["result"]
     if d["kind"] == "induction":
-        bad = [(n, m) for n, m in _rise_margins(d["layers"], d["score"], d["rise"]) if m <= 2 * SCORE_RTOL]
+        bad = [(n, m) for n, m in _rise_margins(d["read_streams"], d["score"], d["rise"]) if m <= 2 * SCORE_RTOL]
         assert not bad, bad
     elif d["kind"] == "regime":  # the stored bounds are among those allowed (see regime_allowed)
         for r, curve in zip(d["regimes"], d["curves"]):
@@ -170,7 +170,7 @@ def _compare(got, want, path, rtol, errors, skip=()):
 
 
 def _compare_rise(got, want, layers, score, errors):
-    _compare(got, want, "rise", SCORE_RTOL, errors, skip=("top", "bottom", "layer_ci", "width_ci", "factor",
+    _compare(got, want, "rise", SCORE_RTOL, errors, skip=("top", "bottom", "stream_ci", "width_ci", "factor",
                                                            "factor_ci"))
     for key in ("factor", "factor_ci"):
         _compare(got[key], want[key], f"rise.{key}", 2 * SCORE_RTOL, errors)
@@ -181,7 +181,7 @@ def _compare_rise(got, want, layers, score, errors):
         near = {l for l in candidates if abs(s[l] / best - 1) <= 2 * SCORE_RTOL}
         if got[key] not in near:
             errors.append(f"rise.{key}: {got[key]} not among the layers {sorted(near)} within {2 * SCORE_RTOL:g}")
-    for key in ("layer_ci", "width_ci"):
+    for key in ("stream_ci", "width_ci"):
         g, w = got[key], want[key]
         if (g is None) != (w is None) or (w is not None and max(abs(a - b) for a, b in zip(g, w)) > 1):
             errors.append(f"rise.{key}: {g} != {w} (allowance: one layer)")
@@ -189,7 +189,7 @@ def _compare_rise(got, want, layers, score, errors):
 
 def _compare_regime(got, want, errors):
     _compare(got, want, "regime", 0.0, errors, skip=("curves", "regimes"))
-    for layer, g, w in zip(want["curve_layers"], got["curves"], want["curves"]):
+    for layer, g, w in zip(want["curve_streams"], got["curves"], want["curves"]):
         for e, gv, wv in zip(want["eps"], g, w):
             if not math.isclose(gv, wv, rel_tol=_curve_rtol(e)):
                 errors.append(f"curve layer {layer} eps {e:g}: {gv!r} != {wv!r} (rtol {_curve_rtol(e):g})")
@@ -198,24 +198,24 @@ def _compare_regime(got, want, errors):
         return
     eps = want["eps"]
     for g, w, curve in zip(got["regimes"], want["regimes"], want["curves"]):
-        _compare(g["layer"], w["layer"], "regimes.layer", 0.0, errors)
+        _compare(g["stream"], w["stream"], "regimes.stream", 0.0, errors)
         ij = None if g["eps_low"] is None else (eps.index(g["eps_low"]), eps.index(g["eps_high"]))
         allowed = regime_allowed(eps, curve, want["tol"])
         if ij not in allowed:
-            errors.append(f"regime layer {w['layer']}: interval {ij} not among {sorted(allowed, key=str)}")
+            errors.append(f"regime stream {w['stream']}: interval {ij} not among {sorted(allowed, key=str)}")
             continue
         if (g["eps_low"], g["eps_high"]) != (w["eps_low"], w["eps_high"]):
             continue  # another allowed interval: its chi and max_dev are not the stored ones
-        _compare(g, w, f"regimes[layer {w['layer']}]", 0.0, errors, skip=("chi", "max_dev", "decades"))
+        _compare(g, w, f"regimes[stream {w['stream']}]", 0.0, errors, skip=("chi", "max_dev", "decades"))
         if w["eps_low"] is None:
             continue
         r = _curve_rtol(w["eps_low"])
         if not math.isclose(g["chi"], w["chi"], rel_tol=r):
-            errors.append(f"regime chi layer {w['layer']}: {g['chi']!r} != {w['chi']!r} (rtol {r:g})")
+            errors.append(f"regime chi stream {w['stream']}: {g['chi']!r} != {w['chi']!r} (rtol {r:g})")
         if abs(g["max_dev"] - w["max_dev"]) > 2 * r:
-            errors.append(f"regime max_dev layer {w['layer']}: {g['max_dev']!r} != {w['max_dev']!r} (atol {2 * r:g})")
+            errors.append(f"regime max_dev stream {w['stream']}: {g['max_dev']!r} != {w['max_dev']!r} (atol {2 * r:g})")
         if not math.isclose(g["decades"], w["decades"], rel_tol=1e-12):
-            errors.append(f"regime decades layer {w['layer']}: {g['decades']!r} != {w['decades']!r}")
+            errors.append(f"regime decades stream {w['stream']}: {g['decades']!r} != {w['decades']!r}")
 
 
 def _compare_response(got, want, errors):
@@ -258,7 +258,7 @@ def test_cli_output_matches_the_stored_one(path, tmp_path):
         _compare_regime(got, want, errors)
     elif kind == "induction":
         _compare(got, want, "induction", SCORE_RTOL, errors, skip=("rise",))
-        _compare_rise(got["rise"], want["rise"], want["layers"], want["score"], errors)
+        _compare_rise(got["rise"], want["rise"], want["read_streams"], want["score"], errors)
     else:
         _compare(got, want, kind, SCORE_RTOL, errors)
     assert not errors, "\n".join(errors[:20])

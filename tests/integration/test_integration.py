@@ -24,8 +24,8 @@ def test_smollm2_scale_invariance_and_jvp(smollm2):
     tokens = make_sequence(smollm2, "repeated", 5, seed=0)
     eps = np.logspace(-4, -1, 7)  # 1e-4 .. 1e-1, two points per decade
     layers = [1, 15, 30]
-    fin = response(smollm2, tokens, eps, read_layers=layers, n_directions=2, seed=0)
-    jvp = response(smollm2, tokens, read_layers=layers, n_directions=2, seed=0, method="jvp")
+    fin = response(smollm2, tokens, eps, read_streams=layers, n_directions=2, seed=0)
+    jvp = response(smollm2, tokens, read_streams=layers, n_directions=2, seed=0, method="jvp")
     src = np.asarray(fin.sources)
     upper = np.arange(len(tokens))[None, :] >= src[:, None]
     for i, layer in enumerate(layers):
@@ -41,7 +41,7 @@ def test_smollm2_scale_invariance_and_jvp(smollm2):
 def test_smollm2_engine_equals_naive_loop(smollm2):
     tokens = make_sequence(smollm2, "repeated", 4, seed=2)
     N = len(tokens)
-    res = response(smollm2, tokens, [1e-2], layer=3, n_directions=1, seed=5)
+    res = response(smollm2, tokens, [1e-2], l0=3, n_directions=1, seed=5)
     dirs = perturbation_directions(smollm2, tokens, torch.arange(N), 1, "gaussian", 5)
     ref = naive_chi(smollm2, tokens, 1e-2, 3, dirs)
     rel = np.abs(res.chi[0] - ref).max() / np.abs(ref).max()
@@ -58,8 +58,8 @@ def test_standin_emergence_agrees_with_the_attention_heads(fixture, request):
 
     lm = request.getfixturevalue(fixture)
     res = induction_scores(lm, T=CANONICAL["T"], seeds=CANONICAL["seeds"], eps=CANONICAL["eps"], n_boot=500)
-    assert res.emergence_layer is not None and res.rise["emerged"], res.rise
-    assert res.rise["factor_ci"][0] > 2, f"{lm.name}: the rise is only {res.rise['factor_ci']}"
+    assert res.emergence_layer is not None and res.rise.emerged, res.rise
+    assert res.rise.factor_ci[0] > 2, f"{lm.name}: the rise is only {res.rise.factor_ci}"
     att = induction_attention_scores(lm, T=CANONICAL["T"], seeds=range(CANONICAL["seeds"]), n_boot=50)
     first_block = min(b for b, _, _ in top_heads(att["repeated"]["mean"], 5))
     assert abs(res.emergence_layer - (first_block + 1)) <= 1, \
@@ -70,8 +70,8 @@ def test_standin_emergence_agrees_with_the_attention_heads(fixture, request):
 
 def test_gemma3_is_causal_and_deterministic(gemma3):
     tokens = make_sequence(gemma3, "random", 4, seed=1)
-    a = response(gemma3, tokens, [1e-2], read_layers=[9, 18], seed=3)
-    b = response(gemma3, tokens, [1e-2], read_layers=[9, 18], seed=3)
+    a = response(gemma3, tokens, [1e-2], read_streams=[9, 18], seed=3)
+    b = response(gemma3, tokens, [1e-2], read_streams=[9, 18], seed=3)
     assert np.array_equal(a.chi, b.chi)
     lower = np.tril(np.ones(a.chi.shape[-2:], bool), k=-1)
     assert np.all(a.chi[..., lower] == 0) and np.all(a.chi[..., ~lower] > 0)

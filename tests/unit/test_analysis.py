@@ -39,7 +39,7 @@ def test_regime_of_a_random_model_float32_vs_float64():
     for dtype in ("float32", "float64"):
         lm = build_random_model("llama", dtype=dtype)
         tokens = make_sequence(lm, "random", 4, seed=0)
-        res = response(lm, tokens, eps, read_layers=[lm.n_layers])
+        res = response(lm, tokens, eps, read_streams=[lm.n_layers])
         (iv,) = universal_regime(res, tol=0.01)
         assert iv.decades >= 2, f"{dtype}: regime spans only {iv.decades} decades"
         lows[dtype] = iv.eps_low
@@ -78,20 +78,20 @@ def test_rise_of_finds_the_middle_of_a_step_and_refuses_noise():
     rep, base = _profile(levels)
     s, lo, hi, boots = bootstrap_ratio(rep, base, return_boots=True, n_boot=500)
     r = rise_of(range(1, 8), s, boots)
-    assert r.emerged and r.layer == 5 and r.top >= 5 and r.bottom <= 4
-    assert r.layer_ci == (5, 5)  # a x3 step against 10 % noise is never misplaced
+    assert r.emerged and r.stream == 5 and r.top >= 5 and r.bottom <= 4
+    assert r.stream_ci == (5, 5)  # a x3 step against 10 % noise is never misplaced
     assert r.start == r.end == 5 and r.width == 0  # a sudden rise
     assert 2.0 < r.factor < 4.5 and r.factor_ci[0] > 1.5
     # a gradual rise: x3 spread over four layers
     rep, base = _profile([1.0, 1.0, 1.3, 1.7, 2.3, 3.0, 3.0])
     s, _, _, boots = bootstrap_ratio(rep, base, return_boots=True, n_boot=500)
     g = rise_of(range(1, 8), s, boots)
-    assert g.emerged and 3 <= g.layer <= 5 and g.width >= 2
+    assert g.emerged and 3 <= g.stream <= 5 and g.width >= 2
     # no rise: the same level everywhere; the paired interval of the factor reaches 1
     rep, base = _profile([1.0] * 7)
     s, _, _, boots = bootstrap_ratio(rep, base, return_boots=True, n_boot=500)
     flat = rise_of(range(1, 8), s, boots)
-    assert not flat.emerged and flat.layer is None and flat.width is None and flat.factor_ci[0] <= 1.0
+    assert not flat.emerged and flat.stream is None and flat.width is None and flat.factor_ci[0] <= 1.0
     with pytest.raises(ValueError, match="two read layers"):
         rise_of([1], [2.0], np.ones((5, 1)))
 
@@ -186,5 +186,7 @@ def test_keyword_alias_and_regime_stream():
     with pytest.raises(TypeError, match="alias layer="):
         f(block=1, layer=2)
     iv = RegimeInterval(3, 1e-3, 1e-2, 4, 1.0, 1e-3, 0.01)
-    assert iv.layer == iv.stream == 3 and iv.to_dict()["layer"] == 3 and "stream" not in iv.to_dict()
+    assert iv.stream == 3 and iv.to_dict()["stream"] == 3 and "layer" not in iv.to_dict()
+    with pytest.warns(DeprecationWarning, match="now called stream"):
+        assert iv.layer == 3  # the old name still reads, and says so
     assert RegimeInterval.from_dict(iv.to_dict()) == iv

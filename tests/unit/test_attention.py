@@ -59,14 +59,14 @@ def test_scores_shapes_and_ci(random_lm):
     res = induction_attention_scores(lm, T=6, seeds=range(3), n_boot=200)
     L, H = lm.n_layers, lm.n_heads
     for key in ("repeated", "baseline"):
-        assert res[key]["mean"].shape == (L, H)
-        assert res[key]["per_seed"].shape == (3, L, H)
-        assert (res[key]["lo"] <= res[key]["mean"] + 1e-12).all()
-        assert (res[key]["hi"] >= res[key]["mean"] - 1e-12).all()
-    assert res["ratio"].shape == (L, H)
+        assert getattr(res, key).mean.shape == (L, H)
+        assert getattr(res, key).per_seed.shape == (3, L, H)
+        assert (getattr(res, key).lo <= getattr(res, key).mean + 1e-12).all()
+        assert (getattr(res, key).hi >= getattr(res, key).mean - 1e-12).all()
+    assert res.ratio.shape == (L, H)
     prev = previous_token_scores(lm, T=6, seeds=[0, 1], n_boot=50)
-    assert prev["scores"]["mean"].shape == (L, H)
-    assert ((prev["scores"]["mean"] >= 0) & (prev["scores"]["mean"] <= 1)).all()
+    assert prev.scores.mean.shape == (L, H)
+    assert ((prev.scores.mean >= 0) & (prev.scores.mean <= 1)).all()
 
 
 def test_score_validation(random_lm):
@@ -110,16 +110,16 @@ def test_score_picks_induction_entries(monkeypatch):
 
     monkeypatch.setattr(att, "attention_patterns", fake_patterns)
     res = att.induction_attention_scores(lm, T=T, seeds=range(2), n_boot=20)
-    assert res["repeated"]["mean"][1, 2] == pytest.approx(1.0)
+    assert res.repeated.mean[1, 2] == pytest.approx(1.0)
     assert top_heads(res, 1)[0][:2] == (1, 2)
     # uniform heads score the mean of 1/(query index + 1) over the stripe
     expect = (1.0 / (lay.induction_targets.double() + 1)).mean().item()
-    assert res["repeated"]["mean"][0, 0] == pytest.approx(expect)
+    assert res.repeated.mean[0, 0] == pytest.approx(expect)
     dup = att.induction_attention_scores(lm, T=T, seeds=[0], stripe="duplicate", n_boot=10)
-    assert dup["repeated"]["mean"][1, 2] == pytest.approx(0.0)
+    assert dup.repeated.mean[1, 2] == pytest.approx(0.0)
     p = att.previous_token_scores(lm, T=T, seeds=[0], n_boot=10)
     assert top_heads(p, 1)[0][:2] == (0, 1)
-    assert p["scores"]["mean"][0, 1] == pytest.approx(1.0)
+    assert p.scores.mean[0, 1] == pytest.approx(1.0)
 
 
 def test_top_heads():

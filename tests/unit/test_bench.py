@@ -175,13 +175,13 @@ def test_packed_passes_equal_padded_passes(random_lm, monkeypatch):
     """Packing rows end to end (the default) gives the padded passes' response within 1e-5."""
     tokens = make_sequence(random_lm, "repeated", 6, seed=1)
     for l0 in (0, 2):
-        packed = response(random_lm, tokens, [1e-2, 1e-1], layer=l0, n_directions=2, seed=4, batch_rows=5)
-        jvp_packed = response(random_lm, tokens, layer=l0, n_directions=2, seed=4, method="jvp")
+        packed = response(random_lm, tokens, [1e-2, 1e-1], l0=l0, n_directions=2, seed=4, batch_rows=5)
+        jvp_packed = response(random_lm, tokens, l0=l0, n_directions=2, seed=4, method="jvp")
         assert packed.meta["packed"] and jvp_packed.meta["packed"]
         with monkeypatch.context() as m:
             m.setattr(tap, "PACKABLE_ATTENTION", ())  # no tappable attention: padded passes
-            padded = response(random_lm, tokens, [1e-2, 1e-1], layer=l0, n_directions=2, seed=4, batch_rows=5)
-            jvp_padded = response(random_lm, tokens, layer=l0, n_directions=2, seed=4, method="jvp")
+            padded = response(random_lm, tokens, [1e-2, 1e-1], l0=l0, n_directions=2, seed=4, batch_rows=5)
+            jvp_padded = response(random_lm, tokens, l0=l0, n_directions=2, seed=4, method="jvp")
         assert not padded.meta["packed"]
         assert packed.meta["row_positions"] < padded.meta["row_positions"]
         for a, b in ((packed, padded), (jvp_packed, jvp_padded)):
@@ -194,17 +194,17 @@ def test_packed_passes_equal_padded_passes(random_lm, monkeypatch):
 def test_shared_clean_pass_is_bit_identical_and_notices_weight_changes():
     lm = build_random_model("gpt2", seed=3)
     tokens = make_sequence(lm, "repeated", 4, seed=0)
-    alone = [response(lm, tokens, [1e-2], layer=l0, seed=1).chi for l0 in range(lm.n_layers)]
+    alone = [response(lm, tokens, [1e-2], l0=l0, seed=1).chi for l0 in range(lm.n_layers)]
     with reuse_clean_passes() as cache:
-        shared = [response(lm, tokens, [1e-2], layer=l0, seed=1).chi for l0 in range(lm.n_layers)]
+        shared = [response(lm, tokens, [1e-2], l0=l0, seed=1).chi for l0 in range(lm.n_layers)]
         assert len(cache) == 1
         with torch.no_grad():  # an in-place weight update must not reuse the stale clean pass
             lm.blocks[0].mlp.c_fc.weight.mul_(1.5)
-        changed = response(lm, tokens, [1e-2], layer=0, seed=1).chi
+        changed = response(lm, tokens, [1e-2], l0=0, seed=1).chi
     assert installed_clean_cache() is None
     for a, b in zip(alone, shared):
         assert np.array_equal(a, b)
-    fresh = response(lm, tokens, [1e-2], layer=0, seed=1).chi
+    fresh = response(lm, tokens, [1e-2], l0=0, seed=1).chi
     assert np.array_equal(changed, fresh) and not np.array_equal(changed, alone[0])
 
 

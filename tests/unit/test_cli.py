@@ -1,4 +1,5 @@
-"""The command line: outputs scripts rely on, and one-line errors with exit status 2.
+"""The command line: outputs scripts rely on, one-line errors with exit status 2 for bad input, and
+status 1 with a traceback for anything else.
 
 Most cases call :func:`residual_response.cli.main` in-process (``main`` returns the exit status;
 a second of interpreter start-up and imports per case would dominate these tests). A few run a
@@ -17,6 +18,9 @@ import numpy as np
 import pytest
 
 from residual_response.cli import main
+from residual_response.engine import response
+from residual_response.induction import induction_scores, section_map
+from residual_response.sequences import make_sequence
 
 
 def cli(args, capsys):
@@ -65,7 +69,7 @@ def test_response_npz(tmp_path, capsys):
     assert rc == 0
     d = np.load(out)
     assert d["chi"].shape == (2, 4, 9, 9)  # (n_eps, read layers 1..4, N, N)
-    assert list(d["read_layers"]) == [1, 2, 3, 4]
+    assert list(d["read_streams"]) == [1, 2, 3, 4] and int(d["l0"]) == 1 and int(d["format"]) == 2
     assert d["tokens"].shape == (9,)
     np.testing.assert_allclose(d["eps"], [1e-3, 1e-2])
 
@@ -75,9 +79,10 @@ def test_induction_json(tmp_path):
     assert main(["induction", "--model", "random-gpt2", "--length", "6", "--seeds", "2", "--out", str(out),
                  "--no-progress"]) == 0
     d = json.loads(out.read_text())
-    for key in ("model", "length", "seeds", "layers", "score", "ci_low", "ci_high", "duplicate_score", "emergence_layer"):
+    for key in ("model", "T", "seeds", "l0", "read_streams", "score", "ci_low", "ci_high", "duplicate_score",
+                "emergence_layer", "rise", "format"):
         assert key in d
-    assert d["layers"] == [0, 1, 2, 3, 4] and d["seeds"] == 2 and d["length"] == 6
+    assert d["read_streams"] == [0, 1, 2, 3, 4] and d["seeds"] == [0, 1] and d["T"] == 6 and d["format"] == 2
     assert d["score"][0] is None and all(isinstance(s, float) for s in d["score"][1:])
 
 
@@ -86,7 +91,7 @@ def test_regime_json(tmp_path):
     assert main(["regime", "--model", "random-gemma3", "--length", "3", "--eps-min", "1e-7", "--eps-max", "1",
                  "--points", "15", "--out", str(out), "--no-progress"]) == 0
     d = json.loads(out.read_text())
-    assert [r["layer"] for r in d["regimes"]] == [1, 2, 3, 4]
+    assert [r["stream"] for r in d["regimes"]] == [1, 2, 3, 4] and d["curve_streams"] == [1, 2, 3, 4]
     assert all(r["eps_low"] is not None and r["eps_low"] < r["eps_high"] for r in d["regimes"])
 
 
@@ -146,7 +151,7 @@ def test_entry_point_runs_in_a_process(tmp_path):
     out = tmp_path / "ind.json"
     proc = run(["induction", "--model", "random-gpt2", "--length", "3", "--seeds", "1", "--out", str(out), "--quiet"])
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == "" and json.loads(out.read_text())["layers"] == [0, 1, 2, 3, 4]
+    assert proc.stderr == "" and json.loads(out.read_text())["read_streams"] == [0, 1, 2, 3, 4]
 
 
 def test_bad_input_in_a_process_exit_2_one_line_nothing_written(tmp_path):
@@ -165,3 +170,65 @@ def test_low_precision_warning_from_the_api():
     with pytest.warns(LowPrecisionWarning, match="universal regime moves up"):
         lm = load_model("random-gpt2", dtype="bfloat16")
     assert str(lm.dtype) == "torch.bfloat16"
+
+
+# --- exit status: the user's input (2, one line) against a fault of the library (1, traceback) ---
+
+
+def test_a_fault_of_the_library_exits_1_with_its_traceback(tmp_path, capsys, monkeypatch):
+    """A bug is not reported as bad input: status 1, the traceback, and nothing written."""
+    import residual_response.induction as induction
+
+    def broken(*args, **kwargs):
+        raise ValueError("an internal invariant failed")  # a ValueError, but not the user's
+
+    monkeypatch.setattr(induction, "run_induction", broken)
+    out = tmp_path / "ind.json"
+    rc, _, err = cli(["induction", "--model", "random-gpt2", "--length", "4", "--seeds", "1", "--out", str(out),
+                      "--no-progress"], capsys)
+    assert rc == 1 and "Traceback" in err and "an internal invariant failed" in err
+    assert "not a problem of its input" in err.splitlines()[-1]
+    assert list(tmp_path.iterdir()) == []
+
+
+def _sentence(call) -> str:
+    try:
+        call()
+    except ValueError as exc:
+        return str(exc)
+    raise AssertionError("no error")
+
+
+@pytest.mark.parametrize("cli_args, api_calls, sentence", [
+    (["--eps", "0"], [lambda lm: induction_scores(lm, 4, 1, eps=0.0), lambda lm: response(lm, [1, 2, 3], [0.0]),
+                      lambda lm: section_map(lm, 4, 1, eps=0.0)], "eps must be finite and > 0, got 0.0"),
+    (["--layer", "7"], [lambda lm: induction_scores(lm, 4, 1, l0=7), lambda lm: response(lm, [1, 2, 3], l0=7),
+                        lambda lm: section_map(lm, 4, 1, l0s=[7])],
+     "perturbed stream l0 7 out of range for random-gpt2; allowed 0..3"),
+    (["--length", "1"], [lambda lm: induction_scores(lm, 1, 1), lambda lm: make_sequence(lm, "repeated", 1),
+                         lambda lm: section_map(lm, 1, 1)], "length T=1 too short; need T >= 2"),
+    (["--seeds", "0"], [lambda lm: induction_scores(lm, 4, 0), lambda lm: section_map(lm, 4, 0)],
+     "seeds (a count) must be an int in 1..4294967296, got 0"),
+])
+def test_one_message_per_bad_value_whatever_the_entry_point(tmp_path, capsys, cli_args, api_calls, sentence):
+    """The same bad value gets the same sentence from the command line and from each library call."""
+    from residual_response.models import load_model
+
+    lm = load_model("random-gpt2")
+    for call in api_calls:
+        assert _sentence(lambda: call(lm)) == sentence
+    args = ["induction", "--model", "random-gpt2", "--length", "4", "--seeds", "1", *cli_args,
+            "--out", str(tmp_path / "i.json"), "--no-progress"]
+    rc, _, err = cli(args, capsys)
+    assert rc == 2 and err.strip().endswith(sentence), err
+
+
+def test_the_compute_commands_share_one_run_job():
+    """response, induction, regime and section-map are each a Job run by the one run_job()."""
+    from residual_response.cli import commands, jobs
+
+    for name, job in [("response", commands.RESPONSE), ("induction", commands.INDUCTION),
+                      ("regime", commands.REGIME), ("section-map", commands.SECTION_MAP)]:
+        assert isinstance(job, jobs.Job), name
+    source = __import__("inspect").getsource(commands)
+    assert source.count("run_job(run, ") == 4 and "_reserve" not in source and "args._" not in source

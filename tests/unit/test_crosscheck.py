@@ -33,12 +33,12 @@ def test_spearman_matches_scipy_and_handles_ties():
 def test_head_rank_agreement_identical_and_reversed():
     a = np.arange(12.0).reshape(3, 4)
     same = head_rank_agreement(a, a, k=5)
-    assert same["overlap"] == 5 and same["rho"] == pytest.approx(1.0) and same["n_heads"] == 12
+    assert same.overlap == 5 and same.rho == pytest.approx(1.0) and same.n_heads == 12
     rev = head_rank_agreement(a, -a, k=5)
-    assert rev["overlap"] == 0 and rev["rho"] == pytest.approx(-1.0)
+    assert rev.overlap == 0 and rev.rho == pytest.approx(-1.0)
     b = a.copy()
     b[0, 0] = np.nan  # non-finite heads are left out
-    assert head_rank_agreement(a, b, k=3)["n_heads"] == 11
+    assert head_rank_agreement(a, b, k=3).n_heads == 11
     with pytest.raises(ValueError, match="k must be"):
         head_rank_agreement(a, a, k=13)
 
@@ -55,14 +55,14 @@ def test_head_rank_agreement_on_a_hand_computed_example():
     a = np.array([[3, 1, 4], [1.5, 9, 2.6]])
     b = np.array([[1, 2, 8], [7, 9, 3.0]])
     res = head_rank_agreement(a, b, k=3)
-    assert res["rho"] == pytest.approx(0.6, abs=1e-12) and res["n_heads"] == 6
-    assert res["overlap"] == 2 and res["common"] == [(0, 2), (1, 1)] and res["k"] == 3
+    assert res.rho == pytest.approx(0.6, abs=1e-12) and res.n_heads == 6
+    assert res.overlap == 2 and res.common == [(0, 2), (1, 1)] and res.k == 3
     one = head_rank_agreement(a, b, k=1)
-    assert one["overlap"] == 1 and one["common"] == [(1, 1)]
+    assert one.overlap == 1 and one.common == [(1, 1)]
     a[0, 0] = np.nan
     res = head_rank_agreement(a, b, k=3)
-    assert res["rho"] == pytest.approx(0.9, abs=1e-12) and res["n_heads"] == 5
-    assert res["overlap"] == 2 and res["common"] == [(0, 2), (1, 1)]
+    assert res.rho == pytest.approx(0.9, abs=1e-12) and res.n_heads == 5
+    assert res.overlap == 2 and res.common == [(0, 2), (1, 1)]
 
 
 @pytest.fixture(scope="module")
@@ -79,14 +79,14 @@ def test_layer_rank_agreement_aligns_blocks_to_streams(random_lm, scored):
     att = induction_attention_scores(random_lm, T=5, seeds=range(2), n_boot=50)
     res = layer_rank_agreement(att, scored.stripes, n_boot=50)
     L = random_lm.n_layers
-    assert res["blocks"] == list(range(L)) and res["streams"] == list(range(1, L + 1))
-    assert res["n_layers"] == L and -1 <= res["rho"] <= 1 and res["lo"] <= res["hi"]
+    assert res.blocks == list(range(L)) and res.streams == list(range(1, L + 1))
+    assert res.n_layers == L and -1 <= res.rho <= 1 and res.lo <= res.hi
     # the per-layer profiles are the stated quantities
-    np.testing.assert_allclose(res["attention_max"], att["repeated"]["mean"].numpy().max(-1))
-    np.testing.assert_allclose(res["response"], np.asarray(scored.score)[1:], rtol=1e-10)
+    np.testing.assert_allclose(res.attention_max, att.repeated.mean.numpy().max(-1))
+    np.testing.assert_allclose(res.response, np.asarray(scored.score)[1:], rtol=1e-10)
     # and rho is their rank correlation
-    rho = scipy.stats.spearmanr(res["attention_max"], res["response"]).statistic
-    assert res["rho"] == pytest.approx(rho, abs=1e-12)
+    rho = scipy.stats.spearmanr(res.attention_max, res.response).statistic
+    assert res.rho == pytest.approx(rho, abs=1e-12)
 
 
 def test_paired_score_change_is_zero_for_identical_runs(scored):
@@ -149,11 +149,11 @@ def test_ablation_study_random_draws_exclude_named_heads(random_lm):
     assert not np.allclose(study.score_drop("top", n_boot=20)[0][1:], 0.0)  # ablation changed the score
     # the loss rise is the ablated minus the unablated second-copy loss, per seed
     rise = study.loss_rise("top", n_boot=20)
-    base = study.losses["none"]["second"]["per_seed"].double().numpy()
-    top = study.losses["top"]["second"]["per_seed"].double().numpy()
-    assert rise["per_seed"].shape == (3,)
-    np.testing.assert_allclose(rise["per_seed"].double().numpy(), top - base, rtol=1e-6, atol=1e-7)
-    assert float(rise["mean"]) == pytest.approx(float(np.mean(top - base)), rel=1e-6, abs=1e-7)
+    base = study.losses["none"].second.per_seed.double().numpy()
+    top = study.losses["top"].second.per_seed.double().numpy()
+    assert rise.per_seed.shape == (3,)
+    np.testing.assert_allclose(rise.per_seed.double().numpy(), top - base, rtol=1e-6, atol=1e-7)
+    assert float(rise.mean) == pytest.approx(float(np.mean(top - base)), rel=1e-6, abs=1e-7)
     with pytest.raises(ValueError, match="heads is empty"):
         ablation_study(random_lm, [], T=4, seeds=1)
 

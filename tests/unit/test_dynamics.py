@@ -104,7 +104,7 @@ def test_induction_through_training(tmp_path, monkeypatch):
     from residual_response.induction import induction_scores
 
     lm = toy.load_toy_model(step=6)
-    att = induction_attention_scores(lm, T=4, seeds=range(2), n_boot=50)["repeated"]["mean"]
+    att = induction_attention_scores(lm, T=4, seeds=range(2), n_boot=50).repeated.mean
     res = induction_scores(lm, T=4, seeds=2, n_boot=50)
     row = out["rows"][3]
     assert row["attention"] == pytest.approx(float(att[1].max()))

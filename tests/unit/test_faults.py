@@ -325,7 +325,7 @@ RESPONSE = ["response", "--model", "random-llama", "--sequence", "repeated", "--
 
 def test_an_output_larger_than_the_free_space_fails_before_the_computation(small_disk, capsys, monkeypatch):
     calls = []
-    monkeypatch.setattr(importlib.import_module("residual_response.engine"), "response",
+    monkeypatch.setattr(importlib.import_module("residual_response.engine"), "run_response",
                         lambda *a, **k: calls.append(1))
     rc, err = run_cli(RESPONSE + ["--out", str(small_disk / "chi.npz")], capsys)  # ~150 KiB of chi
     assert rc == 2 and "cannot write --out" in one_error_line(err) and "space" in err
@@ -375,7 +375,7 @@ def test_a_cache_on_a_full_disk_is_one_error_line(small_disk, tmp_path, monkeypa
                                    "a folder", "empty", "blank"])
 def test_unwritable_outputs_are_one_error_line_before_the_model_loads(where, tmp_path, request, capsys, monkeypatch):
     loads = []
-    monkeypatch.setattr(cli.commands, "_load", lambda args: loads.append(1))
+    monkeypatch.setattr(cli.jobs, "load", lambda args: loads.append(1))
     if where == "read-only":
         out = str(request.getfixturevalue("read_only_disk") / "x.npz")
     elif where == "missing":

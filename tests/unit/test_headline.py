@@ -31,9 +31,9 @@ def test_headline_is_computed_once_and_read_back(counted):
     lm = build_random_model("llama", seed=0)
     first = hl.headline(lm)
     assert counted["n"] == 1 and hl.headline_path(lm.name).exists()
-    assert first["setting"] == CANONICAL and first["n_layers"] == lm.n_layers
-    assert first["emergence_layer"] is None  # a random model shows no induction
-    assert 1 <= first["peak_layer"] <= lm.n_layers and first["peak_ci"][0] <= first["peak_score"] <= first["peak_ci"][1]
+    assert first.setting == CANONICAL and first.n_layers == lm.n_layers
+    assert first.emergence_layer is None  # a random model shows no induction
+    assert 1 <= first.peak_layer <= lm.n_layers and first.peak_ci[0] <= first.peak_score <= first.peak_ci[1]
     again = hl.headline(lm)
     assert counted["n"] == 1 and again == first  # read from the file
 
@@ -43,7 +43,7 @@ def test_other_weights_or_a_damaged_file_are_recomputed(counted):
     hl.headline(lm)
     other = build_random_model("llama", seed=1)  # same name, other weights
     assert other.name == lm.name
-    assert hl.headline(other)["key"]["weights"] != hl.headline(lm)["key"]["weights"]
+    assert hl.headline(other).key["weights"] != hl.headline(lm).key["weights"]
     assert counted["n"] == 3
     path = hl.headline_path(lm.name)
     path.write_text("{ not json")
@@ -67,15 +67,15 @@ def test_headline_holds_the_regime_window_of_its_sweep(counted):
 
     lm = build_random_model("gpt2", seed=0)
     h = hl.headline(lm)
-    assert h["key"]["version"] == hl.HEADLINE_VERSION and h["key"]["regime_sweep"] == REGIME_SWEEP
-    win = h["regime"]
+    assert h.key["version"] == hl.HEADLINE_VERSION and h.key["regime_sweep"] == REGIME_SWEEP
+    win = h.regime
     sw = REGIME_SWEEP
     tokens = make_sequence(lm, "repeated", sw["T"], sw["seed"])
     grid = log_eps_grid(sw["eps_min"], sw["eps_max"], sw["points_per_decade"])
     sources = [int(x) for x in np.unique(np.linspace(1, len(tokens) - 2, sw["n_sources"]).round())]
-    res = response(lm, tokens, grid, layer=0, read_layers=[lm.n_layers], sources=sources, seed=sw["seed"])
+    res = response(lm, tokens, grid, l0=0, read_streams=[lm.n_layers], sources=sources, seed=sw["seed"])
     iv = universal_regime(res, tol=sw["tol"])[-1]
-    assert iv.layer == lm.n_layers == win["layer"]
+    assert iv.stream == lm.n_layers == win["layer"]
     assert iv.eps_low is not None, "a float32 random model has a universal regime at the last stream"
     assert win["eps_low"] == pytest.approx(iv.eps_low) and win["eps_high"] == pytest.approx(iv.eps_high)
     assert win["eps_low"] < win["eps_high"] and win["decades"] == pytest.approx(np.log10(iv.eps_high / iv.eps_low))
@@ -88,4 +88,4 @@ def test_a_file_of_another_version_is_recomputed(counted, monkeypatch):
     hl.headline(lm)
     monkeypatch.setattr(hl, "HEADLINE_VERSION", hl.HEADLINE_VERSION + 1)
     again = hl.headline(lm)
-    assert counted["n"] == 2 and again["key"]["version"] == hl.HEADLINE_VERSION
+    assert counted["n"] == 2 and again.key["version"] == hl.HEADLINE_VERSION

@@ -12,11 +12,11 @@ def test_batched_head_response_equals_one_pair_at_a_time(random_lm):
     lay = induction_layout(random_lm, 5)
     tokens = make_sequence(random_lm, "repeated", 5, seed=0)
     src, tgt = lay.induction_sources, lay.induction_targets
-    batched = head_stripe_response(random_lm, tokens, src, tgt, layer=1, eps=1e-2, seed=3)  # [P, L, H]
+    batched = head_stripe_response(random_lm, tokens, src, tgt, l0=1, eps=1e-2, seed=3)  # [P, L, H]
     assert batched.shape == (len(src), random_lm.n_layers, random_lm.n_heads)
     assert np.all(np.isnan(batched[:, 0])) and np.all(np.isfinite(batched[:, 1:]))
     # one pair at a time, with the same directions (seeded per source list, so compare the first)
-    single = head_stripe_response(random_lm, tokens, src[:1], tgt[:1], layer=1, eps=1e-2, seed=3)
+    single = head_stripe_response(random_lm, tokens, src[:1], tgt[:1], l0=1, eps=1e-2, seed=3)
     np.testing.assert_allclose(batched[:1, 1:], single[:, 1:], rtol=1e-4)
 
 
@@ -32,7 +32,7 @@ def test_head_attribution_rejects_bad_input(random_lm):
     with pytest.raises(ValueError, match="eps must be finite"):
         head_attribution(random_lm, T=4, seeds=1, eps=-1.0)
     with pytest.raises(ValueError, match="out of range"):
-        head_attribution(random_lm, T=4, seeds=1, layer=99)
+        head_attribution(random_lm, T=4, seeds=1, l0=99)
 
 
 def _naive_head_chi(lm, tokens, sources, targets, layer, eps, seed):
@@ -89,7 +89,7 @@ def test_head_attribution_matches_a_direct_computation(random_lm64):
     """
     lm = random_lm64
     T, seeds, layer, eps = 5, [0, 1], 1, 1e-2
-    res = head_attribution(lm, T=T, seeds=seeds, layer=layer, eps=eps, n_boot=20)
+    res = head_attribution(lm, T=T, seeds=seeds, l0=layer, eps=eps, n_boot=20)
     lay = induction_layout(lm, T)
     src, tgt = lay.induction_sources, lay.induction_targets
     per = {kind: np.stack([_naive_head_chi(lm, make_sequence(lm, kind, T, s), src, tgt, layer, eps, s)

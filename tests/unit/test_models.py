@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from residual_response.checks import InputError
 from residual_response.models import ModelUnavailableError, build_random_model, load_model, resolve_dtype
 
 
@@ -11,16 +12,22 @@ def test_unknown_model_and_bad_arguments():
         load_model("nope")
     with pytest.raises(ValueError, match="unsupported dtype"):
         load_model("random-gpt2", dtype="float8")
-    with pytest.raises(ValueError, match="CUDA is not available|invalid device"):
-        if torch.cuda.is_available():
-            pytest.skip("CUDA present")
-        load_model("random-gpt2", device="cuda")
-    for bad in (None, 3, ""):
+    for bad in (None, 3):
         with pytest.raises(TypeError, match="model name must be a non-empty string"):
             load_model(bad)
+    with pytest.raises(InputError, match="model name must be a non-empty string"):
+        load_model("")
     with pytest.raises(ValueError, match="unknown model './nowhere'"):
         load_model("./nowhere")
     assert resolve_dtype("float64") is torch.float64
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine with CUDA has the device")
+def test_a_missing_device_is_refused_in_one_sentence():
+    with pytest.raises(InputError, match="CUDA is not available on this machine"):
+        load_model("random-gpt2", device="cuda")
+    with pytest.raises(InputError, match="invalid device 'gpu:x'"):
+        load_model("random-gpt2", device="gpu:x")
 
 
 def test_paper_model_offline_fails_with_one_clear_line(monkeypatch):
@@ -48,17 +55,16 @@ def test_float64_models_keep_norms_in_float64():
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama", "gemma2", "gemma3"])
-def test_block_dims_match_the_weights(family):
-    """block_dims reads the widths the blocks really have, whatever the config calls them."""
-    from residual_response.models import block_dims
+def test_block_dims_and_the_cost_model_agree_with_the_weights(family):
+    """block_dims reads the widths the blocks really have, whatever the config calls them: the one
+    cost model's formula on them (residual_response.cost) counts the weights a block multiplies by."""
+    from residual_response.cost import block_weights, matmul_weights, model_dims
 
     lm = build_random_model(family, seed=0)
-    dims = block_dims(lm)
-    n_weights = sum(p.numel() for n, p in lm.blocks[0].named_parameters() if p.ndim == 2)
-    gated = family != "gpt2"
-    expected = (2 * dims.d_model * dims.n_heads * dims.head_dim + 2 * dims.d_model * dims.n_kv_heads * dims.head_dim
-                + (3 if gated else 2) * dims.d_model * dims.d_ffn)
-    assert n_weights == expected, (family, dims)
+    dims = model_dims(lm)
+    assert dims["gated"] == (family != "gpt2")
+    expected = matmul_weights(dims["d_model"], dims["d_ffn"], dims["q_dim"], dims["kv_dim"], dims["gated"])
+    assert block_weights(lm) == expected == sum(p.numel() for p in lm.blocks[0].parameters() if p.ndim == 2)
 
 
 def test_models_imports_no_model_module():

@@ -308,7 +308,7 @@ def test_page_figures_are_valid_and_carry_their_setting(depth_df):
                                "interval high": 4} for t in (8, 12) for s in (2, 4)])
 
     class Res:  # an InductionResult with the fields the chart reads
-        layers, score, ci_low, ci_high, layer = [0, 1, 2], [float("nan"), 1.0, 3.0], [float("nan"), 0.8, 2.0], \
+        read_streams, score, ci_low, ci_high, l0 = [0, 1, 2], [float("nan"), 1.0, 3.0], [float("nan"), 0.8, 2.0], \
             [float("nan"), 1.2, 4.0], 0
 
     figures = {

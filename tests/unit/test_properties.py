@@ -89,7 +89,7 @@ def _argv(command: str, option: str | None, value, out: str) -> list[str]:
         return [command, *base, "--no-progress", "--out", value]
     if option == "--no-such-option":
         return ["response", *base, "--no-progress", "--out", out, option, value]
-    values = value if isinstance(value, list) else [value]
+    values = [str(v) for v in (value if isinstance(value, list) else [value])]  # argv holds strings
     if option in base:  # replace the base value
         i = base.index(option)
         base[i + 1:i + 2] = values
@@ -217,9 +217,9 @@ API = {
     "source": (lambda lm, x, v: _response(lm, x, sources=v),
                st.one_of(bad_int_list, st.lists(st.integers(min_value=7, max_value=10**6), min_size=1, max_size=2),
                          st.just([-1]))),
-    "read": (lambda lm, x, v: _response(lm, x, read_layers=v),
+    "read": (lambda lm, x, v: _response(lm, x, read_streams=v),
              st.one_of(bad_int_list, st.just([5]), st.just([-1]))),
-    "layer": (lambda lm, x, v: _response(lm, x, layer=v),
+    "l0": (lambda lm, x, v: _response(lm, x, l0=v),
               st.one_of(st.integers(min_value=4, max_value=10**9), st.integers(max_value=-1), not_an_int)),
     "seed": (lambda lm, x, v: _response(lm, x, seed=v),
              st.one_of(st.integers(max_value=-1), st.integers(min_value=MAX_SEED + 1), not_an_int)),
@@ -234,7 +234,7 @@ API = {
     "length T": (lambda lm, x, v: _induction(lm, T=v),
                  st.one_of(st.integers(max_value=1), st.integers(min_value=256, max_value=10**9), not_an_int)),
     "control": (lambda lm, x, v: _induction(lm, control=v), st.sampled_from(["repeated", "", None])),
-    "perturb": (lambda lm, x, v: _section(lm, perturb_layers=v),
+    "l0 ": (lambda lm, x, v: _section(lm, l0s=v),
                 st.one_of(st.just([]), st.just([4]), st.just([-1]), st.just([1.5]), st.just("0"))),
     "tol": (lambda lm, x, v: _regime(lm, x, tol=v), st.one_of(non_positive, nonfinite, not_a_number,
                                                              st.floats(min_value=1.0, allow_infinity=False))),
@@ -276,7 +276,7 @@ def _regime(lm, tokens, **kw):
     from residual_response.regime import universal_regime
 
     if "res" not in _regime_result:
-        _regime_result["res"] = _response(lm, tokens, eps=[1e-3, 1e-2], read_layers=[2])
+        _regime_result["res"] = _response(lm, tokens, eps=[1e-3, 1e-2], read_streams=[2])
     return universal_regime(_regime_result["res"], **kw)
 
 

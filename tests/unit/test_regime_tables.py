@@ -27,12 +27,12 @@ def test_window_position_of_a_strength():
 
 def test_regime_frame_sits_beside_the_jvp(gpt2):
     tokens = make_sequence(gpt2, "repeated", 4, 0)
-    kw = dict(layer=0, sources=[1, 3], seed=0)
+    kw = dict(l0=0, sources=[1, 3], seed=0)
     sweep = response(gpt2, tokens, log_eps_grid(1e-4, 1.0, 1), **kw)
     jvp = jvp_by_layer(response(gpt2, tokens, method="jvp", **kw))
     df = regime_frame(sweep, jvp, tol=0.01)
-    assert df.layer.tolist() == [l for l in sweep.read_layers if l > 0]
-    ivs = {iv.layer: iv for iv in universal_regime(sweep, tol=0.01)}
+    assert df.layer.tolist() == [l for l in sweep.read_streams if l > 0]
+    ivs = {iv.stream: iv for iv in universal_regime(sweep, tol=0.01)}
     for row in df.itertuples():
         assert row.eps_low == ivs[row.layer].eps_low and row.chi_jvp == jvp[row.layer]
         assert row.rel_diff == pytest.approx(row.chi / row.chi_jvp - 1, abs=0)

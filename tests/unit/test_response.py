@@ -9,14 +9,14 @@ from residual_response.engine import response
 from residual_response.sequences import make_sequence
 from residual_response.streams import clean_streams
 
-from reference import naive_chi
+from reference import rel_diff_from_naive
 
 
 def test_causality_exact(random_lm):
     """chi[l, s, t] == 0 exactly for t < s, at every read layer and l0."""
     tokens = make_sequence(random_lm, "repeated", 6, seed=1)
     for l0 in (0, 2):
-        res = response(random_lm, tokens, [1e-3, 1e-1], layer=l0, n_directions=2, seed=0)
+        res = response(random_lm, tokens, [1e-3, 1e-1], l0=l0, n_directions=2, seed=0)
         chi = res.chi  # [n_eps, n_read, N, N]
         lower = np.tril(np.ones(chi.shape[-2:], bool), k=-1)
         assert np.all(chi[..., lower] == 0.0)
@@ -35,12 +35,8 @@ def test_causality_exact_without_prefix_reuse(random_lm):
 def test_batched_engine_equals_one_source_loop(random_lm):
     """The batched engine equals the naive loop (one full forward per source), rel. diff < 1e-4."""
     tokens = make_sequence(random_lm, "repeated", 5, seed=0)
-    N = len(tokens)
     for l0 in (0, 1):
-        res = response(random_lm, tokens, [1e-2], layer=l0, n_directions=2, seed=7)
-        dirs = perturbation_directions(random_lm, tokens, torch.arange(N), 2, "gaussian", 7)
-        ref = naive_chi(random_lm, tokens, 1e-2, l0, dirs)  # [n_read, N, N]
-        rel = np.abs(res.chi[0] - ref).max() / np.abs(ref).max()
+        rel = rel_diff_from_naive(random_lm, tokens, l0, seed=7)
         assert rel < 1e-4, f"l0={l0}: max rel diff {rel:.2e} (tolerance 1e-4)"
 
 
@@ -65,8 +61,8 @@ def test_jvp_equals_small_eps_limit(random_lm64):
     """In float64 the finite-eps response at eps=1e-6 equals the JVP within 1e-5 (relative)."""
     tokens = make_sequence(random_lm64, "repeated", 5, seed=5)
     attn_before = random_lm64.config._attn_implementation
-    fin = response(random_lm64, tokens, [1e-6], layer=1, n_directions=2, seed=2)
-    jvp = response(random_lm64, tokens, layer=1, n_directions=2, seed=2, method="jvp")
+    fin = response(random_lm64, tokens, [1e-6], l0=1, n_directions=2, seed=2)
+    jvp = response(random_lm64, tokens, l0=1, n_directions=2, seed=2, method="jvp")
     rel = np.abs(fin.chi[0] - jvp.chi[0]).max() / np.abs(jvp.chi[0]).max()
     assert rel < 1e-5, f"max rel diff {rel:.2e} (tolerance 1e-5)"
     # the attention implementation is restored after the JVP
@@ -75,7 +71,7 @@ def test_jvp_equals_small_eps_limit(random_lm64):
 
 def test_read_layer_l0_is_the_perturbation_itself(random_lm):
     tokens = make_sequence(random_lm, "random", 4, seed=0)
-    res = response(random_lm, tokens, [1e-2], layer=1, read_layers=[1, 3])
+    res = response(random_lm, tokens, [1e-2], l0=1, read_streams=[1, 3])
     chi_l0 = res.chi[0, 0]
     np.testing.assert_allclose(np.diag(chi_l0), 1.0, rtol=1e-5)  # float32 rounding of h + delta
     assert np.all(chi_l0[~np.eye(len(tokens), dtype=bool)] == 0)
@@ -110,10 +106,10 @@ def test_last_stream_is_before_final_norm(random_lm):
         (dict(eps=[-1e-3]), "eps must be finite and > 0"),
         (dict(eps=[float("nan")]), "eps must be finite and > 0"),
         (dict(eps=[]), "eps is empty"),
-        (dict(layer=4), "out of range"),
-        (dict(layer=-1), "out of range"),
-        (dict(read_layers=[9]), "out of range"),
-        (dict(layer=2, read_layers=[1]), "lies before the perturbed layer"),
+        (dict(l0=4), "out of range"),
+        (dict(l0=-1), "out of range"),
+        (dict(read_streams=[9]), "out of range"),
+        (dict(l0=2, read_streams=[1]), "lies before the perturbed stream"),
         (dict(sources=[99]), "source 99 out of range"),
         (dict(method="magic"), "unknown method"),
         (dict(direction="up"), "unknown direction"),
@@ -133,8 +129,8 @@ def test_bad_layer_type_raises_type_error():
     from residual_response.models import build_random_model
 
     lm = build_random_model("gpt2")
-    with pytest.raises(TypeError, match="layer must be an int"):
-        response(lm, make_sequence(lm, "random", 3, seed=0), [1e-3], layer=1.5)
+    with pytest.raises(TypeError, match="perturbed stream l0 must be an int"):
+        response(lm, make_sequence(lm, "random", 3, seed=0), [1e-3], l0=1.5)
 
 
 def test_npz_written_atomically(tmp_path, random_lm):
@@ -146,5 +142,5 @@ def test_npz_written_atomically(tmp_path, random_lm):
     data = np.load(path)
     N = len(tokens)
     assert data["chi"].shape == (2, random_lm.n_layers + 1, N, N)
-    assert list(data["read_layers"]) == list(range(random_lm.n_layers + 1))
+    assert list(data["read_streams"]) == list(range(random_lm.n_layers + 1))
     assert np.array_equal(data["tokens"], tokens.numpy())

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from residual_response.cli import main
-from residual_response.induction import InductionResult, SectionMap
+from residual_response.induction import InductionResult, Rise, SectionMap
 from residual_response.models import build_random_model, load_model
 from residual_response.progress import Progress
 from residual_response.provenance import ProvenanceWarning, compare, library_info, weights_hash
@@ -49,15 +49,15 @@ def test_response_round_trip(files):
     raw = np.load(path)
     res = ResponseResult.load(path)
     # the keys scripts read are all still there
-    assert {"chi", "eps", "read_layers", "sources", "tokens", "layer", "n_directions", "seed", "method", "direction",
+    assert {"chi", "eps", "read_streams", "sources", "tokens", "l0", "n_directions", "seed", "method", "direction",
             "model", "dtype"} <= set(raw.files)
-    assert str(raw["kind"]) == "response"
+    assert str(raw["kind"]) == "response" and int(raw["format"]) == 2
     np.testing.assert_array_equal(res.chi, raw["chi"])  # every position perturbed: rows = positions
     np.testing.assert_array_equal(res.eps, [1e-3, 1e-2])
-    assert res.read_layers == [1, 2, 3, 4] and res.layer == 1 and res.n_directions == 2 and res.seed == 3
+    assert res.read_streams == [1, 2, 3, 4] and res.l0 == 1 and res.n_directions == 2 and res.seed == 3
     assert res.model == "random-llama" and res.method == "finite" and res.direction == "gaussian"
     assert PROVENANCE_KEYS <= set(res.provenance)
-    assert res.provenance["parameters"]["eps"] == [1e-3, 1e-2] and res.provenance["parameters"]["length"] == 4
+    assert res.provenance["parameters"]["eps"] == [1e-3, 1e-2] and res.provenance["parameters"]["T"] == 4
 
 
 def test_response_round_trip_of_a_subset_of_sources(tmp_path):
@@ -77,12 +77,14 @@ def test_response_round_trip_of_a_subset_of_sources(tmp_path):
 def test_induction_round_trip(files):
     path = files["induction"]
     raw = json.loads(path.read_text())
-    for key in ("layers", "score", "ci_low", "ci_high", "duplicate_score", "emergence_layer", "model", "length",
-                "seeds"):
+    for key in ("read_streams", "score", "ci_low", "ci_high", "duplicate_score", "emergence_layer", "model", "T",
+                "seeds", "l0", "rise"):
         assert key in raw
-    assert raw["kind"] == "induction" and raw["seeds"] == 2 and raw["seed_list"] == [0, 1]
+    assert raw["kind"] == "induction" and raw["format"] == 2 and raw["seeds"] == [0, 1] and "seed_list" not in raw
     res = InductionResult.load(path)
-    assert res.layers == raw["layers"] == [0, 1, 2, 3, 4] and res.seeds == [0, 1] and res.n_layers == 4
+    assert res.read_streams == raw["read_streams"] == [0, 1, 2, 3, 4] and res.seeds == [0, 1] and res.n_layers == 4
+    assert isinstance(res.rise, Rise) and res.rise.to_dict() == {k: tuple(v) if isinstance(v, list) else v
+                                                                 for k, v in raw["rise"].items()}
     assert math.isnan(res.score[0]) and raw["score"][0] is None  # read layer l0: chi is a delta there
     assert res.score[1:] == raw["score"][1:] and res.ci_low[1:] == raw["ci_low"][1:]
     assert res.emergence_layer == raw["emergence_layer"] and res.eps == raw["eps"] == 1e-2
@@ -99,7 +101,7 @@ def test_regime_round_trip(files):
     res = RegimeResult.load(path)
     assert [r.to_dict() for r in res.regimes] == raw["regimes"]
     assert res.eps == raw["eps"] and len(res.eps) == 7 and res.tol == 0.01
-    assert res.curve_layers == [1, 2, 3, 4] and np.shape(res.curves) == (4, 7)  # [n_read, n_eps]
+    assert res.curve_streams == [1, 2, 3, 4] and np.shape(res.curves) == (4, 7)  # [n_read, n_eps]
     for r in res.regimes:  # the regime's ends are points of the grid
         if r.eps_low is not None:
             assert r.eps_low in res.eps and r.eps_high in res.eps
@@ -112,11 +114,61 @@ def test_section_map_round_trip_records_eps(files):
     assert raw["kind"] == "section-map" and raw["eps"] == 3e-2
     assert raw["provenance"]["parameters"]["eps"] == 3e-2
     sm = SectionMap.load(path)
-    assert sm.perturb_layers == [0, 2] and sm.read_layers == [0, 1, 2, 3, 4] and sm.eps == 3e-2
+    assert sm.l0s == [0, 2] and sm.read_streams == [0, 1, 2, 3, 4] and sm.eps == 3e-2
     assert sm.score.shape == (2, 5)  # [n_l0, L+1]
     expected = np.array([[np.nan if v is None else v for v in row] for row in raw["score"]], dtype=float)
     np.testing.assert_array_equal(sm.score, expected)  # nan where l <= l0, in the same places
     assert sm.to_json_dict() == raw
+
+
+def _as_format_1(kind: str, d: dict) -> dict:
+    """A format-2 dict written back in the keys of format 1 (what files written before it hold)."""
+    from residual_response.resultfile import V1_KEYS
+
+    old = {new: old for old, new in V1_KEYS[kind].items()}
+    out = {old.get(k, k): v for k, v in d.items() if k != "format"}
+    if kind == "induction":
+        out["seed_list"], out["seeds"] = d["seeds"], len(d["seeds"])
+        out["rise"] = {{"stream": "layer", "stream_ci": "layer_ci"}.get(k, k): v for k, v in d["rise"].items()}
+    if kind == "regime":
+        out["regimes"] = [{("layer" if k == "stream" else k): v for k, v in r.items()} for r in d["regimes"]]
+    return out
+
+
+@pytest.mark.parametrize("kind, loader", [("induction", InductionResult), ("regime", RegimeResult),
+                                          ("section-map", SectionMap)])
+def test_files_of_format_1_read_the_same(files, tmp_path, kind, loader):
+    new = loader.load(files[kind])
+    old_path = tmp_path / f"old-{kind}.json"
+    old_path.write_text(json.dumps(_as_format_1(kind, json.loads(files[kind].read_text()))))
+    assert loader.load(old_path).to_json_dict() == new.to_json_dict()
+
+
+def test_responses_of_format_1_read_the_same(files, tmp_path):
+    raw = dict(np.load(files["response"]))
+    raw["layer"], raw["read_layers"] = raw.pop("l0"), raw.pop("read_streams")
+    del raw["format"]
+    np.savez(tmp_path / "old.npz", **raw)
+    old, new = ResponseResult.load(tmp_path / "old.npz"), ResponseResult.load(files["response"])
+    assert old.l0 == new.l0 and old.read_streams == new.read_streams
+    np.testing.assert_array_equal(old.chi, new.chi)
+
+
+def test_old_names_read_with_a_warning(files):
+    res = InductionResult.load(files["induction"])
+    with pytest.warns(DeprecationWarning, match="now called read_streams"):
+        assert res.layers == res.read_streams
+    with pytest.warns(DeprecationWarning, match="now called T"):
+        assert res.length == res.T
+    with pytest.warns(DeprecationWarning, match="key access"):
+        assert res.rise["layer"] == res.rise.stream  # the rise was a dict with the key `layer`
+
+
+def test_a_newer_format_is_refused_in_one_sentence(files, tmp_path):
+    d = json.loads(files["induction"].read_text())
+    (tmp_path / "new.json").write_text(json.dumps({**d, "format": 99}))
+    with pytest.raises(ValueError, match="format-99 file, newer than this library reads"):
+        InductionResult.load(tmp_path / "new.json")
 
 
 @pytest.mark.parametrize("loader, wrong, its_loader", [
@@ -147,8 +199,8 @@ def test_provenance_fields(files):
     assert p["model"]["weights_sha256"] == weights_hash(load_model("random-gpt2"))
     assert p["device"] == "cpu" and p["dtype"] == "float32" and p["threads"] >= 1
     params = p["parameters"]
-    assert params["length"] == 5 and params["seeds"] == 2 and params["seed_list"] == [0, 1]
-    assert params["eps"] == 1e-2 and params["layer"] == 0 and params["directions"] == 1 and params["method"] == "finite"
+    assert params["T"] == 5 and params["seeds"] == [0, 1]
+    assert params["eps"] == 1e-2 and params["l0"] == 0 and params["directions"] == 1 and params["method"] == "finite"
     assert p["command"][:2] == ["residual-response", "induction"] and "--seeds" in p["command"]
     assert p["wall_seconds"] > 0 and p["cpu_seconds"] > 0 and p["date"].endswith("+00:00")
     assert p["library"]["version"]
@@ -203,7 +255,7 @@ def test_one_bar_total_comes_from_the_plan():
 
     lm = build_random_model("llama", seed=0)
     bar = Recorder(enabled=False)
-    section_map(lm, 4, 2, perturb_layers=[0, 2], progress=bar, n_boot=50)
+    section_map(lm, 4, 2, l0s=[0, 2], progress=bar, n_boot=50)
     # 2 perturbed streams x 2 seeds x one repeated sequence each (the neighbours baseline runs no control)
     assert bar.done >= 4 and bar.first_total == bar.total == bar.done
 

@@ -59,5 +59,5 @@ def test_measure_schematic_on_a_random_model():
     lm = build_random_model("gpt2", seed=0)
     sc = measure_schematic(lm, T=4, k=2, eps=1e-2, seed=0)
     assert (sc.source, sc.ind_target, sc.dup_target) == (sc.layout.offset + 1, sc.source + 3, sc.source + 4)
-    assert sc.chi.shape == (sc.layout.length,) * 2 and sc.layer == lm.n_layers and sc.ratio > 0
+    assert sc.chi.shape == (sc.layout.length,) * 2 and sc.stream == lm.n_layers and sc.ratio > 0
     sc.chart.to_dict()  # a valid chart

@@ -1,11 +1,14 @@
 """Tidy tables and grids: arithmetic checked on arrays whose answer is known (exact comparisons)."""
 
+import dataclasses
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from residual_response.induction import SectionMap
-from residual_response.pages.tables import distance_profile, matrix_frame, section_map_frame, section_steps, stripe_mean
+from residual_response.induction import Rise, SectionMap
+from residual_response.pages.tables import distance_profile, matrix_frame, section_map_frame, stripe_mean
 from residual_response.sequences import spread
 
 
@@ -63,17 +66,8 @@ def _map():
     nan = np.nan
     score = np.array([[nan, 1.1, 1.2, 4.0, 4.5],   # l0 = 0: largest step at block 2 (stream 2 -> 3)
                       [nan, nan, nan, 0.9, 1.0]])  # l0 = 2: step at block 2 is 1 -> 0.9, block 3: +0.1
-    return SectionMap(model="m", length=4, seeds=[0], perturb_layers=[0, 2], read_layers=[1, 2, 3, 4],
+    return SectionMap(model="m", T=4, seeds=[0], l0s=[0, 2], read_streams=[1, 2, 3, 4],
                       score=score, ci_low=score - 0.5, ci_high=score + 0.5, duplicate_score=score)
-
-
-def test_section_steps_find_the_block_that_writes_the_stripe():
-    steps = section_steps(_map())
-    first = steps[steps.l0 == 0].iloc[0]
-    assert first["largest step at block"] == 2 and first["step"] == pytest.approx(2.8, abs=1e-12)
-    assert first["at layer"] == 4 and first["max score"] == pytest.approx(4.5, abs=1e-12)
-    second = steps[steps.l0 == 2].iloc[0]
-    assert second["largest step at block"] == 3 and second["CI low"] == pytest.approx(0.5, abs=1e-12)
 
 
 def test_section_map_frame_drops_the_empty_cells():
@@ -175,16 +169,18 @@ def test_reach_and_ratio_peak_of_known_profiles():
 
 def test_scores_rise_and_headline_in_words():
     class Res:  # the fields of an InductionResult the frame reads
-        layer, n_layers, layers = 0, 4, [0, 2, 4]
+        l0, n_layers, read_streams = 0, 4, [0, 2, 4]
         score, ci_low, ci_high = [np.nan, 1.5, 3.0], [np.nan, 1.2, 2.5], [np.nan, 1.8, 3.5]
         duplicate_score, duplicate_ci_low, duplicate_ci_high = [np.nan, 1.1, 1.2], [np.nan, 1.0, 1.1], [np.nan, 1.2, 1.3]
 
     df = stripe_scores_frame(Res())
     assert len(df) == 4 and set(df.layer) == {2, 4} and df.rel_depth.max() == 1.0
-    rise = {"layer": 3, "layer_ci": (2, 4), "factor": 2.0, "factor_ci": (1.5, 2.5), "bottom": 1, "top": 4}
+    rise = Rise(emerged=True, stream=3, stream_ci=(2, 4), start=2, end=4, width=2, width_ci=(1, 3), bottom=1, top=4,
+                factor=2.0, factor_ci=(1.5, 2.5))
     assert rise_text(rise, 4).startswith("layer 3 (interval 2 to 4, relative depth 0.75)")
-    assert rise_text({**rise, "layer": None}, 4).startswith("no layer: the rise from layer 1 to 4")
-    h = {"setting": {"T": 20, "seeds": 4, "eps": 0.01}, "emergence_layer": 3, "emergence_ci": [2, 4]}
+    flat = dataclasses.replace(rise, emerged=False, stream=None, stream_ci=None)
+    assert rise_text(flat, 4).startswith("no layer: the rise from layer 1 to 4")
+    h = SimpleNamespace(setting={"T": 20, "seeds": 4, "eps": 0.01}, emergence_layer=3, emergence_ci=[2, 4])
     assert headline_text(h) == {"h_setting": "T = 20, 4 seeds, ε = 1e-2", "h_em": "layer 3 [2, 4]"}
 
 
@@ -224,7 +220,7 @@ def test_half_rise_layer_follows_the_rule_of_the_rise():
     score = [1.0, 1.0, 4.0, 16.0, 16.0]  # log rise 0 -> log 16; half way (4) first reached at layer 3
     assert half_rise_layer(layers, score) == 3
     boots = np.tile(score, (50, 1)) * np.linspace(0.95, 1.05, 50)[:, None]
-    assert rise_of(layers, score, boots).layer == 3  # the same layer as the emergence rule
+    assert rise_of(layers, score, boots).stream == 3  # the same layer as the emergence rule
     assert half_rise_layer([1, 2], [float("nan"), 1.0]) is None
 
 
@@ -232,10 +228,11 @@ class _Res:
     """A stand-in InductionResult with a known rise."""
 
     def __init__(self, emerged):
-        self.layers, self.score = [0, 1, 2, 3], [float("nan"), 1.0, 3.0, 9.0]
+        self.read_streams, self.score = [0, 1, 2, 3], [float("nan"), 1.0, 3.0, 9.0]
         self.ci_low, self.ci_high = [float("nan"), 0.8, 2.0, 7.0], [float("nan"), 1.2, 4.0, 11.0]
-        self.rise = {"emerged": emerged, "factor": 9.0, "factor_ci": (6.0, 12.0) if emerged else (0.9, 12.0),
-                     "layer": 2 if emerged else None, "start": 2 if emerged else None, "end": 3 if emerged else None}
+        self.rise = Rise(emerged=emerged, stream=2 if emerged else None, stream_ci=(2, 2) if emerged else None,
+                         start=2 if emerged else None, end=3 if emerged else None, width=1 if emerged else None,
+                         width_ci=None, bottom=1, top=3, factor=9.0, factor_ci=(6.0, 12.0) if emerged else (0.9, 12.0))
 
 
 def test_section_rise_table_turns_streams_into_blocks():
@@ -252,10 +249,10 @@ def test_section_rise_table_turns_streams_into_blocks():
 def test_regime_sentence_says_where_eps_lies_in_each_window():
     from residual_response.pages.tables import regime_sentence
 
-    heads = {"edge": {"regime": {"eps_low": 1e-4, "eps_high": 1e-2}},
-             "in": {"regime": {"eps_low": 1e-4, "eps_high": 3.2e-2}},
-             "out": {"regime": {"eps_low": 1e-6, "eps_high": 1e-3}},
-             "flat-less": {"regime": {"eps_low": None, "eps_high": None}}}
+    heads = {"edge": SimpleNamespace(regime={"eps_low": 1e-4, "eps_high": 1e-2}),
+             "in": SimpleNamespace(regime={"eps_low": 1e-4, "eps_high": 3.2e-2}),
+             "out": SimpleNamespace(regime={"eps_low": 1e-6, "eps_high": 1e-3}),
+             "flat-less": SimpleNamespace(regime={"eps_low": None, "eps_high": None})}
     text = regime_sentence(heads, 1e-2)
     assert "at the upper end of the window of edge" in text and "inside the window of in;" in text
     assert "above the window of out" in text and "in no window for flat-less" in text

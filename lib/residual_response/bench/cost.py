@@ -1,8 +1,9 @@
 """The book's one cost model: floating-point operations of a response computation, and their time.
 
 Why one module of pure functions: every page that quotes what a result costs (the performance
-page, every model page) must give the same number for the same work, from the same count. The
-count is ``2 x weights x positions`` through the blocks (embeddings and the LM head left out: the
+page, every model page) must give the same number for the same work, from the same count: the
+package's one cost model (:mod:`residual_response.cost`, which the batch planner and the command
+line's estimate use too). The count is ``2 x weights x positions`` through the blocks (embeddings and the LM head left out: the
 engine never multiplies by them); a time is that count divided by a throughput, either one
 measured by the bench on a stand-in (:func:`engine_rate_gflops`) or one assumed for an H100
 (:data:`H100_TFLOPS`).
@@ -14,7 +15,9 @@ pandas is imported only by :func:`paper_cost`, the one function that returns a t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from ..cost import model_dims, non_embedding_params, response_token_forwards
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,22 +63,6 @@ BOOK_WORKLOADS = (
 H100_TFLOPS = {"bfloat16": (300.0, 500.0), "float32": (30.0, 50.0)}
 
 
-def non_embedding_params(layers: int, d_model: int, d_ffn: int, q_dim: int, kv_dim: int, gated: bool) -> int:
-    """Weights of the blocks (attention + MLP matrices; norms and biases left out)."""
-    attn = d_model * q_dim * 2 + d_model * kv_dim * 2
-    mlp = (3 if gated else 2) * d_model * d_ffn
-    return layers * (attn + mlp)
-
-
-def model_dims(lm: LoadedModel) -> dict:
-    """``lm``'s block dimensions in the keys of :data:`PAPER_MODELS` (the arguments of :func:`non_embedding_params`)."""
-    from ..models import block_dims
-
-    b = block_dims(lm)
-    return dict(layers=lm.n_layers, d_model=b.d_model, d_ffn=b.d_ffn, q_dim=b.n_heads * b.head_dim,
-                kv_dim=b.n_kv_heads * b.head_dim, gated=lm.family != "gpt2")
-
-
 def block_params(lm: LoadedModel) -> int:
     """Weights in ``lm``'s blocks, counted as :func:`non_embedding_params` counts the paper's models.
 
@@ -88,16 +75,6 @@ def block_params(lm: LoadedModel) -> int:
 def paper_block_params() -> dict[str, int]:
     """:func:`non_embedding_params` of every model in :data:`PAPER_MODELS` (from their public configs)."""
     return {name: non_embedding_params(**dims) for name, dims in PAPER_MODELS.items()}
-
-
-def response_token_forwards(N: int, L: int, l0s: Iterable[int], sources: Iterable[int] | None = None,
-                            rows_per_source: int = 1) -> float:
-    """Token-forwards (position x full model) of the necessary work: one clean pass of ``N``
-    positions, plus for every ``l0`` and source ``s`` the positions ``s..N-1`` through blocks
-    ``l0..L-1`` (a fraction ``(L - l0) / L`` of the model)."""
-    srcs = list(range(N)) if sources is None else list(sources)
-    per_l0 = rows_per_source * sum(N - s for s in srcs)
-    return float(N + sum(per_l0 * (L - l0) / L for l0 in l0s))
 
 
 def workload_token_forwards(workload: Mapping[str, Any], L: int) -> float:

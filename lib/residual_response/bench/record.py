@@ -72,7 +72,7 @@ NAIVE_DEFINITION = (
     "the final norm) are compared with one clean pass of the same kind."
 )
 ENGINE_DEFINITION = (
-    "residual_response.engine.response(lm, tokens, [eps], layer=l0, n_directions=1, seed=seed): "
+    "residual_response.engine.response(lm, tokens, [eps], l0=l0, n_directions=1, seed=seed): "
     "every source, read layers l0..L; the section map calls it for l0 = 0..L-1 inside "
     "reuse_clean_passes() (one clean pass for all l0)"
 )

@@ -110,7 +110,7 @@ def naive_loop(b: BenchInput, l0: int) -> tuple[np.ndarray, float]:
 
 def engine(b: BenchInput, l0: int) -> tuple[ResponseResult, float]:
     """The engine's response at ``l0`` (every source, one direction, one eps) and its seconds."""
-    return b.clock.time(lambda: response(b.lm, b.tokens, [b.eps], layer=l0, n_directions=1, seed=b.seed))
+    return b.clock.time(lambda: response(b.lm, b.tokens, [b.eps], l0=l0, n_directions=1, seed=b.seed))
 
 
 @dataclass

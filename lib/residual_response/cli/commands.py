@@ -1,88 +1,226 @@
 """The commands of ``residual-response``, and :func:`main`.
 
-Scripts rely on the outputs' exact fields (see each subcommand's help). Bad input exits with
-status 2 and one ``error: ...`` line on stderr, and writes nothing. Every result file names its
-``kind`` and carries a ``provenance`` block (:mod:`.provenance`); ``show`` draws any of them.
+Scripts rely on the outputs' exact fields (see each subcommand's help). Exit status: 0 on
+success; 2, with one ``error: ...`` line on stderr and nothing written, for bad input (an
+:class:`~residual_response.checks.InputError`, whatever raised it); 1, with the traceback, for
+anything else, a fault of the library or the machine and not of the input. Every result file
+names its ``kind`` and carries a ``provenance`` block (:mod:`residual_response.provenance`);
+``show`` draws any of them.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import traceback
 
-from .estimate import _check_size, estimate
-from .output import _check_out, _commit, _grow, _reserve
-from .parser import CLIError, build_parser
+from ..checks import InputError, check_eps_floor
+from .estimate import estimate
+from .jobs import Job, Run, run_job
+from .output import check_out
+from .parser import build_parser
 
 __all__ = ["main", "COMMANDS"]
 
 
-def _check_floor(args, eps: list[float]) -> None:
-    if getattr(args, "allow_below_floor", False):
-        return
-    from ..checks import check_eps_floor
+def _write_json(result, output) -> None:
+    output.commit(data=result.to_json_dict())
 
-    try:
+
+def _floor(args, eps: list[float]) -> None:
+    """Refuse strengths below the dtype's rounding floor, unless ``--allow-below-floor``."""
+    if not args.allow_below_floor:
         check_eps_floor(eps, args.dtype, option="--eps", override="--allow-below-floor")
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
 
 
-def _status(args, message: str) -> None:
-    """One status line on stderr, unless ``--quiet``."""
-    if not getattr(args, "quiet", False):
-        print(message, file=sys.stderr)
-
-
-def _load(args):
-    from ..models import ModelUnavailableError, load_model, validate_cache_dir
-    from ..progress import quiet_model_loading
-
-    validate_cache_dir()
-    if not (args.quiet or args.no_progress) and sys.stderr.isatty():  # progress, like the bar: terminals only
-        print(f"loading {args.model} ({args.dtype}, {args.device_map or args.device})", file=sys.stderr)
-    try:
-        with quiet_model_loading():  # one line, not a bar per tensor
-            return load_model(args.model, device=args.device, dtype=args.dtype, device_map=args.device_map)
-    except ModelUnavailableError as exc:
-        raise CLIError(str(exc)) from None
-
-
-def _progress(args, desc: str):
-    """The job's one progress bar: on a terminal's stderr only, none with --quiet/--no-progress."""
-    from ..progress import Progress
-
-    return Progress(desc, enabled=False if (args.quiet or args.no_progress) else None)
-
-
-def _provenance(lm, args, **extra) -> dict:
-    """The provenance block of this run: every argument, plus what the run resolved (``extra``)."""
-    from ..provenance import collect
-
-    params = {k: v for k, v in vars(args).items() if k not in ("command", "quiet", "no_progress") and k[0] != "_"}
-    params.update(extra)
-    return collect(lm, params, command=["residual-response", *args._argv], clock=args._clock)
-
-
-def _validate_common(lm, args, T: int | None = None):
-    from ..checks import validate_layer
-    from ..sequences import validate_length
-
-    validate_layer(lm, args.layer)
-    if T is not None:
-        validate_length(lm, T)
-
-
-def _n_positions(lm, T: int) -> int:
+def _n_tokens(lm, T: int) -> int:
     return 2 * T + (0 if lm.bos_token_id is None else 1)
 
 
-def _cmd_models(args) -> int:
+# --- response -----------------------------------------------------------------------------------
+
+
+def _response_job(lm, args):
+    from ..engine import ResponseJob
+    from ..sequences import make_sequence
+
+    tokens = make_sequence(lm, args.sequence, args.T, args.seed)
+    return ResponseJob.validated(lm, tokens, args.eps, l0=args.l0, n_directions=args.directions,
+                                 direction=args.direction, seed=args.seed, method=args.method)
+
+
+def _sweep_cost(what: str, full: bool):
+    def cost(lm, job):
+        memory, seconds = estimate(lm, n_positions=job.N, sources=job.sources, n_directions=job.K, n_eps=len(job.eps),
+                                   l0=job.l0, keep_full=full)
+        size = len(job.eps) * len(job.reads) * job.N * job.N * 8 if full else None
+        return what, memory, seconds, size
+    return cost
+
+
+def _run_response(lm, job, bar):
+    from ..engine import run_response
+
+    return run_response(job, progress=bar)
+
+
+RESPONSE = Job(
+    label="response",
+    refuse=lambda args: _floor(args, args.eps) if args.method == "finite" else None,  # jvp ignores eps
+    prepare=_response_job,
+    cost=_sweep_cost("this response", full=True),
+    compute=_run_response,
+    resolved=lambda res: dict(read_streams=res.read_streams, sources=res.sources, n_tokens=len(res.tokens)),
+    write=lambda res, out: out.commit(write=res.write_npz),
+    done=lambda res: f": chi {tuple(res.full_matrix().shape)} [eps, read stream, source, target]",
+)
+
+
+# --- induction ----------------------------------------------------------------------------------
+
+
+def _induction_setting(lm, args):
+    from ..induction import InductionSetting
+
+    return InductionSetting.validated(lm, args.T, args.seeds, l0=args.l0, eps=args.eps, n_directions=args.directions,
+                                      control=args.control)
+
+
+def _induction_cost(lm, setting):
+    offset = _n_tokens(lm, setting.T) - 2 * setting.T
+    memory, seconds = estimate(lm, n_positions=_n_tokens(lm, setting.T), sources=range(offset, offset + setting.T),
+                               n_directions=setting.n_directions, n_eps=1, l0=setting.l0, passes=2 * len(setting.seeds))
+    return f"induction over {len(setting.seeds)} seeds", memory, seconds, None
+
+
+def _run_induction(lm, setting, bar):
+    from ..induction import run_induction
+
+    return run_induction(lm, setting, bar)
+
+
+INDUCTION = Job(
+    label="induction",
+    refuse=lambda args: _floor(args, [args.eps]),
+    prepare=_induction_setting,
+    cost=_induction_cost,
+    compute=_run_induction,
+    resolved=lambda res: dict(seeds=res.seeds, read_streams=res.read_streams, method=res.method),
+    write=_write_json,
+    done=lambda res: f": emergence layer {res.emergence_layer}",
+)
+
+
+# --- regime -------------------------------------------------------------------------------------
+
+
+def _regime_refuse(args) -> None:
+    if args.eps_min >= args.eps_max:
+        raise InputError(f"--eps-min {args.eps_min:g} must be below --eps-max {args.eps_max:g}")
+    if args.eps_max > 1 and not args.allow_eps_above_1:
+        raise InputError(f"--eps-max {args.eps_max:g} is above 1, a perturbation larger than the stream itself, where "
+                         f"no universal regime lies; use --eps-max <= 1 or --allow-eps-above-1")
+    if args.points < 2:
+        raise InputError(f"--points {args.points} is too few for a sweep; give at least 2")
+
+
+def _regime_setting(lm, args):
+    """The sweep's sequence and perturbed stream, checked against the model; the grid itself is made
+    only after the estimate has accepted its size."""
+    from ..checks import validate_l0
+    from ..sequences import make_sequence
+
+    return make_sequence(lm, args.sequence, args.T, args.seed), validate_l0(lm, args.l0), args
+
+
+def _regime_cost(lm, prepared):
+    tokens, l0, args = prepared
+    N = len(tokens)
+    memory, seconds = estimate(lm, n_positions=N, sources=range(N), n_directions=args.directions, n_eps=args.points,
+                               l0=l0)
+    return f"a sweep of {args.points} points", memory, seconds, None
+
+
+def _run_regime(lm, prepared, bar):
+    import numpy as np
+
+    from ..engine import ResponseJob, run_response
+    from ..regime import RegimeResult
+
+    tokens, l0, args = prepared
+    grid = np.logspace(np.log10(args.eps_min), np.log10(args.eps_max), args.points)  # ends checked by the parser
+    job = ResponseJob.trusted(lm, tokens, grid, l0=l0, read_streams=None, sources=None, n_directions=args.directions,
+                              direction="gaussian", seed=args.seed, method="finite")
+    reg = RegimeResult.from_response(run_response(job, progress=bar), tol=args.tol, sequence=args.sequence, T=args.T)
+    reg.dtype = args.dtype
+    return reg
+
+
+REGIME = Job(
+    label="eps sweep",
+    refuse=_regime_refuse,
+    prepare=_regime_setting,
+    cost=_regime_cost,
+    compute=_run_regime,
+    resolved=lambda reg: dict(eps=list(reg.eps), read_streams=[reg.l0, *reg.curve_streams], method="finite"),
+    write=_write_json,
+)
+
+
+# --- section-map --------------------------------------------------------------------------------
+
+
+def _section_refuse(args) -> None:
+    if args.l0s is not None and not args.l0s:
+        raise InputError("--perturb-layers is given without layers; name at least one, or leave the option out "
+                         "for every layer")
+    _floor(args, [args.eps])
+
+
+def _section_setting(lm, args):
+    from ..induction import section_setting
+
+    return section_setting(lm, args.T, args.seeds, l0s=args.l0s, eps=args.eps)
+
+
+def _section_cost(lm, prepared):
+    setting, l0s = prepared
+    offset = _n_tokens(lm, setting.T) - 2 * setting.T
+    memory, seconds = 0.0, 0.0
+    for l0 in l0s:
+        m, t = estimate(lm, n_positions=_n_tokens(lm, setting.T), sources=range(offset, offset + setting.T),
+                        n_directions=1, n_eps=1, l0=l0, passes=2 * len(setting.seeds))
+        memory, seconds = max(memory, m), seconds + t
+    return f"a section map of {len(l0s)} layers x {len(setting.seeds)} seeds", memory, seconds, None
+
+
+def _run_section_map(lm, prepared, bar):
+    from ..induction import run_section_map
+
+    return run_section_map(lm, *prepared, progress=bar)[0]
+
+
+SECTION_MAP = Job(
+    label="section map",
+    refuse=_section_refuse,
+    prepare=_section_setting,
+    cost=_section_cost,
+    compute=_run_section_map,
+    resolved=lambda sm: dict(seeds=sm.seeds, l0s=sm.l0s, read_streams=sm.read_streams, method="finite",
+                             directions=sm.n_directions),
+    write=_write_json,
+)
+
+
+# --- models, show -------------------------------------------------------------------------------
+
+
+def _cmd_models(run: Run) -> int:
     from ..models import REGISTRY
 
     rows = [{"name": s.name, "family": s.family, "layers": s.layers, "d_model": s.d_model,
              "offline": s.offline, "description": s.description} for s in REGISTRY.values()]
-    if args.json:
+    if run.args.json:
         print(json.dumps(rows, indent=1))
         return 0
     print(f"{'name':<14} {'family':<8} {'layers':>6} {'d_model':>7} {'offline':<7}  description")
@@ -93,130 +231,17 @@ def _cmd_models(args) -> int:
     return 0
 
 
-def _cmd_response(args) -> int:
-    from ..engine import response
-    from ..sequences import make_sequence
+def _cmd_show(run: Run) -> int:
+    from .show import show
 
-    if args.method == "finite":  # jvp ignores eps
-        _check_floor(args, args.eps)
-    res_file = _reserve(args)
-    lm = _load(args)
-    _validate_common(lm, args, args.length)
-    N = _n_positions(lm, args.length)
-    memory, seconds = estimate(lm, n_positions=N, n_sources=N, n_directions=args.directions, n_eps=len(args.eps),
-                               l0=args.layer, keep_full=True)
-    _check_size("this response", memory, seconds)
-    _grow(args, res_file, len(args.eps) * (lm.n_layers + 1 - args.layer) * N * N * 8)
-    tokens = make_sequence(lm, args.sequence, args.length, args.seed)
-    with _progress(args, f"{lm.name} response") as bar:
-        res = response(lm, tokens, args.eps, layer=args.layer, n_directions=args.directions, direction=args.direction,
-                       seed=args.seed, method=args.method, progress=bar)
-    res.provenance = _provenance(lm, args, read_layers=res.read_layers, sources=res.sources, n_tokens=len(res.tokens))
-    _commit(args, res_file, write=res.write_npz)
-    _status(args, f"wrote {args.out}: chi {tuple(res.full_matrix().shape)} [eps, read layer, source, target]")
-    return 0
-
-
-def _cmd_induction(args) -> int:
-    from ..induction import induction_scores
-
-    _check_floor(args, [args.eps])
-    res_file = _reserve(args)
-    lm = _load(args)
-    _validate_common(lm, args, args.length)
-    memory, seconds = estimate(lm, n_positions=_n_positions(lm, args.length), n_sources=args.length,
-                               n_directions=args.directions, n_eps=1, l0=args.layer, passes=2 * args.seeds)
-    _check_size(f"induction over {args.seeds} seeds", memory, seconds)
-    with _progress(args, f"{lm.name} induction") as bar:
-        res = induction_scores(lm, args.length, args.seeds, layer=args.layer, eps=args.eps,
-                               n_directions=args.directions, control=args.control, progress=bar)
-    res.provenance = _provenance(lm, args, seed_list=res.seeds, read_layers=res.layers, method=res.method)
-    d = res.to_json_dict()
-    d["seeds"] = args.seeds
-    d["seed_list"] = res.seeds
-    _commit(args, res_file, data=d)
-    _status(args, f"wrote {args.out}: emergence layer {res.emergence_layer}")
-    return 0
-
-
-def _cmd_regime(args) -> int:
-    import numpy as np
-
-    from ..regime import RegimeResult
-    from ..engine import response
-    from ..sequences import make_sequence
-
-    if args.eps_min >= args.eps_max:
-        raise CLIError(f"--eps-min {args.eps_min:g} must be below --eps-max {args.eps_max:g}")
-    if args.eps_max > 1 and not args.allow_eps_above_1:
-        raise CLIError(f"--eps-max {args.eps_max:g} is above 1, a perturbation larger than the stream itself, where "
-                       f"no universal regime lies; use --eps-max <= 1 or --allow-eps-above-1")
-    if args.points < 2:
-        raise CLIError(f"--points {args.points} is too few for a sweep; give at least 2")
-    res_file = _reserve(args)
-    lm = _load(args)
-    _validate_common(lm, args, args.length)
-    N = _n_positions(lm, args.length)
-    memory, seconds = estimate(lm, n_positions=N, n_sources=N, n_directions=args.directions, n_eps=args.points,
-                               l0=args.layer)
-    _check_size(f"a sweep of {args.points} points", memory, seconds)
-    grid = np.logspace(np.log10(args.eps_min), np.log10(args.eps_max), args.points)
-    tokens = make_sequence(lm, args.sequence, args.length, args.seed)
-    with _progress(args, f"{lm.name} eps sweep") as bar:
-        res = response(lm, tokens, grid, layer=args.layer, n_directions=args.directions, seed=args.seed,
-                       progress=bar)
-    reg = RegimeResult.from_response(res, tol=args.tol, sequence=args.sequence, length=args.length)
-    reg.dtype = args.dtype
-    reg.provenance = _provenance(lm, args, eps=grid.tolist(), read_layers=res.read_layers, method=res.method)
-    _commit(args, res_file, data=reg.to_json_dict())
-    _status(args, f"wrote {args.out}")
-    return 0
-
-
-def _cmd_section_map(args) -> int:
-    from ..induction import section_map
-
-    if args.perturb_layers is not None and not args.perturb_layers:
-        raise CLIError("--perturb-layers is given without layers; name at least one, or leave the option out "
-                       "for every layer")
-    _check_floor(args, [args.eps])
-    res_file = _reserve(args)
-    lm = _load(args)
-    _validate_common(lm, args, args.length)
-    layers = list(range(lm.n_layers)) if args.perturb_layers is None else sorted(set(args.perturb_layers))
-    from ..checks import validate_layer
-
-    for l0 in layers:
-        validate_layer(lm, l0, what="--perturb-layers value")
-    N = _n_positions(lm, args.length)
-    memory, seconds = 0.0, 0.0
-    for l0 in layers:
-        m, t = estimate(lm, n_positions=N, n_sources=args.length, n_directions=1, n_eps=1, l0=l0, passes=2 * args.seeds)
-        memory, seconds = max(memory, m), seconds + t
-    _check_size(f"a section map of {len(layers)} layers x {args.seeds} seeds", memory, seconds)
-    with _progress(args, f"{lm.name} section map") as bar:
-        sm = section_map(lm, args.length, args.seeds, perturb_layers=args.perturb_layers, eps=args.eps, progress=bar)
-    sm.provenance = _provenance(lm, args, seed_list=sm.seeds, perturb_layers=sm.perturb_layers,
-                                read_layers=sm.read_layers, method="finite", directions=sm.n_directions)
-    _commit(args, res_file, data=sm.to_json_dict())
-    _status(args, f"wrote {args.out}")
-    return 0
-
-
-def _cmd_show(args) -> int:
-    from .show import ShowError, show
-
-    out = _check_out(args.out, "show")
-    try:
-        written = show(args.files, out, png=args.png)
-    except ShowError as exc:
-        raise CLIError(str(exc)) from None
+    written = show(run.args.files, check_out(run.args.out, "show"), png=run.args.png)
     print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     return 0
 
 
-COMMANDS = {"models": _cmd_models, "response": _cmd_response, "induction": _cmd_induction,
-            "regime": _cmd_regime, "section-map": _cmd_section_map, "show": _cmd_show}
+COMMANDS = {"models": _cmd_models, "response": lambda run: run_job(run, RESPONSE),
+            "induction": lambda run: run_job(run, INDUCTION), "regime": lambda run: run_job(run, REGIME),
+            "section-map": lambda run: run_job(run, SECTION_MAP), "show": _cmd_show}
 
 
 def _one_line_warnings(message, category, filename, lineno, file=None, line=None):
@@ -225,6 +250,7 @@ def _one_line_warnings(message, category, filename, lineno, file=None, line=None
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the exit status (module docstring)."""
     import warnings
 
     from ..provenance import RunClock
@@ -233,31 +259,20 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     with warnings.catch_warnings():  # restores the global warning printer afterwards
         warnings.showwarning = _one_line_warnings
-        args = None
         try:
             args = build_parser().parse_args(argv)
-            args._clock, args._argv = clock, argv  # for the provenance block
-            return COMMANDS[args.command](args)
-        except CLIError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        except (ValueError, TypeError) as exc:
+            return COMMANDS[args.command](Run(args, argv, clock))
+        except InputError as exc:
             print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-            return 2
-        except MemoryError:
-            print("error: out of memory; use fewer points, directions, seeds or a shorter length", file=sys.stderr)
-            return 2
-        except OSError as exc:  # the machine, not the input: a disk that filled up, a vanished file
-            where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
-            print(f"error: {exc.strerror or type(exc).__name__}{where}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)
             return 130
-        finally:
-            reservation = getattr(args, "_reservation", None)
-            if reservation is not None:
-                reservation.discard()  # after a commit there is nothing left to remove
+        except Exception:  # a fault of the library or of the machine, not of the input: say where
+            traceback.print_exc()
+            print("error: the command failed (the traceback above says where); this is not a problem of its input",
+                  file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":

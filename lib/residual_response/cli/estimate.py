@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 
 from .output import _human_bytes
-from .parser import CLIError
+from ..checks import InputError
 
-__all__ = ["MAX_SECONDS", "estimate"]
+__all__ = ["MAX_SECONDS", "check_size", "estimate"]
 
 
 def _human_seconds(t: float) -> str:
@@ -45,40 +45,31 @@ def _available_bytes() -> int:
         return 1 << 40
 
 
-def estimate(lm, *, n_positions: int, n_sources: int, n_directions: int, n_eps: int, l0: int, passes: int = 1,
+def estimate(lm, *, n_positions: int, sources, n_directions: int, n_eps: int, l0: int, passes: int = 1,
              keep_full: bool = False) -> tuple[float, float]:
-    """Rough memory (bytes) and time (seconds) of ``passes`` response calls with these sizes.
+    """Rough memory (bytes) and time (seconds) of ``passes`` response calls perturbing ``sources``.
 
-    Memory: the float64 result arrays (accumulator, chi and, for ``response``, the full
-    ``[n_eps, n_read, N, N]`` matrix), the directions, and what each call keeps (the stripes of a
-    seed). Time: each of the ``sources x directions x eps`` rows runs about ``N/2`` positions
-    through the ``L - l0`` blocks at two FLOPs per weight, at the rate of :data:`_ASSUMED_FLOPS`,
-    plus :data:`_CALL_OVERHEAD_S` per call (what dominates for tiny models and many seeds).
+    Both from the package's one cost model (:mod:`residual_response.cost`): the memory of the
+    results (:func:`~residual_response.cost.result_bytes`), and the FLOPs of the necessary work
+    (:func:`~residual_response.cost.response_flops`) at the rate of :data:`_ASSUMED_FLOPS`, plus
+    :data:`_CALL_OVERHEAD_S` per call (what dominates for tiny models and many seeds).
     """
-    from ..models import block_dims
+    from ..cost import response_flops, result_bytes
 
-    dims = block_dims(lm)
-    n_read = lm.n_layers + 1 - l0
-    per_block = (2 * dims.d_model * dims.n_heads * dims.head_dim + 2 * dims.d_model * dims.n_kv_heads * dims.head_dim
-                 + 3 * dims.d_model * dims.d_ffn)
-    result = float(n_eps) * n_read * n_sources * n_positions * 8
-    memory = (3 if keep_full else 2) * result + float(n_sources) * n_directions * dims.d_model * 8
-    if keep_full:
-        memory += float(n_eps) * n_read * n_positions * n_positions * 8
-    if passes > 1:  # stripes kept per call, and the seed list itself
-        memory += float(passes) * (2 * n_read * n_sources * 8 + 64)
-    rows = float(n_sources) * n_directions * n_eps
-    flops = passes * rows * max(n_positions / 2, 1) * (lm.n_layers - l0) * 2 * per_block
+    sources = list(sources)
+    memory = result_bytes(lm, n_positions=n_positions, n_sources=len(sources), n_directions=n_directions, n_eps=n_eps,
+                          l0=l0, passes=passes, keep_full=keep_full)
+    flops = passes * response_flops(lm, n_positions, sources, l0, rows_per_source=n_directions * n_eps)
     seconds = flops / _ASSUMED_FLOPS.get(lm.device.type, 1e11) + passes * _CALL_OVERHEAD_S
     return memory, seconds
 
 
-def _check_size(what: str, memory: float, seconds: float) -> None:
+def check_size(what: str, memory: float, seconds: float) -> None:
     """Refuse a run whose estimate exceeds the free memory or :data:`MAX_SECONDS`; the message gives the estimate."""
     available = _available_bytes()
     if memory > available:
-        raise CLIError(f"{what} needs about {_human_bytes(memory)} of memory for its results, more than the "
+        raise InputError(f"{what} needs about {_human_bytes(memory)} of memory for its results, more than the "
                        f"{_human_bytes(available)} available; use fewer points, directions, seeds or a shorter length")
     if seconds > MAX_SECONDS:
-        raise CLIError(f"{what} would take about {_human_seconds(seconds)} at an optimistic rate; the bound is "
+        raise InputError(f"{what} would take about {_human_seconds(seconds)} at an optimistic rate; the bound is "
                        f"{_human_seconds(MAX_SECONDS)}; use fewer points, directions, seeds, layers or a shorter length")

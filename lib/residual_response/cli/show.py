@@ -31,6 +31,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..checks import InputError
+
 __all__ = ["ShowError", "LoadedFile", "load_result", "charts_for", "page_html", "show"]
 
 #: the strength whose matrix a response file with several is drawn at (the book's default)
@@ -39,7 +41,7 @@ PREFERRED_EPS = 1e-2
 CHI_FLOOR = 1e-12
 
 
-class ShowError(ValueError):
+class ShowError(InputError):
     """A file that cannot be shown; the message is one sentence naming it."""
 
 
@@ -88,7 +90,7 @@ def load_result(path: str | os.PathLike) -> LoadedFile:
 def _n_layers(result) -> int:
     """Blocks ``L`` of the model: recorded in the file, else the last read layer."""
     n = getattr(result, "n_layers", None) or ((result.provenance or {}).get("model") or {}).get("n_layers")
-    return int(n) if n else int(max(result.layers))
+    return int(n) if n else int(max(result.read_streams))
 
 
 def _label(files: Sequence[LoadedFile]) -> dict[Path, str]:
@@ -118,9 +120,9 @@ def response_charts(f: LoadedFile) -> list[tuple[str, str, Any]]:
     res = f.result
     jvp = res.method == "jvp" or not np.all(np.isfinite(res.eps))
     e = 0 if jvp else int(np.argmin(np.abs(np.log10(res.eps) - math.log10(PREFERRED_EPS))))
-    shown = [l for l in res.read_layers if l != res.layer] or list(res.read_layers)
+    shown = [l for l in res.read_streams if l != res.l0] or list(res.read_streams)
     chi = res.chi[e]  # [n_read, n_src, N]
-    rows = [(l, s, t, float(np.log10(max(chi[res.read_layers.index(l), j, t], CHI_FLOOR))))
+    rows = [(l, s, t, float(np.log10(max(chi[res.read_streams.index(l), j, t], CHI_FLOOR))))
             for l in shown for j, s in enumerate(res.sources) for t in range(s, chi.shape[-1])]
     df = pd.DataFrame(rows, columns=["layer", "source", "target", "log10 chi"])
     steps = {b - a for a, b in zip(shown, shown[1:])}
@@ -129,14 +131,14 @@ def response_charts(f: LoadedFile) -> list[tuple[str, str, Any]]:
     side = int(min(520, max(160, 12 * N)))
     eps_text = "eps -> 0 (JVP)" if jvp else f"eps = {res.eps[e]:.3g}"
     title = f"{res.model}: response matrix, {eps_text}"
-    caption = (f"log10 chi(s, t) of {res.model} perturbed at stream {res.layer}, {eps_text}, "
+    caption = (f"log10 chi(s, t) of {res.model} perturbed at stream {res.l0}, {eps_text}, "
                f"{res.n_directions} direction(s), seed {res.seed}; rows: sources, columns: targets. "
                f"The widget below the chart picks the read layer.")
     out = [(title, caption, plots.heatmap_with_selector(df, "target", "source", "log10 chi", "layer", widget=widget,
                                                        init=shown[-1], width=side, height=side))]
     if not jvp and len(res.eps) > 1:
         curves = layer_curves(res)  # [n_read, n_eps]
-        cdf = pd.DataFrame([(l, float(eps), float(c)) for l, curve in zip(res.read_layers, curves) if l in shown
+        cdf = pd.DataFrame([(l, float(eps), float(c)) for l, curve in zip(res.read_streams, curves) if l in shown
                             for eps, c in zip(res.eps, curve) if c > 0], columns=["layer", "eps", "chi"])
         if not cdf.empty:
             out.append((f"{res.model}: response against eps",
@@ -158,7 +160,7 @@ def induction_chart(files: Sequence[LoadedFile]) -> tuple[str, str, Any]:
     for f in files:
         r = f.result
         L = _n_layers(r)
-        for l, s, lo, hi in zip(r.layers, r.score, r.ci_low, r.ci_high):
+        for l, s, lo, hi in zip(r.read_streams, r.score, r.ci_low, r.ci_high):
             if all(v is not None and math.isfinite(v) for v in (s, lo, hi)) and 0 <= l <= L:
                 rows.append((labels[f.path], int(l), l / L, float(s), float(lo), float(hi)))
         if r.emergence_layer is not None:
@@ -195,14 +197,14 @@ def section_map_chart(f: LoadedFile) -> tuple[str, str, Any]:
     df = section_map_frame(sm)
     if df.empty:
         raise ShowError(f"{f.path}: the section map has no finite positive score to draw")
-    L = len(sm.read_layers) - 1
+    L = len(sm.read_streams) - 1
     eps = "" if sm.eps is None else f", eps = {sm.eps:.3g}"
     caption = (f"log2 of the induction score S(l0, l) of {sm.model} for the perturbation at stream l0 (rows) read at "
-               f"stream l > l0 (columns); 0: no effect, 1: twice the baseline (T = {sm.length}, "
+               f"stream l > l0 (columns); 0: no effect, 1: twice the baseline (T = {sm.T}, "
                f"{len(sm.seeds)} seed(s){eps}).")
     chart = plots.matrix_heatmap(df, "read layer l", "perturbed layer l0", "log2 score", diverging=True,
                                  width=int(min(520, max(160, 18 * (L + 1)))),
-                                 height=int(max(60, 24 * len(sm.perturb_layers))))
+                                 height=int(max(60, 24 * len(sm.l0s))))
     return f"{sm.model}: section map", caption, chart
 
 
@@ -213,10 +215,10 @@ def regime_chart(f: LoadedFile) -> tuple[str, str, Any]:
     from ..pages import plots
 
     reg = f.result
-    found = {r.layer: r for r in reg.regimes if r.eps_low is not None}
+    found = {r.stream: r for r in reg.regimes if r.eps_low is not None}
     tol = f"{100 * reg.tol:.3g} %"
     if reg.curves:
-        cdf = pd.DataFrame([(int(l), float(e), float(c)) for l, curve in zip(reg.curve_layers, reg.curves)
+        cdf = pd.DataFrame([(int(l), float(e), float(c)) for l, curve in zip(reg.curve_streams, reg.curves)
                             for e, c in zip(reg.eps, curve) if c is not None and c > 0],
                            columns=["layer", "eps", "chi"])
         if cdf.empty:
@@ -233,11 +235,11 @@ def regime_chart(f: LoadedFile) -> tuple[str, str, Any]:
                 color=alt.Color("layer", type="ordinal").scale(scheme="viridis"),
                 detail=alt.Detail("layer", type="ordinal"),
             ))
-        caption = (f"Mean response over pairs t >= s of {reg.model} ({reg.dtype}, perturbed at stream {reg.layer}) "
+        caption = (f"Mean response over pairs t >= s of {reg.model} ({reg.dtype}, perturbed at stream {reg.l0}) "
                    f"against the perturbation strength, one line per read layer; drawn thick: the universal regime, "
                    f"the widest interval where the curve stays within {tol} of its median.")
     else:  # a file written before the curves were kept: the intervals alone
-        idf = pd.DataFrame([(r.layer, r.eps_low, r.eps_high, r.decades) for r in found.values()],
+        idf = pd.DataFrame([(r.stream, r.eps_low, r.eps_high, r.decades) for r in found.values()],
                            columns=["layer", "eps_low", "eps_high", "decades"])
         if idf.empty:
             raise ShowError(f"{f.path}: no layer has a universal regime to draw")

@@ -10,7 +10,8 @@ soon as its block produces it.
 
 Modules, in the order the algorithm uses them:
 
-- :mod:`.compute`  :func:`compute_response`, the algorithm: validate, clean pass, plan, passes, result
+- :mod:`.compute`  :func:`response`, the algorithm: validate once (:class:`ResponseJob`), then clean pass,
+  plan, passes, result (:func:`run_response`)
 - :mod:`.clean`    the clean pass (:class:`CleanPass`) and its cache (:class:`CleanPassCache`,
   :func:`reuse_clean_passes`)
 - :mod:`.plan`     which rows share a forward pass (:func:`plan_batches`, :func:`default_batch_rows`,
@@ -18,22 +19,19 @@ Modules, in the order the algorithm uses them:
 - :mod:`.passes`   one perturbed forward pass, padded (:class:`PaddedPass`) or packed (:class:`PackedPass`)
 - :mod:`.tap`      the attention tap the packed pass and the clean pass rely on (transformers internals)
 - :mod:`.result`   :class:`ResponseResult` and its ``.npz`` file
-
-:func:`response` is :func:`compute_response` under the name the rest of the library uses.
 """
 
 from .clean import CleanPass, CleanPassCache, reuse_clean_passes
-from .compute import compute_response
+from .compute import ResponseJob, response, run_response
 from .passes import METHODS, PackedPass, PaddedPass, Pass
 from .plan import (FORWARD_OVERHEAD_POSITIONS, attention_weight, default_batch_rows, forward_overhead, plan_batches,
                    planned_passes, source_batches)
 from .result import ResponseResult
 
-response = compute_response
-
 __all__ = [
-    "compute_response",
     "response",
+    "run_response",
+    "ResponseJob",
     "ResponseResult",
     "METHODS",
     "plan_batches",

@@ -191,14 +191,14 @@ def reuse_clean_passes(max_sequences: int = 16) -> Iterator[CleanPassCache]:
         _INSTALLED.reset(token)
 
 
-def clean_pass(lm: LoadedModel, tokens: torch.Tensor, l0: int, read_layers: list[int], want_cache: bool,
+def clean_pass(lm: LoadedModel, tokens: torch.Tensor, l0: int, read_streams: list[int], want_cache: bool,
                cache: CleanPassCache | None = None) -> CleanPass:
     """The clean pass one engine call needs: from ``cache`` (else the installed one), or computed.
 
-    Without a cache only the streams ``l0`` and ``read_layers`` are kept; with ``want_cache``
+    Without a cache only the streams ``l0`` and ``read_streams`` are kept; with ``want_cache``
     (prefix reuse) also the keys/values, as attention inputs where the attention can be tapped.
     """
     cache = cache if cache is not None else _INSTALLED.get()
     if cache is None:
-        return CleanPass(lm, tokens, [l0] + read_layers, want_cache, capture_attention=want_cache)
+        return CleanPass(lm, tokens, [l0] + read_streams, want_cache, capture_attention=want_cache)
     return cache.get(lm, tokens)

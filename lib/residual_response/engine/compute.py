@@ -3,8 +3,9 @@
     r[l, s, t](eps)   = || h~[l, t] - h[l, t] || / || h[l, t] ||
     chi[l, s, t](eps) = r[l, s, t](eps) / eps
 
-:func:`compute_response` validates its arguments, computes (or reuses) the clean pass, plans the
-rows into passes, runs them and averages over directions. ``method="jvp"`` replaces the finite
+:func:`response` validates its arguments once into a frozen :class:`ResponseJob`; :func:`run_response`
+computes (or reuses) the clean pass, plans the rows into passes, runs them and averages over
+directions. ``method="jvp"`` replaces the finite
 difference by the exact linear response (the eps -> 0 limit), computed with forward-mode
 automatic differentiation through the same hooks: ``chi = ||J u|| * ||h[l0, s]|| / ||h[l, t]||``.
 It needs eager attention (SDPA kernels have no forward-mode AD on the CPU), which the engine
@@ -21,26 +22,28 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
-from ..checks import (check_finite_result, check_int, check_int_list, check_model, check_number, check_seed,
-                      validate_eps, validate_layer, validate_tokens)
+from ..checks import (InputError, check_choice, check_finite_result, check_int, check_int_list, check_model,
+                      check_number, check_seed, keyword_alias, validate_eps, validate_l0, validate_read_streams,
+                      validate_tokens)
 from ..models import LoadedModel
-from ..perturbation import DIRECTION_KINDS, perturbation_directions
+from ..perturbation import DIRECTION_KINDS, _directions
 from ..progress import Progress, as_progress
 from .clean import CleanPassCache, clean_pass
 from .passes import METHODS, PackedPass, PaddedPass
-from .plan import default_batch_rows, plan_rows, uses_prefix
+from .plan import _batch_rows, plan_rows, uses_prefix
 from .result import ResponseResult
 
-__all__ = ["compute_response"]
+__all__ = ["ResponseJob", "response", "run_response"]
 
 
-def compute_response(
+@keyword_alias(layer="l0", read_layers="read_streams")
+def response(
     lm: LoadedModel,
     tokens,
     eps: Sequence[float] | float = (1e-3,),
     *,
-    layer: int = 0,
-    read_layers: Iterable[int] | None = None,
+    l0: int = 0,
+    read_streams: Iterable[int] | None = None,
     sources: Iterable[int] | None = None,
     n_directions: int = 1,
     direction: str = "gaussian",
@@ -58,8 +61,9 @@ def compute_response(
         lm: the model.
         tokens: ``[N]`` token ids.
         eps: relative strengths (finite, > 0). Ignored by ``method="jvp"``.
-        layer: perturbed stream ``l0`` in ``0..L-1``.
-        read_layers: streams to read, each in ``l0..L`` (default all of them).
+        l0: perturbed stream in ``0..L-1`` (``layer=`` is accepted as its old name).
+        read_streams: streams to read, each in ``l0..L`` (default all of them; ``read_layers=``
+            is accepted as its old name).
         sources: positions to perturb (default all ``0..N-1``).
         n_directions: directions averaged per source.
         direction: ``"gaussian"`` or ``"embedding"``.
@@ -77,14 +81,27 @@ def compute_response(
         :class:`~.result.ResponseResult` with ``chi`` of shape ``[n_eps, n_read, n_src, N]``.
 
     Raises:
-        TypeError, ValueError: a bad argument, before any forward pass (one sentence naming it).
+        TypeError, InputError: a bad argument, before any forward pass (one sentence naming it).
         NonFiniteResultError: ``chi`` holds NaN or inf (overflowing activations, damaged
-            weights); a ``ValueError`` naming the first bad read layer and source, so that no
-            NaN leaves the engine looking like a result.
+            weights); an :class:`~residual_response.checks.InputError` naming the first bad read
+            stream and source, so that no NaN leaves the engine looking like a result.
     """
-    job = _Job.validated(lm, tokens, eps, layer, read_layers, sources, n_directions, direction, seed, method,
-                         batch_rows, memory_budget_mb, reuse_prefix)
-    dirs = perturbation_directions(lm, job.tokens, torch.tensor(job.sources), job.K, direction, job.seed)  # [S, K, d]
+    job = ResponseJob.validated(lm, tokens, eps, l0=l0, read_streams=read_streams, sources=sources,
+                                n_directions=n_directions, direction=direction, seed=seed, method=method,
+                                batch_rows=batch_rows, memory_budget_mb=memory_budget_mb, reuse_prefix=reuse_prefix)
+    return run_response(job, progress=progress, clean_cache=clean_cache)
+
+
+def run_response(job: "ResponseJob", *, progress: "bool | Progress" = False,
+                 clean_cache: CleanPassCache | None = None) -> ResponseResult:
+    """The algorithm, on a validated :class:`ResponseJob`: clean pass, plan, passes, average, result.
+
+    Why apart from :func:`response`: callers that validated their own setting once (the induction
+    scores run this for every seed and sequence) hand the engine a job built from it
+    (:meth:`ResponseJob.trusted`), and nothing is checked again.
+    """
+    lm, method = job.lm, job.method
+    dirs = _directions(lm, job.tokens, torch.tensor(job.sources), job.K, job.direction, job.seed)  # [S, K, d]
     acc = torch.zeros(len(job.eps), len(job.reads), len(job.sources), job.N, dtype=torch.float64)  # sum of r over directions
     row_positions = 0  # positions computed, summed over rows (the work the passes did)
     with _attention_for(lm, method), (torch.no_grad() if method == "finite" else torch.enable_grad()):
@@ -106,17 +123,21 @@ def compute_response(
     if method == "finite":
         chi = chi / torch.as_tensor(job.eps)[:, None, None, None]
     # a NaN here would travel on as "no score" or "no regime"; stop it where it is made
-    check_finite_result(chi.numpy(), read_layers=job.reads, sources=job.sources, eps=job.eps, dtype=job.dtype)
+    check_finite_result(chi.numpy(), read_streams=job.reads, sources=job.sources, eps=job.eps, dtype=job.dtype)
     return ResponseResult(
-        chi=chi.numpy(), eps=job.eps, read_layers=job.reads, sources=job.sources, tokens=job.tokens.numpy(),
-        layer=job.l0, n_directions=job.K, direction=direction, method=method, seed=job.seed, model=lm.name,
+        chi=chi.numpy(), eps=job.eps, read_streams=job.reads, sources=job.sources, tokens=job.tokens.numpy(),
+        l0=job.l0, n_directions=job.K, direction=job.direction, method=method, seed=job.seed, model=lm.name,
         dtype=job.dtype, meta={"batch_rows": job.B, "n_batches": len(plan), "reuse_prefix": job.use_prefix,
                                "packed": packed, "row_positions": row_positions})
 
 
-@dataclass
-class _Job:
-    """The validated arguments of one :func:`compute_response` call."""
+@dataclass(frozen=True)
+class ResponseJob:
+    """The validated setting of one response computation, frozen: checked once, then passed down.
+
+    ``reads`` are the read streams, ``K`` the directions per source, ``B`` the most rows per
+    pass; ``eps`` is ``[n_eps]`` (``[nan]`` for ``method="jvp"``).
+    """
 
     lm: LoadedModel
     tokens: torch.Tensor  # [N]
@@ -126,6 +147,7 @@ class _Job:
     sources: list[int]
     eps: np.ndarray  # [n_eps]; [nan] for jvp
     K: int  # directions per source
+    direction: str
     seed: int
     method: str
     B: int  # most rows per pass
@@ -133,45 +155,48 @@ class _Job:
     dtype: str
 
     @classmethod
-    def validated(cls, lm, tokens, eps, layer, read_layers, sources, n_directions, direction, seed, method,
-                  batch_rows, memory_budget_mb, reuse_prefix) -> "_Job":
-        """Check every argument before any forward pass (``TypeError``/``ValueError`` naming it)."""
+    def validated(cls, lm, tokens, eps=(1e-3,), *, l0=0, read_streams=None, sources=None, n_directions=1,
+                  direction="gaussian", seed=0, method="finite", batch_rows=None, memory_budget_mb=1024.0,
+                  reuse_prefix=True) -> "ResponseJob":
+        """Check every argument of :func:`response` (``TypeError``/``InputError`` naming it)."""
         check_model(lm)
         tokens = validate_tokens(lm, tokens)
         N = tokens.shape[0]
-        l0 = validate_layer(lm, layer, what="layer")
+        l0 = validate_l0(lm, l0)
         n_directions = check_int(n_directions, "n_directions", minimum=1)
         if batch_rows is not None:
             batch_rows = check_int(batch_rows, "batch_rows", minimum=1)
         memory_budget_mb = check_number(memory_budget_mb, "memory_budget_mb", positive=True)
         seed = check_seed(seed)
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
-        if direction not in DIRECTION_KINDS:
-            raise ValueError(f"unknown direction {direction!r}; allowed: {', '.join(DIRECTION_KINDS)}")
+        check_choice(method, "method", METHODS)
+        check_choice(direction, "direction", DIRECTION_KINDS)
         eps_arr = validate_eps(eps) if method == "finite" else np.array([np.nan])
-        if read_layers is None:
-            reads = list(range(l0, lm.n_layers + 1))
-        else:
-            reads = sorted(set(validate_layer(lm, l, allow_last=True, what="read layer")
-                               for l in check_int_list(read_layers, "read_layers")))
-            if reads[0] < l0:
-                raise ValueError(f"read layer {reads[0]} lies before the perturbed layer {l0}; "
-                                 f"allowed {l0}..{lm.n_layers}")
-        if sources is None:
-            srcs = list(range(N))
-        else:
-            srcs = check_int_list(sources, "sources")
-            bad = [s for s in srcs if not 0 <= s < N]
+        reads = None if read_streams is None else validate_read_streams(lm, read_streams, l0)
+        if sources is not None:
+            sources = check_int_list(sources, "sources")
+            bad = [s for s in sources if not 0 <= s < N]
             if bad:
-                raise ValueError(f"source {bad[0]} out of range; allowed 0..{N - 1}")
-        B = batch_rows or default_batch_rows(lm, N, memory_budget_mb, jvp=(method == "jvp"))
-        return cls(lm=lm, tokens=tokens, N=N, l0=l0, reads=reads, sources=srcs, eps=eps_arr, K=n_directions,
-                   seed=int(seed), method=method, B=B, use_prefix=uses_prefix(lm, N, reuse_prefix),
+                raise InputError(f"source {bad[0]} out of range; allowed 0..{N - 1}")
+        return cls.trusted(lm, tokens, eps_arr, l0=l0, read_streams=reads, sources=sources, n_directions=n_directions,
+                           direction=direction, seed=int(seed), method=method, batch_rows=batch_rows,
+                           memory_budget_mb=memory_budget_mb, reuse_prefix=reuse_prefix)
+
+    @classmethod
+    def trusted(cls, lm, tokens, eps, *, l0, read_streams, sources, n_directions, direction, seed, method,
+                batch_rows=None, memory_budget_mb=1024.0, reuse_prefix=True) -> "ResponseJob":
+        """A job from values its caller has validated already (its own frozen setting): nothing is
+        checked. ``tokens``: ``[N]`` int64 CPU; ``eps``: ``[n_eps]`` float64 (ignored for jvp)."""
+        N = int(tokens.shape[0])
+        reads = list(range(l0, lm.n_layers + 1)) if read_streams is None else list(read_streams)
+        srcs = list(range(N)) if sources is None else list(sources)
+        eps_arr = np.asarray(eps, dtype=np.float64) if method == "finite" else np.array([np.nan])
+        B = batch_rows or _batch_rows(lm, N, memory_budget_mb, jvp=(method == "jvp"))
+        return cls(lm=lm, tokens=tokens, N=N, l0=int(l0), reads=reads, sources=srcs, eps=eps_arr, K=int(n_directions),
+                   direction=direction, seed=int(seed), method=method, B=B, use_prefix=uses_prefix(lm, N, reuse_prefix),
                    dtype=str(lm.dtype).replace("torch.", ""))
 
 
-def _make_pass(job: _Job, clean, packed: bool, dirs: torch.Tensor, j: torch.Tensor, e: torch.Tensor):
+def _make_pass(job: ResponseJob, clean, packed: bool, dirs: torch.Tensor, j: torch.Tensor, e: torch.Tensor):
     """The pass of rows with source indices ``j`` ([B]), directions ``dirs`` ([B, d]) and eps indices ``e``."""
     src_pos = torch.tensor(job.sources)[j]  # [B]
     eps_rows = torch.as_tensor(job.eps)[e] if job.method == "finite" else torch.zeros(len(j))  # [B]

@@ -52,23 +52,23 @@ class Pass:
     Args:
         lm: the model.
         tokens: ``[N]`` token ids.
-        clean: the clean pass of ``tokens`` (streams ``l0`` and ``read_layers`` at least).
+        clean: the clean pass of ``tokens`` (streams ``l0`` and ``read_streams`` at least).
         l0: the perturbed stream.
-        read_layers: streams to read, each in ``l0..L``.
+        read_streams: streams to read, each in ``l0..L``.
         src_pos: ``[B]`` source of each row.
         dirs: ``[B, d]`` unit directions.
         eps: ``[B]`` strengths (ignored by ``jvp``).
         method: ``"finite"`` or ``"jvp"`` (a ``jvp`` pass is built and run inside ``fwAD.dual_level()``).
     """
 
-    def __init__(self, lm: LoadedModel, tokens: torch.Tensor, clean: CleanPass, l0: int, read_layers: list[int],
+    def __init__(self, lm: LoadedModel, tokens: torch.Tensor, clean: CleanPass, l0: int, read_streams: list[int],
                  src_pos: torch.Tensor, dirs: torch.Tensor, eps: torch.Tensor, method: str):
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
         self.lm, self.tokens, self.clean, self.l0, self.method = lm, tokens, clean, int(l0), method
-        self.read_layers = list(read_layers)
-        self.read_index = {l: i for i, l in enumerate(self.read_layers)}
-        self.last = max(self.read_layers)
+        self.read_streams = list(read_streams)
+        self.read_index = {l: i for i, l in enumerate(self.read_streams)}
+        self.last = max(self.read_streams)
         self.src_pos = src_pos
         self.B = src_pos.shape[0]
         self.N = tokens.shape[0]
@@ -156,7 +156,7 @@ class Pass:
         if self._spent:
             raise RuntimeError("a pass runs once (its key/value cache is extended by the run); build a new one")
         self._spent = True
-        r = torch.zeros(len(self.read_layers), self.B, self.N, dtype=torch.float64)  # [n_read, B, N]
+        r = torch.zeros(len(self.read_streams), self.B, self.N, dtype=torch.float64)  # [n_read, B, N]
         rec = r if record else None
         if rec is not None and self.l0 in self.read_index:
             self._reduce(r, self.l0, self.stream_in)
@@ -180,7 +180,7 @@ class PaddedPass(Pass):
     cache of ``clean``, which must hold one when ``p > 0``); ``first=0`` recomputes the prefix.
     """
 
-    def __init__(self, lm: LoadedModel, tokens: torch.Tensor, clean: CleanPass, l0: int, read_layers: list[int],
+    def __init__(self, lm: LoadedModel, tokens: torch.Tensor, clean: CleanPass, l0: int, read_streams: list[int],
                  src_pos: torch.Tensor, dirs: torch.Tensor, eps: torch.Tensor, method: str = "finite",
                  first: int | None = None):
         self.p = int(src_pos.min()) if first is None else int(first)
@@ -188,7 +188,7 @@ class PaddedPass(Pass):
             raise ValueError(f"first position {self.p} must lie in 0..{int(src_pos.min())} (the smallest source)")
         if self.p > 0 and clean.cache is None:
             raise ValueError("a padded pass after position 0 needs a clean pass with its key/value cache")
-        super().__init__(lm, tokens, clean, l0, read_layers, src_pos, dirs, eps, method)
+        super().__init__(lm, tokens, clean, l0, read_streams, src_pos, dirs, eps, method)
         B, N, p, device = self.B, self.N, self.p, self.device
         self.row_positions = B * (N - p)
         self._kwargs = {"position_ids": torch.arange(p, N, device=device)[None].expand(B, -1)}
@@ -236,11 +236,11 @@ class PackedPass(Pass):
     attention inputs (:class:`~.clean.CleanPass` with a tappable attention).
     """
 
-    def __init__(self, lm: LoadedModel, tokens: torch.Tensor, clean: CleanPass, l0: int, read_layers: list[int],
+    def __init__(self, lm: LoadedModel, tokens: torch.Tensor, clean: CleanPass, l0: int, read_streams: list[int],
                  src_pos: torch.Tensor, dirs: torch.Tensor, eps: torch.Tensor, method: str = "finite"):
         if clean.attention is None:
             raise ValueError(f"{lm.name}: a packed pass needs the clean pass's attention inputs (sdpa or eager attention)")
-        super().__init__(lm, tokens, clean, l0, read_layers, src_pos, dirs, eps, method)
+        super().__init__(lm, tokens, clean, l0, read_streams, src_pos, dirs, eps, method)
         self._masks = {}
         self._block = None
 

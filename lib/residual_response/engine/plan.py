@@ -4,8 +4,9 @@ A *row* is one (source, direction, eps) combination; row ``r`` needs positions
 ``starts[r] .. N-1`` (earlier positions equal the clean pass, by causality). Rows sorted by
 source are cut into contiguous passes that trade the positions a pass computes beyond each row's
 own against the fixed cost of one more pass (:func:`plan_batches`), under a memory bound on the
-rows of one pass (:func:`default_batch_rows`). The cost model's two constants come from the
-model's shape (:func:`attention_weight`) and its device (:func:`forward_overhead`).
+rows of one pass (:func:`default_batch_rows`). The planner's two constants come from the
+model's shape (:func:`~residual_response.cost.attention_weight`, the package's one cost model) and
+its device (:func:`forward_overhead`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from ..checks import check_int, check_model, check_number
-from ..models import LoadedModel, block_dims
+from ..cost import attention_weight, row_bytes
+from ..models import LoadedModel
 from .tap import packing_supported
 
 __all__ = [
@@ -44,34 +45,22 @@ FORWARD_OVERHEAD_POSITIONS = {"cpu": 64.0, "cuda": 4096.0, "mps": 2048.0}
 def default_batch_rows(lm: LoadedModel, n_positions: int, memory_budget_mb: float = 1024.0, jvp: bool = False) -> int:
     """Rows per forward pass that keep activations under ``memory_budget_mb``.
 
-    A rough per-row estimate: the widest activations of one block (MLP hidden, attention scores)
-    plus the cached keys/values of every layer, times the element size; three times that for
-    forward-mode AD (``jvp``), which carries a tangent beside every primal and keeps the
-    intermediates that the tangents are computed from.
+    The memory of one row is :func:`~residual_response.cost.row_bytes` (the package's one cost model).
     """
     check_model(lm)
     n_positions = check_int(n_positions, "n_positions", minimum=1)
     memory_budget_mb = check_number(memory_budget_mb, "memory_budget_mb", positive=True)
-    dims = block_dims(lm)
-    d, ffn, heads, kv, head_dim = dims.d_model, dims.d_ffn, dims.n_heads, dims.n_kv_heads, dims.head_dim
-    itemsize = torch.finfo(lm.dtype).bits // 8
-    per_row = n_positions * (12 * d + 4 * ffn + 3 * heads * n_positions + 2 * lm.n_layers * kv * head_dim) * itemsize
-    if jvp:
-        per_row *= 3
-    return int(max(1, min(512, memory_budget_mb * 2**20 // max(per_row, 1))))
+    return _batch_rows(lm, n_positions, memory_budget_mb, jvp)
+
+
+def _batch_rows(lm: LoadedModel, n_positions: int, memory_budget_mb: float, jvp: bool) -> int:
+    """:func:`default_batch_rows` of validated arguments (the engine's own, checked once)."""
+    return int(max(1, min(512, memory_budget_mb * 2**20 // max(row_bytes(lm, n_positions, jvp), 1))))
 
 
 def forward_overhead(lm: LoadedModel) -> float:
     """The fixed cost of one forward pass on ``lm``'s device (:data:`FORWARD_OVERHEAD_POSITIONS`)."""
     return FORWARD_OVERHEAD_POSITIONS.get(lm.device.type, 1024.0)
-
-
-def attention_weight(lm: LoadedModel, n_positions: int) -> float:
-    """Attention of one query position over ``N`` keys, relative to its matrix products."""
-    dims = block_dims(lm)
-    d, heads, head_dim, kv, ffn = dims.d_model, dims.n_heads, dims.head_dim, dims.n_kv_heads, dims.d_ffn
-    block = 2 * d * heads * head_dim + 2 * d * kv * head_dim + 3 * d * ffn  # weights of one block
-    return 2.0 * n_positions * heads * head_dim / block
 
 
 def sliding_window(lm: LoadedModel) -> int | None:
@@ -159,7 +148,7 @@ def source_batches(lm: LoadedModel, sources: Sequence[int], n_positions: int, *,
     """
     srcs = sorted(int(s) for s in sources)
     N = int(n_positions)
-    B = max_rows or default_batch_rows(lm, N)
+    B = max_rows or _batch_rows(lm, N, 1024.0, False)
     plan = plan_batches(srcs, N, B, forward_overhead(lm), packed=packed, attention=attention_weight(lm, N))
     return [srcs[a:b] for a, b in plan]
 
@@ -181,7 +170,7 @@ def plan_rows(lm: LoadedModel, srcs: list[int], K: int, n_eps: int, N: int, B: i
 def planned_passes(lm: LoadedModel, n_tokens: int, sources: Sequence[int] | None = None, *, n_eps: int = 1,
                    n_directions: int = 1, method: str = "finite", batch_rows: int | None = None,
                    memory_budget_mb: float = 1024.0, reuse_prefix: bool = True) -> int:
-    """Number of forward passes :func:`~.compute.compute_response` will plan for these arguments, without running.
+    """Number of forward passes :func:`~.compute.response` will plan for these arguments, without running.
 
     Why: a job of many calls (a section map) shows one progress bar whose total must be known
     before the first pass; the plan depends only on the shapes, not on the tokens. The count
@@ -193,5 +182,5 @@ def planned_passes(lm: LoadedModel, n_tokens: int, sources: Sequence[int] | None
     use_prefix = uses_prefix(lm, N, reuse_prefix)
     packed = use_prefix and (method == "jvp" or packing_supported(lm))
     n_eps = 1 if method == "jvp" else int(n_eps)
-    B = batch_rows or default_batch_rows(lm, N, memory_budget_mb, jvp=(method == "jvp"))
+    B = batch_rows or _batch_rows(lm, N, memory_budget_mb, jvp=(method == "jvp"))
     return len(plan_rows(lm, srcs, n_directions, n_eps, N, B, use_prefix, packed)[1])

@@ -1,6 +1,6 @@
 """The result of the response engine: ``chi`` of one sequence, and its ``.npz`` file.
 
-One :class:`ResponseResult` holds what :func:`~residual_response.engine.compute_response` measured
+One :class:`ResponseResult` holds what :func:`~residual_response.engine.response` measured
 together with the settings that produced it, so that a saved file can be read back and compared
 with a model or another result (:meth:`ResponseResult.load`).
 """
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..io import write_bytes_atomic
+from ..resultfile import FORMAT_VERSION, renamed
 
 __all__ = ["ResponseResult"]
 
@@ -24,22 +25,22 @@ class ResponseResult:
 
     Attributes:
         chi: ``[n_eps, n_read, n_src, N]`` float64, ``chi[e, i, j, t]`` for strength ``eps[e]``,
-            read layer ``read_layers[i]``, source ``sources[j]`` and target ``t``. Averaged over
+            read stream ``read_streams[i]``, source ``sources[j]`` and target ``t``. Averaged over
             ``n_directions`` directions.
         eps: ``[n_eps]`` strengths (``[0.0]``-free; for ``method="jvp"`` a single ``nan``).
-        read_layers: streams read (``l`` is the stream entering block ``l``; ``L`` is the last
+        read_streams: streams read (``l`` is the stream entering block ``l``; ``L`` is the last
             block's output before the final norm).
         sources: perturbed positions.
         tokens: ``[N]`` the sequence.
-        layer: the perturbed stream ``l0``.
+        l0: the perturbed stream.
     """
 
     chi: np.ndarray
     eps: np.ndarray
-    read_layers: list[int]
+    read_streams: list[int]
     sources: list[int]
     tokens: np.ndarray
-    layer: int
+    l0: int
     n_directions: int
     direction: str
     method: str
@@ -52,6 +53,8 @@ class ResponseResult:
 
     #: the ``kind`` tag of the file :meth:`save_npz` writes
     KIND = "response"
+    layer = renamed("l0", "layer")
+    read_layers = renamed("read_streams", "read_layers")
 
     def full_matrix(self) -> np.ndarray:
         """``[n_eps, n_read, N, N]`` with rows for unperturbed sources filled with ``nan``."""
@@ -67,10 +70,10 @@ class ResponseResult:
             fh,
             chi=chi,
             eps=self.eps,
-            read_layers=np.asarray(self.read_layers, dtype=np.int64),
+            read_streams=np.asarray(self.read_streams, dtype=np.int64),
             sources=np.asarray(self.sources, dtype=np.int64),
             tokens=np.asarray(self.tokens, dtype=np.int64),
-            layer=np.int64(self.layer),
+            l0=np.int64(self.l0),
             n_directions=np.int64(self.n_directions),
             seed=np.int64(self.seed),
             method=np.str_(self.method),
@@ -78,6 +81,7 @@ class ResponseResult:
             model=np.str_(self.model),
             dtype=np.str_(self.dtype),
             kind=np.str_(self.KIND),
+            format=np.int64(FORMAT_VERSION),
             meta=np.str_(json.dumps(self.meta, allow_nan=False)),
             provenance=np.str_(json.dumps(self.provenance, allow_nan=False)),
         )
@@ -106,8 +110,8 @@ class ResponseResult:
         if len(sources) == len(d["tokens"]):  # written as the full matrix (row = position)
             chi = chi[:, :, sources, :]
         res = cls(
-            chi=chi, eps=d["eps"], read_layers=[int(l) for l in d["read_layers"]], sources=sources,
-            tokens=d["tokens"], layer=int(d["layer"]), n_directions=int(d["n_directions"]),
+            chi=chi, eps=d["eps"], read_streams=[int(l) for l in d["read_streams"]], sources=sources,
+            tokens=d["tokens"], l0=int(d["l0"]), n_directions=int(d["n_directions"]),
             direction=str(d["direction"]), method=str(d["method"]), seed=int(d["seed"]),
             model=str(d["model"]) if "model" in d else "", dtype=str(d["dtype"]) if "dtype" in d else "",
             meta=json.loads(str(d["meta"])) if "meta" in d else {},

@@ -7,6 +7,7 @@ stream, the BOS token, the ordinary (non-special) vocabulary and the context len
 Modules, one job each:
 
 - :mod:`.loaded`       :class:`LoadedModel`, block widths, dtypes and devices, wrapping a Hugging Face model
+- :mod:`.blocks`       where a model keeps its blocks: known families by path, any other decoder by looking
 - :mod:`.spec`         a registry entry (:class:`ModelSpec`) and the loader it names
 - :mod:`.registry`     the registry (:data:`REGISTRY`) and :func:`load_model`: a name, a folder or a hub id
 - :mod:`.cache`        the cache folder and the manifest that marks an entry complete and undamaged
@@ -17,6 +18,7 @@ Modules, one job each:
   (imported only when the toy model is loaded)
 """
 
+from .blocks import UnsupportedModelError
 from .cache import MANIFEST, CacheRepairWarning, cache_dir, validate_cache_dir, verify_cache_entry, write_cache_manifest
 from .loaded import (DTYPES, ROUNDING_FLOOR, BlockDims, LoadedModel, LowPrecisionWarning, ModelUnavailableError,
                      block_dims, decoder_blocks, decoder_stack, ordinary_ids_from_tokenizer, prepare_model,
@@ -56,4 +58,5 @@ __all__ = [
     "decoder_stack",
     "ordinary_ids_from_tokenizer",
     "resolve_loader",
+    "UnsupportedModelError",
 ]

@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from ..errors import InputError
 from ..io import write_json_atomic
 
 __all__ = ["MANIFEST", "CacheRepairWarning", "cache_dir", "validate_cache_dir", "verify_cache_entry",
@@ -44,7 +45,7 @@ def validate_cache_dir() -> Path:
         if p.exists():
             if not p.is_dir():
                 where = "" if p == root else f" ({p} is a file)"
-                raise ValueError(f"{env}={root} is not a folder{where}; point RESIDUAL_RESPONSE_CACHE at a folder "
+                raise InputError(f"{env}={root} is not a folder{where}; point RESIDUAL_RESPONSE_CACHE at a folder "
                                  f"or unset it to use ~/.cache/residual_response")
             break
     return root

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import InputError
+from .blocks import decoder_blocks, decoder_stack
+
 __all__ = [
     "DTYPES",
     "ROUNDING_FLOOR",
@@ -152,6 +155,18 @@ class BlockDims:
     d_ffn: int
 
 
+#: config fields that name the MLP's width, by architecture (GPT-2 ``n_inner``, OPT ``ffn_dim``, Falcon ``ffn_hidden_size``)
+_FFN_FIELDS = ("intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size")
+
+
+def _kv_heads(cfg, heads: int) -> int:
+    """Key-value heads: ``num_key_value_heads`` (grouped-query attention), Falcon's one head of
+    ``multi_query`` (or its ``num_kv_heads`` in the new decoder architecture), else one per head."""
+    if getattr(cfg, "model_type", None) == "falcon" and not getattr(cfg, "new_decoder_architecture", False):
+        return 1 if getattr(cfg, "multi_query", False) else heads
+    return int(getattr(cfg, "num_key_value_heads", None) or getattr(cfg, "num_kv_heads", None) or heads)
+
+
 def block_dims(lm: LoadedModel) -> BlockDims:
     """:class:`BlockDims` of ``lm`` (defaults where the config is silent: ``d/heads``, ``heads``, ``4d``)."""
     cfg = lm.config
@@ -160,37 +175,19 @@ def block_dims(lm: LoadedModel) -> BlockDims:
         d_model=d,
         n_heads=heads,
         head_dim=int(getattr(cfg, "head_dim", None) or d // heads),
-        n_kv_heads=int(getattr(cfg, "num_key_value_heads", None) or heads),
-        d_ffn=int(getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * d),
+        n_kv_heads=_kv_heads(cfg, heads),
+        d_ffn=int(next((v for v in (getattr(cfg, f, None) for f in _FFN_FIELDS) if v), 4 * d)),
     )
 
-
-def decoder_stack(model: torch.nn.Module) -> torch.nn.Module:
-    """Return the decoder stack of a ``*ForCausalLM`` (the part that ends with the final norm)."""
-    for attr in ("model", "transformer", "gpt_neox"):
-        stack = getattr(model, attr, None)
-        if isinstance(stack, torch.nn.Module):
-            return stack
-    raise TypeError(f"unsupported model class {type(model).__name__}: no .model/.transformer/.gpt_neox stack")
-
-
-def decoder_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
-    """Return the list of transformer blocks of a causal LM (GPT-2 ``h``, Llama/Gemma ``layers``)."""
-    stack = decoder_stack(model)
-    for attr in ("layers", "h"):
-        blocks = getattr(stack, attr, None)
-        if isinstance(blocks, torch.nn.ModuleList):
-            return blocks
-    raise TypeError(f"unsupported model class {type(model).__name__}: no block list found")
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     """Map ``"float32"`` etc. to a torch dtype; raise ``ValueError`` naming the allowed values."""
     if isinstance(dtype, torch.dtype):
         if dtype in DTYPES.values():
             return dtype
-        raise ValueError(f"unsupported dtype {dtype}; allowed: {', '.join(DTYPES)}")
+        raise InputError(f"unsupported dtype {dtype}; allowed: {', '.join(DTYPES)}")
     if not isinstance(dtype, str) or dtype not in DTYPES:
-        raise ValueError(f"unsupported dtype {dtype!r}; allowed: {', '.join(DTYPES)}")
+        raise InputError(f"unsupported dtype {dtype!r}; allowed: {', '.join(DTYPES)}")
     return DTYPES[dtype]
 
 
@@ -199,13 +196,13 @@ def resolve_device(device: str | torch.device) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"invalid device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'mps'") from exc
+        raise InputError(f"invalid device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'mps'") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available on this machine; use 'cpu'")
+        raise InputError(f"device {device!r} requested but CUDA is not available on this machine; use 'cpu'")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {device!r} requested but MPS is not available on this machine; use 'cpu'")
+        raise InputError(f"device {device!r} requested but MPS is not available on this machine; use 'cpu'")
     if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unsupported device {device!r}; use 'cpu', 'cuda' or 'mps'")
+        raise InputError(f"unsupported device {device!r}; use 'cpu', 'cuda' or 'mps'")
     return dev
 
 
@@ -237,7 +234,7 @@ def ordinary_ids_from_tokenizer(tokenizer, vocab_size: int) -> torch.Tensor:
             continue
         keep.append(idx)
     if not keep:
-        raise ValueError("tokenizer has no ordinary tokens")
+        raise InputError("tokenizer has no ordinary tokens")
     return torch.tensor(sorted(keep), dtype=torch.long)
 
 
@@ -270,8 +267,7 @@ def wrap_model(
     model.eval()
     cfg = model.config
     family = _FAMILIES.get(cfg.model_type, cfg.model_type)
-    decoder_blocks(model)  # fail early for unsupported classes
-    n_layers = int(getattr(cfg, "num_hidden_layers", None) or cfg.n_layer)
+    n_layers = len(decoder_blocks(model))  # found by path or by looking; refused in one line if there is none
     d_model = int(getattr(cfg, "hidden_size", None) or cfg.n_embd)
     vocab_size = int(cfg.vocab_size)
     if bos_token_id is None:

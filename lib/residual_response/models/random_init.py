@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import InputError
 from .loaded import LoadedModel, prepare_model, resolve_device, resolve_dtype, wrap_model
 from .spec import ModelSpec
 
@@ -23,9 +24,9 @@ def _random_config(family: str, n_layers: int = 4, d_model: int = 64):
 
     for name, value, low in (("n_layers", n_layers, 1), ("d_model", d_model, 32)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+            raise InputError(f"{name} must be an int >= {low}, got {value!r}")
     if d_model % 32:
-        raise ValueError(f"d_model must be a multiple of 32 (heads of width 16, 2 heads per key-value head), got {d_model}")
+        raise InputError(f"d_model must be a multiple of 32 (heads of width 16, 2 heads per key-value head), got {d_model}")
     heads, kv = d_model // 16, d_model // 32
     common = dict(vocab_size=RANDOM_VOCAB, bos_token_id=1, eos_token_id=2, pad_token_id=0)
     if family == "gpt2":
@@ -47,7 +48,7 @@ def _random_config(family: str, n_layers: int = 4, d_model: int = 64):
                                 num_attention_heads=heads, num_key_value_heads=kv, head_dim=16,
                                 max_position_embeddings=RANDOM_CONTEXT, sliding_window=32, query_pre_attn_scalar=16,
                                 layer_types=types, **common)
-    raise ValueError(f"no random config for family {family!r}")
+    raise InputError(f"no random config for family {family!r}")
 
 
 def build_random_model(family: str, *, seed: int = 0, device="cpu", dtype="float32", config=None,

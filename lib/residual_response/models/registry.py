@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import InputError
 from .gguf import _load_gguf_standin
 from .hf import _load_hf, _load_paper
 from .loaded import ROUNDING_FLOOR, LoadedModel, LowPrecisionWarning, resolve_device, resolve_dtype
@@ -60,11 +61,11 @@ def resolve_loader(spec: ModelSpec) -> Loader:
         return spec.loader
     module_name, sep, attr = str(spec.loader).partition(":")
     if not sep or not module_name or not attr:
-        raise ValueError(f"registry entry {spec.name!r} names its loader {spec.loader!r}; "
+        raise InputError(f"registry entry {spec.name!r} names its loader {spec.loader!r}; "
                          f"expected a callable or 'package.module:function'")
     loader = getattr(importlib.import_module(module_name), attr, None)
     if not callable(loader):
-        raise ValueError(f"registry entry {spec.name!r}: {spec.loader!r} is not a function")
+        raise InputError(f"registry entry {spec.name!r}: {spec.loader!r} is not a function")
     return loader
 
 
@@ -79,14 +80,16 @@ def load_model(name_or_path: str, device: str | torch.device = "cpu", dtype: str
         device_map: ``"auto"`` spreads a model too large for one GPU over several (accelerate).
 
     Raises:
-        TypeError: ``name_or_path`` is not a non-empty string (``None``, a number, ``""``).
+        TypeError: ``name_or_path`` is not a string (``None``, a number); InputError: an empty one.
         ValueError: a string that is no registry name, existing folder or hub id (``org/name``);
             a device that does not exist here; a dtype other than float32, float64, bfloat16,
             float16.
         ModelUnavailableError: the weights cannot be obtained here (one line saying how to get them).
     """
-    if not isinstance(name_or_path, str) or not name_or_path:
+    if not isinstance(name_or_path, str):
         raise TypeError(f"model name must be a non-empty string, got {name_or_path!r}")
+    if not name_or_path.strip():
+        raise InputError(f"model name must be a non-empty string, got {name_or_path!r}")
     dev = resolve_device(device)
     dt = resolve_dtype(dtype)
     if dt in (torch.bfloat16, torch.float16):
@@ -105,6 +108,6 @@ def load_model(name_or_path: str, device: str | torch.device = "cpu", dtype: str
         return _load_hf(str(Path(name_or_path).expanduser()), dev, dt, device_map=device_map)
     if "/" in name_or_path and not name_or_path.startswith((".", "/")):
         return _load_hf(name_or_path, dev, dt, device_map=device_map)
-    raise ValueError(
+    raise InputError(
         f"unknown model {name_or_path!r}; choose one of {', '.join(model_names())}, a local folder or a Hugging Face id"
     )

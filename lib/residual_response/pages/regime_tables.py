@@ -23,7 +23,7 @@ def curve_frame(result: ResponseResult, layers=None) -> pd.DataFrame:
 
     ``layers``: the read layers to keep (default all), so a figure can show a few of many.
     """
-    rows = [(l, e, c) for l, curve in zip(result.read_layers, layer_curves(result))
+    rows = [(l, e, c) for l, curve in zip(result.read_streams, layer_curves(result))
             if layers is None or l in layers for e, c in zip(result.eps, curve)]
     return pd.DataFrame(rows, columns=["layer", "eps", "chi"])
 
@@ -34,7 +34,7 @@ def jvp_by_layer(jvp: ResponseResult) -> dict[int, float]:
         raise TypeError(f"jvp must be a ResponseResult, got {type(jvp).__name__}")
     if jvp.method != "jvp":
         raise ValueError(f"jvp_by_layer takes a method='jvp' result, got method={jvp.method!r}")
-    return {int(l): float(v) for l, v in zip(jvp.read_layers, layer_curves(jvp)[:, 0])}
+    return {int(l): float(v) for l, v in zip(jvp.read_streams, layer_curves(jvp)[:, 0])}
 
 
 def regime_frame(sweep: ResponseResult, jvp_chi: dict[int, float], tol: float = 0.01) -> pd.DataFrame:
@@ -44,7 +44,7 @@ def regime_frame(sweep: ResponseResult, jvp_chi: dict[int, float], tol: float = 
     rel_diff`` (``chi / chi_jvp - 1``; NaN where no regime was found). Why beside the JVP: the
     plateau *is* the linear response, and ``rel_diff`` is how the book checks it.
     """
-    rows = [iv.to_dict() for iv in universal_regime(sweep, tol=tol) if iv.layer > sweep.layer]
+    rows = [{"layer": iv.stream, **iv.to_dict()} for iv in universal_regime(sweep, tol=tol) if iv.stream > sweep.l0]
     df = pd.DataFrame(rows, columns=["layer", *(f for f in RegimeInterval.__dataclass_fields__ if f != "stream"), "decades"])
     df["chi_jvp"] = df.layer.map(jvp_chi)
     df["rel_diff"] = df.chi.astype(float) / df.chi_jvp - 1
@@ -101,7 +101,7 @@ def sweep_models(lms: dict, *, T: int, eps_grid, n_sources: int, n_layers_shown:
     curves, tables, jvp_chi, seconds = [], [], {}, {}
     for name, lm32 in lms.items():
         tokens = make_sequence(lm32, "repeated", T, seed)
-        kw = dict(layer=0, read_layers=spread(1, lm32.n_layers, n_layers_shown),
+        kw = dict(l0=0, read_streams=spread(1, lm32.n_layers, n_layers_shown),
                   sources=spread(1, len(tokens) - 2, n_sources), seed=seed)  # BOS and the last token excluded
         jvp = jvp_by_layer(response(lm32, tokens, method="jvp", **kw))
         jvp_chi.update({(name, l): v for l, v in jvp.items()})

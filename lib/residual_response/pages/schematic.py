@@ -22,6 +22,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from ..resultfile import renamed
 from ..sequences import InductionLayout
 
 __all__ = ["CELL_KINDS", "sequence_frame", "cell_frame", "sequence_chart", "cells_chart", "measured_chart",
@@ -134,7 +135,7 @@ def cells_chart(cells: pd.DataFrame, source: int, size: int = 195) -> alt.LayerC
     return alt.layer(base, row).properties(width=size, height=size, title="where the stripes lie")
 
 
-def measured_chart(chi: np.ndarray, layout: InductionLayout, model: str, layer: int, size: int = 195) -> alt.LayerChart:
+def measured_chart(chi: np.ndarray, layout: InductionLayout, model: str, stream: int, size: int = 195) -> alt.LayerChart:
     """A measured response matrix ``chi [N, N]`` (log colour), the two stripes outlined."""
     chi = np.asarray(chi, dtype=float)
     if chi.shape != (layout.length, layout.length):
@@ -157,7 +158,7 @@ def measured_chart(chi: np.ndarray, layout: InductionLayout, model: str, layer: 
                           legend=None),
         tooltip=["source", "target", "kind"],
     )
-    return alt.layer(heat, outline).properties(width=size, height=size, title=["measured on " + model, f"at layer {layer}"])
+    return alt.layer(heat, outline).properties(width=size, height=size, title=["measured on " + model, f"at layer {stream}"])
 
 
 def method_schematic(seq: pd.DataFrame, cells: pd.DataFrame, source: int, measured: alt.LayerChart | None = None,
@@ -205,7 +206,7 @@ class Schematic:
         chart: the sequence strip, the cell kinds and the measured matrix (:func:`method_schematic`).
         layout: where the stripes lie; tokens: ``[N]`` the sequence.
         source, ind_target, dup_target: the kicked position and its two targets.
-        chi: ``[N, N]`` the measured matrix at the last layer ``layer``.
+        chi: ``[N, N]`` the measured matrix at the last stream ``stream`` (``L``).
         ratio: :func:`stripe_contrast` of ``chi``.
     """
 
@@ -215,9 +216,11 @@ class Schematic:
     source: int
     ind_target: int
     dup_target: int
-    layer: int
+    stream: int
     chi: np.ndarray
     ratio: float
+
+    layer = renamed("stream", "layer")
 
 
 def measure_schematic(lm, T: int, k: int, eps: float, seed: int = 0) -> Schematic:
@@ -234,7 +237,7 @@ def measure_schematic(lm, T: int, k: int, eps: float, seed: int = 0) -> Schemati
     seq = sequence_frame(layout, tokens.tolist(), k)
     marked = dict(zip(seq["mark"], seq["position"]))
     L = lm.n_layers
-    chi = response(lm, tokens, [eps], layer=0, read_layers=[L], seed=seed).chi[0, 0]  # [N, N]
+    chi = response(lm, tokens, [eps], l0=0, read_streams=[L], seed=seed).chi[0, 0]  # [N, N]
     source = int(marked["kick (source s)"])
     chart = method_schematic(seq, cell_frame(layout), source, measured_chart(chi, layout, lm.name, L))
     return Schematic(chart, layout, tokens.tolist(), source, int(marked["induction target"]),

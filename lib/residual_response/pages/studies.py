@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from ..behaviour import repeat_loss
-from ..checks import check_int, check_model
+from ..checks import check_int, check_model, keyword_alias
 from ..crosscheck import AblationStudy, ablation_study, head_rank_agreement, kind_scores, layer_rank_agreement
 from ..dynamics import induction_through_training, loss_drop, measurement_steps, onset_step, phase_change_step, rise_step
 from ..induction import InductionResult, emergence_layer
@@ -98,7 +98,7 @@ def negative_controls(lms: dict, results: dict, *, control_seeds: int, n_boot: i
     frame = pd.DataFrame([
         {"model": name, "control": kind, "rel_depth": l / lms[name].n_layers, "score": s,
          "in_band": NegativeControls.in_band((name, kind))}
-        for (name, kind), r in runs.items() for l, s in zip(r.layers, r.score) if l != r.layer
+        for (name, kind), r in runs.items() for l, s in zip(r.read_streams, r.score) if l != r.l0
     ])
     return NegativeControls(runs=runs, frame=frame)
 
@@ -124,7 +124,7 @@ class CrossCheck:
     model: str
     n_layers: int
     n_heads: int
-    layer: int
+    l0: int
     losses: dict
     attention: dict
     attribution: object
@@ -149,13 +149,14 @@ class CrossCheck:
         blocks from the 10 % to the 90 % stream, the rise factor and its interval, the blocks of
         the top-5 attention heads, and whether a block of the rise holds one of them.
         """
-        rise = self.base.rise or {}
+        rise = self.base.rise
         att_blocks = sorted({l for l, _, _ in self.heads["att_top"]})
-        if not rise.get("emerged"):
+        if rise is None or not rise.emerged:
             blocks, half = [], None
         else:
-            blocks, half = list(range(rise["start"] - 1, rise["end"])), rise["layer"] - 1
-        return {"half": half, "blocks": blocks, "factor": rise.get("factor"), "factor_ci": rise.get("factor_ci"),
+            blocks, half = list(range(rise.start - 1, rise.end)), rise.stream - 1
+        return {"half": half, "blocks": blocks, "factor": None if rise is None else rise.factor,
+                "factor_ci": None if rise is None else rise.factor_ci,
                 "att_blocks": att_blocks, "holds": bool(set(blocks) & set(att_blocks))}
 
     def quoted(self) -> dict:
@@ -163,10 +164,10 @@ class CrossCheck:
         ``half``, ``overlap``, ``drop_top``, ``rise_top``, ``nullmin`` ...), as plain values."""
         rb, h, e, c = self.rise_blocks(), self.heads, self.effects(), self.losses
         return {
-            "loss1": float(c["first"]["mean"]), "loss2": float(c["second"]["mean"]),
+            "loss1": float(c.first.mean), "loss2": float(c.second.mean),
             "half": "none" if rb["half"] is None else str(rb["half"]),
             "riseblocks": ", ".join(map(str, rb["blocks"])) or "none", "topblocks": ", ".join(map(str, rb["att_blocks"])),
-            "rho": float(self.agreement["rho"]), "overlap": h["overlap"], "headrho": float(h["rho"]),
+            "rho": float(self.agreement.rho), "overlap": h["overlap"], "headrho": float(h["rho"]),
             "respbest": str(h["resp_best"]), "attbest": str(h["att_best"]),
             "respbestatt": h["resp_top_att"][0], "respminatt": min(h["resp_top_att"]),
             "SL": e["base"], "SLtop": e["top_score"], "drop_top": e["top"]["drop"], "drop_random": e["random"]["drop"],
@@ -183,11 +184,12 @@ class CrossCheck:
             drop, lo, hi = self.study.score_drop(which, n_boot=self.n_boot)
             rise = self.study.loss_rise(which, n_boot=self.n_boot)
             out[which] = {"drop": float(drop[-1]), "lo": float(lo[-1]), "hi": float(hi[-1]),
-                          "rise": float(rise["mean"]), "rise_lo": float(rise["lo"]), "rise_hi": float(rise["hi"])}
+                          "rise": float(rise.mean), "rise_lo": float(rise.lo), "rise_hi": float(rise.hi)}
         return out
 
 
-def cross_check(lm: LoadedModel, *, T: int, seeds: int, att_seeds: int, loss_seeds: int, eps: float, layer: int,
+@keyword_alias(layer="l0")
+def cross_check(lm: LoadedModel, *, T: int, seeds: int, att_seeds: int, loss_seeds: int, eps: float, l0: int,
                 k: int, n_random: int, n_boot: int = 1000) -> CrossCheck:
     """Run every cross-check of the response score on one model (see :class:`CrossCheck`).
 
@@ -205,22 +207,22 @@ def cross_check(lm: LoadedModel, *, T: int, seeds: int, att_seeds: int, loss_see
     start = time.perf_counter()
     losses = repeat_loss(lm, T, range(loss_seeds), n_boot=n_boot)
     attention = induction_attention_scores(lm, T=T, seeds=range(att_seeds), n_boot=n_boot)
-    attribution = head_attribution(lm, T=T, seeds=seeds, layer=layer, eps=eps, n_boot=n_boot)
+    attribution = head_attribution(lm, T=T, seeds=seeds, l0=l0, eps=eps, n_boot=n_boot)
     top = [(l, h) for l, h, _ in attribution.ranking(k)]
     study = ablation_study(lm, top, n_random=n_random, T=T, seeds=seeds, loss_seeds=range(loss_seeds),
-                           layer=layer, eps=eps, n_boot=n_boot)
+                           l0=l0, eps=eps, n_boot=n_boot)
     base = study.results["none"]
     null = kind_scores(lm, "random", base, n_boot=n_boot)  # no repeat: nothing to copy
     agreement = layer_rank_agreement(attention, base.stripes, n_boot=n_boot)
     n_all = lm.n_layers * lm.n_heads
     kk = min(5, n_all - 1)
-    att_mean = attention["repeated"]["mean"].numpy()  # [L, H]
+    att_mean = attention.repeated.mean.numpy()  # [L, H]
     heads = head_rank_agreement(attribution.score, att_mean, k=kk).to_dict()  # the page adds the top lists
     heads["resp_top"] = attribution.ranking(kk)
     heads["att_top"] = top_heads(attention, min(5, n_all))
     heads["resp_best"], heads["att_best"] = heads["resp_top"][0][:2], heads["att_top"][0][:2]
     heads["resp_top_att"] = [float(att_mean[l, h]) for l, h, _ in heads["resp_top"]]
-    return CrossCheck(model=lm.name, n_layers=lm.n_layers, n_heads=lm.n_heads, layer=layer, losses=losses,
+    return CrossCheck(model=lm.name, n_layers=lm.n_layers, n_heads=lm.n_heads, l0=l0, losses=losses,
                       attention=attention, attribution=attribution, study=study, null=null, agreement=agreement,
                       heads=heads, seconds=time.perf_counter() - start, n_boot=n_boot)
 

@@ -44,7 +44,7 @@ def attention_beside_response(att_mean, res, *, name: str, setting: str) -> alt.
     att_df = pd.DataFrame([{"block": b, "head": h, "attention": float(att_mean[b, h])}
                            for b in range(L) for h in range(H)])
     resp_df = pd.DataFrame([{"model": name, "block": l - 1, "score": s, "lo": lo, "hi": hi}
-                            for l, s, lo, hi in zip(res.layers, res.score, res.ci_low, res.ci_high) if l > res.layer])
+                            for l, s, lo, hi in zip(res.read_streams, res.score, res.ci_low, res.ci_high) if l > res.l0])
     height = max(120, min(14 * L, 360))
     heat = matrix_heatmap(att_df, "head", "block", "attention", title=f"{name}: attention on the stripe",
                           width=max(100, 12 * H), height=height)
@@ -71,7 +71,7 @@ def ablation_panel(study, n_layers: int, *, title: str | list[str]) -> alt.Layer
               **{key: f"{study.k} random {noun} (draw {i})" for i, key in enumerate(study.random_keys)}}
     df = pd.DataFrame([{"model": labels[key], "rel_depth": l / n_layers, "score": s, "lo": lo, "hi": hi}
                        for key, res in study.results.items()
-                       for l, s, lo, hi in zip(res.layers, res.score, res.ci_low, res.ci_high) if l > res.layer])
+                       for l, s, lo, hi in zip(res.read_streams, res.score, res.ci_low, res.ci_high) if l > res.l0])
     return log_y(score_vs_depth(df, title=title, y_title="score S", width=220, color_title="ablation"))
 
 
@@ -129,6 +129,6 @@ def section_maps(maps: dict, *, setting: str) -> alt.VConcatChart:
     return alt.vconcat(*[
         matrix_heatmap(frames[name], "read layer l", "perturbed layer l0", "log2 score", diverging=True,
                        domain=[-m, m], title=f"{name} ({setting})",
-                       width=min(480, max(200, 16 * (len(sm.read_layers)))), height=max(90, 24 * len(sm.perturb_layers)))
+                       width=min(480, max(200, 16 * (len(sm.read_streams)))), height=max(90, 24 * len(sm.l0s)))
         for name, sm in maps.items()
     ]).resolve_scale(color="shared")

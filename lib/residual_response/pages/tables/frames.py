@@ -25,7 +25,7 @@ from ...induction import SectionMap
 from ...null import BASELINE_NAMES, NullRow
 from .text import NA, _heads_text, _window_position, ci_text, fmt_eps, peak_index, setting_text
 
-__all__ = ["matrix_frame", "distance_profile", "stripe_mean", "section_map_frame", "section_steps", "styled",
+__all__ = ["matrix_frame", "distance_profile", "stripe_mean", "section_map_frame", "styled",
            "panel_layers", "timed", "stripe_contrasts", "reach_summary", "first_source_ratio", "distance_ratio",
            "ratio_peak", "describe_frame", "stripe_scores_frame", "score_frame", "rise_table", "headline_table",
            "section_rise_table", "shuffled_table", "cross_check_tables", "with_intervals", "control_envelope",
@@ -96,38 +96,10 @@ def stripe_mean(chi: np.ndarray, read_layers: Sequence[int], layer: int, rows: S
 def section_map_frame(sm: SectionMap) -> pd.DataFrame:
     """Rows ``(perturbed layer l0, read layer l, log2 score, score)`` of the finite, positive cells."""
     return pd.DataFrame(
-        [(int(l0), l, float(np.log2(v)), float(v)) for l0, row in zip(sm.perturb_layers, sm.score)
+        [(int(l0), l, float(np.log2(v)), float(v)) for l0, row in zip(sm.l0s, sm.score)
          for l, v in enumerate(row) if np.isfinite(v) and v > 0],
         columns=["perturbed layer l0", "read layer l", "log2 score", "score"],
     )
-
-
-def section_steps(sm: SectionMap, model: str | None = None) -> pd.DataFrame:
-    """Per perturbed layer ``l0``: the block whose one-block increase of the score is largest.
-
-    Block ``b`` turns stream ``b`` into stream ``b + 1``; the score at ``l0`` itself counts as 1
-    (no stripe before any block has run). Columns: ``model, l0, largest step at block, step,
-    max score, CI low, CI high, at layer`` (the row's largest score with its interval). Rows with
-    no read layer after ``l0`` are left out.
-    """
-    rows = []
-    for i, l0 in enumerate(sm.perturb_layers):
-        row = np.array(sm.score[i], dtype=float)  # [L+1]
-        row[l0] = 1.0
-        reads = np.arange(l0 + 1, len(row))
-        if len(reads) == 0 or not np.isfinite(row[reads]).any():
-            continue
-        steps = row[reads] - row[reads - 1]
-        k = int(np.nanargmax(steps))
-        top = int(reads[np.nanargmax(row[reads])])
-        rows.append({
-            "model": model if model is not None else sm.model, "l0": int(l0),
-            "largest step at block": int(reads[k] - 1), "step": float(steps[k]),
-            "max score": float(sm.score[i, top]), "CI low": float(sm.ci_low[i, top]),
-            "CI high": float(sm.ci_high[i, top]), "at layer": top,
-        })
-    return pd.DataFrame(rows, columns=["model", "l0", "largest step at block", "step", "max score", "CI low",
-                                       "CI high", "at layer"])
 
 
 def styled(df: pd.DataFrame, formats: dict | str | None = None, *, uuid: str, caption: str | None = None,
@@ -260,8 +232,8 @@ def stripe_scores_frame(res) -> pd.DataFrame:
     """
     L = res.n_layers
     rows = []
-    for i, l in enumerate(res.layers):
-        if l == res.layer:  # the perturbed stream has no score
+    for i, l in enumerate(res.read_streams):
+        if l == res.l0:  # the perturbed stream has no score
             continue
         rows.append(("induction (lag T−1)", l, l / L, res.score[i], res.ci_low[i], res.ci_high[i]))
         rows.append(("duplicate (lag T)", l, l / L, res.duplicate_score[i], res.duplicate_ci_low[i],
@@ -280,7 +252,7 @@ def score_frame(results: dict, n_layers: dict) -> pd.DataFrame:
         {"model": name, "layer": l, "rel_depth": l / n_layers[name], "score": r.score[i], "lo": r.ci_low[i],
          "hi": r.ci_high[i], "dup": r.duplicate_score[i], "dup_lo": r.duplicate_ci_low[i],
          "dup_hi": r.duplicate_ci_high[i]}
-        for name, r in results.items() for i, l in enumerate(r.layers) if l != r.layer
+        for name, r in results.items() for i, l in enumerate(r.read_streams) if l != r.l0
     ])
 
 
@@ -293,31 +265,31 @@ def rise_table(results: dict, n_layers: dict, seconds: dict | None = None) -> pd
         best = peak_index(res)
         rows.append({
             "model": name, "layers L": L,
-            "emergence layer": "none" if em is None else f"{em} [{rise['layer_ci'][0]}, {rise['layer_ci'][1]}]",
+            "emergence layer": "none" if em is None else f"{em} [{rise.stream_ci[0]}, {rise.stream_ci[1]}]",
             "relative depth": NA if em is None else f"{em / L:.2f}",
-            "rise": ci_text(rise["factor"], *rise["factor_ci"]),
-            "10 % to 90 %": NA if em is None else f"{rise['start']} to {rise['end']}",
+            "rise": ci_text(rise.factor, *rise.factor_ci),
+            "10 % to 90 %": NA if em is None else f"{rise.start} to {rise.end}",
             "max score": ci_text(res.score[best], res.ci_low[best], res.ci_high[best]),
             "max duplicate score": f"{np.nanmax(res.duplicate_score):.2f}",
-            "setting": setting_text(res.length, len(res.seeds), res.eps, res.layer),
+            "setting": setting_text(res.T, len(res.seeds), res.eps, res.l0),
             **({} if seconds is None else {"time (s)": f"{seconds[name]:.1f}"}),
         })
     return pd.DataFrame(rows)
 
 
 def headline_table(headlines: dict) -> pd.DataFrame:
-    """The book's headline numbers per model (:func:`.headline.headline` dicts), with the setting
-    they were measured at and the universal-regime window at the last stream."""
+    """The book's headline numbers per model (:class:`~residual_response.headline.Headline` s), with the
+    setting they were measured at and the universal-regime window at the last stream."""
     rows = []
     for name, h in headlines.items():
-        em, s, reg = h["emergence_layer"], h["setting"], h["regime"]
+        em, s, reg = h.emergence_layer, h.setting, h.regime
         rows.append({
-            "model": name, "layers L": h["n_layers"],
-            "emergence layer": "none" if em is None else f"{em} [{h['emergence_ci'][0]}, {h['emergence_ci'][1]}]",
-            "rise": ci_text(h["rise_factor"], *h["rise_factor_ci"]),
+            "model": name, "layers L": h.n_layers,
+            "emergence layer": "none" if em is None else f"{em} [{h.emergence_ci[0]}, {h.emergence_ci[1]}]",
+            "rise": ci_text(h.rise_factor, *h.rise_factor_ci),
             "10 % to 90 % (width)": NA if em is None else
-                f"{h['rise_start']} to {h['rise_end']} ({h['rise_width']} [{h['rise_width_ci'][0]}, {h['rise_width_ci'][1]}])",
-            "peak score": f"{ci_text(h['peak_score'], *h['peak_ci'])} at {h['peak_layer']}",
+                f"{h.rise_start} to {h.rise_end} ({h.rise_width} [{h.rise_width_ci[0]}, {h.rise_width_ci[1]}])",
+            "peak score": f"{ci_text(h.peak_score, *h.peak_ci)} at {h.peak_layer}",
             "setting": setting_text(s["T"], s["seeds"], s["eps"], s["layer"]),
             f"universal regime at stream L (±{reg['tol']:.0%})": (
                 "none" if reg["eps_low"] is None else f"{fmt_eps(reg['eps_low'])} to {fmt_eps(reg['eps_high'])} "
@@ -344,14 +316,15 @@ def section_rise_table(rises: dict, model: str) -> pd.DataFrame:
         if not np.isfinite(res.score).any():
             continue  # no stream read after l0
         best = peak_index(res)
-        r = res.rise or {"factor": nan, "factor_ci": (nan, nan), "emerged": False}  # one stream read: no rise
+        r = res.rise  # None: one stream read, no rise
+        emerged = r is not None and r.emerged
+        factor, (f_lo, f_hi) = (nan, (nan, nan)) if r is None else (r.factor, r.factor_ci)
         rows.append({
-            "model": model, "l0": int(l0), "rise": r["factor"], "rise low": r["factor_ci"][0],
-            "rise high": r["factor_ci"][1], "emerged": bool(r["emerged"]),
-            "half-way block": str(r["layer"] - 1) if r["emerged"] else NA,
-            "blocks of the rise": f"{r['start'] - 1} to {r['end'] - 1}" if r["emerged"] else NA,
+            "model": model, "l0": int(l0), "rise": factor, "rise low": f_lo, "rise high": f_hi, "emerged": bool(emerged),
+            "half-way block": str(r.stream - 1) if emerged else NA,
+            "blocks of the rise": f"{r.start - 1} to {r.end - 1}" if emerged else NA,
             "max score": float(res.score[best]), "CI low": float(res.ci_low[best]),
-            "CI high": float(res.ci_high[best]), "at layer": int(res.layers[best]),
+            "CI high": float(res.ci_high[best]), "at layer": int(res.read_streams[best]),
         })
     return pd.DataFrame(rows)
 
@@ -363,7 +336,7 @@ def shuffled_table(controls, results: dict) -> pd.DataFrame:
     return pd.DataFrame([
         {"model": m, "shuffled-copy score, min over layers": r["min"], "max over layers": r["max"],
          "max duplicate score D": float(np.nanmax(results[m].duplicate_score)),
-         "setting": setting_text(results[m].length, len(controls.runs[(m, "shuffled copy")].seeds), results[m].eps)}
+         "setting": setting_text(results[m].T, len(controls.runs[(m, "shuffled copy")].seeds), results[m].eps)}
         for m, r in shuf.iterrows()
     ], columns=["model", "shuffled-copy score, min over layers", "max over layers", "max duplicate score D", "setting"])
 
@@ -381,17 +354,17 @@ def cross_check_tables(checks: dict, effects: dict, *, setting: str, loss_settin
         ``{"loss", "attention", "rise", "heads", "ablation", "null", "summary"}`` DataFrames.
     """
     def bm(d):
-        return ci_text(d["mean"], d["lo"], d["hi"])
+        return ci_text(d.mean, d.lo, d.hi)
 
     out = {k: [] for k in ("loss", "attention", "rise", "heads", "ablation", "null", "summary")}
     for name, c in checks.items():
         e, a, h, rb, base = effects[name], c.agreement, c.heads, c.rise_blocks(), c.base
         r = c.losses
-        out["loss"].append({"model": name, "uniform guess ln n": f"{r['uniform_loss']:.2f}", "first copy": bm(r["first"]),
-                            "second copy": bm(r["second"]), "drop": bm(r["drop"]), "setting": loss_setting})
+        out["loss"].append({"model": name, "uniform guess ln n": f"{r.uniform_loss:.2f}", "first copy": bm(r.first),
+                            "second copy": bm(r.second), "drop": bm(r.drop), "setting": loss_setting})
         out["attention"].append({
             "model": name, "top attention heads (block, head): score": _heads_text(h["att_top"], ".2f"),
-            "Spearman over layers [95 % CI]": ci_text(a["rho"], a["lo"], a["hi"]), "layers correlated": a["n_layers"],
+            "Spearman over layers [95 % CI]": ci_text(a.rho, a.lo, a.hi), "layers correlated": a.n_layers,
             "setting": f"attention {att_setting}; response {setting}"})
         out["rise"].append({
             "model": name, "rise of S [95 % CI]": NA if rb["factor"] is None else ci_text(rb["factor"], *rb["factor_ci"]),
@@ -414,7 +387,7 @@ def cross_check_tables(checks: dict, effects: dict, *, setting: str, loss_settin
         out["summary"].append({
             "model": name, "emergence layer": "none" if base.emergence_layer is None else str(base.emergence_layer),
             "top-5 attention blocks": ", ".join(str(l) for l, _, _ in h["att_top"]),
-            "rank agreement": ci_text(a["rho"], a["lo"], a["hi"]),
+            "rank agreement": ci_text(a.rho, a.lo, a.hi),
             "shared top heads": f"{h['overlap']} of {h['k']}",
             **{f"drop of S_L, {w}-k": ci_text(e[w]["drop"], e[w]["lo"], e[w]["hi"]) for w in ("top", "random")},
             "loss rise, top-k": ci_text(e["top"]["rise"], e["top"]["rise_lo"], e["top"]["rise_hi"]),
@@ -472,10 +445,10 @@ def null_frame(rows: Sequence[NullRow]) -> pd.DataFrame:
 
 def coverage_table(cov: dict, *, setting: str) -> pd.DataFrame:
     """:func:`coverage` as the book's table: one row per baseline, with the setting it was measured at."""
-    return pd.DataFrame([{"baseline": BASELINE_NAMES.get(c, c), "layers": v["n"],
-                          "intervals covering 1": f"{100 * v['covered']:.0f} %",
-                          "geometric mean score": f"{np.exp(v['mean_log_score']):.2f}",
-                          "lowest score": f"{v['min']:.2f}", "highest score": f"{v['max']:.2f}", "setting": setting}
+    return pd.DataFrame([{"baseline": BASELINE_NAMES.get(c, c), "layers": v.n,
+                          "intervals covering 1": f"{100 * v.covered:.0f} %",
+                          "geometric mean score": f"{np.exp(v.mean_log_score):.2f}",
+                          "lowest score": f"{v.min:.2f}", "highest score": f"{v.max:.2f}", "setting": setting}
                          for c, v in cov.items()])
 
 
@@ -492,27 +465,26 @@ def step_cost(timings: Mapping[str, float], workloads: Sequence[dict]) -> tuple[
     """The measured time of each step, and the same work estimated for the paper's models.
 
     Why here: the model page reports both side by side from the book's one cost model
-    (:func:`.bench.paper_cost`, at the engine's rate in the repository's ``bench.json``).
-    ``workloads`` are :func:`.bench.paper_cost` entries whose ``work`` names a key of
-    ``timings``. Returns the table (``step``, ``measured here (s)``, ``<model>, CPU (min)``) and
-    a Markdown sentence with the totals, or the reason there is no estimate.
+    (:func:`~residual_response.bench.paper_cost`, at the engine's rate in the repository's
+    ``bench.json``, read through :func:`~residual_response.bench.load_record`). ``workloads`` are
+    :func:`~residual_response.bench.paper_cost` entries whose ``work`` names a key of ``timings``.
+    Returns the table (``step``, ``measured here (s)``, ``<model>, CPU (min)``) and a Markdown
+    sentence with the totals, or the reason there is no estimate.
     """
-    import json
-
-    from ...bench import engine_rate_gflops, find_bench_json, paper_cost
+    from ... import bench
 
     cost = pd.DataFrame({"step": list(timings), "measured here (s)": list(timings.values())})
-    bench_path = find_bench_json()
+    bench_path = bench.find_bench_json()
     if bench_path is None:
         return cost, ("No bench record (`bench.json`, written by `make bench`) is present, so no throughput "
                       "was measured and the page gives no estimate for the paper's models.")
-    record = json.loads(bench_path.read_text())
-    rate = engine_rate_gflops(record)
-    est = paper_cost(workloads, rate)
+    record = bench.load_record(bench_path)
+    rate = bench.engine_rate_gflops(record)
+    est = bench.paper_cost(workloads, rate)
     for name, grp in est.groupby("model", sort=False):
         cost[f"{name}, CPU (min)"] = cost.step.map(dict(zip(grp.work, grp.cpu_s / 60)))
     per_model = est.groupby("model", sort=False)[["cpu_s", "bfloat16_s_low", "bfloat16_s_high"]].sum()
-    text = (f"At the rate the engine reached on {record.get('model', 'a stand-in')} in the bench "
+    text = (f"At the rate the engine reached on {record.model or 'a stand-in'} in the bench "
             f"({rate:.1f} GFLOP/s, {bench_path.name}), the four steps with this page's parameters would take "
             + ", ".join(f"{r.cpu_s / 60:.1f} min for {m}" for m, r in per_model.iterrows())
             + " on that CPU, and " + ", ".join(f"{r.bfloat16_s_low:.2g}-{r.bfloat16_s_high:.2g} s for {m}"

@@ -7,7 +7,7 @@ measured at), never the other way round.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -61,59 +61,60 @@ def peak_index(res) -> int:
     return max(ok, key=lambda i: res.score[i])
 
 
-def rise_text(rise: Mapping, n_layers: int) -> str:
-    """The emergence layer of an ``InductionResult.rise`` in words, with its intervals.
+def rise_text(rise, n_layers: int) -> str:
+    """The emergence layer of an ``InductionResult.rise`` (a :class:`~residual_response.rise.Rise`) in
+    words, with its intervals.
 
     Why the rise: it is the book's one definition of where the score jumps (see
     :class:`~residual_response.induction.Rise`); a page that quotes it says it this way.
     """
-    f, (f_lo, f_hi), em = rise["factor"], rise["factor_ci"], rise["layer"]
+    f, (f_lo, f_hi), em = rise.factor, rise.factor_ci, rise.stream
     if em is None:
-        return (f"no layer: the rise from layer {rise['bottom']} to {rise['top']}, a factor {f:.2f} "
+        return (f"no layer: the rise from layer {rise.bottom} to {rise.top}, a factor {f:.2f} "
                 f"[{f_lo:.2f}, {f_hi:.2f}], is within resampling noise")
-    lo, hi = rise["layer_ci"]
+    lo, hi = rise.stream_ci
     return (f"layer {em} (interval {lo} to {hi}, relative depth {em / n_layers:.2f}), "
             f"where the score is half way up a rise by a factor {f:.2f} [{f_lo:.2f}, {f_hi:.2f}] from layer "
-            f"{rise['bottom']} to {rise['top']}")
+            f"{rise.bottom} to {rise.top}")
 
 
-def headline_text(h: Mapping) -> dict[str, str]:
-    """A :func:`~residual_response.headline.headline` in words: ``{"h_setting", "h_em"}``."""
-    s = h["setting"]
+def headline_text(h) -> dict[str, str]:
+    """A :class:`~residual_response.headline.Headline` in words: ``{"h_setting", "h_em"}``."""
+    s = h.setting
     return {"h_setting": f"T = {s['T']}, {s['seeds']} seeds, ε = {fmt_eps(s['eps'])}",
-            "h_em": "none (no significant rise)" if h["emergence_layer"] is None else
-            f"layer {h['emergence_layer']} [{h['emergence_ci'][0]}, {h['emergence_ci'][1]}]"}
+            "h_em": "none (no significant rise)" if h.emergence_layer is None else
+            f"layer {h.emergence_layer} [{h.emergence_ci[0]}, {h.emergence_ci[1]}]"}
 
 
 def rise_sentence(name: str, res, n_layers: int) -> str:
     """One markdown bullet on where (and whether) the score of model ``name`` rises, from its result."""
     rise, L = res.rise, n_layers
     i = peak_index(res)
-    top = f"{ci_text(res.score[i], res.ci_low[i], res.ci_high[i])} at layer {res.layers[i]}"
-    head = f"* **{name}** ({L} layer{'s' if L != 1 else ''}, {setting_text(res.length, len(res.seeds), res.eps)})"
-    factor = ci_text(rise["factor"], *rise["factor_ci"])
+    top = f"{ci_text(res.score[i], res.ci_low[i], res.ci_high[i])} at layer {res.read_streams[i]}"
+    head = f"* **{name}** ({L} layer{'s' if L != 1 else ''}, {setting_text(res.T, len(res.seeds), res.eps)})"
+    factor = ci_text(rise.factor, *rise.factor_ci)
     if res.emergence_layer is None:
         return (f"{head}: no rise larger than resampling noise (factor {factor}: the interval reaches 1); "
                 f"largest value {top}.")
-    lo, hi = rise["layer_ci"]
+    lo, hi = rise.stream_ci
     where = f"layer {res.emergence_layer}" + ("" if lo == hi else f" (interval {lo} to {hi})")
-    shape = ("in one step" if rise["width"] == 0 else
-             f"over {rise['width']} layers, from layer {rise['start']} to {rise['end']} (10 % to 90 % of the rise)")
+    shape = ("in one step" if rise.width == 0 else
+             f"over {rise.width} layers, from layer {rise.start} to {rise.end} (10 % to 90 % of the rise)")
     return (f"{head}: the score rises by a factor {factor} {shape}; it is half way up at {where}, relative depth "
             f"{res.emergence_layer / L:.2f}. Its largest value is {top}.")
 
 
-def width_sentence(h: dict) -> str:
-    """What the 10-90 % width of the rise says about one model (a :func:`.headline.headline` dict)."""
-    name = h["model"]
-    if h["emergence_layer"] is None:
+def width_sentence(h) -> str:
+    """What the 10-90 % width of the rise says about one model (a :class:`~residual_response.headline.Headline`)."""
+    name = h.model
+    if h.emergence_layer is None:
         return f"{name} does not rise"
-    lo, hi = h["rise_width_ci"]
+    lo, hi = h.rise_width_ci
     if hi == 0:
-        return f"{name} rises in one block (at layer {h['emergence_layer']})"
-    span = f"{name} rises over layers {h['rise_start']} to {h['rise_end']}"
+        return f"{name} rises in one block (at layer {h.emergence_layer})"
+    span = f"{name} rises over layers {h.rise_start} to {h.rise_end}"
     if lo >= 2:
-        return f"{span} (width {h['rise_width']}, interval {lo} to {hi}): not in one block"
+        return f"{span} (width {h.rise_width}, interval {lo} to {hi}): not in one block"
     return f"{span}, but the width's interval ({lo} to {hi}) does not exclude a rise within two layers"
 
 
@@ -131,7 +132,7 @@ def regime_sentence(heads: dict, eps: float) -> str:
     """
     where: dict[str, list[str]] = {}
     for name, h in heads.items():
-        where.setdefault(_window_position(eps, h["regime"]), []).append(name)
+        where.setdefault(_window_position(eps, h.regime), []).append(name)
     phrases = {"inside": "inside the window of {}", "at the upper end": "at the upper end of the window of {} "
                "(the last strength of the sweep within the tolerance)", "above": "above the window of {}",
                "below": "below the window of {}", "none": "in no window for {} (no flat run found)"}

@@ -1,0 +1,71 @@
+"""What the pages run per model (residual_response.pages.studies), on tiny random models and on
+stand-in results whose answer is known."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from residual_response.induction import Rise, induction_scores
+from residual_response.models import build_random_model
+from residual_response.pages import studies
+
+
+def test_random_init_names():
+    assert studies.is_random_init("random-llama") and not studies.is_random_init("smollm2-135m")
+
+
+def test_negative_controls_score_every_model_with_the_baseline_of_its_repeats():
+    lm = build_random_model("llama", seed=0)
+    res = induction_scores(lm, 4, 2, n_boot=50)
+    controls = studies.negative_controls({"random-llama": lm}, {"random-llama": res}, control_seeds=1, n_boot=50)
+    assert set(controls.runs) == {("random-llama", "shuffled copy"), ("random-llama", "random sequence"),
+                                  ("random-llama", "repeated, random init")}
+    assert controls.runs[("random-llama", "repeated, random init")] is res
+    assert controls.n_in_band == 3 and len(controls.frame) == 3 * 4  # three runs, four read streams after l0
+    assert controls.frame.in_band.all()  # a random model's shuffled copy is in the band too
+    band = controls.band(bins=2)
+    assert band.band_lo.min() == pytest.approx(controls.frame.score.min())
+    assert controls.emerged() == [k for k, r in controls.runs.items() if r.emergence_layer is not None]
+
+
+def test_a_trained_models_shuffled_copy_is_out_of_the_band():
+    frame = pd.DataFrame({"model": ["t", "t", "r"], "control": ["shuffled copy", "random sequence", "shuffled copy"],
+                          "rel_depth": [0.5, 0.5, 0.5], "score": [3.0, 1.0, 1.1],
+                          "in_band": [studies.NegativeControls.in_band(k) for k in
+                                      [("t", "shuffled copy"), ("t", "random sequence"), ("random-r", "shuffled copy")]]})
+    controls = studies.NegativeControls(runs={}, frame=frame)
+    assert frame.in_band.tolist() == [False, True, True]
+    assert controls.shuffled_range().loc["t"].tolist() == [3.0, 3.0]
+
+
+def _check(rise):
+    base = SimpleNamespace(rise=rise)
+    return studies.CrossCheck(model="m", n_layers=4, n_heads=2, l0=0, losses=None, attention=None, attribution=None,
+                              study=SimpleNamespace(results={"none": base}), null=None, agreement=None,
+                              heads={"att_top": [(2, 0, 0.9), (3, 1, 0.5)]}, seconds=0.0)
+
+
+def test_rise_blocks_turn_streams_into_blocks():
+    rise = Rise(emerged=True, stream=3, stream_ci=(3, 3), start=2, end=4, width=2, width_ci=(2, 2), bottom=1, top=4,
+                factor=5.0, factor_ci=(3.0, 7.0))
+    rb = _check(rise).rise_blocks()
+    # streams 2..4 are written by blocks 1..3; the half-way stream 3 by block 2
+    assert rb == {"half": 2, "blocks": [1, 2, 3], "factor": 5.0, "factor_ci": (3.0, 7.0), "att_blocks": [2, 3],
+                  "holds": True}
+    flat = Rise(emerged=False, stream=None, stream_ci=None, start=None, end=None, width=None, width_ci=None, bottom=1,
+                top=2, factor=1.1, factor_ci=(0.9, 1.3))
+    assert _check(flat).rise_blocks()["blocks"] == [] and _check(None).rise_blocks()["half"] is None
+
+
+def test_cross_check_runs_every_measurement_of_one_model():
+    lm = build_random_model("gpt2", seed=0)
+    c = studies.cross_check(lm, T=4, seeds=2, att_seeds=2, loss_seeds=2, eps=1e-2, l0=0, k=1, n_random=1, n_boot=30)
+    assert c.model == "random-gpt2" and c.l0 == 0 and set(c.study.results) == {"none", "top", "random-0"}
+    assert c.study.heads["top"] == [c.attribution.ranking(1)[0][:2]]  # the top head by response is the one ablated
+    assert c.heads["resp_top"][0][:2] == c.heads["resp_best"] and len(c.heads["att_top"]) == 5
+    q = c.quoted()
+    assert q["SL"] == c.base.score[-1] and q["loss1"] == float(c.losses.first.mean)
+    e = c.effects()
+    assert set(e) == {"base", "top_score", "top", "random"} and np.isfinite(e["top"]["drop"])
