@@ -32,13 +32,20 @@ def test_ablating_a_head_zeroes_exactly_its_slice_and_is_undone(name):
     block, head = lm.n_layers // 2, 0
     proj = head_output_projection(lm, block)
     seen = []
-    hook = proj.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
-    try:
-        clean = _logits(lm, toks)
-        with ablate_heads(lm, [(block, head)], mode="zero"):
-            ablated = _logits(lm, toks)
-    finally:
-        hook.remove()
+
+    def capture(module, args, kwargs=None):
+        seen.append(args[0].detach().clone())
+
+    def run():
+        hook = proj.register_forward_pre_hook(capture)  # registered last: it sees what the projection gets
+        try:
+            return _logits(lm, toks)
+        finally:
+            hook.remove()
+
+    clean = run()
+    with ablate_heads(lm, [(block, head)], mode="zero"):
+        ablated = run()
     before, after = seen  # [1, N, H * head_dim] the projection's input, clean and ablated
     width = before.shape[-1] // lm.n_heads
     mine = slice(head * width, (head + 1) * width)

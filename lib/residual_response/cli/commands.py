@@ -249,6 +249,16 @@ def _one_line_warnings(message, category, filename, lineno, file=None, line=None
     print(f"warning: {message}", file=sys.stderr)
 
 
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so that Python's own flush at exit does not fail again."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no file behind stdout (a test's capture)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the exit status (module docstring)."""
     import warnings
@@ -268,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # the reader of the output went away (`| head`): not a failure of the run
+            _silence_stdout()
+            return 0
         except Exception:  # a fault of the library or of the machine, not of the input: say where
             traceback.print_exc()
             print("error: the command failed (the traceback above says where); this is not a problem of its input",
