@@ -29,10 +29,10 @@ import torch
 from .ablation import ablate_heads, head_means, random_heads, validate_heads
 from .behaviour import RepeatLoss, repeat_loss
 from .checks import check_bootstrap, check_int, check_model, check_seeds
-from .induction import InductionResult, StripeData, induction_scores, neighbour_baseline, scores_from_stripes
+from .induction import InductionResult, StripeData, induction_scores, scores_from_stripes, stripe_entries
 from .models import LoadedModel
 from .engine import response
-from .sequences import SEQUENCE_KINDS, induction_layout, make_sequence
+from .sequences import induction_layout, make_sequence
 from .stats import (BootstrapMean, KeyAccess, bootstrap_mean, paired_ratio_change, percentile_interval,
                     resampled_ratio, two_level_indices)
 
@@ -149,25 +149,25 @@ def layer_rank_agreement(
         raise TypeError(f"stripes must be a StripeData (InductionResult.stripes), got {type(stripes).__name__}")
     n_boot, confidence = check_bootstrap(n_boot, confidence)
     att = np.asarray(attention["repeated"]["per_seed"], dtype=float)  # [Sa, L, H]
-    rep = np.asarray(stripes.induction["repeated"], dtype=float)  # [Sr, n_read, P]
-    ctrl = np.asarray(stripes.induction["control"], dtype=float)
+    parts = [np.asarray(a, dtype=float) for a in stripes.parts("induction")]  # each [Sr, n_read, P]
     reads = list(stripes.read_layers)
     L = att.shape[1]
     blocks = [b for b in range(L) if (b + 1) in reads and b + 1 > stripes.layer]
     if len(blocks) < 2:
         raise ValueError(f"need at least 2 blocks above l0={stripes.layer} to correlate, got {len(blocks)}")
     cols = [reads.index(b + 1) for b in blocks]
-    rep, ctrl = rep[:, cols], ctrl[:, cols]
+    parts = [a[:, cols] for a in parts]
+    rep, ctrl, twin = parts[0], parts[1], (tuple(parts[2:]) or None)
     att_max = att.mean(0).max(-1)[blocks]
-    resp = rep.mean(axis=(0, 2)) / ctrl.mean(axis=(0, 2))
+    Sa, (Sr, _, P) = att.shape[0], rep.shape
+    resp = resampled_ratio(rep, ctrl, np.arange(Sr)[None], np.broadcast_to(np.arange(P), (1, Sr, P)), twin)[0]
     rho = spearman(att_max, resp)
     rng = np.random.default_rng(seed)
-    Sa, (Sr, _, P) = att.shape[0], rep.shape
     ai = rng.integers(0, Sa, size=(n_boot, Sa))  # attention: one level, its seeds
     boot_att = att[ai].mean(1).max(-1)[:, blocks]  # [n_boot, n_blocks]
     si, pi = two_level_indices(rng, Sr, P, n_boot)  # response: seeds, then stripe positions
     with np.errstate(divide="ignore", invalid="ignore"):
-        boots = spearman(boot_att, resampled_ratio(rep, ctrl, si, pi))
+        boots = spearman(boot_att, resampled_ratio(rep, ctrl, si, pi, twin))
     lo, hi = percentile_interval(np.atleast_1d(boots), confidence, axis=None, ignore_nan=True)
     return LayerAgreement(rho=rho, lo=float(lo), hi=float(hi), n_layers=len(blocks), blocks=blocks,
                           streams=[b + 1 for b in blocks], attention_max=att_max, response=resp)
@@ -224,11 +224,12 @@ def paired_score_change(
         raise ValueError("others is empty; give at least one StripeData to compare with")
     check_bootstrap(n_boot, confidence)
     shape = base.induction["repeated"].shape
+    if any(o.control_kind != base.control_kind for o in others):
+        raise ValueError("base and others must use one baseline (control_kind)")
     for o in others:
         if o.induction["repeated"].shape != shape or o.read_layers != base.read_layers or o.seeds != base.seeds:
             raise ValueError("all stripes must share seeds, read layers and T with the base")
-    return paired_ratio_change((base.induction["repeated"], base.induction["control"]),
-                               [(o.induction["repeated"], o.induction["control"]) for o in others],
+    return paired_ratio_change(base.parts("induction"), [o.parts("induction") for o in others],
                                n_boot=n_boot, confidence=confidence, seed=seed)
 
 
@@ -319,16 +320,20 @@ def kind_scores(
     Why: a negative control for the score itself. ``"shuffled"`` sequences repeat the tokens of the
     first copy in a new order and ``"random"`` ones repeat nothing, so there is nothing to copy along
     lag ``T-1``; their score should stay near 1 in every model. Only the ``kind`` sequences are
-    computed (same seeds, sources, layer, eps and directions as ``reference``). With the
-    ``"neighbours"`` baseline each sequence is its own baseline; with the ``"random"`` control the
-    reference's controls are reused (and ``kind="random"`` is refused: random against random is
-    :func:`seed_null_scores`).
+    computed (same seeds, sources, layer, eps and directions as ``reference``); they take the
+    repeated sequences' place in the score:
+
+    - ``"twin"`` baseline: their stripe against their right neighbours, divided by the same ratio
+      of the reference's twins (reused, not recomputed);
+    - ``"neighbours"``: each sequence is its own baseline;
+    - ``"random"`` control: the reference's controls are reused (and ``kind="random"`` is refused:
+      random against random is :func:`seed_null_scores`).
 
     Args:
-        kind: ``"shuffled"``, ``"random"`` (neighbours baseline only), or ``"repeated"``, which
+        kind: ``"shuffled"``, ``"random"`` (not with the random control), or ``"repeated"``, which
             reproduces ``reference``.
         reference: a finite-eps :func:`.induction.induction_scores` result with its stripes and a
-            ``"neighbours"`` or ``"random"`` control.
+            ``"twin"``, ``"neighbours"`` or ``"random"`` baseline.
         seeds: a subset of the reference's seeds to use (default all): fewer seeds, less work.
     """
     check_model(lm)
@@ -336,49 +341,52 @@ def kind_scores(
         raise TypeError(f"reference must be an InductionResult (from induction_scores), got {type(reference).__name__}")
     check_bootstrap(n_boot, confidence)
     st = reference.stripes
-    if st is None or reference.method != "finite" or st.control_kind not in ("neighbours", "random"):
-        raise ValueError("reference must be a finite-eps induction_scores result with stripes and a neighbours or "
-                         "random control")
-    within = st.control_kind == "neighbours"
-    if kind not in SEQUENCE_KINDS or (kind == "random" and not within):
-        allowed = "'shuffled', 'random' or 'repeated'" if within else "'shuffled' or 'repeated' ('random' vs random: use seed_null_scores)"
+    if st is None or reference.method != "finite" or st.control_kind not in ("twin", "neighbours", "random"):
+        raise ValueError("reference must be a finite-eps induction_scores result with stripes and a twin, neighbours "
+                         "or random baseline")
+    own_baseline = st.control_kind in ("twin", "neighbours")
+    if kind not in ("repeated", "random", "shuffled") or (kind == "random" and not own_baseline):
+        allowed = ("'shuffled', 'random' or 'repeated'" if own_baseline
+                   else "'shuffled' or 'repeated' ('random' vs random: use seed_null_scores)")
         raise ValueError(f"kind must be {allowed}, got {kind!r}")
     use = list(st.seeds) if seeds is None else check_seeds(seeds)
     if any(x not in st.seeds for x in use):
         raise ValueError(f"seeds must be a non-empty subset of the reference seeds {st.seeds}, got {seeds!r}")
     rows = [st.seeds.index(x) for x in use]
     layout = induction_layout(lm, st.T)
-    ind_src = layout.induction_sources.numpy() - layout.offset
-    dup_src = layout.duplicate_sources.numpy() - layout.offset
-    ind, dup, ind_base, dup_base = [], [], [], []
+    ind, dup = {"repeated": [], "control": []}, {"repeated": [], "control": []}
     for seed in use:
         tokens = make_sequence(lm, kind, st.T, seed)
         res = response(lm, tokens, [st.eps], layer=st.layer, read_layers=st.read_layers, sources=st.sources,
                        n_directions=reference.n_directions, seed=seed)
-        chi = res.chi[0]
-        ind.append(chi[:, ind_src, layout.induction_targets.numpy()])
-        dup.append(chi[:, dup_src, layout.duplicate_targets.numpy()])
-        if within:
-            ind_base.append(neighbour_baseline(chi, ind_src, layout.induction_targets.numpy(), other_stripe=-1))
-            dup_base.append(neighbour_baseline(chi, dup_src, layout.duplicate_targets.numpy(), other_stripe=+1))
-    ind_ctrl = np.stack(ind_base) if within else st.induction["control"][rows]
-    dup_ctrl = np.stack(dup_base) if within else st.duplicate["control"][rows]
+        (i_s, i_b), (d_s, d_b) = stripe_entries(res.chi[0], layout, st.control_kind)
+        ind["repeated"].append(i_s)
+        dup["repeated"].append(d_s)
+        if own_baseline:
+            ind["control"].append(i_b)
+            dup["control"].append(d_b)
+    reused = ("control", "twin", "twin_control") if not own_baseline else ("twin", "twin_control")
+    induction = {k: np.stack(v) for k, v in ind.items() if v}
+    duplicate = {k: np.stack(v) for k, v in dup.items() if v}
+    for key in reused:
+        if key in st.induction:
+            induction[key] = st.induction[key][rows]
+            duplicate[key] = st.duplicate[key][rows]
     new = StripeData(T=st.T, layer=st.layer, eps=st.eps, seeds=use, read_layers=st.read_layers,
-                     induction={"repeated": np.stack(ind), "control": ind_ctrl},
-                     duplicate={"repeated": np.stack(dup), "control": dup_ctrl},
-                     sources=st.sources, control_kind=st.control_kind)
+                     induction=induction, duplicate=duplicate, sources=st.sources, control_kind=st.control_kind)
     return scores_from_stripes(new, model=f"{lm.name} ({kind})", n_directions=reference.n_directions,
                                n_boot=n_boot, confidence=confidence)
 
 
 def seed_null_scores(reference: InductionResult, *, n_boot: int = 1000, confidence: float = 0.95) -> InductionResult:
-    """Score of random sequences against *other* random sequences, from the controls of ``reference``.
+    """Score of sequences without a repeat against *other* such sequences, from what ``reference`` already ran.
 
-    Why: the null of the estimator at no extra cost. The control stripes of the odd seeds play the
-    repeated role against those of the even seeds (pairs ``(1, 0), (3, 2), ...``): both are
-    independent random sequences, so the score measures only the sequence-to-sequence spread.
-    (Splitting matters: a ratio of means over *all* seeds would be 1 by construction.) Needs >= 2
-    seeds; an odd last seed is left out.
+    Why: the null of the estimator at no extra cost. With the ``"random"`` control the control
+    stripes of the odd seeds play the repeated role against those of the even seeds (pairs
+    ``(1, 0), (3, 2), ...``); with the ``"twin"`` baseline the twins do, each against its own right
+    neighbours. Both are independent sequences without a repeat, so the score measures only the
+    sequence-to-sequence spread. (Splitting matters: a ratio over *all* seeds would be 1 by
+    construction.) Needs >= 2 seeds; an odd last seed is left out.
     """
     if not isinstance(reference, InductionResult):
         raise TypeError(f"reference must be an InductionResult (from induction_scores), got {type(reference).__name__}")
@@ -386,15 +394,22 @@ def seed_null_scores(reference: InductionResult, *, n_boot: int = 1000, confiden
     st = reference.stripes
     if st is None or len(st.seeds) < 2:
         raise ValueError("seed_null_scores needs a result with stripes from at least 2 seeds")
-    if st.control_kind != "random":
-        raise ValueError(f"seed_null_scores needs a result with random control sequences, got the {st.control_kind!r} "
-                         "baseline; its null is kind_scores(lm, 'random', reference)")
+    if st.control_kind not in ("random", "twin"):
+        raise ValueError(f"seed_null_scores needs a result with random control sequences or twins, got the "
+                         f"{st.control_kind!r} baseline; its null is kind_scores(lm, 'random', reference)")
     n = len(st.seeds) // 2
     odd = lambda a: a[1::2][:n]
     even = lambda a: a[0::2][:n]
+
+    def split(d: dict) -> dict:
+        if st.control_kind == "random":
+            return {"repeated": odd(d["control"]), "control": even(d["control"])}
+        return {"repeated": odd(d["twin"]), "control": odd(d["twin_control"]),
+                "twin": even(d["twin"]), "twin_control": even(d["twin_control"])}
+
     new = StripeData(T=st.T, layer=st.layer, eps=st.eps, seeds=st.seeds[1::2][:n], read_layers=st.read_layers,
-                     induction={"repeated": odd(st.induction["control"]), "control": even(st.induction["control"])},
-                     duplicate={"repeated": odd(st.duplicate["control"]), "control": even(st.duplicate["control"])},
-                     sources=st.sources, control_kind="random")
-    return scores_from_stripes(new, model=f"{reference.model} (random vs random)", n_directions=reference.n_directions,
+                     induction=split(st.induction), duplicate=split(st.duplicate), sources=st.sources,
+                     control_kind=st.control_kind)
+    name = "random vs random" if st.control_kind == "random" else "twin vs twin"
+    return scores_from_stripes(new, model=f"{reference.model} ({name})", n_directions=reference.n_directions,
                                n_boot=n_boot, confidence=confidence)

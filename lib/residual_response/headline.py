@@ -24,7 +24,7 @@ __all__ = ["HEADLINE_N_BOOT", "HEADLINE_VERSION", "Headline", "headline", "headl
 HEADLINE_N_BOOT = 1000
 
 #: the layout of the results file; a file of another version is recomputed
-HEADLINE_VERSION = 2
+HEADLINE_VERSION = 3
 
 
 @dataclass
@@ -76,10 +76,11 @@ def headline_path(model: str) -> Path:
 
 def _key(lm) -> dict:
     from . import __version__
+    from .induction import CONTROLS
     from .provenance import weights_hash
 
     return {"version": HEADLINE_VERSION, "setting": dict(CANONICAL), "regime_sweep": dict(REGIME_SWEEP),
-            "n_boot": HEADLINE_N_BOOT, "library": __version__,
+            "baseline": CONTROLS[0], "n_boot": HEADLINE_N_BOOT, "library": __version__,
             "weights": weights_hash(lm), "dtype": str(lm.dtype).replace("torch.", "")}
 
 

@@ -4,17 +4,33 @@ On ``[BOS, a_1 .. a_T, a_1 .. a_T]`` an induction mechanism at the second ``a_{k
 ``T+k-1``) attends back to the first ``a_k`` (index ``k``) to predict ``a_k``. Perturbing source
 ``k`` therefore moves target ``T+k-1``: a stripe at lag ``T-1`` of the response matrix.
 
-The baseline of each stripe entry is the same target's mean response to nearby sources of the
-same sequence (``k-3, k-2, k+1, k+2``; :func:`neighbour_baseline`): whatever the target does to
-every source alike cancels, so a model without induction scores 1 (measured on random-init
-models of every architecture, :mod:`.null`)::
+The score (the ``"twin"`` baseline, the default) compares each stripe entry with two things that
+share everything with it but induction:
 
-    score(l) = mean_{seeds, k} chi[l, k, T+k-1] / mean_{seeds, k} mean_{o} chi[l, k+o, T+k-1]
+- **its right neighbours**: the same target's response to the next sources, ``k+1`` and ``k+2``
+  (:func:`right_neighbour_baseline`). Whatever the target does to every source alike (its norm,
+  the attention its duplicate draws) cancels. Only sources to the *right* of the stripe: a
+  source ``j < k`` reaches the target through the second copy without any induction (a
+  duplicate-token head at ``T+j`` reads ``j``, and the target reads ``T+j`` a few positions
+  back), so left neighbours are inflated in every trained model;
+- **its twin**: the same entries of ``[BOS, a_1 .. a_T, b_1 .. b_T]``, the same first copy with a
+  fresh second half (``sequences.make_sequence(..., "twin")``). The ratio of a stripe entry to
+  its right neighbours also holds how the response falls or rises with distance, which is not
+  induction; the twin has the same positions and the same sources, and no repeat::
 
-The older baselines, the same entries of control sequences (``"random"``: 2T random tokens;
-``"shuffled"``: second copy permuted), remain as options; against random tokens a random model
-scores 0.6-0.8, because the repeated sequence holds duplicate tokens and the control does not.
-The duplicate-token score uses lag ``T`` (source ``k``, target ``T+k``) the same way.
+    score(l) = [mean chi_rep(k, T+k-1) / mean_o chi_rep(k+o, T+k-1)]
+             / [mean chi_twin(k, T+k-1) / mean_o chi_twin(k+o, T+k-1)],   o in {1, 2}
+
+  (means over seeds and stripe positions ``k = 2..T-1``). A model without induction scores 1:
+  measured on random-init models of every architecture and size, on sequences without a repeat,
+  and on the streams of trained models before their first induction heads (:mod:`.null`).
+
+The older baselines remain as options: ``"neighbours"`` (``k-3, k-2, k+1, k+2`` of the repeated
+sequence alone: left neighbours make trained models score 0.4-0.7 before induction exists),
+``"random"`` and ``"shuffled"`` (the same entries of another sequence: a random model scores
+0.6-0.8 against random tokens, because the repeated sequence holds duplicates and they do not).
+The duplicate-token score uses lag ``T`` (source ``k``, target ``T+k``) the same way, with the
+right neighbours beyond the induction source of the same target (``k+2``, ``k+3``).
 Confidence intervals come from a bootstrap that resamples seeds and, within them, stripe
 positions; the emergence layer is the middle of the score's rise over depth (:class:`Rise`).
 """
@@ -47,6 +63,8 @@ __all__ = [
     "emergence_layer",
     "induction_scores",
     "rescore_seeds",
+    "right_neighbour_baseline",
+    "stripe_entries",
     "rise_of",
     "section_map",
     "SectionMap",
@@ -62,12 +80,14 @@ EMERGENCE_THRESHOLD = 2.0
 
 @dataclass
 class StripeData:
-    """Stripe entries of chi, per seed.
+    """Stripe entries of chi and their baselines, per seed.
 
     Attributes:
         read_layers: ``[n_read]`` streams read.
-        induction: ``{"repeated"|"control": [n_seeds, n_read, T-1]}`` chi at (k, T+k-1).
-        duplicate: ``{"repeated"|"control": [n_seeds, n_read, T]}`` chi at (k, T+k).
+        induction: ``{key: [n_seeds, n_read, P]}`` at the induction stripe (k, T+k-1): ``"repeated"``
+            the stripe entries, ``"control"`` their baselines, and with the ``"twin"`` baseline
+            also ``"twin"`` and ``"twin_control"``, the same entries and baselines of the twins.
+        duplicate: the same at the duplicate stripe (k, T+k).
         matrices: optional full response matrices ``{kind: [n_seeds, n_read, T, N]}`` (sources of
             the first copy), kept when ``keep_matrices=True``.
     """
@@ -80,8 +100,15 @@ class StripeData:
     induction: dict[str, np.ndarray]
     duplicate: dict[str, np.ndarray]
     sources: list[int]
-    control_kind: str = "neighbours"
+    control_kind: str = "twin"
     matrices: dict[str, np.ndarray] | None = None
+
+    def parts(self, stripe: str = "induction") -> tuple[np.ndarray, ...]:
+        """``(rep, ctrl)``, or ``(rep, ctrl, twin, twin_ctrl)`` with the twin baseline: the arrays the
+        score is a ratio (of ratios) of, in the order :func:`.stats.bootstrap_ratio` takes them."""
+        d = {"induction": self.induction, "duplicate": self.duplicate}[stripe]
+        keys = ("repeated", "control", "twin", "twin_control") if "twin" in d else ("repeated", "control")
+        return tuple(d[k] for k in keys)
 
 
 @dataclass
@@ -103,7 +130,7 @@ class InductionResult:
     duplicate_ci_high: list[float]
     emergence_layer: int | None
     n_directions: int = 1
-    control: str = "neighbours"
+    control: str = "twin"
     confidence: float = 0.95
     n_boot: int = 1000
     stripes: StripeData | None = field(default=None, repr=False)
@@ -165,7 +192,7 @@ def collect_stripes(
     read_layers: Iterable[int] | None = None,
     n_directions: int = 1,
     method: str = "finite",
-    control: str = "neighbours",
+    control: str = "twin",
     keep_matrices: bool = False,
     progress: "bool | Progress" = False,
     **response_kwargs,
@@ -179,9 +206,10 @@ def collect_stripes(
         T: length of one copy.
         seeds: sequence seeds; seed ``i`` also seeds the directions.
         control: the baseline each stripe entry is divided by (see :data:`CONTROLS`):
-            ``"neighbours"`` (the same target's response to nearby sources of the same repeated
-            sequence; no control sequences are run), ``"random"`` (the same entries of ``2T``
-            random tokens, no repeat) or ``"shuffled"`` (second copy permuted).
+            ``"twin"`` (right neighbours, against the same ratio in the twin sequence; the
+            default), ``"neighbours"`` (the same target's response to nearby sources on both
+            sides, repeated sequence only), ``"random"`` (the same entries of ``2T`` random
+            tokens, no repeat) or ``"shuffled"`` (second copy permuted).
         progress: ``True`` or a :class:`~residual_response.progress.Progress`: one bar for all the
             sequences, its total the passes the batch planner gives them (on a terminal only).
     """
@@ -189,25 +217,20 @@ def collect_stripes(
     validate_length(lm, T)
     seeds = check_seeds(seeds)
     check_choice(control, "control", CONTROLS)
-    if control == "neighbours" and T < 3:
-        raise ValueError(f"T={T} is too short for the neighbours control: a stripe source needs a neighbour; use T >= 3")
+    if control in ("neighbours", "twin") and T < 3:
+        raise ValueError(f"T={T} is too short for the {control} baseline: a stripe source needs a neighbour; use T >= 3")
     check_choice(method, "method", ("finite", "jvp"))
     validate_layer(lm, layer)
     n_directions = check_int(n_directions, "n_directions", minimum=1)
     layout = induction_layout(lm, T)
     sources = list(range(layout.offset, layout.offset + T))  # first copy a_1..a_T
-    ind_src = layout.induction_sources.numpy() - layout.offset  # rows into `sources`
-    dup_src = layout.duplicate_sources.numpy() - layout.offset
-    ind_tgt = layout.induction_targets.numpy()
-    dup_tgt = layout.duplicate_targets.numpy()
     eps_value = check_number(eps, "eps", positive=True) if method == "finite" else float("nan")
 
-    induction = {"repeated": [], "control": []}
-    duplicate = {"repeated": [], "control": []}
-    matrices = {"repeated": [], "control": []} if keep_matrices else None
-    reads = None
-    within = control == "neighbours"
     runs = _sequence_runs(control, keep_matrices)
+    induction = {key: [] for key in _stripe_keys(control)}
+    duplicate = {key: [] for key in _stripe_keys(control)}
+    matrices = {key: [] for key, _ in runs} if keep_matrices else None
+    reads = None
     passes = len(runs) * len(seeds) * _passes_per_sequence(lm, T, layout.offset, sources, n_directions, method,
                                                            response_kwargs)
     with as_progress(progress, f"{lm.name} induction l0={layer}") as bar, bar.expect(passes):
@@ -221,13 +244,15 @@ def collect_stripes(
                 reads = res.read_layers
                 if matrices is not None:
                     matrices[key].append(chi)
-                if within and key == "control":
+                if key not in induction:
                     continue  # run for its matrix only
-                induction[key].append(chi[:, ind_src, ind_tgt])
-                duplicate[key].append(chi[:, dup_src, dup_tgt])
-                if within:  # the baselines come from the same matrix
-                    induction["control"].append(neighbour_baseline(chi, ind_src, ind_tgt, other_stripe=-1))
-                    duplicate["control"].append(neighbour_baseline(chi, dup_src, dup_tgt, other_stripe=+1))
+                ind, dup = stripe_entries(chi, layout, control)
+                base_key = "twin_control" if key == "twin" else "control"
+                induction[key].append(ind[0])
+                duplicate[key].append(dup[0])
+                if ind[1] is not None:  # a baseline from the same matrix
+                    induction[base_key].append(ind[1])
+                    duplicate[base_key].append(dup[1])
     return StripeData(
         T=T, layer=layer, eps=eps_value, seeds=seeds, read_layers=reads,
         induction={k: np.stack(v) for k, v in induction.items()},
@@ -237,9 +262,10 @@ def collect_stripes(
     )
 
 
-#: The baselines of :func:`collect_stripes`. ``"neighbours"`` is the default: it is the one whose
-#: score a model without induction puts at 1 (the null page of the book measures all three).
-CONTROLS = ("neighbours", "random", "shuffled")
+#: The baselines of :func:`collect_stripes`. ``"twin"`` is the default: it is the one whose score
+#: a model without induction puts at 1, random-init and trained alike (the null page of the book
+#: measures all of them).
+CONTROLS = ("twin", "neighbours", "random", "shuffled")
 
 #: Source offsets of the neighbour baseline, beyond the two stripes of a target on each side.
 NEIGHBOUR_REACH = 2
@@ -275,6 +301,61 @@ def neighbour_baseline(chi: np.ndarray, src_rows: np.ndarray, targets: np.ndarra
         raise ValueError(f"other_stripe must be -1 or +1, got {other_stripe!r}")
     lo, hi = min(0, other_stripe), max(0, other_stripe)
     offsets = [lo - d for d in range(NEIGHBOUR_REACH, 0, -1)] + [hi + d for d in range(1, NEIGHBOUR_REACH + 1)]
+    return _mean_over_offsets(chi, src_rows, targets, offsets)
+
+
+def stripe_entries(chi: np.ndarray, layout, control: str) -> tuple[tuple, tuple]:
+    """The stripe entries of one response matrix, and their baselines where they come from the same matrix.
+
+    Args:
+        chi: ``[n_read, T, N]`` response of the first copy's sources (rows) at every target.
+        layout: the sequence's :class:`~.sequences.InductionLayout`.
+        control: the baseline (:data:`CONTROLS`). ``"twin"`` keeps the stripe entries that have a
+            right neighbour in the first copy (induction ``k = 2..T-1``, duplicate ``k = 1..T-2``).
+
+    Returns:
+        ``((ind, ind_base), (dup, dup_base))``, each ``[n_read, P]``; the bases are ``None`` for the
+        ``"random"`` and ``"shuffled"`` controls, whose baseline is another sequence's stripe.
+    """
+    T = layout.T
+    ind_src = layout.induction_sources.numpy() - layout.offset  # rows into the first copy's sources
+    dup_src = layout.duplicate_sources.numpy() - layout.offset
+    ind_tgt, dup_tgt = layout.induction_targets.numpy(), layout.duplicate_targets.numpy()
+    if control == "twin":
+        ind_keep, dup_keep = ind_src + 1 < T, dup_src + 2 < T
+        ind_src, ind_tgt, dup_src, dup_tgt = ind_src[ind_keep], ind_tgt[ind_keep], dup_src[dup_keep], dup_tgt[dup_keep]
+        return ((chi[:, ind_src, ind_tgt], right_neighbour_baseline(chi, ind_src, ind_tgt, first=1)),
+                (chi[:, dup_src, dup_tgt], right_neighbour_baseline(chi, dup_src, dup_tgt, first=2)))
+    if control == "neighbours":
+        return ((chi[:, ind_src, ind_tgt], neighbour_baseline(chi, ind_src, ind_tgt, other_stripe=-1)),
+                (chi[:, dup_src, dup_tgt], neighbour_baseline(chi, dup_src, dup_tgt, other_stripe=+1)))
+    return (chi[:, ind_src, ind_tgt], None), (chi[:, dup_src, dup_tgt], None)
+
+
+def right_neighbour_baseline(chi: np.ndarray, src_rows: np.ndarray, targets: np.ndarray, *, first: int) -> np.ndarray:
+    """The same target's mean response to the next sources to the right: the ``"twin"`` baseline's neighbours.
+
+    Why only the right: for the stripe target ``T+k-1`` a source ``j < k`` has a path without
+    induction (a duplicate-token head at ``T+j`` reads ``j``, and the target reads ``T+j``), which
+    the stripe source ``k`` and the sources after it lack; their own second-copy positions come
+    after the target. Averages ``chi[:, r + o, t]`` over the ``NEIGHBOUR_REACH`` offsets ``o =
+    first, first + 1, ...`` inside the first copy (``first`` = 1 for the induction stripe, 2 for the
+    duplicate stripe, whose target's induction source is one to the right).
+
+    Args:
+        chi: ``[n_read, T, N]`` response of the first copy's sources (rows) at every target.
+        src_rows: ``[P]`` stripe source rows into ``chi``; ``targets``: ``[P]`` their targets.
+
+    Returns:
+        ``[n_read, P]`` baseline per read layer and stripe entry.
+    """
+    if first not in (1, 2):
+        raise ValueError(f"first must be 1 (induction stripe) or 2 (duplicate stripe), got {first!r}")
+    return _mean_over_offsets(chi, src_rows, targets, list(range(first, first + NEIGHBOUR_REACH)))
+
+
+def _mean_over_offsets(chi: np.ndarray, src_rows: np.ndarray, targets: np.ndarray, offsets: list[int]) -> np.ndarray:
+    """``[n_read, P]``: mean of ``chi[:, r + o, t]`` over the offsets ``o`` that stay inside the first copy."""
     n_rows = chi.shape[1]
     total = np.zeros((chi.shape[0], len(src_rows)))
     count = np.zeros(len(src_rows))
@@ -290,14 +371,21 @@ def neighbour_baseline(chi: np.ndarray, src_rows: np.ndarray, targets: np.ndarra
     return total / count
 
 
+def _stripe_keys(control: str) -> tuple[str, ...]:
+    """The keys of :attr:`StripeData.induction` under a baseline."""
+    return ("repeated", "control", "twin", "twin_control") if control == "twin" else ("repeated", "control")
+
+
 def _sequence_runs(control: str, keep_matrices: bool) -> tuple[tuple[str, str], ...]:
     """``(key, sequence kind)`` of the sequences :func:`collect_stripes` runs per seed.
 
-    The neighbours baseline needs no control sequence; its matrices, when kept for a picture,
-    are those of random tokens.
+    The twin baseline runs each repeated sequence and its twin; the neighbours baseline needs no
+    second sequence (its matrices, when kept for a picture, are those of the twin).
     """
+    if control == "twin":
+        return (("repeated", "repeated"), ("twin", "twin"))
     if control == "neighbours":
-        return (("repeated", "repeated"), ("control", "random")) if keep_matrices else (("repeated", "repeated"),)
+        return (("repeated", "repeated"), ("twin", "twin")) if keep_matrices else (("repeated", "repeated"),)
     return (("repeated", "repeated"), ("control", control))
 
 
@@ -422,14 +510,16 @@ def rise_of(layers: Sequence[int], score: Sequence[float], boots: np.ndarray, co
 def scores_from_stripes(stripes: StripeData, *, model: str = "", method: str = "finite", n_directions: int = 1,
                         n_boot: int = 1000, confidence: float = 0.95, boot_seed: int = 0) -> InductionResult:
     """Turn stripe entries into scores, CIs, the rise over depth and the emergence layer (:class:`Rise`)."""
-    score, lo, hi, boots = bootstrap_ratio(stripes.induction["repeated"], stripes.induction["control"],
-                                           n_boot=n_boot, confidence=confidence, seed=boot_seed, return_boots=True)
+    ind = stripes.parts("induction")
+    score, lo, hi, boots = bootstrap_ratio(ind[0], ind[1], twin=ind[2:] or None, n_boot=n_boot,
+                                           confidence=confidence, seed=boot_seed, return_boots=True)
     after = np.asarray(stripes.read_layers) > stripes.layer  # the perturbed stream itself has no score
     rise = None
     if after.sum() >= 2:
         rise = rise_of(np.asarray(stripes.read_layers)[after], score[after], boots[:, after], confidence)
-    dscore, dlo, dhi = bootstrap_ratio(stripes.duplicate["repeated"], stripes.duplicate["control"],
-                                       n_boot=n_boot, confidence=confidence, seed=boot_seed + 1)
+    dup = stripes.parts("duplicate")
+    dscore, dlo, dhi = bootstrap_ratio(dup[0], dup[1], twin=dup[2:] or None, n_boot=n_boot, confidence=confidence,
+                                       seed=boot_seed + 1)
     return InductionResult(
         model=model, length=stripes.T, seeds=stripes.seeds, layer=stripes.layer, eps=stripes.eps, method=method,
         layers=list(stripes.read_layers), score=score.tolist(), ci_low=lo.tolist(), ci_high=hi.tolist(),
@@ -476,7 +566,7 @@ def induction_scores(
     eps: float = 1e-2,
     n_directions: int = 1,
     method: str = "finite",
-    control: str = "neighbours",
+    control: str = "twin",
     n_boot: int = 1000,
     confidence: float = 0.95,
     keep_matrices: bool = False,
@@ -607,7 +697,7 @@ def section_map(
     layout = induction_layout(lm, T)
     sources = list(range(layout.offset, layout.offset + T))
     # every l0 runs the same passes: the default baseline's sequences per seed, sources of the first copy
-    passes = len(l0s) * len(_sequence_runs("neighbours", False)) * len(seed_list) * _passes_per_sequence(lm, T, layout.offset, sources, n_directions,
+    passes = len(l0s) * len(_sequence_runs("twin", False)) * len(seed_list) * _passes_per_sequence(lm, T, layout.offset, sources, n_directions,
                                                                   "finite", response_kwargs)
     rows = {}
     with as_progress(progress, f"{lm.name} section map") as bar, bar.expect(passes):

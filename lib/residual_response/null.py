@@ -55,7 +55,7 @@ def null_study(
     families: Sequence[str] = FAMILIES,
     sizes: Sequence[str] = tuple(SIZES),
     init_seeds: Sequence[int] = (0, 1, 2),
-    controls: Sequence[str] = ("neighbours",),
+    controls: Sequence[str] = ("twin",),
     T: int = 12,
     seeds: Sequence[int] | int = 4,
     eps: float = 1e-2,
@@ -140,10 +140,11 @@ def coverage(rows: Sequence[NullRow]) -> dict[str, Coverage]:
 # --------------------------------------------------------------------------------------
 
 #: how the book names each baseline
-BASELINE_NAMES = {"random": "random control sequences", "neighbours": "neighbours", "shuffled": "shuffled copies"}
+BASELINE_NAMES = {"twin": "right neighbours against the twin", "random": "random sequences",
+                  "neighbours": "neighbours on both sides", "shuffled": "shuffled copies"}
 
 
-def emerged_models(rows: Sequence[NullRow], control: str = "neighbours") -> list[tuple]:
+def emerged_models(rows: Sequence[NullRow], control: str = "twin") -> list[tuple]:
     """The random models that pass the emergence criterion under ``control``: ``(family, size,
     init seed, emergence layer)``, sorted. None should."""
     return sorted({(r.family, r.size, r.init_seed, r.emergence_layer) for r in rows
@@ -186,3 +187,100 @@ def emergence_spread(stability: Sequence[dict], seeds: int) -> dict:
         if row["seeds"] == seeds:
             layers.setdefault(row["model"], []).append(row["emergence layer"])
     return {m: None if any(v is None for v in vs) else (int(min(vs)), int(max(vs))) for m, vs in sorted(layers.items())}
+
+
+# --------------------------------------------------------------------------------------
+# Calibration on the kind of model the score is used for: trained models too
+# --------------------------------------------------------------------------------------
+
+#: where a score "near 1" must lie on the streams of a trained model before its first induction heads
+PRE_INDUCTION_BAND = (0.8, 1.25)
+#: the share of streams (or layers) each calibration condition must reach
+REQUIRED_SHARE = 0.9
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One calibration condition of the score, measured on one model.
+
+    Attributes:
+        condition: ``"no repeat"`` (intervals of a trained model's score on sequences without a
+            repeat cover 1), ``"before the heads"`` (scores of the streams before the block of the
+            model's first top-5 attention-pattern head lie in :data:`PRE_INDUCTION_BAND`) or
+            ``"random init"`` (intervals of a random-init model's score cover 1).
+        model: the model's name; streams: the read streams counted.
+        passed: how many of them meet the condition.
+    """
+
+    condition: str
+    model: str
+    streams: tuple[int, ...]
+    passed: int
+
+    @property
+    def share(self) -> float:
+        return self.passed / len(self.streams) if self.streams else float("nan")
+
+    @property
+    def holds(self) -> bool:
+        return bool(self.streams) and self.share >= REQUIRED_SHARE
+
+
+def _scored_streams(res) -> list[int]:
+    return [i for i, l in enumerate(res.layers) if l > res.layer and np.isfinite(res.score[i])]
+
+
+def coverage_of_one(res, condition: str) -> Calibration:
+    """The read streams after ``l0`` whose interval covers 1, as a :class:`Calibration`."""
+    idx = _scored_streams(res)
+    ok = sum(res.ci_low[i] <= 1.0 <= res.ci_high[i] for i in idx)
+    return Calibration(condition, res.model, tuple(int(res.layers[i]) for i in idx), int(ok))
+
+
+def no_repeat_calibration(lm, reference) -> Calibration:
+    """Coverage of 1 by a trained model's score on sequences without a repeat.
+
+    The repeated sequences of ``reference`` (an :func:`.induction.induction_scores` result with
+    stripes) are replaced by random ones of the same length and seeds; everything else of the
+    score stays (:func:`.crosscheck.kind_scores`). A trained model has nothing to copy there.
+    """
+    from .crosscheck import kind_scores
+
+    res = kind_scores(lm, "random", reference)
+    out = coverage_of_one(res, "no repeat")
+    return Calibration(out.condition, lm.name, out.streams, out.passed)
+
+
+def first_head_block(lm, *, T: int = 20, seeds: int = 4, k: int = 5) -> int:
+    """The lowest block among the model's top-``k`` heads by attention-pattern induction score.
+
+    Why: the streams up to and including this block's input (``1..b``) hold no output of an
+    induction head yet, so a calibrated score lies near 1 there.
+    """
+    from .attention import induction_attention_scores, top_heads
+
+    return min(b for b, _, _ in top_heads(induction_attention_scores(lm, T=T, seeds=seeds), k))
+
+
+def before_heads_calibration(res, first_block: int, band: tuple[float, float] = PRE_INDUCTION_BAND) -> Calibration:
+    """Share of the scored streams ``l0+1 .. first_block`` whose score lies in ``band``."""
+    idx = [i for i in _scored_streams(res) if res.layers[i] <= first_block]
+    ok = sum(band[0] <= res.score[i] <= band[1] for i in idx)
+    return Calibration("before the heads", res.model, tuple(int(res.layers[i]) for i in idx), int(ok))
+
+
+def random_like(lm, seed: int = 0):
+    """A random-initialised model with ``lm``'s full configuration, tokens and name suffix ``(random init s)``.
+
+    Why: the null of the score at the size the book uses it. Small random models calibrate the
+    estimator cheaply, but a bias small enough to hide in their intervals can show at full size,
+    where intervals are narrow. The random model draws its sequences from the same ordinary
+    tokens as ``lm``.
+    """
+    import dataclasses
+
+    from .models import build_random_model
+
+    rnd = build_random_model(lm.family, seed=int(seed), config=lm.config, dtype=lm.dtype)
+    return dataclasses.replace(lm, model=rnd.model, name=f"{lm.name} (random init {seed})",
+                               source=f"random init of {lm.name}'s configuration, seed {seed}")

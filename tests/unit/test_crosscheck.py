@@ -72,7 +72,12 @@ def scored(random_lm):
 
 @pytest.fixture
 def scored_within(random_lm):
-    return induction_scores(random_lm, T=6, seeds=2, n_boot=50)  # the default neighbours baseline
+    return induction_scores(random_lm, T=6, seeds=2, n_boot=50, control="neighbours")
+
+
+@pytest.fixture
+def scored_twin(random_lm):
+    return induction_scores(random_lm, T=6, seeds=2, n_boot=50)  # the default: right neighbours against the twin
 
 
 def test_layer_rank_agreement_aligns_blocks_to_streams(random_lm, scored):
@@ -131,6 +136,27 @@ def test_controls_with_the_neighbours_baseline(random_lm, scored_within):
         assert res.stripes.induction["control"].shape == res.stripes.induction["repeated"].shape
     with pytest.raises(ValueError, match="kind_scores"):
         seed_null_scores(scored_within)
+
+
+def test_controls_with_the_twin_baseline(random_lm, scored_twin):
+    st = scored_twin.stripes
+    assert scored_twin.control == "twin" and set(st.induction) == {"repeated", "control", "twin", "twin_control"}
+    # the score is the ratio of the two ratios, over all seeds and stripe positions
+    rep, ctrl, twin, twin_ctrl = (a.mean(axis=(0, 2)) for a in st.parts("induction"))
+    np.testing.assert_allclose(scored_twin.score[1:], ((rep / ctrl) / (twin / twin_ctrl))[1:], rtol=1e-10)
+    # "repeated" reproduces the reference; random and shuffled sequences take the repeats' place
+    again = kind_scores(random_lm, "repeated", scored_twin, n_boot=50)
+    np.testing.assert_allclose(again.score[1:], scored_twin.score[1:], rtol=1e-6)
+    for kind in ("random", "shuffled"):
+        res = kind_scores(random_lm, kind, scored_twin, n_boot=50)
+        s = np.asarray(res.score)[1:]
+        assert np.all(np.isfinite(s)) and np.all(s < 2.0) and np.all(s > 0.5), (kind, res.score)
+        np.testing.assert_array_equal(res.stripes.induction["twin"], st.induction["twin"])  # reused, not rerun
+    # twins of the odd seeds against those of the even seeds
+    null = seed_null_scores(scored_twin, n_boot=50)
+    odd = [a[1::2].mean(axis=(0, 2)) for a in (st.induction["twin"], st.induction["twin_control"])]
+    even = [a[0::2].mean(axis=(0, 2)) for a in (st.induction["twin"], st.induction["twin_control"])]
+    np.testing.assert_allclose(null.score[1:], ((odd[0] / odd[1]) / (even[0] / even[1]))[1:], rtol=1e-10)
 
 
 def test_ablation_study_random_draws_exclude_named_heads(random_lm):
