@@ -235,11 +235,13 @@ def paired_score_change(
 
 @dataclass
 class AblationStudy:
-    """Induction scores and second-copy losses without ablation, with the named heads ablated, and
-    with ``n_random`` draws of as many random heads ablated.
+    """Induction scores and second-copy losses without ablation, with named heads ablated, and with
+    ``n_random`` draws of as many random heads ablated.
 
-    ``results``/``losses`` are keyed ``"none"``, ``"top"``, ``"random-0"``, ``"random-1"``...;
-    ``heads`` holds the ablated heads ``(block, head)`` of each condition.
+    ``results``/``losses`` are keyed ``"none"``, ``"top"`` (the heads the response names),
+    ``"attention"`` (the top heads by attention pattern, the positive control, when given),
+    ``"random-0"``, ``"random-1"``...; ``heads`` holds the ablated heads ``(block, head)`` of each
+    condition.
     """
 
     model: str
@@ -249,11 +251,42 @@ class AblationStudy:
     losses: dict[str, RepeatLoss]
     random_keys: list[str] = field(default_factory=list)
 
+    @property
+    def named_keys(self) -> list[str]:
+        """The conditions that ablate named heads: ``"top"``, and ``"attention"`` when it was run."""
+        return [k for k in ("top", "attention") if k in self.results]
+
     def score_drop(self, which: str = "top", **boot) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per read layer: unablated score minus the score under ``which`` (``"top"`` or ``"random"``,
-        the mean over random draws), with a paired bootstrap CI (:func:`paired_score_change`)."""
+        """Per read layer: unablated score minus the score under ``which`` (a condition key, or
+        ``"random"``: the mean over random draws), with a paired bootstrap CI (:func:`paired_score_change`)."""
         keys = self.random_keys if which == "random" else [which]
         return paired_score_change(self.results["none"].stripes, [self.results[k].stripes for k in keys], **boot)
+
+    def drops(self, stream: int = -1) -> dict[str, float]:
+        """The point drop of the score at one read stream (index into the read streams; default
+        the last), unablated minus ablated, for every condition but ``"none"``."""
+        base = self.results["none"].score[stream]
+        return {k: float(base - r.score[stream]) for k, r in self.results.items() if k != "none"}
+
+    def rank_test(self, which: str = "top", *, stream: int = -1, n_boot: int = 1000, confidence: float = 0.95,
+                  seed: int = 0) -> "RankTest":
+        """How the drop under the named heads ``which`` ranks among the random draws (:class:`RankTest`)."""
+        if which not in self.named_keys:
+            raise ValueError(f"which must be one of {self.named_keys}, got {which!r}")
+        if len(self.random_keys) < 1:
+            raise ValueError("the study has no random draws to rank against")
+        d = self.drops(stream)
+        rand = np.array([d[k] for k in self.random_keys])
+        p = (1 + int(np.sum(rand >= d[which]))) / (1 + len(rand))
+        diff, lo, hi = paired_ratio_change(
+            self.results["none"].stripes.parts("induction"), [self.results[which].stripes.parts("induction")],
+            n_boot=n_boot, confidence=confidence, seed=seed,
+            against=[self.results[k].stripes.parts("induction") for k in self.random_keys])
+        r_lo, r_hi = np.quantile(rand, [(1 - confidence) / 2, (1 + confidence) / 2])
+        return RankTest(which=which, drop=d[which], random_drops=rand.tolist(), p_value=p,
+                        random_low=float(r_lo), random_high=float(r_hi),
+                        difference=float(diff[stream]), difference_low=float(lo[stream]),
+                        difference_high=float(hi[stream]), confidence=confidence)
 
     def loss_rise(self, which: str = "top", *, n_boot: int = 1000, confidence: float = 0.95) -> BootstrapMean:
         """Second-copy loss under ``which`` minus without ablation, paired by seed
@@ -264,10 +297,57 @@ class AblationStudy:
         return bootstrap_mean(ablated - base, n_boot=n_boot, confidence=confidence)
 
 
+#: the level at which a named set of heads counts as distinguishable from random ones
+RANK_TEST_LEVEL = 0.05
+
+
+@dataclass(frozen=True)
+class RankTest:
+    """The drop of the score when named heads are ablated, ranked among random draws of as many heads.
+
+    Why a rank: the random draws differ far more from each other than the resampling of one draw
+    says; a named set means something only if its drop stands out from the *spread* of the draws.
+
+    Attributes:
+        which: the named condition (``"top"`` or ``"attention"``); drop: its point drop at the stream.
+        random_drops: the drop of every random draw; random_low/high: their central ``confidence`` range.
+        p_value: the permutation p-value ``(1 + #{random drops >= drop}) / (1 + n_random)``.
+        difference, difference_low/high: drop minus the mean random drop, with a bootstrap interval
+            that resamples the random draws as well as seeds and stripe positions.
+    """
+
+    which: str
+    drop: float
+    random_drops: list[float]
+    p_value: float
+    random_low: float
+    random_high: float
+    difference: float
+    difference_low: float
+    difference_high: float
+    confidence: float = 0.95
+
+    @property
+    def n_random(self) -> int:
+        return len(self.random_drops)
+
+    @property
+    def distinguishable(self) -> bool:
+        """Whether the named heads' drop stands out: p at most :data:`RANK_TEST_LEVEL` and the
+        difference's interval above 0."""
+        return self.p_value <= RANK_TEST_LEVEL and self.difference_low > 0
+
+    @property
+    def smallest_p(self) -> float:
+        """The smallest p-value the number of draws allows, ``1 / (1 + n_random)``."""
+        return 1 / (1 + self.n_random)
+
+
 def ablation_study(
     lm: LoadedModel,
     heads: Sequence[tuple[int, int]],
     *,
+    attention_heads: Sequence[tuple[int, int]] | None = None,
     n_random: int = 3,
     T: int = 10,
     seeds: Sequence[int] | int = 2,
@@ -284,13 +364,18 @@ def ablation_study(
     (:func:`.behaviour.repeat_loss`) under each.
 
     Why: if the named heads carry induction, removing them must lower the score and raise the
-    second-copy loss more than removing random heads does. Random draws exclude the named heads
-    and are drawn with seeds ``random_seed + j``.
+    second-copy loss more than removing random heads does (:meth:`AblationStudy.rank_test`).
+    ``attention_heads`` (as many heads, the top ones by attention pattern) is the positive control:
+    a set known to hold induction heads, ablated the same way. Random draws are drawn with seeds
+    ``random_seed + j`` from the heads outside both named sets.
     """
     check_model(lm)
     heads = validate_heads(lm, heads)
     if not heads:
         raise ValueError("heads is empty; name at least one head to ablate")
+    attention_heads = None if attention_heads is None else validate_heads(lm, attention_heads)
+    if attention_heads is not None and len(attention_heads) != len(heads):
+        raise ValueError(f"attention_heads must name as many heads as heads ({len(heads)}), got {len(attention_heads)}")
     check_int(n_random, "n_random", minimum=1)
     check_seeds(seeds)
     check_bootstrap(n_boot, 0.95)
@@ -298,10 +383,13 @@ def ablation_study(
     if mode == "mean" and means is None:
         means = head_means(lm)
     conditions = {"none": [], "top": heads}
+    if attention_heads is not None:
+        conditions["attention"] = attention_heads
+    named = set(heads) | set(attention_heads or [])
     random_keys = []
     for j in range(n_random):
         key = f"random-{j}"
-        conditions[key] = random_heads(lm, k, seed=random_seed + j, exclude=heads)
+        conditions[key] = random_heads(lm, k, seed=random_seed + j, exclude=sorted(named))
         random_keys.append(key)
     results, losses = {}, {}
     for key, hs in conditions.items():

@@ -239,8 +239,9 @@ def bootstrap_ratio(
 
 
 def paired_ratio_change(
-    base: tuple[np.ndarray, np.ndarray], others: Sequence[tuple[np.ndarray, np.ndarray]], *,
+    base: tuple[np.ndarray, ...], others: Sequence[tuple[np.ndarray, ...]], *,
     n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
+    against: Sequence[tuple[np.ndarray, ...]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``ratio(base) - mean_j ratio(others[j])`` per layer, with a paired two-level bootstrap CI.
 
@@ -249,25 +250,42 @@ def paired_ratio_change(
     sequence-to-sequence spread they share cancels. Several ``others`` (random-head draws) are
     averaged inside each replicate.
 
+    With ``against`` (a list of runs, e.g. random-head draws) the result is instead the drop from
+    ``base`` under ``others`` minus the mean drop under ``against``, which is
+    ``mean_i ratio(against[i]) - mean_j ratio(others[j])`` (``base`` cancels). Each replicate then
+    also resamples the runs of ``against`` with replacement, so the interval holds the spread
+    *between* them, not only the resampling within each.
+
     Args:
-        base, others: ``(rep, ctrl)`` pairs, or ``(rep, ctrl, twin_rep, twin_ctrl)`` quadruples
-            (the ratio of ratios of :func:`bootstrap_ratio`), of ``[n_seeds, n_layers, P]`` stripe
-            entries, all of one shape.
+        base, others, against: ``(rep, ctrl)`` pairs, or ``(rep, ctrl, twin_rep, twin_ctrl)``
+            quadruples (the ratio of ratios of :func:`bootstrap_ratio`), of ``[n_seeds, n_layers,
+            P]`` stripe entries, all of one shape.
 
     Returns:
         ``(change, low, high)``, each ``[n_layers]`` (``nan`` where a ratio is undefined).
     """
     n_boot, confidence = check_bootstrap(n_boot, confidence)
     S, _, P = np.shape(base[0])
-    si, pi = two_level_indices(np.random.default_rng(seed), S, P, n_boot)
+    rng = np.random.default_rng(seed)
+    si, pi = two_level_indices(rng, S, P, n_boot)
     full_s, full_p = np.arange(S)[None], np.broadcast_to(np.arange(P), (1, S, P))
 
     def ratio(parts, s_idx, p_idx):
         return resampled_ratio(parts[0], parts[1], s_idx, p_idx, tuple(parts[2:4]) if len(parts) == 4 else None)
 
     with np.errstate(invalid="ignore"):
-        change = ratio(base, full_s, full_p)[0] - np.mean([ratio(o, full_s, full_p)[0] for o in others], axis=0)
-        boots = ratio(base, si, pi) - np.mean([ratio(o, si, pi) for o in others], axis=0)
+        if against is None:
+            change = ratio(base, full_s, full_p)[0] - np.mean([ratio(o, full_s, full_p)[0] for o in others], axis=0)
+            boots = ratio(base, si, pi) - np.mean([ratio(o, si, pi) for o in others], axis=0)
+        else:
+            if not against:
+                raise ValueError("against is empty; give the runs to compare the drop with")
+            pick = rng.integers(0, len(against), size=(n_boot, len(against)))  # runs of `against`, resampled
+            named = np.mean([ratio(o, full_s, full_p)[0] for o in others], axis=0)
+            change = np.mean([ratio(a, full_s, full_p)[0] for a in against], axis=0) - named
+            per_run = np.stack([ratio(a, si, pi) for a in against])  # [n_against, n_boot, n_layers]
+            boots = (per_run[pick, np.arange(n_boot)[:, None]].mean(axis=1)
+                     - np.mean([ratio(o, si, pi) for o in others], axis=0))
         lo, hi = percentile_interval(boots, confidence, ignore_nan=True)  # the perturbed layer: all nan
     bad = ~np.isfinite(change)
     lo[bad] = hi[bad] = np.nan

@@ -228,3 +228,14 @@ def test_keyword_alias_and_regime_stream():
     iv = RegimeInterval(3, 1e-3, 1e-2, 4, 1.0, 1e-3, 0.01)
     assert iv.layer == iv.stream == 3 and iv.to_dict()["layer"] == 3 and "stream" not in iv.to_dict()
     assert RegimeInterval.from_dict(iv.to_dict()) == iv
+
+
+def test_section_map_writing_blocks():
+    """A row whose first read stream already has an interval above 1: block l0 writes the stripe."""
+    from residual_response.induction import SectionMap
+
+    nan = np.nan
+    lo = np.array([[nan, 0.9, 3.0, 3.0], [nan, nan, 2.5, 2.0], [nan, nan, nan, 0.8]])
+    sm = SectionMap("m", 6, [0], [0, 1, 2], [0, 1, 2, 3], score=lo + 0.5, ci_low=lo, ci_high=lo + 1,
+                    duplicate_score=lo)
+    assert sm.writing_blocks() == [1]
