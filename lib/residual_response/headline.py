@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -40,6 +41,13 @@ class Headline(KeyAccess):
         rise_start, rise_end, rise_width, rise_width_ci: the 10 % and 90 % layers and the width between.
         peak_score, peak_ci, peak_layer: the largest score, its interval and its read stream.
         regime: the universal-regime window at the last stream (:func:`regime_window`).
+        linearity: how far the response at ``CANONICAL["eps"]`` lies from the exact linear response
+            (:func:`linearity_check`).
+        eps_tenth: how much the scores move when eps is divided by 10 (:func:`eps_tenth_check`).
+        layers, score, ci_low, ci_high: the whole canonical profile (``None`` at ``l0``), so that a
+            page quoting it needs no second run.
+        head_blocks: the blocks of the model's top-5 heads by attention pattern, best first
+            (:func:`.attention.top_heads` at the canonical ``T`` and seeds).
         key: what the cached file is valid for; provenance: how it was made.
     """
 
@@ -58,8 +66,20 @@ class Headline(KeyAccess):
     peak_ci: list[float | None]
     peak_layer: int
     regime: dict
+    linearity: dict
+    eps_tenth: dict
+    layers: list[int]
+    score: list[float | None]
+    ci_low: list[float | None]
+    ci_high: list[float | None]
+    head_blocks: list[int]
     key: dict
     provenance: dict | None = None
+
+    @property
+    def first_head_block(self) -> int:
+        """The lowest block among the top-5 attention-pattern heads."""
+        return min(self.head_blocks)
 
     def to_json_dict(self) -> dict:
         """The cached file's content (plain JSON types, in field order)."""
@@ -99,11 +119,11 @@ def headline(lm) -> Headline:
         ``None`` when the score does not rise; ``regime`` is the universal-regime window at the
         last stream (:func:`regime_window`).
     """
+    from .attention import induction_attention_scores, top_heads
+    from .checks import check_model
     from .induction import induction_scores
     from .io import write_json_atomic
     from .provenance import RunClock, collect
-
-    from .checks import check_model
 
     check_model(lm)
     path = headline_path(lm.name)
@@ -130,6 +150,12 @@ def headline(lm) -> Headline:
         peak_score=_finite(res.score[best]), peak_ci=[_finite(res.ci_low[best]), _finite(res.ci_high[best])],
         peak_layer=int(res.layers[best]),
         regime=regime_window(lm),
+        linearity=linearity_check(lm),
+        eps_tenth=eps_tenth_check(lm, res),
+        layers=[int(x) for x in res.layers], score=[_finite(x) for x in res.score],
+        ci_low=[_finite(x) for x in res.ci_low], ci_high=[_finite(x) for x in res.ci_high],
+        head_blocks=[b for b, _, _ in top_heads(induction_attention_scores(lm, T=CANONICAL["T"],
+                                                                           seeds=CANONICAL["seeds"]), 5)],
         key=key,
         provenance=collect(lm, {"T": CANONICAL["T"], "seeds": CANONICAL["seeds"], "eps": CANONICAL["eps"],
                                 "layer": CANONICAL["layer"], "n_boot": HEADLINE_N_BOOT, "method": "finite",
@@ -138,6 +164,62 @@ def headline(lm) -> Headline:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, out.to_json_dict())
     return out
+
+
+#: the sequences and sources of :func:`linearity_check`
+LINEARITY_CHECK = {"seeds": 4, "n_sources": 4}
+
+
+def linearity_check(lm) -> dict:
+    """How far the response at ``CANONICAL["eps"]`` lies from the exact linear response, at the last stream.
+
+    Why this and not only the regime window: the window's ends come from one sequence and a 1 %
+    tolerance, and move with the tokens drawn; what a measurement at one eps needs to know is how
+    far *its* chi lies from the ``eps -> 0`` limit. The limit is computed exactly by forward-mode
+    differentiation (``method="jvp"``). Over ``LINEARITY_CHECK["seeds"]`` repeated sequences at the
+    canonical ``T`` with ``n_sources`` sources each: the relative deviation of the mean chi over
+    pairs ``t >= s`` at stream ``L`` (the regime's summary curve).
+
+    Returns:
+        ``{"eps", "T", "seeds", "n_sources", "deviations", "median", "max"}`` (deviations per sequence).
+    """
+    from .engine import response
+    from .regime import layer_curves
+    from .sequences import make_sequence, spread
+
+    eps, T, n = CANONICAL["eps"], CANONICAL["T"], LINEARITY_CHECK["n_sources"]
+    devs = []
+    for seed in range(LINEARITY_CHECK["seeds"]):
+        tokens = make_sequence(lm, "repeated", T, seed)
+        sources = spread(1, len(tokens) - 2, n)
+        kw = dict(layer=0, read_layers=[lm.n_layers], sources=sources, seed=seed)
+        finite = layer_curves(response(lm, tokens, [eps], **kw))[0, 0]
+        linear = layer_curves(response(lm, tokens, None, method="jvp", **kw))[0, 0]
+        devs.append(float(abs(finite / linear - 1.0)))
+    return {"eps": eps, "T": T, "seeds": LINEARITY_CHECK["seeds"], "n_sources": n, "deviations": devs,
+            "median": float(statistics.median(devs)), "max": float(max(devs))}
+
+
+def eps_tenth_check(lm, res) -> dict:
+    """The largest relative change of the canonical scores when eps is divided by 10.
+
+    Why: the practical question behind "is eps inside the regime" is whether the numbers the book
+    quotes depend on it. Same sequences, sources and directions as ``res``; only eps changes.
+
+    Returns:
+        ``{"eps", "eps_small", "max_change", "stream", "emergence_layer"}``: the largest
+        ``|S(eps/10) / S(eps) - 1|`` over the read streams after ``l0``, where it is, and the
+        emergence layer at ``eps/10``.
+    """
+    from .induction import induction_scores
+
+    small = induction_scores(lm, T=CANONICAL["T"], seeds=CANONICAL["seeds"], eps=CANONICAL["eps"] / 10,
+                             layer=CANONICAL["layer"], n_boot=200)
+    changes = [(abs(b / a - 1.0), l) for l, a, b in zip(res.layers, res.score, small.score)
+               if l > res.layer and math.isfinite(a) and math.isfinite(b)]
+    worst, stream = max(changes)
+    return {"eps": CANONICAL["eps"], "eps_small": CANONICAL["eps"] / 10, "max_change": float(worst),
+            "stream": int(stream), "emergence_layer": small.emergence_layer}
 
 
 def regime_window(lm) -> dict:
