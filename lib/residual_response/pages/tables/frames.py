@@ -184,11 +184,11 @@ def timed(store: dict, step: str) -> Iterator[None]:
 
 def stripe_contrasts(mats: Mapping[str, np.ndarray], read_layers: Sequence[int], layout, top: int,
                      first: int) -> dict[str, float]:
-    """Mean chi on the stripes at layer ``top``, and repeated / control ratios at ``top`` and ``first``.
+    """Mean chi on the stripes at layer ``top``, and repeated / twin ratios at ``top`` and ``first``.
 
-    ``mats``: ``{"repeated"|"control": [n_read, T, N]}`` (seed means); ``layout`` an
+    ``mats``: ``{"repeated"|"twin": [n_read, T, N]}`` (seed means); ``layout`` an
     :class:`~residual_response.sequences.InductionLayout`. Keys: ``ind_rep_top``,
-    ``ind_ctrl_top`` (induction stripe), ``ind_ratio_top``, ``ind_ratio_first``, ``dup_ratio_top``.
+    ``ind_twin_top`` (induction stripe), ``ind_ratio_top``, ``ind_ratio_first``, ``dup_ratio_top``.
     """
     offset = layout.offset  # row j of a matrix is the source at position offset + j
     ind = (layout.induction_sources.numpy() - offset, layout.induction_targets.numpy())
@@ -198,9 +198,9 @@ def stripe_contrasts(mats: Mapping[str, np.ndarray], read_layers: Sequence[int],
         return stripe_mean(mats[kind], read_layers, layer, *cells)
 
     def ratio(layer, cells):
-        return mean("repeated", layer, cells) / mean("control", layer, cells)
+        return mean("repeated", layer, cells) / mean("twin", layer, cells)
 
-    return {"ind_rep_top": mean("repeated", top, ind), "ind_ctrl_top": mean("control", top, ind),
+    return {"ind_rep_top": mean("repeated", top, ind), "ind_twin_top": mean("twin", top, ind),
             "ind_ratio_first": ratio(first, ind), "ind_ratio_top": ratio(top, ind), "dup_ratio_top": ratio(top, dup)}
 
 
