@@ -50,7 +50,7 @@ from .checks import (check_bootstrap, check_choice, check_int, check_int_list, c
 from .models import LoadedModel
 from .progress import Progress, as_progress
 from .engine import planned_passes, response
-from .sequences import induction_layout, make_sequence, validate_length
+from .sequences import InductionLayout, induction_layout, make_sequence, validate_length
 from .stats import bootstrap_ratio, percentile_interval
 
 __all__ = [
@@ -62,6 +62,7 @@ __all__ = [
     "collect_stripes",
     "emergence_layer",
     "induction_scores",
+    "rescore_baseline",
     "rescore_seeds",
     "right_neighbour_baseline",
     "stripe_entries",
@@ -571,8 +572,48 @@ def rescore_seeds(result: InductionResult, seeds: Sequence[int]) -> InductionRes
     sub = StripeData(T=st.T, layer=st.layer, eps=st.eps, seeds=use, read_layers=st.read_layers,
                      induction={k: v[rows] for k, v in st.induction.items()},
                      duplicate={k: v[rows] for k, v in st.duplicate.items()},
-                     sources=st.sources, control_kind=st.control_kind)
+                     sources=st.sources, control_kind=st.control_kind,
+                     matrices=None if st.matrices is None else {k: v[rows] for k, v in st.matrices.items()})
     out = scores_from_stripes(sub, model=result.model, method=result.method, n_directions=result.n_directions,
+                              n_boot=result.n_boot, confidence=result.confidence)
+    out.n_layers = result.n_layers
+    return out
+
+
+def rescore_baseline(result: InductionResult, control: str) -> InductionResult:
+    """The same runs scored against another baseline, from the response matrices the result kept.
+
+    Why: comparing baselines on the *same* sequences and directions shows what the baseline
+    alone changes. Needs ``keep_matrices=True``; ``"neighbours"`` needs the repeated sequences'
+    matrices, ``"twin"`` also the twins' (kept by a ``"twin"`` run).
+
+    Args:
+        result: an :func:`induction_scores` result with stripes and matrices.
+        control: ``"twin"`` or ``"neighbours"``.
+    """
+    st = result.stripes
+    if st is None or st.matrices is None:
+        raise ValueError("result has no response matrices to rescore (compute it with keep_matrices=True)")
+    check_choice(control, "control", ("twin", "neighbours"))
+    if control == "twin" and "twin" not in st.matrices:
+        raise ValueError("the twin baseline needs the twins' matrices: compute the result with the twin baseline")
+    layout = InductionLayout(T=st.T, offset=st.sources[0])
+    keys = {"repeated": "repeated", "twin": "twin"} if control == "twin" else {"repeated": "repeated"}
+    induction = {k: [] for k in _stripe_keys(control)}
+    duplicate = {k: [] for k in _stripe_keys(control)}
+    for key, kind in keys.items():
+        base_key = "twin_control" if key == "twin" else "control"
+        for chi in st.matrices[kind]:  # [n_read, T, N] per seed
+            (i_s, i_b), (d_s, d_b) = stripe_entries(chi, layout, control)
+            induction[key].append(i_s)
+            induction[base_key].append(i_b)
+            duplicate[key].append(d_s)
+            duplicate[base_key].append(d_b)
+    new = StripeData(T=st.T, layer=st.layer, eps=st.eps, seeds=st.seeds, read_layers=st.read_layers,
+                     induction={k: np.stack(v) for k, v in induction.items()},
+                     duplicate={k: np.stack(v) for k, v in duplicate.items()},
+                     sources=st.sources, control_kind=control, matrices=st.matrices)
+    out = scores_from_stripes(new, model=result.model, method=result.method, n_directions=result.n_directions,
                               n_boot=result.n_boot, confidence=result.confidence)
     out.n_layers = result.n_layers
     return out

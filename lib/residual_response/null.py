@@ -197,44 +197,52 @@ def emergence_spread(stability: Sequence[dict], seeds: int) -> dict:
 PRE_INDUCTION_BAND = (0.8, 1.25)
 #: the share of streams (or layers) each calibration condition must reach
 REQUIRED_SHARE = 0.9
+#: the conditions a null must meet, in the order the book lists them
+CONDITIONS = ("random init", "random init, full size", "no repeat", "before the heads", "emergence")
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """One calibration condition of the score, measured on one model.
+    """One calibration condition of the score, measured on one model under one baseline.
 
     Attributes:
-        condition: ``"no repeat"`` (intervals of a trained model's score on sequences without a
-            repeat cover 1), ``"before the heads"`` (scores of the streams before the block of the
-            model's first top-5 attention-pattern head lie in :data:`PRE_INDUCTION_BAND`) or
-            ``"random init"`` (intervals of a random-init model's score cover 1).
-        model: the model's name; streams: the read streams counted.
+        condition: one of :data:`CONDITIONS`: ``"random init"`` / ``"random init, full size"``
+            (intervals of a random-init model's score cover 1: small models of every family, or
+            models with a stand-in's whole configuration), ``"no repeat"`` (intervals of a trained
+            model's score on sequences without a repeat cover 1), ``"before the heads"`` (scores of
+            the streams up to the block of the model's first top-5 attention-pattern head lie in
+            :data:`PRE_INDUCTION_BAND`), ``"emergence"`` (the emergence layer at every ``T`` lies
+            within one stream of the others and of the first head block + 1; one unit per ``T``).
+        model: the model's name; baseline: the score's baseline (:data:`.induction.CONTROLS`).
+        units: what was counted (read streams, or copy lengths for ``"emergence"``).
         passed: how many of them meet the condition.
     """
 
     condition: str
     model: str
-    streams: tuple[int, ...]
+    baseline: str
+    units: tuple[int, ...]
     passed: int
 
     @property
     def share(self) -> float:
-        return self.passed / len(self.streams) if self.streams else float("nan")
+        return self.passed / len(self.units) if self.units else float("nan")
 
     @property
     def holds(self) -> bool:
-        return bool(self.streams) and self.share >= REQUIRED_SHARE
+        required = 1.0 if self.condition == "emergence" else REQUIRED_SHARE
+        return bool(self.units) and self.share >= required
 
 
-def _scored_streams(res) -> list[int]:
+def _scored(res) -> list[int]:
     return [i for i, l in enumerate(res.layers) if l > res.layer and np.isfinite(res.score[i])]
 
 
-def coverage_of_one(res, condition: str) -> Calibration:
+def coverage_of_one(res, condition: str, model: str | None = None) -> Calibration:
     """The read streams after ``l0`` whose interval covers 1, as a :class:`Calibration`."""
-    idx = _scored_streams(res)
+    idx = _scored(res)
     ok = sum(res.ci_low[i] <= 1.0 <= res.ci_high[i] for i in idx)
-    return Calibration(condition, res.model, tuple(int(res.layers[i]) for i in idx), int(ok))
+    return Calibration(condition, model or res.model, res.control, tuple(int(res.layers[i]) for i in idx), int(ok))
 
 
 def no_repeat_calibration(lm, reference) -> Calibration:
@@ -246,31 +254,39 @@ def no_repeat_calibration(lm, reference) -> Calibration:
     """
     from .crosscheck import kind_scores
 
-    res = kind_scores(lm, "random", reference)
-    out = coverage_of_one(res, "no repeat")
-    return Calibration(out.condition, lm.name, out.streams, out.passed)
+    return coverage_of_one(kind_scores(lm, "random", reference), "no repeat", model=lm.name)
 
 
-def first_head_block(lm, *, T: int = 20, seeds: int = 4, k: int = 5) -> int:
-    """The lowest block among the model's top-``k`` heads by attention-pattern induction score.
+def before_heads_calibration(res, first_block: int, band: tuple[float, float] = PRE_INDUCTION_BAND,
+                             model: str | None = None) -> Calibration:
+    """Share of the scored streams ``l0+1 .. first_block`` whose score lies in ``band``.
 
-    Why: the streams up to and including this block's input (``1..b``) hold no output of an
-    induction head yet, so a calibrated score lies near 1 there.
+    Why up to ``first_block``: stream ``b`` enters block ``b``, so the streams ``1..b`` of the
+    first block ``b`` that holds a top-5 induction head carry no output of such a head yet.
     """
-    from .attention import induction_attention_scores, top_heads
-
-    return min(b for b, _, _ in top_heads(induction_attention_scores(lm, T=T, seeds=seeds), k))
-
-
-def before_heads_calibration(res, first_block: int, band: tuple[float, float] = PRE_INDUCTION_BAND) -> Calibration:
-    """Share of the scored streams ``l0+1 .. first_block`` whose score lies in ``band``."""
-    idx = [i for i in _scored_streams(res) if res.layers[i] <= first_block]
+    idx = [i for i in _scored(res) if res.layers[i] <= first_block]
     ok = sum(band[0] <= res.score[i] <= band[1] for i in idx)
-    return Calibration("before the heads", res.model, tuple(int(res.layers[i]) for i in idx), int(ok))
+    return Calibration("before the heads", model or res.model, res.control, tuple(int(res.layers[i]) for i in idx),
+                       int(ok))
+
+
+def emergence_calibration(results_by_T: dict, first_block: int, model: str | None = None) -> Calibration:
+    """Whether the emergence layer at each copy length lies within one stream of the others and of
+    ``first_block + 1`` (the stream the first top-5 attention-pattern head writes).
+
+    One unit per ``T``; a ``T`` passes when its emergence layer exists, lies within one stream of
+    ``first_block + 1``, and the layers over all ``T`` span at most two streams.
+    """
+    layers = {T: r.emergence_layer for T, r in sorted(results_by_T.items())}
+    found = [l for l in layers.values() if l is not None]
+    stable = bool(found) and max(found) - min(found) <= 1
+    ok = sum(l is not None and abs(l - (first_block + 1)) <= 1 and stable for l in layers.values())
+    first = next(iter(results_by_T.values()))
+    return Calibration("emergence", model or first.model, first.control, tuple(layers), int(ok))
 
 
 def random_like(lm, seed: int = 0):
-    """A random-initialised model with ``lm``'s full configuration, tokens and name suffix ``(random init s)``.
+    """A random-initialised model with ``lm``'s full configuration and tokens, named ``<name> (random init s)``.
 
     Why: the null of the score at the size the book uses it. Small random models calibrate the
     estimator cheaply, but a bias small enough to hide in their intervals can show at full size,
@@ -284,3 +300,36 @@ def random_like(lm, seed: int = 0):
     rnd = build_random_model(lm.family, seed=int(seed), config=lm.config, dtype=lm.dtype)
     return dataclasses.replace(lm, model=rnd.model, name=f"{lm.name} (random init {seed})",
                                source=f"random init of {lm.name}'s configuration, seed {seed}")
+
+
+def under_baselines(res, baselines: Sequence[str] = ("neighbours", "twin")) -> dict:
+    """``{baseline: result}``: one run scored under several baselines (:func:`.induction.rescore_baseline`)."""
+    from .induction import rescore_baseline
+
+    return {b: res if b == res.control else rescore_baseline(res, b) for b in baselines}
+
+
+def neighbour_profile(res, offsets: Sequence[int] = range(-6, 7)) -> dict[int, np.ndarray]:
+    """How a repeat moves the response to each source near the stripe: ``{o: [n_read]}``.
+
+    For source offset ``o`` from the stripe source ``k``, the mean over seeds and stripe entries of
+    ``chi(k + o, T + k - 1)`` on the repeated sequences over the same mean on their twins. Without
+    induction or any other path that the repeat opens, every offset is near the same value; in a
+    trained model the left offsets (``o < 0``) rise, through the second copy, before induction does.
+    Needs a twin run with its matrices (``keep_matrices=True``).
+    """
+    st = res.stripes
+    if st is None or st.matrices is None or "twin" not in st.matrices:
+        raise ValueError("neighbour_profile needs a twin run with its matrices (keep_matrices=True)")
+    T, off = st.T, st.sources[0]
+    out = {}
+    for o in offsets:
+        ks = [k for k in range(2, T + 1) if 0 <= k - 1 + o < T]
+        if not ks:
+            continue
+        rows, tgts = np.array([k - 1 + o for k in ks]), np.array([T + k - 2 + off for k in ks])
+        rep = st.matrices["repeated"][:, :, rows, tgts].mean(axis=(0, 2))  # [n_read]
+        twin = st.matrices["twin"][:, :, rows, tgts].mean(axis=(0, 2))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[int(o)] = rep / twin
+    return out

@@ -239,3 +239,20 @@ def test_section_map_writing_blocks():
     sm = SectionMap("m", 6, [0], [0, 1, 2], [0, 1, 2, 3], score=lo + 0.5, ci_low=lo, ci_high=lo + 1,
                     duplicate_score=lo)
     assert sm.writing_blocks() == [1]
+
+
+def test_rescore_baseline_reproduces_a_run_with_that_baseline():
+    """Scoring kept matrices against another baseline equals running with that baseline (same directions)."""
+    from residual_response.induction import rescore_baseline
+
+    lm = build_random_model("gpt2", seed=0)
+    twin = induction_scores(lm, T=6, seeds=2, n_boot=50, keep_matrices=True)
+    assert set(twin.stripes.matrices) == {"repeated", "twin"}
+    for control in ("neighbours", "twin"):
+        direct = induction_scores(lm, T=6, seeds=2, n_boot=50, control=control)
+        again = rescore_baseline(twin, control)
+        assert again.control == control
+        np.testing.assert_allclose(again.score[1:], direct.score[1:], rtol=1e-10)
+        np.testing.assert_allclose(again.ci_low[1:], direct.ci_low[1:], rtol=1e-10)
+    with pytest.raises(ValueError, match="keep_matrices"):
+        rescore_baseline(induction_scores(lm, T=6, seeds=2, n_boot=50), "neighbours")
