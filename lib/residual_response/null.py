@@ -21,7 +21,10 @@ from .models import build_random_model
 from .stats import KeyAccess
 
 __all__ = ["FAMILIES", "SIZES", "Coverage", "NullRow", "coverage", "null_study", "BASELINE_NAMES",
-           "emerged_models", "emergence_stability", "emergence_spread"]
+           "emerged_models", "stability_runs", "emergence_stability", "emergence_spread", "CONDITIONS",
+           "PRE_INDUCTION_BAND", "REQUIRED_SHARE", "Calibration", "coverage_of_one", "no_repeat_calibration",
+           "before_heads_calibration", "emergence_calibration", "random_like", "under_baselines",
+           "neighbour_profile"]
 
 #: the architectures of the random controls
 FAMILIES = ("gpt2", "llama", "gemma2", "gemma3")
@@ -140,8 +143,7 @@ def coverage(rows: Sequence[NullRow]) -> dict[str, Coverage]:
 # --------------------------------------------------------------------------------------
 
 #: how the book names each baseline
-BASELINE_NAMES = {"twin": "right neighbours against the twin", "random": "random sequences",
-                  "neighbours": "neighbours on both sides", "shuffled": "shuffled copies"}
+BASELINE_NAMES = {"twin": "twin", "neighbours": "neighbours", "random": "random sequences", "shuffled": "shuffled copies"}
 
 
 def emerged_models(rows: Sequence[NullRow], control: str = "twin") -> list[tuple]:
@@ -151,13 +153,24 @@ def emerged_models(rows: Sequence[NullRow], control: str = "twin") -> list[tuple
                    if r.control == control and r.emergence_layer is not None})
 
 
-def emergence_stability(lms: dict, Ts: Sequence[int], seeds: int, *, eps: float = 1e-2) -> list[dict]:
+def stability_runs(lms: dict, Ts: Sequence[int], seeds: int, *, eps: float = 1e-2) -> dict:
+    """``{model: {T: result}}``: each model at each copy length ``T`` that fits its context.
+
+    The runs keep their response matrices (``keep_matrices=True``), so that every baseline can
+    score the same sequences (:func:`under_baselines`) and smaller numbers of seeds are subsets of
+    them (:func:`.induction.rescore_seeds`).
+    """
+    return {name: {T: induction_scores(lm, T=T, seeds=seeds, eps=eps, keep_matrices=True)
+                   for T in Ts if 2 * T + 1 <= lm.max_length}
+            for name, lm in lms.items()}
+
+
+def emergence_stability(runs: dict, seeds: int, *, baseline: str = "twin") -> list[dict]:
     """The emergence layer of each model at each copy length ``T`` and number of seeds.
 
-    Why: a number worth quoting must not move with the setting. Each ``(model, T)`` is run once
-    with ``seeds`` seeds; the smaller numbers (2 and ``seeds // 2``) are subsets of the same run
-    (:func:`.induction.rescore_seeds`), so only the estimator changes between them. A ``T`` whose
-    sequence does not fit a model's context is skipped.
+    Why: a number worth quoting must not move with the setting. ``runs`` are
+    :func:`stability_runs`; the smaller numbers of seeds (2 and ``seeds // 2``) are subsets of the
+    same runs, so only the estimator changes between them; ``baseline`` rescores them.
 
     Returns:
         rows ``{model, T, seeds, emergence layer, interval low, interval high, L, rise}``.
@@ -165,16 +178,14 @@ def emergence_stability(lms: dict, Ts: Sequence[int], seeds: int, *, eps: float 
     from .induction import rescore_seeds
 
     rows = []
-    for name, lm in lms.items():
-        for T in Ts:
-            if 2 * T + 1 > lm.max_length:
-                continue
-            res = induction_scores(lm, T=T, seeds=seeds, eps=eps)
+    for name, by_T in runs.items():
+        for T, full in by_T.items():
+            res = under_baselines(full, [baseline])[baseline]
             for k in sorted({2, seeds // 2, seeds} - {0, 1}):
                 r = res if k == seeds else rescore_seeds(res, range(k))
                 lo, hi = r.rise["layer_ci"] if r.rise and r.rise["layer_ci"] else (None, None)
                 rows.append({"model": name, "T": T, "seeds": k, "emergence layer": r.emergence_layer,
-                             "interval low": lo, "interval high": hi, "L": lm.n_layers,
+                             "interval low": lo, "interval high": hi, "L": r.n_layers,
                              "rise": r.rise["factor"] if r.rise else float("nan")})
     return rows
 
