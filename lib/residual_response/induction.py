@@ -689,8 +689,8 @@ class SectionMap:
     #: the ``kind`` tag of the file the command line writes
     KIND = "section-map"
 
-    def writing_blocks(self) -> list[int]:
-        """The perturbed streams ``l0`` whose *first* read stream ``l0 + 1`` already has an interval above 1.
+    def writing_blocks(self, threshold: float | None = None) -> list[int]:
+        """The perturbed streams ``l0`` whose *first* read stream ``l0 + 1`` already scores clearly above 1.
 
         Why: stream ``l0 + 1`` differs from stream ``l0`` only by block ``l0``. If the stripe is
         there already, block ``l0`` itself moves the kicked source to the stripe target: it holds
@@ -698,12 +698,17 @@ class SectionMap:
         keys on is in the clean stream already). The rise of a row (:class:`Rise`) cannot see
         this block, because the row's largest score sits at its first stream.
 
+        "Clearly": the interval's lower end lies above ``threshold`` (default :data:`MIN_RISE`, the
+        same margin the emergence criterion asks of a rise), not merely above 1, because a network
+        without induction can score a few percent off 1 with intervals narrower than that.
+
         Returns:
             the blocks ``b = l0`` that write a stripe, in increasing order.
         """
+        threshold = MIN_RISE if threshold is None else float(threshold)
         out = []
         for i, l0 in enumerate(self.perturb_layers):
-            if l0 + 1 < self.ci_low.shape[1] and np.isfinite(self.ci_low[i, l0 + 1]) and self.ci_low[i, l0 + 1] > 1.0:
+            if l0 + 1 < self.ci_low.shape[1] and np.isfinite(self.ci_low[i, l0 + 1]) and self.ci_low[i, l0 + 1] > threshold:
                 out.append(int(l0))
         return out
     _MATRICES = ("score", "ci_low", "ci_high", "duplicate_score")

@@ -235,10 +235,11 @@ def test_section_map_writing_blocks():
     from residual_response.induction import SectionMap
 
     nan = np.nan
-    lo = np.array([[nan, 0.9, 3.0, 3.0], [nan, nan, 2.5, 2.0], [nan, nan, nan, 0.8]])
+    lo = np.array([[nan, 0.9, 3.0, 3.0], [nan, nan, 2.5, 2.0], [nan, nan, nan, 1.2]])
     sm = SectionMap("m", 6, [0], [0, 1, 2], [0, 1, 2, 3], score=lo + 0.5, ci_low=lo, ci_high=lo + 1,
                     duplicate_score=lo)
-    assert sm.writing_blocks() == [1]
+    assert sm.writing_blocks() == [1]  # 1.2 is above 1 but not clearly (MIN_RISE = 1.5)
+    assert sm.writing_blocks(threshold=1.0) == [1, 2]
 
 
 def test_rescore_baseline_reproduces_a_run_with_that_baseline():

@@ -327,26 +327,35 @@ def headline_table(headlines: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def section_rise_table(rises: dict, model: str) -> pd.DataFrame:
-    """Per perturbed layer ``l0`` of a section map: where its row's score rises, in blocks.
+def section_rise_table(rises: dict, model: str, threshold: float | None = None) -> pd.DataFrame:
+    """Per perturbed layer ``l0`` of a section map: the score right after the kick, and where the row rises.
 
     ``rises`` maps ``l0`` to the :class:`.induction.InductionResult` of that row
-    (:func:`.induction.section_results`). The rise is that of the result (:attr:`rise`): the block
-    writing the half-way stream is ``layer - 1``, the blocks of the rise run from ``start - 1`` to
-    ``end - 1`` (both written as text, :data:`NA` when the rise is noise; a row that reads a
-    single stream has no rise, its factor is ``nan``). Columns: ``model, l0,
-    rise, rise low, rise high, emerged, half-way block, blocks of the rise, max score, CI low, CI
-    high, at layer``.
+    (:func:`.induction.section_results`). ``first``/``first low``/``first high`` are the score at
+    stream ``l0 + 1`` and its interval, and ``writes`` whether that interval lies above
+    ``threshold`` (default :data:`.induction.MIN_RISE`): block ``l0`` itself writes a stripe
+    (:meth:`.induction.SectionMap.writing_blocks`). The rise is that of the result (:attr:`rise`):
+    the block writing the half-way stream is ``layer - 1``, the blocks of the rise run from
+    ``start - 1`` to ``end - 1`` (text, :data:`NA` when the rise is not clear; a row that reads a
+    single stream has no rise, its factor is ``nan``). Columns: ``model, l0, first, first low,
+    first high, writes, rise, rise low, rise high, emerged, half-way block, blocks of the rise,
+    max score, CI low, CI high, at layer``.
     """
+    from ...induction import MIN_RISE
+
+    threshold = MIN_RISE if threshold is None else threshold
     rows = []
     nan = float("nan")
     for l0, res in rises.items():
         if not np.isfinite(res.score).any():
             continue  # no stream read after l0
         best = peak_index(res)
+        i1 = list(res.layers).index(l0 + 1)
         r = res.rise or {"factor": nan, "factor_ci": (nan, nan), "emerged": False}  # one stream read: no rise
         rows.append({
-            "model": model, "l0": int(l0), "rise": r["factor"], "rise low": r["factor_ci"][0],
+            "model": model, "l0": int(l0), "first": float(res.score[i1]), "first low": float(res.ci_low[i1]),
+            "first high": float(res.ci_high[i1]), "writes": bool(res.ci_low[i1] > threshold),
+            "rise": r["factor"], "rise low": r["factor_ci"][0],
             "rise high": r["factor_ci"][1], "emerged": bool(r["emerged"]),
             "half-way block": str(r["layer"] - 1) if r["emerged"] else NA,
             "blocks of the rise": f"{r['start'] - 1} to {r['end'] - 1}" if r["emerged"] else NA,

@@ -168,41 +168,39 @@ def controls_verdict(results: dict, controls, trained: Sequence[str], randoms: S
     return bullet, verdict
 
 
-def section_sentence(name: str, rises: pd.DataFrame, n_layers: int) -> str:
-    """One markdown bullet on where the rows of a model's section map rise (``rises``: that
-    model's rows of :func:`section_rise_table`)."""
-    d = rises
+def section_sentence(name: str, rows: pd.DataFrame, n_layers: int, head_blocks: Sequence[int]) -> str:
+    """One markdown bullet on what a model's section map shows (``rows``: that model's rows of
+    :func:`.frames.section_rise_table`; ``head_blocks``: the blocks of its top-5 attention-pattern heads).
+
+    Two readings of each row: a block ``l0`` that writes a stripe right after the kick (its first
+    stream's score clearly above 1), and a rise of the row over the later streams (blocks after
+    ``l0`` that write it). The writing blocks are then set beside the attention heads' blocks.
+    """
+    d = rows
     top = d.loc[d["max score"].idxmax()]
     largest = (f"the largest score of the map is {ci_text(top['max score'], top['CI low'], top['CI high'])} at "
-               f"$(\\ell_0, \\ell) = ({int(top.l0)}, {int(top['at layer'])})$")
-    head = f"* **{name}** ({n_layers} layers, rows $\\ell_0$ = {', '.join(str(int(x)) for x in d.l0)})."
-    risen = d[d.emerged]
-    if risen.empty:
-        text = f"{head} No row's score rises by more than resampling noise (the interval of every row's rise reaches 1); "
-        if top["CI low"] > 2:
-            return (text + f"yet {largest}, above 2 with confidence. The rise is measured from stream "
-                    "$\\ell_0 + 1$ on, so a stripe written by block $\\ell_0$ itself, or a rise within the noise "
-                    "of these few seeds, is not located: more seeds narrow the intervals.")
-        return text + f"{largest}: no block writes a stripe that this map can resolve."
-    half = risen["half-way block"].astype(int)
-    mode = int(half.mode().min())  # the block most risen rows agree on
-    text = (f"{head} In {int((half == mode).sum())} of the {len(risen)} rows whose score rises (interval of the rise "
-            f"above 1), the rise is half way up after block {mode}.")
-    row0 = d[d.l0 == 0]
-    if len(row0) and bool(row0.emerged.iloc[0]):
-        text += f" From $\\ell_0 = 0$ the score rises across blocks {row0['blocks of the rise'].iloc[0]}."
-    last = int(risen.l0.max())
-    text += f" The last sampled $\\ell_0$ whose row still rises is {last}; {largest}."
-    after = d[d.l0 > last]
-    if len(after):
-        r = after.iloc[0]
-        text += (f" Perturbing after it, at $\\ell_0 = {int(r.l0)}$, " + (
-            f"the row rises by a factor {ci_text(r['rise'], r['rise low'], r['rise high'])} only, not above "
-            "resampling noise." if np.isfinite(r["rise"]) else
-            f"the row reads one stream, with a score of {ci_text(r['max score'], r['CI low'], r['CI high'])}."))
+               f"$(\ell_0, \ell) = ({int(top.l0)}, {int(top['at layer'])})$")
+    head = f"* **{name}** ({n_layers} blocks, rows $\ell_0$ = {', '.join(str(int(x)) for x in d.l0)})."
+    writes = [int(x) for x in d[d.writes].l0]
+    heads = sorted(set(int(b) for b in head_blocks))
+    sampled_heads = [b for b in heads if b in set(int(x) for x in d.l0)]
+    if writes:
+        match = [b for b in writes if b in heads]
+        text = (f"{head} Blocks that write a stripe right after the kick (the score of stream $\ell_0 + 1$ clearly "
+                f"above 1): {', '.join(map(str, writes))}; the top-5 attention-pattern heads sit in blocks "
+                f"{', '.join(map(str, heads))}, and {len(match)} of the {len(writes)} writing blocks hold one.")
     else:
-        text += " No sampled row lies after it."
-    return text
+        text = (f"{head} No sampled block writes a stripe right after the kick; the top-5 attention-pattern heads sit "
+                f"in blocks {', '.join(map(str, heads))} (sampled: {', '.join(map(str, sampled_heads)) or 'none'}).")
+    missed = [b for b in sampled_heads if b not in writes]
+    if missed:
+        text += f" Rows at head blocks {', '.join(map(str, missed))} show no stripe at their first stream."
+    risen = d[d.emerged]
+    if len(risen):
+        text += (f" The score of {len(risen)} of the {len(d)} rows rises over later streams, half way up after "
+                 f"block{'s' if risen['half-way block'].nunique() > 1 else ''} "
+                 f"{', '.join(sorted(set(risen['half-way block']), key=int))}.")
+    return text + f" {largest[0].upper()}{largest[1:]}."
 
 
 def copy_loss_sentence(name: str, check, effects: dict, loss_setting: str) -> str:
