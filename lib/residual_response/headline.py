@@ -37,6 +37,8 @@ class Headline(KeyAccess):
     Attributes:
         model, n_layers, setting: the model, its number of blocks ``L`` and :data:`.canonical.CANONICAL`.
         emergence_layer, emergence_ci: the middle of the rise and its interval.
+        rise_from_one: the first stream half way from 1 to the peak (in log): the rise measured from
+            "no induction" instead of from the lowest score.
         rise_factor, rise_factor_ci: ``S(top) / S(bottom)`` and its paired interval.
         rise_start, rise_end, rise_width, rise_width_ci: the 10 % and 90 % layers and the width between.
         peak_score, peak_ci, peak_layer: the largest score, its interval and its read stream.
@@ -56,6 +58,7 @@ class Headline(KeyAccess):
     setting: dict
     emergence_layer: int | None
     emergence_ci: list[int] | None
+    rise_from_one: int | None
     rise_factor: float
     rise_factor_ci: list[float]
     rise_start: int | None
@@ -144,6 +147,7 @@ def headline(lm) -> Headline:
         model=lm.name, n_layers=lm.n_layers, setting=dict(CANONICAL),
         emergence_layer=res.emergence_layer,
         emergence_ci=list(rise["layer_ci"]) if rise["layer_ci"] else None,
+        rise_from_one=rise.get("from_one"),
         rise_factor=rise["factor"], rise_factor_ci=list(rise["factor_ci"]),
         rise_start=rise["start"], rise_end=rise["end"], rise_width=rise["width"],
         rise_width_ci=list(rise["width_ci"]) if rise["width_ci"] else None,
@@ -170,15 +174,17 @@ def headline(lm) -> Headline:
 LINEARITY_CHECK = {"seeds": 4, "n_sources": 4}
 
 
-def linearity_check(lm) -> dict:
-    """How far the response at ``CANONICAL["eps"]`` lies from the exact linear response, at the last stream.
+def linearity_check(lm, *, T: int | None = None, seeds: int | None = None, eps: float | None = None,
+                    n_sources: int | None = None) -> dict:
+    """How far the response at ``eps`` lies from the exact linear response, at the last stream.
 
     Why this and not only the regime window: the window's ends come from one sequence and a 1 %
     tolerance, and move with the tokens drawn; what a measurement at one eps needs to know is how
     far *its* chi lies from the ``eps -> 0`` limit. The limit is computed exactly by forward-mode
-    differentiation (``method="jvp"``). Over ``LINEARITY_CHECK["seeds"]`` repeated sequences at the
-    canonical ``T`` with ``n_sources`` sources each: the relative deviation of the mean chi over
-    pairs ``t >= s`` at stream ``L`` (the regime's summary curve).
+    differentiation (``method="jvp"``). Over ``seeds`` repeated sequences of copy length ``T``
+    (default: the canonical ones, :data:`LINEARITY_CHECK`) with ``n_sources`` sources each: the
+    relative deviation of the mean chi over pairs ``t >= s`` at stream ``L`` (the regime's
+    summary curve).
 
     Returns:
         ``{"eps", "T", "seeds", "n_sources", "deviations", "median", "max"}`` (deviations per sequence).
@@ -187,16 +193,19 @@ def linearity_check(lm) -> dict:
     from .regime import layer_curves
     from .sequences import make_sequence, spread
 
-    eps, T, n = CANONICAL["eps"], CANONICAL["T"], LINEARITY_CHECK["n_sources"]
+    T = CANONICAL["T"] if T is None else T
+    seeds = LINEARITY_CHECK["seeds"] if seeds is None else seeds
+    eps = CANONICAL["eps"] if eps is None else eps
+    n = LINEARITY_CHECK["n_sources"] if n_sources is None else n_sources
     devs = []
-    for seed in range(LINEARITY_CHECK["seeds"]):
+    for seed in range(seeds):
         tokens = make_sequence(lm, "repeated", T, seed)
         sources = spread(1, len(tokens) - 2, n)
         kw = dict(layer=0, read_layers=[lm.n_layers], sources=sources, seed=seed)
         finite = layer_curves(response(lm, tokens, [eps], **kw))[0, 0]
         linear = layer_curves(response(lm, tokens, None, method="jvp", **kw))[0, 0]
         devs.append(float(abs(finite / linear - 1.0)))
-    return {"eps": eps, "T": T, "seeds": LINEARITY_CHECK["seeds"], "n_sources": n, "deviations": devs,
+    return {"eps": eps, "T": T, "seeds": seeds, "n_sources": n, "deviations": devs,
             "median": float(statistics.median(devs)), "max": float(max(devs))}
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 from ...checks import check_int
 from ...induction import SectionMap
 from ...null import BASELINE_NAMES, NullRow
-from .text import NA, _heads_text, _window_position, ci_text, fmt_eps, peak_index, setting_text
+from .text import NA, _heads_text, ci_text, peak_index, setting_text
 
 __all__ = ["matrix_frame", "distance_profile", "stripe_mean", "section_map_frame", "section_steps", "styled",
            "panel_layers", "timed", "stripe_contrasts", "reach_summary", "first_source_ratio", "distance_ratio",
@@ -284,9 +284,9 @@ def score_frame(results: dict, n_layers: dict) -> pd.DataFrame:
     ])
 
 
-def rise_table(results: dict, n_layers: dict, seconds: dict | None = None) -> pd.DataFrame:
+def rise_table(results: dict, n_layers: dict) -> pd.DataFrame:
     """Per model: the emergence layer (the middle of the rise) and its interval, the rise, its
-    10 % and 90 % layers, the largest induction and duplicate-token scores, the setting, the time."""
+    10 % and 90 % layers, the largest induction and duplicate-token scores, the setting."""
     rows = []
     for name, res in results.items():
         L, rise, em = n_layers[name], res.rise, res.emergence_layer
@@ -300,29 +300,27 @@ def rise_table(results: dict, n_layers: dict, seconds: dict | None = None) -> pd
             "max score": ci_text(res.score[best], res.ci_low[best], res.ci_high[best]),
             "max duplicate score": f"{np.nanmax(res.duplicate_score):.2f}",
             "setting": setting_text(res.length, len(res.seeds), res.eps, res.layer),
-            **({} if seconds is None else {"time (s)": f"{seconds[name]:.1f}"}),
         })
     return pd.DataFrame(rows)
 
 
 def headline_table(headlines: dict) -> pd.DataFrame:
     """The book's headline numbers per model (:func:`.headline.headline` dicts), with the setting
-    they were measured at and the universal-regime window at the last stream."""
+    they were measured at and how close to linear the response at that ``eps`` is."""
     rows = []
     for name, h in headlines.items():
-        em, s, reg = h["emergence_layer"], h["setting"], h["regime"]
+        em, s, lin, ten = h["emergence_layer"], h["setting"], h["linearity"], h["eps_tenth"]
         rows.append({
             "model": name, "layers L": h["n_layers"],
             "emergence layer": "none" if em is None else f"{em} [{h['emergence_ci'][0]}, {h['emergence_ci'][1]}]",
+            "half way from 1": NA if h["rise_from_one"] is None else str(h["rise_from_one"]),
             "rise": ci_text(h["rise_factor"], *h["rise_factor_ci"]),
             "10 % to 90 % (width)": NA if em is None else
                 f"{h['rise_start']} to {h['rise_end']} ({h['rise_width']} [{h['rise_width_ci'][0]}, {h['rise_width_ci'][1]}])",
             "peak score": f"{ci_text(h['peak_score'], *h['peak_ci'])} at {h['peak_layer']}",
             "setting": setting_text(s["T"], s["seeds"], s["eps"], s["layer"]),
-            f"universal regime at stream L (±{reg['tol']:.0%})": (
-                "none" if reg["eps_low"] is None else f"{fmt_eps(reg['eps_low'])} to {fmt_eps(reg['eps_high'])} "
-                f"({reg['decades']:.1f} decades)"),
-            "where ε lies": _window_position(s["eps"], reg),
+            "χ(ε) vs linear at stream L": f"{100 * lin['max']:.2g} % (median {100 * lin['median']:.2g} %)",
+            "scores at ε/10": f"≤ {100 * ten['max_change']:.2g} %",
         })
     return pd.DataFrame(rows)
 
