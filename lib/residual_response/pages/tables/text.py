@@ -7,6 +7,7 @@ measured at), never the other way round.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["NA", "fmt_eps", "setting_text", "ci_text", "peak_index", "rise_text", "headline_text", "rise_sentence",
-           "width_sentence", "eps_verdict", "controls_verdict", "section_sentence", "copy_loss_sentence"]
+           "width_sentence", "eps_verdict", "rise_steps", "controls_verdict", "section_sentence", "copy_loss_sentence"]
 
 
 #: How every table of the book shows a missing value (no result, not applicable).
@@ -229,3 +230,25 @@ def copy_loss_sentence(name: str, check, effects: dict, loss_setting: str) -> st
 def _heads_text(heads, fmt: str = "") -> str:
     """``"(block, head): score, ..."``, or ``"(block, head), ..."`` for pairs."""
     return ", ".join(f"({h[0]}, {h[1]})" + (f": {h[2]:{fmt}}" if fmt else "") for h in heads)
+
+
+def rise_steps(h: Mapping) -> dict:
+    """How the score of a headline (:func:`.headline.headline`) climbs: in steps or gradually.
+
+    The log score's increase from stream ``l - 1`` to ``l`` is what block ``l - 1`` adds. Returns
+    ``{"total", "largest_share", "largest_block", "top2_share", "top2_blocks"}``: the log rise from
+    the lowest to the highest stream, the share of it that the largest single-block increase makes
+    up (and that block), and the same for the two largest.
+    """
+    pairs = [(l, s) for l, s in zip(h["layers"], h["score"]) if s is not None and s > 0]
+    logs = {l: math.log(s) for l, s in pairs}
+    streams = [l for l, _ in pairs]
+    top = max(streams, key=lambda l: logs[l])
+    bottom = min((l for l in streams if l <= top), key=lambda l: logs[l])
+    total = logs[top] - logs[bottom]
+    steps = sorted(((logs[l] - logs[l - 1], l - 1) for l in streams if l - 1 in logs), reverse=True)
+    if total <= 0 or not steps:
+        return {"total": 0.0, "largest_share": float("nan"), "largest_block": None, "top2_share": float("nan"),
+                "top2_blocks": []}
+    return {"total": total, "largest_share": steps[0][0] / total, "largest_block": steps[0][1],
+            "top2_share": sum(x for x, _ in steps[:2]) / total, "top2_blocks": sorted(b for _, b in steps[:2])}
