@@ -22,7 +22,7 @@ from .stats import KeyAccess
 
 __all__ = ["FAMILIES", "SIZES", "Coverage", "NullRow", "coverage", "null_study", "BASELINE_NAMES",
            "emerged_models", "stability_runs", "emergence_stability", "emergence_spread", "CONDITIONS",
-           "PRE_INDUCTION_BAND", "REQUIRED_SHARE", "Calibration", "coverage_of_one", "no_repeat_calibration",
+           "PRE_INDUCTION_BAND", "REQUIRED_SHARE", "Calibration", "pooled", "coverage_of_one", "no_repeat_calibration",
            "before_heads_calibration", "emergence_calibration", "random_like", "under_baselines",
            "neighbour_profile"]
 
@@ -244,9 +244,34 @@ class Calibration:
         required = 1.0 if self.condition == "emergence" else REQUIRED_SHARE
         return bool(self.units) and self.share >= required
 
+    def misses_plausible(self, confidence: float = 0.95, alpha: float = 0.01) -> bool:
+        """Whether the misses are as few as ``confidence`` intervals allow by chance.
+
+        Why: a 95 % interval misses the truth one time in 20, so a handful of streams can fall
+        short of :data:`REQUIRED_SHARE` by chance alone. This is the one-sided binomial test that
+        the misses are not more than ``1 - confidence`` of the units would give, at level ``alpha``
+        (only for the coverage conditions).
+        """
+        from scipy.stats import binom
+
+        n, misses = len(self.units), len(self.units) - self.passed
+        return bool(n) and float(binom.sf(misses - 1, n, 1 - confidence)) > alpha
+
 
 def _scored(res) -> list[int]:
     return [i for i, l in enumerate(res.layers) if l > res.layer and np.isfinite(res.score[i])]
+
+
+def pooled(cals: Sequence[Calibration], model: str) -> Calibration:
+    """Several calibrations of one condition and baseline as one, their units and passes added.
+
+    Why: the coverage of small random models is a property of the estimator over many models,
+    not of each one: a model of four streams that misses one has 75 % coverage by chance.
+    """
+    if len({(c.condition, c.baseline) for c in cals}) != 1:
+        raise ValueError("pooled needs calibrations of one condition and baseline")
+    return Calibration(cals[0].condition, model, cals[0].baseline,
+                       tuple(u for c in cals for u in c.units), sum(c.passed for c in cals))
 
 
 def coverage_of_one(res, condition: str, model: str | None = None) -> Calibration:

@@ -68,3 +68,17 @@ def test_twin_score_is_calibrated_on_random_models(family):
     rows, tgts = np.arange(1, 8), np.arange(9, 16)
     expect = m["repeated"][:, :, rows, tgts].mean(axis=(0, 2)) / m["twin"][:, :, rows, tgts].mean(axis=(0, 2))
     np.testing.assert_allclose(prof[0][1:], expect[1:], rtol=1e-12)
+
+
+def test_pooled_calibration_and_chance_misses():
+    from residual_response.null import Calibration, pooled
+
+    a = Calibration("random init", "a", "twin", (1, 2, 3, 4), 3)
+    b = Calibration("random init", "b", "twin", (1, 2, 3, 4), 4)
+    p = pooled([a, b], "both")
+    assert p.units == (1, 2, 3, 4, 1, 2, 3, 4) and p.passed == 7 and p.model == "both"
+    assert not a.holds and a.misses_plausible()  # 1 miss in 4 is chance for 95 % intervals
+    many = Calibration("random init", "m", "twin", tuple(range(100)), 80)  # 20 misses in 100: not chance
+    assert not many.misses_plausible() and not many.holds
+    with pytest.raises(ValueError, match="one condition"):
+        pooled([a, Calibration("no repeat", "c", "twin", (1,), 1)], "x")
