@@ -191,13 +191,14 @@ def emergence_stability(runs: dict, seeds: int, *, baseline: str = "twin") -> li
 
 
 def emergence_spread(stability: Sequence[dict], seeds: int) -> dict:
-    """Per model, at ``seeds`` seeds: ``(lowest, highest)`` emergence layer over ``T``, or ``None``
-    when some ``T`` shows no rise (``stability``: :func:`emergence_stability` rows)."""
+    """Per model, at ``seeds`` seeds: ``(lowest, highest)`` emergence layer over the ``T`` where the
+    rise is resolved, or ``None`` when it is resolved at none (``stability``: :func:`emergence_stability` rows)."""
     layers: dict[str, list] = {}
     for row in stability:
         if row["seeds"] == seeds:
             layers.setdefault(row["model"], []).append(row["emergence layer"])
-    return {m: None if any(v is None for v in vs) else (int(min(vs)), int(max(vs))) for m, vs in sorted(layers.items())}
+    found = {m: [v for v in vs if v is not None] for m, vs in sorted(layers.items())}
+    return {m: (int(min(vs)), int(max(vs))) if vs else None for m, vs in found.items()}
 
 
 # --------------------------------------------------------------------------------------
