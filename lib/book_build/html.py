@@ -3,8 +3,10 @@ errors, and the check that no built page loads anything from a CDN."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ import nbformat
 
 from .config import ANSI_RE, CDN_PATTERNS, BuildError
 
-__all__ = ["html_table_to_markdown", "caption_tables", "build_html", "check_no_cdn"]
+__all__ = ["html_table_to_markdown", "table_caption", "caption_tables", "build_html", "check_no_cdn"]
 
 
 class _TableReader(HTMLParser):
@@ -79,6 +81,19 @@ def html_table_to_markdown(html: str) -> str | None:
     return "\n".join([line(header), "| " + " | ".join(["---"] * width) + " |", *(line(r) for r in body)])
 
 
+def table_caption(html: str) -> str:
+    """The text of an HTML table's own ``<caption>`` (a Styler's, e.g. "Setting: T = 20, ..."), or "".
+
+    Why: the page's table becomes a numbered MyST table whose title is the cell's ``caption``
+    metadata; the table's own caption, where ``styled`` puts the setting every row shares, would
+    otherwise be lost on the way.
+    """
+    found = re.search(r"<caption[^>]*>(.*?)</caption>", html, flags=re.S | re.I)
+    if not found:
+        return ""
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", found.group(1))).split())
+
+
 def caption_tables(nb: Any) -> None:
     """Number and caption the tables of code cells with ``table: {caption, name}`` metadata.
 
@@ -102,7 +117,7 @@ def caption_tables(nb: Any) -> None:
         table = html_table_to_markdown("".join(html[-1]))
         if table is None:
             raise BuildError(f"table {spec['name']!r}: its cell output has an empty table")
-        caption = " ".join(str(spec["caption"]).split())
+        caption = " ".join(f"{spec['caption']} {table_caption(''.join(html[-1]))}".split())
         cells.append(nbformat.v4.new_markdown_cell(f":::{{table}} {caption}\n:name: {spec['name']}\n{table}\n:::"))
         tags = cell.metadata.setdefault("tags", [])
         if "remove-output" not in tags and "remove-cell" not in tags:

@@ -16,7 +16,7 @@ Models and streams
     ``cache``, ``gguf`` (offline stand-ins), ``hf`` (hub ids, folders), ``random_init``, ``toy`` (the toy GPT-2)
   - :mod:`.precision`     float64 models kept in float64
   - :mod:`.streams`       read and write the residual stream with hooks; stream names as TransformerLens writes them
-  - :mod:`.sequences`     repeated random tokens and their controls
+  - :mod:`.sequences`     repeated random tokens, their twins and other sequence kinds
   - :mod:`.perturbation`  perturbation directions and the perturbed stream
 
 The response
@@ -37,7 +37,7 @@ Science on the response and beside it
   - :mod:`.heads`         head attribution from the response at the stripe targets
   - :mod:`.ablation`      mean- and zero-ablation of chosen heads
   - :mod:`.behaviour`     loss on the first and the second copy of a repeat
-  - :mod:`.crosscheck`    rank agreement, ablation studies, score controls
+  - :mod:`.crosscheck`    rank agreement, ablation studies ranked among random draws, no-repeat scores
   - :mod:`.dynamics`      measurements across training: the phase change, the loss drop, scores at checkpoints
 
 The book's pages (:mod:`.pages`)

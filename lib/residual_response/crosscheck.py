@@ -29,10 +29,10 @@ import torch
 from .ablation import ablate_heads, head_means, random_heads, validate_heads
 from .behaviour import RepeatLoss, repeat_loss
 from .checks import InputError, check_bootstrap, check_int, check_model, check_seeds, keyword_alias
-from .induction import InductionResult, StripeData, induction_scores, neighbour_baseline, scores_from_stripes
+from .induction import InductionResult, StripeData, induction_scores, scores_from_stripes, stripe_entries
 from .models import LoadedModel
 from .engine import response
-from .sequences import SEQUENCE_KINDS, induction_layout, make_sequence
+from .sequences import induction_layout, make_sequence
 from .stats import (BootstrapMean, KeyAccess, bootstrap_mean, paired_ratio_change, percentile_interval,
                     resampled_ratio, two_level_indices)
 
@@ -149,25 +149,25 @@ def layer_rank_agreement(
         raise TypeError(f"stripes must be a StripeData (InductionResult.stripes), got {type(stripes).__name__}")
     n_boot, confidence = check_bootstrap(n_boot, confidence)
     att = np.asarray(attention.repeated.per_seed, dtype=float)  # [Sa, L, H]
-    rep = np.asarray(stripes.induction["repeated"], dtype=float)  # [Sr, n_read, P]
-    ctrl = np.asarray(stripes.induction["control"], dtype=float)
+    parts = [np.asarray(a, dtype=float) for a in stripes.parts("induction")]  # each [Sr, n_read, P]
     reads = list(stripes.read_streams)
     L = att.shape[1]
     blocks = [b for b in range(L) if (b + 1) in reads and b + 1 > stripes.l0]
     if len(blocks) < 2:
         raise InputError(f"need at least 2 blocks above l0={stripes.l0} to correlate, got {len(blocks)}")
     cols = [reads.index(b + 1) for b in blocks]
-    rep, ctrl = rep[:, cols], ctrl[:, cols]
+    parts = [a[:, cols] for a in parts]
+    rep, ctrl, twin = parts[0], parts[1], (tuple(parts[2:]) or None)
     att_max = att.mean(0).max(-1)[blocks]
-    resp = rep.mean(axis=(0, 2)) / ctrl.mean(axis=(0, 2))
+    Sa, (Sr, _, P) = att.shape[0], rep.shape
+    resp = resampled_ratio(rep, ctrl, np.arange(Sr)[None], np.broadcast_to(np.arange(P), (1, Sr, P)), twin)[0]
     rho = spearman(att_max, resp)
     rng = np.random.default_rng(seed)
-    Sa, (Sr, _, P) = att.shape[0], rep.shape
     ai = rng.integers(0, Sa, size=(n_boot, Sa))  # attention: one level, its seeds
     boot_att = att[ai].mean(1).max(-1)[:, blocks]  # [n_boot, n_blocks]
     si, pi = two_level_indices(rng, Sr, P, n_boot)  # response: seeds, then stripe positions
     with np.errstate(divide="ignore", invalid="ignore"):
-        boots = spearman(boot_att, resampled_ratio(rep, ctrl, si, pi))
+        boots = spearman(boot_att, resampled_ratio(rep, ctrl, si, pi, twin))
     lo, hi = percentile_interval(np.atleast_1d(boots), confidence, axis=None, ignore_nan=True)
     return LayerAgreement(rho=rho, lo=float(lo), hi=float(hi), n_layers=len(blocks), blocks=blocks,
                           streams=[b + 1 for b in blocks], attention_max=att_max, response=resp)
@@ -224,21 +224,24 @@ def paired_score_change(
         raise InputError("others is empty; give at least one StripeData to compare with")
     check_bootstrap(n_boot, confidence)
     shape = base.induction["repeated"].shape
+    if any(o.control_kind != base.control_kind for o in others):
+        raise InputError("base and others must use one baseline (control_kind)")
     for o in others:
         if o.induction["repeated"].shape != shape or o.read_streams != base.read_streams or o.seeds != base.seeds:
             raise InputError("all stripes must share seeds, read layers and T with the base")
-    return paired_ratio_change((base.induction["repeated"], base.induction["control"]),
-                               [(o.induction["repeated"], o.induction["control"]) for o in others],
+    return paired_ratio_change(base.parts("induction"), [o.parts("induction") for o in others],
                                n_boot=n_boot, confidence=confidence, seed=seed)
 
 
 @dataclass
 class AblationStudy:
-    """Induction scores and second-copy losses without ablation, with the named heads ablated, and
-    with ``n_random`` draws of as many random heads ablated.
+    """Induction scores and second-copy losses without ablation, with named heads ablated, and with
+    ``n_random`` draws of as many random heads ablated.
 
-    ``results``/``losses`` are keyed ``"none"``, ``"top"``, ``"random-0"``, ``"random-1"``...;
-    ``heads`` holds the ablated heads ``(block, head)`` of each condition.
+    ``results``/``losses`` are keyed ``"none"``, ``"top"`` (the heads the response names),
+    ``"attention"`` (the top heads by attention pattern, the positive control, when given),
+    ``"random-0"``, ``"random-1"``...; ``heads`` holds the ablated heads ``(block, head)`` of each
+    condition.
     """
 
     model: str
@@ -248,11 +251,42 @@ class AblationStudy:
     losses: dict[str, RepeatLoss]
     random_keys: list[str] = field(default_factory=list)
 
+    @property
+    def named_keys(self) -> list[str]:
+        """The conditions that ablate named heads: ``"top"``, and ``"attention"`` when it was run."""
+        return [k for k in ("top", "attention") if k in self.results]
+
     def score_drop(self, which: str = "top", **boot) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per read layer: unablated score minus the score under ``which`` (``"top"`` or ``"random"``,
-        the mean over random draws), with a paired bootstrap CI (:func:`paired_score_change`)."""
+        """Per read layer: unablated score minus the score under ``which`` (a condition key, or
+        ``"random"``: the mean over random draws), with a paired bootstrap CI (:func:`paired_score_change`)."""
         keys = self.random_keys if which == "random" else [which]
         return paired_score_change(self.results["none"].stripes, [self.results[k].stripes for k in keys], **boot)
+
+    def drops(self, stream: int = -1) -> dict[str, float]:
+        """The point drop of the score at one read stream (index into the read streams; default
+        the last), unablated minus ablated, for every condition but ``"none"``."""
+        base = self.results["none"].score[stream]
+        return {k: float(base - r.score[stream]) for k, r in self.results.items() if k != "none"}
+
+    def rank_test(self, which: str = "top", *, stream: int = -1, n_boot: int = 1000, confidence: float = 0.95,
+                  seed: int = 0) -> "RankTest":
+        """How the drop under the named heads ``which`` ranks among the random draws (:class:`RankTest`)."""
+        if which not in self.named_keys:
+            raise InputError(f"which must be one of {self.named_keys}, got {which!r}")
+        if len(self.random_keys) < 1:
+            raise InputError("the study has no random draws to rank against")
+        d = self.drops(stream)
+        rand = np.array([d[k] for k in self.random_keys])
+        p = (1 + int(np.sum(rand >= d[which]))) / (1 + len(rand))
+        diff, lo, hi = paired_ratio_change(
+            self.results["none"].stripes.parts("induction"), [self.results[which].stripes.parts("induction")],
+            n_boot=n_boot, confidence=confidence, seed=seed,
+            against=[self.results[k].stripes.parts("induction") for k in self.random_keys])
+        r_lo, r_hi = np.quantile(rand, [(1 - confidence) / 2, (1 + confidence) / 2])
+        return RankTest(which=which, drop=d[which], random_drops=rand.tolist(), p_value=p,
+                        random_low=float(r_lo), random_high=float(r_hi),
+                        difference=float(diff[stream]), difference_low=float(lo[stream]),
+                        difference_high=float(hi[stream]), confidence=confidence)
 
     def loss_rise(self, which: str = "top", *, n_boot: int = 1000, confidence: float = 0.95) -> BootstrapMean:
         """Second-copy loss under ``which`` minus without ablation, paired by seed
@@ -263,11 +297,58 @@ class AblationStudy:
         return bootstrap_mean(ablated - base, n_boot=n_boot, confidence=confidence)
 
 
+#: the level at which a named set of heads counts as distinguishable from random ones
+RANK_TEST_LEVEL = 0.05
+
+
+@dataclass(frozen=True)
+class RankTest:
+    """The drop of the score when named heads are ablated, ranked among random draws of as many heads.
+
+    Why a rank: the random draws differ far more from each other than the resampling of one draw
+    says; a named set means something only if its drop stands out from the *spread* of the draws.
+
+    Attributes:
+        which: the named condition (``"top"`` or ``"attention"``); drop: its point drop at the stream.
+        random_drops: the drop of every random draw; random_low/high: their central ``confidence`` range.
+        p_value: the permutation p-value ``(1 + #{random drops >= drop}) / (1 + n_random)``.
+        difference, difference_low/high: drop minus the mean random drop, with a bootstrap interval
+            that resamples the random draws as well as seeds and stripe positions.
+    """
+
+    which: str
+    drop: float
+    random_drops: list[float]
+    p_value: float
+    random_low: float
+    random_high: float
+    difference: float
+    difference_low: float
+    difference_high: float
+    confidence: float = 0.95
+
+    @property
+    def n_random(self) -> int:
+        return len(self.random_drops)
+
+    @property
+    def distinguishable(self) -> bool:
+        """Whether the named heads' drop stands out: p at most :data:`RANK_TEST_LEVEL` and the
+        difference's interval above 0."""
+        return self.p_value <= RANK_TEST_LEVEL and self.difference_low > 0
+
+    @property
+    def smallest_p(self) -> float:
+        """The smallest p-value the number of draws allows, ``1 / (1 + n_random)``."""
+        return 1 / (1 + self.n_random)
+
+
 @keyword_alias(layer="l0")
 def ablation_study(
     lm: LoadedModel,
     heads: Sequence[tuple[int, int]],
     *,
+    attention_heads: Sequence[tuple[int, int]] | None = None,
     n_random: int = 3,
     T: int = 10,
     seeds: Sequence[int] | int = 2,
@@ -284,14 +365,19 @@ def ablation_study(
     (:func:`.behaviour.repeat_loss`) under each.
 
     Why: if the named heads carry induction, removing them must lower the score and raise the
-    second-copy loss more than removing random heads does. Random draws exclude the named heads
-    and are drawn with seeds ``random_seed + j``. ``l0``: the perturbed stream (``layer=`` is its
-    old name).
+    second-copy loss more than removing random heads does (:meth:`AblationStudy.rank_test`).
+    ``attention_heads`` (as many heads, the top ones by attention pattern) is the positive control:
+    a set known to hold induction heads, ablated the same way. Random draws are drawn with seeds
+    ``random_seed + j`` from the heads outside both named sets. ``l0``: the perturbed
+    stream (``layer=`` is its old name).
     """
     check_model(lm)
     heads = validate_heads(lm, heads)
     if not heads:
         raise InputError("heads is empty; name at least one head to ablate")
+    attention_heads = None if attention_heads is None else validate_heads(lm, attention_heads)
+    if attention_heads is not None and len(attention_heads) != len(heads):
+        raise InputError(f"attention_heads must name as many heads as heads ({len(heads)}), got {len(attention_heads)}")
     check_int(n_random, "n_random", minimum=1)
     check_seeds(seeds)
     check_bootstrap(n_boot, 0.95)
@@ -299,10 +385,13 @@ def ablation_study(
     if mode == "mean" and means is None:
         means = head_means(lm)
     conditions = {"none": [], "top": heads}
+    if attention_heads is not None:
+        conditions["attention"] = attention_heads
+    named = set(heads) | set(attention_heads or [])
     random_keys = []
     for j in range(n_random):
         key = f"random-{j}"
-        conditions[key] = random_heads(lm, k, seed=random_seed + j, exclude=heads)
+        conditions[key] = random_heads(lm, k, seed=random_seed + j, exclude=sorted(named))
         random_keys.append(key)
     results, losses = {}, {}
     for key, hs in conditions.items():
@@ -321,16 +410,20 @@ def kind_scores(
     Why: a negative control for the score itself. ``"shuffled"`` sequences repeat the tokens of the
     first copy in a new order and ``"random"`` ones repeat nothing, so there is nothing to copy along
     lag ``T-1``; their score should stay near 1 in every model. Only the ``kind`` sequences are
-    computed (same seeds, sources, layer, eps and directions as ``reference``). With the
-    ``"neighbours"`` baseline each sequence is its own baseline; with the ``"random"`` control the
-    reference's controls are reused (and ``kind="random"`` is refused: random against random is
-    :func:`seed_null_scores`).
+    computed (same seeds, sources, layer, eps and directions as ``reference``); they take the
+    repeated sequences' place in the score:
+
+    - ``"twin"`` baseline: their stripe against their right neighbours, divided by the same ratio
+      of the reference's twins (reused, not recomputed);
+    - ``"neighbours"``: each sequence is its own baseline;
+    - ``"random"`` control: the reference's controls are reused (and ``kind="random"`` is refused:
+      random against random is :func:`seed_null_scores`).
 
     Args:
-        kind: ``"shuffled"``, ``"random"`` (neighbours baseline only), or ``"repeated"``, which
+        kind: ``"shuffled"``, ``"random"`` (not with the random control), or ``"repeated"``, which
             reproduces ``reference``.
         reference: a finite-eps :func:`.induction.induction_scores` result with its stripes and a
-            ``"neighbours"`` or ``"random"`` control.
+            ``"twin"``, ``"neighbours"`` or ``"random"`` baseline.
         seeds: a subset of the reference's seeds to use (default all): fewer seeds, less work.
     """
     check_model(lm)
@@ -338,49 +431,52 @@ def kind_scores(
         raise TypeError(f"reference must be an InductionResult (from induction_scores), got {type(reference).__name__}")
     check_bootstrap(n_boot, confidence)
     st = reference.stripes
-    if st is None or reference.method != "finite" or st.control_kind not in ("neighbours", "random"):
-        raise InputError("reference must be a finite-eps induction_scores result with stripes and a neighbours or "
-                         "random control")
-    within = st.control_kind == "neighbours"
-    if kind not in SEQUENCE_KINDS or (kind == "random" and not within):
-        allowed = "'shuffled', 'random' or 'repeated'" if within else "'shuffled' or 'repeated' ('random' vs random: use seed_null_scores)"
+    if st is None or reference.method != "finite" or st.control_kind not in ("twin", "neighbours", "random"):
+        raise InputError("reference must be a finite-eps induction_scores result with stripes and a twin, neighbours "
+                         "or random baseline")
+    own_baseline = st.control_kind in ("twin", "neighbours")
+    if kind not in ("repeated", "random", "shuffled") or (kind == "random" and not own_baseline):
+        allowed = ("'shuffled', 'random' or 'repeated'" if own_baseline
+                   else "'shuffled' or 'repeated' ('random' vs random: use seed_null_scores)")
         raise InputError(f"kind must be {allowed}, got {kind!r}")
     use = list(st.seeds) if seeds is None else check_seeds(seeds)
     if any(x not in st.seeds for x in use):
         raise InputError(f"seeds must be a non-empty subset of the reference seeds {st.seeds}, got {seeds!r}")
     rows = [st.seeds.index(x) for x in use]
     layout = induction_layout(lm, st.T)
-    ind_src = layout.induction_sources.numpy() - layout.offset
-    dup_src = layout.duplicate_sources.numpy() - layout.offset
-    ind, dup, ind_base, dup_base = [], [], [], []
+    ind, dup = {"repeated": [], "control": []}, {"repeated": [], "control": []}
     for seed in use:
         tokens = make_sequence(lm, kind, st.T, seed)
         res = response(lm, tokens, [st.eps], l0=st.l0, read_streams=st.read_streams, sources=st.sources,
                        n_directions=reference.n_directions, seed=seed)
-        chi = res.chi[0]
-        ind.append(chi[:, ind_src, layout.induction_targets.numpy()])
-        dup.append(chi[:, dup_src, layout.duplicate_targets.numpy()])
-        if within:
-            ind_base.append(neighbour_baseline(chi, ind_src, layout.induction_targets.numpy(), other_stripe=-1))
-            dup_base.append(neighbour_baseline(chi, dup_src, layout.duplicate_targets.numpy(), other_stripe=+1))
-    ind_ctrl = np.stack(ind_base) if within else st.induction["control"][rows]
-    dup_ctrl = np.stack(dup_base) if within else st.duplicate["control"][rows]
+        (i_s, i_b), (d_s, d_b) = stripe_entries(res.chi[0], layout, st.control_kind)
+        ind["repeated"].append(i_s)
+        dup["repeated"].append(d_s)
+        if own_baseline:
+            ind["control"].append(i_b)
+            dup["control"].append(d_b)
+    reused = ("control", "twin", "twin_control") if not own_baseline else ("twin", "twin_control")
+    induction = {k: np.stack(v) for k, v in ind.items() if v}
+    duplicate = {k: np.stack(v) for k, v in dup.items() if v}
+    for key in reused:
+        if key in st.induction:
+            induction[key] = st.induction[key][rows]
+            duplicate[key] = st.duplicate[key][rows]
     new = StripeData(T=st.T, l0=st.l0, eps=st.eps, seeds=use, read_streams=st.read_streams,
-                     induction={"repeated": np.stack(ind), "control": ind_ctrl},
-                     duplicate={"repeated": np.stack(dup), "control": dup_ctrl},
-                     sources=st.sources, control_kind=st.control_kind)
+                     induction=induction, duplicate=duplicate, sources=st.sources, control_kind=st.control_kind)
     return scores_from_stripes(new, model=f"{lm.name} ({kind})", n_directions=reference.n_directions,
                                n_boot=n_boot, confidence=confidence)
 
 
 def seed_null_scores(reference: InductionResult, *, n_boot: int = 1000, confidence: float = 0.95) -> InductionResult:
-    """Score of random sequences against *other* random sequences, from the controls of ``reference``.
+    """Score of sequences without a repeat against *other* such sequences, from what ``reference`` already ran.
 
-    Why: the null of the estimator at no extra cost. The control stripes of the odd seeds play the
-    repeated role against those of the even seeds (pairs ``(1, 0), (3, 2), ...``): both are
-    independent random sequences, so the score measures only the sequence-to-sequence spread.
-    (Splitting matters: a ratio of means over *all* seeds would be 1 by construction.) Needs >= 2
-    seeds; an odd last seed is left out.
+    Why: the null of the estimator at no extra cost. With the ``"random"`` control the control
+    stripes of the odd seeds play the repeated role against those of the even seeds (pairs
+    ``(1, 0), (3, 2), ...``); with the ``"twin"`` baseline the twins do, each against its own right
+    neighbours. Both are independent sequences without a repeat, so the score measures only the
+    sequence-to-sequence spread. (Splitting matters: a ratio over *all* seeds would be 1 by
+    construction.) Needs >= 2 seeds; an odd last seed is left out.
     """
     if not isinstance(reference, InductionResult):
         raise TypeError(f"reference must be an InductionResult (from induction_scores), got {type(reference).__name__}")
@@ -388,15 +484,22 @@ def seed_null_scores(reference: InductionResult, *, n_boot: int = 1000, confiden
     st = reference.stripes
     if st is None or len(st.seeds) < 2:
         raise InputError("seed_null_scores needs a result with stripes from at least 2 seeds")
-    if st.control_kind != "random":
-        raise InputError(f"seed_null_scores needs a result with random control sequences, got the {st.control_kind!r} "
-                         "baseline; its null is kind_scores(lm, 'random', reference)")
+    if st.control_kind not in ("random", "twin"):
+        raise InputError(f"seed_null_scores needs a result with random control sequences or twins, got the "
+                         f"{st.control_kind!r} baseline; its null is kind_scores(lm, 'random', reference)")
     n = len(st.seeds) // 2
     odd = lambda a: a[1::2][:n]
     even = lambda a: a[0::2][:n]
+
+    def split(d: dict) -> dict:
+        if st.control_kind == "random":
+            return {"repeated": odd(d["control"]), "control": even(d["control"])}
+        return {"repeated": odd(d["twin"]), "control": odd(d["twin_control"]),
+                "twin": even(d["twin"]), "twin_control": even(d["twin_control"])}
+
     new = StripeData(T=st.T, l0=st.l0, eps=st.eps, seeds=st.seeds[1::2][:n], read_streams=st.read_streams,
-                     induction={"repeated": odd(st.induction["control"]), "control": even(st.induction["control"])},
-                     duplicate={"repeated": odd(st.duplicate["control"]), "control": even(st.duplicate["control"])},
-                     sources=st.sources, control_kind="random")
-    return scores_from_stripes(new, model=f"{reference.model} (random vs random)", n_directions=reference.n_directions,
+                     induction=split(st.induction), duplicate=split(st.duplicate), sources=st.sources,
+                     control_kind=st.control_kind)
+    name = "random vs random" if st.control_kind == "random" else "twin vs twin"
+    return scores_from_stripes(new, model=f"{reference.model} ({name})", n_directions=reference.n_directions,
                                n_boot=n_boot, confidence=confidence)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -24,7 +25,7 @@ __all__ = ["HEADLINE_N_BOOT", "HEADLINE_VERSION", "Headline", "headline", "headl
 HEADLINE_N_BOOT = 1000
 
 #: the layout of the results file; a file of another version is recomputed
-HEADLINE_VERSION = 2
+HEADLINE_VERSION = 3
 
 
 @dataclass
@@ -36,10 +37,19 @@ class Headline(KeyAccess):
     Attributes:
         model, n_layers, setting: the model, its number of blocks ``L`` and :data:`.canonical.CANONICAL`.
         emergence_layer, emergence_ci: the middle of the rise and its interval.
+        rise_from_one: the first stream half way from 1 to the peak (in log): the rise measured from
+            "no induction" instead of from the lowest score.
         rise_factor, rise_factor_ci: ``S(top) / S(bottom)`` and its paired interval.
         rise_start, rise_end, rise_width, rise_width_ci: the 10 % and 90 % layers and the width between.
         peak_score, peak_ci, peak_layer: the largest score, its interval and its read stream.
         regime: the universal-regime window at the last stream (:func:`regime_window`).
+        linearity: how far the response at ``CANONICAL["eps"]`` lies from the exact linear response
+            (:func:`linearity_check`).
+        eps_tenth: how much the scores move when eps is divided by 10 (:func:`eps_tenth_check`).
+        read_streams, score, ci_low, ci_high: the whole canonical profile (``None`` at ``l0``), so that a
+            page quoting it needs no second run.
+        head_blocks: the blocks of the model's top-5 heads by attention pattern, best first
+            (:func:`.attention.top_heads` at the canonical ``T`` and seeds).
         key: what the cached file is valid for; provenance: how it was made.
     """
 
@@ -48,6 +58,7 @@ class Headline(KeyAccess):
     setting: dict
     emergence_layer: int | None
     emergence_ci: list[int] | None
+    rise_from_one: int | None
     rise_factor: float
     rise_factor_ci: list[float]
     rise_start: int | None
@@ -58,8 +69,20 @@ class Headline(KeyAccess):
     peak_ci: list[float | None]
     peak_layer: int
     regime: dict
+    linearity: dict
+    eps_tenth: dict
+    read_streams: list[int]
+    score: list[float | None]
+    ci_low: list[float | None]
+    ci_high: list[float | None]
+    head_blocks: list[int]
     key: dict
     provenance: dict | None = None
+
+    @property
+    def first_head_block(self) -> int:
+        """The lowest block among the top-5 attention-pattern heads."""
+        return min(self.head_blocks)
 
     def to_json_dict(self) -> dict:
         """The cached file's content (plain JSON types, in field order)."""
@@ -75,11 +98,12 @@ def headline_path(model: str) -> Path:
 
 
 def _key(lm) -> dict:
-    from .version import __version__
+    from .induction import CONTROLS
     from .provenance import weights_hash
+    from .version import __version__
 
     return {"version": HEADLINE_VERSION, "setting": dict(CANONICAL), "regime_sweep": dict(REGIME_SWEEP),
-            "n_boot": HEADLINE_N_BOOT, "library": __version__,
+            "baseline": CONTROLS[0], "n_boot": HEADLINE_N_BOOT, "library": __version__,
             "weights": weights_hash(lm), "dtype": str(lm.dtype).replace("torch.", "")}
 
 
@@ -98,11 +122,11 @@ def headline(lm) -> Headline:
         ``None`` when the score does not rise; ``regime`` is the universal-regime window at the
         last stream (:func:`regime_window`).
     """
+    from .attention import induction_attention_scores, top_heads
+    from .checks import check_model
     from .induction import induction_scores
     from .io import write_json_atomic
     from .provenance import RunClock, collect
-
-    from .checks import check_model
 
     check_model(lm)
     path = headline_path(lm.name)
@@ -123,12 +147,19 @@ def headline(lm) -> Headline:
         model=lm.name, n_layers=lm.n_layers, setting=dict(CANONICAL),
         emergence_layer=res.emergence_layer,
         emergence_ci=list(rise.stream_ci) if rise.stream_ci else None,
+        rise_from_one=rise.from_one,
         rise_factor=rise.factor, rise_factor_ci=list(rise.factor_ci),
         rise_start=rise.start, rise_end=rise.end, rise_width=rise.width,
         rise_width_ci=list(rise.width_ci) if rise.width_ci else None,
         peak_score=_finite(res.score[best]), peak_ci=[_finite(res.ci_low[best]), _finite(res.ci_high[best])],
         peak_layer=int(res.read_streams[best]),
         regime=regime_window(lm),
+        linearity=linearity_check(lm),
+        eps_tenth=eps_tenth_check(lm, res),
+        read_streams=[int(x) for x in res.read_streams], score=[_finite(x) for x in res.score],
+        ci_low=[_finite(x) for x in res.ci_low], ci_high=[_finite(x) for x in res.ci_high],
+        head_blocks=[b for b, _, _ in top_heads(induction_attention_scores(lm, T=CANONICAL["T"],
+                                                                           seeds=CANONICAL["seeds"]), 5)],
         key=key,
         provenance=collect(lm, {"T": CANONICAL["T"], "seeds": CANONICAL["seeds"], "eps": CANONICAL["eps"],
                                 "layer": CANONICAL["layer"], "n_boot": HEADLINE_N_BOOT, "method": "finite",
@@ -137,6 +168,67 @@ def headline(lm) -> Headline:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, out.to_json_dict())
     return out
+
+
+#: the sequences and sources of :func:`linearity_check`
+LINEARITY_CHECK = {"seeds": 4, "n_sources": 4}
+
+
+def linearity_check(lm, *, T: int | None = None, seeds: int | None = None, eps: float | None = None,
+                    n_sources: int | None = None) -> dict:
+    """How far the response at ``eps`` lies from the exact linear response, at the last stream.
+
+    Why this and not only the regime window: the window's ends come from one sequence and a 1 %
+    tolerance, and move with the tokens drawn; what a measurement at one eps needs to know is how
+    far *its* chi lies from the ``eps -> 0`` limit. The limit is computed exactly by forward-mode
+    differentiation (``method="jvp"``). Over ``seeds`` repeated sequences of copy length ``T``
+    (default: the canonical ones, :data:`LINEARITY_CHECK`) with ``n_sources`` sources each: the
+    relative deviation of the mean chi over pairs ``t >= s`` at stream ``L`` (the regime's
+    summary curve).
+
+    Returns:
+        ``{"eps", "T", "seeds", "n_sources", "deviations", "median", "max"}`` (deviations per sequence).
+    """
+    from .engine import response
+    from .regime import layer_curves
+    from .sequences import make_sequence, spread
+
+    T = CANONICAL["T"] if T is None else T
+    seeds = LINEARITY_CHECK["seeds"] if seeds is None else seeds
+    eps = CANONICAL["eps"] if eps is None else eps
+    n = LINEARITY_CHECK["n_sources"] if n_sources is None else n_sources
+    devs = []
+    for seed in range(seeds):
+        tokens = make_sequence(lm, "repeated", T, seed)
+        sources = spread(1, len(tokens) - 2, n)
+        kw = dict(l0=0, read_streams=[lm.n_layers], sources=sources, seed=seed)
+        finite = layer_curves(response(lm, tokens, [eps], **kw))[0, 0]
+        linear = layer_curves(response(lm, tokens, None, method="jvp", **kw))[0, 0]
+        devs.append(float(abs(finite / linear - 1.0)))
+    return {"eps": eps, "T": T, "seeds": seeds, "n_sources": n, "deviations": devs,
+            "median": float(statistics.median(devs)), "max": float(max(devs))}
+
+
+def eps_tenth_check(lm, res) -> dict:
+    """The largest relative change of the canonical scores when eps is divided by 10.
+
+    Why: the practical question behind "is eps inside the regime" is whether the numbers the book
+    quotes depend on it. Same sequences, sources and directions as ``res``; only eps changes.
+
+    Returns:
+        ``{"eps", "eps_small", "max_change", "stream", "emergence_layer"}``: the largest
+        ``|S(eps/10) / S(eps) - 1|`` over the read streams after ``l0``, where it is, and the
+        emergence layer at ``eps/10``.
+    """
+    from .induction import induction_scores
+
+    small = induction_scores(lm, T=CANONICAL["T"], seeds=CANONICAL["seeds"], eps=CANONICAL["eps"] / 10,
+                             l0=CANONICAL["layer"], n_boot=200)
+    changes = [(abs(b / a - 1.0), l) for l, a, b in zip(res.read_streams, res.score, small.score)
+               if l > res.l0 and math.isfinite(a) and math.isfinite(b)]
+    worst, stream = max(changes)
+    return {"eps": CANONICAL["eps"], "eps_small": CANONICAL["eps"] / 10, "max_change": float(worst),
+            "stream": int(stream), "emergence_layer": small.emergence_layer}
 
 
 def regime_window(lm) -> dict:

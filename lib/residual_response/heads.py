@@ -7,7 +7,8 @@ Perturb source ``k`` (the first ``a_k``) at layer ``l0`` and look at every atten
     head_chi[b, h] = mean_k || z~_h[T+k-1] - z_h[T+k-1] || / (eps * || z_h[T+k-1] ||)
 
 and the head's attribution score is the ratio of ``head_chi`` on repeated sequences to the same
-entries of random controls (as for the stream score in :mod:`.induction`). Heads ``(block, head)``,
+entries of their twins (the same first copy, a fresh second half; :mod:`.sequences`), so only
+the repeat differs between the two. Heads ``(block, head)``,
 block ``b`` in ``l0..L-1``, are ranked by it.
 """
 
@@ -136,7 +137,7 @@ def head_attribution(
     src, tgt = lay.induction_sources, lay.induction_targets
     per_kind = {"repeated": [], "control": []}
     for seed in seed_list:
-        for key, kind in (("repeated", "repeated"), ("control", "random")):
+        for key, kind in (("repeated", "repeated"), ("control", "twin")):
             tokens = make_sequence(lm, kind, T, seed)
             per_kind[key].append(head_stripe_response(lm, tokens, src, tgt, l0=l0, eps=eps,
                                                       n_directions=n_directions, seed=seed))

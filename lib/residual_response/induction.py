@@ -4,17 +4,33 @@ On ``[BOS, a_1 .. a_T, a_1 .. a_T]`` an induction mechanism at the second ``a_{k
 ``T+k-1``) attends back to the first ``a_k`` (index ``k``) to predict ``a_k``. Perturbing source
 ``k`` therefore moves target ``T+k-1``: a stripe at lag ``T-1`` of the response matrix.
 
-The baseline of each stripe entry is the same target's mean response to nearby sources of the
-same sequence (``k-3, k-2, k+1, k+2``; :func:`neighbour_baseline`): whatever the target does to
-every source alike cancels, so a model without induction scores 1 (measured on random-init
-models of every architecture, :mod:`.null`)::
+The score (the ``"twin"`` baseline, the default) compares each stripe entry with two things that
+share everything with it but induction:
 
-    score(l) = mean_{seeds, k} chi[l, k, T+k-1] / mean_{seeds, k} mean_{o} chi[l, k+o, T+k-1]
+- **its right neighbours**: the same target's response to the next sources, ``k+1`` and ``k+2``
+  (:func:`right_neighbour_baseline`). Whatever the target does to every source alike (its norm,
+  the attention its duplicate draws) cancels. Only sources to the *right* of the stripe: a
+  source ``j < k`` reaches the target through the second copy without any induction (a
+  duplicate-token head at ``T+j`` reads ``j``, and the target reads ``T+j`` a few positions
+  back), so left neighbours are inflated in every trained model;
+- **its twin**: the same entries of ``[BOS, a_1 .. a_T, b_1 .. b_T]``, the same first copy with a
+  fresh second half (``sequences.make_sequence(..., "twin")``). The ratio of a stripe entry to
+  its right neighbours also holds how the response falls or rises with distance, which is not
+  induction; the twin has the same positions and the same sources, and no repeat::
 
-The older baselines, the same entries of control sequences (``"random"``: 2T random tokens;
-``"shuffled"``: second copy permuted), remain as options; against random tokens a random model
-scores 0.6-0.8, because the repeated sequence holds duplicate tokens and the control does not.
-The duplicate-token score uses lag ``T`` (source ``k``, target ``T+k``) the same way.
+    score(l) = [mean chi_rep(k, T+k-1) / mean_o chi_rep(k+o, T+k-1)]
+             / [mean chi_twin(k, T+k-1) / mean_o chi_twin(k+o, T+k-1)],   o in {1, 2}
+
+  (means over seeds and stripe positions ``k = 2..T-1``). A model without induction scores 1:
+  measured on random-init models of every architecture and size, on sequences without a repeat,
+  and on the streams of trained models before their first induction heads (:mod:`.null`).
+
+The older baselines remain as options: ``"neighbours"`` (``k-3, k-2, k+1, k+2`` of the repeated
+sequence alone: left neighbours make trained models score 0.4-0.7 before induction exists),
+``"random"`` and ``"shuffled"`` (the same entries of another sequence: a random model scores
+0.6-0.8 against random tokens, because the repeated sequence holds duplicates and they do not).
+The duplicate-token score uses lag ``T`` (source ``k``, target ``T+k``) the same way, with the
+right neighbours beyond the induction source of the same target (``k+2``, ``k+3``).
 Confidence intervals come from a bootstrap that resamples seeds and, within them, stripe
 positions; the emergence layer is the middle of the score's rise over depth (:class:`Rise`).
 
@@ -40,8 +56,8 @@ from .engine.plan import planned_passes
 from .induction_result import InductionResult, SectionMap, StripeData
 from .models import LoadedModel
 from .progress import Progress, as_progress
-from .rise import EMERGENCE_THRESHOLD, Rise, emergence_layer, half_rise_layer, rise_of
-from .sequences import _draw, check_length, fits_context, induction_layout
+from .rise import EMERGENCE_THRESHOLD, MIN_RISE, Rise, emergence_layer, half_rise_layer, rise_of
+from .sequences import InductionLayout, _draw, check_length, fits_context, induction_layout
 from .stats import bootstrap_ratio
 
 __all__ = [
@@ -55,6 +71,11 @@ __all__ = [
     "StripeData",
     "collect_stripes",
     "emergence_layer",
+    "MIN_RISE",
+    "neighbour_baseline",
+    "rescore_baseline",
+    "right_neighbour_baseline",
+    "stripe_entries",
     "half_rise_layer",
     "induction_scores",
     "rescore_seeds",
@@ -66,9 +87,10 @@ __all__ = [
     "section_results",
 ]
 
-#: The baselines of :func:`collect_stripes`. ``"neighbours"`` is the default: it is the one whose
-#: score a model without induction puts at 1 (the null page of the book measures all three).
-CONTROLS = ("neighbours", "random", "shuffled")
+#: The baselines of :func:`collect_stripes`. ``"twin"`` is the default: it is the one whose score
+#: a model without induction puts at 1, random-init and trained alike (the null page of the book
+#: measures all of them).
+CONTROLS = ("twin", "neighbours", "random", "shuffled")
 
 #: Source offsets of the neighbour baseline, beyond the two stripes of a target on each side.
 NEIGHBOUR_REACH = 2
@@ -95,7 +117,7 @@ class InductionSetting:
     eps: float = 1e-2
     n_directions: int = 1
     method: str = "finite"
-    control: str = "neighbours"
+    control: str = "twin"
     read_streams: tuple[int, ...] | None = None
     n_boot: int = 1000
     confidence: float = 0.95
@@ -106,7 +128,7 @@ class InductionSetting:
 
     @classmethod
     def validated(cls, lm: LoadedModel, T: int = 20, seeds: Sequence[int] | int = 4, *, l0: int = 0,
-                  eps: float = 1e-2, n_directions: int = 1, method: str = "finite", control: str = "neighbours",
+                  eps: float = 1e-2, n_directions: int = 1, method: str = "finite", control: str = "twin",
                   read_streams: Iterable[int] | None = None, n_boot: int = 1000, confidence: float = 0.95,
                   keep_matrices: bool = False, **response_options) -> "InductionSetting":
         """Every argument checked before the first forward pass (``TypeError``/``InputError`` naming it):
@@ -118,8 +140,8 @@ class InductionSetting:
             raise TypeError(f"unexpected keyword argument(s) {', '.join(unknown)}; the engine's options are "
                             f"{', '.join(RESPONSE_OPTIONS)}")
         check_choice(control, "control", CONTROLS)
-        if control == "neighbours" and T < 3:
-            raise InputError(f"T={T} is too short for the neighbours control: a stripe source needs a neighbour; "
+        if control in ("neighbours", "twin") and T < 3:
+            raise InputError(f"T={T} is too short for the {control} baseline: a stripe source needs a neighbour; "
                              f"use T >= 3")
         check_choice(method, "method", ("finite", "jvp"))
         l0 = validate_l0(lm, l0)
@@ -149,7 +171,7 @@ class InductionSetting:
 @keyword_alias(layer="l0", read_layers="read_streams")
 def collect_stripes(lm: LoadedModel, T: int, seeds: Sequence[int] | int, *, l0: int = 0, eps: float = 1e-2,
                     read_streams: Iterable[int] | None = None, n_directions: int = 1, method: str = "finite",
-                    control: str = "neighbours", keep_matrices: bool = False, progress: "bool | Progress" = False,
+                    control: str = "twin", keep_matrices: bool = False, progress: "bool | Progress" = False,
                     **response_options) -> StripeData:
     """Run the response of repeated sequences and their controls and keep the stripe entries.
 
@@ -161,9 +183,10 @@ def collect_stripes(lm: LoadedModel, T: int, seeds: Sequence[int] | int, *, l0: 
         seeds: sequence seeds (a count ``K`` means ``0..K-1``); seed ``i`` also seeds the directions.
         l0: the perturbed stream (``layer=`` is accepted as its old name).
         control: the baseline each stripe entry is divided by (see :data:`CONTROLS`):
-            ``"neighbours"`` (the same target's response to nearby sources of the same repeated
-            sequence; no control sequences are run), ``"random"`` (the same entries of ``2T``
-            random tokens, no repeat) or ``"shuffled"`` (second copy permuted).
+            ``"twin"`` (right neighbours, against the same ratio in the twin sequence; the
+            default), ``"neighbours"`` (the same target's response to nearby sources on both
+            sides, repeated sequence only), ``"random"`` (the same entries of ``2T`` random
+            tokens, no repeat) or ``"shuffled"`` (second copy permuted).
         progress: ``True`` or a :class:`~residual_response.progress.Progress`: one bar for all the
             sequences, its total the passes the batch planner gives them (on a terminal only).
     """
@@ -178,13 +201,11 @@ def stripes_of(lm: LoadedModel, setting: InductionSetting, progress: "bool | Pro
     T = setting.T
     layout = induction_layout(lm, T)
     sources = list(range(layout.offset, layout.offset + T))  # first copy a_1..a_T
-    ind = (layout.induction_sources.numpy() - layout.offset, layout.induction_targets.numpy())  # (rows, targets)
-    dup = (layout.duplicate_sources.numpy() - layout.offset, layout.duplicate_targets.numpy())
-    induction, duplicate = {"repeated": [], "control": []}, {"repeated": [], "control": []}
-    matrices = {"repeated": [], "control": []} if setting.keep_matrices else None
-    reads = None
-    within = setting.control == "neighbours"
     runs = _sequence_runs(setting.control, setting.keep_matrices)
+    induction = {key: [] for key in _stripe_keys(setting.control)}
+    duplicate = {key: [] for key in _stripe_keys(setting.control)}
+    matrices = {key: [] for key, _ in runs} if setting.keep_matrices else None
+    reads = None
     passes = len(runs) * len(setting.seeds) * _passes_per_sequence(lm, setting, layout.offset, sources)
     with as_progress(progress, f"{lm.name} induction l0={setting.l0}") as bar, bar.expect(passes):
         for seed in setting.seeds:
@@ -194,13 +215,15 @@ def stripes_of(lm: LoadedModel, setting: InductionSetting, progress: "bool | Pro
                 chi, reads = res.chi[0], res.read_streams  # [n_read, T, N]
                 if matrices is not None:
                     matrices[key].append(chi)
-                if within and key == "control":
+                if key not in induction:
                     continue  # run for its matrix only
-                induction[key].append(chi[:, ind[0], ind[1]])
-                duplicate[key].append(chi[:, dup[0], dup[1]])
-                if within:  # the baselines come from the same matrix
-                    induction["control"].append(neighbour_baseline(chi, *ind, other_stripe=-1))
-                    duplicate["control"].append(neighbour_baseline(chi, *dup, other_stripe=+1))
+                (i_s, i_b), (d_s, d_b) = stripe_entries(chi, layout, setting.control)
+                base_key = "twin_control" if key == "twin" else "control"
+                induction[key].append(i_s)
+                duplicate[key].append(d_s)
+                if i_b is not None:  # a baseline from the same matrix
+                    induction[base_key].append(i_b)
+                    duplicate[base_key].append(d_b)
     return StripeData(
         T=T, l0=setting.l0, eps=setting.eps, seeds=list(setting.seeds), read_streams=reads,
         induction={k: np.stack(v) for k, v in induction.items()},
@@ -240,6 +263,61 @@ def neighbour_baseline(chi: np.ndarray, src_rows: np.ndarray, targets: np.ndarra
         raise InputError(f"other_stripe must be -1 or +1, got {other_stripe!r}")
     lo, hi = min(0, other_stripe), max(0, other_stripe)
     offsets = [lo - d for d in range(NEIGHBOUR_REACH, 0, -1)] + [hi + d for d in range(1, NEIGHBOUR_REACH + 1)]
+    return _mean_over_offsets(chi, src_rows, targets, offsets)
+
+
+def stripe_entries(chi: np.ndarray, layout: InductionLayout, control: str) -> tuple[tuple, tuple]:
+    """The stripe entries of one response matrix, and their baselines where they come from the same matrix.
+
+    Args:
+        chi: ``[n_read, T, N]`` response of the first copy's sources (rows) at every target.
+        layout: the sequence's :class:`~.sequences.InductionLayout`.
+        control: the baseline (:data:`CONTROLS`). ``"twin"`` keeps the stripe entries that have a
+            right neighbour in the first copy (induction ``k = 2..T-1``, duplicate ``k = 1..T-2``).
+
+    Returns:
+        ``((ind, ind_base), (dup, dup_base))``, each ``[n_read, P]``; the bases are ``None`` for the
+        ``"random"`` and ``"shuffled"`` controls, whose baseline is another sequence's stripe.
+    """
+    T = layout.T
+    ind_src = layout.induction_sources.numpy() - layout.offset  # rows into the first copy's sources
+    dup_src = layout.duplicate_sources.numpy() - layout.offset
+    ind_tgt, dup_tgt = layout.induction_targets.numpy(), layout.duplicate_targets.numpy()
+    if control == "twin":
+        ind_keep, dup_keep = ind_src + 1 < T, dup_src + 2 < T
+        ind_src, ind_tgt, dup_src, dup_tgt = ind_src[ind_keep], ind_tgt[ind_keep], dup_src[dup_keep], dup_tgt[dup_keep]
+        return ((chi[:, ind_src, ind_tgt], right_neighbour_baseline(chi, ind_src, ind_tgt, first=1)),
+                (chi[:, dup_src, dup_tgt], right_neighbour_baseline(chi, dup_src, dup_tgt, first=2)))
+    if control == "neighbours":
+        return ((chi[:, ind_src, ind_tgt], neighbour_baseline(chi, ind_src, ind_tgt, other_stripe=-1)),
+                (chi[:, dup_src, dup_tgt], neighbour_baseline(chi, dup_src, dup_tgt, other_stripe=+1)))
+    return (chi[:, ind_src, ind_tgt], None), (chi[:, dup_src, dup_tgt], None)
+
+
+def right_neighbour_baseline(chi: np.ndarray, src_rows: np.ndarray, targets: np.ndarray, *, first: int) -> np.ndarray:
+    """The same target's mean response to the next sources to the right: the ``"twin"`` baseline's neighbours.
+
+    Why only the right: for the stripe target ``T+k-1`` a source ``j < k`` has a path without
+    induction (a duplicate-token head at ``T+j`` reads ``j``, and the target reads ``T+j``), which
+    the stripe source ``k`` and the sources after it lack; their own second-copy positions come
+    after the target. Averages ``chi[:, r + o, t]`` over the ``NEIGHBOUR_REACH`` offsets ``o =
+    first, first + 1, ...`` inside the first copy (``first`` = 1 for the induction stripe, 2 for the
+    duplicate stripe, whose target's induction source is one to the right).
+
+    Args:
+        chi: ``[n_read, T, N]`` response of the first copy's sources (rows) at every target.
+        src_rows: ``[P]`` stripe source rows into ``chi``; ``targets``: ``[P]`` their targets.
+
+    Returns:
+        ``[n_read, P]`` baseline per read stream and stripe entry.
+    """
+    if first not in (1, 2):
+        raise InputError(f"first must be 1 (induction stripe) or 2 (duplicate stripe), got {first!r}")
+    return _mean_over_offsets(chi, src_rows, targets, list(range(first, first + NEIGHBOUR_REACH)))
+
+
+def _mean_over_offsets(chi: np.ndarray, src_rows: np.ndarray, targets: np.ndarray, offsets: list[int]) -> np.ndarray:
+    """``[n_read, P]``: mean of ``chi[:, r + o, t]`` over the offsets ``o`` that stay inside the first copy."""
     n_rows = chi.shape[1]
     total = np.zeros((chi.shape[0], len(src_rows)))
     count = np.zeros(len(src_rows))
@@ -255,14 +333,21 @@ def neighbour_baseline(chi: np.ndarray, src_rows: np.ndarray, targets: np.ndarra
     return total / count
 
 
+def _stripe_keys(control: str) -> tuple[str, ...]:
+    """The keys of :attr:`StripeData.induction` under a baseline."""
+    return ("repeated", "control", "twin", "twin_control") if control == "twin" else ("repeated", "control")
+
+
 def _sequence_runs(control: str, keep_matrices: bool) -> tuple[tuple[str, str], ...]:
     """``(key, sequence kind)`` of the sequences :func:`collect_stripes` runs per seed.
 
-    The neighbours baseline needs no control sequence; its matrices, when kept for a picture,
-    are those of random tokens.
+    The twin baseline runs each repeated sequence and its twin; the neighbours baseline needs no
+    second sequence (its matrices, when kept for a picture, are those of the twin).
     """
+    if control == "twin":
+        return (("repeated", "repeated"), ("twin", "twin"))
     if control == "neighbours":
-        return (("repeated", "repeated"), ("control", "random")) if keep_matrices else (("repeated", "repeated"),)
+        return (("repeated", "repeated"), ("twin", "twin")) if keep_matrices else (("repeated", "repeated"),)
     return (("repeated", "repeated"), ("control", control))
 
 
@@ -276,14 +361,16 @@ def _passes_per_sequence(lm: LoadedModel, setting: InductionSetting, offset: int
 def scores_from_stripes(stripes: StripeData, *, model: str = "", method: str = "finite", n_directions: int = 1,
                         n_boot: int = 1000, confidence: float = 0.95, boot_seed: int = 0) -> InductionResult:
     """Turn stripe entries into scores, CIs, the rise over depth and the emergence layer (:class:`Rise`)."""
-    score, lo, hi, boots = bootstrap_ratio(stripes.induction["repeated"], stripes.induction["control"],
-                                           n_boot=n_boot, confidence=confidence, seed=boot_seed, return_boots=True)
+    ind = stripes.parts("induction")
+    score, lo, hi, boots = bootstrap_ratio(ind[0], ind[1], twin=ind[2:] or None, n_boot=n_boot,
+                                           confidence=confidence, seed=boot_seed, return_boots=True)
     after = np.asarray(stripes.read_streams) > stripes.l0  # the perturbed stream itself has no score
     rise = None
     if after.sum() >= 2:
         rise = rise_of(np.asarray(stripes.read_streams)[after], score[after], boots[:, after], confidence)
-    dscore, dlo, dhi = bootstrap_ratio(stripes.duplicate["repeated"], stripes.duplicate["control"],
-                                       n_boot=n_boot, confidence=confidence, seed=boot_seed + 1)
+    dup = stripes.parts("duplicate")
+    dscore, dlo, dhi = bootstrap_ratio(dup[0], dup[1], twin=dup[2:] or None, n_boot=n_boot, confidence=confidence,
+                                       seed=boot_seed + 1)
     return InductionResult(
         model=model, T=stripes.T, seeds=stripes.seeds, l0=stripes.l0, eps=stripes.eps, method=method,
         read_streams=list(stripes.read_streams), score=score.tolist(), ci_low=lo.tolist(), ci_high=hi.tolist(),
@@ -313,8 +400,47 @@ def rescore_seeds(result: InductionResult, seeds: Sequence[int]) -> InductionRes
     sub = StripeData(T=st.T, l0=st.l0, eps=st.eps, seeds=use, read_streams=st.read_streams,
                      induction={k: v[rows] for k, v in st.induction.items()},
                      duplicate={k: v[rows] for k, v in st.duplicate.items()},
-                     sources=st.sources, control_kind=st.control_kind)
+                     sources=st.sources, control_kind=st.control_kind,
+                     matrices=None if st.matrices is None else {k: v[rows] for k, v in st.matrices.items()})
     out = scores_from_stripes(sub, model=result.model, method=result.method, n_directions=result.n_directions,
+                              n_boot=result.n_boot, confidence=result.confidence)
+    out.n_layers = result.n_layers
+    return out
+
+
+def rescore_baseline(result: InductionResult, control: str) -> InductionResult:
+    """The same runs scored against another baseline, from the response matrices the result kept.
+
+    Why: comparing baselines on the *same* sequences and directions shows what the baseline
+    alone changes. Needs ``keep_matrices=True``; ``"neighbours"`` needs the repeated sequences'
+    matrices, ``"twin"`` also the twins' (kept by a ``"twin"`` run).
+
+    Args:
+        result: an :func:`induction_scores` result with stripes and matrices.
+        control: ``"twin"`` or ``"neighbours"``.
+    """
+    st = result.stripes
+    if st is None or st.matrices is None:
+        raise InputError("result has no response matrices to rescore (compute it with keep_matrices=True)")
+    check_choice(control, "control", ("twin", "neighbours"))
+    if control == "twin" and "twin" not in st.matrices:
+        raise InputError("the twin baseline needs the twins' matrices: compute the result with the twin baseline")
+    layout = InductionLayout(T=st.T, offset=st.sources[0])
+    induction = {k: [] for k in _stripe_keys(control)}
+    duplicate = {k: [] for k in _stripe_keys(control)}
+    for key in (("repeated", "twin") if control == "twin" else ("repeated",)):
+        base_key = "twin_control" if key == "twin" else "control"
+        for chi in st.matrices[key]:  # [n_read, T, N] per seed
+            (i_s, i_b), (d_s, d_b) = stripe_entries(chi, layout, control)
+            induction[key].append(i_s)
+            induction[base_key].append(i_b)
+            duplicate[key].append(d_s)
+            duplicate[base_key].append(d_b)
+    new = StripeData(T=st.T, l0=st.l0, eps=st.eps, seeds=st.seeds, read_streams=st.read_streams,
+                     induction={k: np.stack(v) for k, v in induction.items()},
+                     duplicate={k: np.stack(v) for k, v in duplicate.items()},
+                     sources=st.sources, control_kind=control, matrices=st.matrices)
+    out = scores_from_stripes(new, model=result.model, method=result.method, n_directions=result.n_directions,
                               n_boot=result.n_boot, confidence=result.confidence)
     out.n_layers = result.n_layers
     return out
@@ -322,7 +448,7 @@ def rescore_seeds(result: InductionResult, seeds: Sequence[int]) -> InductionRes
 
 @keyword_alias(layer="l0")
 def induction_scores(lm: LoadedModel, T: int = 20, seeds: Sequence[int] | int = 4, *, l0: int = 0, eps: float = 1e-2,
-                     n_directions: int = 1, method: str = "finite", control: str = "neighbours", n_boot: int = 1000,
+                     n_directions: int = 1, method: str = "finite", control: str = "twin", n_boot: int = 1000,
                      confidence: float = 0.95, keep_matrices: bool = False, progress: "bool | Progress" = False,
                      **response_options) -> InductionResult:
     """Induction score per read stream ``l0..L`` (with CI) and the emergence layer.

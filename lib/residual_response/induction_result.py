@@ -29,12 +29,14 @@ def _none_for_nan(value):
 
 @dataclass
 class StripeData:
-    """Stripe entries of chi, per seed.
+    """Stripe entries of chi and their baselines, per seed.
 
     Attributes:
         read_streams: ``[n_read]`` streams read.
-        induction: ``{"repeated"|"control": [n_seeds, n_read, T-1]}`` chi at (k, T+k-1).
-        duplicate: ``{"repeated"|"control": [n_seeds, n_read, T]}`` chi at (k, T+k).
+        induction: ``{key: [n_seeds, n_read, P]}`` at the induction stripe (k, T+k-1): ``"repeated"``
+            the stripe entries, ``"control"`` their baselines, and with the ``"twin"`` baseline
+            also ``"twin"`` and ``"twin_control"``, the same entries and baselines of the twins.
+        duplicate: the same at the duplicate stripe (k, T+k).
         matrices: optional full response matrices ``{kind: [n_seeds, n_read, T, N]}`` (sources of
             the first copy), kept when ``keep_matrices=True``.
     """
@@ -47,11 +49,18 @@ class StripeData:
     induction: dict[str, np.ndarray]
     duplicate: dict[str, np.ndarray]
     sources: list[int]
-    control_kind: str = "neighbours"
+    control_kind: str = "twin"
     matrices: dict[str, np.ndarray] | None = None
 
     layer = renamed("l0", "layer")
     read_layers = renamed("read_streams", "read_layers")
+
+    def parts(self, stripe: str = "induction") -> tuple[np.ndarray, ...]:
+        """``(rep, ctrl)``, or ``(rep, ctrl, twin, twin_ctrl)`` with the twin baseline: the arrays the
+        score is a ratio (of ratios) of, in the order :func:`.stats.bootstrap_ratio` takes them."""
+        d = {"induction": self.induction, "duplicate": self.duplicate}[stripe]
+        keys = ("repeated", "control", "twin", "twin_control") if "twin" in d else ("repeated", "control")
+        return tuple(d[k] for k in keys)
 
 
 @dataclass
@@ -78,7 +87,7 @@ class InductionResult:
     duplicate_ci_high: list[float]
     emergence_layer: int | None
     n_directions: int = 1
-    control: str = "neighbours"
+    control: str = "twin"
     confidence: float = 0.95
     n_boot: int = 1000
     stripes: StripeData | None = field(default=None, repr=False)
@@ -157,6 +166,31 @@ class SectionMap:
     length = renamed("T", "length")
     perturb_layers = renamed("l0s", "perturb_layers")
     read_layers = renamed("read_streams", "read_layers")
+
+    def writing_blocks(self, threshold: float | None = None) -> list[int]:
+        """The perturbed streams ``l0`` whose *first* read stream ``l0 + 1`` already scores clearly above 1.
+
+        Why: stream ``l0 + 1`` differs from stream ``l0`` only by block ``l0``. If the stripe is
+        there already, block ``l0`` itself moves the kicked source to the stripe target: it holds
+        an induction mechanism that reads the source stream (the previous-token information it
+        keys on is in the clean stream already). The rise of a row (:class:`.rise.Rise`) cannot see
+        this block, because the row's largest score sits at its first stream.
+
+        "Clearly": the interval's lower end lies above ``threshold`` (default :data:`.rise.MIN_RISE`,
+        the same margin the emergence criterion asks of a rise), not merely above 1, because a
+        network without induction can score a few percent off 1 with intervals narrower than that.
+
+        Returns:
+            the blocks ``b = l0`` that write a stripe, in increasing order.
+        """
+        from .rise import MIN_RISE
+
+        threshold = MIN_RISE if threshold is None else float(threshold)
+        out = []
+        for i, l0 in enumerate(self.l0s):
+            if l0 + 1 < self.ci_low.shape[1] and np.isfinite(self.ci_low[i, l0 + 1]) and self.ci_low[i, l0 + 1] > threshold:
+                out.append(int(l0))
+        return out
 
     def to_json_dict(self) -> dict:
         def clean(a):

@@ -21,7 +21,10 @@ from .models import build_random_model
 from .stats import KeyAccess
 
 __all__ = ["FAMILIES", "SIZES", "Coverage", "NullRow", "coverage", "null_study", "BASELINE_NAMES",
-           "emerged_models", "emergence_stability", "emergence_spread"]
+           "emerged_models", "stability_runs", "emergence_stability", "emergence_spread", "CONDITIONS",
+           "PRE_INDUCTION_BAND", "REQUIRED_SHARE", "Calibration", "pooled", "coverage_of_one", "no_repeat_calibration",
+           "before_heads_calibration", "emergence_calibration", "random_like", "under_baselines",
+           "neighbour_profile"]
 
 #: the architectures of the random controls
 FAMILIES = ("gpt2", "llama", "gemma2", "gemma3")
@@ -55,7 +58,7 @@ def null_study(
     families: Sequence[str] = FAMILIES,
     sizes: Sequence[str] = tuple(SIZES),
     init_seeds: Sequence[int] = (0, 1, 2),
-    controls: Sequence[str] = ("neighbours",),
+    controls: Sequence[str] = ("twin",),
     T: int = 12,
     seeds: Sequence[int] | int = 4,
     eps: float = 1e-2,
@@ -140,23 +143,34 @@ def coverage(rows: Sequence[NullRow]) -> dict[str, Coverage]:
 # --------------------------------------------------------------------------------------
 
 #: how the book names each baseline
-BASELINE_NAMES = {"random": "random control sequences", "neighbours": "neighbours", "shuffled": "shuffled copies"}
+BASELINE_NAMES = {"twin": "twin", "neighbours": "neighbours", "random": "random sequences", "shuffled": "shuffled copies"}
 
 
-def emerged_models(rows: Sequence[NullRow], control: str = "neighbours") -> list[tuple]:
+def emerged_models(rows: Sequence[NullRow], control: str = "twin") -> list[tuple]:
     """The random models that pass the emergence criterion under ``control``: ``(family, size,
     init seed, emergence layer)``, sorted. None should."""
     return sorted({(r.family, r.size, r.init_seed, r.emergence_layer) for r in rows
                    if r.control == control and r.emergence_layer is not None})
 
 
-def emergence_stability(lms: dict, Ts: Sequence[int], seeds: int, *, eps: float = 1e-2) -> list[dict]:
+def stability_runs(lms: dict, Ts: Sequence[int], seeds: int, *, eps: float = 1e-2) -> dict:
+    """``{model: {T: result}}``: each model at each copy length ``T`` that fits its context.
+
+    The runs keep their response matrices (``keep_matrices=True``), so that every baseline can
+    score the same sequences (:func:`under_baselines`) and smaller numbers of seeds are subsets of
+    them (:func:`.induction.rescore_seeds`).
+    """
+    return {name: {T: induction_scores(lm, T=T, seeds=seeds, eps=eps, keep_matrices=True)
+                   for T in Ts if 2 * T + 1 <= lm.max_length}
+            for name, lm in lms.items()}
+
+
+def emergence_stability(runs: dict, seeds: int, *, baseline: str = "twin") -> list[dict]:
     """The emergence layer of each model at each copy length ``T`` and number of seeds.
 
-    Why: a number worth quoting must not move with the setting. Each ``(model, T)`` is run once
-    with ``seeds`` seeds; the smaller numbers (2 and ``seeds // 2``) are subsets of the same run
-    (:func:`.induction.rescore_seeds`), so only the estimator changes between them. A ``T`` whose
-    sequence does not fit a model's context is skipped.
+    Why: a number worth quoting must not move with the setting. ``runs`` are
+    :func:`stability_runs`; the smaller numbers of seeds (2 and ``seeds // 2``) are subsets of the
+    same runs, so only the estimator changes between them; ``baseline`` rescores them.
 
     Returns:
         rows ``{model, T, seeds, emergence layer, interval low, interval high, L, rise}``.
@@ -164,25 +178,195 @@ def emergence_stability(lms: dict, Ts: Sequence[int], seeds: int, *, eps: float 
     from .induction import rescore_seeds
 
     rows = []
-    for name, lm in lms.items():
-        for T in Ts:
-            if 2 * T + 1 > lm.max_length:
-                continue
-            res = induction_scores(lm, T=T, seeds=seeds, eps=eps)
+    for name, by_T in runs.items():
+        for T, full in by_T.items():
+            res = under_baselines(full, [baseline])[baseline]
             for k in sorted({2, seeds // 2, seeds} - {0, 1}):
                 r = res if k == seeds else rescore_seeds(res, range(k))
                 lo, hi = r.rise.stream_ci if r.rise and r.rise.stream_ci else (None, None)
                 rows.append({"model": name, "T": T, "seeds": k, "emergence layer": r.emergence_layer,
-                             "interval low": lo, "interval high": hi, "L": lm.n_layers,
+                             "interval low": lo, "interval high": hi, "L": r.n_layers,
                              "rise": r.rise.factor if r.rise else float("nan")})
     return rows
 
 
 def emergence_spread(stability: Sequence[dict], seeds: int) -> dict:
-    """Per model, at ``seeds`` seeds: ``(lowest, highest)`` emergence layer over ``T``, or ``None``
-    when some ``T`` shows no rise (``stability``: :func:`emergence_stability` rows)."""
+    """Per model, at ``seeds`` seeds: ``(lowest, highest)`` emergence layer over the ``T`` where the
+    rise is resolved, or ``None`` when it is resolved at none (``stability``: :func:`emergence_stability` rows)."""
     layers: dict[str, list] = {}
     for row in stability:
         if row["seeds"] == seeds:
             layers.setdefault(row["model"], []).append(row["emergence layer"])
-    return {m: None if any(v is None for v in vs) else (int(min(vs)), int(max(vs))) for m, vs in sorted(layers.items())}
+    found = {m: [v for v in vs if v is not None] for m, vs in sorted(layers.items())}
+    return {m: (int(min(vs)), int(max(vs))) if vs else None for m, vs in found.items()}
+
+
+# --------------------------------------------------------------------------------------
+# Calibration on the kind of model the score is used for: trained models too
+# --------------------------------------------------------------------------------------
+
+#: where a score "near 1" must lie on the streams of a trained model before its first induction heads
+PRE_INDUCTION_BAND = (0.8, 1.25)
+#: the share of streams (or layers) each calibration condition must reach
+REQUIRED_SHARE = 0.9
+#: the conditions a null must meet, in the order the book lists them
+CONDITIONS = ("random init", "random init, full size", "no repeat", "before the heads", "emergence")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One calibration condition of the score, measured on one model under one baseline.
+
+    Attributes:
+        condition: one of :data:`CONDITIONS`: ``"random init"`` / ``"random init, full size"``
+            (intervals of a random-init model's score cover 1: small models of every family, or
+            models with a stand-in's whole configuration), ``"no repeat"`` (intervals of a trained
+            model's score on sequences without a repeat cover 1), ``"before the heads"`` (scores of
+            the streams up to the block of the model's first top-5 attention-pattern head lie in
+            :data:`PRE_INDUCTION_BAND`), ``"emergence"`` (the emergence layer at every ``T`` lies
+            within one stream of the others and of the first head block + 1; one unit per ``T``).
+        model: the model's name; baseline: the score's baseline (:data:`.induction.CONTROLS`).
+        units: what was counted (read streams, or copy lengths for ``"emergence"``).
+        passed: how many of them meet the condition.
+    """
+
+    condition: str
+    model: str
+    baseline: str
+    units: tuple[int, ...]
+    passed: int
+
+    @property
+    def share(self) -> float:
+        return self.passed / len(self.units) if self.units else float("nan")
+
+    @property
+    def holds(self) -> bool:
+        required = 1.0 if self.condition == "emergence" else REQUIRED_SHARE
+        return bool(self.units) and self.share >= required
+
+    def misses_plausible(self, confidence: float = 0.95, alpha: float = 0.01) -> bool:
+        """Whether the misses are as few as ``confidence`` intervals allow by chance.
+
+        Why: a 95 % interval misses the truth one time in 20, so a handful of streams can fall
+        short of :data:`REQUIRED_SHARE` by chance alone. This is the one-sided binomial test that
+        the misses are not more than ``1 - confidence`` of the units would give, at level ``alpha``
+        (only for the coverage conditions).
+        """
+        from scipy.stats import binom
+
+        n, misses = len(self.units), len(self.units) - self.passed
+        return bool(n) and float(binom.sf(misses - 1, n, 1 - confidence)) > alpha
+
+
+def _scored(res) -> list[int]:
+    return [i for i, l in enumerate(res.read_streams) if l > res.l0 and np.isfinite(res.score[i])]
+
+
+def pooled(cals: Sequence[Calibration], model: str) -> Calibration:
+    """Several calibrations of one condition and baseline as one, their units and passes added.
+
+    Why: the coverage of small random models is a property of the estimator over many models,
+    not of each one: a model of four streams that misses one has 75 % coverage by chance.
+    """
+    if len({(c.condition, c.baseline) for c in cals}) != 1:
+        raise ValueError("pooled needs calibrations of one condition and baseline")
+    return Calibration(cals[0].condition, model, cals[0].baseline,
+                       tuple(u for c in cals for u in c.units), sum(c.passed for c in cals))
+
+
+def coverage_of_one(res, condition: str, model: str | None = None) -> Calibration:
+    """The read streams after ``l0`` whose interval covers 1, as a :class:`Calibration`."""
+    idx = _scored(res)
+    ok = sum(res.ci_low[i] <= 1.0 <= res.ci_high[i] for i in idx)
+    return Calibration(condition, model or res.model, res.control, tuple(int(res.read_streams[i]) for i in idx), int(ok))
+
+
+def no_repeat_calibration(lm, reference) -> Calibration:
+    """Coverage of 1 by a trained model's score on sequences without a repeat.
+
+    The repeated sequences of ``reference`` (an :func:`.induction.induction_scores` result with
+    stripes) are replaced by random ones of the same length and seeds; everything else of the
+    score stays (:func:`.crosscheck.kind_scores`). A trained model has nothing to copy there.
+    """
+    from .crosscheck import kind_scores
+
+    return coverage_of_one(kind_scores(lm, "random", reference), "no repeat", model=lm.name)
+
+
+def before_heads_calibration(res, first_block: int, band: tuple[float, float] = PRE_INDUCTION_BAND,
+                             model: str | None = None) -> Calibration:
+    """Share of the scored streams ``l0+1 .. first_block`` whose score lies in ``band``.
+
+    Why up to ``first_block``: stream ``b`` enters block ``b``, so the streams ``1..b`` of the
+    first block ``b`` that holds a top-5 induction head carry no output of such a head yet.
+    """
+    idx = [i for i in _scored(res) if res.read_streams[i] <= first_block]
+    ok = sum(band[0] <= res.score[i] <= band[1] for i in idx)
+    return Calibration("before the heads", model or res.model, res.control, tuple(int(res.read_streams[i]) for i in idx),
+                       int(ok))
+
+
+def emergence_calibration(results_by_T: dict, first_block: int, model: str | None = None) -> Calibration:
+    """Whether the emergence layer at each copy length lies within one stream of the others and of
+    ``first_block + 1`` (the stream the first top-5 attention-pattern head writes).
+
+    One unit per ``T``; a ``T`` passes when its emergence layer exists, lies within one stream of
+    ``first_block + 1``, and the layers over all ``T`` span at most two streams.
+    """
+    layers = {T: r.emergence_layer for T, r in sorted(results_by_T.items())}
+    found = [l for l in layers.values() if l is not None]
+    stable = bool(found) and max(found) - min(found) <= 1
+    ok = sum(l is not None and abs(l - (first_block + 1)) <= 1 and stable for l in layers.values())
+    first = next(iter(results_by_T.values()))
+    return Calibration("emergence", model or first.model, first.control, tuple(layers), int(ok))
+
+
+def random_like(lm, seed: int = 0):
+    """A random-initialised model with ``lm``'s full configuration and tokens, named ``<name> (random init s)``.
+
+    Why: the null of the score at the size the book uses it. Small random models calibrate the
+    estimator cheaply, but a bias small enough to hide in their intervals can show at full size,
+    where intervals are narrow. The random model draws its sequences from the same ordinary
+    tokens as ``lm``.
+    """
+    import dataclasses
+
+    from .models import build_random_model
+
+    rnd = build_random_model(lm.family, seed=int(seed), config=lm.config, dtype=lm.dtype)
+    return dataclasses.replace(lm, model=rnd.model, name=f"{lm.name} (random init {seed})",
+                               source=f"random init of {lm.name}'s configuration, seed {seed}")
+
+
+def under_baselines(res, baselines: Sequence[str] = ("neighbours", "twin")) -> dict:
+    """``{baseline: result}``: one run scored under several baselines (:func:`.induction.rescore_baseline`)."""
+    from .induction import rescore_baseline
+
+    return {b: res if b == res.control else rescore_baseline(res, b) for b in baselines}
+
+
+def neighbour_profile(res, offsets: Sequence[int] = range(-6, 7)) -> dict[int, np.ndarray]:
+    """How a repeat moves the response to each source near the stripe: ``{o: [n_read]}``.
+
+    For source offset ``o`` from the stripe source ``k``, the mean over seeds and stripe entries of
+    ``chi(k + o, T + k - 1)`` on the repeated sequences over the same mean on their twins. Without
+    induction or any other path that the repeat opens, every offset is near the same value; in a
+    trained model the left offsets (``o < 0``) rise, through the second copy, before induction does.
+    Needs a twin run with its matrices (``keep_matrices=True``).
+    """
+    st = res.stripes
+    if st is None or st.matrices is None or "twin" not in st.matrices:
+        raise ValueError("neighbour_profile needs a twin run with its matrices (keep_matrices=True)")
+    T, off = st.T, st.sources[0]
+    out = {}
+    for o in offsets:
+        ks = [k for k in range(2, T + 1) if 0 <= k - 1 + o < T]
+        if not ks:
+            continue
+        rows, tgts = np.array([k - 1 + o for k in ks]), np.array([T + k - 2 + off for k in ks])
+        rep = st.matrices["repeated"][:, :, rows, tgts].mean(axis=(0, 2))  # [n_read]
+        twin = st.matrices["twin"][:, :, rows, tgts].mean(axis=(0, 2))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[int(o)] = rep / twin
+    return out

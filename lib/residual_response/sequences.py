@@ -5,6 +5,10 @@ Token ``a_k`` sits at index ``k`` and ``T + k`` (with BOS; without BOS subtract 
 ``random``:   ``[BOS, b_1 .. b_2T]``, the control of the same length with no repeat.
 ``shuffled``: ``[BOS, a_1 .. a_T, pi(a_1 .. a_T)]``, the second copy permuted: same tokens, no
 order to copy (a negative control for order-based induction).
+``twin``:     ``[BOS, a_1 .. a_T, b_1 .. b_T]``, the repeated sequence of the same seed with its
+second copy replaced by fresh tokens: the same first copy, nothing repeated. The induction score
+compares each repeated sequence with its twin (:mod:`.induction`), so everything but the repeat
+is the same in both.
 
 All sequences are drawn from a ``torch.Generator`` seeded by ``seed`` on the CPU, so a seed gives
 the same tokens on every machine and device.
@@ -23,7 +27,7 @@ from .models import LoadedModel
 __all__ = ["SEQUENCE_KINDS", "InductionLayout", "make_sequence", "induction_layout", "validate_length", "check_length",
            "spread"]
 
-SEQUENCE_KINDS = ("repeated", "random", "shuffled")
+SEQUENCE_KINDS = ("repeated", "random", "shuffled", "twin")
 
 
 @dataclass(frozen=True)
@@ -94,10 +98,12 @@ def make_sequence(lm: LoadedModel, kind: str, T: int, seed: int = 0) -> torch.Te
     """Draw one sequence.
 
     Args:
-        kind: ``"repeated"``, ``"random"`` (control, ``2T`` tokens, no repeat) or ``"shuffled"``.
+        kind: ``"repeated"``, ``"random"`` (``2T`` tokens, no repeat), ``"shuffled"`` or
+            ``"twin"`` (the first copy of ``repeated``, then ``T`` fresh tokens).
         T: length of one copy.
-        seed: the same seed gives the same tokens; ``repeated`` and ``random`` with one seed are
-            drawn from independent streams.
+        seed: the same seed gives the same tokens; ``repeated``, ``random`` and ``shuffled`` with one
+            seed are drawn from independent streams; ``twin`` shares its first copy with
+            ``repeated`` and draws its second half from the ``random`` stream.
 
     Returns:
         ``[N]`` int64 token ids on the CPU, ``N = 2T + 1`` with BOS, ``2T`` without.
@@ -113,6 +119,11 @@ def _draw(lm: LoadedModel, kind: str, T: int, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed * 1000 + SEQUENCE_KINDS.index(kind))
     if kind == "random":
         body = vocab[torch.randint(len(vocab), (2 * T,), generator=gen)]
+    elif kind == "twin":
+        first = vocab[torch.randint(len(vocab), (T,), generator=torch.Generator().manual_seed(seed * 1000))]
+        rest = torch.Generator().manual_seed(seed * 1000 + SEQUENCE_KINDS.index("random"))
+        fresh = vocab[torch.randint(len(vocab), (2 * T,), generator=rest)][T:]
+        body = torch.cat([first, fresh])
     else:
         first = vocab[torch.randint(len(vocab), (T,), generator=gen)]
         second = first if kind == "repeated" else first[torch.randperm(T, generator=gen)]

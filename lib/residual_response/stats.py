@@ -164,34 +164,48 @@ def two_level_indices(rng: np.random.Generator, n_seeds: int, n_positions: int,
     return si, pi
 
 
-def resampled_ratio(rep: np.ndarray, ctrl: np.ndarray, si: np.ndarray, pi: np.ndarray) -> np.ndarray:
+def _resampled_mean(x: np.ndarray, si: np.ndarray, pi: np.ndarray) -> np.ndarray:
+    """``[n_boot, n_layers]`` means of ``x`` (``[n_seeds, n_layers, P]``) under two-level resample indices."""
+    return x.transpose(0, 2, 1)[si[:, :, None], pi].mean(axis=(1, 2))
+
+
+def resampled_ratio(rep: np.ndarray, ctrl: np.ndarray, si: np.ndarray, pi: np.ndarray,
+                    twin: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Ratio of means of ``rep`` and ``ctrl`` under given two-level resample indices.
 
     ``rep`` and ``ctrl`` (``[n_seeds, n_layers, P]``) are resampled with the *same* indices, so
     that each replicate's ratio compares the same sequences and positions (the control is the
-    baseline of those very entries).
+    baseline of those very entries). With ``twin = (twin_rep, twin_ctrl)`` (same shape, paired by
+    seed and position) the statistic is the ratio of the two ratios,
+    ``(rep / ctrl) / (twin_rep / twin_ctrl)``, all four resampled with the same indices.
 
     Returns:
-        ``[n_boot, n_layers]`` replicates (``nan``/``inf`` where a control mean is 0).
+        ``[n_boot, n_layers]`` replicates (``nan``/``inf`` where a denominator mean is 0).
     """
-    r = rep.transpose(0, 2, 1)[si[:, :, None], pi].mean(axis=(1, 2))  # [n_boot, n_layers]
-    c = ctrl.transpose(0, 2, 1)[si[:, :, None], pi].mean(axis=(1, 2))
     with np.errstate(divide="ignore", invalid="ignore"):
-        return r / c
+        out = _resampled_mean(rep, si, pi) / _resampled_mean(ctrl, si, pi)
+        if twin is not None:
+            out = out / (_resampled_mean(twin[0], si, pi) / _resampled_mean(twin[1], si, pi))
+    return out
 
 
-def _check_stripes(rep, ctrl) -> tuple[np.ndarray, np.ndarray]:
-    rep, ctrl = np.asarray(rep, dtype=float), np.asarray(ctrl, dtype=float)
-    if rep.shape != ctrl.shape or rep.ndim != 3:
-        raise InputError(f"rep and ctrl must have equal shapes [n_seeds, n_layers, P], got {rep.shape} and {ctrl.shape}")
-    if 0 in rep.shape:
-        raise InputError(f"rep and ctrl must be non-empty [n_seeds, n_layers, P], got shape {rep.shape}")
-    return rep, ctrl
+def _check_stripes(rep, ctrl, twin=None) -> tuple:
+    """The stripe arrays as float arrays of one shape ``[n_seeds, n_layers, P]`` (``twin``: a pair or ``None``)."""
+    arrays = [rep, ctrl] + ([] if twin is None else list(twin))
+    if twin is not None and len(twin) != 2:
+        raise InputError(f"twin must be a pair (twin_rep, twin_ctrl), got {len(twin)} arrays")
+    arrays = [np.asarray(a, dtype=float) for a in arrays]
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1 or arrays[0].ndim != 3:
+        raise InputError(f"stripe arrays must have equal shapes [n_seeds, n_layers, P], got {[a.shape for a in arrays]}")
+    if 0 in arrays[0].shape:
+        raise InputError(f"stripe arrays must be non-empty [n_seeds, n_layers, P], got shape {arrays[0].shape}")
+    return tuple(arrays)
 
 
 def bootstrap_ratio(
-    rep: np.ndarray, ctrl: np.ndarray, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
-    return_boots: bool = False,
+    rep: np.ndarray, ctrl: np.ndarray, *, twin: tuple[np.ndarray, np.ndarray] | None = None, n_boot: int = 1000,
+    confidence: float = 0.95, seed: int = 0, return_boots: bool = False,
 ):
     """Ratio of means with a two-level bootstrap CI (seeds, then positions).
 
@@ -199,23 +213,30 @@ def bootstrap_ratio(
     seed, and both vary (:func:`two_level_indices`).
 
     Args:
-        rep, ctrl: ``[n_seeds, n_layers, P]`` stripe entries of repeated and control sequences
-            (paired by seed and position index).
+        rep, ctrl: ``[n_seeds, n_layers, P]`` stripe entries and their baselines (paired by seed
+            and position index).
+        twin: optional ``(twin_rep, twin_ctrl)`` of the same shape: the same entries of a matched
+            sequence (paired by seed and position). The statistic is then the ratio of ratios
+            ``(rep / ctrl) / (twin_rep / twin_ctrl)``, and every replicate resamples all four
+            arrays with the same indices.
         return_boots: also return the bootstrap replicates ``[n_boot, n_layers]``. Every replicate
             resamples the same seeds and positions at every layer, so a statistic of several
             layers (the rise of :func:`.induction.rise_of`) gets a paired interval from them.
 
     Returns:
-        ``(ratio, low, high)``, each ``[n_layers]``; ``nan`` where the control mean is 0
+        ``(ratio, low, high)``, each ``[n_layers]``; ``nan`` where a denominator mean is 0
         (``(ratio, low, high, boots)`` with ``return_boots``).
     """
-    rep, ctrl = _check_stripes(rep, ctrl)
+    arrays = _check_stripes(rep, ctrl, twin)
+    rep, ctrl = arrays[:2]
+    twin = None if twin is None else arrays[2:]
     n_boot, confidence = check_bootstrap(n_boot, confidence)
     n_seeds, n_layers, P = rep.shape
+    full_s, full_p = np.arange(n_seeds)[None], np.broadcast_to(np.arange(P), (1, n_seeds, P))
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = rep.mean(axis=(0, 2)) / ctrl.mean(axis=(0, 2))
+        ratio = resampled_ratio(rep, ctrl, full_s, full_p, twin)[0]
         si, pi = two_level_indices(np.random.default_rng(seed), n_seeds, P, n_boot)
-        boots = resampled_ratio(rep, ctrl, si, pi)  # [n_boot, n_layers]
+        boots = resampled_ratio(rep, ctrl, si, pi, twin)  # [n_boot, n_layers]
         low, high = percentile_interval(boots, confidence)
     bad = ~np.isfinite(ratio)
     low[bad] = np.nan
@@ -226,8 +247,9 @@ def bootstrap_ratio(
 
 
 def paired_ratio_change(
-    base: tuple[np.ndarray, np.ndarray], others: Sequence[tuple[np.ndarray, np.ndarray]], *,
+    base: tuple[np.ndarray, ...], others: Sequence[tuple[np.ndarray, ...]], *,
     n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
+    against: Sequence[tuple[np.ndarray, ...]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``ratio(base) - mean_j ratio(others[j])`` per layer, with a paired two-level bootstrap CI.
 
@@ -236,24 +258,42 @@ def paired_ratio_change(
     sequence-to-sequence spread they share cancels. Several ``others`` (random-head draws) are
     averaged inside each replicate.
 
+    With ``against`` (a list of runs, e.g. random-head draws) the result is instead the drop from
+    ``base`` under ``others`` minus the mean drop under ``against``, which is
+    ``mean_i ratio(against[i]) - mean_j ratio(others[j])`` (``base`` cancels). Each replicate then
+    also resamples the runs of ``against`` with replacement, so the interval holds the spread
+    *between* them, not only the resampling within each.
+
     Args:
-        base, others: ``(rep, ctrl)`` pairs of ``[n_seeds, n_layers, P]`` stripe entries, all of
-            one shape.
+        base, others, against: ``(rep, ctrl)`` pairs, or ``(rep, ctrl, twin_rep, twin_ctrl)``
+            quadruples (the ratio of ratios of :func:`bootstrap_ratio`), of ``[n_seeds, n_layers,
+            P]`` stripe entries, all of one shape.
 
     Returns:
         ``(change, low, high)``, each ``[n_layers]`` (``nan`` where a ratio is undefined).
     """
     n_boot, confidence = check_bootstrap(n_boot, confidence)
     S, _, P = np.shape(base[0])
-    si, pi = two_level_indices(np.random.default_rng(seed), S, P, n_boot)
+    rng = np.random.default_rng(seed)
+    si, pi = two_level_indices(rng, S, P, n_boot)
     full_s, full_p = np.arange(S)[None], np.broadcast_to(np.arange(P), (1, S, P))
 
-    def ratio(pair, s_idx, p_idx):
-        return resampled_ratio(pair[0], pair[1], s_idx, p_idx)
+    def ratio(parts, s_idx, p_idx):
+        return resampled_ratio(parts[0], parts[1], s_idx, p_idx, tuple(parts[2:4]) if len(parts) == 4 else None)
 
     with np.errstate(invalid="ignore"):
-        change = ratio(base, full_s, full_p)[0] - np.mean([ratio(o, full_s, full_p)[0] for o in others], axis=0)
-        boots = ratio(base, si, pi) - np.mean([ratio(o, si, pi) for o in others], axis=0)
+        if against is None:
+            change = ratio(base, full_s, full_p)[0] - np.mean([ratio(o, full_s, full_p)[0] for o in others], axis=0)
+            boots = ratio(base, si, pi) - np.mean([ratio(o, si, pi) for o in others], axis=0)
+        else:
+            if not against:
+                raise ValueError("against is empty; give the runs to compare the drop with")
+            pick = rng.integers(0, len(against), size=(n_boot, len(against)))  # runs of `against`, resampled
+            named = np.mean([ratio(o, full_s, full_p)[0] for o in others], axis=0)
+            change = np.mean([ratio(a, full_s, full_p)[0] for a in against], axis=0) - named
+            per_run = np.stack([ratio(a, si, pi) for a in against])  # [n_against, n_boot, n_layers]
+            boots = (per_run[pick, np.arange(n_boot)[:, None]].mean(axis=1)
+                     - np.mean([ratio(o, si, pi) for o in others], axis=0))
         lo, hi = percentile_interval(boots, confidence, ignore_nan=True)  # the perturbed layer: all nan
     bad = ~np.isfinite(change)
     lo[bad] = hi[bad] = np.nan

@@ -314,6 +314,22 @@ def test_caption_tables_numbers_a_table_cell_and_hides_its_raw_output(tmp_path):
         build_book.caption_tables(bad)
 
 
+def test_caption_tables_keeps_the_tables_own_caption():
+    """The setting ``styled`` puts in a Styler's caption survives into the numbered table's title."""
+    import pandas as pd
+
+    from residual_response.pages.tables import styled
+
+    html = styled(pd.DataFrame({"model": ["a", "b"], "score": [1.0, 2.0], "setting": ["T = 20, 4 seeds"] * 2}),
+                  uuid="x").to_html()
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("df", metadata={"table": {"name": "tbl-s", "caption": "Scores."}})
+    cell.outputs = [nbformat.v4.new_output("execute_result", data={"text/html": html, "text/plain": "df"})]
+    nb.cells = [cell]
+    build_book.caption_tables(nb)
+    assert nb.cells[1].source.startswith(":::{table} Scores. Setting: T = 20, 4 seeds.\n")
+
+
 def test_course_table_lists_pages_exercises_and_measured_times():
     pages = build_book.load_pages("ci")
     toc = yaml.safe_load((REPO / "_toc.yml").read_text())

@@ -76,8 +76,10 @@ def _rise_margins(layers, score, rise) -> list[tuple[str, float]]:
     Scores move by at most SCORE_RTOL; so a log score by ~SCORE_RTOL and a crossing level (a mix
     of two log scores) by as much: a decision is safe when its margin in log exceeds 2 * SCORE_RTOL.
     """
+    from residual_response.induction import MIN_RISE
+
     s = {l: v for l, v in zip(layers, score) if v is not None}
-    out = [("factor_ci low vs 1", abs(math.log(rise["factor_ci"][0])))]
+    out = [(f"factor_ci low vs {MIN_RISE}", abs(math.log(rise["factor_ci"][0] / MIN_RISE)))]
     if not rise["emerged"]:
         return out
     lo, hi = math.log(s[rise["bottom"]]), math.log(s[rise["top"]])

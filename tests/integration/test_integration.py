@@ -66,6 +66,11 @@ def test_standin_emergence_agrees_with_the_attention_heads(fixture, request):
         f"{lm.name}: emergence at stream {res.emergence_layer}, earliest top-5 head in block {first_block}"
     scores = np.array(res.score[1:])
     assert scores[0] < 1.5  # stream 1: nothing to copy from yet
+    # calibrated on the trained model itself: before its first induction heads the score lies near 1
+    from residual_response.null import before_heads_calibration
+
+    band = before_heads_calibration(res, first_block)
+    assert len(band.units) >= 3 and band.holds, band
 
 
 def test_gemma3_is_causal_and_deterministic(gemma3):

@@ -111,6 +111,46 @@ def test_neighbour_baseline_offsets():
         neighbour_baseline(chi[:, :1], np.array([0]), np.array([7]), other_stripe=-1)
 
 
+def test_right_neighbour_baseline_offsets():
+    """chi[., r, t] = 10 r + t: the baseline averages the next sources to the right inside the first copy."""
+    from residual_response.induction import right_neighbour_baseline
+
+    T, N = 6, 13
+    chi = (10.0 * np.arange(T)[:, None] + np.arange(N)[None, :])[None]  # [1, T, N]
+    got = right_neighbour_baseline(chi, np.array([1, 4]), np.array([7, 10]), first=1)[0]
+    np.testing.assert_allclose(got, [np.mean([20, 30]) + 7, 50 + 10], rtol=1e-12)  # row 4: only row 5 is inside
+    dup = right_neighbour_baseline(chi, np.array([1]), np.array([8]), first=2)[0]
+    np.testing.assert_allclose(dup, [np.mean([30, 40]) + 8], rtol=1e-12)  # beyond the induction source
+    with pytest.raises(ValueError, match="no neighbour"):
+        right_neighbour_baseline(chi, np.array([5]), np.array([11]), first=1)
+    with pytest.raises(ValueError, match="first must be"):
+        right_neighbour_baseline(chi, np.array([1]), np.array([7]), first=0)
+
+
+def test_twin_shares_the_first_copy_and_repeats_nothing():
+    lm = build_random_model("llama")
+    for seed in range(3):
+        rep, twin = make_sequence(lm, "repeated", 9, seed), make_sequence(lm, "twin", 9, seed)
+        assert torch.equal(rep[:10], twin[:10]) and not torch.equal(rep[10:], twin[10:])
+        assert torch.equal(twin[10:], make_sequence(lm, "random", 9, seed)[10:])
+
+
+def test_bootstrap_ratio_of_ratios():
+    """With a twin pair the statistic is (rep/ctrl)/(twin/twin_ctrl); a twin equal to the repeats gives 1."""
+    from residual_response.stats import bootstrap_ratio
+
+    rng = np.random.default_rng(0)
+    rep, ctrl, twin, tctrl = (rng.uniform(1, 2, (4, 3, 7)) for _ in range(4))
+    s, lo, hi = bootstrap_ratio(rep, ctrl, twin=(twin, tctrl), n_boot=200)
+    m = [a.mean(axis=(0, 2)) for a in (rep, ctrl, twin, tctrl)]
+    np.testing.assert_allclose(s, (m[0] / m[1]) / (m[2] / m[3]), rtol=1e-12)
+    assert np.all(lo <= s) and np.all(s <= hi)
+    s1, lo1, hi1 = bootstrap_ratio(rep, ctrl, twin=(rep, ctrl), n_boot=200)
+    np.testing.assert_allclose([s1, lo1, hi1], 1.0, rtol=1e-12)
+    with pytest.raises(ValueError, match="equal shapes"):
+        bootstrap_ratio(rep, ctrl, twin=(twin, tctrl[:, :, :3]))
+
+
 def test_emergence_layer():
     assert emergence_layer([0, 1, 2, 3], [np.nan, 1.5, 2.5, 3.0]) == 2
     assert emergence_layer([0, 1], [np.nan, 1.9]) is None
@@ -190,3 +230,32 @@ def test_keyword_alias_and_regime_stream():
     with pytest.warns(DeprecationWarning, match="now called stream"):
         assert iv.layer == 3  # the old name still reads, and says so
     assert RegimeInterval.from_dict(iv.to_dict()) == iv
+
+
+def test_section_map_writing_blocks():
+    """A row whose first read stream already has an interval above 1: block l0 writes the stripe."""
+    from residual_response.induction import SectionMap
+
+    nan = np.nan
+    lo = np.array([[nan, 0.9, 3.0, 3.0], [nan, nan, 2.5, 2.0], [nan, nan, nan, 1.2]])
+    sm = SectionMap("m", 6, [0], [0, 1, 2], [0, 1, 2, 3], score=lo + 0.5, ci_low=lo, ci_high=lo + 1,
+                    duplicate_score=lo)
+    assert sm.writing_blocks() == [1]  # 1.2 is above 1 but not clearly (MIN_RISE = 1.5)
+    assert sm.writing_blocks(threshold=1.0) == [1, 2]
+
+
+def test_rescore_baseline_reproduces_a_run_with_that_baseline():
+    """Scoring kept matrices against another baseline equals running with that baseline (same directions)."""
+    from residual_response.induction import rescore_baseline
+
+    lm = build_random_model("gpt2", seed=0)
+    twin = induction_scores(lm, T=6, seeds=2, n_boot=50, keep_matrices=True)
+    assert set(twin.stripes.matrices) == {"repeated", "twin"}
+    for control in ("neighbours", "twin"):
+        direct = induction_scores(lm, T=6, seeds=2, n_boot=50, control=control)
+        again = rescore_baseline(twin, control)
+        assert again.control == control
+        np.testing.assert_allclose(again.score[1:], direct.score[1:], rtol=1e-10)
+        np.testing.assert_allclose(again.ci_low[1:], direct.ci_low[1:], rtol=1e-10)
+    with pytest.raises(ValueError, match="keep_matrices"):
+        rescore_baseline(induction_scores(lm, T=6, seeds=2, n_boot=50), "neighbours")

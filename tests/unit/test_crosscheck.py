@@ -72,7 +72,12 @@ def scored(random_lm):
 
 @pytest.fixture
 def scored_within(random_lm):
-    return induction_scores(random_lm, T=6, seeds=2, n_boot=50)  # the default neighbours baseline
+    return induction_scores(random_lm, T=6, seeds=2, n_boot=50, control="neighbours")
+
+
+@pytest.fixture
+def scored_twin(random_lm):
+    return induction_scores(random_lm, T=6, seeds=2, n_boot=50)  # the default: right neighbours against the twin
 
 
 def test_layer_rank_agreement_aligns_blocks_to_streams(random_lm, scored):
@@ -133,6 +138,27 @@ def test_controls_with_the_neighbours_baseline(random_lm, scored_within):
         seed_null_scores(scored_within)
 
 
+def test_controls_with_the_twin_baseline(random_lm, scored_twin):
+    st = scored_twin.stripes
+    assert scored_twin.control == "twin" and set(st.induction) == {"repeated", "control", "twin", "twin_control"}
+    # the score is the ratio of the two ratios, over all seeds and stripe positions
+    rep, ctrl, twin, twin_ctrl = (a.mean(axis=(0, 2)) for a in st.parts("induction"))
+    np.testing.assert_allclose(scored_twin.score[1:], ((rep / ctrl) / (twin / twin_ctrl))[1:], rtol=1e-10)
+    # "repeated" reproduces the reference; random and shuffled sequences take the repeats' place
+    again = kind_scores(random_lm, "repeated", scored_twin, n_boot=50)
+    np.testing.assert_allclose(again.score[1:], scored_twin.score[1:], rtol=1e-6)
+    for kind in ("random", "shuffled"):
+        res = kind_scores(random_lm, kind, scored_twin, n_boot=50)
+        s = np.asarray(res.score)[1:]
+        assert np.all(np.isfinite(s)) and np.all(s < 2.0) and np.all(s > 0.5), (kind, res.score)
+        np.testing.assert_array_equal(res.stripes.induction["twin"], st.induction["twin"])  # reused, not rerun
+    # twins of the odd seeds against those of the even seeds
+    null = seed_null_scores(scored_twin, n_boot=50)
+    odd = [a[1::2].mean(axis=(0, 2)) for a in (st.induction["twin"], st.induction["twin_control"])]
+    even = [a[0::2].mean(axis=(0, 2)) for a in (st.induction["twin"], st.induction["twin_control"])]
+    np.testing.assert_allclose(null.score[1:], ((odd[0] / odd[1]) / (even[0] / even[1]))[1:], rtol=1e-10)
+
+
 def test_ablation_study_random_draws_exclude_named_heads(random_lm):
     heads = [(1, 0), (2, 1)]
     study = ablation_study(random_lm, heads, n_random=2, T=4, seeds=1, loss_seeds=range(3), n_boot=20)
@@ -166,3 +192,43 @@ def test_control_envelope_bins_and_spans_axis():
     assert list(mid.n) == [2, 2, 1] and mid.band_lo.iloc[0] == 1.0 and mid.band_hi.iloc[0] == 1.2
     with pytest.raises(ValueError, match="must lie in"):
         control_envelope(df.assign(rel_depth=df.rel_depth * 2))
+
+
+def test_rank_test_of_named_heads_among_random_draws(random_lm):
+    heads, att = [(1, 0)], [(2, 1)]
+    study = ablation_study(random_lm, heads, attention_heads=att, n_random=4, T=4, seeds=2, loss_seeds=range(2),
+                           n_boot=50)
+    assert study.named_keys == ["top", "attention"]
+    for key in study.random_keys:  # random draws avoid both named sets
+        assert not set(study.heads[key]) & {(1, 0), (2, 1)}
+    d = study.drops()
+    for which in ("top", "attention"):
+        t = study.rank_test(which, n_boot=200)
+        rand = [d[k] for k in study.random_keys]
+        assert t.drop == d[which] and t.random_drops == rand
+        assert t.p_value == (1 + sum(r >= d[which] for r in rand)) / 5 and t.smallest_p == 0.2
+        # the difference is the named drop minus the mean random drop; its interval holds the point
+        assert t.difference == pytest.approx(d[which] - np.mean(rand), rel=1e-9, abs=1e-12)
+        assert t.difference_low <= t.difference <= t.difference_high
+        assert not t.distinguishable  # p cannot reach 0.05 with 4 draws
+    with pytest.raises(ValueError, match="which must be"):
+        study.rank_test("none")
+    with pytest.raises(ValueError, match="as many heads"):
+        ablation_study(random_lm, heads, attention_heads=[(1, 1), (2, 2)], n_random=1, T=4, seeds=1)
+
+
+def test_difference_interval_holds_the_spread_between_draws():
+    """Draws that differ a lot from each other widen the interval of the difference."""
+    from residual_response.stats import paired_ratio_change
+
+    rng = np.random.default_rng(1)
+    shape = (4, 2, 6)
+    base = (rng.uniform(2, 3, shape), np.ones(shape))
+    named = [(rng.uniform(1, 1.1, shape), np.ones(shape))]
+    alike = [(np.full(shape, 2.0) + rng.normal(0, 0.01, shape), np.ones(shape)) for _ in range(10)]
+    spread = [(np.full(shape, 1.0 + j / 3), np.ones(shape)) for j in range(10)]
+    d1, lo1, hi1 = paired_ratio_change(base, named, against=alike, n_boot=500)
+    d2, lo2, hi2 = paired_ratio_change(base, named, against=spread, n_boot=500)
+    assert np.all(hi2 - lo2 > 5 * (hi1 - lo1))
+    np.testing.assert_allclose(d2, np.mean([a[0].mean(axis=(0, 2)) for a in spread], axis=0)
+                               - named[0][0].mean(axis=(0, 2)), rtol=1e-12)

@@ -98,7 +98,7 @@ def test_induction_through_training(tmp_path, monkeypatch):
         assert r["response_lo"] <= r["response"] <= r["response_hi"] and r["response"] > 0
         assert r["attention_head"] in range(2)
     assert list(out["matrices"]) == [6]
-    assert out["matrices"][6]["repeated"].shape == (3, 4, 9) == out["matrices"][6]["control"].shape
+    assert out["matrices"][6]["repeated"].shape == (3, 4, 9) == out["matrices"][6]["twin"].shape
     # the rows agree with the scores they are made of
     from residual_response.attention import induction_attention_scores
     from residual_response.induction import induction_scores

@@ -30,12 +30,20 @@ def counted(monkeypatch, tmp_path):
 def test_headline_is_computed_once_and_read_back(counted):
     lm = build_random_model("llama", seed=0)
     first = hl.headline(lm)
-    assert counted["n"] == 1 and hl.headline_path(lm.name).exists()
+    assert counted["n"] == 2 and hl.headline_path(lm.name).exists()  # eps and eps / 10
     assert first.setting == CANONICAL and first.n_layers == lm.n_layers
     assert first.emergence_layer is None  # a random model shows no induction
     assert 1 <= first.peak_layer <= lm.n_layers and first.peak_ci[0] <= first.peak_score <= first.peak_ci[1]
     again = hl.headline(lm)
-    assert counted["n"] == 1 and again == first  # read from the file
+    assert counted["n"] == 2 and again == first  # read from the file
+    # the whole profile is kept, and the checks of eps
+    assert first.read_streams == list(range(lm.n_layers + 1)) and first.score[0] is None
+    assert first.ci_low[1] <= first.score[1] <= first.ci_high[1]
+    assert len(first.head_blocks) == 5 and first.first_head_block == min(first.head_blocks)
+    lin, tenth = first.linearity, first.eps_tenth
+    assert len(lin["deviations"]) == hl.LINEARITY_CHECK["seeds"] and lin["max"] == max(lin["deviations"])
+    assert 0 <= lin["median"] <= lin["max"] < 0.05  # a random float32 model is close to linear at 1e-2
+    assert tenth["eps_small"] == CANONICAL["eps"] / 10 and 0 <= tenth["max_change"] < 0.05
 
 
 def test_other_weights_or_a_damaged_file_are_recomputed(counted):
@@ -44,11 +52,11 @@ def test_other_weights_or_a_damaged_file_are_recomputed(counted):
     other = build_random_model("llama", seed=1)  # same name, other weights
     assert other.name == lm.name
     assert hl.headline(other).key["weights"] != hl.headline(lm).key["weights"]
-    assert counted["n"] == 3
+    assert counted["n"] == 6
     path = hl.headline_path(lm.name)
     path.write_text("{ not json")
     hl.headline(lm)
-    assert counted["n"] == 4 and json.loads(path.read_text())["model"] == lm.name
+    assert counted["n"] == 8 and json.loads(path.read_text())["model"] == lm.name
 
 
 def test_headline_refuses_a_name():
@@ -88,4 +96,4 @@ def test_a_file_of_another_version_is_recomputed(counted, monkeypatch):
     hl.headline(lm)
     monkeypatch.setattr(hl, "HEADLINE_VERSION", hl.HEADLINE_VERSION + 1)
     again = hl.headline(lm)
-    assert counted["n"] == 2 and again.key["version"] == hl.HEADLINE_VERSION
+    assert counted["n"] == 4 and again.key["version"] == hl.HEADLINE_VERSION

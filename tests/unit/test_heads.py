@@ -82,7 +82,7 @@ def _naive_head_chi(lm, tokens, sources, targets, layer, eps, seed):
 def test_head_attribution_matches_a_direct_computation(random_lm64):
     """Scores and ranking equal a naive pair-by-pair computation of the same definition.
 
-    ``score[b, h] = mean(head_chi on repeated) / mean(head_chi on random controls)`` over seeds and
+    ``score[b, h] = mean(head_chi on repeated) / mean(head_chi on their twins)`` over seeds and
     stripe pairs. float64 model: the engine's batched pass and the naive single passes differ by
     summation order only, amplified by 1/eps = 100 in the finite difference: rtol 1e-8 for the score.
     The ranking must then be the naive one wherever neighbouring scores differ by more than that.
@@ -93,8 +93,8 @@ def test_head_attribution_matches_a_direct_computation(random_lm64):
     lay = induction_layout(lm, T)
     src, tgt = lay.induction_sources, lay.induction_targets
     per = {kind: np.stack([_naive_head_chi(lm, make_sequence(lm, kind, T, s), src, tgt, layer, eps, s)
-                           for s in seeds]) for kind in ("repeated", "random")}  # [S, P, L, H]
-    naive = per["repeated"].mean(axis=(0, 1)) / per["random"].mean(axis=(0, 1))  # [L, H]
+                           for s in seeds]) for kind in ("repeated", "twin")}  # [S, P, L, H]
+    naive = per["repeated"].mean(axis=(0, 1)) / per["twin"].mean(axis=(0, 1))  # [L, H]
     assert np.all(np.isnan(res.score[:layer])) and np.all(np.isnan(naive[:layer]))
     np.testing.assert_allclose(res.score[layer:], naive[layer:], rtol=1e-8)
     # the raw head_chi agrees to 1e-7 only: head_stripe_response perturbs with eps held in a float32

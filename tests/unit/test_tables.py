@@ -246,16 +246,29 @@ def test_section_rise_table_turns_streams_into_blocks():
     assert not second.emerged and second["half-way block"] == "—" and second["blocks of the rise"] == "—"
 
 
-def test_regime_sentence_says_where_eps_lies_in_each_window():
-    from residual_response.pages.tables import regime_sentence
+def test_eps_verdict_names_the_worst_model_and_its_numbers():
+    from residual_response.pages.tables import eps_verdict
 
-    heads = {"edge": SimpleNamespace(regime={"eps_low": 1e-4, "eps_high": 1e-2}),
-             "in": SimpleNamespace(regime={"eps_low": 1e-4, "eps_high": 3.2e-2}),
-             "out": SimpleNamespace(regime={"eps_low": 1e-6, "eps_high": 1e-3}),
-             "flat-less": SimpleNamespace(regime={"eps_low": None, "eps_high": None})}
-    text = regime_sentence(heads, 1e-2)
-    assert "at the upper end of the window of edge" in text and "inside the window of in;" in text
-    assert "above the window of out" in text and "in no window for flat-less" in text
+    def head(lin_max, change, em, em_small):
+        return SimpleNamespace(emergence_layer=em, linearity={"eps": 1e-2, "T": 20, "seeds": 4, "max": lin_max,
+                                                              "median": lin_max / 2},
+                               eps_tenth={"max_change": change, "stream": 3, "emergence_layer": em_small})
+
+    text = eps_verdict({"a": head(0.01, 0.008, 6, 6), "b": head(0.002, 0.001, 18, 18)})
+    assert "at most 1 % (a;" in text and "by at most 0.8 % (a, stream 3)" in text and "no emergence layer" in text
+    assert "linear response, to within a few percent" in text
+    moved = eps_verdict({"a": head(0.01, 0.2, 6, 7)})
+    assert "some emergence layer" in moved and "caveat" in moved
+
+
+def test_rise_steps_splits_the_log_rise_by_block():
+    from residual_response.pages.tables import rise_steps
+
+    h = SimpleNamespace(read_streams=[0, 1, 2, 3, 4], score=[None, 1.0, 8.0, 4.0, 16.0])
+    st = rise_steps(h)  # log rise 1 -> 16 = 4 log 2; block 1 adds 3 log 2, block 3 adds 2 log 2
+    assert st["total"] == pytest.approx(4 * np.log(2)) and st["largest_block"] == 1
+    assert st["largest_share"] == pytest.approx(0.75) and st["top2_blocks"] == [1, 3]
+    assert st["top2_share"] == pytest.approx(1.25)
 
 
 def test_styled_says_a_common_setting_once_in_the_caption():

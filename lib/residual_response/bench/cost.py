@@ -52,9 +52,9 @@ PAPER_MODELS = {
 #: ``N = 2T + 1`` tokens, one direction and one eps per source.
 BOOK_WORKLOADS = (
     dict(work="one response tensor (bench: T=40, every source, l0=0)", T=40, n_sequences=1, l0="0", sources="all"),
-    dict(work="induction scores (emergence page: T=20, 4 seeds x repeated+control, l0=0)", T=20, n_sequences=8,
+    dict(work="induction scores (emergence page: T=20, 4 seeds x (repeated + twin), l0=0)", T=20, n_sequences=8,
          l0="0", sources="first copy"),
-    dict(work="full section map (T=16, 2 seeds x repeated+control, every l0)", T=16, n_sequences=4, l0="all",
+    dict(work="full section map (T=16, 2 seeds x (repeated + twin), every l0)", T=16, n_sequences=4, l0="all",
          sources="first copy"),
 )
 

@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"number of seeds 0..K-1 (default {CANONICAL['seeds']})")
     p.add_argument("--eps", type=_eps, default=CANONICAL["eps"])
     p.add_argument("--directions", type=_directions, default=1)
-    p.add_argument("--control", choices=["neighbours", "random", "shuffled"], default="neighbours")
+    p.add_argument("--control", choices=["twin", "neighbours", "random", "shuffled"], default="twin")
     _add_floor_arg(p)
 
     p = sub.add_parser("regime", help="universal regime per read layer from an eps sweep -> .json")

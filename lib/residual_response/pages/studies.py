@@ -111,7 +111,8 @@ class CrossCheck:
         losses: :func:`.behaviour.repeat_loss` of the unablated model.
         attention: :func:`.attention.induction_attention_scores` (``repeated.mean`` ``[L, H]``).
         attribution: :func:`.heads.head_attribution` (``score`` ``[L, H]``).
-        study: :func:`ablation_study` of the top-``k`` heads by attribution against random heads.
+        study: :func:`ablation_study` of the top-``k`` heads by attribution, and of the top-``k``
+            heads by attention pattern (the positive control), against random heads.
         null: :func:`kind_scores` of random sequences (nothing to copy) with the unablated baseline.
         agreement: :func:`layer_rank_agreement` of the attention and the unablated score.
         heads: :func:`head_rank_agreement` of the two head rankings over their top
@@ -175,12 +176,18 @@ class CrossCheck:
             "nullmin": float(np.nanmin(self.null.score)), "nullmax": float(np.nanmax(self.null.score)),
         }
 
+    def rank_tests(self) -> dict:
+        """Per named set (``"top"`` by response, ``"attention"`` by pattern): its drop of the score
+        at the last stream ranked among the random draws (:meth:`.crosscheck.AblationStudy.rank_test`)."""
+        return {k: self.study.rank_test(k, n_boot=self.n_boot) for k in self.study.named_keys}
+
     def effects(self) -> dict:
-        """Per ``"top"``/``"random"`` ablation: the drop of the score at the last stream and the rise
-        of the second-copy loss, each with its paired 95 % interval; plus ``base`` (``S_L``
-        unablated) and ``top_score`` (``S_L`` with the top heads ablated)."""
+        """Per ``"top"``/``"attention"``/``"random"`` ablation: the drop of the score at the last
+        stream and the rise of the second-copy loss, each with its paired 95 % interval (``"random"``:
+        the mean over draws); plus ``base`` (``S_L`` unablated) and ``top_score`` (``S_L`` with the
+        top heads ablated)."""
         out = {"base": float(self.base.score[-1]), "top_score": float(self.study.results["top"].score[-1])}
-        for which in ("top", "random"):
+        for which in (*self.study.named_keys, "random"):
             drop, lo, hi = self.study.score_drop(which, n_boot=self.n_boot)
             rise = self.study.loss_rise(which, n_boot=self.n_boot)
             out[which] = {"drop": float(drop[-1]), "lo": float(lo[-1]), "hi": float(hi[-1]),
@@ -209,8 +216,9 @@ def cross_check(lm: LoadedModel, *, T: int, seeds: int, att_seeds: int, loss_see
     attention = induction_attention_scores(lm, T=T, seeds=range(att_seeds), n_boot=n_boot)
     attribution = head_attribution(lm, T=T, seeds=seeds, l0=l0, eps=eps, n_boot=n_boot)
     top = [(l, h) for l, h, _ in attribution.ranking(k)]
-    study = ablation_study(lm, top, n_random=n_random, T=T, seeds=seeds, loss_seeds=range(loss_seeds),
-                           l0=l0, eps=eps, n_boot=n_boot)
+    att_k = [(l, h) for l, h, _ in top_heads(attention, k)]
+    study = ablation_study(lm, top, attention_heads=att_k, n_random=n_random, T=T, seeds=seeds,
+                           loss_seeds=range(loss_seeds), l0=l0, eps=eps, n_boot=n_boot)
     base = study.results["none"]
     null = kind_scores(lm, "random", base, n_boot=n_boot)  # no repeat: nothing to copy
     agreement = layer_rank_agreement(attention, base.stripes, n_boot=n_boot)

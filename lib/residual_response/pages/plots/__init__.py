@@ -5,13 +5,16 @@
 - :mod:`.matrices`  response matrices with their stripes, eps sweeps beside their JVP
 - :mod:`.training`  the toy model's phase change
 - :mod:`.figures`   the figures of the emergence, cross-check, null and section-map pages
+- :mod:`.calibration` the null page's profile of the repeat's effect by source offset
 """
 
-from . import charts, figures, matrices, render, training
+from . import calibration, charts, figures, matrices, render, training
+from .calibration import *  # noqa: F401,F403
 from .charts import *  # noqa: F401,F403
 from .figures import *  # noqa: F401,F403
 from .matrices import *  # noqa: F401,F403
 from .render import *  # noqa: F401,F403
 from .training import *  # noqa: F401,F403
 
-__all__ = [*render.__all__, *charts.__all__, *matrices.__all__, *training.__all__, *figures.__all__]
+__all__ = [*render.__all__, *charts.__all__, *matrices.__all__, *training.__all__, *figures.__all__,
+           *calibration.__all__]

@@ -1,9 +1,11 @@
 """Tables and sentences for the pages: :mod:`.frames` (tidy tables for the charts and the tables
-shown) and :mod:`.text` (numbers and sentences as the book writes them), both by one name here.
+shown) and :mod:`.text` (numbers and sentences as the book writes them) and :mod:`.calibration` (the null page's
+conditions under each baseline), all by one name here.
 """
 
-from . import frames, text
+from . import calibration, frames, text
+from .calibration import *  # noqa: F401,F403
 from .frames import *  # noqa: F401,F403
 from .text import *  # noqa: F401,F403
 
-__all__ = [*frames.__all__, *text.__all__]
+__all__ = [*frames.__all__, *text.__all__, *calibration.__all__]

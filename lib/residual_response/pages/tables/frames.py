@@ -23,7 +23,7 @@ import pandas as pd
 from ...checks import check_int
 from ...induction import SectionMap
 from ...null import BASELINE_NAMES, NullRow
-from .text import NA, _heads_text, _window_position, ci_text, fmt_eps, peak_index, setting_text
+from .text import NA, _heads_text, ci_text, peak_index, setting_text
 
 __all__ = ["matrix_frame", "distance_profile", "stripe_mean", "section_map_frame", "styled",
            "panel_layers", "timed", "stripe_contrasts", "reach_summary", "first_source_ratio", "distance_ratio",
@@ -156,11 +156,11 @@ def timed(store: dict, step: str) -> Iterator[None]:
 
 def stripe_contrasts(mats: Mapping[str, np.ndarray], read_layers: Sequence[int], layout, top: int,
                      first: int) -> dict[str, float]:
-    """Mean chi on the stripes at layer ``top``, and repeated / control ratios at ``top`` and ``first``.
+    """Mean chi on the stripes at layer ``top``, and repeated / twin ratios at ``top`` and ``first``.
 
-    ``mats``: ``{"repeated"|"control": [n_read, T, N]}`` (seed means); ``layout`` an
+    ``mats``: ``{"repeated"|"twin": [n_read, T, N]}`` (seed means); ``layout`` an
     :class:`~residual_response.sequences.InductionLayout`. Keys: ``ind_rep_top``,
-    ``ind_ctrl_top`` (induction stripe), ``ind_ratio_top``, ``ind_ratio_first``, ``dup_ratio_top``.
+    ``ind_twin_top`` (induction stripe), ``ind_ratio_top``, ``ind_ratio_first``, ``dup_ratio_top``.
     """
     offset = layout.offset  # row j of a matrix is the source at position offset + j
     ind = (layout.induction_sources.numpy() - offset, layout.induction_targets.numpy())
@@ -170,9 +170,9 @@ def stripe_contrasts(mats: Mapping[str, np.ndarray], read_layers: Sequence[int],
         return stripe_mean(mats[kind], read_layers, layer, *cells)
 
     def ratio(layer, cells):
-        return mean("repeated", layer, cells) / mean("control", layer, cells)
+        return mean("repeated", layer, cells) / mean("twin", layer, cells)
 
-    return {"ind_rep_top": mean("repeated", top, ind), "ind_ctrl_top": mean("control", top, ind),
+    return {"ind_rep_top": mean("repeated", top, ind), "ind_twin_top": mean("twin", top, ind),
             "ind_ratio_first": ratio(first, ind), "ind_ratio_top": ratio(top, ind), "dup_ratio_top": ratio(top, dup)}
 
 
@@ -256,9 +256,9 @@ def score_frame(results: dict, n_layers: dict) -> pd.DataFrame:
     ])
 
 
-def rise_table(results: dict, n_layers: dict, seconds: dict | None = None) -> pd.DataFrame:
+def rise_table(results: dict, n_layers: dict) -> pd.DataFrame:
     """Per model: the emergence layer (the middle of the rise) and its interval, the rise, its
-    10 % and 90 % layers, the largest induction and duplicate-token scores, the setting, the time."""
+    10 % and 90 % layers, the largest induction and duplicate-token scores, the setting."""
     rows = []
     for name, res in results.items():
         L, rise, em = n_layers[name], res.rise, res.emergence_layer
@@ -272,55 +272,62 @@ def rise_table(results: dict, n_layers: dict, seconds: dict | None = None) -> pd
             "max score": ci_text(res.score[best], res.ci_low[best], res.ci_high[best]),
             "max duplicate score": f"{np.nanmax(res.duplicate_score):.2f}",
             "setting": setting_text(res.T, len(res.seeds), res.eps, res.l0),
-            **({} if seconds is None else {"time (s)": f"{seconds[name]:.1f}"}),
         })
     return pd.DataFrame(rows)
 
 
 def headline_table(headlines: dict) -> pd.DataFrame:
-    """The book's headline numbers per model (:class:`~residual_response.headline.Headline` s), with the
-    setting they were measured at and the universal-regime window at the last stream."""
+    """The book's headline numbers per model (:class:`~residual_response.headline.Headline` s), with the setting
+    they were measured at and how close to linear the response at that ``eps`` is."""
     rows = []
     for name, h in headlines.items():
-        em, s, reg = h.emergence_layer, h.setting, h.regime
+        em, s, lin, ten = h.emergence_layer, h.setting, h.linearity, h.eps_tenth
         rows.append({
             "model": name, "layers L": h.n_layers,
             "emergence layer": "none" if em is None else f"{em} [{h.emergence_ci[0]}, {h.emergence_ci[1]}]",
+            "half way from 1": NA if h.rise_from_one is None else str(h.rise_from_one),
             "rise": ci_text(h.rise_factor, *h.rise_factor_ci),
             "10 % to 90 % (width)": NA if em is None else
                 f"{h.rise_start} to {h.rise_end} ({h.rise_width} [{h.rise_width_ci[0]}, {h.rise_width_ci[1]}])",
             "peak score": f"{ci_text(h.peak_score, *h.peak_ci)} at {h.peak_layer}",
             "setting": setting_text(s["T"], s["seeds"], s["eps"], s["layer"]),
-            f"universal regime at stream L (±{reg['tol']:.0%})": (
-                "none" if reg["eps_low"] is None else f"{fmt_eps(reg['eps_low'])} to {fmt_eps(reg['eps_high'])} "
-                f"({reg['decades']:.1f} decades)"),
-            "where ε lies": _window_position(s["eps"], reg),
+            "χ(ε) vs linear at stream L": f"{100 * lin['max']:.2g} % (median {100 * lin['median']:.2g} %)",
+            "scores at ε/10": f"≤ {100 * ten['max_change']:.2g} %",
         })
     return pd.DataFrame(rows)
 
 
-def section_rise_table(rises: dict, model: str) -> pd.DataFrame:
-    """Per perturbed layer ``l0`` of a section map: where its row's score rises, in blocks.
+def section_rise_table(rises: dict, model: str, threshold: float | None = None) -> pd.DataFrame:
+    """Per perturbed layer ``l0`` of a section map: the score right after the kick, and where the row rises.
 
     ``rises`` maps ``l0`` to the :class:`.induction.InductionResult` of that row
-    (:func:`.induction.section_results`). The rise is that of the result (:attr:`rise`): the block
-    writing the half-way stream is ``layer - 1``, the blocks of the rise run from ``start - 1`` to
-    ``end - 1`` (both written as text, :data:`NA` when the rise is noise; a row that reads a
-    single stream has no rise, its factor is ``nan``). Columns: ``model, l0,
-    rise, rise low, rise high, emerged, half-way block, blocks of the rise, max score, CI low, CI
-    high, at layer``.
+    (:func:`.induction.section_results`). ``first``/``first low``/``first high`` are the score at
+    stream ``l0 + 1`` and its interval, and ``writes`` whether that interval lies above
+    ``threshold`` (default :data:`.induction.MIN_RISE`): block ``l0`` itself writes a stripe
+    (:meth:`.induction.SectionMap.writing_blocks`). The rise is that of the result (:attr:`rise`):
+    the block writing the half-way stream is ``layer - 1``, the blocks of the rise run from
+    ``start - 1`` to ``end - 1`` (text, :data:`NA` when the rise is not clear; a row that reads a
+    single stream has no rise, its factor is ``nan``). Columns: ``model, l0, first, first low,
+    first high, writes, rise, rise low, rise high, emerged, half-way block, blocks of the rise,
+    max score, CI low, CI high, at layer``.
     """
+    from ...induction import MIN_RISE
+
+    threshold = MIN_RISE if threshold is None else threshold
     rows = []
     nan = float("nan")
     for l0, res in rises.items():
         if not np.isfinite(res.score).any():
             continue  # no stream read after l0
         best = peak_index(res)
+        i1 = list(res.read_streams).index(l0 + 1)
         r = res.rise  # None: one stream read, no rise
         emerged = r is not None and r.emerged
         factor, (f_lo, f_hi) = (nan, (nan, nan)) if r is None else (r.factor, r.factor_ci)
         rows.append({
-            "model": model, "l0": int(l0), "rise": factor, "rise low": f_lo, "rise high": f_hi, "emerged": bool(emerged),
+            "model": model, "l0": int(l0), "first": float(res.score[i1]), "first low": float(res.ci_low[i1]),
+            "first high": float(res.ci_high[i1]), "writes": bool(res.ci_low[i1] > threshold),
+            "rise": factor, "rise low": f_lo, "rise high": f_hi, "emerged": bool(emerged),
             "half-way block": str(r.stream - 1) if emerged else NA,
             "blocks of the rise": f"{r.start - 1} to {r.end - 1}" if emerged else NA,
             "max score": float(res.score[best]), "CI low": float(res.ci_low[best]),

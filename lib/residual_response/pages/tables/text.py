@@ -7,17 +7,17 @@ measured at), never the other way round.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+import math
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from ...regime import window_position
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["NA", "fmt_eps", "setting_text", "ci_text", "peak_index", "rise_text", "headline_text", "rise_sentence",
-           "width_sentence", "regime_sentence", "controls_verdict", "section_sentence", "copy_loss_sentence"]
+           "width_sentence", "eps_verdict", "rise_steps", "controls_verdict", "section_sentence", "copy_loss_sentence"]
 
 
 #: How every table of the book shows a missing value (no result, not applicable).
@@ -118,26 +118,29 @@ def width_sentence(h) -> str:
     return f"{span}, but the width's interval ({lo} to {hi}) does not exclude a rise within two layers"
 
 
-def _window_position(eps: float, reg: dict) -> str:
-    low, high = (float("nan") if v is None else v for v in (reg["eps_low"], reg["eps_high"]))
-    return window_position(eps, low, high)
+def eps_verdict(heads: Mapping) -> str:
+    """The book's one sentence on the canonical eps, from every model's headline (:func:`.headline.headline`).
 
-
-def regime_sentence(heads: dict, eps: float) -> str:
-    """Where the canonical ``eps`` lies in each model's universal-regime window, in words.
-
-    ``heads``: ``{model: headline}`` (:func:`.headline.headline`). Why not a yes/no: an ``eps``
-    at the window's upper end is inside by the grid but is where the curve starts to bend, and a
-    reader should know which models sit there.
+    Why one sentence: a window read off one sequence at a 1 % tolerance moves with the tokens
+    drawn, so pages with other sequences gave other verdicts. What matters for a number measured
+    at ``eps`` is how far it is from the linear response, which the headline measures directly:
+    the departure of chi from the exact linear response (JVP) at the last stream over several
+    sequences, and the change of every score when ``eps`` is divided by 10.
     """
-    where: dict[str, list[str]] = {}
-    for name, h in heads.items():
-        where.setdefault(_window_position(eps, h.regime), []).append(name)
-    phrases = {"inside": "inside the window of {}", "at the upper end": "at the upper end of the window of {} "
-               "(the last strength of the sweep within the tolerance)", "above": "above the window of {}",
-               "below": "below the window of {}", "none": "in no window for {} (no flat run found)"}
-    parts = [phrases[k].format(", ".join(v)) for k, v in where.items()]
-    return f"ε = {fmt_eps(eps)} lies " + "; ".join(parts)
+    lin = {m: h.linearity for m, h in heads.items()}
+    ten = {m: h.eps_tenth for m, h in heads.items()}
+    eps = next(iter(lin.values()))["eps"]
+    worst_lin = max(lin, key=lambda m: lin[m]["max"])
+    worst_ten = max(ten, key=lambda m: ten[m]["max_change"])
+    same = all(h.eps_tenth["emergence_layer"] == h.emergence_layer for h in heads.values())
+    first = next(iter(lin.values()))
+    return (f"At ε = {fmt_eps(eps)} the response at the last stream departs from the exact linear response (JVP) by "
+            f"at most {100 * lin[worst_lin]['max']:.2g} % ({worst_lin}; median over its {first['seeds']} sequences "
+            f"{100 * lin[worst_lin]['median']:.2g} %, T = {first['T']}), and dividing ε by 10 moves every induction "
+            f"score by at most {100 * ten[worst_ten]['max_change']:.2g} % ({worst_ten}, stream "
+            f"{ten[worst_ten]['stream']}) and " + ("no" if same else "some") + " emergence layer"
+            + (": the book's numbers at this ε are those of the linear response, to within a few percent."
+               if same and ten[worst_ten]["max_change"] < 0.05 else ": read the numbers with that caveat."))
 
 
 def controls_verdict(results: dict, controls, trained: Sequence[str], randoms: Sequence[str]) -> tuple[str, str]:
@@ -169,41 +172,39 @@ def controls_verdict(results: dict, controls, trained: Sequence[str], randoms: S
     return bullet, verdict
 
 
-def section_sentence(name: str, rises: pd.DataFrame, n_layers: int) -> str:
-    """One markdown bullet on where the rows of a model's section map rise (``rises``: that
-    model's rows of :func:`section_rise_table`)."""
-    d = rises
+def section_sentence(name: str, rows: pd.DataFrame, n_layers: int, head_blocks: Sequence[int]) -> str:
+    """One markdown bullet on what a model's section map shows (``rows``: that model's rows of
+    :func:`.frames.section_rise_table`; ``head_blocks``: the blocks of its top-5 attention-pattern heads).
+
+    Two readings of each row: a block ``l0`` that writes a stripe right after the kick (its first
+    stream's score clearly above 1), and a rise of the row over the later streams (blocks after
+    ``l0`` that write it). The writing blocks are then set beside the attention heads' blocks.
+    """
+    d = rows
     top = d.loc[d["max score"].idxmax()]
     largest = (f"the largest score of the map is {ci_text(top['max score'], top['CI low'], top['CI high'])} at "
-               f"$(\\ell_0, \\ell) = ({int(top.l0)}, {int(top['at layer'])})$")
-    head = f"* **{name}** ({n_layers} layers, rows $\\ell_0$ = {', '.join(str(int(x)) for x in d.l0)})."
-    risen = d[d.emerged]
-    if risen.empty:
-        text = f"{head} No row's score rises by more than resampling noise (the interval of every row's rise reaches 1); "
-        if top["CI low"] > 2:
-            return (text + f"yet {largest}, above 2 with confidence. The rise is measured from stream "
-                    "$\\ell_0 + 1$ on, so a stripe written by block $\\ell_0$ itself, or a rise within the noise "
-                    "of these few seeds, is not located: more seeds narrow the intervals.")
-        return text + f"{largest}: no block writes a stripe that this map can resolve."
-    half = risen["half-way block"].astype(int)
-    mode = int(half.mode().min())  # the block most risen rows agree on
-    text = (f"{head} In {int((half == mode).sum())} of the {len(risen)} rows whose score rises (interval of the rise "
-            f"above 1), the rise is half way up after block {mode}.")
-    row0 = d[d.l0 == 0]
-    if len(row0) and bool(row0.emerged.iloc[0]):
-        text += f" From $\\ell_0 = 0$ the score rises across blocks {row0['blocks of the rise'].iloc[0]}."
-    last = int(risen.l0.max())
-    text += f" The last sampled $\\ell_0$ whose row still rises is {last}; {largest}."
-    after = d[d.l0 > last]
-    if len(after):
-        r = after.iloc[0]
-        text += (f" Perturbing after it, at $\\ell_0 = {int(r.l0)}$, " + (
-            f"the row rises by a factor {ci_text(r['rise'], r['rise low'], r['rise high'])} only, not above "
-            "resampling noise." if np.isfinite(r["rise"]) else
-            f"the row reads one stream, with a score of {ci_text(r['max score'], r['CI low'], r['CI high'])}."))
+               f"$(\ell_0, \ell) = ({int(top.l0)}, {int(top['at layer'])})$")
+    head = f"* **{name}** ({n_layers} blocks, rows $\ell_0$ = {', '.join(str(int(x)) for x in d.l0)})."
+    writes = [int(x) for x in d[d.writes].l0]
+    heads = sorted(set(int(b) for b in head_blocks))
+    sampled_heads = [b for b in heads if b in set(int(x) for x in d.l0)]
+    if writes:
+        match = [b for b in writes if b in heads]
+        text = (f"{head} Blocks that write a stripe right after the kick (the score of stream $\ell_0 + 1$ clearly "
+                f"above 1): {', '.join(map(str, writes))}; the top-5 attention-pattern heads sit in blocks "
+                f"{', '.join(map(str, heads))}, and {len(match)} of the {len(writes)} writing blocks hold one.")
     else:
-        text += " No sampled row lies after it."
-    return text
+        text = (f"{head} No sampled block writes a stripe right after the kick; the top-5 attention-pattern heads sit "
+                f"in blocks {', '.join(map(str, heads))} (sampled: {', '.join(map(str, sampled_heads)) or 'none'}).")
+    missed = [b for b in sampled_heads if b not in writes]
+    if missed:
+        text += f" Rows at head blocks {', '.join(map(str, missed))} show no stripe at their first stream."
+    risen = d[d.emerged]
+    if len(risen):
+        text += (f" The score of {len(risen)} of the {len(d)} rows rises over later streams, half way up after "
+                 f"block{'s' if risen['half-way block'].nunique() > 1 else ''} "
+                 f"{', '.join(sorted(set(risen['half-way block']), key=int))}.")
+    return text + f" {largest[0].upper()}{largest[1:]}."
 
 
 def copy_loss_sentence(name: str, check, effects: dict, loss_setting: str) -> str:
@@ -224,3 +225,25 @@ def copy_loss_sentence(name: str, check, effects: dict, loss_setting: str) -> st
 def _heads_text(heads, fmt: str = "") -> str:
     """``"(block, head): score, ..."``, or ``"(block, head), ..."`` for pairs."""
     return ", ".join(f"({h[0]}, {h[1]})" + (f": {h[2]:{fmt}}" if fmt else "") for h in heads)
+
+
+def rise_steps(h: Mapping) -> dict:
+    """How the score of a headline (:func:`.headline.headline`) climbs: in steps or gradually.
+
+    The log score's increase from stream ``l - 1`` to ``l`` is what block ``l - 1`` adds. Returns
+    ``{"total", "largest_share", "largest_block", "top2_share", "top2_blocks"}``: the log rise from
+    the lowest to the highest stream, the share of it that the largest single-block increase makes
+    up (and that block), and the same for the two largest.
+    """
+    pairs = [(l, s) for l, s in zip(h.read_streams, h.score) if s is not None and s > 0]
+    logs = {l: math.log(s) for l, s in pairs}
+    streams = [l for l, _ in pairs]
+    top = max(streams, key=lambda l: logs[l])
+    bottom = min((l for l in streams if l <= top), key=lambda l: logs[l])
+    total = logs[top] - logs[bottom]
+    steps = sorted(((logs[l] - logs[l - 1], l - 1) for l in streams if l - 1 in logs), reverse=True)
+    if total <= 0 or not steps:
+        return {"total": 0.0, "largest_share": float("nan"), "largest_block": None, "top2_share": float("nan"),
+                "top2_blocks": []}
+    return {"total": total, "largest_share": steps[0][0] / total, "largest_block": steps[0][1],
+            "top2_share": sum(x for x, _ in steps[:2]) / total, "top2_blocks": sorted(b for _, b in steps[:2])}

@@ -1,0 +1,89 @@
+"""Tables and sentences of the null page: the calibration conditions under each baseline."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ...induction import CONTROLS
+from ...null import BASELINE_NAMES, CONDITIONS, PRE_INDUCTION_BAND, REQUIRED_SHARE, Calibration
+
+__all__ = ["calibration_frame", "calibration_summary", "calibration_verdict", "full_size_frame",
+           "neighbour_profile_frame"]
+
+
+def calibration_frame(cals: Sequence[Calibration]) -> pd.DataFrame:
+    """One row per :class:`~residual_response.null.Calibration`: condition, model, baseline, passed, n, share, holds."""
+    return pd.DataFrame([{"condition": c.condition, "model": c.model, "baseline": c.baseline, "passed": c.passed,
+                          "n": len(c.units), "share": c.share, "holds": c.holds} for c in cals])
+
+
+def calibration_summary(cals: Sequence[Calibration], *, setting: str) -> pd.DataFrame:
+    """The book's verdict table: one row per condition, one column per baseline, each cell the
+    pooled share of units that pass ("27 of 30 (90 %)") with a check mark where the condition holds
+    for every model (its share at least the required one)."""
+    d = calibration_frame(cals)
+    rows = []
+    for cond in CONDITIONS:
+        sel = d[d.condition == cond]
+        if sel.empty:
+            continue
+        row = {"condition": _condition_name(cond)}
+        for b in [c for c in CONTROLS if c in set(sel.baseline)]:
+            s = sel[sel.baseline == b]
+            ok = bool(s.holds.all())
+            row[BASELINE_NAMES[b]] = f"{'✓' if ok else '✗'} {int(s.passed.sum())} of {int(s.n.sum())} " \
+                                     f"({100 * s.passed.sum() / max(s.n.sum(), 1):.0f} %)"
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    out["setting"] = setting
+    return out
+
+
+def _condition_name(cond: str) -> str:
+    lo, hi = PRE_INDUCTION_BAND
+    need = f"{100 * REQUIRED_SHARE:.0f} %"
+    return {
+        "random init": f"random-init models, small and large: intervals cover 1 (≥ {need} of streams)",
+        "random init, full size": f"random-init models at a stand-in's full size: intervals cover 1 (≥ {need}, each)",
+        "no repeat": f"trained models, no repeat: intervals cover 1 (≥ {need}, each)",
+        "before the heads": f"trained models, streams before their first induction heads: score in [{lo}, {hi}] (≥ {need}, each)",
+        "emergence": "emergence layer within one stream across T and of the first head block + 1 (every T)",
+    }[cond]
+
+
+def calibration_verdict(cals: Sequence[Calibration], baseline: str) -> str:
+    """One sentence: which conditions ``baseline`` meets, and where it misses, with the numbers."""
+    d = calibration_frame(cals)
+    d = d[d.baseline == baseline]
+    met = [c for c in CONDITIONS if c in set(d.condition) and d[d.condition == c].holds.all()]
+    missed = d[~d.holds]
+    name = BASELINE_NAMES[baseline]
+    n_cond = len(set(d.condition))
+    if missed.empty:
+        return f"The {name} baseline meets all {n_cond} conditions."
+    misses = "; ".join(f"{r.model} ({r.condition}: {r.passed} of {r.n})" for r in missed.itertuples())
+    return f"The {name} baseline meets {len(met)} of the {n_cond} conditions and misses them in {misses}."
+
+
+def full_size_frame(results: dict) -> pd.DataFrame:
+    """Random-init models at full size: ``{(model, baseline): InductionResult}`` to one row each
+    (streams covering 1, median and range of the score, whether it passes the emergence criterion)."""
+    rows = []
+    for (model, baseline), r in results.items():
+        s = np.array([x for l, x in zip(r.read_streams, r.score) if l > r.l0])
+        lo = np.array([x for l, x in zip(r.read_streams, r.ci_low) if l > r.l0])
+        hi = np.array([x for l, x in zip(r.read_streams, r.ci_high) if l > r.l0])
+        rows.append({"model": model, "baseline": BASELINE_NAMES[baseline],
+                     "intervals covering 1": f"{int(((lo <= 1) & (hi >= 1)).sum())} of {len(s)}",
+                     "median score": f"{np.median(s):.3f}", "lowest": f"{s.min():.3f}", "highest": f"{s.max():.3f}",
+                     "emerges": "yes" if r.emergence_layer is not None else "no"})
+    return pd.DataFrame(rows)
+
+
+def neighbour_profile_frame(profile: dict, read_layers: Sequence[int], streams: Sequence[int]) -> pd.DataFrame:
+    """:func:`~residual_response.null.neighbour_profile` as rows ``(offset, stream, ratio)`` for the given streams."""
+    return pd.DataFrame([{"offset": o, "stream": f"stream {l}", "ratio": float(v[list(read_layers).index(l)])}
+                         for o, v in profile.items() for l in streams])
