@@ -23,7 +23,8 @@ def test_the_study_scores_every_read_stream_of_the_models_it_builds():
     rows = null.null_study(families=("llama", "gpt2"), sizes=("small",), init_seeds=(1,), controls=("neighbours",),
                            T=4, seeds=2, n_boot=50)
     assert [(r.family, r.layer) for r in rows] == [(f, l) for f in ("llama", "gpt2") for l in (1, 2, 3, 4)]
-    direct = induction_scores(build_random_model("gpt2", seed=1, **null.SIZES["small"]), T=4, seeds=2, n_boot=50)
+    direct = induction_scores(build_random_model("gpt2", seed=1, **null.SIZES["small"]), T=4, seeds=2, n_boot=50,
+                              control="neighbours")
     gpt2 = [r for r in rows if r.family == "gpt2"]
     assert [r.score for r in gpt2] == direct.score[1:] and [r.ci_low for r in gpt2] == direct.ci_low[1:]
     assert all(r.n_layers == 4 and r.emergence_layer == direct.emergence_layer for r in gpt2)

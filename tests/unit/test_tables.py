@@ -148,13 +148,13 @@ def test_stripe_contrasts_read_the_stripe_cells():
     ctrl = np.ones((2, 3, 7))
     rep[1, lay.induction_sources.numpy() - 1, lay.induction_targets.numpy()] = 6.0
     rep[1, lay.duplicate_sources.numpy() - 1, lay.duplicate_targets.numpy()] = 3.0
-    out = stripe_contrasts({"repeated": rep, "control": ctrl}, [2, 5], lay, top=5, first=2)
-    assert out == {"ind_rep_top": 6.0, "ind_ctrl_top": 1.0, "ind_ratio_first": 1.0, "ind_ratio_top": 6.0,
+    out = stripe_contrasts({"repeated": rep, "twin": ctrl}, [2, 5], lay, top=5, first=2)
+    assert out == {"ind_rep_top": 6.0, "ind_twin_top": 1.0, "ind_ratio_first": 1.0, "ind_ratio_top": 6.0,
                    "dup_ratio_top": 3.0}
 
 
 def test_reach_and_ratio_peak_of_known_profiles():
-    # control: chi = layer / d; repeated: the same, times 4 at d = T - 1 = 2
+    # twin: chi = layer / d; repeated: the same, times 4 at d = T - 1 = 2
     T = 3
     ctrl = pd.DataFrame([(l, d, l / d, 1) for l in (1, 2) for d in range(1, 6)], columns=["layer", "distance", "mean chi", "n"])
     rep = ctrl.assign(**{"mean chi": ctrl["mean chi"] * np.where(ctrl.distance == 2, 4.0, 1.0)})

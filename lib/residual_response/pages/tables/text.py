@@ -183,14 +183,14 @@ def section_sentence(name: str, rows: pd.DataFrame, n_layers: int, head_blocks: 
     d = rows
     top = d.loc[d["max score"].idxmax()]
     largest = (f"the largest score of the map is {ci_text(top['max score'], top['CI low'], top['CI high'])} at "
-               f"$(\ell_0, \ell) = ({int(top.l0)}, {int(top['at layer'])})$")
-    head = f"* **{name}** ({n_layers} blocks, rows $\ell_0$ = {', '.join(str(int(x)) for x in d.l0)})."
+               f"$(\\ell_0, \\ell) = ({int(top.l0)}, {int(top['at layer'])})$")
+    head = f"* **{name}** ({n_layers} blocks, rows $\\ell_0$ = {', '.join(str(int(x)) for x in d.l0)})."
     writes = [int(x) for x in d[d.writes].l0]
     heads = sorted(set(int(b) for b in head_blocks))
     sampled_heads = [b for b in heads if b in set(int(x) for x in d.l0)]
     if writes:
         match = [b for b in writes if b in heads]
-        text = (f"{head} Blocks that write a stripe right after the kick (the score of stream $\ell_0 + 1$ clearly "
+        text = (f"{head} Blocks that write a stripe right after the kick (the score of stream $\\ell_0 + 1$ clearly "
                 f"above 1): {', '.join(map(str, writes))}; the top-5 attention-pattern heads sit in blocks "
                 f"{', '.join(map(str, heads))}, and {len(match)} of the {len(writes)} writing blocks hold one.")
     else:
