@@ -35,14 +35,24 @@ Layout on disk (``toy_dir()`` = ``cache_dir()/models/toy-gpt2``)::
 The whole folder is written under a temporary name in the same parent and moved into place with
 ``os.replace`` at the end, so an interrupted run leaves no half-written cache.
 
-Same weights on every x86 CPU: PyTorch, MKL and oneDNN pick their kernels by the CPU's vector
-units (AVX2, AVX-512), and kernels of different widths round differently; over 2000 optimiser
-steps the difference grows until the phase change moves by a checkpoint or more. Training
-therefore runs in a child process that fixes the kernels before torch is imported
-(:data:`PORTABLE_ENV`: PyTorch's default, non-vectorised CPU kernels, MKL's conditional
-numerical reproducibility mode, oneDNN limited to SSE4.1). It costs about twice the time of
-native kernels and gives the same bits whatever the CPU; the log records the weights' SHA-256
-(:func:`weights_sha256`) so that two machines can compare.
+Same weights on every x86 CPU: kernels that round differently give different weights, and over
+2000 optimiser steps the difference grows until the phase change moves by a checkpoint or more.
+PyTorch, MKL and oneDNN pick kernels by the CPU's vector units (AVX2, AVX-512); MKL also by its
+vendor. Fixing the vector width was not enough: with PyTorch's default kernels and
+``MKL_CBWR=COMPATIBLE`` an Intel Xeon and an AMD EPYC trained different weights (sha256
+``995c286b...`` and ``e607e1dc...``). On the AMD EPYC, MKL ignores ``MKL_ENABLE_INSTRUCTIONS``,
+and its vector math library (VML), which computes PyTorch's float ``tanh`` (in GPT-2's
+``gelu_new``) and ``sqrt`` (in AdamW), ignores ``MKL_CBWR`` too: its results there are the same
+under every setting, and its tanh is not correctly rounded (0.1 % of float32 results are off by
+one unit), so another code path gives other bits. Training therefore runs in a child process
+(:data:`PORTABLE_ENV`: PyTorch's default, non-vectorised kernels, one thread) that does not call
+MKL or oneDNN at all (:class:`_FixedPointMatmuls`): every matrix product and its gradients is an
+exact int64 product of 26-bit fixed-point operands, whose result does not depend on the order
+of the additions; ``tanh`` is ``2 sigmoid(2x) - 1`` with PyTorch's own sigmoid; AdamW is PyTorch's
+fused kernel; attention is GPT-2's eager implementation. What remains is PyTorch's own code and
+the C library's ``exp``/``log``, the same on every x86-64 CPU with FMA. A step costs about twice
+a native one. The log records the weights' SHA-256 (:func:`weights_sha256`), and ``make test``
+compares a fresh training's with :data:`EXPECTED_WEIGHTS_SHA256`.
 """
 
 from __future__ import annotations
@@ -52,6 +62,7 @@ import dataclasses
 import json
 import math
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -60,6 +71,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from .behaviour import copy_losses
 from .io import entry_lock, install_dir, make_temp_dir, remove_stale_temps
@@ -70,9 +82,12 @@ from .sequences import InductionLayout
 __all__ = [
     "ToyRecipe",
     "DEFAULT_RECIPE",
+    "EXPECTED_WEIGHTS_SHA256",
     "PORTABLE_ENV",
+    "TRAINING_VERSION",
     "TOY_NAME",
     "ensure_toy_model",
+    "expected_hash_problem",
     "load_registered",
     "load_toy_model",
     "load_training_log",
@@ -88,15 +103,23 @@ BOS = 0
 #: synchronisation cost more than they save (measured 58 ms/step with 1 thread vs 268 ms/step with 2
 #: on the 2-core machine under load), and a fixed count keeps the run bit-reproducible everywhere.
 TRAIN_THREADS = 1
-#: Set in the training child process before torch is imported (module docstring): the kernels
-#: that round the same on every x86 CPU.
+#: Set in the training child process before torch is imported (module docstring): PyTorch's
+#: default kernels, whose vector width is fixed in the code rather than taken from the CPU, and one
+#: thread. MKL and oneDNN need no setting: the child calls neither (its matrix products are
+#: :class:`_FixedPointMatmuls`), so their own CPU dispatch cannot reach the weights.
 PORTABLE_ENV = {
     "ATEN_CPU_CAPABILITY": "default",
-    "MKL_CBWR": "COMPATIBLE",
-    "ONEDNN_MAX_CPU_ISA": "SSE41",
     "OMP_NUM_THREADS": str(TRAIN_THREADS),
     "MKL_NUM_THREADS": str(TRAIN_THREADS),
 }
+#: Version of the training procedure, recorded in the log; a cache trained by another version is
+#: retrained. 2: no MKL (exact fixed-point matrix products, tanh from sigmoid, fused AdamW, eager
+#: attention); 1: MKL products and vector math, which differed between CPU vendors.
+TRAINING_VERSION = 2
+#: SHA-256 (:func:`weights_sha256`) of the final weights of the default recipe, seed 0, trained
+#: with :data:`EXPECTED_VERSIONS` on x86-64; ``make test`` compares a fresh training with it.
+EXPECTED_WEIGHTS_SHA256 = "e5501e0f203ac7216e1d30e24945150548f7d7d9737bf83b3f10b9c75944f952"
+EXPECTED_VERSIONS = {"torch": "2.13.0+cpu", "transformers": "5.24.0", "machine": "x86_64", "libc": "glibc 2.36"}
 
 
 @dataclass(frozen=True)
@@ -217,15 +240,132 @@ def _eval_tokens(recipe: ToyRecipe) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-def _config(recipe: ToyRecipe):
+def _config(recipe: ToyRecipe, **extra):
     from transformers import GPT2Config
 
     return GPT2Config(
         vocab_size=recipe.vocab_size, n_positions=recipe.n_positions, n_embd=recipe.d_model,
         n_layer=recipe.n_layers, n_head=recipe.n_heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
         initializer_range=recipe.init_std, bos_token_id=BOS, eos_token_id=BOS, pad_token_id=None,
-        tie_word_embeddings=False,
+        tie_word_embeddings=False, **extra,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Matrix products that do not depend on the CPU
+# --------------------------------------------------------------------------------------------
+
+#: Magnitude bits of a fixed-point operand: |q| < 2**26, so a product of two sums up to 1024 terms
+#: below 2**62 and int64 holds every partial sum exactly (longer sums drop low bits first).
+_FIXED_POINT_BITS = 26
+_INT64_SPARE_BITS = 62 - 2 * _FIXED_POINT_BITS
+
+
+def _to_fixed_point(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``x`` as ``q * 2**-shift``: ``q`` int64 with ``|q| < 2**26``, one power-of-two scale per tensor.
+
+    Why per tensor and truncated: one scale lets the forward's operands serve the backward's
+    products as they are, and the scaling (by a power of two) and the truncation are exact, so
+    ``q`` is the same on every CPU. Entries below ``2**-26`` of the tensor's largest lose their
+    low bits (float32 keeps 24 bits of each entry), far below the rounding of a float32 product.
+    """
+    if x.numel() == 0:
+        return torch.zeros(x.shape, dtype=torch.int64), 0
+    amax = max(float(x.max()), -float(x.min()))
+    if not amax < math.inf:  # inf or nan: it would turn into arbitrary integers, not propagate
+        raise FloatingPointError(f"toy training: a non-finite value ({amax}) entered a matrix product")
+    shift = min(max(_FIXED_POINT_BITS - math.frexp(amax)[1], -126), 127)  # amax < 2**(26 - shift)
+    return (x * 2.0**shift).to(torch.int64), shift
+
+
+def _fixed_point_product(qa: torch.Tensor, sa: int, qb: torch.Tensor, sb: int, dtype: torch.dtype) -> torch.Tensor:
+    """``(qa @ qb) * 2**-(sa + sb)`` in ``dtype``: an exact int64 product, rounded once."""
+    need = max(qa.shape[-1] - 1, 1).bit_length()  # ceil(log2(K)) bits for the sum of K terms
+    if need > _INT64_SPARE_BITS:  # a long sum: drop low bits first (exact shifts) so it cannot overflow
+        da, db = (need - _INT64_SPARE_BITS + 1) // 2, (need - _INT64_SPARE_BITS) // 2
+        qa, sa, qb, sb = qa >> da, sa - da, qb >> db, sb - db
+    c = torch.matmul(qa, qb)  # integers: no rounding, so the order of the additions does not matter
+    s = -(sa + sb)
+    return c * 2.0**s if -126 <= s <= 127 else (c * 2.0**-sa) * 2.0**-sb
+
+
+class _FixedPointMatmul(torch.autograd.Function):
+    """``a @ b`` (same batch dimensions, or both 2-D) through :func:`_fixed_point_product`,
+    forward and backward. The backward reuses the forward's fixed-point operands, so the
+    gradient is exactly that of the product the forward computed."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        qa, sa = _to_fixed_point(a)
+        qb, sb = _to_fixed_point(b)
+        ctx.save_for_backward(qa, qb)
+        ctx.shifts, ctx.out_dtype = (sa, sb), a.dtype
+        return _fixed_point_product(qa, sa, qb, sb, a.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        qa, qb = ctx.saved_tensors
+        (sa, sb), dtype = ctx.shifts, ctx.out_dtype
+        qg, sg = _to_fixed_point(grad)
+        ga = _fixed_point_product(qg, sg, qb.transpose(-1, -2), sb, dtype) if ctx.needs_input_grad[0] else None
+        gb = _fixed_point_product(qa.transpose(-1, -2), sa, qg, sg, dtype) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+def _fixed_point_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if a.dim() > 2 and b.dim() == 2:  # a linear layer: fold the leading dimensions into the rows
+        return _FixedPointMatmul.apply(a.reshape(-1, a.shape[-1]), b).view(*a.shape[:-1], b.shape[-1])
+    if a.dim() < 2 or a.shape[:-2] != b.shape[:-2]:
+        raise NotImplementedError(f"toy training: no fixed-point product of shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    return _FixedPointMatmul.apply(a, b)
+
+
+def _linear_args(input, weight, bias=None):  # noqa: A002 (torch.nn.functional.linear's names)
+    return input, weight, bias
+
+
+class _FixedPointMatmuls(TorchFunctionMode):
+    """Inside ``with _FixedPointMatmuls():`` nothing of the toy GPT-2's training reaches MKL.
+
+    Why: MKL picks its code by the CPU (vendor, vector units), and a different code path rounds
+    differently. The matrix products (``addmm`` of the Conv1D layers, ``linear`` of the
+    unembedding, ``matmul`` of eager attention) become :class:`_FixedPointMatmul`, exact integer
+    sums; ``tanh`` (of GPT-2's ``gelu_new``), which PyTorch hands to MKL's vector math library,
+    becomes ``2 sigmoid(2x) - 1`` with PyTorch's own sigmoid. Other products, and the other
+    functions PyTorch takes from MKL's vector math, raise instead of slipping through.
+    """
+
+    _MATMULS = {torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.mm, torch.Tensor.mm,
+                torch.bmm, torch.Tensor.bmm}
+    _TANH = {torch.tanh, torch.Tensor.tanh, torch.nn.functional.tanh}
+    _POW = {torch.pow, torch.Tensor.pow, torch.Tensor.__pow__}  # pow(x, 0.5) is a square root
+    _REFUSED = {torch.einsum, torch.baddbmm, torch.Tensor.baddbmm, torch.addbmm, torch.addmv, torch.mv, torch.dot,
+                torch.vdot, torch.inner, torch.tensordot, torch.Tensor.addmm, torch.Tensor.__rmatmul__, torch.addmm,
+                torch.nn.functional.scaled_dot_product_attention, torch.nn.functional.bilinear}
+    _REFUSED |= {f for name in ("exp", "log", "log2", "log10", "sqrt", "tanh", "erf", "erfc", "erfinv", "sin", "cos",
+                                "tan", "asin", "acos", "atan", "trunc")  # PyTorch's float kernels from MKL's vector math
+                 for f in (getattr(torch, name), getattr(torch.Tensor, name), getattr(torch.Tensor, name + "_"))}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if not any(isinstance(a, torch.Tensor) and a.is_floating_point() for a in (*args, *kwargs.values())):
+            return func(*args, **kwargs)  # integers (the fixed-point products themselves), indices, shapes
+        if func in self._MATMULS and not kwargs:
+            return _fixed_point_matmul(*args)
+        if func is torch.addmm and set(kwargs) <= {"beta", "alpha"} and kwargs.get("beta", 1) == kwargs.get("alpha", 1) == 1:
+            bias, a, b = args
+            return _fixed_point_matmul(a, b) + bias
+        if func is torch.nn.functional.linear:
+            x, weight, bias = _linear_args(*args, **kwargs)
+            y = _fixed_point_matmul(x, weight.t())
+            return y if bias is None else y + bias
+        if func in self._TANH and not kwargs:
+            return 2 * torch.sigmoid(2 * args[0]) - 1
+        sqrt_by_pow = func in self._POW and len(args) > 1 and isinstance(args[1], (int, float)) and args[1] == 0.5
+        if func in self._REFUSED or func in self._MATMULS or sqrt_by_pow:
+            raise NotImplementedError(f"toy training: {getattr(func, '__name__', func)} would reach MKL (its BLAS or "
+                                      f"vector math), whose results depend on the CPU")
+        return func(*args, **kwargs)
 
 
 @torch.no_grad()
@@ -375,18 +515,61 @@ def weights_sha256(model) -> str:
     return h.hexdigest()
 
 
+def expected_hash_problem(log: dict) -> str | None:
+    """``None`` if training log ``log`` (default recipe, seed 0) holds :data:`EXPECTED_WEIGHTS_SHA256`,
+    else one line: both hashes and the likely cause.
+
+    Why the cause: the portable training depends only on PyTorch's and transformers' code and on
+    the CPU architecture, not on the CPU model, so a different hash points at one of those (or at
+    a log that is not the default training at all).
+    """
+    got = log.get("weights_sha256")
+    if got == EXPECTED_WEIGHTS_SHA256:
+        return None
+    head = f"toy weights sha256 {str(got)[:16]} differ from the expected {EXPECTED_WEIGHTS_SHA256[:16]}: "
+    if (log.get("recipe") != dataclasses.asdict(DEFAULT_RECIPE) or log.get("seed") != 0 or log.get("portable") is not True
+            or log.get("training_version") != TRAINING_VERSION):
+        return head + "the log is not the portable training of the default recipe, seed 0, of this version"
+    ran = {"torch": log.get("torch_version"), "transformers": log.get("transformers_version"), "machine": log.get("machine"),
+           "libc": log.get("libc")}
+    changed = [f"{k} {ran[k]} (expected {v})" for k, v in EXPECTED_VERSIONS.items() if ran[k] != v]
+    if changed:
+        return head + "trained with " + ", ".join(changed) + "; their kernels round differently"
+    return (head + "same torch, transformers, machine type and C library, so the kernels that trained it are not the "
+            "portable ones (did a product reach MKL? is ATEN_CPU_CAPABILITY=default honoured?), or the training changed "
+            "and toy.EXPECTED_WEIGHTS_SHA256 was not updated")
+
+
+def _transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__
+
+
 def _train_into(folder: Path, recipe: ToyRecipe, seed: int, progress: bool, model_cls, portable: bool) -> dict:
+    if not portable:
+        return _train_steps(folder, recipe, seed, progress, model_cls, portable, _config(recipe))
+    # eager attention: its two products go through torch.matmul, where _FixedPointMatmuls takes them
+    # (the fused attention kernel calls the BLAS itself); the saved config does not keep it
+    with _FixedPointMatmuls():
+        return _train_steps(folder, recipe, seed, progress, model_cls, portable,
+                            _config(recipe, attn_implementation="eager"))
+
+
+def _train_steps(folder: Path, recipe: ToyRecipe, seed: int, progress: bool, model_cls, portable: bool, config) -> dict:
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     eval_tokens = _eval_tokens(recipe)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = model_cls(_config(recipe))
+        model = model_cls(config)
         with torch.no_grad():
             model.transformer.wte.weight.normal_(0.0, recipe.emb_std)
             model.transformer.wpe.weight.normal_(0.0, recipe.emb_std)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    # fused: PyTorch's own AdamW kernel; the default one takes its square root from MKL's vector math
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay,
+                            fused=True if portable else None)
     warm = max(recipe.warmup, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
     ckpt_root = folder / "checkpoints"
@@ -452,8 +635,13 @@ def _train_into(folder: Path, recipe: ToyRecipe, seed: int, progress: bool, mode
         "wall_time_s": time.perf_counter() - t0,
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
+        "transformers_version": _transformers_version(),
+        "machine": platform.machine(),
+        "libc": " ".join(platform.libc_ver()),
         "portable": portable,
+        "training_version": TRAINING_VERSION if portable else None,
         "kernel_env": {k: os.environ.get(k) for k in PORTABLE_ENV} if portable else None,
+        "matmuls": "exact int64 products of 26-bit fixed-point operands" if portable else "native (BLAS)",
         "weights_sha256": weights_sha256(model),
     }
     (folder / "training_log.json").write_text(json.dumps(log, indent=1))
@@ -471,9 +659,9 @@ def toy_dir() -> Path:
 
 
 def _complete(folder: Path) -> bool:
-    """A finished, CPU-independent run of the current recipe (seed 0). Why the checks: a cache
-    trained by an older version of this module, or with native kernels, would otherwise be served
-    as if it were this one's model."""
+    """A finished, CPU-independent run of the current recipe (seed 0) and :data:`TRAINING_VERSION`.
+    Why the checks: a cache trained by an older version of this module, or with native kernels,
+    would otherwise be served as if it were this one's model."""
     if not ((folder / "final" / "config.json").exists() and (folder / "training_log.json").exists()):
         return False
     try:
@@ -481,7 +669,8 @@ def _complete(folder: Path) -> bool:
     except (OSError, ValueError):
         return False
     return (log.get("recipe") == dataclasses.asdict(DEFAULT_RECIPE) and log.get("seed") == 0
-            and log.get("portable") is True and isinstance(log.get("weights_sha256"), str))
+            and log.get("portable") is True and log.get("training_version") == TRAINING_VERSION
+            and isinstance(log.get("weights_sha256"), str))
 
 
 def ensure_toy_model(progress: bool = True) -> Path:
