@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from residual_response.models import toy
+from residual_response.models import toy, toy_portable
 from residual_response.models.toy import ToyRecipe, train_toy
 
 TINY = ToyRecipe(vocab_size=16, n_positions=24, d_model=8, n_layers=2, n_heads=2, steps=6, checkpoint_every=3,
@@ -87,20 +87,106 @@ def test_training_removes_leftovers_of_killed_runs_and_honours_the_umask(tmp_pat
 
 def test_portable_training_ignores_the_callers_cpu_settings(tmp_path, monkeypatch):
     """The training child fixes its kernels itself: a caller limited to other vector units (as on
-    another CPU) gets the same bits, and the log's hash is that of the saved weights."""
+    another CPU), or with MKL and oneDNN set otherwise, gets the same bits, and the log's hash is
+    that of the saved weights."""
     from transformers import GPT2LMHeadModel
 
     a = train_toy(tmp_path / "a", seed=2, recipe=TINY, progress=False)
-    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
-    monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "SSE4_2")
-    monkeypatch.setenv("NPY_DISABLE_CPU_FEATURES", "X86_V3,X86_V4,AVX512_ICL,AVX512_SPR")
+    for name, value in [("ATEN_CPU_CAPABILITY", "avx2"), ("MKL_ENABLE_INSTRUCTIONS", "SSE4_2"), ("MKL_CBWR", "COMPATIBLE"),
+                        ("ONEDNN_MAX_CPU_ISA", "SSE41"), ("NPY_DISABLE_CPU_FEATURES", "X86_V3,X86_V4,AVX512_ICL,AVX512_SPR")]:
+        monkeypatch.setenv(name, value)
     b = train_toy(tmp_path / "b", seed=2, recipe=TINY, progress=False)
     assert a["portable"] is True and a["kernel_env"]["ATEN_CPU_CAPABILITY"] == "default"
+    assert a["training_version"] == toy.TRAINING_VERSION and a["matmuls"].startswith("exact int64")
     assert b["kernel_env"] == a["kernel_env"]
     assert a["weights_sha256"] == b["weights_sha256"]
     assert toy.weights_sha256(GPT2LMHeadModel.from_pretrained(tmp_path / "a" / "final")) == a["weights_sha256"]
     c = train_toy(tmp_path / "c", seed=3, recipe=TINY, progress=False)
     assert c["weights_sha256"] != a["weights_sha256"]
+
+
+def test_portable_training_calls_neither_mkl_nor_onednn(tmp_path):
+    """The training child, run with MKL's and oneDNN's verbose logs on, logs nothing: no BLAS call
+    and no oneDNN primitive (the same logs print a line per call for a plain float32 product)."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    folder = tmp_path / "t"
+    folder.mkdir()
+    spec = {"folder": str(folder), "recipe": dataclasses.asdict(TINY), "seed": 0, "progress": False}
+    env = dict(os.environ, **toy.PORTABLE_ENV, MKL_VERBOSE="1", ONEDNN_VERBOSE="all")
+    code = "from residual_response.models.toy import _child_main; _child_main()"
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], env=env, capture_output=True, text=True, check=True)
+    assert "verbose" not in (out.stdout + out.stderr).lower()
+    assert json.loads((folder / "training_log.json").read_text())["weights_sha256"]
+    control = "import torch; torch.ones(4, 4) @ torch.ones(4, 4)"  # the log does show a BLAS call
+    out = subprocess.run([sys.executable, "-c", control], env=env, capture_output=True, text=True, check=True)
+    assert "MKL_VERBOSE SGEMM" in out.stdout + out.stderr
+
+
+def test_fixed_point_products_do_not_depend_on_the_order_of_the_sum():
+    """Each product is an exact integer sum, so reordering the contraction gives the same bits (a
+    float32 BLAS sum does not promise that), and it is as close to float64 as float32 rounding."""
+    g = torch.Generator().manual_seed(0)
+    for a_shape, b_shape in [((768, 64), (64, 256)), ((64, 48, 16), (64, 16, 48)), ((96, 3000), (3000, 8))]:
+        a = torch.randn(a_shape, generator=g) * torch.rand(a_shape[:-1] + (1,), generator=g)
+        b = torch.randn(b_shape, generator=g)
+        perm = torch.randperm(a_shape[-1], generator=g)
+        c = toy_portable._fixed_point_matmul(a, b)
+        assert torch.equal(c, toy_portable._fixed_point_matmul(a[..., perm], b[..., perm, :]))
+        ref = a.double() @ b.double()
+        assert c.dtype == torch.float32 and ((c.double() - ref).abs().max() / ref.abs().max()) < 1e-6
+
+
+def test_fixed_point_products_carry_gradients_and_refuse_other_kernels():
+    """Inside the mode, the model's products (addmm, linear, matmul) and their gradients are the
+    fixed-point ones and match float products; tanh is computed without MKL; kernels that would
+    reach MKL raise."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(5, 7, 12, generator=g, requires_grad=True)
+    w = torch.randn(12, 9, generator=g, requires_grad=True)
+    bias = torch.randn(9, generator=g, requires_grad=True)
+    q, k = torch.randn(2, 3, 7, 4, generator=g, requires_grad=True), torch.randn(2, 3, 7, 4, generator=g, requires_grad=True)
+
+    def run():
+        y = torch.addmm(bias, x.view(-1, 12), w).view(5, 7, 9)
+        z = torch.nn.functional.linear(y, w.t()[:, :9], None)
+        s = torch.matmul(q, k.transpose(-1, -2))
+        loss = (z ** 2).sum() + s.square().sum()  # Tensor.__pow__ outside the mode only
+        return loss, torch.autograd.grad(loss, [x, w, bias, q, k])
+
+    want_loss, want = run()
+    want_tanh = torch.tanh(x.detach())
+    with toy_portable.FixedPointMatmuls():
+        for refused in (lambda: torch.exp(x), lambda: x.sqrt(), lambda: torch.pow(x, 0.5), lambda: torch.einsum("ij->", w)):
+            with pytest.raises(NotImplementedError, match="MKL"):
+                refused()
+        assert torch.allclose(torch.tanh(x.detach()), want_tanh, rtol=0, atol=3e-7)  # PyTorch's sigmoid, not MKL's tanh
+        y = torch.addmm(bias, x.view(-1, 12), w).view(5, 7, 9)
+        z = torch.nn.functional.linear(y, w.t()[:, :9], None)
+        s = torch.matmul(q, k.transpose(-1, -2))
+        loss = z.square().sum() + s.square().sum()
+        got = torch.autograd.grad(loss, [x, w, bias, q, k])
+    assert torch.allclose(loss, want_loss, rtol=1e-5)
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_expected_hash_problem_is_one_line_naming_the_cause():
+    import dataclasses
+
+    log = {"weights_sha256": toy.EXPECTED_WEIGHTS_SHA256, "recipe": dataclasses.asdict(toy.DEFAULT_RECIPE), "seed": 0,
+           "portable": True, "training_version": toy.TRAINING_VERSION, "torch_version": toy.EXPECTED_VERSIONS["torch"],
+           "transformers_version": toy.EXPECTED_VERSIONS["transformers"], "machine": toy.EXPECTED_VERSIONS["machine"],
+           "libc": toy.EXPECTED_VERSIONS["libc"]}
+    assert toy.expected_hash_problem(log) is None
+    other = {**log, "weights_sha256": "ab" * 32}
+    msg = toy.expected_hash_problem(other)
+    assert msg.startswith("toy weights sha256 abababab") and "\n" not in msg and "not the portable ones" in msg
+    msg = toy.expected_hash_problem({**other, "torch_version": "9.9.9"})
+    assert "torch 9.9.9 (expected" in msg and "\n" not in msg
+    assert "not the portable training" in toy.expected_hash_problem({**other, "seed": 1})
 
 
 def test_failed_child_gives_one_clear_error(tmp_path, monkeypatch):
@@ -163,6 +249,19 @@ def test_cache_of_another_recipe_is_retrained(tmp_path, monkeypatch):
     train_toy(toy.toy_dir(), seed=0, recipe=other, progress=False)
     assert toy.load_training_log()["recipe"]["d_model"] == 8  # retrained with TINY
     assert toy.load_toy_model().d_model == 8
+
+
+def test_cache_of_an_older_training_version_is_retrained(tmp_path, monkeypatch):
+    """A cached run of the default recipe trained by an older version (BLAS products) is not served."""
+    monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(tmp_path))
+    monkeypatch.setattr(toy, "DEFAULT_RECIPE", TINY)
+    train_toy(toy.toy_dir(), seed=0, recipe=TINY, progress=False)
+    assert toy._complete(toy.toy_dir())
+    path = toy.toy_dir() / "training_log.json"
+    old = json.loads(path.read_text())
+    old.pop("training_version")
+    path.write_text(json.dumps(old))
+    assert not toy._complete(toy.toy_dir())
 
 
 def test_training_log_holds_no_measurement(tmp_path):

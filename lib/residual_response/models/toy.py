@@ -35,14 +35,10 @@ Layout on disk (``toy_dir()`` = ``cache_dir()/models/toy-gpt2``)::
 The whole folder is written under a temporary name in the same parent and moved into place with
 ``os.replace`` at the end, so an interrupted run leaves no half-written cache.
 
-Same weights on every x86 CPU: PyTorch, MKL and oneDNN pick their kernels by the CPU's vector
-units (AVX2, AVX-512), and kernels of different widths round differently; over 2000 optimiser
-steps the difference grows until the phase change moves by a checkpoint or more. Training
-therefore runs in a child process that fixes the kernels before torch is imported
-(:data:`PORTABLE_ENV`: PyTorch's default, non-vectorised CPU kernels, MKL's conditional
-numerical reproducibility mode, oneDNN limited to SSE4.1). It costs about twice the time of
-native kernels and gives the same bits whatever the CPU; the log records the weights' SHA-256
-(:func:`weights_sha256`) so that two machines can compare.
+Same weights on every x86 CPU: training runs in a child process (:data:`PORTABLE_ENV`) whose matrix
+products never reach MKL or oneDNN (:mod:`.toy_portable` says why and how); the log records the
+weights' SHA-256 (:func:`weights_sha256`), and ``make test`` compares a fresh training's with
+:data:`EXPECTED_WEIGHTS_SHA256`.
 """
 
 from __future__ import annotations
@@ -52,6 +48,7 @@ import dataclasses
 import json
 import math
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -66,13 +63,17 @@ from ..io import entry_lock, install_dir, make_temp_dir, remove_stale_temps
 from . import (LoadedModel, ModelSpec, cache_dir, prepare_model, quiet_hf_progress, resolve_device, resolve_dtype,
                      wrap_model)
 from ..sequences import InductionLayout
+from .toy_portable import FixedPointMatmuls, weights_sha256
 
 __all__ = [
     "ToyRecipe",
     "DEFAULT_RECIPE",
+    "EXPECTED_WEIGHTS_SHA256",
     "PORTABLE_ENV",
+    "TRAINING_VERSION",
     "TOY_NAME",
     "ensure_toy_model",
+    "expected_hash_problem",
     "load_registered",
     "load_toy_model",
     "load_training_log",
@@ -88,15 +89,23 @@ BOS = 0
 #: synchronisation cost more than they save (measured 58 ms/step with 1 thread vs 268 ms/step with 2
 #: on the 2-core machine under load), and a fixed count keeps the run bit-reproducible everywhere.
 TRAIN_THREADS = 1
-#: Set in the training child process before torch is imported (module docstring): the kernels
-#: that round the same on every x86 CPU.
+#: Set in the training child process before torch is imported (module docstring): PyTorch's
+#: default kernels, whose vector width is fixed in the code rather than taken from the CPU, and one
+#: thread. MKL and oneDNN need no setting: the child calls neither (its matrix products are
+#: :class:`FixedPointMatmuls`), so their own CPU dispatch cannot reach the weights.
 PORTABLE_ENV = {
     "ATEN_CPU_CAPABILITY": "default",
-    "MKL_CBWR": "COMPATIBLE",
-    "ONEDNN_MAX_CPU_ISA": "SSE41",
     "OMP_NUM_THREADS": str(TRAIN_THREADS),
     "MKL_NUM_THREADS": str(TRAIN_THREADS),
 }
+#: Version of the training procedure, recorded in the log; a cache trained by another version is
+#: retrained. 2: no MKL (exact fixed-point matrix products, tanh from sigmoid, fused AdamW, eager
+#: attention); 1: MKL products and vector math, which differed between CPU vendors.
+TRAINING_VERSION = 2
+#: SHA-256 (:func:`weights_sha256`) of the final weights of the default recipe, seed 0, trained
+#: with :data:`EXPECTED_VERSIONS` on x86-64; ``make test`` compares a fresh training with it.
+EXPECTED_WEIGHTS_SHA256 = "e5501e0f203ac7216e1d30e24945150548f7d7d9737bf83b3f10b9c75944f952"
+EXPECTED_VERSIONS = {"torch": "2.13.0+cpu", "transformers": "5.24.0", "machine": "x86_64", "libc": "glibc 2.36"}
 
 
 @dataclass(frozen=True)
@@ -217,14 +226,14 @@ def _eval_tokens(recipe: ToyRecipe) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-def _config(recipe: ToyRecipe):
+def _config(recipe: ToyRecipe, **extra):
     from transformers import GPT2Config
 
     return GPT2Config(
         vocab_size=recipe.vocab_size, n_positions=recipe.n_positions, n_embd=recipe.d_model,
         n_layer=recipe.n_layers, n_head=recipe.n_heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
         initializer_range=recipe.init_std, bos_token_id=BOS, eos_token_id=BOS, pad_token_id=None,
-        tie_word_embeddings=False,
+        tie_word_embeddings=False, **extra,
     )
 
 
@@ -359,34 +368,61 @@ def _child_main() -> None:
                 GPT2LMHeadModel, portable=True)
 
 
-def weights_sha256(model) -> str:
-    """SHA-256 of a model's parameters and buffers, in name order, as raw float bytes.
+def expected_hash_problem(log: dict) -> str | None:
+    """``None`` if training log ``log`` (default recipe, seed 0) holds :data:`EXPECTED_WEIGHTS_SHA256`,
+    else one line: both hashes and the likely cause.
 
-    Why: two trainings agree bit for bit exactly when their hashes agree; the training log
-    records it so that a run on another machine can be compared with one line.
+    Why the cause: the portable training depends only on PyTorch's and transformers' code and on
+    the CPU architecture, not on the CPU model, so a different hash points at one of those (or at
+    a log that is not the default training at all).
     """
-    import hashlib
+    got = log.get("weights_sha256")
+    if got == EXPECTED_WEIGHTS_SHA256:
+        return None
+    head = f"toy weights sha256 {str(got)[:16]} differ from the expected {EXPECTED_WEIGHTS_SHA256[:16]}: "
+    if (log.get("recipe") != dataclasses.asdict(DEFAULT_RECIPE) or log.get("seed") != 0 or log.get("portable") is not True
+            or log.get("training_version") != TRAINING_VERSION):
+        return head + "the log is not the portable training of the default recipe, seed 0, of this version"
+    ran = {"torch": log.get("torch_version"), "transformers": log.get("transformers_version"), "machine": log.get("machine"),
+           "libc": log.get("libc")}
+    changed = [f"{k} {ran[k]} (expected {v})" for k, v in EXPECTED_VERSIONS.items() if ran[k] != v]
+    if changed:
+        return head + "trained with " + ", ".join(changed) + "; their kernels round differently"
+    return (head + "same torch, transformers, machine type and C library, so the kernels that trained it are not the "
+            "portable ones (did a product reach MKL? is ATEN_CPU_CAPABILITY=default honoured?), or the training changed "
+            "and toy.EXPECTED_WEIGHTS_SHA256 was not updated")
 
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(str(tensor.dtype).encode())
-        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+
+def _transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__
 
 
 def _train_into(folder: Path, recipe: ToyRecipe, seed: int, progress: bool, model_cls, portable: bool) -> dict:
+    if not portable:
+        return _train_steps(folder, recipe, seed, progress, model_cls, portable, _config(recipe))
+    # eager attention: its two products go through torch.matmul, where FixedPointMatmuls takes them
+    # (the fused attention kernel calls the BLAS itself); the saved config does not keep it
+    with FixedPointMatmuls():
+        return _train_steps(folder, recipe, seed, progress, model_cls, portable,
+                            _config(recipe, attn_implementation="eager"))
+
+
+def _train_steps(folder: Path, recipe: ToyRecipe, seed: int, progress: bool, model_cls, portable: bool, config) -> dict:
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     eval_tokens = _eval_tokens(recipe)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = model_cls(_config(recipe))
+        model = model_cls(config)
         with torch.no_grad():
             model.transformer.wte.weight.normal_(0.0, recipe.emb_std)
             model.transformer.wpe.weight.normal_(0.0, recipe.emb_std)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    # fused: PyTorch's own AdamW kernel; the default one takes its square root from MKL's vector math
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay,
+                            fused=True if portable else None)
     warm = max(recipe.warmup, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
     ckpt_root = folder / "checkpoints"
@@ -436,7 +472,15 @@ def _train_into(folder: Path, recipe: ToyRecipe, seed: int, progress: bool, mode
             bar.close()
     model.eval()
     _save_model(model, folder / "final")
-    log = {
+    log = _training_log(model, seed, recipe, train_loss, plain_loss, ckpts, time.perf_counter() - t0, portable)
+    (folder / "training_log.json").write_text(json.dumps(log, indent=1))
+    return log
+
+
+def _training_log(model, seed: int, recipe: ToyRecipe, train_loss: list[float], plain_loss: list[float], ckpts: dict,
+                  wall_time_s: float, portable: bool) -> dict:
+    """The training log: losses per step and checkpoint, the versions and kernels that trained it, the weights' hash."""
+    return {
         "model": TOY_NAME,
         "seed": seed,
         "recipe": dataclasses.asdict(recipe),
@@ -449,15 +493,18 @@ def _train_into(folder: Path, recipe: ToyRecipe, seed: int, progress: bool, mode
         },
         "checkpoints": ckpts,
         "uniform_loss": math.log(recipe.vocab_size - 1),
-        "wall_time_s": time.perf_counter() - t0,
+        "wall_time_s": wall_time_s,
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
+        "transformers_version": _transformers_version(),
+        "machine": platform.machine(),
+        "libc": " ".join(platform.libc_ver()),
         "portable": portable,
+        "training_version": TRAINING_VERSION if portable else None,
         "kernel_env": {k: os.environ.get(k) for k in PORTABLE_ENV} if portable else None,
+        "matmuls": "exact int64 products of 26-bit fixed-point operands" if portable else "native (BLAS)",
         "weights_sha256": weights_sha256(model),
     }
-    (folder / "training_log.json").write_text(json.dumps(log, indent=1))
-    return log
 
 
 # --------------------------------------------------------------------------------------------
@@ -471,9 +518,9 @@ def toy_dir() -> Path:
 
 
 def _complete(folder: Path) -> bool:
-    """A finished, CPU-independent run of the current recipe (seed 0). Why the checks: a cache
-    trained by an older version of this module, or with native kernels, would otherwise be served
-    as if it were this one's model."""
+    """A finished, CPU-independent run of the current recipe (seed 0) and :data:`TRAINING_VERSION`.
+    Why the checks: a cache trained by an older version of this module, or with native kernels,
+    would otherwise be served as if it were this one's model."""
     if not ((folder / "final" / "config.json").exists() and (folder / "training_log.json").exists()):
         return False
     try:
@@ -481,7 +528,8 @@ def _complete(folder: Path) -> bool:
     except (OSError, ValueError):
         return False
     return (log.get("recipe") == dataclasses.asdict(DEFAULT_RECIPE) and log.get("seed") == 0
-            and log.get("portable") is True and isinstance(log.get("weights_sha256"), str))
+            and log.get("portable") is True and log.get("training_version") == TRAINING_VERSION
+            and isinstance(log.get("weights_sha256"), str))
 
 
 def ensure_toy_model(progress: bool = True) -> Path:

@@ -1,0 +1,163 @@
+"""Matrix products and a weights hash that do not depend on the CPU: what makes the toy's training portable.
+
+Same weights on every x86 CPU: kernels that round differently give different weights, and over
+2000 optimiser steps the difference grows until the phase change moves by a checkpoint or more.
+PyTorch, MKL and oneDNN pick kernels by the CPU's vector units (AVX2, AVX-512); MKL also by its
+vendor. Fixing the vector width was not enough: with PyTorch's default kernels and
+``MKL_CBWR=COMPATIBLE`` an Intel Xeon and an AMD EPYC trained different weights (sha256
+``995c286b...`` and ``e607e1dc...``). On the AMD EPYC, MKL ignores ``MKL_ENABLE_INSTRUCTIONS``,
+and its vector math library (VML), which computes PyTorch's float ``tanh`` (in GPT-2's
+``gelu_new``) and ``sqrt`` (in AdamW), ignores ``MKL_CBWR`` too: its results there are the same
+under every setting, and its tanh is not correctly rounded (0.1 % of float32 results are off by
+one unit), so another code path gives other bits. Training therefore runs in a child process
+(:data:`.toy.PORTABLE_ENV`: PyTorch's default, non-vectorised kernels, one thread) that does not call
+MKL or oneDNN at all (:class:`FixedPointMatmuls`): every matrix product and its gradients is an
+exact int64 product of 26-bit fixed-point operands, whose result does not depend on the order
+of the additions; ``tanh`` is ``2 sigmoid(2x) - 1`` with PyTorch's own sigmoid; AdamW is PyTorch's
+fused kernel; attention is GPT-2's eager implementation. What remains is PyTorch's own code and
+the C library's ``exp``/``log``, the same on every x86-64 CPU with FMA. A step costs about twice
+a native one. The log records the weights' SHA-256 (:func:`weights_sha256`), and ``make test``
+compares a fresh training's with :data:`.toy.EXPECTED_WEIGHTS_SHA256`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+__all__ = ["FixedPointMatmuls", "weights_sha256"]
+
+
+# --------------------------------------------------------------------------------------------
+# Matrix products that do not depend on the CPU
+# --------------------------------------------------------------------------------------------
+
+#: Magnitude bits of a fixed-point operand: |q| < 2**26, so a product of two sums up to 1024 terms
+#: below 2**62 and int64 holds every partial sum exactly (longer sums drop low bits first).
+_FIXED_POINT_BITS = 26
+_INT64_SPARE_BITS = 62 - 2 * _FIXED_POINT_BITS
+
+
+def _to_fixed_point(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``x`` as ``q * 2**-shift``: ``q`` int64 with ``|q| < 2**26``, one power-of-two scale per tensor.
+
+    Why per tensor and truncated: one scale lets the forward's operands serve the backward's
+    products as they are, and the scaling (by a power of two) and the truncation are exact, so
+    ``q`` is the same on every CPU. Entries below ``2**-26`` of the tensor's largest lose their
+    low bits (float32 keeps 24 bits of each entry), far below the rounding of a float32 product.
+    """
+    if x.numel() == 0:
+        return torch.zeros(x.shape, dtype=torch.int64), 0
+    amax = max(float(x.max()), -float(x.min()))
+    if not amax < math.inf:  # inf or nan: it would turn into arbitrary integers, not propagate
+        raise FloatingPointError(f"toy training: a non-finite value ({amax}) entered a matrix product")
+    shift = min(max(_FIXED_POINT_BITS - math.frexp(amax)[1], -126), 127)  # amax < 2**(26 - shift)
+    return (x * 2.0**shift).to(torch.int64), shift
+
+
+def _fixed_point_product(qa: torch.Tensor, sa: int, qb: torch.Tensor, sb: int, dtype: torch.dtype) -> torch.Tensor:
+    """``(qa @ qb) * 2**-(sa + sb)`` in ``dtype``: an exact int64 product, rounded once."""
+    need = max(qa.shape[-1] - 1, 1).bit_length()  # ceil(log2(K)) bits for the sum of K terms
+    if need > _INT64_SPARE_BITS:  # a long sum: drop low bits first (exact shifts) so it cannot overflow
+        da, db = (need - _INT64_SPARE_BITS + 1) // 2, (need - _INT64_SPARE_BITS) // 2
+        qa, sa, qb, sb = qa >> da, sa - da, qb >> db, sb - db
+    c = torch.matmul(qa, qb)  # integers: no rounding, so the order of the additions does not matter
+    s = -(sa + sb)
+    return c * 2.0**s if -126 <= s <= 127 else (c * 2.0**-sa) * 2.0**-sb
+
+
+class _FixedPointMatmul(torch.autograd.Function):
+    """``a @ b`` (same batch dimensions, or both 2-D) through :func:`_fixed_point_product`,
+    forward and backward. The backward reuses the forward's fixed-point operands, so the
+    gradient is exactly that of the product the forward computed."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        qa, sa = _to_fixed_point(a)
+        qb, sb = _to_fixed_point(b)
+        ctx.save_for_backward(qa, qb)
+        ctx.shifts, ctx.out_dtype = (sa, sb), a.dtype
+        return _fixed_point_product(qa, sa, qb, sb, a.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        qa, qb = ctx.saved_tensors
+        (sa, sb), dtype = ctx.shifts, ctx.out_dtype
+        qg, sg = _to_fixed_point(grad)
+        ga = _fixed_point_product(qg, sg, qb.transpose(-1, -2), sb, dtype) if ctx.needs_input_grad[0] else None
+        gb = _fixed_point_product(qa.transpose(-1, -2), sa, qg, sg, dtype) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+def _fixed_point_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if a.dim() > 2 and b.dim() == 2:  # a linear layer: fold the leading dimensions into the rows
+        return _FixedPointMatmul.apply(a.reshape(-1, a.shape[-1]), b).view(*a.shape[:-1], b.shape[-1])
+    if a.dim() < 2 or a.shape[:-2] != b.shape[:-2]:
+        raise NotImplementedError(f"toy training: no fixed-point product of shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    return _FixedPointMatmul.apply(a, b)
+
+
+def _linear_args(input, weight, bias=None):  # noqa: A002 (torch.nn.functional.linear's names)
+    return input, weight, bias
+
+
+class FixedPointMatmuls(TorchFunctionMode):
+    """Inside ``with FixedPointMatmuls():`` nothing of the toy GPT-2's training reaches MKL.
+
+    Why: MKL picks its code by the CPU (vendor, vector units), and a different code path rounds
+    differently. The matrix products (``addmm`` of the Conv1D layers, ``linear`` of the
+    unembedding, ``matmul`` of eager attention) become :class:`_FixedPointMatmul`, exact integer
+    sums; ``tanh`` (of GPT-2's ``gelu_new``), which PyTorch hands to MKL's vector math library,
+    becomes ``2 sigmoid(2x) - 1`` with PyTorch's own sigmoid. Other products, and the other
+    functions PyTorch takes from MKL's vector math, raise instead of slipping through.
+    """
+
+    _MATMULS = {torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.mm, torch.Tensor.mm,
+                torch.bmm, torch.Tensor.bmm}
+    _TANH = {torch.tanh, torch.Tensor.tanh, torch.nn.functional.tanh}
+    _POW = {torch.pow, torch.Tensor.pow, torch.Tensor.__pow__}  # pow(x, 0.5) is a square root
+    _REFUSED = {torch.einsum, torch.baddbmm, torch.Tensor.baddbmm, torch.addbmm, torch.addmv, torch.mv, torch.dot,
+                torch.vdot, torch.inner, torch.tensordot, torch.Tensor.addmm, torch.Tensor.__rmatmul__, torch.addmm,
+                torch.nn.functional.scaled_dot_product_attention, torch.nn.functional.bilinear}
+    _REFUSED |= {f for name in ("exp", "log", "log2", "log10", "sqrt", "tanh", "erf", "erfc", "erfinv", "sin", "cos",
+                                "tan", "asin", "acos", "atan", "trunc")  # PyTorch's float kernels from MKL's vector math
+                 for f in (getattr(torch, name), getattr(torch.Tensor, name), getattr(torch.Tensor, name + "_"))}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if not any(isinstance(a, torch.Tensor) and a.is_floating_point() for a in (*args, *kwargs.values())):
+            return func(*args, **kwargs)  # integers (the fixed-point products themselves), indices, shapes
+        if func in self._MATMULS and not kwargs:
+            return _fixed_point_matmul(*args)
+        if func is torch.addmm and set(kwargs) <= {"beta", "alpha"} and kwargs.get("beta", 1) == kwargs.get("alpha", 1) == 1:
+            bias, a, b = args
+            return _fixed_point_matmul(a, b) + bias
+        if func is torch.nn.functional.linear:
+            x, weight, bias = _linear_args(*args, **kwargs)
+            y = _fixed_point_matmul(x, weight.t())
+            return y if bias is None else y + bias
+        if func in self._TANH and not kwargs:
+            return 2 * torch.sigmoid(2 * args[0]) - 1
+        sqrt_by_pow = func in self._POW and len(args) > 1 and isinstance(args[1], (int, float)) and args[1] == 0.5
+        if func in self._REFUSED or func in self._MATMULS or sqrt_by_pow:
+            raise NotImplementedError(f"toy training: {getattr(func, '__name__', func)} would reach MKL (its BLAS or "
+                                      f"vector math), whose results depend on the CPU")
+        return func(*args, **kwargs)
+
+
+def weights_sha256(model) -> str:
+    """SHA-256 of a model's parameters and buffers, in name order, as raw float bytes.
+
+    Why: two trainings agree bit for bit exactly when their hashes agree; the training log
+    records it so that a run on another machine can be compared with one line.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tensor.dtype).encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
