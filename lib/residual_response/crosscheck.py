@@ -29,7 +29,7 @@ import torch
 from .ablation import ablate_heads, head_means, random_heads, validate_heads
 from .behaviour import RepeatLoss, repeat_loss
 from .checks import check_bootstrap, check_int, check_model, check_seeds
-from .induction import InductionResult, StripeData, induction_scores, scores_from_stripes, stripe_entries
+from .induction import InductionResult, StripeData, induction_scores, rescore_seeds, scores_from_stripes, stripe_entries
 from .models import LoadedModel
 from .engine import response
 from .sequences import induction_layout, make_sequence
@@ -358,6 +358,7 @@ def ablation_study(
     means: torch.Tensor | None = None,
     random_seed: int = 0,
     n_boot: int = 1000,
+    base: InductionResult | None = None,
 ) -> AblationStudy:
     """Ablate the named heads, and ``n_random`` seeded draws of as many other heads, and measure
     the response induction score (:func:`.induction.induction_scores`) and the copy losses
@@ -368,6 +369,12 @@ def ablation_study(
     ``attention_heads`` (as many heads, the top ones by attention pattern) is the positive control:
     a set known to hold induction heads, ablated the same way. Random draws are drawn with seeds
     ``random_seed + j`` from the heads outside both named sets.
+
+    ``base``: an unablated :func:`.induction.induction_scores` result of the same model, ``T``,
+    ``layer`` and ``eps`` whose seeds include ``seeds`` (e.g. a run with more seeds); the
+    unablated condition is then read off its stripes (:func:`.induction.rescore_seeds`) instead of
+    being run again. The response of a sequence depends only on its own seed, so the pairing with
+    the ablated runs is the same.
     """
     check_model(lm)
     heads = validate_heads(lm, heads)
@@ -377,8 +384,15 @@ def ablation_study(
     if attention_heads is not None and len(attention_heads) != len(heads):
         raise ValueError(f"attention_heads must name as many heads as heads ({len(heads)}), got {len(attention_heads)}")
     check_int(n_random, "n_random", minimum=1)
-    check_seeds(seeds)
+    seed_list = check_seeds(seeds)
     check_bootstrap(n_boot, 0.95)
+    if base is not None:
+        st = base.stripes if isinstance(base, InductionResult) else None
+        if st is None or base.method != "finite":
+            raise ValueError("base must be a finite-eps induction_scores result with its stripes")
+        if (st.T, st.layer, st.eps) != (T, layer, float(eps)) or not set(seed_list) <= set(st.seeds):
+            raise ValueError(f"base was run at T={st.T}, layer={st.layer}, eps={st.eps}, seeds {st.seeds}; the study "
+                             f"needs T={T}, layer={layer}, eps={eps} and seeds {seed_list} among them")
     k = len(heads)
     if mode == "mean" and means is None:
         means = head_means(lm)
@@ -394,7 +408,10 @@ def ablation_study(
     results, losses = {}, {}
     for key, hs in conditions.items():
         with ablate_heads(lm, hs, mode=mode, means=means):
-            results[key] = induction_scores(lm, T=T, seeds=seeds, layer=layer, eps=eps, n_boot=n_boot)
+            if key == "none" and base is not None:
+                results[key] = rescore_seeds(base, seed_list)
+            else:
+                results[key] = induction_scores(lm, T=T, seeds=seed_list, layer=layer, eps=eps, n_boot=n_boot)
             losses[key] = repeat_loss(lm, T, loss_seeds, n_boot=n_boot)
     return AblationStudy(model=lm.name, k=k, heads=conditions, results=results, losses=losses, random_keys=random_keys)
 
