@@ -292,6 +292,7 @@ def test_ablation_sentence_says_whether_named_heads_stand_out_from_random_ones()
     assert rank_verdict(weak) == "not distinguishable"
     assert rank_verdict(_rank_test("top", -0.5, spread, -0.7, -0.9, -0.4)) == "below random"
     assert rank_verdict(_rank_test("top", 3.0, spread, 2.8, -0.1, 3.5)) == "unresolved"  # p passes, interval reaches 0
+    assert rank_verdict(_rank_test("top", 0.5, spread, 0.3, 0.1, 0.5)) == "above the mean draw only"  # p = 0.15
     assert rank_verdict(_rank_test("top", 3.0, spread[:4], 2.8, 2.1, 3.5)) == "too few draws"  # p >= 1/5
 
     text = ablation_sentence("m", {"top": weak, "attention": strong}, 5, "T = 20, 2 seeds")
@@ -304,8 +305,13 @@ def test_ablation_sentence_says_whether_named_heads_stand_out_from_random_ones()
     assert text.count(".") >= 1 and text.endswith(".")
     few = ablation_sentence("toy", {"top": _rank_test("top", 3.0, spread[:4], 2.8, 2.1, 3.5)}, 1, "S")
     assert "the top-1 head by response lowers" in few and "4 draws cannot give p ≤ 0.05" in few
-    same = ablation_sentence("toy", {"top": weak, "attention": weak}, 1, "S", {"top": [(1, 3)], "attention": [(1, 3)]})
+    heads = {"none": [], "top": [(1, 3)], "attention": [(1, 3)], **{f"random-{j}": [(0, j % 4)] for j in range(19)}}
+    same = ablation_sentence("toy", {"top": _rank_test("top", 0.55, spread, 0.3, 0.1, 0.5), "attention": weak}, 1, "S", heads)
     assert "the top-1 head by attention pattern (the positive control) is the same head." in same
+    # the few draws that reach the named drop are named (draws 17, 18: drops 0.56, 0.6)
+    assert ("a drop that 2 of the 19 random draws reach or exceed (p = 0.150; difference from the mean draw 0.30 "
+            "[0.10, 0.50]; the draws that reach it ablate (0, 1); (0, 2)): above the mean draw") in same
+    assert "above the mean draw, but within the spread of the draws, so not distinguishable" in same
     with pytest.raises(ValueError, match="rank test"):
         ablation_sentence("m", {}, 5, "S")
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["NA", "fmt_eps", "setting_text", "ci_text", "peak_index", "rise_text", "headline_text", "rise_sentence",
            "width_sentence", "regime_sentence", "controls_verdict", "section_sentence", "copy_loss_sentence",
-           "p_text", "rank_verdict", "ablation_sentence", "ablation_summary", "unresolved_items"]
+           "NAMED_SETS", "p_text", "rank_verdict", "ablation_sentence", "ablation_summary", "unresolved_items"]
 
 
 #: How every table of the book shows a missing value (no result, not applicable).
@@ -233,14 +233,16 @@ def p_text(test) -> str:
 
 
 def rank_verdict(test, level: float | None = None) -> str:
-    """What a :class:`~residual_response.crosscheck.RankTest` says, as one of five words:
+    """What a :class:`~residual_response.crosscheck.RankTest` says, in a few words:
 
     - ``"too few draws"``: the draws cannot give a p-value at or below ``level`` (``1 / (1 + n) > level``);
     - ``"distinguishable"``: p at most ``level`` and the difference's interval above 0
       (:attr:`~residual_response.crosscheck.RankTest.distinguishable`);
     - ``"below random"``: the difference's interval lies below 0 (the named heads remove less);
+    - ``"above the mean draw only"``: the difference's interval lies above 0, but p is above
+      ``level``: some draws remove as much (the draws' spread, not their mean, decides);
     - ``"not distinguishable"``: p above ``level`` and the difference's interval covers 0;
-    - ``"unresolved"``: the p-value and the interval disagree (one passes, the other does not).
+    - ``"unresolved"``: p at most ``level`` but the difference's interval reaches 0.
 
     ``level`` defaults to :data:`~residual_response.crosscheck.RANK_TEST_LEVEL`.
     """
@@ -249,18 +251,17 @@ def rank_verdict(test, level: float | None = None) -> str:
     level = RANK_TEST_LEVEL if level is None else level
     if test.smallest_p > level:
         return "too few draws"
-    if test.p_value <= level and test.difference_low > 0:
-        return "distinguishable"
-    if test.difference_high < 0:
-        return "below random"
-    if test.p_value > level and test.difference_low <= 0:
-        return "not distinguishable"
-    return "unresolved"
+    if test.p_value <= level:
+        return "distinguishable" if test.difference_low > 0 else "unresolved"
+    if test.difference_low > 0:
+        return "above the mean draw only"
+    return "below random" if test.difference_high < 0 else "not distinguishable"
 
 
-def _rank_clause(which: str, test, k: int, same: bool = False) -> str:
+def _rank_clause(which: str, test, k: int, same: bool = False, heads: Mapping | None = None) -> str:
     """One named set's part of :func:`ablation_sentence` (``same``: the attention set holds the
-    same heads as the response's, and the clause says so instead of repeating the numbers)."""
+    same heads as the response's, and the clause says so instead of repeating the numbers;
+    ``heads``: the ablated heads per condition, with ``"random"`` the draws' keys in order)."""
     from ...crosscheck import RANK_TEST_LEVEL
 
     noun, verb = ("head", "lowers") if k == 1 else ("heads", "lower")
@@ -275,14 +276,17 @@ def _rank_clause(which: str, test, k: int, same: bool = False) -> str:
     numbers = (f"p = {test.p_value:.3f}" + (f", the smallest {n} draws allow" if np.isclose(test.p_value, test.smallest_p)
                                             else "")
                + f"; difference from the mean draw {ci_text(test.difference, test.difference_low, test.difference_high)}")
+    if heads and 0 < reach <= 3 and k <= 2:  # name the heads of the few draws that reach it
+        keys = [key for key, r in zip(heads.get("random", ()), test.random_drops) if r >= drop]
+        numbers += f"; the draws that reach it ablate {'; '.join(_heads_text(heads[key]) for key in keys)}" if keys else ""
     it = "it" if k == 1 else "them"
     tail = {
         "distinguishable": "distinguishable from random heads",
         "not distinguishable": "not distinguishable from random heads",
         "below random": f"{'it removes' if k == 1 else 'they remove'} *less* than random heads do",
-        "unresolved": ("unresolved at this setting: " + (
-            "the p-value passes but the difference's interval reaches 0" if test.p_value <= RANK_TEST_LEVEL else
-            "the difference's interval lies above 0 but the p-value does not pass")),
+        "above the mean draw only": (f"above the mean draw, but within the spread of the draws, so not "
+                                     "distinguishable from random heads"),
+        "unresolved": "unresolved at this setting: the p-value passes but the difference's interval reaches 0",
         "too few draws": (f"{n} draws cannot give p ≤ {RANK_TEST_LEVEL:g} (the smallest is {test.smallest_p:.2f}), "
                           f"so this setting cannot tell {it} from random heads"),
     }[rank_verdict(test)]
@@ -301,7 +305,8 @@ def ablation_sentence(name: str, tests: Mapping, k: int, setting: str, heads: Ma
     if not any(w in tests for w in NAMED_SETS):
         raise ValueError(f"tests must hold a rank test of {list(NAMED_SETS)}, got {list(tests)}")
     same = bool(heads) and "top" in tests and set(heads.get("top", ())) == set(heads.get("attention", ()) or [None])
-    clauses = [_rank_clause(w, tests[w], k, same=same and w == "attention") for w in NAMED_SETS if w in tests]
+    draws = None if not heads else {**heads, "random": [key for key in heads if key.startswith("random-")]}
+    clauses = [_rank_clause(w, tests[w], k, same=same and w == "attention", heads=draws) for w in NAMED_SETS if w in tests]
     return f"In **{name}** ({setting}) " + "; ".join(clauses) + "."
 
 
@@ -311,6 +316,7 @@ def ablation_summary(tests: Mapping[str, Mapping]) -> str:
     "attention": RankTest}``)."""
     words = {"distinguishable": "distinguishable from random heads in {}",
              "not distinguishable": "not distinguishable from random heads in {}",
+             "above the mean draw only": "above the mean random draw but not beyond the draws' spread in {}",
              "below random": "removing less than random heads in {}", "unresolved": "unresolved in {}",
              "too few draws": "not testable with so few random draws in {}"}
     sentences = []
