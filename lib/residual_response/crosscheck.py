@@ -6,12 +6,14 @@ The response score of :mod:`.induction` should agree with what the classic tools
   ``a_{k-1}`` to the first ``a_k`` should write into the streams where the response score rises
   (:func:`layer_rank_agreement`), and the heads named by the response (:mod:`.heads`) should be
   those named by the patterns (:func:`head_rank_agreement`);
-- **ablation** (:mod:`.ablation`): mean-ablating the heads the response names should lower the
-  score and raise the loss on the second copy more than ablating as many random heads
-  (:func:`ablation_study`);
-- **negative controls**: sequences without a repeat, or with the second copy shuffled, score
-  near 1 against the random control (:func:`kind_scores`, :func:`seed_null_scores`), and so do
-  random-initialised models; :func:`residual_response.pages.tables.control_envelope` summarises them against relative depth.
+- **ablation** (:mod:`.ablation`): mean-ablating the heads the response names, or the heads the
+  attention patterns name (the positive control), should lower the score and raise the loss on
+  the second copy more than ablating as many random heads: each named set is ranked among random
+  draws (:func:`ablation_study`, :meth:`AblationStudy.rank_test`);
+- **negative controls**: sequences without a repeat, scored with the baseline of the repeats,
+  score near 1 (:func:`kind_scores`, :func:`seed_null_scores`), and so do random-initialised
+  models; :func:`residual_response.pages.tables.control_envelope` summarises them against
+  relative depth.
 
 Layer alignment. The response score at read layer ``l`` is measured on the stream ``h[l]``
 *entering* block ``l``, i.e. after blocks ``0..l-1``. An attention head of block ``b`` writes
