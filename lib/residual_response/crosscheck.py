@@ -6,12 +6,14 @@ The response score of :mod:`.induction` should agree with what the classic tools
   ``a_{k-1}`` to the first ``a_k`` should write into the streams where the response score rises
   (:func:`layer_rank_agreement`), and the heads named by the response (:mod:`.heads`) should be
   those named by the patterns (:func:`head_rank_agreement`);
-- **ablation** (:mod:`.ablation`): mean-ablating the heads the response names should lower the
-  score and raise the loss on the second copy more than ablating as many random heads
-  (:func:`ablation_study`);
-- **negative controls**: sequences without a repeat, or with the second copy shuffled, score
-  near 1 against the random control (:func:`kind_scores`, :func:`seed_null_scores`), and so do
-  random-initialised models; :func:`residual_response.pages.tables.control_envelope` summarises them against relative depth.
+- **ablation** (:mod:`.ablation`): mean-ablating the heads the response names, or the heads the
+  attention patterns name (the positive control), should lower the score and raise the loss on
+  the second copy more than ablating as many random heads: each named set is ranked among random
+  draws (:func:`ablation_study`, :meth:`AblationStudy.rank_test`);
+- **negative controls**: sequences without a repeat, scored with the baseline of the repeats,
+  score near 1 (:func:`kind_scores`, :func:`seed_null_scores`), and so do random-initialised
+  models; :func:`residual_response.pages.tables.control_envelope` summarises them against
+  relative depth.
 
 Layer alignment. The response score at read layer ``l`` is measured on the stream ``h[l]``
 *entering* block ``l``, i.e. after blocks ``0..l-1``. An attention head of block ``b`` writes
@@ -29,7 +31,7 @@ import torch
 from .ablation import ablate_heads, head_means, random_heads, validate_heads
 from .behaviour import RepeatLoss, repeat_loss
 from .checks import InputError, check_bootstrap, check_int, check_model, check_seeds, keyword_alias
-from .induction import InductionResult, StripeData, induction_scores, scores_from_stripes, stripe_entries
+from .induction import InductionResult, StripeData, induction_scores, rescore_seeds, scores_from_stripes, stripe_entries
 from .models import LoadedModel
 from .engine import response
 from .sequences import induction_layout, make_sequence
@@ -359,6 +361,7 @@ def ablation_study(
     means: torch.Tensor | None = None,
     random_seed: int = 0,
     n_boot: int = 1000,
+    base: InductionResult | None = None,
 ) -> AblationStudy:
     """Ablate the named heads, and ``n_random`` seeded draws of as many other heads, and measure
     the response induction score (:func:`.induction.induction_scores`) and the copy losses
@@ -370,6 +373,12 @@ def ablation_study(
     a set known to hold induction heads, ablated the same way. Random draws are drawn with seeds
     ``random_seed + j`` from the heads outside both named sets. ``l0``: the perturbed
     stream (``layer=`` is its old name).
+
+    ``base``: an unablated :func:`.induction.induction_scores` result of the same model, ``T``,
+    ``l0`` and ``eps`` whose seeds include ``seeds`` (e.g. a run with more seeds); the
+    unablated condition is then read off its stripes (:func:`.induction.rescore_seeds`) instead of
+    being run again. The response of a sequence depends only on its own seed, so the pairing with
+    the ablated runs is the same.
     """
     check_model(lm)
     heads = validate_heads(lm, heads)
@@ -379,8 +388,15 @@ def ablation_study(
     if attention_heads is not None and len(attention_heads) != len(heads):
         raise InputError(f"attention_heads must name as many heads as heads ({len(heads)}), got {len(attention_heads)}")
     check_int(n_random, "n_random", minimum=1)
-    check_seeds(seeds)
+    seed_list = check_seeds(seeds)
     check_bootstrap(n_boot, 0.95)
+    if base is not None:
+        st = base.stripes if isinstance(base, InductionResult) else None
+        if st is None or base.method != "finite":
+            raise InputError("base must be a finite-eps induction_scores result with its stripes")
+        if (st.T, st.l0, st.eps) != (T, l0, float(eps)) or not set(seed_list) <= set(st.seeds):
+            raise InputError(f"base was run at T={st.T}, l0={st.l0}, eps={st.eps}, seeds {st.seeds}; the study "
+                             f"needs T={T}, l0={l0}, eps={eps} and seeds {seed_list} among them")
     k = len(heads)
     if mode == "mean" and means is None:
         means = head_means(lm)
@@ -396,7 +412,10 @@ def ablation_study(
     results, losses = {}, {}
     for key, hs in conditions.items():
         with ablate_heads(lm, hs, mode=mode, means=means):
-            results[key] = induction_scores(lm, T=T, seeds=seeds, l0=l0, eps=eps, n_boot=n_boot)
+            if key == "none" and base is not None:
+                results[key] = rescore_seeds(base, seed_list)
+            else:
+                results[key] = induction_scores(lm, T=T, seeds=seed_list, l0=l0, eps=eps, n_boot=n_boot)
             losses[key] = repeat_loss(lm, T, loss_seeds, n_boot=n_boot)
     return AblationStudy(model=lm.name, k=k, heads=conditions, results=results, losses=losses, random_keys=random_keys)
 

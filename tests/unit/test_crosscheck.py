@@ -232,3 +232,17 @@ def test_difference_interval_holds_the_spread_between_draws():
     assert np.all(hi2 - lo2 > 5 * (hi1 - lo1))
     np.testing.assert_allclose(d2, np.mean([a[0].mean(axis=(0, 2)) for a in spread], axis=0)
                                - named[0][0].mean(axis=(0, 2)), rtol=1e-12)
+
+
+def test_ablation_study_reads_the_unablated_run_off_a_base_with_more_seeds(random_lm):
+    """A base run with more seeds gives the same unablated condition as running it again."""
+    base = induction_scores(random_lm, T=4, seeds=3, n_boot=50)
+    kw = dict(n_random=1, T=4, seeds=2, loss_seeds=range(2), n_boot=50)
+    reused = ablation_study(random_lm, [(1, 0)], base=base, **kw)
+    fresh = ablation_study(random_lm, [(1, 0)], **kw)
+    for field in ("score", "ci_low", "ci_high"):
+        np.testing.assert_allclose(getattr(reused.results["none"], field), getattr(fresh.results["none"], field),
+                                   rtol=1e-10, equal_nan=True)
+    assert reused.results["none"].seeds == [0, 1]
+    with pytest.raises(ValueError, match="base was run at T=4"):
+        ablation_study(random_lm, [(1, 0)], base=base, **{**kw, "seeds": [0, 5]})

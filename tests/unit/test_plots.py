@@ -326,3 +326,66 @@ def test_page_figures_are_valid_and_carry_their_setting(depth_df):
     assert "ε = 1e-2" in json.dumps(figures["emergence_stability"].to_dict(), ensure_ascii=False)
     with pytest.raises(ValueError, match="missing column"):
         plots.emergence_scores(depth_df, ["a"], band, setting=setting)
+
+
+def _fake_study(k: int = 2, n_random: int = 3):
+    """An AblationStudy with the fields the ablation chart reads: three streams after l0 = 0."""
+    class Res:
+        def __init__(self, top):
+            self.read_streams, self.l0 = [0, 1, 2, 3], 0
+            self.score = [float("nan"), 1.0, top / 2, top]
+            self.ci_low = [float("nan"), 0.9, 0.8 * top / 2, 0.8 * top]
+            self.ci_high = [float("nan"), 1.1, 1.2 * top / 2, 1.2 * top]
+
+    class Study:
+        pass
+
+    study = Study()
+    study.k, study.random_keys = k, [f"random-{j}" for j in range(n_random)]
+    study.results = {"none": Res(8.0), "top": Res(4.0), "attention": Res(1.5),
+                     **{key: Res(7.0 - j) for j, key in enumerate(study.random_keys)}}
+    return study
+
+
+def test_ablation_chart_draws_random_draws_grey_and_named_sets_in_reserved_colours():
+    from residual_response.pages.tables import ABLATION_LABELS, ablation_frame
+
+    study = _fake_study()
+    frame = ablation_frame(study, 3)
+    assert len(frame) == 6 * 3 and set(frame.condition) == set(ABLATION_LABELS.values())
+    assert (frame.draw[frame.random] >= 0).all() and (frame.draw[~frame.random] == -1).all()
+    assert sorted(frame.draw[frame.random].unique()) == [0, 1, 2]
+    assert frame[frame.condition == ABLATION_LABELS["top"]].score.tolist() == [1.0, 2.0, 4.0]
+
+    chart = plots.ablation_panel(study, 3, title=["m (k = 2)", "T = 4, 2 seeds"])
+    spec = chart.to_dict(validate=True)
+    assert _all_tooltips(spec)
+    # every data layer shows exactly its part of the frame: the draws apart from the named sets
+    for layer, part in zip(chart.layer[1:], (frame[frame.random], frame[~frame.random], frame[~frame.random])):
+        pd.testing.assert_frame_equal(layer.data.reset_index(drop=True), part.reset_index(drop=True))
+    rand, bars, lines = (view["encoding"] for view in spec["layer"][1:])
+    marks = [view["mark"] for view in spec["layer"][1:]]
+    for enc in (rand, bars, lines):
+        assert (enc["color"]["field"], enc["x"]["field"]) == ("condition", "rel_depth")
+    assert rand["y"]["field"] == "score" and rand["detail"]["field"] == "draw"  # one line per draw
+    assert (bars["y"]["field"], bars["y2"]["field"]) == ("lo", "hi")  # intervals of the named sets only
+    assert marks[0]["strokeWidth"] <= 1 and marks[2]["strokeWidth"] >= 2 and marks[2]["point"]
+    # one colour scale: the random draws' entry is grey, the named sets have reserved colours
+    scale = lines["color"]["scale"]
+    assert rand["color"]["scale"] == scale == bars["color"]["scale"]
+    colour = dict(zip(scale["domain"], scale["range"]))
+    grey = colour[ABLATION_LABELS["random"]]
+    rgb = lambda c: tuple(int(c[i:i + 2], 16) for i in (1, 3, 5))
+    assert len(set(rgb(grey))) == 1 and rgb(grey)[0] > 128  # a light grey
+    named = [colour[ABLATION_LABELS[key]] for key in ("none", "top", "attention")]
+    assert len(set(named)) == 3 and grey not in named
+    for key in ("top", "attention"):  # the named sets are in colour, not grey
+        assert len(set(rgb(colour[ABLATION_LABELS[key]]))) == 3
+    assert rgb(colour[ABLATION_LABELS["none"]])[0] < 64  # no ablation: near black
+    legend = lines["color"]["legend"]
+    assert legend["labelFontSize"] >= 12 and legend["labelLimit"] == 0  # readable, never cut off
+    # panels share one legend when asked to
+    both = plots.in_rows([chart, plots.ablation_panel(_fake_study(k=1), 3, title="toy")], colour="shared")
+    assert both.to_dict()["resolve"]["scale"]["color"] == "shared"
+    with pytest.raises(ValueError, match="colour must be"):
+        plots.in_rows([chart], colour="mixed")

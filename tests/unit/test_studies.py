@@ -43,7 +43,7 @@ def test_a_trained_models_shuffled_copy_is_out_of_the_band():
 def _check(rise):
     base = SimpleNamespace(rise=rise)
     return studies.CrossCheck(model="m", n_layers=4, n_heads=2, l0=0, losses=None, attention=None, attribution=None,
-                              study=SimpleNamespace(results={"none": base}), null=None, agreement=None,
+                              base=base, study=SimpleNamespace(results={"none": base}), null=None, agreement=None,
                               heads={"att_top": [(2, 0, 0.9), (3, 1, 0.5)]}, seconds=0.0)
 
 
@@ -62,10 +62,10 @@ def test_rise_blocks_turn_streams_into_blocks():
 def test_cross_check_runs_every_measurement_of_one_model():
     lm = build_random_model("gpt2", seed=0)
     c = studies.cross_check(lm, T=4, seeds=2, att_seeds=2, loss_seeds=2, eps=1e-2, l0=0, k=1, n_random=1, n_boot=30)
-    assert c.model == "random-gpt2" and c.l0 == 0 and set(c.study.results) == {"none", "top", "random-0"}
+    assert c.model == "random-gpt2" and c.l0 == 0 and set(c.study.results) == {"none", "top", "attention", "random-0"}
     assert c.study.heads["top"] == [c.attribution.ranking(1)[0][:2]]  # the top head by response is the one ablated
     assert c.heads["resp_top"][0][:2] == c.heads["resp_best"] and len(c.heads["att_top"]) == 5
     q = c.quoted()
     assert q["SL"] == c.base.score[-1] and q["loss1"] == float(c.losses.first.mean)
     e = c.effects()
-    assert set(e) == {"base", "top_score", "top", "random"} and np.isfinite(e["top"]["drop"])
+    assert set(e) == {"base", "top_score", "top", "attention", "random"} and np.isfinite(e["top"]["drop"])

@@ -280,3 +280,64 @@ def test_styled_says_a_common_setting_once_in_the_caption():
     assert "Setting: T = 4, 1 seed, ε = 1e-2." in html and ">setting<" not in html
     two = styled(pd.DataFrame({"x": [1.0, 2.0], "setting": ["T = 4", "T = 8"]}), uuid="t2", caption="Two runs.")
     assert ">setting<" in two.to_html() and "Setting:" not in two.to_html()
+
+
+def _rank_test(which, drop, random_drops, diff, lo, hi):
+    from residual_response.crosscheck import RankTest
+
+    rand = np.asarray(random_drops, dtype=float)
+    p = (1 + int(np.sum(rand >= drop))) / (1 + len(rand))
+    r_lo, r_hi = np.quantile(rand, [0.025, 0.975])
+    return RankTest(which=which, drop=drop, random_drops=rand.tolist(), p_value=p, random_low=float(r_lo),
+                    random_high=float(r_hi), difference=diff, difference_low=lo, difference_high=hi)
+
+
+def test_ablation_sentence_says_whether_named_heads_stand_out_from_random_ones():
+    from residual_response.pages.tables import ablation_sentence, ablation_summary, rank_verdict, unresolved_items
+
+    spread = list(np.linspace(-0.2, 0.6, 19))
+    strong = _rank_test("attention", 3.0, spread, 2.8, 2.1, 3.5)  # above all 19 draws: p = 1/20
+    weak = _rank_test("top", 0.25, spread, 0.05, -0.3, 0.4)
+    assert strong.p_value == pytest.approx(0.05) and rank_verdict(strong) == "distinguishable"
+    assert rank_verdict(weak) == "not distinguishable"
+    assert rank_verdict(_rank_test("top", -0.5, spread, -0.7, -0.9, -0.4)) == "below random"
+    assert rank_verdict(_rank_test("top", 3.0, spread, 2.8, -0.1, 3.5)) == "unresolved"  # p passes, interval reaches 0
+    assert rank_verdict(_rank_test("top", 0.5, spread, 0.3, 0.1, 0.5)) == "above the mean draw only"  # p = 0.15
+    assert rank_verdict(_rank_test("top", 3.0, spread[:4], 2.8, 2.1, 3.5)) == "too few draws"  # p >= 1/5
+
+    text = ablation_sentence("m", {"top": weak, "attention": strong}, 5, "T = 20, 2 seeds")
+    assert text.startswith("In **m** (T = 20, 2 seeds) the top-5 heads by response lower $S_L$ by 0.25")
+    assert "not distinguishable from random heads" in text and "p = 0.450" in text  # 8 of 19 draws reach 0.25
+    assert "8 of the 19 random draws reach or exceed" in text and "difference from the mean draw 0.05 [-0.30, 0.40]" in text
+    assert ("the top-5 heads by attention pattern (the positive control) lower $S_L$ by 3.00, more than every one of "
+            "the 19 random draws (p = 0.050, the smallest 19 draws allow; difference from the mean draw 2.80 [2.10, 3.50]): "
+            "distinguishable from random heads.") in text
+    assert text.count(".") >= 1 and text.endswith(".")
+    few = ablation_sentence("toy", {"top": _rank_test("top", 3.0, spread[:4], 2.8, 2.1, 3.5)}, 1, "S")
+    assert "the top-1 head by response lowers" in few and "4 draws cannot give p ≤ 0.05" in few
+    heads = {"none": [], "top": [(1, 3)], "attention": [(1, 3)], **{f"random-{j}": [(0, j % 4)] for j in range(19)}}
+    same = ablation_sentence("toy", {"top": _rank_test("top", 0.55, spread, 0.3, 0.1, 0.5), "attention": weak}, 1, "S", heads)
+    assert "the top-1 head by attention pattern (the positive control) is the same head." in same
+    # the few draws that reach the named drop are named (draws 17, 18: drops 0.56, 0.6)
+    assert ("a drop that 2 of the 19 random draws reach or exceed (p = 0.150; difference from the mean draw 0.30 "
+            "[0.10, 0.50]; the draws that reach it ablate (0, 1); (0, 2)): above the mean draw") in same
+    assert "above the mean draw, but within the spread of the draws, so not distinguishable" in same
+    with pytest.raises(ValueError, match="rank test"):
+        ablation_sentence("m", {}, 5, "S")
+
+    summary = ablation_summary({"a": {"top": weak, "attention": strong}, "b": {"top": strong, "attention": strong}})
+    assert summary == ("The heads the response names are not distinguishable from random heads in a; distinguishable "
+                       "from random heads in b. The heads the attention patterns name (the positive control) are "
+                       "distinguishable from random heads in a, b.")
+
+    effects = {"top": {"drop": 0.25, "lo": -0.1, "hi": 0.6, "rise": 0.02, "rise_lo": -0.05, "rise_hi": 0.09},
+               "attention": {"drop": 3.0, "lo": 2.0, "hi": 4.0, "rise": 0.5, "rise_lo": 0.3, "rise_hi": 0.7}}
+    items = unresolved_items("m", {"top": weak, "attention": strong}, effects, {"rho": 0.4, "lo": -0.1, "hi": 0.8})
+    assert items == [
+        "m, top-k by response: the drop of $S_L$, 0.25 [-0.10, 0.60], covers 0",
+        "m, top-k by response: the difference from the mean random draw, 0.05 [-0.30, 0.40], covers 0",
+        "m, top-k by response: the change of the second-copy loss, 0.02 [-0.05, 0.09] nats, covers 0",
+        "m, top-k by attention pattern: p = 0.050 is the smallest 19 draws allow; how far the drop lies beyond the "
+        "draws is not resolved",
+        "m: the rank agreement of attention and response over depth, 0.40 [-0.10, 0.80], covers 0",
+    ]

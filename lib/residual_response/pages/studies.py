@@ -19,7 +19,7 @@ from ..behaviour import repeat_loss
 from ..checks import check_int, check_model, keyword_alias
 from ..crosscheck import AblationStudy, ablation_study, head_rank_agreement, kind_scores, layer_rank_agreement
 from ..dynamics import induction_through_training, loss_drop, measurement_steps, onset_step, phase_change_step, rise_step
-from ..induction import InductionResult, emergence_layer
+from ..induction import InductionResult, emergence_layer, induction_scores
 from ..models import LoadedModel
 from ..models.toy import toy_checkpoint_steps
 from .tables.frames import control_envelope, distance_profile
@@ -111,9 +111,12 @@ class CrossCheck:
         losses: :func:`.behaviour.repeat_loss` of the unablated model.
         attention: :func:`.attention.induction_attention_scores` (``repeated.mean`` ``[L, H]``).
         attribution: :func:`.heads.head_attribution` (``score`` ``[L, H]``).
+        base: the unablated :func:`.induction.induction_scores` at the page's seeds: the layer-level
+            checks (rise, rank agreement, null) read it.
         study: :func:`ablation_study` of the top-``k`` heads by attribution, and of the top-``k``
-            heads by attention pattern (the positive control), against random heads.
-        null: :func:`kind_scores` of random sequences (nothing to copy) with the unablated baseline.
+            heads by attention pattern (the positive control), against random heads, at the first
+            ``ablation_seeds`` of those seeds (its ``"none"`` is ``base`` rescored on them).
+        null: :func:`kind_scores` of random sequences (nothing to copy) with the baseline of ``base``.
         agreement: :func:`layer_rank_agreement` of the attention and the unablated score.
         heads: :func:`head_rank_agreement` of the two head rankings over their top
             ``min(5, heads - 1)``, plus ``resp_top`` (the response's top heads with their scores),
@@ -129,17 +132,13 @@ class CrossCheck:
     losses: dict
     attention: dict
     attribution: object
+    base: InductionResult
     study: AblationStudy
     null: InductionResult
     agreement: dict
     heads: dict
     seconds: float
     n_boot: int = 1000
-
-    @property
-    def base(self) -> InductionResult:
-        """The unablated response scores."""
-        return self.study.results["none"]
 
     def rise_blocks(self) -> dict:
         """Where the score rises, in blocks, beside the blocks of the top-5 attention heads.
@@ -176,6 +175,11 @@ class CrossCheck:
             "nullmin": float(np.nanmin(self.null.score)), "nullmax": float(np.nanmax(self.null.score)),
         }
 
+    @property
+    def ablation_seeds(self) -> int:
+        """The number of sequence seeds of the ablation runs."""
+        return len(self.study.results["none"].seeds)
+
     def rank_tests(self) -> dict:
         """Per named set (``"top"`` by response, ``"attention"`` by pattern): its drop of the score
         at the last stream ranked among the random draws (:meth:`.crosscheck.AblationStudy.rank_test`)."""
@@ -184,9 +188,10 @@ class CrossCheck:
     def effects(self) -> dict:
         """Per ``"top"``/``"attention"``/``"random"`` ablation: the drop of the score at the last
         stream and the rise of the second-copy loss, each with its paired 95 % interval (``"random"``:
-        the mean over draws); plus ``base`` (``S_L`` unablated) and ``top_score`` (``S_L`` with the
-        top heads ablated)."""
-        out = {"base": float(self.base.score[-1]), "top_score": float(self.study.results["top"].score[-1])}
+        the mean over draws); plus ``base`` (``S_L`` unablated, at the ablation's seeds) and
+        ``top_score`` (``S_L`` with the top heads ablated)."""
+        res = self.study.results
+        out = {"base": float(res["none"].score[-1]), "top_score": float(res["top"].score[-1])}
         for which in (*self.study.named_keys, "random"):
             drop, lo, hi = self.study.score_drop(which, n_boot=self.n_boot)
             rise = self.study.loss_rise(which, n_boot=self.n_boot)
@@ -197,12 +202,16 @@ class CrossCheck:
 
 @keyword_alias(layer="l0")
 def cross_check(lm: LoadedModel, *, T: int, seeds: int, att_seeds: int, loss_seeds: int, eps: float, l0: int,
-                k: int, n_random: int, n_boot: int = 1000) -> CrossCheck:
+                k: int, n_random: int, ablation_seeds: int | None = None, n_boot: int = 1000) -> CrossCheck:
     """Run every cross-check of the response score on one model (see :class:`CrossCheck`).
 
     Why one call: the loss, the attention patterns, the head attribution, the ablation of its
     top-``k`` heads against ``n_random`` draws of random heads, and the null share the model, the
     sequences and the settings; a page shows their numbers side by side.
+
+    ``ablation_seeds`` (default ``seeds``, at most ``seeds``): the sequence seeds of the ablation's
+    ``2 + n_random`` runs, the first of ``seeds``; the unablated score and the head attribution
+    use all ``seeds``. Why fewer: the ablation costs ``2 + n_random`` response runs, the rest one.
     """
     import time
 
@@ -211,15 +220,18 @@ def cross_check(lm: LoadedModel, *, T: int, seeds: int, att_seeds: int, loss_see
 
     check_model(lm)
     check_int(k, "k", minimum=1, maximum=lm.n_layers * lm.n_heads // 2 - 1)
+    check_int(seeds, "seeds", minimum=1)
+    ablation_seeds = check_int(seeds if ablation_seeds is None else ablation_seeds, "ablation_seeds", minimum=1,
+                               maximum=seeds)
     start = time.perf_counter()
     losses = repeat_loss(lm, T, range(loss_seeds), n_boot=n_boot)
     attention = induction_attention_scores(lm, T=T, seeds=range(att_seeds), n_boot=n_boot)
     attribution = head_attribution(lm, T=T, seeds=seeds, l0=l0, eps=eps, n_boot=n_boot)
+    base = induction_scores(lm, T=T, seeds=seeds, l0=l0, eps=eps, n_boot=n_boot)
     top = [(l, h) for l, h, _ in attribution.ranking(k)]
     att_k = [(l, h) for l, h, _ in top_heads(attention, k)]
-    study = ablation_study(lm, top, attention_heads=att_k, n_random=n_random, T=T, seeds=seeds,
-                           loss_seeds=range(loss_seeds), l0=l0, eps=eps, n_boot=n_boot)
-    base = study.results["none"]
+    study = ablation_study(lm, top, attention_heads=att_k, n_random=n_random, T=T, seeds=ablation_seeds,
+                           loss_seeds=range(loss_seeds), l0=l0, eps=eps, n_boot=n_boot, base=base)
     null = kind_scores(lm, "random", base, n_boot=n_boot)  # no repeat: nothing to copy
     agreement = layer_rank_agreement(attention, base.stripes, n_boot=n_boot)
     n_all = lm.n_layers * lm.n_heads
@@ -231,7 +243,7 @@ def cross_check(lm: LoadedModel, *, T: int, seeds: int, att_seeds: int, loss_see
     heads["resp_best"], heads["att_best"] = heads["resp_top"][0][:2], heads["att_top"][0][:2]
     heads["resp_top_att"] = [float(att_mean[l, h]) for l, h, _ in heads["resp_top"]]
     return CrossCheck(model=lm.name, n_layers=lm.n_layers, n_heads=lm.n_heads, l0=l0, losses=losses,
-                      attention=attention, attribution=attribution, study=study, null=null, agreement=agreement,
+                      attention=attention, attribution=attribution, base=base, study=study, null=null, agreement=agreement,
                       heads=heads, seconds=time.perf_counter() - start, n_boot=n_boot)
 
 

@@ -7,10 +7,10 @@ from typing import Any, Sequence
 import altair as alt
 import pandas as pd
 
-from ..tables.frames import section_map_frame
-from .charts import _require_columns, log_y, matrix_heatmap, score_vs_depth
+from ..tables.frames import ABLATION_LABELS, ablation_frame, section_map_frame
+from .charts import _legend, _require_columns, log_y, matrix_heatmap, score_vs_depth
 
-__all__ = ["emergence_scores", "attention_beside_response", "ablation_panel", "in_rows", "null_scores",
+__all__ = ["emergence_scores", "attention_beside_response", "ABLATION_COLOURS", "ablation_panel", "in_rows", "null_scores",
            "emergence_stability", "section_maps"]
 
 
@@ -62,24 +62,43 @@ def attention_beside_response(att_mean, res, *, name: str, setting: str) -> alt.
     return alt.hconcat(heat, line).resolve_scale(y="shared")
 
 
+#: the colours of the ablation chart: reserved ones for the named conditions, grey for the random draws
+ABLATION_COLOURS = {"none": "#222222", "top": "#d95f02", "attention": "#1b9e77", "random": "#a6a6a6"}
+
+
 def ablation_panel(study, n_layers: int, *, title: str | list[str]) -> alt.LayerChart:
-    """Score against relative depth without ablation, with the top-k heads and with each draw of
-    k random heads ablated (:class:`.crosscheck.AblationStudy`), log y. A ``title`` list is set in
-    lines (a panel is as wide as its title)."""
-    noun = "head" if study.k == 1 else "heads"
-    labels = {"none": "no ablation", "top": f"top-{study.k} {noun} by response",
-              **{key: f"{study.k} random {noun} (draw {i})" for i, key in enumerate(study.random_keys)}}
-    df = pd.DataFrame([{"model": labels[key], "rel_depth": l / n_layers, "score": s, "lo": lo, "hi": hi}
-                       for key, res in study.results.items()
-                       for l, s, lo, hi in zip(res.read_streams, res.score, res.ci_low, res.ci_high) if l > res.l0])
-    return log_y(score_vs_depth(df, title=title, y_title="score S", width=220, color_title="ablation"))
+    """Score against relative depth without ablation, with the top-k heads by response and by
+    attention pattern ablated (reserved colours, with their intervals), and with each draw of k
+    random heads ablated (thin grey lines, no intervals), log y (:class:`.crosscheck.AblationStudy`,
+    rows of :func:`..tables.ablation_frame`). A ``title`` list is set in lines (a panel is as wide
+    as its title); the colour scale is the same in every panel, so panels share one legend."""
+    df = ablation_frame(study, n_layers)
+    labels = [ABLATION_LABELS[k] for k in ABLATION_COLOURS]
+    colour = alt.Color("condition:N", title="ablation", scale=alt.Scale(domain=labels, range=list(ABLATION_COLOURS.values())),
+                       legend=_legend(labelFontSize=12, titleFontSize=12, symbolStrokeWidth=3, orient="bottom",
+                                      direction="vertical"))
+    x = alt.X("rel_depth:Q", title="relative depth", scale=alt.Scale(domain=[0, 1]))
+    y = alt.Y("score:Q", title="score S", scale=alt.Scale(type="log", nice=False))
+    tip = ["condition", "draw", *(alt.Tooltip(f"{c}:Q", format=".3g") for c in ("rel_depth", "score", "lo", "hi"))]
+    named, rand = df[~df.random], df[df.random]
+    return alt.layer(
+        alt.Chart(pd.DataFrame({"score": [1.0, 2.0]})).mark_rule(strokeDash=[4, 4], color="gray").encode(y=y),
+        alt.Chart(rand).mark_line(strokeWidth=1, opacity=0.6).encode(x=x, y=y, color=colour, detail="draw:N", tooltip=tip),
+        alt.Chart(named).mark_errorbar(ticks=True).encode(
+            x=x, y=alt.Y("lo:Q", title="score S", scale=alt.Scale(type="log", nice=False)), y2="hi:Q", color=colour,
+            tooltip=tip),
+        alt.Chart(named).mark_line(point=True, strokeWidth=2).encode(x=x, y=y, color=colour, tooltip=tip),
+    ).properties(width=220, height=260, title=title)
 
 
-def in_rows(panels: Sequence[Any], per_row: int = 2) -> alt.VConcatChart:
-    """Panels ``per_row`` to a row, each with its own colour legend."""
-    rows = [alt.hconcat(*panels[i:i + per_row]).resolve_scale(color="independent")
+def in_rows(panels: Sequence[Any], per_row: int = 2, *, colour: str = "independent") -> alt.VConcatChart:
+    """Panels ``per_row`` to a row; ``colour``: ``"independent"`` (each panel its own colour
+    legend) or ``"shared"`` (one legend, for panels with one colour scale)."""
+    if colour not in ("independent", "shared"):
+        raise ValueError(f"colour must be 'independent' or 'shared', got {colour!r}")
+    rows = [alt.hconcat(*panels[i:i + per_row]).resolve_scale(color=colour)
             for i in range(0, len(panels), per_row)]
-    return alt.vconcat(*rows).resolve_scale(color="independent")
+    return alt.vconcat(*rows).resolve_scale(color=colour)
 
 
 def null_scores(null: pd.DataFrame, *, setting: str) -> alt.FacetChart:

@@ -23,12 +23,13 @@ import pandas as pd
 from ...checks import check_int
 from ...induction import SectionMap
 from ...null import BASELINE_NAMES, NullRow
-from .text import NA, _heads_text, ci_text, peak_index, setting_text
+from .text import (NA, NAMED_SETS, _heads_text, ci_text, fmt_eps, p_text, peak_index, rank_verdict,
+                   setting_text)
 
 __all__ = ["matrix_frame", "distance_profile", "stripe_mean", "section_map_frame", "styled",
            "panel_layers", "timed", "stripe_contrasts", "reach_summary", "first_source_ratio", "distance_ratio",
            "ratio_peak", "describe_frame", "stripe_scores_frame", "score_frame", "rise_table", "headline_table",
-           "section_rise_table", "shuffled_table", "cross_check_tables", "with_intervals", "control_envelope",
+           "section_rise_table", "shuffled_table", "cross_check_tables", "ABLATION_LABELS", "ablation_frame", "with_intervals", "control_envelope",
            "null_frame", "coverage_table", "recipe_table", "step_cost"]
 
 
@@ -348,14 +349,36 @@ def shuffled_table(controls, results: dict) -> pd.DataFrame:
     ], columns=["model", "shuffled-copy score, min over layers", "max over layers", "max duplicate score D", "setting"])
 
 
-def cross_check_tables(checks: dict, effects: dict, *, setting: str, loss_setting: str,
-                       att_setting: str) -> dict[str, pd.DataFrame]:
-    """The tables of the cross-checks page, one row per model, each with the setting it was measured at.
+#: the legend entries of the ablation chart, one per kind of condition (the panel's title gives k)
+ABLATION_LABELS = {"none": "no ablation", "top": "top-k by response", "attention": "top-k by attention (positive control)",
+                   "random": "k random heads (one line per draw)"}
+
+
+def ablation_frame(study, n_layers: int) -> pd.DataFrame:
+    """The rows of the ablation chart: one per condition of an :class:`.crosscheck.AblationStudy`
+    and read stream after ``l0`` (``condition``: the legend entry of :data:`ABLATION_LABELS`;
+    ``draw``: the random draw's index, -1 for a named condition; ``random``; ``rel_depth``,
+    ``score``, ``lo``, ``hi``)."""
+    rows = []
+    for key, res in study.results.items():
+        draw = study.random_keys.index(key) if key in study.random_keys else -1
+        kind = "random" if draw >= 0 else key
+        rows += [{"condition": ABLATION_LABELS[kind], "draw": draw, "random": draw >= 0, "rel_depth": l / n_layers,
+                  "score": float(sc), "lo": float(lo), "hi": float(hi)}
+                 for l, sc, lo, hi in zip(res.read_streams, res.score, res.ci_low, res.ci_high) if l > res.l0]
+    return pd.DataFrame(rows, columns=["condition", "draw", "random", "rel_depth", "score", "lo", "hi"])
+
+
+def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str, loss_setting: str,
+                       att_setting: str, ablation_setting: str) -> dict[str, pd.DataFrame]:
+    """The tables of the cross-checks page, one row per model (the ablation: one per model and
+    named set of heads), each with the setting it was measured at.
 
     Args:
-        checks: model name -> :class:`.crosscheck.CrossCheck`; effects: name -> its ``effects()``.
-        setting, loss_setting, att_setting: :func:`setting_text` of the response runs, and the
-            settings of the losses and of the attention patterns.
+        checks: model name -> :class:`.studies.CrossCheck`; effects: name -> its ``effects()``;
+            tests: name -> its ``rank_tests()``.
+        setting, loss_setting, att_setting, ablation_setting: :func:`setting_text` of the response
+            runs, and the settings of the losses, of the attention patterns and of the ablation runs.
 
     Returns:
         ``{"loss", "attention", "rise", "heads", "ablation", "null", "summary"}`` DataFrames.
@@ -383,11 +406,19 @@ def cross_check_tables(checks: dict, effects: dict, *, setting: str, loss_settin
             "their attention on the stripe": ", ".join(f"{v:.2f}" for v in h["resp_top_att"]),
             "shared top heads": f"{h['overlap']} of {h['k']}", "Spearman over all heads": f"{h['rho']:.2f} (n = {h['n_heads']})",
             "setting": setting})
-        out["ablation"].append({
-            "model": name, "top-k heads": _heads_text(c.study.heads["top"]), "S_L": f"{e['base']:.2f}",
-            **{f"drop of S_L, {w}-k": ci_text(e[w]["drop"], e[w]["lo"], e[w]["hi"]) for w in ("top", "random")},
-            **{f"loss rise, {w}-k": ci_text(e[w]["rise"], e[w]["rise_lo"], e[w]["rise_hi"]) for w in ("top", "random")},
-            "setting": f"{setting}; loss {loss_setting}"})
+        for which, t in tests[name].items():
+            w = e[which]
+            out["ablation"].append({
+                "model": name, "ablated": f"top-{c.study.k} {NAMED_SETS[which]}", "heads": _heads_text(c.study.heads[which]),
+                "S_L unablated": f"{e['base']:.2f}", "drop of S_L [95 % CI]": ci_text(w["drop"], w["lo"], w["hi"]),
+                "random draws: mean drop (central 95 %)": f"{np.mean(t.random_drops):.2f} ({t.random_low:.2f} to "
+                                                          f"{t.random_high:.2f})",
+                "p-value": p_text(t),
+                "drop − mean random [95 % CI]": ci_text(t.difference, t.difference_low, t.difference_high),
+                "verdict": rank_verdict(t),
+                "loss rise, named [95 % CI]": ci_text(w["rise"], w["rise_lo"], w["rise_hi"]),
+                "loss rise, random": ci_text(e["random"]["rise"], e["random"]["rise_lo"], e["random"]["rise_hi"]),
+                "setting": f"{ablation_setting}; loss {loss_setting}"})
         out["null"].append({"model": name, "null score min": f"{np.nanmin(c.null.score):.2f}",
                             "null score max": f"{np.nanmax(c.null.score):.2f}",
                             "max score (repeats)": f"{np.nanmax(base.score):.2f}", "setting": setting})
@@ -396,9 +427,9 @@ def cross_check_tables(checks: dict, effects: dict, *, setting: str, loss_settin
             "top-5 attention blocks": ", ".join(str(l) for l, _, _ in h["att_top"]),
             "rank agreement": ci_text(a.rho, a.lo, a.hi),
             "shared top heads": f"{h['overlap']} of {h['k']}",
-            **{f"drop of S_L, {w}-k": ci_text(e[w]["drop"], e[w]["lo"], e[w]["hi"]) for w in ("top", "random")},
-            "loss rise, top-k": ci_text(e["top"]["rise"], e["top"]["rise_lo"], e["top"]["rise_hi"]),
-            "setting": setting})
+            **{f"ablation, top-k {NAMED_SETS[w]}": f"{rank_verdict(t)} (p = {t.p_value:.3f})"
+               for w, t in tests[name].items()},
+            "setting": f"{setting}; ablation {ablation_setting}"})
     return {k: pd.DataFrame(v) for k, v in out.items()}
 
 

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["NA", "fmt_eps", "setting_text", "ci_text", "peak_index", "rise_text", "headline_text", "rise_sentence",
-           "width_sentence", "eps_verdict", "rise_steps", "controls_verdict", "section_sentence", "copy_loss_sentence"]
+           "width_sentence", "eps_verdict", "rise_steps", "controls_verdict", "section_sentence", "copy_loss_sentence",
+           "NAMED_SETS", "p_text", "rank_verdict", "ablation_sentence", "ablation_summary", "unresolved_items"]
 
 
 #: How every table of the book shows a missing value (no result, not applicable).
@@ -220,6 +221,144 @@ def copy_loss_sentence(name: str, check, effects: dict, loss_setting: str) -> st
             f"{ci_text(rnd['rise'], rnd['rise_lo'], rnd['rise_hi'])}: a negative result"
             + (", though its interval includes no change." if top["rise_hi"] >= 0 else
                ", though the interval's upper end lies close to no change." if top["rise_hi"] > -0.1 else "."))
+
+
+#: what each named set of heads is called in the book's sentences and tables
+NAMED_SETS = {"top": "by response", "attention": "by attention pattern"}
+
+
+def p_text(test) -> str:
+    """A permutation p-value as the book writes it: three decimals, and ``" (smallest)"`` where it
+    is the smallest the number of draws allows (``1 / (1 + n)``): the named drop exceeds every
+    draw, and more draws would be needed to say how far beyond them it lies."""
+    return f"{test.p_value:.3f}" + (" (smallest)" if np.isclose(test.p_value, test.smallest_p) else "")
+
+
+def rank_verdict(test, level: float | None = None) -> str:
+    """What a :class:`~residual_response.crosscheck.RankTest` says, in a few words:
+
+    - ``"too few draws"``: the draws cannot give a p-value at or below ``level`` (``1 / (1 + n) > level``);
+    - ``"distinguishable"``: p at most ``level`` and the difference's interval above 0
+      (:attr:`~residual_response.crosscheck.RankTest.distinguishable`);
+    - ``"below random"``: the difference's interval lies below 0 (the named heads remove less);
+    - ``"above the mean draw only"``: the difference's interval lies above 0, but p is above
+      ``level``: some draws remove as much (the draws' spread, not their mean, decides);
+    - ``"not distinguishable"``: p above ``level`` and the difference's interval covers 0;
+    - ``"unresolved"``: p at most ``level`` but the difference's interval reaches 0.
+
+    ``level`` defaults to :data:`~residual_response.crosscheck.RANK_TEST_LEVEL`.
+    """
+    from ...crosscheck import RANK_TEST_LEVEL
+
+    level = RANK_TEST_LEVEL if level is None else level
+    if test.smallest_p > level:
+        return "too few draws"
+    if test.p_value <= level:
+        return "distinguishable" if test.difference_low > 0 else "unresolved"
+    if test.difference_low > 0:
+        return "above the mean draw only"
+    return "below random" if test.difference_high < 0 else "not distinguishable"
+
+
+def _rank_clause(which: str, test, k: int, same: bool = False, heads: Mapping | None = None) -> str:
+    """One named set's part of :func:`ablation_sentence` (``same``: the attention set holds the
+    same heads as the response's, and the clause says so instead of repeating the numbers;
+    ``heads``: the ablated heads per condition, with ``"random"`` the draws' keys in order)."""
+    from ...crosscheck import RANK_TEST_LEVEL
+
+    noun, verb = ("head", "lowers") if k == 1 else ("heads", "lower")
+    label = f"the top-{k} {noun} {NAMED_SETS[which]}" + (" (the positive control)" if which == "attention" else "")
+    if same:
+        return f"{label} {'is' if k == 1 else 'are'} the same {noun}"
+    n, drop = test.n_random, test.drop
+    reach = sum(r >= drop for r in test.random_drops)
+    moves = f"{verb} $S_L$ by {drop:.2f}" if drop >= 0 else f"{verb.replace('lower', 'raise')} $S_L$ by {-drop:.2f}"
+    where = (f"more than every one of the {n} random draws" if reach == 0 else
+             f"a drop that {reach} of the {n} random draws reach or exceed")
+    numbers = (f"p = {test.p_value:.3f}" + (f", the smallest {n} draws allow" if np.isclose(test.p_value, test.smallest_p)
+                                            else "")
+               + f"; difference from the mean draw {ci_text(test.difference, test.difference_low, test.difference_high)}")
+    if heads and 0 < reach <= 3 and k <= 2:  # name the heads of the few draws that reach it
+        keys = [key for key, r in zip(heads.get("random", ()), test.random_drops) if r >= drop]
+        numbers += f"; the draws that reach it ablate {'; '.join(_heads_text(heads[key]) for key in keys)}" if keys else ""
+    it = "it" if k == 1 else "them"
+    tail = {
+        "distinguishable": "distinguishable from random heads",
+        "not distinguishable": "not distinguishable from random heads",
+        "below random": f"{'it removes' if k == 1 else 'they remove'} *less* than random heads do",
+        "above the mean draw only": (f"above the mean draw, but within the spread of the draws, so not "
+                                     "distinguishable from random heads"),
+        "unresolved": "unresolved at this setting: the p-value passes but the difference's interval reaches 0",
+        "too few draws": (f"{n} draws cannot give p ≤ {RANK_TEST_LEVEL:g} (the smallest is {test.smallest_p:.2f}), "
+                          f"so this setting cannot tell {it} from random heads"),
+    }[rank_verdict(test)]
+    return f"{label} {moves}, {where} ({numbers}): {tail}"
+
+
+def ablation_sentence(name: str, tests: Mapping, k: int, setting: str, heads: Mapping | None = None) -> str:
+    """One sentence per model: whether the heads it names are distinguishable from random ones.
+
+    ``tests``: ``{"top": RankTest, "attention": RankTest}`` (either may be missing), from
+    :meth:`~residual_response.pages.studies.CrossCheck.rank_tests`; ``k``: heads per set;
+    ``setting``: the setting of the ablation runs; ``heads``: the ablated heads per set
+    (``AblationStudy.heads``), to say so when both sets hold the same heads. The verdict of each
+    set is :func:`rank_verdict` of its numbers, which the sentence quotes.
+    """
+    if not any(w in tests for w in NAMED_SETS):
+        raise ValueError(f"tests must hold a rank test of {list(NAMED_SETS)}, got {list(tests)}")
+    same = bool(heads) and "top" in tests and set(heads.get("top", ())) == set(heads.get("attention", ()) or [None])
+    draws = None if not heads else {**heads, "random": [key for key in heads if key.startswith("random-")]}
+    clauses = [_rank_clause(w, tests[w], k, same=same and w == "attention", heads=draws) for w in NAMED_SETS if w in tests]
+    return f"In **{name}** ({setting}) " + "; ".join(clauses) + "."
+
+
+def ablation_summary(tests: Mapping[str, Mapping]) -> str:
+    """The page's summary of :func:`ablation_sentence` over models: per named set, one sentence
+    that groups the models by :func:`rank_verdict` (``tests``: model -> ``{"top": RankTest,
+    "attention": RankTest}``)."""
+    words = {"distinguishable": "distinguishable from random heads in {}",
+             "not distinguishable": "not distinguishable from random heads in {}",
+             "above the mean draw only": "above the mean random draw but not beyond the draws' spread in {}",
+             "below random": "removing less than random heads in {}", "unresolved": "unresolved in {}",
+             "too few draws": "not testable with so few random draws in {}"}
+    sentences = []
+    for which, label in (("top", "The heads the response names are"),
+                         ("attention", "The heads the attention patterns name (the positive control) are")):
+        by: dict[str, list[str]] = {}
+        for model, t in tests.items():
+            if which in t:
+                by.setdefault(rank_verdict(t[which]), []).append(model)
+        if by:
+            sentences.append(f"{label} " + "; ".join(words[v].format(", ".join(m)) for v, m in by.items()) + ".")
+    if not sentences:
+        raise ValueError("tests holds no rank test")
+    return " ".join(sentences)
+
+
+def unresolved_items(name: str, tests: Mapping, effects: Mapping, agreement: Mapping | None = None) -> list[str]:
+    """What this setting leaves unresolved about one model, each as a short phrase with its numbers:
+    an ablation drop or a difference from the random draws whose interval covers 0, a p-value at
+    the smallest the draws allow, a second-copy loss change whose interval covers 0, and a rank
+    agreement whose interval covers 0. ``tests``: :meth:`~.studies.CrossCheck.rank_tests`;
+    ``effects``: :meth:`~.studies.CrossCheck.effects`; ``agreement``: its ``agreement``."""
+    out = []
+    for which, t in tests.items():
+        e, label = effects[which], f"top-k {NAMED_SETS[which]}"
+        if e["lo"] <= 0 <= e["hi"]:
+            out.append(f"{name}, {label}: the drop of $S_L$, {ci_text(e['drop'], e['lo'], e['hi'])}, covers 0")
+        if t.difference_low <= 0 <= t.difference_high:
+            out.append(f"{name}, {label}: the difference from the mean random draw, "
+                       f"{ci_text(t.difference, t.difference_low, t.difference_high)}, covers 0")
+        if np.isclose(t.p_value, t.smallest_p):
+            out.append(f"{name}, {label}: p = {t.p_value:.3f} is the smallest {t.n_random} draws allow; how far the "
+                       "drop lies beyond the draws is not resolved")
+        if e["rise_lo"] <= 0 <= e["rise_hi"]:
+            out.append(f"{name}, {label}: the change of the second-copy loss, "
+                       f"{ci_text(e['rise'], e['rise_lo'], e['rise_hi'])} nats, covers 0")
+    if agreement is not None and agreement["lo"] <= 0 <= agreement["hi"]:
+        out.append(f"{name}: the rank agreement of attention and response over depth, "
+                   f"{ci_text(agreement['rho'], agreement['lo'], agreement['hi'])}, covers 0")
+    return out
 
 
 def _heads_text(heads, fmt: str = "") -> str:
