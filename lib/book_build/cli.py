@@ -12,6 +12,7 @@ from pathlib import Path
 from .config import KERNEL, PROFILES, BuildError, Result, UsageError, load_pages
 from .execute import check_kernel, convert, execute, finish_page
 from .html import build_html, check_no_cdn
+from .markdown import book_index
 from .params import check_overrides, check_parameters, declared_parameters, parse_overrides
 from .stage import fill_course_page, machine_description, stage_sources
 
@@ -72,13 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         if skipped:
             print(f"[stage] not built in this run (dropped from the toc): {skipped}")
         stage_sources(stage, all_pages, pages, partial=bool(args.only))
+        index = book_index()
         print(f"[stage] {stage}  (kernel {KERNEL!r} runs {check_kernel()})", flush=True)
 
         for page in pages:
             source_ipynb, declared = sources[page.name]
             results.append(execute(page, source_ipynb, stage))
             if results[-1].error is None:
-                finish_page(page, stage / f"{page.name}.ipynb", source_ipynb, declared, stage)
+                finish_page(page, stage / f"{page.name}.ipynb", source_ipynb, declared, stage, index)
             elif args.fail_fast:
                 break
         failures = [r for r in results if r.error]
