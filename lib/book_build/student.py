@@ -100,7 +100,7 @@ def _imports_cell(cells: list) -> None:
     used = sorted(set(page_module_names()) & _used_names(cells)) if star else []
     if not used and not exercise_lines:
         return
-    lines = ["# What this notebook uses, imported by name (the book's page imports it with one `import *`)."]
+    lines = ["# Everything this notebook uses from the library, imported by name."]
     if used:
         lines.append("from residual_response.page import (")
         row: list[str] = []

@@ -367,7 +367,7 @@ def measure_overflow(page: Path, tmp: Path, width: int) -> dict:
     return json.loads(html.unescape(m.group(1)))
 
 
-@pytest.mark.parametrize("width", [800, 1400])
+@pytest.mark.parametrize("width", [800, 1280, 1400])
 @pytest.mark.parametrize("page", content_pages(), ids=lambda p: p.name)
 def test_page_fits_the_window(page: Path, width: int, book_copy: Path, tmp_path: Path):
     got = measure_overflow(book_copy / page.name, tmp_path, width)
@@ -377,3 +377,77 @@ def test_page_fits_the_window(page: Path, width: int, book_copy: Path, tmp_path:
         problems.append(f"the page is {got['page']} px wide in a {got['width']} px window; too wide: {got['wide']}")
     problems += [f"scrolls inside its box: {b}" for b in got["boxes"]]
     assert not problems, f"{page.name} at {width} px:\n  " + "\n  ".join(problems)
+
+
+# A script that, once the charts are drawn, writes into the DOM what of each chart sits outside it:
+# legend titles that vega cut to fit its title limit (they end in "…"), and interval marks (rules,
+# error bars) that reach beyond the plot area of their panel (the background of the nearest group).
+CHART_PROBE_SCRIPT = """<script>window.addEventListener('load', function () { setTimeout(function () {
+  var out = [];
+  document.querySelectorAll('.rr-chart').forEach(function (chart) {
+    var svg = chart.querySelector('.vega-embed svg');
+    if (!svg) { out.push(chart.id + ': not drawn'); return; }
+    svg.querySelectorAll('.role-legend-title text, .role-legend-title').forEach(function (t) {
+      if (t.tagName.toLowerCase() === 'text' && /\u2026$/.test(t.textContent))
+        out.push(chart.id + ': legend title cut to "' + t.textContent + '"');
+    });
+    var marks = svg.querySelectorAll('g.mark-rule.role-mark line, [aria-roledescription="errorbar"]');
+    marks.forEach(function (m) {
+      for (var g = m.parentElement; g && g !== svg; g = g.parentElement) {
+        if (g.getAttribute('clip-path')) return;  // clipped to its panel: cannot run off it
+        var bg = Array.prototype.find.call(g.children, function (c) { return c.classList && c.classList.contains('background'); });
+        if (!bg) continue;
+        var a = m.getBoundingClientRect(), b = bg.getBoundingClientRect();
+        if (a.top < b.top - 1.5 || a.bottom > b.bottom + 1.5 || a.left < b.left - 1.5 || a.right > b.right + 1.5)
+          out.push(chart.id + ': ' + (m.getAttribute('aria-roledescription') || 'rule') + ' at ' + Math.round(a.left) + ',' +
+                   Math.round(a.top) + '-' + Math.round(a.bottom) + ' outside its plot ' + Math.round(b.left) + '-' +
+                   Math.round(b.right) + ',' + Math.round(b.top) + '-' + Math.round(b.bottom));
+        return;
+      }
+    });
+  });
+  document.documentElement.setAttribute('data-rr-charts', JSON.stringify(out.slice(0, 12)));
+}, 3000); });</script>"""
+CHART_PROBE_RE = re.compile(r'data-rr-charts="([^"]*)"')
+
+
+def probe_charts(page: Path, tmp: Path) -> list[str]:
+    import html
+    import json
+
+    copy = page.with_name(f"_charts_{page.name}")
+    copy.write_text(page.read_text().replace("</body>", CHART_PROBE_SCRIPT + "</body>", 1))
+    cmd = [
+        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+        f"--user-data-dir={tmp / 'profile-charts'}", "--window-size=1280,1000",
+        "--virtual-time-budget=9000", "--dump-dom", copy.as_uri(),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    copy.unlink()
+    assert proc.returncode == 0, f"chromium exited {proc.returncode}:\n{proc.stderr[-3000:]}"
+    m = CHART_PROBE_RE.search(proc.stdout)
+    assert m, f"{page.name}: the chart probe did not run (no data-rr-charts attribute in the DOM)"
+    return json.loads(html.unescape(m.group(1)))
+
+
+@pytest.mark.parametrize("page", chart_pages(), ids=lambda p: p.name)
+def test_legend_titles_and_interval_marks_stay_inside_their_charts(page: Path, book_copy: Path, tmp_path: Path):
+    problems = probe_charts(book_copy / page.name, tmp_path)
+    assert not problems, f"{page.name} at 1280 px:\n  " + "\n  ".join(problems)
+
+
+def test_the_chart_probe_finds_a_cut_legend_title_and_a_rule_off_its_plot(tmp_path: Path):
+    """The probe above on a page made of both faults (vega's SVG as it draws them)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found: run `bash scripts/install_chromium.sh`")
+    page = tmp_path / "faults.html"
+    page.write_text(
+        '<html><body><div id="rr-chart-x" class="rr-chart"><div class="vega-embed"><svg width="400" height="300">'
+        '<g class="mark-group role-frame root"><g transform="translate(10,10)">'
+        '<path class="background" d="M0,0h200v100h-200Z"></path><g>'
+        '<g class="mark-rule role-mark"><line transform="translate(50,20)" x2="0" y2="150" stroke="black"></line></g>'
+        '<g class="mark-group role-legend"><g class="mark-text role-legend-title"><text>read at the stream afte\u2026</text>'
+        '</g></g></g></g></g></svg></div></div></body></html>')
+    problems = probe_charts(page, tmp_path)
+    assert any("legend title cut" in p for p in problems) and any("outside its plot" in p for p in problems), problems
