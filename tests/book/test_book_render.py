@@ -344,27 +344,32 @@ OVERFLOW_SCRIPT = """<script>window.addEventListener('load', function () { setTi
   });
   document.documentElement.setAttribute('data-rr-overflow', JSON.stringify(out));
 }, 2500); });</script>"""
-OVERFLOW_RE = re.compile(r'data-rr-overflow="([^"]*)"')
 
 
-def measure_overflow(page: Path, tmp: Path, width: int) -> dict:
+def probe(page: Path, tmp: Path, script: str, attribute: str, *, width: int, budget_ms: int = 8000):
+    """Load ``page`` with ``script`` added before ``</body>`` in headless chromium at ``width`` px, and
+    return the JSON the script wrote into the ``attribute`` of the document element."""
     import html
     import json
 
-    copy = page.with_name(f"_overflow_{width}_{page.name}")
-    copy.write_text(page.read_text().replace("</body>", OVERFLOW_SCRIPT + "</body>", 1))
+    copy = page.with_name(f"_{attribute}_{width}_{page.name}")
+    copy.write_text(page.read_text().replace("</body>", script + "</body>", 1))
     cmd = [
         str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-        f"--user-data-dir={tmp / f'profile-{width}'}", f"--window-size={width},1000",
-        "--virtual-time-budget=8000", "--dump-dom", copy.as_uri(),
+        f"--user-data-dir={tmp / f'profile-{attribute}-{width}'}", f"--window-size={width},1000",
+        f"--virtual-time-budget={budget_ms}", "--dump-dom", copy.as_uri(),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     copy.unlink()
     assert proc.returncode == 0, f"chromium exited {proc.returncode}:\n{proc.stderr[-3000:]}"
-    m = OVERFLOW_RE.search(proc.stdout)
-    assert m, f"{page.name}: the overflow probe did not run (no data-rr-overflow attribute in the DOM)"
+    m = re.search(f'{attribute}="([^"]*)"', proc.stdout)
+    assert m, f"{page.name}: the probe did not run (no {attribute} attribute in the DOM)"
     return json.loads(html.unescape(m.group(1)))
+
+
+def measure_overflow(page: Path, tmp: Path, width: int) -> dict:
+    return probe(page, tmp, OVERFLOW_SCRIPT, "data-rr-overflow", width=width)
 
 
 @pytest.mark.parametrize("width", [800, 1280, 1400])
@@ -408,27 +413,10 @@ CHART_PROBE_SCRIPT = """<script>window.addEventListener('load', function () { se
   });
   document.documentElement.setAttribute('data-rr-charts', JSON.stringify(out.slice(0, 12)));
 }, 3000); });</script>"""
-CHART_PROBE_RE = re.compile(r'data-rr-charts="([^"]*)"')
 
 
 def probe_charts(page: Path, tmp: Path) -> list[str]:
-    import html
-    import json
-
-    copy = page.with_name(f"_charts_{page.name}")
-    copy.write_text(page.read_text().replace("</body>", CHART_PROBE_SCRIPT + "</body>", 1))
-    cmd = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-        f"--user-data-dir={tmp / 'profile-charts'}", "--window-size=1280,1000",
-        "--virtual-time-budget=9000", "--dump-dom", copy.as_uri(),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    copy.unlink()
-    assert proc.returncode == 0, f"chromium exited {proc.returncode}:\n{proc.stderr[-3000:]}"
-    m = CHART_PROBE_RE.search(proc.stdout)
-    assert m, f"{page.name}: the chart probe did not run (no data-rr-charts attribute in the DOM)"
-    return json.loads(html.unescape(m.group(1)))
+    return probe(page, tmp, CHART_PROBE_SCRIPT, "data-rr-charts", width=1280, budget_ms=9000)
 
 
 @pytest.mark.parametrize("page", chart_pages(), ids=lambda p: p.name)
