@@ -45,10 +45,23 @@ ALIAS_PACKAGES = ("residual_response", "residual_response.engine", "residual_res
                   "residual_response.exercises")
 
 
-def api_modules(page: Path = BOOK / f"{API_PAGE}.md") -> list[tuple[str, bool]]:
-    """``[(module, with members)]`` in the order ``book/api.md`` documents them."""
+def api_modules(page: Path = BOOK / f"{API_PAGE}.md") -> list[tuple[str, list[str] | None]]:
+    """``[(module, members)]`` in the order ``book/api.md`` documents them.
+
+    ``members`` is the module's ``__all__`` for ``:members:``, the names listed after ``:members:``
+    where it lists some, and ``None`` for a module documented by its docstring alone.
+    """
     text = page.read_text() if page.is_file() else ""
-    return [(m.group("module"), ":members:" in m.group("options")) for m in AUTOMODULE_RE.finditer(text)]
+    out = []
+    for m in AUTOMODULE_RE.finditer(text):
+        option = re.search(r":members:(.*)", m.group("options"))
+        if option is None:
+            out.append((m.group("module"), None))
+        elif option.group(1).strip():
+            out.append((m.group("module"), [n.strip() for n in option.group(1).split(",") if n.strip()]))
+        else:
+            out.append((m.group("module"), list(getattr(importlib.import_module(m.group("module")), "__all__", []))))
+    return out
 
 
 @lru_cache(maxsize=4)
@@ -72,9 +85,7 @@ def api_names(page: Path = BOOK / f"{API_PAGE}.md") -> dict[str, tuple[str, str]
     for module_name, members in api_modules(page):
         module = importlib.import_module(module_name)
         add(module_name, ("mod", module_name))
-        if not members:
-            continue
-        for name in getattr(module, "__all__", []):
+        for name in members or []:
             obj = getattr(module, name, None)
             if not (inspect.isfunction(obj) or inspect.isclass(obj)) or not obj.__module__.startswith(module_name):
                 continue  # documented where it is defined (a package documents its submodules' names)

@@ -385,16 +385,22 @@ def test_page_fits_the_window(page: Path, width: int, book_copy: Path, tmp_path:
 
 
 # A script that, once the charts are drawn, writes into the DOM what of each chart sits outside it:
-# legend titles that vega cut to fit its title limit (they end in "…"), and interval marks (rules,
-# error bars) that reach beyond the plot area of their panel (the background of the nearest group).
+# legend titles that vega cut to fit its title limit (they end in "…") or that reach past the
+# chart's box (cut off by it at this width), and interval marks (rules, error bars) that reach
+# beyond the plot area of their panel (the background of the nearest group).
 CHART_PROBE_SCRIPT = """<script>window.addEventListener('load', function () { setTimeout(function () {
   var out = [];
   document.querySelectorAll('.rr-chart').forEach(function (chart) {
     var svg = chart.querySelector('.vega-embed svg');
     if (!svg) { out.push(chart.id + ': not drawn'); return; }
-    svg.querySelectorAll('.role-legend-title text, .role-legend-title').forEach(function (t) {
-      if (t.tagName.toLowerCase() === 'text' && /\u2026$/.test(t.textContent))
+    var box = chart.getBoundingClientRect();
+    svg.querySelectorAll('.role-legend-title text').forEach(function (t) {
+      var r = t.getBoundingClientRect();
+      if (/\u2026$/.test(t.textContent))
         out.push(chart.id + ': legend title cut to "' + t.textContent + '"');
+      else if (r.right > box.right + 1 || r.left < box.left - 1)
+        out.push(chart.id + ': legend title "' + t.textContent + '" reaches ' + Math.round(r.right) +
+                 ' px, past the chart box that ends at ' + Math.round(box.right) + ' px');
     });
     var marks = svg.querySelectorAll('g.mark-rule.role-mark line, [aria-roledescription="errorbar"]');
     marks.forEach(function (m) {

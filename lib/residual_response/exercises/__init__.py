@@ -13,16 +13,12 @@ A check prints ``✓ name: ...`` when every case agrees, ``name: not implemented
 function still raises ``NotImplementedError``, and otherwise one sentence that says what differs,
 with the expected and received shape or value (:mod:`.harness`).
 
-==  ===================================  ==================================  ======================
-#   the student writes                   check                                page
-==  ===================================  ==================================  ======================
-1   the kick and chi of one source       :func:`check_chi_one_source`         schematic
-2   the JVP, and the plateau against it  :func:`check_chi_jvp`                universal response
-3   the twin-baseline score of a stream  :func:`check_twin_score`             emergence
-4   the two-level bootstrap              :func:`check_bootstrap_score`        null calibration
-5   the attention score of one head      :func:`check_head_attention_score`   cross-checks
-6   the mean ablation of one head        :func:`check_mean_ablation`          cross-checks
-==  ===================================  ==================================  ======================
+1. the kick and chi of one source: :func:`check_chi_one_source` (schematic page);
+2. the JVP, and the plateau against it: :func:`check_chi_jvp` (universal-response page);
+3. the twin-baseline score of a stream: :func:`check_twin_score` (emergence page);
+4. the two-level bootstrap: :func:`check_bootstrap_score` (null-calibration page);
+5. the attention score of one head: :func:`check_head_attention_score` (cross-checks page);
+6. the mean ablation of one head: :func:`check_mean_ablation` (cross-checks page).
 
 The numbers are the pages' own ("Build it yourself 1" ... "6"), in the order of the book.
 """
