@@ -41,7 +41,8 @@ course: install
 ## COURSE_OUT=_build/book opens those of `make book`). The book's pages are served beside them.
 notebooks: install
 	@test -d $(COURSE_OUT)/stage/_build/html/_static/student || $(MAKE) --no-print-directory course
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(COURSE_OUT)/stage/_build/html --LabApp.default_url=/lab/tree/_static/student
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(COURSE_OUT)/stage/_build/html --LabApp.default_url=/lab/tree/_static/student \
+		$(if $(filter 0,$(shell id -u)),--allow-root) $(JUPYTER_ARGS)
 
 ## Everything CI checks: unit + integration tests, the notebooks (CI parameters) under nbval,
 ## the built pages in headless Chromium, every student notebook run with its stubs empty and
