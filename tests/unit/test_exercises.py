@@ -39,11 +39,11 @@ def _stub(*args, **kwargs):
 # correct solutions, by the library ------------------------------------------------------------
 
 def chi_one_source(lm, tokens, l0, source, eps, u):
-    return response(lm, tokens, [eps], layer=l0, sources=[source], seed=DIRECTION_SEED).chi[0, :, 0, :]
+    return response(lm, tokens, [eps], l0=l0, sources=[source], seed=DIRECTION_SEED).chi[0, :, 0, :]
 
 
 def chi_jvp(lm, tokens, l0, source, u):
-    return torch.as_tensor(response(lm, tokens, layer=l0, sources=[source], seed=DIRECTION_SEED,
+    return torch.as_tensor(response(lm, tokens, l0=l0, sources=[source], seed=DIRECTION_SEED,
                                     method="jvp").chi[0, :, 0, :])
 
 

@@ -64,9 +64,9 @@ def _setting(family: str, l0: int, source: int, eps: float | None = None) -> tup
 def _library_chi(lm, tokens, l0: int, source: int, eps: float | None) -> np.ndarray:
     """``[L + 1 - l0, N]`` the library's chi of one source (``eps=None``: the JVP)."""
     if eps is None:
-        res = response(lm, tokens, layer=l0, sources=[source], seed=DIRECTION_SEED, method="jvp")
+        res = response(lm, tokens, l0=l0, sources=[source], seed=DIRECTION_SEED, method="jvp")
     else:
-        res = response(lm, tokens, [eps], layer=l0, sources=[source], seed=DIRECTION_SEED)
+        res = response(lm, tokens, [eps], l0=l0, sources=[source], seed=DIRECTION_SEED)
     return res.chi[0, :, 0, :]
 
 
@@ -125,7 +125,7 @@ def check_chi_one_source(chi_one_source: Callable) -> bool:
 
     Calls ``chi_one_source(lm, tokens, l0, source, eps, u)`` on the cases of :data:`KICK_CASES`
     (``tokens`` ``[N]``, ``u`` ``[d]`` a float64 unit vector) and compares the result,
-    ``[L + 1 - l0, N]``, with the library's ``response(lm, tokens, [eps], layer=l0,
+    ``[L + 1 - l0, N]``, with the library's ``response(lm, tokens, [eps], l0=l0,
     sources=[source], seed=DIRECTION_SEED).chi[0, :, 0, :]`` to ``|r - e| <= 1e-4 + 1e-3 |e|``.
 
     Returns:
@@ -168,7 +168,7 @@ def plateau_against(jvp: np.ndarray, lm, tokens, l0: int, source: int, eps_grid=
     Over the streams after ``l0`` and the targets from ``source`` on (where the kick arrives), for
     the kick of :data:`DIRECTION_SEED`; ``jvp`` is ``[L + 1 - l0, N]``.
     """
-    finite = response(lm, tokens, list(eps_grid), layer=l0, sources=[source], seed=DIRECTION_SEED).chi[:, :, 0, :]
+    finite = response(lm, tokens, list(eps_grid), l0=l0, sources=[source], seed=DIRECTION_SEED).chi[:, :, 0, :]
     ref = as_array(jvp, "chi [L + 1 - l0, N]")[1:, source:]  # [n_read - 1, N - source]
     return np.max(np.abs(finite[:, 1:, source:] - ref) / ref, axis=(1, 2))
 

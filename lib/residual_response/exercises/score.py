@@ -104,10 +104,10 @@ def _score_cases() -> Any:
                    compare=lambda e, r, a=chi_rep, b=chi_twin, T=T: compare_number(
                        e, r, rtol=SCORE_RTOL, what="score", hints=_score_hints(a, b, T)))
     st = _real_stripes()
-    i = len(st.read_layers) - 1  # the last stream
+    i = len(st.read_streams) - 1  # the last stream
     chi_rep, chi_twin = st.matrices["repeated"][:, i], st.matrices["twin"][:, i]  # [S, T, N]
     parts = st.parts("induction")
-    yield Case(label=f"random-llama, stream {st.read_layers[i]}, T={_T_REAL}, 2 seeds", args=(chi_rep, chi_twin, _T_REAL),
+    yield Case(label=f"random-llama, stream {st.read_streams[i]}, T={_T_REAL}, 2 seeds", args=(chi_rep, chi_twin, _T_REAL),
                expected=lambda: float(bootstrap_ratio(parts[0], parts[1], twin=parts[2:], n_boot=1)[0][i]),
                compare=lambda e, r: compare_number(e, r, rtol=SCORE_RTOL, what="score",
                                                    hints=_score_hints(chi_rep, chi_twin, _T_REAL)))
@@ -142,7 +142,7 @@ def _bootstrap_cases() -> Any:
     for label, parts, n_boot, conf, seed in synthetic:
         yield _bootstrap_case(label, parts, n_boot, conf, seed)
     st = _real_stripes()
-    keep = [i for i, l in enumerate(st.read_layers) if l > st.layer]  # the kicked stream has no score
+    keep = [i for i, l in enumerate(st.read_streams) if l > st.l0]  # the kicked stream has no score
     parts = tuple(p[:, keep] for p in st.parts("induction"))
     yield _bootstrap_case(f"random-llama stripes, T={_T_REAL}, 2 seeds", parts, 500, 0.95, 0)
 
