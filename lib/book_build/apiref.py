@@ -1,7 +1,7 @@
 """The library reference's Sphinx extension: links from the pages to it, and the docstrings as written.
 
 ``book/api.md`` documents the library with ``automodule`` (autodoc and napoleon, offline). This
-extension (``_config.yml`` lists it as ``book_build.apiref``) does three things around it:
+extension (``_config.yml`` lists it as ``book_build.apiref``) does four things around it:
 
 * **first mentions**: on every other page, the first inline code that names a documented
   function, class or module (``induction_scores``, ``crosscheck.kind_scores``,
@@ -14,6 +14,8 @@ extension (``_config.yml`` lists it as ``book_build.apiref``) does three things 
 * **attribute comments as written**: napoleon reads the first line of a ``#:`` comment on a
   constant as ``type: description`` whenever it holds a colon; those comments are prose, so they
   are kept as they are.
+* **no deprecated aliases**: the old names of renamed fields (``layer`` for ``l0``,
+  ``read_layers`` for ``read_streams``, ...) are left out of the reference.
 
 :func:`api_names` also serves the student notebooks (:mod:`.markdown`), which link the same
 first mentions to the HTML reference.
@@ -49,7 +51,8 @@ def api_modules(page: Path = BOOK / f"{API_PAGE}.md") -> list[tuple[str, list[st
     """``[(module, members)]`` in the order ``book/api.md`` documents them.
 
     ``members`` is the module's ``__all__`` for ``:members:``, the names listed after ``:members:``
-    where it lists some, and ``None`` for a module documented by its docstring alone.
+    where it lists some (less those after ``:exclude-members:``, documented under another module), and
+    ``None`` for a module documented by its docstring alone.
     """
     text = page.read_text() if page.is_file() else ""
     out = []
@@ -60,7 +63,10 @@ def api_modules(page: Path = BOOK / f"{API_PAGE}.md") -> list[tuple[str, list[st
         elif option.group(1).strip():
             out.append((m.group("module"), [n.strip() for n in option.group(1).split(",") if n.strip()]))
         else:
-            out.append((m.group("module"), list(getattr(importlib.import_module(m.group("module")), "__all__", []))))
+            excluded = re.search(r":exclude-members:(.*)", m.group("options"))
+            skip = {n.strip() for n in excluded.group(1).split(",")} if excluded else set()
+            members = getattr(importlib.import_module(m.group("module")), "__all__", [])
+            out.append((m.group("module"), [n for n in members if n not in skip]))
     return out
 
 
@@ -71,7 +77,7 @@ def api_names(page: Path = BOOK / f"{API_PAGE}.md") -> dict[str, tuple[str, str]
     A function or class ``f`` of module ``residual_response.a.b`` is found as ``f``, ``b.f`` and
     ``a.b.f`` (the role is ``func`` or ``class``); a documented module as its full name. A name that
     two documented objects share (a short name in two modules) is left out of the short form, and an
-    alias of a documented object (``response`` for ``compute_response``) points at its entry.
+    alias of a documented object points at its entry.
     """
     full: dict[int, tuple[str, str]] = {}
     names: dict[str, tuple[str, str]] = {}
@@ -181,6 +187,8 @@ def _library_has(target: str, module: str | None, cls: str | None = None) -> boo
     import sys
 
     parts = target.split(".")
+    if parts[0] != "residual_response" and _spec_exists(f"residual_response.{target}"):
+        return True  # a module of the package named relative to it (``.cli.estimate``), imported or not
     if parts[0] == "residual_response":  # a module of the package (imported or not), or a name in one
         return any(_spec_exists(".".join(parts[:i])) for i in range(len(parts), 1, -1))
     roots = [m for m in sys.modules if m == "residual_response" or m.startswith("residual_response.")]
@@ -235,7 +243,16 @@ def _restore_comment(app: Any, what: str, name: str, obj: Any, options: Any, lin
             lines[i] = f"{m.group('pre')}{names}{m.group('post')}"
 
 
+def _skip_renamed(app: Any, what: str, name: str, obj: Any, skip: bool, options: Any) -> bool | None:
+    """Leave out the old names of renamed fields (:func:`residual_response.resultfile.renamed`):
+    deprecated aliases, not part of the reference; their targets are the fields themselves."""
+    if isinstance(obj, property) and (obj.__doc__ or "").startswith("Old name of"):
+        return True
+    return None
+
+
 def setup(app: Any) -> dict:
+    app.connect("autodoc-skip-member", _skip_renamed)
     app.connect("autodoc-process-docstring", _keep_comment, priority=400)  # napoleon runs at 500
     app.connect("autodoc-process-docstring", _restore_comment, priority=600)
     app.connect("doctree-read", _first_mentions)
