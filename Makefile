@@ -8,11 +8,13 @@ export RESIDUAL_RESPONSE_CACHE ?= $(CURDIR)/.cache
 export PYTHONUNBUFFERED := 1
 BOOK_OUT ?= _build/book
 CI_OUT ?= _build/ci
+# The course copy of the book: every page at the small (ci) values, whose student notebooks run on a laptop.
+COURSE_OUT ?= _build/course
 # A second model cache and build for the lowest-SIMD run (trained models depend on the kernels).
 LOW_CACHE ?= $(CURDIR)/.cache-lowest-simd
 LOW_OUT ?= _build/ci-lowest-simd
 
-.PHONY: install book test test-unit test-lowest-simd bench clean
+.PHONY: install book course notebooks test test-unit test-lowest-simd bench clean
 
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +33,20 @@ install: $(VENV)/.installed
 book: install
 	$(PY) scripts/build_book.py --profile publish --out $(BOOK_OUT)
 
+## The course copy of the book (ci values: minutes on a 2-core laptop), with its student notebooks.
+course: install
+	$(PY) scripts/build_book.py --profile ci --out $(COURSE_OUT)
+
+## Open the student notebooks in JupyterLab (builds the course copy first if there is none;
+## COURSE_OUT=_build/book opens those of `make book`). The book's pages are served beside them.
+notebooks: install
+	@test -d $(COURSE_OUT)/stage/_build/html/_static/student || $(MAKE) --no-print-directory course
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(COURSE_OUT)/stage/_build/html --LabApp.default_url=/lab/tree/_static/student \
+		$(if $(filter 0,$(shell id -u)),--allow-root) $(JUPYTER_ARGS)
+
 ## Everything CI checks: unit + integration tests, the notebooks (CI parameters) under nbval,
-## the built pages in headless Chromium, and the claim-bearing tests at the lowest SIMD level.
+## the built pages in headless Chromium, every student notebook run with its stubs empty and
+## filled (tests/book/test_student_notebooks.py), and the claim-bearing tests at the lowest SIMD level.
 test: install
 	bash scripts/install_chromium.sh
 	$(PY) scripts/build_book.py --profile ci --out $(CI_OUT)

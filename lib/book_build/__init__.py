@@ -21,8 +21,9 @@ and runs ``jupyter-book build <out>/stage -W -n --keep-going`` with notebook exe
 Each executed page also gets, right after papermill's (hidden) injected-parameters cell, a
 markdown cell with a collapsed box listing every parameter the page ran with, and a link to its
 exercise notebook ``_static/student/<page>-student.ipynb`` (written by the build: the source
-notebook with these parameters, no outputs, and the exercise solutions removed; see
-``student_notebook``). Code cells with a ``table: {caption, name}`` metadata entry get their
+notebook with these parameters, no outputs, the exercise solutions removed, its MyST as plain
+Markdown with the page's glued values, its imports by name; see ``student_notebook``). A page with
+build-it-yourself exercises must pass their checks with its own solutions (``verify_checks``). Code cells with a ``table: {caption, name}`` metadata entry get their
 HTML table output turned into a numbered, captioned MyST ``{table}`` (see ``caption_tables``).
 The prose page ``instructor.md`` gets the table of pages, exercises and measured run times of
 this build in place of its ``<!-- build: course-table -->`` line.
@@ -39,6 +40,8 @@ Modules, in the order a build uses them:
 - :mod:`.params`   declared parameters, ``--param`` overrides, the parameter box
 - :mod:`.stage`    the staging folder, the pruned toc, the instructor page's course table
 - :mod:`.execute`  the kernel, papermill, and what the build adds to each executed page
+- :mod:`.exercises` the build-it-yourself exercises' cell tags, and the check that the page's solutions pass
+- :mod:`.markdown` MyST roles and directives as plain Markdown, for the student notebooks
 - :mod:`.student`  the exercise notebook without solutions
 - :mod:`.html`     numbered tables, Jupyter Book, the CDN check
 - :mod:`.cli`      the command line and ``timings.json``
@@ -57,3 +60,5 @@ from .cli import *  # noqa: E402,F401,F403
 from .params import *  # noqa: E402,F401,F403
 from .stage import *  # noqa: E402,F401,F403
 from .student import *  # noqa: E402,F401,F403
+from .exercises import *  # noqa: E402,F401,F403
+from .markdown import *  # noqa: E402,F401,F403

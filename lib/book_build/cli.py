@@ -12,6 +12,7 @@ from pathlib import Path
 from .config import KERNEL, PROFILES, BuildError, Page, Result, UsageError, load_pages
 from .execute import check_kernel, convert, execute, finish_page
 from .html import build_html, check_no_cdn
+from .markdown import BookIndex, book_index
 from .params import check_overrides, check_parameters, declared_parameters, parse_overrides
 from .stage import fill_course_page, machine_description, stage_sources
 
@@ -69,13 +70,14 @@ def _checked_sources(pages: list[Page], src_dir: Path, overrides: dict) -> dict[
     return sources
 
 
-def _execute_all(pages: list[Page], sources: dict, stage: Path, results: list[Result], fail_fast: bool) -> None:
+def _execute_all(pages: list[Page], sources: dict, stage: Path, results: list[Result], fail_fast: bool,
+                 index: BookIndex | None = None) -> None:
     """Execute and finish each page, appending to ``results``; one error naming every failed page."""
     for page in pages:
         source_ipynb, declared = sources[page.name]
         results.append(execute(page, source_ipynb, stage))
         if results[-1].error is None:
-            finish_page(page, stage / f"{page.name}.ipynb", source_ipynb, declared, stage)
+            finish_page(page, stage / f"{page.name}.ipynb", source_ipynb, declared, stage, index)
         elif fail_fast:
             break
     failures = [r for r in results if r.error]
@@ -115,8 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         if skipped:
             print(f"[stage] not built in this run (dropped from the toc): {skipped}")
         stage_sources(stage, all_pages, pages, partial=bool(args.only))
+        links = book_index()
         print(f"[stage] {stage}  (kernel {KERNEL!r} runs {check_kernel()})", flush=True)
-        _execute_all(pages, sources, stage, results, args.fail_fast)
+        _execute_all(pages, sources, stage, results, args.fail_fast, links)
         fill_course_page(stage, all_pages, results)
 
         from residual_response.pages.plots import write_vega_bundle

@@ -17,7 +17,9 @@ from papermill.exceptions import PapermillExecutionError
 from .config import ANSI_RE, KERNEL, REPO, BuildError, Page, Result, UsageError
 from .html import caption_tables
 from .params import insert_parameter_box, page_parameters, parameter_error
-from .student import STUDENT_DIR, student_notebook
+from .exercises import has_stubs, verify_checks
+from .markdown import BookIndex, book_index, glue_values
+from .student import FILLED_DIR, STUDENT_DIR, student_notebook
 
 __all__ = ["check_kernel", "describe_failure", "tag_injected_parameters", "localise_labels", "convert", "execute",
            "finish_page"]
@@ -156,14 +158,28 @@ def execute(page: Page, source_ipynb: Path, stage: Path) -> Result:
     return Result(page, seconds, None, output)
 
 
-def finish_page(page: Page, output: Path, source_ipynb: Path, declared: dict[str, str], stage: Path) -> None:
-    """Everything the book adds to an executed page: parameter box, student notebook, tables, labels."""
+def finish_page(page: Page, output: Path, source_ipynb: Path, declared: dict[str, str], stage: Path,
+                index: BookIndex | None = None) -> None:
+    """Everything the book adds to an executed page: the exercises' checks, parameter box, student
+    notebooks, tables, labels.
+
+    The student notebook goes to ``<stage>/_static/student/<page>-student.ipynb``; a page with
+    build-it-yourself exercises also gets the same notebook with its stubs filled, beside the stage
+    in ``student-filled/`` (for the tests, not published).
+    """
     tag_injected_parameters(output)
+    nb = nbformat.read(output, as_version=4)
+    verify_checks(nb, page.name)
     values = page_parameters(declared, page.params)
     student = stage / STUDENT_DIR / f"{page.name}-student.ipynb"
     student.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(student_notebook(nbformat.read(source_ipynb, as_version=4), page.params), student)
-    nb = nbformat.read(output, as_version=4)
+    source = nbformat.read(source_ipynb, as_version=4)
+    kw = dict(index=index or book_index(), page=page.name, glue=glue_values(nb), template=page.template)
+    nbformat.write(student_notebook(source, page.params, **kw), student)
+    if has_stubs(source):
+        filled = stage.parent / FILLED_DIR / f"{page.name}-student.ipynb"
+        filled.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(student_notebook(source, page.params, fill_stubs=True, **kw), filled)
     insert_parameter_box(nb, values, f"/{STUDENT_DIR}/{student.name}")
     caption_tables(nb)
     nbformat.write(nb, output)

@@ -123,8 +123,9 @@ def page_title(source: Path, name: str) -> str:
 
 
 def exercise_titles(source: Path) -> list[str]:
-    """The exercise titles of a MyST notebook (``{admonition} Exercise ...`` lines), in order."""
-    return [m.group(1).strip() for m in re.finditer(r"\{(?:admonition|exercise)\}\s*(Exercise\b[^\n]*)", source.read_text())]
+    """The exercise titles of a MyST notebook (``{admonition} Exercise ...`` and ``Build it yourself ...``), in order."""
+    pattern = r"\{(?:admonition|exercise)\}\s*((?:Exercise|Build it yourself)\b[^\n]*)"
+    return [m.group(1).strip() for m in re.finditer(pattern, source.read_text())]
 
 
 def course_table(toc: dict[str, Any], pages: list[Page], results: list[Result]) -> str:

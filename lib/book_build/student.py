@@ -1,22 +1,48 @@
-"""The exercise notebook a student works in: the page's parameters, no outputs, no solutions."""
+"""The exercise notebook a student works in: the page's parameters, no outputs, no solutions, plain Markdown.
+
+What the book page shows and what the student gets differ in four ways:
+
+* **solutions**: a build-it-yourself exercise (:mod:`.exercises`) keeps its stub cell (tag
+  ``stub``), its hints and its check (tag ``check``), and loses the solution cell after the stub
+  (tag ``solution``). The book's older exercises (an ``{admonition} Exercise N`` whose answer
+  the page computes, then a ``{dropdown} Solution N``) get one ``# Exercise N: your code here``
+  cell in place of the answer's code, and lose the dropdown. A cell tagged ``solution`` outside
+  these is dropped as well (a code cell leaves one placeholder).
+* **Markdown**: every MyST role and directive becomes plain Markdown (:mod:`.markdown`), the glued
+  values included, so that Jupyter shows what the book shows.
+* **imports**: the first code cell imports by name what the notebook uses from the book's page
+  module (the page itself uses one star import) and what its exercises need (cells tagged
+  ``exercise-imports`` are moved there).
+* **outputs**: none; the parameters are the page's own (papermill's injected cell).
+
+:func:`student_notebook` with ``fill_stubs=True`` gives the same notebook with each stub replaced
+by the page's solution: the tests run both, and every check must pass in the one and say "not
+implemented yet" in the other.
+"""
 
 from __future__ import annotations
 
+import ast
 import copy
 import re
 from typing import Any
 
 import nbformat
 
-from .config import KERNEL
+from .config import KERNEL, REPO
+from .exercises import CHECK_TAG, IMPORTS_TAG, SOLUTION_TAG, STUB_TAG
+from .markdown import BookIndex, plain_markdown
 
-__all__ = ["STUDENT_DIR", "PLACEHOLDER", "student_notebook"]
+__all__ = ["STUDENT_DIR", "FILLED_DIR", "PLACEHOLDER", "STAR_IMPORT", "student_notebook", "page_module_names"]
 
 
 STUDENT_DIR = "_static/student"
 
+#: beside the staged book (not published): the student notebooks with the stubs filled, for the tests
+FILLED_DIR = "student-filled"
 
-EXERCISE_RE = re.compile(r"\{(?:admonition|exercise)\}\s*Exercise\b")
+
+EXERCISE_RE = re.compile(r"\{(?:admonition|exercise)\}\s*Exercise\b\s*(?P<n>\d*)")
 
 
 SOLUTION_RE = re.compile(r"^(?P<fence>:{3,}|`{3,})\{dropdown\}[ \t]*Solution\b.*?^(?P=fence)[ \t]*$\n?", re.M | re.S)
@@ -27,18 +53,80 @@ HEADING_RE = re.compile(r"^#{1,6} ", re.M)
 
 PLACEHOLDER = "# your code here"
 
+#: the one line every book page starts its code with
+STAR_IMPORT = "from residual_response.page import *"
 
-def student_notebook(nb: Any, params: dict[str, Any]) -> Any:
-    """The notebook a student works in: the page's parameters, no outputs, no solutions.
+PAGE_MODULE = REPO / "lib" / "residual_response" / "pages" / "page.py"
 
-    Solutions are marked in two ways, both removed:
 
-    * a cell tagged ``solution``: a markdown cell is dropped, a code cell becomes an empty
-      ``# your code here`` cell (one for consecutive solution cells);
-    * the book's exercise convention: a markdown cell with an ``{admonition} Exercise ...``, then
-      the code cells that compute the answer, then a ``{dropdown} Solution ...`` block. The code
-      cells between the exercise and its solution become one ``# your code here`` cell, and the
-      solution block is cut out of its markdown cell (the cell is dropped if nothing is left).
+def page_module_names() -> list[str]:
+    """The names ``from residual_response.page import *`` brings (its ``__all__``, read without importing it)."""
+    tree = ast.parse(PAGE_MODULE.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            return list(ast.literal_eval(node.value))
+    raise RuntimeError(f"{PAGE_MODULE} has no __all__")
+
+
+def _used_names(cells: list) -> set[str]:
+    names: set[str] = set()
+    for cell in cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        names |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    return names
+
+
+def _imports_cell(cells: list) -> None:
+    """Put the named imports first: the page module's names this notebook uses, then the exercises' imports."""
+    exercise_lines: list[str] = []
+    kept = []
+    star = False
+    for cell in cells:
+        if cell.cell_type == "code" and IMPORTS_TAG in cell.metadata.get("tags", []):
+            exercise_lines += [line for line in cell.source.splitlines() if line.strip() and line not in exercise_lines]
+            continue
+        if cell.cell_type == "code" and STAR_IMPORT in cell.source:
+            star = True
+            cell.source = "\n".join(line for line in cell.source.splitlines() if line.strip() != STAR_IMPORT).strip()
+            if not cell.source:
+                continue
+        kept.append(cell)
+    cells[:] = kept
+    used = sorted(set(page_module_names()) & _used_names(cells)) if star else []
+    if not used and not exercise_lines:
+        return
+    lines = ["# Everything this notebook uses from the library, imported by name."]
+    if used:
+        lines.append("from residual_response.page import (")
+        row: list[str] = []
+        for name in used:
+            if len(", ".join(row + [name])) > 88:
+                lines.append("    " + ", ".join(row) + ",")
+                row = []
+            row.append(name)
+        lines += ["    " + ", ".join(row) + ",", ")"]
+    lines += exercise_lines
+    first = next((i for i, c in enumerate(cells) if c.cell_type == "code"), len(cells))
+    cells.insert(first, nbformat.v4.new_code_cell("\n".join(lines), metadata={"tags": ["imports"]}))
+
+
+def student_notebook(nb: Any, params: dict[str, Any], *, index: BookIndex | None = None, page: str = "",
+                     glue: dict[str, dict[str, str]] | None = None, template: bool = False,
+                     fill_stubs: bool = False) -> Any:
+    """The notebook a student works in (module docstring).
+
+    Args:
+        nb: the page's source notebook (not executed).
+        params: the parameters the page ran with (papermill injects them).
+        index, page, glue, template: for the Markdown (:func:`.markdown.plain_markdown`); without
+            ``index`` the Markdown is left as it is.
+        fill_stubs: put each stub's solution in its place (the notebook the tests expect every check
+            to pass in).
     """
     from papermill.parameterize import parameterize_notebook
 
@@ -49,14 +137,17 @@ def student_notebook(nb: Any, params: dict[str, Any]) -> Any:
     nb = parameterize_notebook(nb, params or {}, kernel_name=KERNEL, language="python")
     cells = []
     in_exercise = placeholder_done = False
+    number = ""
+    open_stub = None  # the stub cell whose solution comes next
+    linked: set[str] = set()  # library objects already linked to the reference
     for cell in nb.cells:
         tags = list(cell.metadata.get("tags", []))
         if cell.cell_type == "markdown":
-            if "solution" in tags:
+            if SOLUTION_TAG in tags:
                 continue
             text = cell.source
-            if EXERCISE_RE.search(text):
-                in_exercise, placeholder_done = True, False
+            if m := EXERCISE_RE.search(text):
+                in_exercise, placeholder_done, number = True, False, m.group("n")
             elif HEADING_RE.search(text):
                 in_exercise = False
             if SOLUTION_RE.search(text):
@@ -64,19 +155,35 @@ def student_notebook(nb: Any, params: dict[str, Any]) -> Any:
                 in_exercise = placeholder_done = False
                 if not text:
                     continue
-                cell.source = text
+            if index is not None:
+                text = plain_markdown(text, index=index, page=page, glue=glue, template=template, linked=linked)
+            cell.source = text
             cells.append(cell)
             continue
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-            if in_exercise or "solution" in tags:
+            if STUB_TAG in tags:
+                open_stub = cell
+                cells.append(cell)
+                continue
+            if SOLUTION_TAG in tags and open_stub is not None:
+                if fill_stubs:
+                    open_stub.source = cell.source
+                open_stub = None
+                continue
+            if CHECK_TAG in tags or IMPORTS_TAG in tags:
+                cells.append(cell)
+                continue
+            if in_exercise or SOLUTION_TAG in tags:
                 # one empty cell where the solution's code was, for each exercise (or each run of
                 # `solution` cells outside an exercise)
                 if not placeholder_done:
-                    cells.append(nbformat.v4.new_code_cell(PLACEHOLDER))
+                    label = f"# Exercise {number}: your code here" if in_exercise and number else PLACEHOLDER
+                    cells.append(nbformat.v4.new_code_cell(label))
                     placeholder_done = True
                 continue
             placeholder_done = False
         cells.append(cell)
+    _imports_cell(cells)
     nb.cells = cells
     return nb

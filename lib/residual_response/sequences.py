@@ -67,6 +67,7 @@ class InductionLayout:
 
 
 def induction_layout(lm: LoadedModel, T: int) -> InductionLayout:
+    """Where the stripes of ``lm``'s repeated sequences of copy length ``T`` lie (with BOS where it has one)."""
     return InductionLayout(T=int(T), offset=0 if lm.bos_token_id is None else 1)
 
 

@@ -70,6 +70,8 @@ def block_hidden_input(args: tuple, kwargs: dict) -> torch.Tensor:
 
 
 def replace_block_input(args: tuple, kwargs: dict, new: torch.Tensor) -> tuple[tuple, dict]:
+    """``(args, kwargs)`` of a block call with its ``hidden_states`` replaced by ``new``: what a
+    forward pre-hook returns to change the stream a block reads."""
     if args:
         return (new, *args[1:]), kwargs
     return args, {**kwargs, "hidden_states": new}

@@ -344,30 +344,35 @@ OVERFLOW_SCRIPT = """<script>window.addEventListener('load', function () { setTi
   });
   document.documentElement.setAttribute('data-rr-overflow', JSON.stringify(out));
 }, 2500); });</script>"""
-OVERFLOW_RE = re.compile(r'data-rr-overflow="([^"]*)"')
 
 
-def measure_overflow(page: Path, tmp: Path, width: int) -> dict:
+def probe(page: Path, tmp: Path, script: str, attribute: str, *, width: int, budget_ms: int = 8000):
+    """Load ``page`` with ``script`` added before ``</body>`` in headless chromium at ``width`` px, and
+    return the JSON the script wrote into the ``attribute`` of the document element."""
     import html
     import json
 
-    copy = page.with_name(f"_overflow_{width}_{page.name}")
-    copy.write_text(page.read_text().replace("</body>", OVERFLOW_SCRIPT + "</body>", 1))
+    copy = page.with_name(f"_{attribute}_{width}_{page.name}")
+    copy.write_text(page.read_text().replace("</body>", script + "</body>", 1))
     cmd = [
         str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-        f"--user-data-dir={tmp / f'profile-{width}'}", f"--window-size={width},1000",
-        "--virtual-time-budget=8000", "--dump-dom", copy.as_uri(),
+        f"--user-data-dir={tmp / f'profile-{attribute}-{width}'}", f"--window-size={width},1000",
+        f"--virtual-time-budget={budget_ms}", "--dump-dom", copy.as_uri(),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     copy.unlink()
     assert proc.returncode == 0, f"chromium exited {proc.returncode}:\n{proc.stderr[-3000:]}"
-    m = OVERFLOW_RE.search(proc.stdout)
-    assert m, f"{page.name}: the overflow probe did not run (no data-rr-overflow attribute in the DOM)"
+    m = re.search(f'{attribute}="([^"]*)"', proc.stdout)
+    assert m, f"{page.name}: the probe did not run (no {attribute} attribute in the DOM)"
     return json.loads(html.unescape(m.group(1)))
 
 
-@pytest.mark.parametrize("width", [800, 1400])
+def measure_overflow(page: Path, tmp: Path, width: int) -> dict:
+    return probe(page, tmp, OVERFLOW_SCRIPT, "data-rr-overflow", width=width)
+
+
+@pytest.mark.parametrize("width", [800, 1280, 1400])
 @pytest.mark.parametrize("page", content_pages(), ids=lambda p: p.name)
 def test_page_fits_the_window(page: Path, width: int, book_copy: Path, tmp_path: Path):
     got = measure_overflow(book_copy / page.name, tmp_path, width)
@@ -377,3 +382,66 @@ def test_page_fits_the_window(page: Path, width: int, book_copy: Path, tmp_path:
         problems.append(f"the page is {got['page']} px wide in a {got['width']} px window; too wide: {got['wide']}")
     problems += [f"scrolls inside its box: {b}" for b in got["boxes"]]
     assert not problems, f"{page.name} at {width} px:\n  " + "\n  ".join(problems)
+
+
+# A script that, once the charts are drawn, writes into the DOM what of each chart sits outside it:
+# legend titles that vega cut to fit its title limit (they end in "…") or that reach past the
+# chart's box (cut off by it at this width), and interval marks (rules, error bars) that reach
+# beyond the plot area of their panel (the background of the nearest group).
+CHART_PROBE_SCRIPT = """<script>window.addEventListener('load', function () { setTimeout(function () {
+  var out = [];
+  document.querySelectorAll('.rr-chart').forEach(function (chart) {
+    var svg = chart.querySelector('.vega-embed svg');
+    if (!svg) { out.push(chart.id + ': not drawn'); return; }
+    var box = chart.getBoundingClientRect();
+    svg.querySelectorAll('.role-legend-title text').forEach(function (t) {
+      var r = t.getBoundingClientRect();
+      if (/\u2026$/.test(t.textContent))
+        out.push(chart.id + ': legend title cut to "' + t.textContent + '"');
+      else if (r.right > box.right + 1 || r.left < box.left - 1)
+        out.push(chart.id + ': legend title "' + t.textContent + '" reaches ' + Math.round(r.right) +
+                 ' px, past the chart box that ends at ' + Math.round(box.right) + ' px');
+    });
+    var marks = svg.querySelectorAll('g.mark-rule.role-mark line, [aria-roledescription="errorbar"]');
+    marks.forEach(function (m) {
+      for (var g = m.parentElement; g && g !== svg; g = g.parentElement) {
+        if (g.getAttribute('clip-path')) return;  // clipped to its panel: cannot run off it
+        var bg = Array.prototype.find.call(g.children, function (c) { return c.classList && c.classList.contains('background'); });
+        if (!bg) continue;
+        var a = m.getBoundingClientRect(), b = bg.getBoundingClientRect();
+        if (a.top < b.top - 1.5 || a.bottom > b.bottom + 1.5 || a.left < b.left - 1.5 || a.right > b.right + 1.5)
+          out.push(chart.id + ': ' + (m.getAttribute('aria-roledescription') || 'rule') + ' at ' + Math.round(a.left) + ',' +
+                   Math.round(a.top) + '-' + Math.round(a.bottom) + ' outside its plot ' + Math.round(b.left) + '-' +
+                   Math.round(b.right) + ',' + Math.round(b.top) + '-' + Math.round(b.bottom));
+        return;
+      }
+    });
+  });
+  document.documentElement.setAttribute('data-rr-charts', JSON.stringify(out.slice(0, 12)));
+}, 3000); });</script>"""
+
+
+def probe_charts(page: Path, tmp: Path) -> list[str]:
+    return probe(page, tmp, CHART_PROBE_SCRIPT, "data-rr-charts", width=1280, budget_ms=9000)
+
+
+@pytest.mark.parametrize("page", chart_pages(), ids=lambda p: p.name)
+def test_legend_titles_and_interval_marks_stay_inside_their_charts(page: Path, book_copy: Path, tmp_path: Path):
+    problems = probe_charts(book_copy / page.name, tmp_path)
+    assert not problems, f"{page.name} at 1280 px:\n  " + "\n  ".join(problems)
+
+
+def test_the_chart_probe_finds_a_cut_legend_title_and_a_rule_off_its_plot(tmp_path: Path):
+    """The probe above on a page made of both faults (vega's SVG as it draws them)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found: run `bash scripts/install_chromium.sh`")
+    page = tmp_path / "faults.html"
+    page.write_text(
+        '<html><body><div id="rr-chart-x" class="rr-chart"><div class="vega-embed"><svg width="400" height="300">'
+        '<g class="mark-group role-frame root"><g transform="translate(10,10)">'
+        '<path class="background" d="M0,0h200v100h-200Z"></path><g>'
+        '<g class="mark-rule role-mark"><line transform="translate(50,20)" x2="0" y2="150" stroke="black"></line></g>'
+        '<g class="mark-group role-legend"><g class="mark-text role-legend-title"><text>read at the stream afte\u2026</text>'
+        '</g></g></g></g></g></svg></div></div></body></html>')
+    problems = probe_charts(page, tmp_path)
+    assert any("legend title cut" in p for p in problems) and any("outside its plot" in p for p in problems), problems

@@ -52,6 +52,7 @@ _register(ModelSpec("llama-3.2-3b", "llama", False, "Llama 3.2 3B (paper model, 
 
 
 def model_names() -> list[str]:
+    """The registry's model names, in its order (what :func:`load_model` takes besides folders and hub ids)."""
     return list(REGISTRY)
 
 

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 from .plots.render import enable_offline_charts
 
-__all__ = ["GGUF_TQDM_MODULES", "page_setup", "quiet_progress"]
+__all__ = ["GGUF_TQDM_MODULES", "page_setup", "quiet_progress", "short_warning"]
 
 #: modules of transformers that draw their own GGUF de-quantisation bar (quiet_progress silences them)
 GGUF_TQDM_MODULES = ("transformers.modeling_gguf_pytorch_utils", "transformers.integrations.ggml")
@@ -80,6 +80,8 @@ def _quiet_transformers(stack: contextlib.ExitStack) -> None:
 def quiet_progress() -> Iterator[None]:
     """No progress bar and no library chatter inside the ``with`` block; everything restored after.
 
+    Warnings still show, as one line each (:func:`short_warning`).
+
     Why each step: the GGUF stand-ins are de-quantised by ``transformers`` under a ``tqdm`` bar
     that would land in the page as a stream of carriage returns (and, without ipywidgets, as an
     "IProgress not found" warning and an empty output box); the toy model's training draws one
@@ -92,6 +94,7 @@ def quiet_progress() -> Iterator[None]:
         stack.enter_context(warnings.catch_warnings())
         for message in _QUIET_WARNINGS:
             warnings.filterwarnings("ignore", message=message)
+        _set_attr(stack, warnings, "formatwarning", short_warning)
         _quiet_tqdm(stack)
         _quiet_transformers(stack)
         for name in _LOGGERS:
@@ -99,6 +102,15 @@ def quiet_progress() -> Iterator[None]:
             stack.callback(logger.setLevel, logger.level)
             logger.setLevel(logging.ERROR)
         yield
+
+
+def short_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as a page shows it: its kind and its sentence, without the file and line that raised it.
+
+    Why: in a notebook the file is the kernel's temporary copy of the cell (``/tmp/ipykernel_.../3.py``),
+    a path that says nothing to a reader and changes with every run.
+    """
+    return f"{category.__name__}: {message}\n"
 
 
 def _restore_env(var: str, value: str | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import altair as alt
+import numpy as np
 import pandas as pd
 
 from ..tables.frames import ABLATION_LABELS, ablation_frame, section_map_frame
@@ -104,13 +105,16 @@ def in_rows(panels: Sequence[Any], per_row: int = 2, *, colour: str = "independe
 def null_scores(null: pd.DataFrame, *, setting: str) -> alt.FacetChart:
     """Scores of random-initialised models per read layer, with intervals, one panel per baseline.
 
-    ``null``: :func:`.null.null_frame` rows. The y axis is clamped to 0.5-2 (log): a calibrated
-    baseline scatters around the dotted 1.
+    ``null``: :func:`.null.null_frame` rows. The y axis (log) spans the intervals and 1, with a
+    little room, and no more: a calibrated baseline scatters around the dotted 1, and a bias of a
+    few percent (0.91 against 0.98) must show, which a fixed range of decades would flatten.
     """
     _require_columns(null, ["rel_depth", "score", "ci_low", "ci_high", "family", "size", "model", "layer", "baseline"],
                      "null_scores")
     base = alt.Chart(null).encode(x=alt.X("rel_depth:Q", title="relative depth l/L", scale=alt.Scale(domain=[0, 1.02])))
-    log_scale = alt.Scale(type="log", domain=[0.5, 2.0], clamp=True)
+    low = float(null.ci_low[null.ci_low > 0].min()) if (null.ci_low > 0).any() else 0.9
+    high = float(null.ci_high[np.isfinite(null.ci_high)].max()) if np.isfinite(null.ci_high).any() else 1.1
+    log_scale = alt.Scale(type="log", domain=[min(low, 0.95) / 1.03, max(high, 1.05) * 1.03], nice=False)
     y_title = f"induction score S ({setting})"
     panel = alt.layer(
         alt.Chart(pd.DataFrame({"score": [1.0]})).mark_rule(strokeDash=[2, 3], color="gray").encode(y="score:Q"),

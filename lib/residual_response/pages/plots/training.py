@@ -9,7 +9,7 @@ import pandas as pd
 
 from ...induction import EMERGENCE_THRESHOLD
 from ..tables.frames import matrix_frame
-from .charts import matrix_heatmap
+from .charts import _legend, matrix_heatmap
 
 __all__ = ["toy_phase_chart", "toy_matrix_pair"]
 
@@ -66,7 +66,7 @@ def toy_phase_chart(pc) -> alt.VConcatChart:
         .encode(y="score:Q"),
         alt.Chart(resp).mark_errorbar(ticks=True).encode(
             x=x, y=alt.Y("response_lo:Q", scale=log_scale, title="response score S"), y2="response_hi:Q",
-            color=alt.Color("block:N", scale=layer_colors, title="read at the stream after")),
+            color=alt.Color("block:N", scale=layer_colors, title="block (read after it)", legend=_legend())),
         alt.Chart(resp).mark_line(point=True).encode(
             x=x, y=alt.Y("response:Q", scale=log_scale), color=alt.Color("block:N", scale=layer_colors),
             tooltip=["block", "step", alt.Tooltip("response:Q", format=".2f"), alt.Tooltip("response_lo:Q", format=".2f"),

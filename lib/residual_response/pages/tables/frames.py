@@ -14,6 +14,7 @@ averaged over seeds; ``read_layers`` names its first axis and ``sources`` its se
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from typing import Iterator, Mapping, Sequence
 
@@ -111,7 +112,8 @@ def styled(df: pd.DataFrame, formats: dict | str | None = None, *, uuid: str, ca
     in the next, six decimals ("18.000000") and an index column; every page shows them this way
     instead. ``formats`` is a Styler format (a dict column -> format string or callable, or one
     string for all columns); columns not named keep ``precision`` decimals if float, integers
-    stay integers. ``uuid`` fixes the HTML ids (stable output for nbval). Returns a pandas
+    stay integers, and a float column named like a count (a layer, a block, ``T``) whose values
+    are whole numbers shows them as integers. ``uuid`` fixes the HTML ids (stable output for nbval). Returns a pandas
     ``Styler``; the missing mark is :data:`NA`. A ``setting`` column with one value for every
     row becomes a line of the caption.
     """
@@ -123,6 +125,9 @@ def styled(df: pd.DataFrame, formats: dict | str | None = None, *, uuid: str, ca
         caption = f"{caption} {one}" if caption else one
         df = df.drop(columns="setting")
     sty = df.style.format(precision=precision, na_rep=NA, thousands=None)
+    counts = _count_columns(df, formats)
+    if counts:  # layers, blocks, lengths: whole numbers, even in a float column that holds a missing value
+        sty = sty.format({c: _whole for c in counts}, na_rep=NA, subset=counts)
     if isinstance(formats, dict):  # only the named columns: the others keep `precision`
         sty = sty.format(formats, na_rep=NA, subset=list(formats))
     elif formats is not None:
@@ -130,6 +135,28 @@ def styled(df: pd.DataFrame, formats: dict | str | None = None, *, uuid: str, ca
     if caption:
         sty = sty.set_caption(caption)
     return sty.hide(axis="index").set_uuid(uuid).set_table_attributes('class="dataframe"')
+
+
+#: column names that count something (a layer, a block, a copy length): shown as whole numbers
+COUNT_COLUMN_RE = re.compile(r"layer|stream|block|\bl0\b|\bhead\b|\bT\b|\bk\b|seeds|start|end|width|bottom|top", re.I)
+
+
+def _count_columns(df: pd.DataFrame, formats) -> list:
+    """Float columns named like a count whose values are all whole numbers (pandas makes an int
+    column float as soon as one value is missing, and the table would show "18.00")."""
+    named = set(formats) if isinstance(formats, dict) else set() if formats is None else set(df.columns)
+    out = []
+    for col in df.columns:
+        if col in named or not pd.api.types.is_float_dtype(df[col]) or not COUNT_COLUMN_RE.search(str(col)):
+            continue
+        values = df[col].dropna().to_numpy()
+        if len(values) and np.all(np.isfinite(values)) and np.all(values == np.round(values)):
+            out.append(col)
+    return out
+
+
+def _whole(value) -> str:
+    return NA if pd.isna(value) else f"{int(value)}"
 
 
 def panel_layers(n_layers: int, n: int) -> list[int]:

@@ -70,6 +70,8 @@ def rise_text(rise, n_layers: int) -> str:
     :class:`~residual_response.induction.Rise`); a page that quotes it says it this way.
     """
     f, (f_lo, f_hi), em = rise.factor, rise.factor_ci, rise.stream
+    if em is None and rise.bottom == rise.top:
+        return f"no layer: the score is largest at layer {rise.top}, the first one read, and does not rise after it"
     if em is None:
         return (f"no layer: the rise from layer {rise.bottom} to {rise.top}, a factor {f:.2f} "
                 f"[{f_lo:.2f}, {f_hi:.2f}], is within resampling noise")

@@ -1,0 +1,75 @@
+"""Build-it-yourself exercises in the pages: the cell tags they use, and the build's check of their solutions.
+
+A page hands out a function to write in a section "Build it yourself: ..." near its end, as
+cells in this order:
+
+==========================  ==========================================================================
+tag                         cell
+==========================  ==========================================================================
+``exercise-imports``        the imports the exercise needs (the student notebook moves them first)
+``stub``                    the function to write: typed signature, docstring with shapes, ``raise
+                            NotImplementedError``; shown on the page and kept in the student notebook
+(markdown)                  one or two hints, each in a ``{dropdown} Hint ...``
+``solution``                the page's solution (shown folded, ``hide-input``); dropped from the
+                            student notebook
+``check``                   ``check_...(function)`` from :mod:`residual_response.exercises`, which
+                            prints one line: ``✓ ...`` when the function agrees with the library
+==========================  ==========================================================================
+
+The build executes the page with the solution in place and :func:`verify_checks` requires every
+``check`` cell's output to start with ``✓``: a wrong solution fails the build.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import BuildError
+
+__all__ = ["STUB_TAG", "SOLUTION_TAG", "CHECK_TAG", "IMPORTS_TAG", "PASS_MARK", "check_outputs", "verify_checks",
+           "has_stubs"]
+
+STUB_TAG = "stub"
+SOLUTION_TAG = "solution"
+CHECK_TAG = "check"
+IMPORTS_TAG = "exercise-imports"
+
+#: the first character of a passed check's line (``residual_response.exercises.harness.PASS``)
+PASS_MARK = "✓"
+
+
+def _text(cell: Any) -> str:
+    parts = []
+    for o in cell.get("outputs", []):
+        if o.get("output_type") == "stream":
+            parts.append(o.get("text", ""))
+        elif o.get("output_type") == "error":
+            parts.append(f"{o.get('ename')}: {o.get('evalue')}")
+        else:
+            parts.append((o.get("data") or {}).get("text/plain", ""))
+    return "".join(parts)
+
+
+def check_outputs(nb: Any) -> list[tuple[int, str]]:
+    """``[(cell index, printed text)]`` of every ``check`` cell of an executed notebook."""
+    return [(i, _text(c)) for i, c in enumerate(nb.cells)
+            if c.cell_type == "code" and CHECK_TAG in c.metadata.get("tags", [])]
+
+
+def has_stubs(nb: Any) -> bool:
+    """Whether the notebook hands out a function to write (a ``stub`` cell)."""
+    return any(c.cell_type == "code" and STUB_TAG in c.metadata.get("tags", []) for c in nb.cells)
+
+
+def verify_checks(nb: Any, page: str) -> int:
+    """Raise :class:`BuildError` unless every ``check`` cell of the executed page passed; return how many there are.
+
+    Why in the build: the page shows its solution as the answer to the exercise, so the solution
+    must be one the check accepts; a check that printed ``✗`` (or nothing) stops the build with its line.
+    """
+    checks = check_outputs(nb)
+    for i, text in checks:
+        if not text.lstrip().startswith(PASS_MARK):
+            line = text.strip().splitlines()[0] if text.strip() else "(no output)"
+            raise BuildError(f"page {page!r}: the check in cell {i} does not pass with the page's solution: {line}")
+    return len(checks)

@@ -1,0 +1,31 @@
+"""Build-it-yourself exercises: a check for each function a student writes along the course.
+
+The book's pages hand out six functions to write, each as a stub with a typed signature and a
+docstring (shapes included); the page shows a solution, and the check below runs the student's
+function on small cases (tiny random-initialised models from
+:func:`~residual_response.models.build_random_model`, seeded) and compares it with the library's
+own result at a stated tolerance::
+
+    from residual_response.exercises import check_chi_one_source
+    check_chi_one_source(chi_one_source)   # prints one line, returns True or False
+
+A check prints ``✓ name: ...`` when every case agrees, ``name: not implemented yet`` when the
+function still raises ``NotImplementedError``, and otherwise one sentence that says what differs,
+with the expected and received shape or value (:mod:`.harness`).
+
+1. the kick and chi of one source: :func:`check_chi_one_source` (schematic page);
+2. the JVP, and the plateau against it: :func:`check_chi_jvp` (universal-response page);
+3. the twin-baseline score of a stream: :func:`check_twin_score` (emergence page);
+4. the two-level bootstrap: :func:`check_bootstrap_score` (null-calibration page);
+5. the attention score of one head: :func:`check_head_attention_score` (cross-checks page);
+6. the mean ablation of one head: :func:`check_mean_ablation` (cross-checks page).
+
+The numbers are the pages' own ("Build it yourself 1" ... "6"), in the order of the book.
+"""
+
+from .heads import check_head_attention_score, check_mean_ablation
+from .kick import check_chi_jvp, check_chi_one_source
+from .score import check_bootstrap_score, check_twin_score
+
+__all__ = ["check_chi_one_source", "check_chi_jvp", "check_twin_score", "check_bootstrap_score",
+           "check_head_attention_score", "check_mean_ablation"]

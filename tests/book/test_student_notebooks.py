@@ -1,0 +1,223 @@
+"""The student notebooks: what Jupyter shows a student, and that they run.
+
+The first tests convert small notebooks by hand (no build needed). The others need a built book
+(``BOOK_HTML_DIR``, as in test_book_render.py; ``make test`` builds one) and run every student
+notebook the build wrote (``<stage>/_static/student``), as a student would open it:
+
+* with its stubs left empty, it runs to its end, and each check prints "not implemented yet" in
+  one line, with no traceback anywhere;
+* with its stubs filled from the page's solutions (``<out>/student-filled``, written by the build
+  for pages with build-it-yourself exercises), every check passes. A notebook without stubs is the
+  same notebook both ways, so it runs once.
+
+The run times go to ``<out>/student-timings.json`` (the instructor page quotes them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import book_build
+from book_build.markdown import MYST_LEFTOVER_RE
+
+REPO = Path(__file__).resolve().parents[2]
+HTML_DIR = Path(os.environ.get("BOOK_HTML_DIR", REPO / "_build" / "stage" / "_build" / "html"))
+STAGE = HTML_DIR.parents[1]
+OUT = HTML_DIR.parents[2]
+STUDENT = STAGE / book_build.STUDENT_DIR
+FILLED = OUT / book_build.FILLED_DIR
+TIMINGS = OUT / "student-timings.json"
+
+pytestmark = pytest.mark.book
+
+
+# --------------------------------------------------------------------------------------------
+# The conversion, on notebooks made here
+# --------------------------------------------------------------------------------------------
+
+
+def _page_notebook():
+    code, md = nbformat.v4.new_code_cell, nbformat.v4.new_markdown_cell
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        md("(p)=\n# Page\n\n```{admonition} On this page\n:class: note\nA {term}`kick` and {term}`layers <layer>`;"
+           " see {doc}`method`, {doc}`the notes <notation>`, {eq}`eq-chi` and {cite}`olsson2022incontext`.\n```"),
+        code("T = 4", metadata={"tags": ["parameters", "remove-cell"]}),
+        code("from residual_response.page import *\nfrom residual_response import induction"),
+        code("res = induction_scores(lm, T=T)\nglue('n', 3.14159, display=False)"),
+        md("The value is {glue:text}`n:.2f`, from `induction_scores` and again `induction_scores`."),
+        md("## Build it yourself: one thing\n\n```{admonition} Build it yourself 1 (difficulty ★☆☆): a thing\n:class: tip\n"
+           "Write it.\n```"),
+        code("import numpy as np\nfrom residual_response.exercises import check_twin_score",
+             metadata={"tags": ["exercise-imports"]}),
+        code("def twin_score(chi_rep, chi_twin, T):\n    \"\"\"Doc.\"\"\"\n    raise NotImplementedError",
+             metadata={"tags": ["stub"]}),
+        md(":::{dropdown} Hint 1: index arrays\nUse `np.arange`.\n:::"),
+        code("def twin_score(chi_rep, chi_twin, T):\n    return 1.0", metadata={"tags": ["solution", "hide-input"]}),
+        code("check_twin_score(twin_score);", metadata={"tags": ["check"]}),
+        md("## What you learned\n\n* things"),
+    ]
+    return nb
+
+
+def _convert(fill: bool = False):
+    glue = {"n": {"text/plain": "3.14159"}}
+    return book_build.student_notebook(_page_notebook(), {"T": 8}, index=book_build.book_index(), page="emergence",
+                                       glue=glue, fill_stubs=fill)
+
+
+def test_myst_becomes_plain_markdown_with_links_and_values():
+    nb = _convert()
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert not MYST_LEFTOVER_RE.search(text), MYST_LEFTOVER_RE.search(text)
+    assert "> **On this page**" in text and "(p)=" not in text
+    assert "[kick](../../notation.html#term-kick)" in text and "[layers](../../notation.html#term-layer)" in text
+    assert "[The method](../../method.html)" in text and "[the notes](../../notation.html)" in text
+    assert "](../../method.html#equation-eq-chi)" in text and "[Olsson et al., 2022](../../bibliography.html)" in text
+    assert "The value is 3.14, from [`induction_scores`](../../api.html#residual_response.induction.induction_scores)" \
+           " and again `induction_scores`." in text  # the first mention links, the second stays code
+    assert "> **Hint 1: index arrays**\n>\n> Use `np.arange`." in text
+
+
+def test_stubs_stay_solutions_go_and_imports_come_first_by_name():
+    nb = _convert()
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    first = code[0].source
+    assert "from residual_response.page import (" in first and "induction_scores" in first and "glue" in first
+    assert "from residual_response.exercises import check_twin_score" in first and "import numpy as np" in first
+    assert "load_model" not in first  # only the names the notebook uses
+    sources = "\n".join(c.source for c in code)
+    assert "import *" not in sources and "raise NotImplementedError" in sources and "return 1.0" not in sources
+    assert "your code here" not in sources
+    assert sources.count("check_twin_score(twin_score)") == 1
+    filled = "\n".join(c.source for c in _convert(fill=True).cells if c.cell_type == "code")
+    assert "return 1.0" in filled and "raise NotImplementedError" not in filled
+
+
+def test_the_build_refuses_a_page_whose_solution_fails_its_check():
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("check(f);", metadata={"tags": ["check"]})
+    cell.outputs = [nbformat.v4.new_output("stream", text="✗ f (case): expected 1, received 2\n")]
+    nb.cells = [cell]
+    with pytest.raises(book_build.BuildError, match="does not pass with the page's solution: ✗ f"):
+        book_build.verify_checks(nb, "page")
+    cell.outputs = [nbformat.v4.new_output("stream", text="✓ f: matches\n")]
+    assert book_build.verify_checks(nb, "page") == 1
+
+
+def _exercise_sources() -> list[Path]:
+    return sorted(p for p in (REPO / "notebooks").glob("*.md") if ":tags: [stub]" in p.read_text())
+
+
+@pytest.mark.parametrize("source", _exercise_sources(), ids=lambda p: p.stem)
+def test_each_pages_solutions_pass_their_checks_and_the_stubs_do_not(source: Path, capsys):
+    """The build-it-yourself cells of a page on their own (imports, stub, solution, check), without
+    the rest of the page: the solutions pass, the stubs say "not implemented yet"."""
+    import jupytext
+
+    cells = [c for c in jupytext.read(source).cells if c.cell_type == "code"]
+    tagged = [(set(c.metadata.get("tags", [])), c.source) for c in cells]
+    namespace: dict = {}
+    for tags, src in tagged:
+        if "exercise-imports" in tags or "stub" in tags:
+            exec(src, namespace)
+    for tags, src in tagged:
+        if "check" in tags:
+            exec(src, namespace)
+    stubs = capsys.readouterr().out.strip().splitlines()
+    assert stubs and all(line.endswith(": not implemented yet") for line in stubs), stubs
+    after_stub = False
+    for tags, src in tagged:  # the solution that follows each stub (not the answers of the other exercises)
+        if "stub" in tags:
+            after_stub = True
+        elif "solution" in tags and after_stub:
+            exec(src, namespace)
+            after_stub = False
+    for tags, src in tagged:
+        if "check" in tags:
+            exec(src, namespace)
+    solved = capsys.readouterr().out.strip().splitlines()
+    assert len(solved) == len(stubs) and all(line.startswith("✓") for line in solved), solved
+
+
+# --------------------------------------------------------------------------------------------
+# The notebooks a build wrote
+# --------------------------------------------------------------------------------------------
+
+
+def student_notebooks() -> list[Path]:
+    return sorted(STUDENT.glob("*-student.ipynb")) if STUDENT.is_dir() else []
+
+
+@pytest.fixture(scope="module")
+def built():
+    if not STUDENT.is_dir():
+        pytest.skip(f"no student notebooks at {STUDENT}: build the book (scripts/build_book.py) or set BOOK_HTML_DIR")
+    return STUDENT
+
+
+def _run(path: Path, tmp_path: Path) -> tuple[nbformat.NotebookNode, float]:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    out = tmp_path / path.name
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(path), str(out), kernel_name="python3", cwd=str(STAGE), progress_bar=False,
+                                   execution_timeout=1800)
+    except PapermillExecutionError as exc:
+        pytest.fail(f"{path.name} stops in cell {exc.cell_index}: {exc.ename}: {exc.evalue}")
+    return nbformat.read(out, as_version=4), time.perf_counter() - start
+
+
+def _record(name: str, variant: str, seconds: float) -> None:
+    data = json.loads(TIMINGS.read_text()) if TIMINGS.is_file() else {}
+    data.setdefault(name, {})[variant] = round(seconds, 1)
+    TIMINGS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _check_lines(nb) -> list[str]:
+    return [text for _, text in book_build.check_outputs(nb)]
+
+
+@pytest.mark.parametrize("path", student_notebooks(), ids=lambda p: p.stem)
+def test_a_student_notebook_reads_as_markdown_and_imports_by_name(path: Path, built):
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown":
+            m = MYST_LEFTOVER_RE.search(cell.source)
+            assert not m, f"{path.name}, cell {i}: raw MyST {m.group(0)!r} in {cell.source[:200]!r}"
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert not any(re.search(r"^\s*from \S+ import \*", s, re.M) for s in code), f"{path.name}: a star import"
+    assert "from residual_response.page import (" in code[0], f"{path.name}: the first code cell is {code[0][:200]!r}"
+
+
+@pytest.mark.parametrize("path", student_notebooks(), ids=lambda p: p.stem)
+def test_a_student_notebook_with_empty_stubs_runs_to_its_end(path: Path, built, tmp_path: Path):
+    nb, seconds = _run(path, tmp_path)
+    _record(path.stem, "stubs empty", seconds)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    for text in _check_lines(nb):
+        lines = text.strip().splitlines()
+        assert len(lines) == 1 and lines[0].endswith(": not implemented yet"), f"{path.name}: check printed {text!r}"
+        assert "Traceback" not in text
+
+
+@pytest.mark.parametrize("path", sorted(FILLED.glob("*-student.ipynb")) if FILLED.is_dir() else [],
+                         ids=lambda p: p.stem)
+def test_a_student_notebook_with_the_solutions_passes_every_check(path: Path, built, tmp_path: Path):
+    nb, seconds = _run(path, tmp_path)
+    _record(path.stem, "stubs filled", seconds)
+    lines = _check_lines(nb)
+    assert lines, f"{path.name} has stubs but no check"
+    failed = [t for t in lines if not t.startswith("✓")]
+    assert not failed, f"{path.name}: {failed}"

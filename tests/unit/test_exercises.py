@@ -1,0 +1,162 @@
+"""The checks of the build-it-yourself exercises (residual_response.exercises).
+
+For every check: a correct solution passes (one ``✓`` line, ``True``), a solution with a typical
+mistake fails with one sentence that names it (``✗`` line, ``False``), and the stub as handed out
+reports "not implemented yet" in one line. The correct solutions here call the library itself; the
+pages' own solutions are checked by the book build and by tests/book/test_student_notebooks.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from residual_response import exercises
+from residual_response.ablation import ablate_heads, head_output_projection
+from residual_response.attention import attention_patterns
+from residual_response.engine import response
+from residual_response.exercises.harness import hook_count, tiny_model
+from residual_response.exercises.kick import DIRECTION_SEED
+from residual_response.exercises.score import twin_parts
+from residual_response.sequences import induction_layout
+from residual_response.stats import bootstrap_ratio, resampled_ratio, two_level_indices
+from residual_response.streams import clean_streams
+
+
+def _run(capsys, check, fn) -> tuple[bool, str]:
+    ok = check(fn)
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
+    assert len(lines) == 1, f"a check prints one line, got {lines!r}"
+    return ok, lines[0]
+
+
+def _stub(*args, **kwargs):
+    raise NotImplementedError
+
+
+# correct solutions, by the library ------------------------------------------------------------
+
+def chi_one_source(lm, tokens, l0, source, eps, u):
+    return response(lm, tokens, [eps], l0=l0, sources=[source], seed=DIRECTION_SEED).chi[0, :, 0, :]
+
+
+def chi_jvp(lm, tokens, l0, source, u):
+    return torch.as_tensor(response(lm, tokens, l0=l0, sources=[source], seed=DIRECTION_SEED,
+                                    method="jvp").chi[0, :, 0, :])
+
+
+def twin_score(chi_rep, chi_twin, T):
+    rep, ctrl, trep, tctrl = twin_parts(chi_rep, chi_twin, T)
+    return float(bootstrap_ratio(rep, ctrl, twin=(trep, tctrl), n_boot=1)[0][0])
+
+
+def bootstrap_twin_score(rep, ctrl, twin_rep, twin_ctrl, n_boot=1000, confidence=0.95, seed=0):
+    return bootstrap_ratio(rep, ctrl, twin=(twin_rep, twin_ctrl), n_boot=n_boot, confidence=confidence, seed=seed)
+
+
+def head_induction_attention(lm, tokens, block, head, T):
+    layout = induction_layout(lm, T)
+    return float(attention_patterns(lm, tokens)[block, head][layout.induction_targets, layout.induction_sources].mean())
+
+
+def mean_ablated_streams(lm, tokens, block, head, means):
+    with ablate_heads(lm, [(block, head)], means=means):
+        return clean_streams(lm, tokens)
+
+
+# solutions with a typical mistake ---------------------------------------------------------------
+
+def chi_not_divided(lm, tokens, l0, source, eps, u):
+    return chi_one_source(lm, tokens, l0, source, eps, u) * eps
+
+
+def chi_without_l0(lm, tokens, l0, source, eps, u):
+    return chi_one_source(lm, tokens, l0, source, eps, u)[1:]
+
+
+def jvp_by_finite_kick(lm, tokens, l0, source, u):
+    return chi_one_source(lm, tokens, l0, source, 1e-2, u)
+
+
+def twin_mean_of_ratios(chi_rep, chi_twin, T):
+    rep, ctrl, trep, tctrl = twin_parts(chi_rep, chi_twin, T)
+    return float(np.mean(rep / ctrl) / np.mean(trep / tctrl))
+
+
+def bootstrap_seeds_only(rep, ctrl, twin_rep, twin_ctrl, n_boot=1000, confidence=0.95, seed=0):
+    S, _, P = rep.shape
+    si, _ = two_level_indices(np.random.default_rng(seed), S, P, n_boot)
+    full = np.broadcast_to(np.arange(P), (1, S, P))
+    score = resampled_ratio(rep, ctrl, np.arange(S)[None], full, twin=(twin_rep, twin_ctrl))[0]
+    boots = resampled_ratio(rep, ctrl, si, np.broadcast_to(np.arange(P), (n_boot, S, P)), twin=(twin_rep, twin_ctrl))
+    low, high = np.quantile(boots, [(1 - confidence) / 2, (1 + confidence) / 2], axis=0)
+    return score, low, high
+
+
+def attention_transposed(lm, tokens, block, head, T):
+    layout = induction_layout(lm, T)
+    return float(attention_patterns(lm, tokens)[block, head][layout.induction_sources, layout.induction_targets].mean())
+
+
+def streams_not_ablated(lm, tokens, block, head, means):
+    return clean_streams(lm, tokens)
+
+
+CHECKS = [
+    # check, correct, wrong, words the wrong one's sentence must hold
+    (exercises.check_chi_one_source, chi_one_source, chi_not_divided, "divided by eps"),
+    (exercises.check_chi_jvp, chi_jvp, jvp_by_finite_kick, "forward-mode AD"),
+    (exercises.check_twin_score, twin_score, twin_mean_of_ratios, "ratio of means"),
+    (exercises.check_bootstrap_score, bootstrap_twin_score, bootstrap_seeds_only, "resample the positions"),
+    (exercises.check_head_attention_score, head_induction_attention, attention_transposed, "queries"),
+    (exercises.check_mean_ablation, mean_ablated_streams, streams_not_ablated, "not replaced"),
+]
+IDS = [c[0].__name__ for c in CHECKS]
+
+
+@pytest.mark.parametrize("check, correct, wrong, words", CHECKS, ids=IDS)
+def test_a_correct_solution_passes(capsys, check, correct, wrong, words):
+    ok, line = _run(capsys, check, correct)
+    assert ok is True and line.startswith("✓ "), line
+
+
+@pytest.mark.parametrize("check, correct, wrong, words", CHECKS, ids=IDS)
+def test_a_wrong_solution_fails_with_one_sentence_that_names_the_mistake(capsys, check, correct, wrong, words):
+    ok, line = _run(capsys, check, wrong)
+    assert ok is False and line.startswith("✗ ") and "expected" in line and words in line, line
+
+
+@pytest.mark.parametrize("check", [c[0] for c in CHECKS], ids=IDS)
+def test_the_stub_reports_not_implemented_in_one_line(capsys, check):
+    ok, line = _run(capsys, check, _stub)
+    assert ok is False and line.endswith(": not implemented yet") and not line.startswith(("✓", "✗")), line
+
+
+def test_a_wrong_shape_says_expected_and_received_shapes(capsys):
+    ok, line = _run(capsys, exercises.check_chi_one_source, chi_without_l0)
+    assert not ok and "of shape (5, 9)" in line and "received shape (4, 9)" in line and "stream from l0" in line, line
+
+
+def test_an_error_of_the_student_is_one_line_without_traceback(capsys):
+    def broken(chi_rep, chi_twin, T):
+        raise ValueError("operands could not be broadcast together\nsecond line")
+
+    ok, line = _run(capsys, exercises.check_twin_score, broken)
+    assert not ok and line.startswith("✗ twin_score (") and "raised ValueError: operands could not be broadcast" in line
+
+
+def test_a_hook_left_on_the_model_is_named_and_the_model_rebuilt(capsys):
+    def leaky(lm, tokens, block, head, means):
+        head_output_projection(lm, block).register_forward_pre_hook(lambda module, args: None)
+        return mean_ablated_streams(lm, tokens, block, head, means)
+
+    ok, line = _run(capsys, exercises.check_mean_ablation, leaky)
+    assert not ok and "left 1 hook(s) registered" in line and "finally" in line, line
+    assert hook_count(tiny_model("llama").model) == 0  # the next check gets a clean model
+
+
+def test_not_a_function(capsys):
+    ok, line = _run(capsys, exercises.check_twin_score, 3.0)
+    assert not ok and line.startswith("✗ twin_score: expected a function")
