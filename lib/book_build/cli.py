@@ -9,8 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+from .cache import cached_others, open_cache, report, run_page
 from .config import KERNEL, PROFILES, BuildError, Result, UsageError, load_pages
-from .execute import check_kernel, convert, execute, finish_page
+from .execute import check_kernel, convert, finish_page
 from .html import build_html, check_no_cdn
 from .params import check_overrides, check_parameters, declared_parameters, parse_overrides
 from .stage import fill_course_page, machine_description, stage_sources
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="override one parameter of every page built (value parsed as YAML); repeatable")
     parser.add_argument("--skip-html", action="store_true", help="execute notebooks, skip jupyter-book")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing notebook")
+    parser.add_argument("--recompute", action="store_true",
+                        help="execute every page and recompute every cached result (the page cache is refilled)")
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -68,20 +71,25 @@ def main(argv: list[str] | None = None) -> int:
             left_out = sorted(set(overrides) - set(taken[page.name]))
             if left_out:
                 print(f"[param] {page.name} has no parameter {', '.join(left_out)}; it runs without it")
-        skipped = [p.name for p in all_pages if p not in pages]
+        cache = open_cache(args.recompute)
+        others = [p for p in all_pages if args.only and args.profile in p.profiles and p not in pages]
+        reused, reused_sources = cached_others(cache, others, src_dir)
+        sources.update(reused_sources)
+        skipped = [p.name for p in all_pages if p not in pages + reused]
         if skipped:
             print(f"[stage] not built in this run (dropped from the toc): {skipped}")
-        stage_sources(stage, all_pages, pages, partial=bool(args.only))
+        stage_sources(stage, all_pages, pages + reused, partial=bool(args.only))
         print(f"[stage] {stage}  (kernel {KERNEL!r} runs {check_kernel()})", flush=True)
 
-        for page in pages:
+        for page in pages + reused:
             source_ipynb, declared = sources[page.name]
-            results.append(execute(page, source_ipynb, stage))
+            results.append(run_page(cache, page, source_ipynb, declared, stage))
             if results[-1].error is None:
                 finish_page(page, stage / f"{page.name}.ipynb", source_ipynb, declared, stage)
             elif args.fail_fast:
                 break
         failures = [r for r in results if r.error]
+        report(results)
 
         if failures:
             raise BuildError(
@@ -111,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\nnotebook timings:")
     for r in results:
-        print(f"  {r.page.name:<40} {r.seconds:8.1f} s")
+        print(f"  {r.page.name:<40} {r.seconds:8.1f} s" + ("  (reused from the page cache)" if r.reused else ""))
     if html_seconds is not None:
         print(f"  {'(jupyter-book build)':<40} {html_seconds:8.1f} s")
     print(f"  {'(total)':<40} {time.perf_counter() - t0:8.1f} s")
@@ -126,7 +134,8 @@ def write_timings(out: Path, profile: str, results: list[Result], html_seconds: 
         "profile": profile,
         "machine": machine_description(),
         "notebooks": {
-            r.page.name: {"seconds": round(r.seconds, 2), "ok": r.error is None, "params": r.page.params}
+            r.page.name: {"seconds": round(r.seconds, 2), "cpu_seconds": r.cpu_seconds, "reused": r.reused,
+                          "ok": r.error is None, "params": r.page.params}
             for r in results
         },
         "html_build_seconds": None if html_seconds is None else round(html_seconds, 2),

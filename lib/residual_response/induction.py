@@ -33,7 +33,8 @@ from .checks import (check_bootstrap, check_choice, check_int, check_int_list, c
                      validate_layer)
 from .models import LoadedModel
 from .progress import Progress, as_progress
-from .engine import planned_passes, response
+from .results_cache import memoize
+from .engine import planned_passes, response, reuse_clean_passes
 from .sequences import induction_layout, make_sequence, validate_length
 from .stats import bootstrap_ratio, percentile_interval
 
@@ -467,6 +468,7 @@ def rescore_seeds(result: InductionResult, seeds: Sequence[int]) -> InductionRes
     return out
 
 
+@memoize("induction_scores", ignore=("progress",))
 def induction_scores(
     lm: LoadedModel,
     T: int = 20,
@@ -610,7 +612,8 @@ def section_map(
     passes = len(l0s) * len(_sequence_runs("neighbours", False)) * len(seed_list) * _passes_per_sequence(lm, T, layout.offset, sources, n_directions,
                                                                   "finite", response_kwargs)
     rows = {}
-    with as_progress(progress, f"{lm.name} section map") as bar, bar.expect(passes):
+    # every l0 perturbs the same sequences: one clean pass per sequence serves them all
+    with reuse_clean_passes(), as_progress(progress, f"{lm.name} section map") as bar, bar.expect(passes):
         for i, l0 in enumerate(l0s):
             res = induction_scores(lm, T, seed_list, layer=l0, eps=eps, n_directions=n_directions, n_boot=n_boot,
                                    progress=bar, **response_kwargs)

@@ -26,6 +26,7 @@ from ..checks import (check_finite_result, check_int, check_int_list, check_mode
 from ..models import LoadedModel
 from ..perturbation import DIRECTION_KINDS, perturbation_directions
 from ..progress import Progress, as_progress
+from ..results_cache import memoize
 from .clean import CleanPassCache, clean_pass
 from .passes import METHODS, PackedPass, PaddedPass
 from .plan import default_batch_rows, plan_rows, uses_prefix
@@ -34,6 +35,7 @@ from .result import ResponseResult
 __all__ = ["compute_response"]
 
 
+@memoize("response", ignore=("progress", "clean_cache"))
 def compute_response(
     lm: LoadedModel,
     tokens,
