@@ -49,7 +49,7 @@ from jupyter_cache.cache.main import JupyterCacheBase
 from .config import KERNEL, REPO, Page, Result
 
 __all__ = ["KEY", "PACKAGES", "PageCache", "page_cache_dir", "page_key", "page_models", "model_fingerprint",
-           "library_fingerprint", "versions", "run_page", "open_cache", "cached_others", "report"]
+           "library_fingerprint", "versions", "run_page", "open_cache", "cached_others", "recorded_seconds", "report"]
 
 #: the notebook metadata entry that carries what a page depends on besides its code
 KEY = "residual_response_page_key"
@@ -184,7 +184,8 @@ def page_key(page: Page, declared: dict[str, str], library: str | None = None) -
     for path in _input_files(page, declared):
         rel = path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else str(path)
         inputs[rel] = _sha256(path.read_bytes()) if path.is_file() else None
-    env = {k: v for k, v in sorted(os.environ.items()) if k.startswith(KERNEL_ENV_PREFIXES)}
+    env = {k: v for k, v in sorted(os.environ.items())
+           if k.startswith(KERNEL_ENV_PREFIXES) and not k.endswith("_NUM_THREADS")}  # threads change no number
     return {"format": KEY_FORMAT, "kernel": KERNEL, "library": library or library_fingerprint(), "versions": versions(),
             "models": models, "inputs": inputs, "environment": env}
 
@@ -340,6 +341,17 @@ def cached_others(cache: PageCache, others: list[Page], src_dir: Path) -> tuple[
         print(f"[cache] pages not named by --only, taken from the cache: {[p.name for p in kept] or 'none'}; "
               f"left out (not in the cache): {[p.name for p in others if p not in kept] or 'none'}")
     return kept, sources
+
+
+def recorded_seconds(cache: PageCache) -> dict[str, float]:
+    """The CPU seconds (else the seconds) the cache last recorded for each page name: the longest start first."""
+    out: dict[str, float] = {}
+    for record in sorted(cache.list_cache_records(), key=lambda r: r.created):
+        data = record.data or {}
+        value = data.get("cpu_seconds") or data.get("seconds")
+        if data.get("page") and value:
+            out[data["page"]] = float(value)
+    return out
 
 
 def report(results: list[Result]) -> None:

@@ -9,10 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-from .cache import cached_others, open_cache, report, run_page
+from .cache import cached_others, open_cache, recorded_seconds, report
 from .config import KERNEL, PROFILES, BuildError, Result, UsageError, load_pages
 from .execute import check_kernel, convert, finish_page
 from .html import build_html, check_no_cdn
+from .parallel import default_jobs, order, run_pages
 from .params import check_overrides, check_parameters, declared_parameters, parse_overrides
 from .stage import fill_course_page, machine_description, stage_sources
 
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="override one parameter of every page built (value parsed as YAML); repeatable")
     parser.add_argument("--skip-html", action="store_true", help="execute notebooks, skip jupyter-book")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing notebook")
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="pages executed at a time, each kernel with cores/N threads (default: the cores, at most 4)")
     parser.add_argument("--recompute", action="store_true",
                         help="execute every page and recompute every cached result (the page cache is refilled)")
     args = parser.parse_args(argv)
@@ -81,13 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         stage_sources(stage, all_pages, pages + reused, partial=bool(args.only))
         print(f"[stage] {stage}  (kernel {KERNEL!r} runs {check_kernel()})", flush=True)
 
-        for page in pages + reused:
-            source_ipynb, declared = sources[page.name]
-            results.append(run_page(cache, page, source_ipynb, declared, stage))
-            if results[-1].error is None:
-                finish_page(page, stage / f"{page.name}.ipynb", source_ipynb, declared, stage)
-            elif args.fail_fast:
-                break
+        def done(r: Result) -> None:
+            if r.error is None:
+                finish_page(r.page, stage / f"{r.page.name}.ipynb", *sources[r.page.name], stage)
+
+        ran = run_pages(cache, order(pages + reused, recorded_seconds(cache)), sources, stage,
+                        args.jobs or default_jobs(), done, args.fail_fast)
+        results[:] = sorted(ran, key=lambda r: [p.name for p in pages + reused].index(r.page.name))
         failures = [r for r in results if r.error]
         report(results)
 

@@ -49,6 +49,8 @@ Benchmark, files and command line
   - :mod:`.provenance`    what made a result file (versions, weights hash, parameters, times)
   - :mod:`.resultfile`    the kind of a result file, read back with one clear error
   - :mod:`.progress`      one progress bar per job, its total from the batch plan
+  - :mod:`.threads`       CPU threads: how many, and idle OpenMP threads that sleep instead of spinning
+  - :mod:`.results_cache` results computed once and kept: a verified, keyed store of expensive calls
   - :mod:`.checks`        the validators of every public argument, and of results before they leave
   - :mod:`.io`            atomic writes, cache locks, temporaries of killed writers
   - :mod:`.cli`           the ``residual-response`` command (``parser``, ``output``, ``estimate``, ``commands``,
@@ -57,8 +59,12 @@ Benchmark, files and command line
 The book's build (``scripts/build_book.py``) is the package ``book_build`` beside this one in ``lib/``.
 """
 
-from .models import LoadedModel, ModelUnavailableError, load_model, model_names
-from .engine import ResponseResult, response
+from .threads import passive_waits as _passive_waits
+
+_passive_waits()  # before torch is imported below: idle OpenMP threads sleep (see .threads)
+
+from .models import LoadedModel, ModelUnavailableError, load_model, model_names  # noqa: E402
+from .engine import ResponseResult, response  # noqa: E402
 
 __all__ = ["LoadedModel", "ModelUnavailableError", "load_model", "model_names", "ResponseResult", "response"]
 __version__ = "0.1.0"

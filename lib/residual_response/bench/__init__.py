@@ -29,6 +29,7 @@ Modules:
 - :mod:`.clock`      the clock scenarios time with, and peak memory (an RSS sampler per phase)
 - :mod:`.floor`      the naive loop and the floor's plain passes
 - :mod:`.scenarios`  one function per scenario (one tensor, section map, growth), one repeat each
+- :mod:`.threads`    the canonical job at one thread and at every core (does a second core pay?)
 - :mod:`.record`     the typed, versioned record (``bench.json``), its verdicts and definitions
 - :mod:`.summary`    the record as the performance page shows it (tables, chart data, numbers)
 """
@@ -70,6 +71,7 @@ from .record import (
     write_json,
 )
 from .scenarios import FLOOR_SCHEDULES, BenchInput, LengthPoint, growth_in_length, one_tensor, time_section_map
+from .threads import THREAD_SCALING_DEFINITION, ThreadScaling, thread_scaling
 from . import summary
 from .summary import (
     cost_table,
@@ -89,6 +91,9 @@ from .summary import (
 __all__ = [
     "run_bench",
     "QUICK",
+    "ThreadScaling",
+    "THREAD_SCALING_DEFINITION",
+    "thread_scaling",
     "FLOOR_SCHEDULES",
     "CLOCKS",
     "Clock",
@@ -154,6 +159,7 @@ def run_bench(
     growth_T: Sequence[int] = (10, 20, 40, 80),
     naive_growth_max_T: int | None = None,
     quick: bool = False,
+    thread_counts: Sequence[int] | None = None,
     log: Callable[[str], None] | None = print,
 ) -> BenchRecord:
     """Measure naive, engine and floor (see the module docstring) and return the bench record.
@@ -176,7 +182,10 @@ def run_bench(
         section: also time the full section map (every ``l0``).
         growth_T: lengths for the growth with sequence length (engine; floor and naive up to
             ``naive_growth_max_T``, default ``T``, as they cost the most).
-        quick: only recorded (:data:`QUICK` holds the settings of a smoke test).
+        quick: only recorded (:data:`QUICK` holds the settings of a smoke test; its thread scaling
+            runs at T = 8 with 2 seeds).
+        thread_counts: also time the canonical induction job at each of these thread counts
+            (:func:`~.threads.thread_scaling`, wall clock, ``repeats`` times); ``None``: skip.
         log: progress lines (``None``: quiet).
     """
     say = log or (lambda _msg: None)
@@ -185,7 +194,9 @@ def run_bench(
     section_repeats = min(repeats, max(1, int(section_repeats)))
     growth_repeats = min(repeats, max(1, int(growth_repeats)))
     naive_growth_max_T = T if naive_growth_max_T is None else naive_growth_max_T
-    with _torch_threads(threads) as n_threads:
+    from ..results_cache import switched
+
+    with _torch_threads(threads) as n_threads, switched(False):  # the bench times work, never a stored result
         lm = model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
         L = lm.n_layers
         naive_l0 = sorted({0, *(int(x) for x in (naive_l0 if naive_l0 is not None else (L // 2, L - 1)))})
@@ -204,6 +215,9 @@ def run_bench(
             for t_len in (lengths if rep < growth_repeats else []):
                 lengths[t_len].append(LengthPoint.of(b, one[-1]) if t_len == T else
                                       growth_in_length(b.at_length(t_len), best, t_len <= naive_growth_max_T, rep_say))
+        scaling = None if not thread_counts else thread_scaling(
+            lm, thread_counts, repeats=repeats, T=8 if quick else None, seeds=2 if quick else None,
+            say=lambda msg: say(f"[bench] thread scaling: {msg}"))
         return assemble(b, one=one, sections=sections, lengths=lengths, schedules=list(floor_schedules),
                         naive_l0=naive_l0, threads=n_threads, repeats=repeats, section_repeats=section_repeats,
-                        growth_repeats=growth_repeats, quick=quick)
+                        growth_repeats=growth_repeats, quick=quick, scaling=scaling)
