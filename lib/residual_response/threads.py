@@ -13,8 +13,9 @@ environment already says otherwise. OpenMP reads the setting once, when torch lo
 takes effect where ``residual_response`` is imported before ``torch`` (the command line, the
 book's pages, ``make``, which also exports it), and nowhere else.
 
-:func:`set_threads` is the ``--threads`` option of the command line and the benchmark: ``0`` (the
-default) uses every core this process may run on.
+:func:`set_threads` is the ``--threads`` option of the command line: ``0`` (the default) keeps
+torch's own choice, one thread per core unless ``OMP_NUM_THREADS`` says otherwise (the book's
+build and the tests give each of their side-by-side processes one thread that way).
 """
 
 from __future__ import annotations
@@ -28,11 +29,14 @@ WAIT_SETTINGS = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def passive_waits() -> bool:
-    """Ask OpenMP for passive waits unless the environment sets a policy; ``False`` if torch was loaded first."""
+    """Ask OpenMP for passive waits unless the environment sets a policy or a spin count.
+
+    Returns ``False`` when torch was loaded before (OpenMP has read its settings already).
+    """
     import sys
 
-    for key, value in WAIT_SETTINGS.items():
-        if "GOMP_SPINCOUNT" not in os.environ:
+    if "GOMP_SPINCOUNT" not in os.environ:
+        for key, value in WAIT_SETTINGS.items():
             os.environ.setdefault(key, value)
     return "torch" not in sys.modules
 
@@ -46,15 +50,14 @@ def available_cores() -> int:
 
 
 def set_threads(threads: int | None = 0) -> int:
-    """Set torch's intra-op threads: ``0``/``None`` means every available core. Returns the count in force.
+    """Set torch's intra-op threads; ``0``/``None`` keeps torch's default. Returns the count in force.
 
     Raises ``ValueError`` for a negative count.
     """
     import torch
 
     if threads is not None and (isinstance(threads, bool) or int(threads) != threads or threads < 0):
-        raise ValueError(f"threads must be an integer >= 0 (0: every core), got {threads!r}")
-    n = int(threads) if threads else available_cores()
-    if n != torch.get_num_threads():
-        torch.set_num_threads(n)
+        raise ValueError(f"threads must be an integer >= 0 (0: torch's default, a thread per core), got {threads!r}")
+    if threads and int(threads) != torch.get_num_threads():
+        torch.set_num_threads(int(threads))
     return torch.get_num_threads()

@@ -92,7 +92,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="auto: spread a model too large for one GPU over all visible GPUs (accelerate)")
     p.add_argument("--layer", type=_nonneg_int, default=0, help="perturbed stream l0 (default 0)")
     p.add_argument("--threads", type=_nonneg_int, default=0,
-                   help="CPU threads of torch (default 0: every core; idle threads sleep, see residual_response.threads)")
+                   help="CPU threads of torch (default 0: torch's default, one per core unless OMP_NUM_THREADS says otherwise)")
     p.add_argument("--out", required=True, help="output file")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar and no status lines (errors and warnings stay)")
