@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from .cache import cached_others, open_cache, recorded_seconds, report
-from .config import KERNEL, PROFILES, BuildError, Result, UsageError, load_pages
+from .config import KERNEL, PROFILES, BuildError, Page, Result, UsageError, load_pages
 from .execute import check_kernel, convert, finish_page
 from .html import build_html, check_no_cdn
 from .parallel import default_jobs, order, run_pages
@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = _Parser(description=DESCRIPTION)
     parser.add_argument("--profile", choices=PROFILES, required=True)
     parser.add_argument("--out", type=Path, default=Path("_build"))
@@ -44,8 +44,72 @@ def main(argv: list[str] | None = None) -> int:
                         help="pages executed at a time, each kernel with cores/N threads (default: the cores, at most 4)")
     parser.add_argument("--recompute", action="store_true",
                         help="execute every page and recompute every cached result (the page cache is refilled)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def _selected(args: argparse.Namespace, all_pages: list[Page]) -> list[Page]:
+    """The pages of the profile, or those named by ``--only`` (in any profile)."""
+    if not args.only:
+        return [p for p in all_pages if args.profile in p.profiles]
+    unknown = [n for n in args.only if n not in {p.name for p in all_pages}]
+    if unknown:
+        raise UsageError(f"--only: unknown page(s) {', '.join(unknown)}; "
+                         f"pages: {', '.join(p.name for p in all_pages)}")
+    return [p for p in all_pages if p.name in args.only]
+
+
+def _checked_sources(pages: list[Page], src_dir: Path, overrides: dict) -> dict[str, tuple[Path, dict[str, str]]]:
+    """Convert and check every page before anything runs (a misspelt key costs no minutes); the
+    overrides each page takes are merged into its parameters."""
+    sources: dict[str, tuple[Path, dict[str, str]]] = {}
+    for page in pages:
+        source_ipynb = convert(page, src_dir)
+        check_parameters(source_ipynb, page)
+        sources[page.name] = (source_ipynb, declared_parameters(source_ipynb))
+    taken = check_overrides({name: declared for name, (_, declared) in sources.items()}, overrides)
+    for page in pages:
+        page.params = {**page.params, **taken[page.name]}
+        left_out = sorted(set(overrides) - set(taken[page.name]))
+        if left_out:
+            print(f"[param] {page.name} has no parameter {', '.join(left_out)}; it runs without it")
+    return sources
+
+
+def _execute_all(pages: list[Page], sources: dict, stage: Path, results: list[Result], args: argparse.Namespace,
+                 cache) -> None:
+    """Reuse or execute and finish each page, appending to ``results`` in the order of ``pages``;
+    one error naming every failed page. Pages run ``--jobs`` at a time, longest first."""
+
+    def done(r: Result) -> None:
+        if r.error is None:
+            finish_page(r.page, stage / f"{r.page.name}.ipynb", *sources[r.page.name], stage)
+
+    ran = run_pages(cache, order(pages, recorded_seconds(cache)), sources, stage, args.jobs or default_jobs(), done,
+                    args.fail_fast)
+    results.extend(sorted(ran, key=lambda r: [p.name for p in pages].index(r.page.name)))
+    report(results)
+    failures = [r for r in results if r.error]
+    if failures:
+        raise BuildError(
+            f"{len(failures)} of {len(pages)} notebook(s) failed; no HTML was built.\n\n"
+            + "\n\n".join(r.error for r in failures if r.error)
+        )
+
+
+def _print_timings(results: list[Result], html_seconds: float | None, t0: float, out: Path, stage: Path,
+                   index: Path | None) -> None:
+    print("\nnotebook timings:")
+    for r in results:
+        print(f"  {r.page.name:<40} {r.seconds:8.1f} s" + ("  (reused from the page cache)" if r.reused else ""))
+    if html_seconds is not None:
+        print(f"  {'(jupyter-book build)':<40} {html_seconds:8.1f} s")
+    print(f"  {'(total)':<40} {time.perf_counter() - t0:8.1f} s")
+    print(f"timings: {out / 'timings.json'}")
+    print(f"book: {index}" if index else f"executed notebooks: {stage} (HTML skipped)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
     t0 = time.perf_counter()
     out = args.out.resolve()
     stage, src_dir = out / "stage", out / "src"
@@ -55,50 +119,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         overrides = parse_overrides(args.param)
         all_pages = load_pages(args.profile)
-        pages = [p for p in all_pages if args.profile in p.profiles]
-        if args.only:
-            unknown = [n for n in args.only if n not in {p.name for p in all_pages}]
-            if unknown:
-                raise UsageError(f"--only: unknown page(s) {', '.join(unknown)}; "
-                                 f"pages: {', '.join(p.name for p in all_pages)}")
-            pages = [p for p in all_pages if p.name in args.only]  # named pages run in any profile
-        # Convert and check every page before anything runs: a misspelt key costs no minutes.
-        sources: dict[str, tuple[Path, dict[str, str]]] = {}
-        for page in pages:
-            source_ipynb = convert(page, src_dir)
-            check_parameters(source_ipynb, page)
-            sources[page.name] = (source_ipynb, declared_parameters(source_ipynb))
-        taken = check_overrides({name: declared for name, (_, declared) in sources.items()}, overrides)
-        for page in pages:
-            page.params = {**page.params, **taken[page.name]}
-            left_out = sorted(set(overrides) - set(taken[page.name]))
-            if left_out:
-                print(f"[param] {page.name} has no parameter {', '.join(left_out)}; it runs without it")
+        pages = _selected(args, all_pages)
+        sources = _checked_sources(pages, src_dir, overrides)
         cache = open_cache(args.recompute)
         others = [p for p in all_pages if args.only and args.profile in p.profiles and p not in pages]
-        reused, reused_sources = cached_others(cache, others, src_dir)
-        sources.update(reused_sources)
-        skipped = [p.name for p in all_pages if p not in pages + reused]
+        reused, reused_sources = cached_others(cache, others, src_dir)  # --only: the rest of the book
+        pages, sources = pages + reused, {**sources, **reused_sources}
+        skipped = [p.name for p in all_pages if p not in pages]
         if skipped:
             print(f"[stage] not built in this run (dropped from the toc): {skipped}")
-        stage_sources(stage, all_pages, pages + reused, partial=bool(args.only))
+        stage_sources(stage, all_pages, pages, partial=bool(args.only))
         print(f"[stage] {stage}  (kernel {KERNEL!r} runs {check_kernel()})", flush=True)
-
-        def done(r: Result) -> None:
-            if r.error is None:
-                finish_page(r.page, stage / f"{r.page.name}.ipynb", *sources[r.page.name], stage)
-
-        ran = run_pages(cache, order(pages + reused, recorded_seconds(cache)), sources, stage,
-                        args.jobs or default_jobs(), done, args.fail_fast)
-        results[:] = sorted(ran, key=lambda r: [p.name for p in pages + reused].index(r.page.name))
-        failures = [r for r in results if r.error]
-        report(results)
-
-        if failures:
-            raise BuildError(
-                f"{len(failures)} of {len(pages)} notebook(s) failed; no HTML was built.\n\n"
-                + "\n\n".join(r.error for r in failures if r.error)
-            )
+        _execute_all(pages, sources, stage, results, args, cache)
         fill_course_page(stage, all_pages, results)
 
         from residual_response.pages.plots import write_vega_bundle
@@ -119,15 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if results or html_seconds is not None:
             write_timings(out, args.profile, results, html_seconds, t0)
-
-    print("\nnotebook timings:")
-    for r in results:
-        print(f"  {r.page.name:<40} {r.seconds:8.1f} s" + ("  (reused from the page cache)" if r.reused else ""))
-    if html_seconds is not None:
-        print(f"  {'(jupyter-book build)':<40} {html_seconds:8.1f} s")
-    print(f"  {'(total)':<40} {time.perf_counter() - t0:8.1f} s")
-    print(f"timings: {out / 'timings.json'}")
-    print(f"book: {index}" if index else f"executed notebooks: {stage} (HTML skipped)")
+    _print_timings(results, html_seconds, t0, out, stage, index)
     return 0
 
 

@@ -184,8 +184,7 @@ def run_bench(
             ``naive_growth_max_T``, default ``T``, as they cost the most).
         quick: only recorded (:data:`QUICK` holds the settings of a smoke test; its thread scaling
             runs at T = 8 with 2 seeds).
-        thread_counts: also time the canonical induction job at each of these thread counts
-            (:func:`~.threads.thread_scaling`, wall clock, ``repeats`` times); ``None``: skip.
+        thread_counts: also time the canonical job at these thread counts (:func:`~.threads.thread_scaling`).
         log: progress lines (``None``: quiet).
     """
     say = log or (lambda _msg: None)
