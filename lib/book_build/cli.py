@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from .cache import cached_others, open_cache, recorded_seconds, report
-from .config import KERNEL, PROFILES, BuildError, Page, Result, UsageError, load_pages
+from .config import KERNEL, PROFILES, BuildError, Page, Result, UsageError, load_costs, load_pages
 from .execute import check_kernel, convert, finish_page
 from .html import build_html, check_no_cdn
 from .parallel import default_jobs, order, run_pages
@@ -84,8 +84,8 @@ def _execute_all(pages: list[Page], sources: dict, stage: Path, results: list[Re
         if r.error is None:
             finish_page(r.page, stage / f"{r.page.name}.ipynb", *sources[r.page.name], stage)
 
-    ran = run_pages(cache, order(pages, recorded_seconds(cache)), sources, stage, args.jobs or default_jobs(), done,
-                    args.fail_fast)
+    ran = run_pages(cache, order(pages, {**load_costs(), **recorded_seconds(cache)}), sources, stage,
+                    args.jobs or default_jobs(), done, args.fail_fast)
     results.extend(sorted(ran, key=lambda r: [p.name for p in pages].index(r.page.name)))
     report(results)
     failures = [r for r in results if r.error]

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 __all__ = ["REPO", "BOOK", "PAGES_FILE", "KERNEL", "PROFILES", "BuildError", "UsageError", "Page", "Result",
-           "load_pages"]
+           "load_pages", "load_costs"]
 
 #: The checkout the build runs in (this package lives in its ``lib/``).
 REPO = Path(__file__).resolve().parents[2]
@@ -114,3 +114,11 @@ def load_pages(profile: str, pages_file: Path = PAGES_FILE) -> list[Page]:
         if (BOOK / f"{p.name}.md").exists() or (BOOK / f"{p.name}.ipynb").exists():
             raise BuildError(f"{pages_file.name}: {p.name} clashes with a prose page in book/")
     return pages
+
+
+def load_costs(pages_file: Path = PAGES_FILE) -> dict[str, float]:
+    """``costs:`` of ``pages_file``: page name -> rough seconds, to start the longest pages first."""
+    costs = (yaml.safe_load(pages_file.read_text()) or {}).get("costs") or {}
+    if not isinstance(costs, dict) or not all(isinstance(v, (int, float)) for v in costs.values()):
+        raise BuildError(f"{pages_file.name}: costs must map page names to seconds")
+    return {str(k): float(v) for k, v in costs.items()}

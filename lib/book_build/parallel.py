@@ -8,8 +8,8 @@ page that needs a result another page is computing wait for it instead of comput
 
 Each worker is a separate process (``spawn``) that runs :func:`.cache.run_page` for one page at
 a time; the kernel it starts inherits ``OMP_NUM_THREADS`` = cores // jobs. Pages start longest
-first (:func:`order`), by the time the page cache recorded for them, so that the last page to
-finish is a short one.
+first (:func:`order`), by the time the page cache recorded for them, else by ``costs:`` in
+``book/pages.yml``, so that the last page to finish is a short one.
 """
 
 from __future__ import annotations
