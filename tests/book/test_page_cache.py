@@ -82,3 +82,15 @@ def test_a_page_is_keyed_by_the_models_its_parameters_and_pages_yml_name(tmp_pat
     assert set(key["models"]) == set(pc.page_models(page, declared)) and key["versions"]["torch"]
     page.inputs = ("bench.json",)
     assert "bench.json" in pc.page_key(page, declared)["inputs"]
+
+
+def test_pages_start_longest_first_unknown_ones_before():
+    from book_build.parallel import order
+
+    pages = [_page() for _ in range(4)]
+    for p, name in zip(pages, "abcd"):
+        p.name = name
+    assert [p.name for p in order(pages, {"a": 1.0, "b": 30.0, "d": 5.0})] == ["c", "b", "d", "a"]
+    costs = build_book.load_costs()
+    assert set(costs) <= {p.name for prof in build_book.PROFILES for p in build_book.load_pages(prof)}
+    assert costs["cross-checks"] > costs["performance"] > 0
