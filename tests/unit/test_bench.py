@@ -20,6 +20,7 @@ from residual_response.bench import (
     BenchRecord,
     Clock,
     RecordError,
+    describe_run,
     floor_table,
     gpu_estimates,
     timing_numbers,
@@ -159,6 +160,7 @@ def test_thread_scaling_times_the_canonical_job_at_each_count_and_reads_back(tmp
     assert rec.targets_met["thread_speedup"] == (ts.speedup >= rec.targets["thread_speedup"])
     back = load_record(write_json(rec, tmp_path / "b.json"))
     assert back.thread_scaling == ts
+    assert "times faster (target 1.8" in describe_run(back, "a test")
     assert run_bench(lm, T=2, repeats=1, growth_T=(2,), section=False, log=None).thread_scaling is None
 
 
