@@ -25,6 +25,7 @@ classes, numpy arrays, pandas frames and plain Python values.
 Two kinds of use:
 
 * :func:`cached` keeps one result under an explicit key (:mod:`.headline` keeps its file so);
+* inside :func:`fresh` every result is computed and stored, never read (a page's timed steps);
 * :func:`memoize` wraps a library function (:func:`.engine.compute_response`,
   :func:`.induction.induction_scores`): while the store is switched on
   (``RESIDUAL_RESPONSE_RESULTS_CACHE=1``, which the book's build sets for every page it executes,
@@ -57,7 +58,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 __all__ = ["ENV_SWITCH", "ENV_RECOMPUTE", "ResultsCacheWarning", "Unkeyable", "results_dir", "library_source",
-           "model_identity", "key_of", "cached", "memoize", "switched", "enabled", "read_entry"]
+           "model_identity", "key_of", "cached", "memoize", "switched", "fresh", "enabled", "read_entry"]
 
 #: ``"1"`` switches the store on for :func:`memoize`-d calls (the book's build sets it for its pages)
 ENV_SWITCH = "RESIDUAL_RESPONSE_RESULTS_CACHE"
@@ -92,6 +93,23 @@ def switched(on: bool) -> Iterator[None]:
         yield
     finally:
         _SWITCH.reset(token)
+
+
+_FRESH: contextvars.ContextVar[bool] = contextvars.ContextVar("results_cache_fresh", default=False)
+
+
+@contextlib.contextmanager
+def fresh() -> Iterator[None]:
+    """Inside the block, results are computed and stored, never read: what a page times is real work.
+
+    Why: a page that reports how long a step took (the model pages' cost tables, from which the
+    paper models' times are estimated) would otherwise report the time of reading a file.
+    """
+    token = _FRESH.set(True)
+    try:
+        yield
+    finally:
+        _FRESH.reset(token)
 
 
 def results_dir() -> Path:
@@ -275,7 +293,7 @@ _MISSING = object()
 
 def _read(path: Path, what: dict, valid: dict) -> Any:
     """The value of a valid entry at ``path``, else ``_MISSING`` (a damaged one with a warning)."""
-    if not _ours(path):
+    if _FRESH.get() or not _ours(path):
         return _MISSING
     try:
         header, value = read_entry(path)
@@ -285,7 +303,7 @@ def _read(path: Path, what: dict, valid: dict) -> Any:
         return _MISSING
     if header.get("format") != FORMAT or header.get("what") != what or header.get("valid") != valid:
         return _MISSING
-    return _MISSING if _recompute(header) else value
+    return _MISSING if _FRESH.get() or _recompute(header) else value
 
 
 def _recompute(header: dict) -> bool:

@@ -152,3 +152,16 @@ def test_keys_say_what_a_value_is():
     assert t["shape"] == [2] and t != rc.key_of(torch.tensor([1, 3]))["tensor"]
     with pytest.raises(rc.Unkeyable):
         rc.key_of(object())
+
+
+def test_a_timed_step_computes_afresh_and_stores(store):
+    from residual_response.pages.tables import timed
+
+    calls, compute = _counter()
+    rc.cached("demo", {"x": 1}, compute)
+    steps = {}
+    with timed(steps, "step"):
+        rc.cached("demo", {"x": 1}, compute)  # the page times real work, not a read
+    assert calls["n"] == 2 and steps["step"] > 0
+    rc.cached("demo", {"x": 1}, compute)
+    assert calls["n"] == 2
