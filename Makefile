@@ -6,6 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export RESIDUAL_RESPONSE_CACHE ?= $(CURDIR)/.cache
 export PYTHONUNBUFFERED := 1
+# Idle OpenMP threads sleep instead of spinning: on a machine with other work, spinning threads
+# made two threads 2-4x slower than one (lib/residual_response/threads.py).
+export OMP_WAIT_POLICY ?= PASSIVE
 BOOK_OUT ?= _build/book
 CI_OUT ?= _build/ci
 # The course copy of the book: every page at the small (ci) values, whose student notebooks run on a laptop.
@@ -13,6 +16,17 @@ COURSE_OUT ?= _build/course
 # A second model cache and build for the lowest-SIMD run (trained models depend on the kernels).
 LOW_CACHE ?= $(CURDIR)/.cache-lowest-simd
 LOW_OUT ?= _build/ci-lowest-simd
+
+# Test processes side by side (pytest-xdist, a file per worker at a time), each with one thread:
+# on 2 cores two single-threaded processes do more than one process with two threads.
+# `make test PYTEST_WORKERS=0` runs the tests in one process.
+PYTEST_WORKERS ?= $(shell n=$$(nproc); echo $$(( n > 4 ? 4 : n )))
+ifeq ($(PYTEST_WORKERS),0)
+XDIST :=
+else
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile
+endif
+PYTEST := $(if $(XDIST),env OMP_NUM_THREADS=1 )$(PY) -m pytest $(XDIST)
 
 .PHONY: install book course notebooks test test-unit test-lowest-simd bench clean
 
@@ -30,8 +44,11 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 install: $(VENV)/.installed
 
 ## The main job: execute every notebook with the published parameters and build the HTML book.
+## Pages whose code, parameters, library, versions and model weights are unchanged are reused from
+## the page cache ($(RESIDUAL_RESPONSE_CACHE)/pages); `make book BOOK_FLAGS=--recompute` executes all.
+BOOK_FLAGS ?=
 book: install
-	$(PY) scripts/build_book.py --profile publish --out $(BOOK_OUT)
+	$(PY) scripts/build_book.py --profile publish --out $(BOOK_OUT) $(BOOK_FLAGS)
 
 ## The course copy of the book (ci values: minutes on a 2-core laptop), with its student notebooks.
 course: install
@@ -47,18 +64,20 @@ notebooks: install
 ## Everything CI checks: unit + integration tests, the notebooks (CI parameters) under nbval,
 ## the built pages in headless Chromium, every student notebook run with its stubs empty and
 ## filled (tests/book/test_student_notebooks.py), and the claim-bearing tests at the lowest SIMD level.
+## The ci build may reuse pages from the page cache; nbval then executes every notebook afresh,
+## without the results cache, and compares it with the build's outputs.
 test: install
 	bash scripts/install_chromium.sh
 	$(PY) scripts/build_book.py --profile ci --out $(CI_OUT)
-	BOOK_HTML_DIR=$(CI_OUT)/stage/_build/html $(PY) -m pytest -q -ra tests
-	$(PY) -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $(CI_OUT)/stage/*.ipynb
+	BOOK_HTML_DIR=$(CI_OUT)/stage/_build/html $(PYTEST) -q -ra tests
+	RESIDUAL_RESPONSE_RESULTS_CACHE=0 $(PYTEST) -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $(CI_OUT)/stage/*.ipynb
 	$(MAKE) --no-print-directory test-lowest-simd
 
 ## As on a CPU with the narrowest vector units: the unit tests, and the toy-model page with a toy
 ## trained afresh there (its own cache), whose weights, like the native cache's, must hash to the
 ## committed toy.EXPECTED_WEIGHTS_SHA256.
 test-lowest-simd: install
-	RESIDUAL_RESPONSE_CACHE=$(LOW_CACHE) bash scripts/lowest_simd.sh $(PY) -m pytest -q tests/unit
+	RESIDUAL_RESPONSE_CACHE=$(LOW_CACHE) bash scripts/lowest_simd.sh $(PYTEST) -q tests/unit
 	rm -rf $(LOW_CACHE)/models/toy-gpt2
 	RESIDUAL_RESPONSE_CACHE=$(LOW_CACHE) bash scripts/lowest_simd.sh $(PY) scripts/build_book.py --profile ci --only toy-model --skip-html --out $(LOW_OUT)
 	$(PY) scripts/check_toy_portable.py $(RESIDUAL_RESPONSE_CACHE) $(LOW_CACHE)

@@ -11,7 +11,9 @@ written into the JSON, a typed record with a ``schema_version``). ``make bench``
 the wall clock, the only one on a GPU. The book's performance page reads the result. A full run on
 smollm2-135m (T=40: three repeats of the one-tensor times, one of the section map over every l0
 and of the growth up to T=80) takes about 30-45 minutes on one CPU thread; ``--quick`` is a smoke
-test of a minute or two.
+test of a minute or two. On the CPU the run also times the canonical induction job at one thread
+and at every core (``--thread-scaling``, wall clock: ``thread_scaling`` in the record, its ratio
+against the target 1.8).
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--floor-schedules", default=None,
                         help=f"comma-separated floor schedules (default {','.join(FLOOR_SCHEDULES)})")
     parser.add_argument("--no-section", action="store_true", help="skip the section map")
+    parser.add_argument("--thread-scaling", type=_ints, default=[1, 0],
+                        help="also time the canonical induction job at these thread counts, wall clock "
+                             "(default 1,0; 0 = every core; empty: skip)")
     args = parser.parse_args(argv)
 
     settings = dict(T=40, repeats=3, growth_T=(10, 20, 40, 80), floor_schedules=FLOOR_SCHEDULES)
@@ -75,13 +80,16 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("RESIDUAL_RESPONSE_CACHE", str(Path(__file__).resolve().parent.parent / ".cache"))
     from residual_response.models import ModelUnavailableError
+    from residual_response.threads import available_cores
 
     start = time.perf_counter()
     try:
         record = run_bench(
             args.model, device=args.device, dtype=args.dtype, threads=args.threads or None, eps=args.eps,
             seed=args.seed, naive_l0=args.naive_l0, section=not args.no_section, quick=args.quick,
-            clock=args.clock, section_repeats=args.section_repeats, growth_repeats=args.growth_repeats, **settings,
+            clock=args.clock, section_repeats=args.section_repeats, growth_repeats=args.growth_repeats,
+            thread_counts=[n or available_cores() for n in args.thread_scaling] if args.device == "cpu" else None,
+            **settings,
         )
     except (ValueError, TypeError, ModelUnavailableError) as exc:  # bad input: one line, exit status 2
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
@@ -92,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[bench] wrote {args.out}: speedup {record.speedup:.2f}x, floor fraction {record.floor_fraction:.2f}, "
           f"max rel diff {record.max_rel_diff:.1e}"
           + (f"; section map speedup {sm.speedup:.2f}x, floor fraction {sm.floor_fraction:.2f}" if sm else "")
+          + (f"; {record.thread_scaling.threads[-1]} threads {record.thread_scaling.speedup:.2f}x faster than 1"
+             if record.thread_scaling and record.thread_scaling.speedup else "")
           + f"; peak RSS {record.peak_mem_mb:.0f} MB; {record.bench_wall_s:.0f} s in all")
     return 0
 

@@ -1,7 +1,7 @@
 """Build the book: execute its notebooks with papermill, then run Jupyter Book on the result.
 
     python scripts/build_book.py --profile {ci,publish} --out _build [--only PAGE ...] \
-        [--param KEY=YAML ...] [--skip-html]
+        [--param KEY=YAML ...] [--skip-html] [--jobs N] [--recompute]
 
 ``--only`` builds the named pages (prose pages are always staged); ``--param KEY=YAML`` overrides
 one parameter of every page built that declares it, its value parsed as YAML (``--param T=20``,
@@ -28,6 +28,11 @@ HTML table output turned into a numbered, captioned MyST ``{table}`` (see ``capt
 The prose page ``instructor.md`` gets the table of pages, exercises and measured run times of
 this build in place of its ``<!-- build: course-table -->`` line.
 
+A page whose code, parameters, library source, package versions and model weights are those of
+an entry of the page cache (``$RESIDUAL_RESPONSE_CACHE/pages``, :mod:`.cache`) is not executed:
+its stored outputs are merged into the current notebook. ``--recompute`` executes every page.
+With ``--only``, the other pages of the profile are taken from the cache where it has them.
+
 Result: ``<out>/stage/_build/html/index.html``; per-notebook times in ``<out>/timings.json``.
 Exits 2 with one ``error:`` line on bad input (an unknown page or parameter, a malformed
 ``--param``, a parameter value a page rejects); 1, with one message naming the notebook and the
@@ -40,6 +45,8 @@ Modules, in the order a build uses them:
 - :mod:`.params`   declared parameters, ``--param`` overrides, the parameter box
 - :mod:`.stage`    the staging folder, the pruned toc, the instructor page's course table
 - :mod:`.execute`  the kernel, papermill, and what the build adds to each executed page
+- :mod:`.cache`    the page cache: a page is executed again only when what it depends on changed
+- :mod:`.parallel` pages side by side (``--jobs``), longest first
 - :mod:`.exercises` the build-it-yourself exercises' cell tags, and the check that the page's solutions pass
 - :mod:`.markdown` MyST roles and directives as plain Markdown, for the student notebooks
 - :mod:`.student`  the exercise notebook without solutions

@@ -9,10 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-from .config import KERNEL, PROFILES, BuildError, Page, Result, UsageError, load_pages
-from .execute import check_kernel, convert, execute, finish_page
+from .cache import cached_others, open_cache, recorded_seconds, report
+from .config import KERNEL, PROFILES, BuildError, Page, Result, UsageError, load_costs, load_pages
+from .execute import check_kernel, convert, finish_page
 from .html import build_html, check_no_cdn
 from .markdown import BookIndex, book_index
+from .parallel import default_jobs, order, run_pages
 from .params import check_overrides, check_parameters, declared_parameters, parse_overrides
 from .stage import fill_course_page, machine_description, stage_sources
 
@@ -39,6 +41,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="override one parameter of every page built (value parsed as YAML); repeatable")
     parser.add_argument("--skip-html", action="store_true", help="execute notebooks, skip jupyter-book")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing notebook")
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="pages executed at a time, each kernel with cores/N threads (default: the cores, at most 4)")
+    parser.add_argument("--recompute", action="store_true",
+                        help="execute every page and recompute every cached result (the page cache is refilled)")
     return parser.parse_args(argv)
 
 
@@ -70,16 +76,19 @@ def _checked_sources(pages: list[Page], src_dir: Path, overrides: dict) -> dict[
     return sources
 
 
-def _execute_all(pages: list[Page], sources: dict, stage: Path, results: list[Result], fail_fast: bool,
-                 index: BookIndex | None = None) -> None:
-    """Execute and finish each page, appending to ``results``; one error naming every failed page."""
-    for page in pages:
-        source_ipynb, declared = sources[page.name]
-        results.append(execute(page, source_ipynb, stage))
-        if results[-1].error is None:
-            finish_page(page, stage / f"{page.name}.ipynb", source_ipynb, declared, stage, index)
-        elif fail_fast:
-            break
+def _execute_all(pages: list[Page], sources: dict, stage: Path, results: list[Result], args: argparse.Namespace,
+                 cache, index: BookIndex | None = None) -> None:
+    """Reuse or execute and finish each page, appending to ``results`` in the order of ``pages``;
+    one error naming every failed page. Pages run ``--jobs`` at a time, longest first."""
+
+    def done(r: Result) -> None:
+        if r.error is None:
+            finish_page(r.page, stage / f"{r.page.name}.ipynb", *sources[r.page.name], stage, index)
+
+    ran = run_pages(cache, order(pages, {**load_costs(), **recorded_seconds(cache)}), sources, stage,
+                    args.jobs or default_jobs(), done, args.fail_fast)
+    results.extend(sorted(ran, key=lambda r: [p.name for p in pages].index(r.page.name)))
+    report(results)
     failures = [r for r in results if r.error]
     if failures:
         raise BuildError(
@@ -92,7 +101,7 @@ def _print_timings(results: list[Result], html_seconds: float | None, t0: float,
                    index: Path | None) -> None:
     print("\nnotebook timings:")
     for r in results:
-        print(f"  {r.page.name:<40} {r.seconds:8.1f} s")
+        print(f"  {r.page.name:<40} {r.seconds:8.1f} s" + ("  (reused from the page cache)" if r.reused else ""))
     if html_seconds is not None:
         print(f"  {'(jupyter-book build)':<40} {html_seconds:8.1f} s")
     print(f"  {'(total)':<40} {time.perf_counter() - t0:8.1f} s")
@@ -113,13 +122,17 @@ def main(argv: list[str] | None = None) -> int:
         all_pages = load_pages(args.profile)
         pages = _selected(args, all_pages)
         sources = _checked_sources(pages, src_dir, overrides)
+        cache = open_cache(args.recompute)
+        others = [p for p in all_pages if args.only and args.profile in p.profiles and p not in pages]
+        reused, reused_sources = cached_others(cache, others, src_dir)  # --only: the rest of the book
+        pages, sources = pages + reused, {**sources, **reused_sources}
         skipped = [p.name for p in all_pages if p not in pages]
         if skipped:
             print(f"[stage] not built in this run (dropped from the toc): {skipped}")
         stage_sources(stage, all_pages, pages, partial=bool(args.only))
         links = book_index()
         print(f"[stage] {stage}  (kernel {KERNEL!r} runs {check_kernel()})", flush=True)
-        _execute_all(pages, sources, stage, results, args.fail_fast, links)
+        _execute_all(pages, sources, stage, results, args, cache, links)
         fill_course_page(stage, all_pages, results)
 
         from residual_response.pages.plots import write_vega_bundle
@@ -150,7 +163,8 @@ def write_timings(out: Path, profile: str, results: list[Result], html_seconds: 
         "profile": profile,
         "machine": machine_description(),
         "notebooks": {
-            r.page.name: {"seconds": round(r.seconds, 2), "ok": r.error is None, "params": r.page.params}
+            r.page.name: {"seconds": round(r.seconds, 2), "cpu_seconds": r.cpu_seconds, "reused": r.reused,
+                          "ok": r.error is None, "params": r.page.params}
             for r in results
         },
         "html_build_seconds": None if html_seconds is None else round(html_seconds, 2),

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 __all__ = ["REPO", "BOOK", "PAGES_FILE", "KERNEL", "PROFILES", "BuildError", "UsageError", "Page", "Result",
-           "load_pages"]
+           "load_pages", "load_costs"]
 
 #: The checkout the build runs in (this package lives in its ``lib/``).
 REPO = Path(__file__).resolve().parents[2]
@@ -54,6 +54,8 @@ class Page:
     timeout: int
     profiles: tuple[str, ...]
     template: bool = False  # expanded from an `each` entry: one source, several pages
+    models: tuple[str, ...] = ()  # models the page loads that no parameter names (the page cache's key)
+    inputs: tuple[str, ...] = ()  # files (repository paths) the page reads (the page cache's key)
 
 
 @dataclass
@@ -62,6 +64,9 @@ class Result:
     seconds: float
     error: str | None = None
     output: Path | None = None
+    reused: bool = False  # taken from the page cache (seconds: those of the run that computed it)
+    cpu_seconds: float | None = None  # CPU time of the page's kernel, all threads
+    executed_on: str | None = None  # when a reused page was computed
 
 
 def load_pages(profile: str, pages_file: Path = PAGES_FILE) -> list[Page]:
@@ -71,7 +76,7 @@ def load_pages(profile: str, pages_file: Path = PAGES_FILE) -> list[Page]:
     pages: list[Page] = []
     for i, entry in enumerate(spec.get("pages") or []):
         where = f"{pages_file.name}: pages[{i}]"
-        unknown = set(entry) - {"name", "source", "params", "profiles", "timeout", "each"}
+        unknown = set(entry) - {"name", "source", "params", "profiles", "timeout", "each", "models", "inputs"}
         if unknown or "name" not in entry or "source" not in entry:
             raise BuildError(f"{where}: needs name and source; unknown keys {sorted(unknown)}")
         params = entry.get("params") or {}
@@ -94,6 +99,8 @@ def load_pages(profile: str, pages_file: Path = PAGES_FILE) -> list[Page]:
                     timeout=int(entry.get("timeout", default_timeout)),
                     profiles=profiles,
                     template=bool(entry.get("each")),
+                    models=tuple(entry.get("models") or ()),
+                    inputs=tuple(entry.get("inputs") or ()),
                 )
             )
     names = [p.name for p in pages]
@@ -107,3 +114,11 @@ def load_pages(profile: str, pages_file: Path = PAGES_FILE) -> list[Page]:
         if (BOOK / f"{p.name}.md").exists() or (BOOK / f"{p.name}.ipynb").exists():
             raise BuildError(f"{pages_file.name}: {p.name} clashes with a prose page in book/")
     return pages
+
+
+def load_costs(pages_file: Path = PAGES_FILE) -> dict[str, float]:
+    """``costs:`` of ``pages_file``: page name -> rough seconds, to start the longest pages first."""
+    costs = (yaml.safe_load(pages_file.read_text()) or {}).get("costs") or {}
+    if not isinstance(costs, dict) or not all(isinstance(v, (int, float)) for v in costs.values()):
+        raise BuildError(f"{pages_file.name}: costs must map page names to seconds")
+    return {str(k): float(v) for k, v in costs.items()}

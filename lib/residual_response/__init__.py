@@ -54,6 +54,8 @@ Benchmark, files and command line
   - :mod:`.provenance`    what made a result file (versions, weights hash, parameters, times)
   - :mod:`.resultfile`    the kind of a result file, read back with one clear error
   - :mod:`.progress`      one progress bar per job, its total from the batch plan
+  - :mod:`.threads`       CPU threads: how many, and idle OpenMP threads that sleep instead of spinning
+  - :mod:`.results_cache` results computed once and kept: a verified, keyed store of expensive calls
   - :mod:`.checks`        the validators of every public argument (:class:`~.errors.InputError`), and of results before they leave
   - :mod:`.errors`        ``InputError``: a value the caller got wrong (the command line's exit status 2)
   - :mod:`.version`       the library's version
@@ -64,8 +66,12 @@ Benchmark, files and command line
 The book's build (``scripts/build_book.py``) is the package ``book_build`` beside this one in ``lib/``.
 """
 
-from .models import LoadedModel, ModelUnavailableError, load_model, model_names
-from .engine import ResponseResult, response
-from .version import __version__
+from .threads import passive_waits as _passive_waits
+
+_passive_waits()  # before torch is imported below: idle OpenMP threads sleep (see .threads)
+
+from .models import LoadedModel, ModelUnavailableError, load_model, model_names  # noqa: E402
+from .engine import ResponseResult, response  # noqa: E402
+from .version import __version__  # noqa: E402
 
 __all__ = ["LoadedModel", "ModelUnavailableError", "load_model", "model_names", "ResponseResult", "response"]

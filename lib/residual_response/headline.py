@@ -3,14 +3,14 @@
 Why one source: the book quotes each model's emergence layer on several pages. Computed on each
 page at that page's own sequence length and number of seeds, the "same" number differed from
 page to page. Here it is computed once, at :data:`.canonical.CANONICAL`, written to one results
-file per model in the cache (``cache_dir()/results/headline-<model>.json``), and every page that
-quotes it reads that file. The file is keyed by the setting, the library version and the hash
-of the model's weights: a key that no longer matches is recomputed, a damaged file too.
+file per model in the cache (``cache_dir()/results/headline-<model>.json``, an entry of
+:mod:`.results_cache`), and every page that quotes it reads that file. The file is keyed by the
+setting, the hash of the model's weights, the library's source and the versions of torch,
+transformers and numpy: a key that no longer matches is recomputed, a damaged file too.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from dataclasses import asdict, dataclass, fields
@@ -90,21 +90,26 @@ class Headline(KeyAccess):
 
 
 def headline_path(model: str) -> Path:
-    """The results file of ``model`` (a registry name)."""
-    from .models import cache_dir
+    """The results file of ``model`` (a registry name): an entry of :mod:`.results_cache`."""
+    from .results_cache import results_dir
 
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
-    return cache_dir() / "results" / f"headline-{safe}.json"
+    return results_dir() / f"headline-{safe}.json"
 
 
 def _key(lm) -> dict:
     from .induction import CONTROLS
     from .provenance import weights_hash
+    from .results_cache import Unkeyable, model_identity
     from .version import __version__
 
+    try:
+        weights = model_identity(lm)["weights"]  # hashed once per model and state of its weights
+    except Unkeyable:
+        weights = weights_hash(lm)
     return {"version": HEADLINE_VERSION, "setting": dict(CANONICAL), "regime_sweep": dict(REGIME_SWEEP),
             "baseline": CONTROLS[0], "n_boot": HEADLINE_N_BOOT, "library": __version__,
-            "weights": weights_hash(lm), "dtype": str(lm.dtype).replace("torch.", "")}
+            "weights": weights, "dtype": str(lm.dtype).replace("torch.", "")}
 
 
 def _finite(x):
@@ -122,21 +127,22 @@ def headline(lm) -> Headline:
         ``None`` when the score does not rise; ``regime`` is the universal-regime window at the
         last stream (:func:`regime_window`).
     """
-    from .attention import induction_attention_scores, top_heads
     from .checks import check_model
-    from .induction import induction_scores
-    from .io import write_json_atomic
-    from .provenance import RunClock, collect
+    from .results_cache import cached
 
     check_model(lm)
-    path = headline_path(lm.name)
     key = _key(lm)
-    try:
-        cached = json.loads(path.read_text())
-        if cached.get("key") == key and set(cached) == {f.name for f in fields(Headline)}:
-            return Headline(**cached)
-    except (OSError, ValueError, AttributeError):
-        pass  # missing or damaged: compute it
+    data = cached("headline", key, lambda: _compute(lm, key), codec="json", name=headline_path(lm.name).stem,
+                  valid={"fields": [f.name for f in fields(Headline)]})
+    return Headline(**data)
+
+
+def _compute(lm, key: dict) -> dict:
+    """The headline file's content: the canonical induction result and the regime window of ``lm``."""
+    from .attention import induction_attention_scores, top_heads
+    from .induction import induction_scores
+    from .provenance import RunClock, collect
+
     clock = RunClock()
     res = induction_scores(lm, T=CANONICAL["T"], seeds=CANONICAL["seeds"], eps=CANONICAL["eps"],
                            l0=CANONICAL["layer"], n_boot=HEADLINE_N_BOOT)
@@ -165,9 +171,7 @@ def headline(lm) -> Headline:
                                 "layer": CANONICAL["layer"], "n_boot": HEADLINE_N_BOOT, "method": "finite",
                                 "control": res.control}, clock=clock),
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, out.to_json_dict())
-    return out
+    return out.to_json_dict()
 
 
 #: the sequences and sources of :func:`linearity_check`

@@ -56,6 +56,7 @@ from .engine.plan import planned_passes
 from .induction_result import InductionResult, SectionMap, StripeData
 from .models import LoadedModel
 from .progress import Progress, as_progress
+from .results_cache import memoize
 from .rise import EMERGENCE_THRESHOLD, MIN_RISE, Rise, emergence_layer, half_rise_layer, rise_of
 from .sequences import InductionLayout, _draw, check_length, fits_context, induction_layout
 from .stats import bootstrap_ratio
@@ -469,8 +470,10 @@ def induction_scores(lm: LoadedModel, T: int = 20, seeds: Sequence[int] | int = 
     return run_induction(lm, setting, progress)
 
 
+@memoize("induction_scores", ignore=("progress",))
 def run_induction(lm: LoadedModel, setting: InductionSetting, progress: "bool | Progress" = False) -> InductionResult:
-    """:func:`induction_scores` of a validated setting (nothing is checked again)."""
+    """:func:`induction_scores` of a validated setting (nothing is checked again); kept in the
+    results cache while it is switched on (:mod:`.results_cache`), keyed by the model and the setting."""
     stripes = stripes_of(lm, setting, progress)
     res = scores_from_stripes(stripes, model=lm.name, method=setting.method, n_directions=setting.n_directions,
                               n_boot=setting.n_boot, confidence=setting.confidence)

@@ -20,6 +20,7 @@ from residual_response.bench import (
     BenchRecord,
     Clock,
     RecordError,
+    describe_run,
     floor_table,
     gpu_estimates,
     timing_numbers,
@@ -140,7 +141,7 @@ def test_unreadable_records_fail_with_one_clear_error(bench_record, tmp_path):
     for name, data in cases.items():
         (tmp_path / name).write_text(json.dumps(data))
     (tmp_path / "cut.json").write_text(json.dumps(rec)[:100])
-    for name, match in [("newer.json", "schema_version 3"), ("missing.json", "missing engine_s"),
+    for name, match in [("newer.json", f"schema_version {SCHEMA_VERSION + 1}"), ("missing.json", "missing engine_s"),
                         ("unknown.json", "unknown surprise"), ("list.json", "not a list"),
                         ("cut.json", "not a readable")]:
         with pytest.raises(RecordError, match=match) as info:
@@ -148,6 +149,19 @@ def test_unreadable_records_fail_with_one_clear_error(bench_record, tmp_path):
         assert str(info.value).startswith(str(tmp_path / name)) and "rerun `make bench`" in str(info.value)
     with pytest.raises(RecordError, match="missing growth"):
         BenchRecord.from_json({k: v for k, v in rec.items() if k != "growth"})
+
+
+def test_thread_scaling_times_the_canonical_job_at_each_count_and_reads_back(tmp_path):
+    lm = build_random_model("llama", seed=0)
+    rec = run_bench(lm, T=2, repeats=2, growth_T=(2,), section=False, log=None, thread_counts=[2, 1], quick=True)
+    ts = rec.thread_scaling
+    assert ts.threads == [1, 2] and all(len(v) == 2 for v in ts.runs.values()) and ts.speedup > 0
+    assert ts.speedup == pytest.approx(ts.wall_s["1"] / ts.wall_s["2"]) and "T=8, seeds=2" in ts.job
+    assert rec.targets_met["thread_speedup"] == (ts.speedup >= rec.targets["thread_speedup"])
+    back = load_record(write_json(rec, tmp_path / "b.json"))
+    assert back.thread_scaling == ts
+    assert "times faster (target 1.8" in describe_run(back, "a test")
+    assert run_bench(lm, T=2, repeats=1, growth_T=(2,), section=False, log=None).thread_scaling is None
 
 
 def test_bench_without_section_map_writes_no_section_fields(tmp_path):

@@ -86,6 +86,20 @@ def test_induction_json(tmp_path):
     assert d["score"][0] is None and all(isinstance(s, float) for s in d["score"][1:])
 
 
+def test_threads_sets_torch_before_the_load_and_the_provenance_records_it(tmp_path):
+    import torch
+
+    out, before = tmp_path / "ind.json", torch.get_num_threads()
+    try:
+        assert main(["induction", "--model", "random-gpt2", "--length", "4", "--seeds", "1", "--threads", "1",
+                     "--out", str(out), "--no-progress"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    prov = json.loads(out.read_text())["provenance"]
+    assert prov["threads"] == 1 and prov["parameters"]["threads"] == 1
+
+
 def test_regime_json(tmp_path):
     out = tmp_path / "reg.json"
     assert main(["regime", "--model", "random-gemma3", "--length", "3", "--eps-min", "1e-7", "--eps-max", "1",
@@ -104,6 +118,7 @@ BAD = [
     (["response", "--model", "random-gpt2", "--sequence", "repeated", "--length", "4", "--layer", "7", "--eps", "1e-3"], "out of range"),
     (["induction", "--model", "random-gpt2", "--length", "4", "--seeds", "0"], "seeds"),
     (["induction", "--model", "gpt2-xl", "--length", "4", "--seeds", "1"], "not available"),
+    (["induction", "--model", "random-gpt2", "--length", "4", "--seeds", "1", "--threads", "-1"], "threads"),
 ]
 
 

@@ -1,10 +1,9 @@
 """The headline results file: computed once at the canonical setting, cached, verified, healed."""
 
-import json
-
 import pytest
 
 from residual_response import headline as hl
+from residual_response.results_cache import ResultsCacheWarning, read_entry
 from residual_response.canonical import CANONICAL
 from residual_response.models import build_random_model
 
@@ -54,9 +53,14 @@ def test_other_weights_or_a_damaged_file_are_recomputed(counted):
     assert hl.headline(other).key["weights"] != hl.headline(lm).key["weights"]
     assert counted["n"] == 6
     path = hl.headline_path(lm.name)
-    path.write_text("{ not json")
+    text = path.read_bytes()
+    path.write_bytes(text[:-40] + b"0" * 40)  # the payload no longer matches its sha256
+    with pytest.warns(ResultsCacheWarning, match="damaged"):
+        hl.headline(lm)
+    assert counted["n"] == 8 and read_entry(path)[1]["model"] == lm.name
+    path.write_text("{ not json")  # a file of another layout is replaced without a word
     hl.headline(lm)
-    assert counted["n"] == 8 and json.loads(path.read_text())["model"] == lm.name
+    assert counted["n"] == 10 and read_entry(path)[1]["model"] == lm.name
 
 
 def test_headline_refuses_a_name():
@@ -88,7 +92,7 @@ def test_headline_holds_the_regime_window_of_its_sweep(counted):
     assert win["eps_low"] == pytest.approx(iv.eps_low) and win["eps_high"] == pytest.approx(iv.eps_high)
     assert win["eps_low"] < win["eps_high"] and win["decades"] == pytest.approx(np.log10(iv.eps_high / iv.eps_low))
     assert win["contains_canonical"] == (iv.eps_low <= CANONICAL["eps"] <= iv.eps_high)
-    assert json.loads(hl.headline_path(lm.name).read_text())["regime"] == win  # stored in the file
+    assert read_entry(hl.headline_path(lm.name))[1]["regime"] == win  # stored in the file
 
 
 def test_a_file_of_another_version_is_recomputed(counted, monkeypatch):

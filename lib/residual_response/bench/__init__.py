@@ -29,6 +29,7 @@ Modules:
 - :mod:`.clock`      the clock scenarios time with, and peak memory (an RSS sampler per phase)
 - :mod:`.floor`      the naive loop and the floor's plain passes
 - :mod:`.scenarios`  one function per scenario (one tensor, section map, growth), one repeat each
+- :mod:`.threads`    the canonical job at one thread and at every core (does a second core pay?)
 - :mod:`.record`     the typed, versioned record (``bench.json``), its verdicts and definitions
 - :mod:`.run`        :func:`run_bench`: one run of every scenario, assembled into the record
 - :mod:`.summary`    the record as the performance page shows it (tables, chart data, numbers)
@@ -65,6 +66,7 @@ from .record import (
 )
 from .run import QUICK, run_bench
 from .scenarios import FLOOR_SCHEDULES
+from .threads import THREAD_SCALING_DEFINITION, ThreadScaling, thread_scaling
 from . import summary
 from .summary import (
     cost_table,
@@ -84,6 +86,9 @@ from .summary import (
 __all__ = [
     "run_bench",
     "QUICK",
+    "ThreadScaling",
+    "THREAD_SCALING_DEFINITION",
+    "thread_scaling",
     "FLOOR_SCHEDULES",
     "CLOCKS",
     "Clock",

@@ -6,7 +6,8 @@ read with one error that says what to do (rerun ``make bench``) instead of a ``K
 a page. Why versioned: records are kept in the repository (``bench.json``, ``benchmarks/``) and
 outlive the code that wrote them. ``schema_version`` 1 is a record without the field (written
 before the record had a version); it loads, with the verdicts it lacks added from its own
-targets. Version 2 adds ``schema_version`` and the section map's verdict on ``max_rel_diff``.
+targets. Version 2 adds ``schema_version`` and the section map's verdict on ``max_rel_diff``;
+version 3 the optional ``thread_scaling`` (the canonical job at one thread and at every core).
 
 The JSON keys are flat (``speedup``, ``engine_s``, ``section_map.speedup`` ...) as the pages
 and the README quote them. The verdicts against :data:`TARGETS` are computed once, when the
@@ -32,6 +33,7 @@ from ..models import LoadedModel
 from .clock import PEAK_MEM_METHOD, Clock, maxrss_mb
 from .cost import block_params, flop_summary
 from .scenarios import BenchInput, LengthPoint, OneTensor, SectionMapRun, row_positions
+from .threads import ThreadScaling
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -58,10 +60,11 @@ __all__ = [
 ]
 
 #: Version of the record's layout (see the module docstring).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Targets of the performance issue (speed is measured, not asserted by the tests).
-TARGETS = {"speedup": 3.0, "section_map_speedup": 5.0, "floor_fraction": 0.7, "max_rel_diff": 1e-4}
+TARGETS = {"speedup": 3.0, "section_map_speedup": 5.0, "floor_fraction": 0.7, "max_rel_diff": 1e-4,
+           "thread_speedup": 1.8}
 #: ``max_rel_diff`` target in 16-bit formats: their rounding differs between batch shapes.
 TARGET_MAX_REL_DIFF_16BIT = 5e-2
 
@@ -264,8 +267,10 @@ class BenchRecord:
     definitions: dict[str, str]
     environment: dict[str, Any]
     bench_wall_s: float | None = None  # the whole run, wall clock (set by scripts/bench.py)
+    thread_scaling: ThreadScaling | None = None  # the canonical job at 1 thread and at every core
 
-    _OPTIONAL: ClassVar[tuple[str, ...]] = ("section_map", "cuda_peak_allocated_mb_by_phase", "bench_wall_s")
+    _OPTIONAL: ClassVar[tuple[str, ...]] = ("section_map", "cuda_peak_allocated_mb_by_phase", "bench_wall_s",
+                                            "thread_scaling")
 
     def to_json(self) -> dict:
         """The record as ``bench.json`` holds it (optional parts left out when absent)."""
@@ -297,6 +302,8 @@ class BenchRecord:
             g["layers"] = [LayersRow(**_fields_of(LayersRow, r, "growth.layers[]")) for r in g["layers"]]
             d["growth"] = Growth(**g)
             d["flops"] = Flops(**_fields_of(Flops, d["flops"], "flops"))
+            if d.get("thread_scaling") is not None:
+                d["thread_scaling"] = ThreadScaling(**_fields_of(ThreadScaling, d["thread_scaling"], "thread_scaling"))
         except RecordError as exc:
             raise RecordError(f"{exc}; {RERUN_HINT}") from None
         if version == 1:
@@ -307,7 +314,8 @@ class BenchRecord:
 
 
 def verdicts(targets: Mapping[str, float], *, speedup: float | None, floor_fraction: float | None,
-             max_rel_diff: float, section_map: SectionMapTiming | None) -> dict[str, bool]:
+             max_rel_diff: float, section_map: SectionMapTiming | None,
+             thread_scaling: ThreadScaling | None = None) -> dict[str, bool]:
     """Which of ``targets`` a run met (a missing ratio meets none): speedups and floor fractions at
     least their target, ``max_rel_diff`` at most its own (one tensor and section map)."""
 
@@ -323,6 +331,8 @@ def verdicts(targets: Mapping[str, float], *, speedup: float | None, floor_fract
         met["section_map_speedup"] = at_least(section_map.speedup, targets["section_map_speedup"])
         met["section_map_floor_fraction"] = at_least(section_map.floor_fraction, targets["floor_fraction"])
         met["section_map_max_rel_diff"] = section_map.max_rel_diff <= targets["max_rel_diff"]
+    if thread_scaling is not None and "thread_speedup" in targets:
+        met["thread_speedup"] = at_least(thread_scaling.speedup, targets["thread_speedup"])
     return met
 
 
@@ -392,7 +402,8 @@ def _environment(lm: LoadedModel) -> dict[str, Any]:
 
 def assemble(b: BenchInput, *, one: Sequence[OneTensor], sections: Sequence[SectionMapRun],
              lengths: Mapping[int, Sequence[LengthPoint]], schedules: Sequence[str], naive_l0: Sequence[int],
-             threads: int, repeats: int, section_repeats: int, growth_repeats: int, quick: bool) -> BenchRecord:
+             threads: int, repeats: int, section_repeats: int, growth_repeats: int, quick: bool,
+             scaling: ThreadScaling | None = None) -> BenchRecord:
     """The record of a run: medians and ratios of the scenarios' repeats, FLOPs, memory, verdicts.
 
     ``one``: every repeat of :func:`~.scenarios.one_tensor`; ``sections``: the repeats of
@@ -433,7 +444,8 @@ def assemble(b: BenchInput, *, one: Sequence[OneTensor], sections: Sequence[Sect
         model_weights_mb=sum(p.numel() * p.element_size() for p in lm.model.parameters()) / 2**20,
         targets=targets,
         targets_met=verdicts(targets, speedup=speedup, floor_fraction=floor_fraction, max_rel_diff=max_rel_diff,
-                             section_map=sm),
+                             section_map=sm, thread_scaling=scaling),
+        thread_scaling=scaling,
         definitions={"naive": NAIVE_DEFINITION, "engine": ENGINE_DEFINITION, "floor": FLOOR_DEFINITION,
                      "timing": _timing_definition(b.clock)},
         environment=_environment(lm),

@@ -9,9 +9,11 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from ..models import LoadedModel, load_model
+from ..results_cache import switched
 from .clock import Clock, MemoryLog
 from .record import BenchRecord, assemble
 from .scenarios import FLOOR_SCHEDULES, BenchInput, LengthPoint, growth_in_length, one_tensor, time_section_map
+from .threads import thread_scaling
 
 __all__ = ["QUICK", "run_bench"]
 
@@ -51,6 +53,7 @@ def run_bench(
     growth_T: Sequence[int] = (10, 20, 40, 80),
     naive_growth_max_T: int | None = None,
     quick: bool = False,
+    thread_counts: Sequence[int] | None = None,
     log: Callable[[str], None] | None = print,
 ) -> BenchRecord:
     """Measure naive, engine and floor (see the module docstring) and return the bench record.
@@ -73,7 +76,9 @@ def run_bench(
         section: also time the full section map (every ``l0``).
         growth_T: lengths for the growth with sequence length (engine; floor and naive up to
             ``naive_growth_max_T``, default ``T``, as they cost the most).
-        quick: only recorded (:data:`QUICK` holds the settings of a smoke test).
+        quick: only recorded (:data:`QUICK` holds the settings of a smoke test; its thread scaling
+            runs at T = 8 with 2 seeds).
+        thread_counts: also time the canonical job at these thread counts (:func:`~.threads.thread_scaling`).
         log: progress lines (``None``: quiet).
     """
     say = log or (lambda _msg: None)
@@ -82,7 +87,7 @@ def run_bench(
     section_repeats = min(repeats, max(1, int(section_repeats)))
     growth_repeats = min(repeats, max(1, int(growth_repeats)))
     naive_growth_max_T = T if naive_growth_max_T is None else naive_growth_max_T
-    with _torch_threads(threads) as n_threads:
+    with _torch_threads(threads) as n_threads, switched(False):  # the bench times work, never a stored result
         lm = model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
         L = lm.n_layers
         naive_l0 = sorted({0, *(int(x) for x in (naive_l0 if naive_l0 is not None else (L // 2, L - 1)))})
@@ -101,6 +106,9 @@ def run_bench(
             for t_len in (lengths if rep < growth_repeats else []):
                 lengths[t_len].append(LengthPoint.of(b, one[-1]) if t_len == T else
                                       growth_in_length(b.at_length(t_len), best, t_len <= naive_growth_max_T, rep_say))
+        scaling = None if not thread_counts else thread_scaling(
+            lm, thread_counts, repeats=repeats, T=8 if quick else None, seeds=2 if quick else None,
+            say=lambda msg: say(f"[bench] thread scaling: {msg}"))
         return assemble(b, one=one, sections=sections, lengths=lengths, schedules=list(floor_schedules),
                         naive_l0=naive_l0, threads=n_threads, repeats=repeats, section_repeats=section_repeats,
-                        growth_repeats=growth_repeats, quick=quick)
+                        growth_repeats=growth_repeats, quick=quick, scaling=scaling)

@@ -88,7 +88,19 @@ def describe_run(rec: BenchRecord, source: str) -> str:
             f" (section map: {rec.section_repeats}, growth: {rec.growth_repeats})"
             + (" (quick)" if rec.quick else "")
             + "; load average of the machine at the end "
-            + ", ".join(f"{x:.1f}" for x in env.get("load_average") or []) + ".")
+            + ", ".join(f"{x:.1f}" for x in env.get("load_average") or []) + "." + _scaling_sentence(rec))
+
+
+def _scaling_sentence(rec: BenchRecord) -> str:
+    """How much faster the canonical job ran on every core than on one (empty for a record without it)."""
+    ts = rec.thread_scaling
+    if ts is None or ts.speedup is None:
+        return ""
+    most = ts.threads[-1]
+    return (f" On {most} threads the job `{ts.job}` took {ts.wall_s[str(most)]:.1f} s against"
+            f" {ts.wall_s['1']:.1f} s on one (wall clock, medians), {ts.speedup:.2f} times faster"
+            f" (target {rec.targets.get('thread_speedup', 1.8):g}; load average at its start "
+            + ", ".join(f"{x:.1f}" for x in ts.load_average or []) + ").")
 
 
 def timing_table(rec: BenchRecord) -> pd.DataFrame:

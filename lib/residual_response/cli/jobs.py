@@ -81,8 +81,10 @@ def load(args):
     """The model of ``--model``, loaded with one status line (on a terminal) instead of a bar per tensor."""
     from ..models import ModelUnavailableError, load_model, validate_cache_dir
     from ..progress import quiet_model_loading
+    from ..threads import set_threads
 
     validate_cache_dir()
+    set_threads(getattr(args, "threads", 0))  # before the model loads; the provenance block records the count
     if not (args.quiet or args.no_progress) and sys.stderr.isatty():  # progress, like the bar: terminals only
         print(f"loading {args.model} ({args.dtype}, {args.device_map or args.device})", file=sys.stderr)
     try:

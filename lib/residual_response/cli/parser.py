@@ -53,6 +53,7 @@ _seed = _checked(int, check_seed)
 _eps = _checked(float, check_eps)
 _directions = _checked(int, lambda v: check_int(v, "n_directions", minimum=1))
 _tol = _checked(float, lambda v: check_number(v, "tol", positive=True, below=1.0))
+_threads = _checked(int, lambda v: check_int(v, "threads", minimum=0))
 _stream = _checked(int)  # its range depends on the model: checked once it is loaded (checks.validate_l0)
 
 
@@ -64,6 +65,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="auto: spread a model too large for one GPU over all visible GPUs (accelerate)")
     p.add_argument("--l0", "--layer", dest="l0", type=_stream, default=0,
                    help="perturbed stream l0 (default 0; --layer is its older name)")
+    p.add_argument("--threads", type=_threads, default=0,
+                   help="CPU threads of torch (default 0: torch's default, one per core unless OMP_NUM_THREADS says otherwise)")
     p.add_argument("--out", required=True, help="output file")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar and no status lines (errors and warnings stay)")

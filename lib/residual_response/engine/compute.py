@@ -28,6 +28,7 @@ from ..checks import (InputError, check_choice, check_finite_result, check_int, 
 from ..models import LoadedModel
 from ..perturbation import DIRECTION_KINDS, _directions
 from ..progress import Progress, as_progress
+from ..results_cache import memoize
 from .clean import CleanPassCache, clean_pass
 from .passes import METHODS, PackedPass, PaddedPass
 from .plan import _batch_rows, plan_rows, uses_prefix
@@ -92,9 +93,12 @@ def response(
     return run_response(job, progress=progress, clean_cache=clean_cache)
 
 
+@memoize("response", ignore=("progress", "clean_cache"))
 def run_response(job: "ResponseJob", *, progress: "bool | Progress" = False,
                  clean_cache: CleanPassCache | None = None) -> ResponseResult:
     """The algorithm, on a validated :class:`ResponseJob`: clean pass, plan, passes, average, result.
+
+    Kept in the results cache while it is switched on (:mod:`..results_cache`), keyed by the job.
 
     Why apart from :func:`response`: callers that validated their own setting once (the induction
     scores run this for every seed and sequence) hand the engine a job built from it

@@ -1,0 +1,105 @@
+"""Pages executed side by side: ``--jobs N`` kernels at a time, each with its share of the cores.
+
+Why: a page's computations are many small operations (a forward pass of a few hundred positions
+through a 135M model), and torch splits each of them over its threads with a cost per split; two
+pages on one thread each keep both cores busy with no split at all. The kernels of a build share
+their expensive results through :mod:`residual_response.results_cache`, whose entry locks make a
+page that needs a result another page is computing wait for it instead of computing it twice.
+
+Each worker is a separate process (``spawn``) that runs :func:`.cache.run_page` for one page at
+a time; the kernel it starts inherits ``OMP_NUM_THREADS`` = cores // jobs. Pages start longest
+first (:func:`order`), by the time the page cache recorded for them, else by ``costs:`` in
+``book/pages.yml``, so that the last page to finish is a short one.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+from pathlib import Path
+from typing import Callable
+
+from .config import Page, Result
+
+__all__ = ["default_jobs", "order", "run_pages"]
+
+#: environment variables that set the threads of a kernel's numerical libraries
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def default_jobs() -> int:
+    """Kernels at a time by default: every core, at most 4 (each page's models need memory)."""
+    from residual_response.threads import available_cores
+
+    return max(1, min(4, available_cores()))
+
+
+def order(pages: list[Page], seconds: dict[str, float]) -> list[Page]:
+    """``pages`` longest first by ``seconds`` (a page without a time keeps its place among the unknown, first)."""
+    known = sorted((p for p in pages if p.name in seconds), key=lambda p: -seconds[p.name])
+    return [p for p in pages if p.name not in seconds] + known
+
+
+def _worker_init(threads: int) -> None:
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+
+
+def _run_one(cache, page: Page, source_ipynb: Path, declared: dict[str, str], stage: Path) -> Result:
+    from .cache import run_page
+
+    return run_page(cache, page, source_ipynb, declared, stage)
+
+
+def run_pages(cache, pages: list[Page], sources: dict, stage: Path, jobs: int,
+              done: Callable[[Result], None], fail_fast: bool = False) -> list[Result]:
+    """Reuse or execute every page, ``jobs`` at a time; ``done(result)`` is called as each one ends.
+
+    Pages with a current entry in ``cache`` are taken from it here, before any worker starts.
+    Returns the results in the order of ``pages``. A page's :class:`~.config.UsageError` (a value
+    it rejects) is raised here once the pages running beside it have ended.
+    """
+    from .cache import run_page
+
+    by_name: dict[str, Result] = {}
+    todo = []
+    for page in pages:
+        found = cache.lookup(page, *sources[page.name], stage) if cache is not None else None
+        if found is None:
+            todo.append(page)
+            continue
+        print(f"[cache] {page.name}: reused (computed {found.executed_on}, {found.seconds:.0f} s)", flush=True)
+        by_name[page.name] = found
+        done(found)
+    if jobs <= 1 or len(todo) <= 1:
+        for page in todo:
+            by_name[page.name] = result = run_page(cache, page, *sources[page.name], stage)
+            done(result)
+            if result.error and fail_fast:
+                break
+    else:
+        _in_workers(cache, todo, sources, stage, jobs, by_name, done, fail_fast)
+    return [by_name[p.name] for p in pages if p.name in by_name]
+
+
+def _in_workers(cache, pages: list[Page], sources: dict, stage: Path, jobs: int, by_name: dict,
+                done: Callable[[Result], None], fail_fast: bool) -> None:
+    from residual_response.threads import available_cores
+
+    threads = max(1, available_cores() // jobs)
+    print(f"[execute] {len(pages)} pages, {jobs} at a time, {threads} thread(s) each", flush=True)
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init,
+                                                initargs=(threads,)) as pool:
+        futures = [pool.submit(_run_one, cache, page, *sources[page.name], stage) for page in pages]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                result = future.result()
+                by_name[result.page.name] = result
+                done(result)
+                if result.error and fail_fast:
+                    break
+        finally:
+            for future in futures:
+                future.cancel()
