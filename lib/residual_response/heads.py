@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .ablation import head_output_projection
-from .checks import check_bootstrap, check_int, check_seeds, validate_eps, validate_layer
+from .checks import check_bootstrap, check_eps_policy, check_int, check_seeds, validate_eps, validate_layer
 from .models import LoadedModel
 from .perturbation import apply_perturbation, perturbation_directions
 from .sequences import induction_layout, make_sequence, validate_length
@@ -124,6 +124,7 @@ def head_attribution(
     validate_length(lm, T)
     validate_layer(lm, layer)
     eps = float(validate_eps(eps)[0])
+    check_eps_policy(eps, lm.dtype)  # above 1 refused, below the floor warned (checks.allow_eps)
     seed_list = check_seeds(seeds)
     check_int(n_directions, "n_directions", minimum=1)
     check_bootstrap(n_boot, 0.95)

@@ -7,7 +7,9 @@ status 2 and one ``error: ...`` line on stderr, and writes nothing. Every result
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 
 from .estimate import _check_size, estimate
@@ -17,13 +19,19 @@ from .parser import CLIError, build_parser
 __all__ = ["main", "COMMANDS"]
 
 
-def _check_floor(args, eps: list[float]) -> None:
-    if getattr(args, "allow_below_floor", False):
-        return
+def _check_eps(args, eps: list[float], option: str = "--eps") -> None:
+    """The eps policy on the command line (:mod:`..checks`): above 1 refused unless
+    ``--allow-eps-above-1``, below the dtype's rounding floor refused unless ``--allow-below-floor``."""
     from ..checks import check_eps_floor
 
+    top = max(eps)
+    if top > 1 and not getattr(args, "allow_eps_above_1", False):
+        raise CLIError(f"{option} {top:g} is above 1, a perturbation larger than the stream itself, where no universal "
+                       f"regime lies; use {option} <= 1 or --allow-eps-above-1")
+    if getattr(args, "allow_below_floor", False):
+        return
     try:
-        check_eps_floor(eps, args.dtype, option="--eps", override="--allow-below-floor")
+        check_eps_floor(eps, args.dtype, option=option, override="--allow-below-floor")
     except ValueError as exc:
         raise CLIError(str(exc)) from None
 
@@ -42,10 +50,28 @@ def _load(args):
     if not (args.quiet or args.no_progress) and sys.stderr.isatty():  # progress, like the bar: terminals only
         print(f"loading {args.model} ({args.dtype}, {args.device_map or args.device})", file=sys.stderr)
     try:
-        with quiet_model_loading():  # one line, not a bar per tensor
+        with quiet_model_loading(), _bars_off(args.quiet or args.no_progress):  # one line, not a bar per tensor
             return load_model(args.model, device=args.device, dtype=args.dtype, device_map=args.device_map)
     except ModelUnavailableError as exc:
         raise CLIError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _bars_off(off: bool):
+    """``TQDM_DISABLE=1`` for a ``with`` block when ``off``: no bar from a cache build either (the toy's
+    training runs in a child process, which inherits it)."""
+    if not off:
+        yield
+        return
+    old = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = old
 
 
 def _progress(args, desc: str):
@@ -98,13 +124,13 @@ def _cmd_response(args) -> int:
     from ..sequences import make_sequence
 
     if args.method == "finite":  # jvp ignores eps
-        _check_floor(args, args.eps)
+        _check_eps(args, args.eps)
     res_file = _reserve(args)
     lm = _load(args)
     _validate_common(lm, args, args.length)
     N = _n_positions(lm, args.length)
     memory, seconds = estimate(lm, n_positions=N, n_sources=N, n_directions=args.directions, n_eps=len(args.eps),
-                               l0=args.layer, keep_full=True)
+                               l0=args.layer, keep_full=True, jvp=args.method == "jvp")
     _check_size("this response", memory, seconds)
     _grow(args, res_file, len(args.eps) * (lm.n_layers + 1 - args.layer) * N * N * 8)
     tokens = make_sequence(lm, args.sequence, args.length, args.seed)
@@ -120,7 +146,7 @@ def _cmd_response(args) -> int:
 def _cmd_induction(args) -> int:
     from ..induction import induction_scores
 
-    _check_floor(args, [args.eps])
+    _check_eps(args, [args.eps])
     res_file = _reserve(args)
     lm = _load(args)
     _validate_common(lm, args, args.length)
@@ -179,7 +205,7 @@ def _cmd_section_map(args) -> int:
     if args.perturb_layers is not None and not args.perturb_layers:
         raise CLIError("--perturb-layers is given without layers; name at least one, or leave the option out "
                        "for every layer")
-    _check_floor(args, [args.eps])
+    _check_eps(args, [args.eps])
     res_file = _reserve(args)
     lm = _load(args)
     _validate_common(lm, args, args.length)
@@ -207,6 +233,9 @@ def _cmd_show(args) -> int:
     from .show import ShowError, show
 
     out = _check_out(args.out, "show")
+    if args.png and args._out_in_place:
+        raise CLIError(f"--png writes image files beside --out, and --out {args.out} is a device or FIFO; "
+                       f"give --out a file path, or leave out --png")
     try:
         written = show(args.files, out, png=args.png)
     except ShowError as exc:
@@ -224,40 +253,86 @@ def _one_line_warnings(message, category, filename, lineno, file=None, line=None
     print(f"warning: {message}", file=sys.stderr)
 
 
+#: What to lower when a command runs out of memory.
+_LOWER = {"response": "use fewer eps values or directions, or a shorter length",
+          "induction": "use fewer seeds or directions, or a shorter length",
+          "regime": "use fewer points or directions, or a shorter length",
+          "section-map": "use fewer --perturb-layers or seeds, or a shorter length",
+          "show": "draw fewer or smaller result files"}
+
+
+def _out_of_memory(args, exc: BaseException) -> int:
+    from ..memory import describe_allocation_failure
+
+    lower = _LOWER.get(getattr(args, "command", None), "use smaller sizes")
+    print(f"error: {describe_allocation_failure(exc, lower + ', or raise the limit')}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; bad input, faults and signals end in one ``error:`` line.
+
+    Exit status: 0 done, 2 refused or failed (one line says why), 128 + signal when interrupted
+    (SIGINT 130, SIGHUP 129, SIGTERM 143: all three clean up the same way, :mod:`..signals`).
+    """
     import warnings
 
+    from ..checks import allow_eps
+    from ..memory import allocation_failure
     from ..provenance import RunClock
+    from ..signals import describe, exit_status, terminate_as_interrupt
 
     clock = RunClock()  # the run's wall and CPU time start here
     argv = sys.argv[1:] if argv is None else list(argv)
-    with warnings.catch_warnings():  # restores the global warning printer afterwards
+    with warnings.catch_warnings(), terminate_as_interrupt():  # both restore what was there afterwards
         warnings.showwarning = _one_line_warnings
         args = None
         try:
             args = build_parser().parse_args(argv)
             args._clock, args._argv = clock, argv  # for the provenance block
-            return COMMANDS[args.command](args)
+            args._out_in_place = _out_in_place(args)
+            # the command has applied the eps policy to its options (_check_eps); the library's
+            # own check must not refuse or warn a second time
+            with allow_eps(above_1=bool(getattr(args, "allow_eps_above_1", False)), below_floor=True):
+                return COMMANDS[args.command](args)
         except CLIError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         except (ValueError, TypeError) as exc:
             print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
             return 2
-        except MemoryError:
-            print("error: out of memory; use fewer points, directions, seeds or a shorter length", file=sys.stderr)
-            return 2
+        except MemoryError as exc:
+            return _out_of_memory(args, exc)
+        except RuntimeError as exc:
+            if allocation_failure(exc):  # torch: "DefaultCPUAllocator: can't allocate memory", CUDA out of memory
+                return _out_of_memory(args, exc)
+            raise
         except OSError as exc:  # the machine, not the input: a disk that filled up, a vanished file
+            if allocation_failure(exc):
+                return _out_of_memory(args, exc)
             where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
-            print(f"error: {exc.strerror or type(exc).__name__}{where}", file=sys.stderr)
+            print(f"error: {exc.strerror or str(exc) or type(exc).__name__}{where}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
-            print("error: interrupted", file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as exc:  # Ctrl-C, and SIGTERM / SIGHUP (signals.Terminated)
+            print(f"error: {describe(exc)}", file=sys.stderr)
+            return exit_status(exc)
         finally:
             reservation = getattr(args, "_reservation", None)
             if reservation is not None:
                 reservation.discard()  # after a commit there is nothing left to remove
+
+
+def _out_in_place(args) -> bool:
+    """Whether ``--out`` names a character device or FIFO (written in place, :mod:`..outputs`)."""
+    from ..outputs import OutputNodeError, output_node
+
+    out = getattr(args, "out", None)
+    if not out or not str(out).strip():
+        return False
+    try:
+        return output_node(out).in_place
+    except OutputNodeError:
+        return False  # _check_out says why
 
 
 if __name__ == "__main__":

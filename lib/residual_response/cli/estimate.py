@@ -3,8 +3,6 @@ or a week."""
 
 from __future__ import annotations
 
-import os
-
 from .output import _human_bytes
 from .parser import CLIError
 
@@ -31,30 +29,18 @@ _CALL_OVERHEAD_S = 2e-3
 MAX_SECONDS = 7 * 86400
 
 
-def _available_bytes() -> int:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 40
-
-
 def estimate(lm, *, n_positions: int, n_sources: int, n_directions: int, n_eps: int, l0: int, passes: int = 1,
-             keep_full: bool = False) -> tuple[float, float]:
+             keep_full: bool = False, jvp: bool = False) -> tuple[float, float]:
     """Rough memory (bytes) and time (seconds) of ``passes`` response calls with these sizes.
 
     Memory: the float64 result arrays (accumulator, chi and, for ``response``, the full
-    ``[n_eps, n_read, N, N]`` matrix), the directions, and what each call keeps (the stripes of a
-    seed). Time: each of the ``sources x directions x eps`` rows runs about ``N/2`` positions
+    ``[n_eps, n_read, N, N]`` matrix), the directions, what each call keeps (the stripes of a
+    seed), and the activations of the largest forward pass (:func:`..engine.plan.pass_bytes`).
+    Time: each of the ``sources x directions x eps`` rows runs about ``N/2`` positions
     through the ``L - l0`` blocks at two FLOPs per weight, at the rate of :data:`_ASSUMED_FLOPS`,
     plus :data:`_CALL_OVERHEAD_S` per call (what dominates for tiny models and many seeds).
     """
+    from ..engine.plan import pass_bytes
     from ..models import block_dims
 
     dims = block_dims(lm)
@@ -68,17 +54,23 @@ def estimate(lm, *, n_positions: int, n_sources: int, n_directions: int, n_eps: 
     if passes > 1:  # stripes kept per call, and the seed list itself
         memory += float(passes) * (2 * n_read * n_sources * 8 + 64)
     rows = float(n_sources) * n_directions * n_eps
+    memory += pass_bytes(lm, n_positions, int(rows), jvp=jvp)
     flops = passes * rows * max(n_positions / 2, 1) * (lm.n_layers - l0) * 2 * per_block
     seconds = flops / _ASSUMED_FLOPS.get(lm.device.type, 1e11) + passes * _CALL_OVERHEAD_S
     return memory, seconds
 
 
 def _check_size(what: str, memory: float, seconds: float) -> None:
-    """Refuse a run whose estimate exceeds the free memory or :data:`MAX_SECONDS`; the message gives the estimate."""
-    available = _available_bytes()
-    if memory > available:
-        raise CLIError(f"{what} needs about {_human_bytes(memory)} of memory for its results, more than the "
-                       f"{_human_bytes(available)} available; use fewer points, directions, seeds or a shorter length")
+    """Refuse a run whose estimate exceeds the memory it may still take or :data:`MAX_SECONDS`; the
+    message gives the estimate and the bound (:func:`..memory.memory_headroom`: the smallest of the
+    available memory, the process's rlimits and its cgroup's limit)."""
+    from ..memory import memory_headroom
+
+    room = memory_headroom()
+    if memory > room.bytes:
+        raise CLIError(f"{what} needs about {_human_bytes(memory)} of memory for its results and passes, more than "
+                       f"the {_human_bytes(room.bytes)} left under {room.source}; use fewer points, directions, seeds "
+                       f"or a shorter length")
     if seconds > MAX_SECONDS:
         raise CLIError(f"{what} would take about {_human_seconds(seconds)} at an optimistic rate; the bound is "
                        f"{_human_seconds(MAX_SECONDS)}; use fewer points, directions, seeds, layers or a shorter length")

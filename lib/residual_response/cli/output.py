@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..memory import human_bytes as _human_bytes
 from .parser import CLIError
 
 __all__: list[str] = []
@@ -19,13 +20,28 @@ _KNOWN_EXTENSIONS = {".npz", ".npy", ".json", ".csv", ".txt", ".pt", ".pkl", ".p
 
 
 def _check_out(path: str, command: str) -> Path:
-    """The output path must name a file in an existing folder, with an extension that fits the command."""
+    """The output path must name a file in an existing folder, with an extension that fits the command.
+
+    An existing path that is no regular file follows the rule of ``cp`` (:mod:`..outputs`): a
+    character device or FIFO is written in place (``--out /dev/null`` discards the output), a
+    symlink is followed to the file it ends at, anything else is refused.
+    """
+    from ..outputs import OutputNodeError, output_node
+
     if not path.strip():
         raise CLIError(f"--out is empty; give a file path such as out{_OUTPUT_KIND[command][0]}")
     out = Path(path)
-    folder = out.parent if str(out.parent) else Path(".")
-    if out.is_dir() or path.endswith(os.sep):
-        raise CLIError(f"--out {path} is a directory; give a file path")
+    if path.endswith(os.sep) and not out.is_dir():
+        raise CLIError(f"--out {path} ends in {os.sep}, a folder's name; give a file path")
+    try:
+        node = output_node(out, option="--out")
+    except OutputNodeError as exc:
+        raise CLIError(str(exc)) from None
+    if node.in_place:
+        if not os.access(out, os.W_OK):
+            raise CLIError(f"cannot write --out {path}: permission denied")
+        return out
+    folder = node.folder
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
         raise CLIError(f"cannot write --out {path}: folder {folder} {what}")
@@ -41,10 +57,13 @@ def _check_out(path: str, command: str) -> Path:
 def _reserve(args, size_hint: int = 1 << 16):
     """Create the output's temporary file in its folder now, before any model is loaded (see io.OutputReservation)."""
     from ..io import OutputReservation
+    from ..outputs import OutputNodeError
 
     out = _check_out(args.out, args.command)
     try:
         res = OutputReservation(out, size_hint)
+    except OutputNodeError as exc:
+        raise CLIError(str(exc)) from None
     except OSError as exc:
         raise CLIError(f"cannot write --out {args.out}: {exc.strerror or exc}") from None
     args._reservation = res
@@ -53,6 +72,8 @@ def _reserve(args, size_hint: int = 1 << 16):
 
 def _grow(args, res, size: int) -> None:
     """Allocate the estimated output size, so that a full disk fails before the computation."""
+    if res.in_place:  # a device or FIFO: nothing to allocate
+        return
     try:
         with open(res.tmp, "r+b") as fh:
             os.posix_fallocate(fh.fileno(), 0, max(int(size), 1))
@@ -74,11 +95,3 @@ def _commit(args, res, write=None, data=None) -> None:
             res.commit_json(data)
     except OSError as exc:
         raise CLIError(f"cannot write --out {args.out}: {exc.strerror or exc}") from None
-
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
-            return f"{n:.3g} {unit}"
-        n /= 1024
-    return f"{n:.3g} PiB"

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
-from ..checks import (check_finite_result, check_int, check_int_list, check_model, check_number, check_seed,
-                      validate_eps, validate_layer, validate_tokens)
+from ..checks import (check_eps_policy, check_finite_result, check_int, check_int_list, check_model, check_number,
+                      check_seed, validate_eps, validate_layer, validate_tokens)
 from ..models import LoadedModel
 from ..perturbation import DIRECTION_KINDS, perturbation_directions
 from ..progress import Progress, as_progress
@@ -57,7 +57,9 @@ def compute_response(
     Args:
         lm: the model.
         tokens: ``[N]`` token ids.
-        eps: relative strengths (finite, > 0). Ignored by ``method="jvp"``.
+        eps: relative strengths (finite, > 0). Ignored by ``method="jvp"``. Above 1 refused, below
+            the dtype's rounding floor a :class:`~residual_response.checks.BelowFloorWarning`
+            (:func:`~residual_response.checks.allow_eps` overrides both).
         layer: perturbed stream ``l0`` in ``0..L-1``.
         read_layers: streams to read, each in ``l0..L`` (default all of them).
         sources: positions to perturb (default all ``0..N-1``).
@@ -150,6 +152,7 @@ class _Job:
         if direction not in DIRECTION_KINDS:
             raise ValueError(f"unknown direction {direction!r}; allowed: {', '.join(DIRECTION_KINDS)}")
         eps_arr = validate_eps(eps) if method == "finite" else np.array([np.nan])
+        check_eps_policy(eps_arr, lm.dtype, stacklevel=3)  # above 1 refused, below the floor warned
         if read_layers is None:
             reads = list(range(l0, lm.n_layers + 1))
         else:

@@ -25,6 +25,7 @@ __all__ = [
     "default_batch_rows",
     "forward_overhead",
     "plan_batches",
+    "pass_bytes",
     "plan_rows",
     "planned_passes",
     "sliding_window",
@@ -41,6 +42,15 @@ __all__ = [
 FORWARD_OVERHEAD_POSITIONS = {"cpu": 64.0, "cuda": 4096.0, "mps": 2048.0}
 
 
+def _row_bytes(lm: LoadedModel, n_positions: int, jvp: bool) -> int:
+    """Activation bytes of one row of a pass (:func:`default_batch_rows`)."""
+    dims = block_dims(lm)
+    d, ffn, heads, kv, head_dim = dims.d_model, dims.d_ffn, dims.n_heads, dims.n_kv_heads, dims.head_dim
+    itemsize = torch.finfo(lm.dtype).bits // 8
+    per_row = n_positions * (12 * d + 4 * ffn + 3 * heads * n_positions + 2 * lm.n_layers * kv * head_dim) * itemsize
+    return per_row * 3 if jvp else per_row
+
+
 def default_batch_rows(lm: LoadedModel, n_positions: int, memory_budget_mb: float = 1024.0, jvp: bool = False) -> int:
     """Rows per forward pass that keep activations under ``memory_budget_mb``.
 
@@ -52,13 +62,16 @@ def default_batch_rows(lm: LoadedModel, n_positions: int, memory_budget_mb: floa
     check_model(lm)
     n_positions = check_int(n_positions, "n_positions", minimum=1)
     memory_budget_mb = check_number(memory_budget_mb, "memory_budget_mb", positive=True)
-    dims = block_dims(lm)
-    d, ffn, heads, kv, head_dim = dims.d_model, dims.d_ffn, dims.n_heads, dims.n_kv_heads, dims.head_dim
-    itemsize = torch.finfo(lm.dtype).bits // 8
-    per_row = n_positions * (12 * d + 4 * ffn + 3 * heads * n_positions + 2 * lm.n_layers * kv * head_dim) * itemsize
-    if jvp:
-        per_row *= 3
+    per_row = _row_bytes(lm, n_positions, jvp)
     return int(max(1, min(512, memory_budget_mb * 2**20 // max(per_row, 1))))
+
+
+def pass_bytes(lm: LoadedModel, n_positions: int, n_rows: int, *, jvp: bool = False,
+               memory_budget_mb: float = 1024.0) -> int:
+    """Activation bytes of the largest forward pass of a call with ``n_rows`` rows (the memory a
+    run needs beside its results; :func:`default_batch_rows` rows at most)."""
+    B = min(max(int(n_rows), 1), default_batch_rows(lm, n_positions, memory_budget_mb, jvp=jvp))
+    return B * _row_bytes(lm, int(n_positions), jvp)
 
 
 def forward_overhead(lm: LoadedModel) -> float:

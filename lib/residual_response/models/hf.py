@@ -54,6 +54,10 @@ def _load_hf(name_or_path: str, device: torch.device, dtype: torch.dtype, *, dis
             model = AutoModelForCausalLM.from_pretrained(name_or_path, local_files_only=local_only, **kwargs)
             tok = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_only)
     except Exception as exc:  # a damaged folder raises anything from OSError to SafetensorError
+        from ..memory import allocation_failure
+
+        if allocation_failure(exc):  # the command line words it, with the memory bound
+            raise
         if is_folder:
             raise ModelUnavailableError(f"cannot load a causal LM from folder {name_or_path}: {_first_line(exc)}") from None
         if not isinstance(exc, (OSError, ValueError)):

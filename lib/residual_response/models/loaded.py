@@ -270,8 +270,14 @@ def wrap_model(
     model.eval()
     cfg = model.config
     family = _FAMILIES.get(cfg.model_type, cfg.model_type)
-    decoder_blocks(model)  # fail early for unsupported classes
-    n_layers = int(getattr(cfg, "num_hidden_layers", None) or cfg.n_layer)
+    blocks = decoder_blocks(model)  # fail early for unsupported classes
+    n_layers = getattr(cfg, "num_hidden_layers", None)
+    if n_layers is None:  # not `or`: a config of 0 blocks must say 0, not fall through to GPT-2's name
+        n_layers = getattr(cfg, "n_layer", len(blocks))
+    n_layers = int(n_layers)
+    if n_layers < 1 or len(blocks) < 1:
+        raise ValueError(f"model {name} has {min(n_layers, len(blocks))} transformer blocks; the response needs at "
+                         f"least one block after the perturbed stream")
     d_model = int(getattr(cfg, "hidden_size", None) or cfg.n_embd)
     vocab_size = int(cfg.vocab_size)
     if bos_token_id is None:
