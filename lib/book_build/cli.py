@@ -12,6 +12,7 @@ from pathlib import Path
 from .config import KERNEL, PROFILES, BuildError, Result, UsageError, load_pages
 from .execute import check_kernel, convert, execute, finish_page
 from .html import build_html, check_no_cdn
+from .outdir import OutDir
 from .params import check_overrides, check_parameters, declared_parameters, parse_overrides
 from .stage import fill_course_page, machine_description, stage_sources
 
@@ -40,12 +41,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing notebook")
     args = parser.parse_args(argv)
 
+    from residual_response.signals import describe, exit_status, terminate_as_interrupt
+
+    with terminate_as_interrupt():  # SIGTERM and SIGHUP end the build as Ctrl-C does
+        try:
+            return _build(args)
+        except KeyboardInterrupt as exc:
+            print(f"error: {describe(exc)}", file=sys.stderr)
+            return exit_status(exc)
+
+
+def _build(args) -> int:
     t0 = time.perf_counter()
     out = args.out.resolve()
     stage, src_dir = out / "stage", out / "src"
     results: list[Result] = []
     index: Path | None = None
     html_seconds: float | None = None
+    outdir: OutDir | None = None
+    kept = False  # the build ran (done or failed): its timings are written, the earlier build's entries go
     try:
         overrides = parse_overrides(args.param)
         all_pages = load_pages(args.profile)
@@ -56,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(f"--only: unknown page(s) {', '.join(unknown)}; "
                                  f"pages: {', '.join(p.name for p in all_pages)}")
             pages = [p for p in all_pages if p.name in args.only]  # named pages run in any profile
+        _check_charts()
+        outdir = OutDir(out).open()  # checked and created; an earlier build's entries moved aside
         # Convert and check every page before anything runs: a misspelt key costs no minutes.
         sources: dict[str, tuple[Path, dict[str, str]]] = {}
         for page in pages:
@@ -81,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 finish_page(page, stage / f"{page.name}.ipynb", source_ipynb, declared, stage)
             elif args.fail_fast:
                 break
+        kept = True
         failures = [r for r in results if r.error]
 
         if failures:
@@ -100,14 +117,28 @@ def main(argv: list[str] | None = None) -> int:
             html_seconds = time.perf_counter() - th
             check_no_cdn(index.parent)
     except UsageError as exc:
+        kept = False
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BuildError as exc:
         print(f"\nbuild_book: FAILED\n{exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the machine, not a page: a disk that filled up, a folder that vanished
+        kept = True
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM, SIGHUP): --out as it was found
+        kept = False
+        raise
     finally:
-        if results or html_seconds is not None:
-            write_timings(out, args.profile, results, html_seconds, t0)
+        if outdir is not None:
+            if kept:
+                outdir.discard()
+                if results or html_seconds is not None:
+                    write_timings(out, args.profile, results, html_seconds, t0)
+            else:
+                outdir.restore()  # a refused or interrupted build leaves --out as it found it
 
     print("\nnotebook timings:")
     for r in results:
@@ -118,6 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"timings: {out / 'timings.json'}")
     print(f"book: {index}" if index else f"executed notebooks: {stage} (HTML skipped)")
     return 0
+
+
+def _check_charts() -> None:
+    """Under an address-space limit, vl-convert's V8 cannot draw the pages' charts (it aborts the
+    kernel); say so in one line before anything runs (:mod:`residual_response.pages.plots.convert`)."""
+    from residual_response.pages.plots.convert import V8Unavailable, check_v8
+
+    try:
+        check_v8()
+    except V8Unavailable as exc:
+        raise UsageError(f"the pages' charts cannot be drawn here: {exc}") from None
 
 
 def write_timings(out: Path, profile: str, results: list[Result], html_seconds: float | None, t0: float) -> None:

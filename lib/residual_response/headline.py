@@ -5,13 +5,15 @@ page at that page's own sequence length and number of seeds, the "same" number d
 page to page. Here it is computed once, at :data:`.canonical.CANONICAL`, written to one results
 file per model in the cache (``cache_dir()/results/headline-<model>.json``), and every page that
 quotes it reads that file. The file is keyed by the setting, the library version and the hash
-of the model's weights: a key that no longer matches is recomputed, a damaged file too.
+of the model's weights: a key that no longer matches is recomputed, a damaged file too (each
+file has its record of size and sha256 beside it, ``<file>.manifest``, verified on every read).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -100,6 +102,7 @@ def headline(lm) -> Headline:
     """
     from .induction import induction_scores
     from .io import write_json_atomic
+    from .models.cache import CacheRepairWarning, verify_cache_file, write_file_manifest
     from .provenance import RunClock, collect
 
     from .checks import check_model
@@ -107,12 +110,16 @@ def headline(lm) -> Headline:
     check_model(lm)
     path = headline_path(lm.name)
     key = _key(lm)
-    try:
-        cached = json.loads(path.read_text())
-        if cached.get("key") == key and set(cached) == {f.name for f in fields(Headline)}:
-            return Headline(**cached)
-    except (OSError, ValueError, AttributeError):
-        pass  # missing or damaged: compute it
+    problem = verify_cache_file(path)  # the file and its <file>.manifest (size, sha256)
+    if problem is None:
+        try:
+            cached = json.loads(path.read_text())
+            if cached.get("key") == key and set(cached) == {f.name for f in fields(Headline)}:
+                return Headline(**cached)
+        except (OSError, ValueError, AttributeError, RecursionError):
+            pass  # unreadable although recorded: compute it
+    elif path.exists():  # damaged (or written before files had a record): recomputed once, said once
+        warnings.warn(f"cache entry {path} is damaged ({problem}); recomputing it", CacheRepairWarning, stacklevel=2)
     clock = RunClock()
     res = induction_scores(lm, T=CANONICAL["T"], seeds=CANONICAL["seeds"], eps=CANONICAL["eps"],
                            layer=CANONICAL["layer"], n_boot=HEADLINE_N_BOOT)
@@ -136,6 +143,7 @@ def headline(lm) -> Headline:
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, out.to_json_dict())
+    write_file_manifest(path)  # last: a file with its record is complete
     return out
 
 

@@ -320,6 +320,23 @@ def main(argv: list[str] | None = None) -> int:
             reservation = getattr(args, "_reservation", None)
             if reservation is not None:
                 reservation.discard()  # after a commit there is nothing left to remove
+            else:
+                _release_fifo(argv)
+
+
+def _release_fifo(argv: list[str]) -> None:
+    """A run refused before its output was opened: a reader waiting on a FIFO at ``--out`` gets its
+    end of file now (as it would have from the shell's ``>``), instead of waiting for ever. Opened
+    without blocking: with no reader there, there is nobody to release."""
+    import stat
+
+    outs = [b for a, b in zip(argv, argv[1:]) if a == "--out"] + [a[6:] for a in argv if a.startswith("--out=")]
+    for out in outs:
+        try:
+            if stat.S_ISFIFO(os.stat(out).st_mode):
+                os.close(os.open(out, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
 
 
 def _out_in_place(args) -> bool:
