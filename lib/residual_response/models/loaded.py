@@ -257,6 +257,24 @@ _FAMILIES = {
 }
 
 
+def config_blocks(cfg, name: str, default: int | None = None) -> int:
+    """The number of blocks a config declares (``num_hidden_layers``, GPT-2's ``n_layer``), refused
+    (``ValueError``, one sentence) when it is below 1: the method needs a block after the perturbed stream."""
+    n = getattr(cfg, "num_hidden_layers", None)
+    if n is None:  # not `or`: a config of 0 blocks must say 0, not fall through to GPT-2's name
+        n = getattr(cfg, "n_layer", default)
+    if n is None:
+        raise ValueError(f"model {name}: its config names no number of blocks (num_hidden_layers or n_layer)")
+    return check_blocks(int(n), name)
+
+
+def check_blocks(n: int, name: str) -> int:
+    if n < 1:
+        raise ValueError(f"model {name} has {n} transformer blocks; the response needs at least one block after "
+                         f"the perturbed stream")
+    return n
+
+
 def wrap_model(
     name: str,
     model: torch.nn.Module,
@@ -271,13 +289,8 @@ def wrap_model(
     cfg = model.config
     family = _FAMILIES.get(cfg.model_type, cfg.model_type)
     blocks = decoder_blocks(model)  # fail early for unsupported classes
-    n_layers = getattr(cfg, "num_hidden_layers", None)
-    if n_layers is None:  # not `or`: a config of 0 blocks must say 0, not fall through to GPT-2's name
-        n_layers = getattr(cfg, "n_layer", len(blocks))
-    n_layers = int(n_layers)
-    if n_layers < 1 or len(blocks) < 1:
-        raise ValueError(f"model {name} has {min(n_layers, len(blocks))} transformer blocks; the response needs at "
-                         f"least one block after the perturbed stream")
+    n_layers = min(config_blocks(cfg, name, default=len(blocks)), len(blocks))
+    check_blocks(n_layers, name)
     d_model = int(getattr(cfg, "hidden_size", None) or cfg.n_embd)
     vocab_size = int(cfg.vocab_size)
     if bos_token_id is None:
