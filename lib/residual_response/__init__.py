@@ -41,7 +41,8 @@ The book's pages (:mod:`.pages`)
   - ``pages.studies``     the studies a page runs, one call per model (cross-checks, negative controls, the phase change)
   - ``pages.regime_tables`` the regime as the pages show it: curve and window tables, a multi-model sweep
   - ``pages.tables``      tables (``frames``) and sentences (``text``) for the pages
-  - ``pages.plots``       offline interactive charts (``render``, ``charts``, ``matrices``, ``training``, ``figures``)
+  - ``pages.plots``       offline interactive charts (``render``, ``charts``, ``matrices``, ``training``, ``figures``,
+    ``convert``: vl-convert's static renderings, in a child process under an address-space limit)
   - ``pages.schematic``   the method's schematic figure
 
 Benchmark, files and command line
@@ -50,9 +51,12 @@ Benchmark, files and command line
   - :mod:`.resultfile`    the kind of a result file, read back with one clear error
   - :mod:`.progress`      one progress bar per job, its total from the batch plan
   - :mod:`.checks`        the validators of every public argument, and of results before they leave
-  - :mod:`.io`            atomic writes, cache locks, temporaries of killed writers
+  - :mod:`.io`            atomic writes, cache locks (a wait said once, bounded), temporaries of killed writers
+  - :mod:`.outputs`       an output path that is no regular file, handled as ``cp`` and ``dd`` handle it
+  - :mod:`.signals`       SIGTERM and SIGHUP handled like SIGINT: cleanup, one line, exit 128 + signal
+  - :mod:`.memory`        the memory a run may still take (MemAvailable, rlimits, cgroups); allocation failures
   - :mod:`.cli`           the ``residual-response`` command (``parser``, ``output``, ``estimate``, ``commands``,
-    ``show``: result files drawn as an offline HTML page or a PNG)
+    ``show``: result files drawn as an offline HTML page or a PNG, ``show_checks``)
 
 The book's build (``scripts/build_book.py``) is the package ``book_build`` beside this one in ``lib/``.
 """

@@ -5,6 +5,7 @@
 - :mod:`.matrices`  response matrices with their stripes, eps sweeps beside their JVP
 - :mod:`.training`  the toy model's phase change
 - :mod:`.figures`   the figures of the emergence, cross-check, null and section-map pages
+- :mod:`.convert`   vl-convert's SVG and PNG, safe under an address-space limit (imported by name)
 """
 
 from . import charts, figures, matrices, render, training
