@@ -342,7 +342,7 @@ def _holder(fd: int) -> str:
 
 
 @contextlib.contextmanager
-def entry_lock(folder: str | os.PathLike, *, timeout: float | None = None):
+def entry_lock(folder: str | os.PathLike, *, timeout: float | None = None, wait: bool = True):
     """Hold an exclusive ``fcntl`` lock on ``.<entry>.lock`` beside ``folder`` (builds and checks).
 
     Why: two processes that find an entry missing would otherwise build it at once, and one
@@ -351,7 +351,8 @@ def entry_lock(folder: str | os.PathLike, *, timeout: float | None = None):
     A lock held by another process is waited for with one line on stderr, printed once
     ("waiting for the cache entry ... held by pid N"); after ``timeout`` seconds (default
     :func:`lock_timeout`) :class:`LockTimeoutError` says who holds it and how to wait longer.
-    The holder's pid is written into the lock file.
+    The holder's pid is written into the lock file. ``wait=False`` raises :class:`LockTimeoutError`
+    at once, silently, when the lock is held (for work that can be left to a later run).
     """
     folder = Path(folder)
     limit = lock_timeout() if timeout is None else float(timeout)
@@ -362,6 +363,8 @@ def entry_lock(folder: str | os.PathLike, *, timeout: float | None = None):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if not wait:
+                raise LockTimeoutError(f"the cache entry {folder} is held by {_holder(fd)}") from None
             holder = _holder(fd)
             print(f"waiting for the cache entry {folder} held by {holder} (up to {limit:g} s; "
                   f"{LOCK_TIMEOUT_ENV} sets the bound)", file=sys.stderr, flush=True)

@@ -171,10 +171,14 @@ def verify_cache_file(path: str | os.PathLike) -> str | None:
 
 def tidy_entry(path: str | os.PathLike) -> None:
     """Remove the temporaries that killed builders of ``path`` left beside it, where the cache is
-    writable (no lock needed: only temporaries of processes that no longer run are removed)."""
+    writable and no build of it runs (its lock is free; with the lock held by someone, or not to be
+    had on a read-only cache, the next run does it)."""
     path = Path(path)
-    if os.access(path.parent, os.W_OK):
-        remove_stale_temps(path.parent, path.name)
+    if not os.access(path.parent, os.W_OK):
+        return
+    with contextlib.suppress(OSError):
+        with entry_lock(path, wait=False):
+            remove_stale_temps(path.parent, path.name, any_pid=True)
 
 
 @contextlib.contextmanager
