@@ -9,7 +9,6 @@ replaced and nothing left behind. Every test uses its own folders (``tmp_path``)
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import signal
@@ -24,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import fault_helpers
+from fault_helpers import entry, one_error_line
+from fault_helpers import leftovers as temporaries
 from residual_response import cli, models
 from residual_response.models import CacheRepairWarning, load_model
 
@@ -45,27 +45,9 @@ def lines_of(err: str) -> list[str]:
     return [l for l in err.splitlines() if l.strip()]
 
 
-def one_error_line(err: str) -> str:
-    lines = lines_of(err)
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    return lines[0]
-
-
-def temporaries(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp"))
-
-
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    root = tmp_path / "cache"
-    monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(root))
-    fault_helpers.install(tmp_path / "fake.gguf", monkeypatch.setitem, monkeypatch.setattr)
-    return root
-
-
-def entry(root: Path) -> Path:
-    return root / "models" / fault_helpers.NAME
+    return fault_helpers.use_fake_cache(tmp_path, monkeypatch)
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,9 +86,8 @@ def test_show_at_a_character_device_and_png_is_refused(null_device, show_results
     assert not (null_device.parent / "devnull.png").exists()
 
 
-def test_out_at_a_fifo_is_written_in_place_for_its_reader(tmp_path, capsys):
-    fifo = tmp_path / "pipe.npz"
-    os.mkfifo(fifo)
+def _fifo_reader(fifo: Path) -> tuple[threading.Thread, dict]:
+    """A thread that opens ``fifo`` for reading and keeps what it reads in ``got["data"]``."""
     got = {}
 
     def read():
@@ -115,6 +96,13 @@ def test_out_at_a_fifo_is_written_in_place_for_its_reader(tmp_path, capsys):
 
     reader = threading.Thread(target=read)
     reader.start()
+    return reader, got
+
+
+def test_out_at_a_fifo_is_written_in_place_for_its_reader(tmp_path, capsys):
+    fifo = tmp_path / "pipe.npz"
+    os.mkfifo(fifo)
+    reader, got = _fifo_reader(fifo)
     rc, err = run_cli([*RESPONSE, "--out", fifo], capsys)
     reader.join(timeout=60)
     assert rc == 0, err
@@ -127,17 +115,9 @@ def test_out_at_a_fifo_is_written_in_place_for_its_reader(tmp_path, capsys):
 def test_a_failed_run_closes_the_fifo_so_its_reader_sees_the_end(tmp_path, capsys):
     fifo = tmp_path / "pipe.npz"
     os.mkfifo(fifo)
-    got = {}
-
-    def read():
-        with open(fifo, "rb") as fh:
-            got["data"] = fh.read()
-
     for refused in (["--length", "99999"],  # refused after the output is opened (too long for the model)
                     ["--eps", "2"]):  # refused before (eps above 1)
-        got.clear()
-        reader = threading.Thread(target=read)
-        reader.start()
+        reader, got = _fifo_reader(fifo)
         time.sleep(0.2)  # the reader waits in open()
         argv = [*RESPONSE, "--out", fifo]
         i = argv.index(refused[0])

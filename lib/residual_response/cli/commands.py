@@ -330,6 +330,7 @@ def _release_fifo(argv: list[str]) -> None:
     without blocking: with no reader there, there is nobody to release."""
     import stat
 
+    argv = [str(a) for a in argv]
     outs = [b for a, b in zip(argv, argv[1:]) if a == "--out"] + [a[6:] for a in argv if a.startswith("--out=")]
     for out in outs:
         try:
