@@ -41,6 +41,7 @@ Modules, in the order a build uses them:
 - :mod:`.execute`  the kernel, papermill, and what the build adds to each executed page
 - :mod:`.student`  the exercise notebook without solutions
 - :mod:`.html`     numbered tables, Jupyter Book, the CDN check
+- :mod:`.outdir`   ``--out``: checked first, left as found by a refused or interrupted build
 - :mod:`.cli`      the command line and ``timings.json``
 """
 

@@ -5,7 +5,8 @@ page at that page's own sequence length and number of seeds, the "same" number d
 page to page. Here it is computed once, at :data:`.canonical.CANONICAL`, written to one results
 file per model in the cache (``cache_dir()/results/headline-<model>.json``), and every page that
 quotes it reads that file. The file is keyed by the setting, the library version and the hash
-of the model's weights: a key that no longer matches is recomputed, a damaged file too.
+of the model's weights: a key that no longer matches is recomputed, a damaged file too (each
+file has its record of size and sha256 beside it, ``<file>.manifest``, verified on every read).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -126,17 +128,22 @@ def headline(lm) -> Headline:
     from .checks import check_model
     from .induction import induction_scores
     from .io import write_json_atomic
+    from .models.cache import CacheRepairWarning, verify_cache_file, write_file_manifest
     from .provenance import RunClock, collect
 
     check_model(lm)
     path = headline_path(lm.name)
     key = _key(lm)
-    try:
-        cached = json.loads(path.read_text())
-        if cached.get("key") == key and set(cached) == {f.name for f in fields(Headline)}:
-            return Headline(**cached)
-    except (OSError, ValueError, AttributeError):
-        pass  # missing or damaged: compute it
+    problem = verify_cache_file(path)  # the file and its <file>.manifest (size, sha256)
+    if problem is None:
+        try:
+            cached = json.loads(path.read_text())
+            if cached.get("key") == key and set(cached) == {f.name for f in fields(Headline)}:
+                return Headline(**cached)
+        except (OSError, ValueError, AttributeError, RecursionError):
+            pass  # unreadable although recorded: compute it
+    elif path.exists():  # damaged (or written before files had a record): recomputed once, said once
+        warnings.warn(f"cache entry {path} is damaged ({problem}); recomputing it", CacheRepairWarning, stacklevel=2)
     clock = RunClock()
     res = induction_scores(lm, T=CANONICAL["T"], seeds=CANONICAL["seeds"], eps=CANONICAL["eps"],
                            l0=CANONICAL["layer"], n_boot=HEADLINE_N_BOOT)
@@ -167,6 +174,7 @@ def headline(lm) -> Headline:
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, out.to_json_dict())
+    write_file_manifest(path)  # last: a file with its record is complete
     return out
 
 
@@ -244,7 +252,7 @@ def regime_window(lm) -> dict:
         the widest run of the sweep within ``tol`` of its median (:func:`.regime.universal_regime`);
         ``eps_low``/``eps_high``/``chi`` are ``None`` when no two neighbouring strengths agree.
     """
-    from .checks import check_model
+    from .checks import allow_eps, check_model
     from .regime import log_eps_grid, universal_regime
     from .engine import response
     from .sequences import make_sequence, spread, validate_length
@@ -255,7 +263,8 @@ def regime_window(lm) -> dict:
     tokens = make_sequence(lm, "repeated", sw["T"], sw["seed"])  # [2T + 1]
     grid = log_eps_grid(sw["eps_min"], sw["eps_max"], sw["points_per_decade"])  # [n_eps]
     sources = spread(1, len(tokens) - 2, sw["n_sources"])  # BOS and the last token excluded
-    res = response(lm, tokens, grid, l0=0, read_streams=[lm.n_layers], sources=sources, seed=sw["seed"])
+    with allow_eps(below_floor=True):  # the sweep starts below the floor on purpose: it finds the regime's bottom
+        res = response(lm, tokens, grid, l0=0, read_streams=[lm.n_layers], sources=sources, seed=sw["seed"])
     iv = universal_regime(res, tol=sw["tol"])[-1]
     inside = iv.eps_low is not None and iv.eps_low <= CANONICAL["eps"] <= iv.eps_high
     return {"eps_low": iv.eps_low, "eps_high": iv.eps_high, "decades": iv.decades, "n_points": iv.n_points,

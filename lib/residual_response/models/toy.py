@@ -33,7 +33,9 @@ Layout on disk (``toy_dir()`` = ``cache_dir()/models/toy-gpt2``)::
     training_log.json         train loss per step; first/second-copy loss per checkpoint
 
 The whole folder is written under a temporary name in the same parent and moved into place with
-``os.replace`` at the end, so an interrupted run leaves no half-written cache.
+``os.replace`` at the end, so an interrupted run leaves no half-written cache. Its
+``MANIFEST.json`` (size and sha256 of every file) is written last and verified on every load:
+damaged weights are retrained once, with one warning, never loaded.
 
 Same weights on every x86 CPU: PyTorch, MKL and oneDNN pick their kernels by the CPU's vector
 units (AVX2, AVX-512), and kernels of different widths round differently; over 2000 optimiser
@@ -53,18 +55,21 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..behaviour import copy_losses
-from ..io import entry_lock, install_dir, make_temp_dir, remove_stale_temps
-from . import (LoadedModel, ModelSpec, cache_dir, prepare_model, quiet_hf_progress, resolve_device, resolve_dtype,
-                     wrap_model)
+from ..io import install_dir, make_temp_dir, remove_stale_temps
+from . import (LoadedModel, ModelSpec, ModelUnavailableError, cache_dir, prepare_model, quiet_hf_progress,
+               resolve_device, resolve_dtype, wrap_model)
+from .cache import (CacheRepairWarning, build_failure, building, tidy_entry, verify_cache_entry,
+                    write_cache_manifest)
+from .child import report_failure, run_child
 from ..sequences import InductionLayout
 
 __all__ = [
@@ -310,6 +315,7 @@ def train_toy(
         else:
             with _torch_threads(TRAIN_THREADS):
                 log = _train_into(tmp, recipe, seed, progress, GPT2LMHeadModel, portable=False)
+        write_cache_manifest(tmp)  # last: a folder with its manifest is complete
         install_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -321,42 +327,25 @@ def _train_in_child(folder: Path, recipe: ToyRecipe, seed: int, progress: bool) 
     """Run :func:`_train_into` in a fresh interpreter with :data:`PORTABLE_ENV`, return its log.
 
     Why a child process: the kernel choices of PyTorch, MKL and oneDNN are fixed when they load,
-    so only a process that sets them before ``import torch`` trains with them.
+    so only a process that sets them before ``import torch`` trains with them (:mod:`.child`).
     """
-    import residual_response
-
     spec = {"folder": str(folder), "recipe": dataclasses.asdict(recipe), "seed": seed, "progress": progress}
-    env = dict(os.environ, **PORTABLE_ENV)
-    # the child imports this same package, wherever it was imported from
-    package_root = str(Path(residual_response.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
-    cmd = [sys.executable, "-c", "from residual_response.models.toy import _child_main; _child_main()", json.dumps(spec)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        err_lines = []
-        for line in proc.stderr:  # forward the progress bar, keep the tail for an error message
-            err_lines = (err_lines + [line])[-20:]
-            if progress:
-                sys.stderr.write(line)
-        code = proc.wait()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    if code != 0:
-        tail = "".join(err_lines).strip().splitlines()
-        raise RuntimeError(f"toy training failed in its child process (exit {code}): {tail[-1] if tail else 'no message'}")
+    run_child("from residual_response.models.toy import _child_main; _child_main()", spec, PORTABLE_ENV, progress)
     return json.loads((folder / "training_log.json").read_text())
 
 
 def _child_main() -> None:
-    """Entry point of the training child process (:func:`_train_in_child`)."""
-    from transformers import GPT2LMHeadModel
+    """Entry point of the training child process (:func:`_train_in_child`); a failure is reported in
+    one line the parent reads (:func:`.child.report_failure`), not as a traceback."""
+    try:
+        from transformers import GPT2LMHeadModel
 
-    spec = json.loads(sys.argv[1])
-    torch.set_num_threads(TRAIN_THREADS)
-    _train_into(Path(spec["folder"]), ToyRecipe(**spec["recipe"]), int(spec["seed"]), bool(spec["progress"]),
-                GPT2LMHeadModel, portable=True)
+        spec = json.loads(sys.argv[1])
+        torch.set_num_threads(TRAIN_THREADS)
+        _train_into(Path(spec["folder"]), ToyRecipe(**spec["recipe"]), int(spec["seed"]), bool(spec["progress"]),
+                    GPT2LMHeadModel, portable=True)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it there
+        report_failure(exc)
 
 
 def weights_sha256(model) -> str:
@@ -480,22 +469,59 @@ def _complete(folder: Path) -> bool:
         log = json.loads((folder / "training_log.json").read_text())
     except (OSError, ValueError):
         return False
-    return (log.get("recipe") == dataclasses.asdict(DEFAULT_RECIPE) and log.get("seed") == 0
+    return (isinstance(log, dict) and log.get("recipe") == dataclasses.asdict(DEFAULT_RECIPE) and log.get("seed") == 0
             and log.get("portable") is True and isinstance(log.get("weights_sha256"), str))
 
 
-def ensure_toy_model(progress: bool = True) -> Path:
+def _problem(folder: Path) -> tuple[str, bool] | None:
+    """What is wrong with the cached toy (``(words, damaged)``), or ``None`` when it can be loaded."""
+    problem = verify_cache_entry(folder)
+    if problem is not None:
+        return problem, folder.exists()
+    if not _complete(folder):
+        return "it was trained with another recipe, or by an older version", False
+    return None
+
+
+def _bars_wanted() -> bool:
+    """The training bar of a build asked for nothing: on a terminal, unless bars are switched off."""
+    return bool(sys.stderr.isatty()) and os.environ.get("TQDM_DISABLE", "") in ("", "0")
+
+
+def ensure_toy_model(progress: bool | None = None) -> Path:
     """Return :func:`toy_dir`, training the toy model first if it is not cached yet.
 
     Why: the book and the tests load the toy model by name; the first use pays for the training
-    (about a minute of CPU time), every later one reads the cache.
+    (about a minute of CPU time), every later one reads the cache. The entry's manifest is
+    verified first (without a lock: a read-only cache works); a damaged entry is retrained once
+    with one :class:`~.cache.CacheRepairWarning`; a training that fails (a full disk) raises one
+    sentence that names the cause.
+
+    Args:
+        progress: draw the training bar; ``None`` (default): only on a terminal, and not when
+            ``TQDM_DISABLE`` is set (the command line's ``--no-progress``, a book page).
     """
     folder = toy_dir()
-    if _complete(folder):
+    found = _problem(folder)
+    if found is None:
+        tidy_entry(folder)
         return folder
-    with entry_lock(folder):  # one training at a time; a second process waits, then reads its result
-        if not _complete(folder):
-            train_toy(folder, seed=0, recipe=DEFAULT_RECIPE, progress=progress)
+    with building(folder, found[0]):  # one training at a time; a second process waits, then reads its result
+        found = _problem(folder)
+        if found is None:
+            return folder
+        problem, damaged = found
+        if folder.exists():
+            what = "is damaged" if damaged else "is out of date"
+            warnings.warn(f"cache entry {folder} {what} ({problem}); retraining it", CacheRepairWarning, stacklevel=2)
+        try:
+            train_toy(folder, seed=0, recipe=DEFAULT_RECIPE, progress=_bars_wanted() if progress is None else progress)
+        except Exception as exc:
+            raise build_failure(folder, exc, source="check the disk, then run again") from None
+        problem = verify_cache_entry(folder)
+        if problem is not None:
+            raise ModelUnavailableError(f"cache entry {folder} is damaged right after its training ({problem}); "
+                                        f"check the disk, then remove it with `rm -rf {folder}` and run again")
     return folder
 
 
@@ -532,8 +558,17 @@ def load_toy_model(device: str | torch.device = "cpu", dtype: str | torch.dtype 
             shown = ", ".join(str(s) for s in steps[:6]) + (f", ..., {steps[-1]}" if len(steps) > 6 else "")
             raise ValueError(f"no toy checkpoint at step {step!r}; available steps: {shown}")
         path = folder / "checkpoints" / f"step-{step:05d}"
-    with quiet_hf_progress():
-        model = GPT2LMHeadModel.from_pretrained(path, dtype=dt)
+    try:
+        with quiet_hf_progress():
+            model = GPT2LMHeadModel.from_pretrained(path, dtype=dt)
+    except Exception as exc:  # verified files that do not load: the entry was written wrong
+        from ..memory import allocation_failure
+        from .loaded import _first_line
+
+        if allocation_failure(exc):
+            raise
+        raise ModelUnavailableError(f"cache entry {folder} cannot be loaded ({_first_line(exc)}); remove it with "
+                                    f"`rm -rf {folder}` and run again to retrain it") from None
     model = prepare_model(model, dev, dt)
     vocab = int(model.config.vocab_size)
     return wrap_model(
