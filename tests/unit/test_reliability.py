@@ -160,7 +160,7 @@ def test_library_writers_follow_the_same_rule(tmp_path, null_device):
 @pytest.mark.parametrize("kind", ["dangling symlink", "socket", "symlink to a folder"])
 def test_other_nodes_are_refused_in_one_line_and_never_replaced(tmp_path, capsys, kind, monkeypatch):
     loads = []
-    monkeypatch.setattr(cli.commands, "_load", lambda args: loads.append(1))
+    monkeypatch.setattr(cli.jobs, "load", lambda args: loads.append(1))
     out = tmp_path / "out.npz"
     sock = None
     if kind == "dangling symlink":
@@ -454,7 +454,7 @@ def test_an_allocation_failure_anywhere_is_one_line_naming_its_size(monkeypatch,
     def fail(*args, **kwargs):
         raise failure
 
-    monkeypatch.setattr(importlib.import_module("residual_response.engine"), "response", fail)
+    monkeypatch.setattr(importlib.import_module("residual_response.engine"), "run_response", fail)
     rc, err = run_cli([*RESPONSE, "--out", tmp_path / "chi.npz"], capsys)
     line = one_error_line(err)
     assert rc == 2 and "out of memory" in line and "2.79 GiB" in line and "fewer eps values" in line
@@ -524,10 +524,10 @@ BAD_SHOW = {
     "emergence layer 99": (lambda d, p: _edit(d / "ind-gpt2.json", p, lambda j: j.update(emergence_layer=99)),
                            "emergence layer 99"),
     "a string for a number": (lambda d, p: _edit(d / "ind-gpt2.json", p, lambda j: j.update(eps="abc")), "abc"),
-    "section map read layer 40": (lambda d, p: _edit(d / "map.json", p, lambda j: j["read_layers"].__setitem__(-1, 40)),
-                                  "read_layers holds 40"),
+    "section map read stream 40": (lambda d, p: _edit(d / "map.json", p, lambda j: j["read_streams"].__setitem__(-1, 40)),
+                                   "read_streams holds 40"),
     "regime curve too short": (lambda d, p: _edit(d / "reg.json", p, lambda j: j["curves"][0].pop()),
-                               "the curve of layer"),
+                               "the curve of stream"),
 }
 
 

@@ -42,12 +42,13 @@ def _ints(path: Path, values, name: str, low: int, high: int) -> list[int]:
     return [int(v) for v in values]
 
 
-def _numbers(path: Path, values, name: str, length: int, *, gaps: bool = True) -> None:
-    """``values``: ``length`` numbers, each finite (``nan`` only where the file had ``null``, with ``gaps``)."""
+def _numbers(path: Path, values, name: str, length: int, *, of: str = "read streams", gaps: bool = True) -> None:
+    """``values``: ``length`` numbers (one for each of ``of``), each finite (``nan`` only where the
+    file had ``null``, with ``gaps``)."""
     if not isinstance(values, (list, tuple, np.ndarray)):
         _fail(path, f"{name} must be a list of numbers")
     if len(values) != length:
-        _fail(path, f"{name} has {len(values)} values for {length} read streams")
+        _fail(path, f"{name} has {len(values)} values for {length} {of}")
     for v in values:
         if v is None:
             continue
@@ -111,7 +112,7 @@ def _check_regime(f) -> None:
     _ints(path, [reg.l0], "l0", 0, L)
     _ints(path, list(reg.curve_streams), "curve_streams", 0, L)
     for l, curve in zip(reg.curve_streams, reg.curves):
-        _numbers(path, curve, f"the curve of stream {l}", len(eps))
+        _numbers(path, curve, f"the curve of stream {l}", len(eps), of="strengths")
     for r in reg.regimes:
         for name in ("eps_low", "eps_high"):
             v = getattr(r, name)
