@@ -78,7 +78,7 @@ def _call(fn: str, **kwargs: Any):
         _unavailable = _message(limit)
         raise V8Unavailable(_unavailable)
     lines = [l for l in err.strip().splitlines() if l.strip()]
-    raise ValueError(f"vl-convert failed: {lines[-1] if lines else f'exit status {proc.returncode}'}")
+    raise RuntimeError(f"vl-convert failed: {lines[-1] if lines else f'exit status {proc.returncode}'}")
 
 
 def vegalite_to_svg(spec: dict, vl_version: str) -> str:
