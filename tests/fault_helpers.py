@@ -42,6 +42,32 @@ def write_fake_weights(folder: Path, gguf_path: Path) -> None:
             fh.write("build\n")
 
 
+def use_fake_cache(tmp_path: Path, monkeypatch) -> Path:
+    """An empty cache folder in ``tmp_path`` with the fake stand-in registered (a test's ``cache`` fixture)."""
+    root = tmp_path / "cache"
+    monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(root))
+    install(tmp_path / "fake.gguf", monkeypatch.setitem, monkeypatch.setattr)
+    return root
+
+
+def entry(root: Path) -> Path:
+    """The fake stand-in's entry in the cache ``root``."""
+    return root / "models" / NAME
+
+
+def one_error_line(err: str) -> str:
+    """The one ``error:`` line of a run's stderr (and no traceback), asserted."""
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary files and folders (``.<name>.<pid>-<random>.tmp``) in ``folder``."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp"))
+
+
 def install(gguf_path: Path, setitem=None, setattr_=None, *, source=None) -> None:
     """Register ``fake-standin`` (with ``setitem``/``setattr_`` from monkeypatch, or for good in a subprocess)."""
     from residual_response import models

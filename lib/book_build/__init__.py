@@ -51,6 +51,7 @@ Modules, in the order a build uses them:
 - :mod:`.markdown` MyST roles and directives as plain Markdown, for the student notebooks
 - :mod:`.student`  the exercise notebook without solutions
 - :mod:`.html`     numbered tables, Jupyter Book, the CDN check
+- :mod:`.outdir`   ``--out``: checked first, left as found by a refused or interrupted build
 - :mod:`.cli`      the command line and ``timings.json``
 """
 

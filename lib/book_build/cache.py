@@ -41,7 +41,7 @@ import platform
 import resource
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import nbformat
 from jupyter_cache.cache.main import JupyterCacheBase

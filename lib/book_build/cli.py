@@ -15,6 +15,7 @@ from .execute import check_kernel, convert, finish_page
 from .html import build_html, check_no_cdn
 from .markdown import BookIndex, book_index
 from .parallel import default_jobs, order, run_pages
+from .outdir import OutDir
 from .params import check_overrides, check_parameters, declared_parameters, parse_overrides
 from .stage import fill_course_page, machine_description, stage_sources
 
@@ -111,16 +112,31 @@ def _print_timings(results: list[Result], html_seconds: float | None, t0: float,
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
+    from residual_response.signals import describe, exit_status, terminate_as_interrupt
+
+    with terminate_as_interrupt():  # SIGTERM and SIGHUP end the build as Ctrl-C does
+        try:
+            return _build(args)
+        except KeyboardInterrupt as exc:
+            print(f"error: {describe(exc)}", file=sys.stderr)
+            return exit_status(exc)
+
+
+def _build(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     out = args.out.resolve()
     stage, src_dir = out / "stage", out / "src"
     results: list[Result] = []
     index: Path | None = None
     html_seconds: float | None = None
+    outdir: OutDir | None = None
+    kept = False  # the build ran (done or failed): its timings are written, the earlier build's entries go
     try:
         overrides = parse_overrides(args.param)
         all_pages = load_pages(args.profile)
         pages = _selected(args, all_pages)
+        _check_charts()
+        outdir = OutDir(out).open()  # checked and created; an earlier build's entries moved aside
         sources = _checked_sources(pages, src_dir, overrides)
         cache = open_cache(args.recompute)
         others = [p for p in all_pages if args.only and args.profile in p.profiles and p not in pages]
@@ -132,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         stage_sources(stage, all_pages, pages, partial=bool(args.only))
         links = book_index()
         print(f"[stage] {stage}  (kernel {KERNEL!r} runs {check_kernel()})", flush=True)
+        kept = True  # the pages run: their timings are written, the earlier build's entries go
         _execute_all(pages, sources, stage, results, args, cache, links)
         fill_course_page(stage, all_pages, results)
 
@@ -145,16 +162,41 @@ def main(argv: list[str] | None = None) -> int:
             html_seconds = time.perf_counter() - th
             check_no_cdn(index.parent)
     except UsageError as exc:
+        kept = False
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BuildError as exc:
         print(f"\nbuild_book: FAILED\n{exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the machine, not a page: a disk that filled up, a folder that vanished
+        kept = True
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM, SIGHUP): --out as it was found
+        kept = False
+        raise
     finally:
-        if results or html_seconds is not None:
-            write_timings(out, args.profile, results, html_seconds, t0)
+        if outdir is not None:
+            if kept:
+                outdir.discard()
+                if results or html_seconds is not None:
+                    write_timings(out, args.profile, results, html_seconds, t0)
+            else:
+                outdir.restore()  # a refused or interrupted build leaves --out as it found it
     _print_timings(results, html_seconds, t0, out, stage, index)
     return 0
+
+
+def _check_charts() -> None:
+    """Under an address-space limit, vl-convert's V8 cannot draw the pages' charts (it aborts the
+    kernel); say so in one line before anything runs (:mod:`residual_response.pages.plots.convert`)."""
+    from residual_response.pages.plots.convert import V8Unavailable, check_v8
+
+    try:
+        check_v8()
+    except V8Unavailable as exc:
+        raise UsageError(f"the pages' charts cannot be drawn here: {exc}") from None
 
 
 def write_timings(out: Path, profile: str, results: list[Result], html_seconds: float | None, t0: float) -> None:

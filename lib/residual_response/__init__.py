@@ -46,7 +46,8 @@ The book's pages (:mod:`.pages`)
   - ``pages.studies``     the studies a page runs, one call per model (cross-checks, negative controls, the phase change)
   - ``pages.regime_tables`` the regime as the pages show it: curve and window tables, a multi-model sweep
   - ``pages.tables``      tables (``frames``) and sentences (``text``) for the pages
-  - ``pages.plots``       offline interactive charts (``render``, ``charts``, ``matrices``, ``training``, ``figures``)
+  - ``pages.plots``       offline interactive charts (``render``, ``charts``, ``matrices``, ``training``, ``figures``,
+    ``convert``: vl-convert's static renderings, in a child process under an address-space limit)
   - ``pages.schematic``   the method's schematic figure
 
 Benchmark, files and command line
@@ -59,9 +60,12 @@ Benchmark, files and command line
   - :mod:`.checks`        the validators of every public argument (:class:`~.errors.InputError`), and of results before they leave
   - :mod:`.errors`        ``InputError``: a value the caller got wrong (the command line's exit status 2)
   - :mod:`.version`       the library's version
-  - :mod:`.io`            atomic writes, cache locks, temporaries of killed writers
+  - :mod:`.io`            atomic writes, cache locks (a wait said once, bounded), temporaries of killed writers
+  - :mod:`.outputs`       an output path that is no regular file, handled as ``cp`` and ``dd`` handle it
+  - :mod:`.signals`       SIGTERM and SIGHUP handled like SIGINT: cleanup, one line, exit 128 + signal
+  - :mod:`.memory`        the memory a run may still take (MemAvailable, rlimits, cgroups); allocation failures
   - :mod:`.cli`           the ``residual-response`` command (``parser``, ``output``, ``estimate``, ``jobs``, ``commands``,
-    ``show``: result files drawn as an offline HTML page or a PNG)
+    ``show``: result files drawn as an offline HTML page or a PNG, ``show_checks``)
 
 The book's build (``scripts/build_book.py``) is the package ``book_build`` beside this one in ``lib/``.
 """

@@ -11,10 +11,13 @@ status 2, and anything else as the library's own failure (exit 1, with its trace
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
 import numbers
-from typing import Iterable, Sequence
+import warnings
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -33,6 +36,9 @@ __all__ = [
     "check_finite_result",
     "eps_floor",
     "check_eps_floor",
+    "BelowFloorWarning",
+    "allow_eps",
+    "check_eps_policy",
     "check_seeds",
     "seed_sequence",
     "check_bootstrap",
@@ -191,6 +197,60 @@ def check_eps_floor(eps, dtype, *, option: str = "eps", override: str = "allow_b
         name = str(dtype).replace("torch.", "")
         raise InputError(f"{option} {float(low.min()):g} lies below the rounding floor of {name} (~{floor:.0e}), "
                          f"where chi is rounding noise; use {option} >= {floor:.0e}, a wider dtype, or {override}")
+
+
+# --- the eps policy: one rule for every command and every public function --------------------
+#
+# eps above 1: a kick larger than the stream itself, where no universal regime lies: refused
+#   (the command line's --allow-eps-above-1, the library's ``allow_eps(above_1=True)``).
+# eps below the dtype's rounding floor: chi is rounding noise: refused by the command line
+#   (--allow-below-floor), a BelowFloorWarning in the library (``allow_eps(below_floor=True)``
+#   silences it; a sweep that shows where the floor lies asks for that on purpose).
+
+
+class BelowFloorWarning(UserWarning):
+    """A strength below the dtype's rounding floor: chi there is mostly rounding noise."""
+
+
+_EPS_ALLOWED: contextvars.ContextVar[tuple[bool, bool]] = contextvars.ContextVar("eps_allowed",
+                                                                               default=(False, False))
+
+
+@contextlib.contextmanager
+def allow_eps(*, above_1: bool = False, below_floor: bool = False) -> Iterator[None]:
+    """Within the block, accept strengths above 1 (``above_1``) or below the rounding floor without a
+    warning (``below_floor``), in every public function (the eps policy above).
+
+    Example: ``with allow_eps(below_floor=True): response(lm, tokens, np.logspace(-9, 0, 19))``.
+    """
+    for name, value in (("above_1", above_1), ("below_floor", below_floor)):
+        if not isinstance(value, (bool, np.bool_)):  # 0/1 or a string would hide a typo
+            raise TypeError(f"{name} must be True or False, got {_describe(value)}")
+    old_above, old_below = _EPS_ALLOWED.get()
+    token = _EPS_ALLOWED.set((old_above or bool(above_1), old_below or bool(below_floor)))
+    try:
+        yield
+    finally:
+        _EPS_ALLOWED.reset(token)
+
+
+def check_eps_policy(eps, dtype, *, stacklevel: int = 2) -> None:
+    """Apply the eps policy of the library to validated strengths ``eps`` for a model in ``dtype``:
+    :class:`InputError` above 1, :class:`BelowFloorWarning` below the rounding floor (see :func:`allow_eps`)."""
+    arr = np.atleast_1d(np.asarray(eps, dtype=np.float64))
+    arr = arr[np.isfinite(arr)]  # the nan of method="jvp"
+    if not arr.size:
+        return
+    above_ok, below_ok = _EPS_ALLOWED.get()
+    if not above_ok and float(arr.max()) > 1:
+        raise InputError(f"eps {float(arr.max()):g} is above 1, a perturbation larger than the stream itself, where no "
+                         f"universal regime lies; use eps <= 1, or call inside "
+                         f"`with residual_response.checks.allow_eps(above_1=True):`")
+    if not below_ok:
+        try:
+            check_eps_floor(arr, dtype, override="call inside `with residual_response.checks.allow_eps(below_floor=True):`")
+        except InputError as exc:
+            warnings.warn(str(exc), BelowFloorWarning, stacklevel=stacklevel + 1)
 
 
 def check_seeds(seeds, name: str = "seeds") -> list[int]:

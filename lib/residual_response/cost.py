@@ -22,7 +22,8 @@ import torch
 from .models import LoadedModel, block_dims
 
 __all__ = ["matmul_weights", "non_embedding_params", "block_weights", "model_dims", "response_token_forwards",
-           "response_flops", "attention_weight", "row_bytes", "result_bytes"]
+           "response_flops", "attention_weight", "row_bytes", "max_pass_rows", "pass_bytes",
+           "result_bytes"]
 
 
 def matmul_weights(d_model: int, d_ffn: int, q_dim: int, kv_dim: int, gated: bool) -> int:
@@ -97,6 +98,20 @@ def row_bytes(lm: LoadedModel, n_positions: int, jvp: bool = False) -> int:
     N = n_positions
     per_row = N * (12 * b.d_model + 4 * b.d_ffn + 3 * b.n_heads * N + 2 * lm.n_layers * b.n_kv_heads * b.head_dim) * itemsize
     return per_row * 3 if jvp else per_row
+
+
+def max_pass_rows(lm: LoadedModel, n_positions: int, memory_budget_mb: float = 1024.0, jvp: bool = False) -> int:
+    """Rows of one forward pass whose activations (:func:`row_bytes` each) fit ``memory_budget_mb``,
+    between 1 and 512 (the batch planner's bound, :func:`~.engine.plan.default_batch_rows`)."""
+    return int(max(1, min(512, memory_budget_mb * 2**20 // max(row_bytes(lm, n_positions, jvp), 1))))
+
+
+def pass_bytes(lm: LoadedModel, n_positions: int, n_rows: int, *, jvp: bool = False,
+               memory_budget_mb: float = 1024.0) -> int:
+    """Activation bytes of the largest forward pass of a call with ``n_rows`` rows (the memory a run
+    needs beside its results; :func:`max_pass_rows` rows at most)."""
+    B = min(max(int(n_rows), 1), max_pass_rows(lm, n_positions, memory_budget_mb, jvp))
+    return B * row_bytes(lm, int(n_positions), jvp)
 
 
 def result_bytes(lm: LoadedModel, *, n_positions: int, n_sources: int, n_directions: int, n_eps: int, l0: int,

@@ -6,7 +6,8 @@ page to page. Here it is computed once, at :data:`.canonical.CANONICAL`, written
 file per model in the cache (``cache_dir()/results/headline-<model>.json``, an entry of
 :mod:`.results_cache`), and every page that quotes it reads that file. The file is keyed by the
 setting, the hash of the model's weights, the library's source and the versions of torch,
-transformers and numpy: a key that no longer matches is recomputed, a damaged file too.
+transformers and numpy: a key that no longer matches is recomputed, a damaged file too (each entry
+carries the sha256 and size of its payload, verified on every read).
 """
 
 from __future__ import annotations
@@ -248,7 +249,7 @@ def regime_window(lm) -> dict:
         the widest run of the sweep within ``tol`` of its median (:func:`.regime.universal_regime`);
         ``eps_low``/``eps_high``/``chi`` are ``None`` when no two neighbouring strengths agree.
     """
-    from .checks import check_model
+    from .checks import allow_eps, check_model
     from .regime import log_eps_grid, universal_regime
     from .engine import response
     from .sequences import make_sequence, spread, validate_length
@@ -259,7 +260,8 @@ def regime_window(lm) -> dict:
     tokens = make_sequence(lm, "repeated", sw["T"], sw["seed"])  # [2T + 1]
     grid = log_eps_grid(sw["eps_min"], sw["eps_max"], sw["points_per_decade"])  # [n_eps]
     sources = spread(1, len(tokens) - 2, sw["n_sources"])  # BOS and the last token excluded
-    res = response(lm, tokens, grid, l0=0, read_streams=[lm.n_layers], sources=sources, seed=sw["seed"])
+    with allow_eps(below_floor=True):  # the sweep starts below the floor on purpose: it finds the regime's bottom
+        res = response(lm, tokens, grid, l0=0, read_streams=[lm.n_layers], sources=sources, seed=sw["seed"])
     iv = universal_regime(res, tol=sw["tol"])[-1]
     inside = iv.eps_low is not None and iv.eps_low <= CANONICAL["eps"] <= iv.eps_high
     return {"eps_low": iv.eps_low, "eps_high": iv.eps_high, "decades": iv.decades, "n_points": iv.n_points,

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .ablation import head_output_projection
-from .checks import check_bootstrap, check_eps, check_int, check_seeds, keyword_alias, validate_l0
+from .checks import check_bootstrap, check_eps, check_eps_policy, check_int, check_seeds, keyword_alias, validate_l0
 from .models import LoadedModel
 from .perturbation import apply_perturbation, perturbation_directions
 from .resultfile import renamed
@@ -130,6 +130,7 @@ def head_attribution(
     validate_length(lm, T)
     validate_l0(lm, l0)
     eps = check_eps(eps)
+    check_eps_policy(eps, lm.dtype)  # above 1 refused, below the floor warned (checks.allow_eps)
     seed_list = check_seeds(seeds)
     check_int(n_directions, "n_directions", minimum=1)
     check_bootstrap(n_boot, 0.95)

@@ -49,8 +49,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .canonical import CANONICAL
-from .checks import (InputError, check_bootstrap, check_choice, check_eps, check_int, check_int_list, check_model,
-                     check_number, check_seeds, keyword_alias, seed_sequence, validate_l0, validate_read_streams)
+from .checks import (InputError, check_bootstrap, check_choice, check_eps, check_eps_policy, check_int, check_int_list,
+                     check_model, check_number, check_seeds, keyword_alias, seed_sequence, validate_l0,
+                     validate_read_streams)
 from .engine import ResponseJob, reuse_clean_passes, run_response
 from .engine.plan import planned_passes
 from .induction_result import InductionResult, SectionMap, StripeData
@@ -151,8 +152,9 @@ class InductionSetting:
             check_int(response_options["batch_rows"], "batch_rows", minimum=1)
         if "memory_budget_mb" in response_options:
             check_number(response_options["memory_budget_mb"], "memory_budget_mb", positive=True)
-        return cls(T=int(T), seeds=seed_sequence(seeds), l0=l0,
-                   eps=check_eps(eps) if method == "finite" else math.nan,
+        eps = check_eps(eps) if method == "finite" else math.nan
+        check_eps_policy(eps, lm.dtype, stacklevel=3)  # above 1 refused, below the floor warned (checks.allow_eps)
+        return cls(T=int(T), seeds=seed_sequence(seeds), l0=l0, eps=eps,
                    n_directions=check_int(n_directions, "n_directions", minimum=1), method=method, control=control,
                    read_streams=None if read_streams is None else tuple(validate_read_streams(lm, read_streams, l0)),
                    n_boot=n_boot, confidence=confidence, keep_matrices=bool(keep_matrices), **response_options)

@@ -11,6 +11,13 @@ remove them (:func:`remove_stale_temps`).
 
 Modes honour the umask: ``tempfile`` creates files ``0600`` and folders ``0700`` whatever the
 umask, which would make a shared cache or an output unreadable to the rest of a group.
+
+An output path that exists and is not a regular file follows the rule of :mod:`.outputs` (the
+rule of ``cp`` and ``dd``): a symlink is followed and the file it ends at replaced; a character
+device or FIFO is written in place; anything else is refused. The node is never replaced.
+
+Cache entries are built under a lock (:func:`entry_lock`); a process that finds it held says so
+once, on stderr, and gives up after :func:`lock_timeout` seconds.
 """
 
 from __future__ import annotations
@@ -22,10 +29,16 @@ import json
 import os
 import re
 import shutil
+import stat
+import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Iterator
+
+from .errors import InputError
+from .outputs import OutputNodeError, output_node
 
 __all__ = [
     "current_umask",
@@ -38,6 +51,10 @@ __all__ = [
     "install_dir",
     "remove_stale_temps",
     "OutputReservation",
+    "OutputNodeError",
+    "LockTimeoutError",
+    "entry_lock",
+    "lock_timeout",
 ]
 
 _umask_lock = threading.Lock()
@@ -116,9 +133,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on a clean exit move it onto ``path``, else remove it.
 
     The caller writes the temporary path (any writer that takes a path). The file is created
-    empty first, with the umask's mode.
+    empty first, with the umask's mode. A symlink at ``path`` is followed (the file it ends at is
+    replaced); a character device or FIFO is yielded itself, to be written in place (:mod:`.outputs`).
     """
-    path = Path(path)
+    node = output_node(path)
+    if node.in_place:
+        yield node.path
+        return
+    path = node.target
     remove_stale_temps(_folder_of(path), path.name)
     fd, tmp = tempfile.mkstemp(prefix=temp_name_prefix(path.name), suffix=".tmp", dir=_folder_of(path))
     os.close(fd)
@@ -132,9 +154,33 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def _write_in_place(path: Path, write: Callable[[object], None]) -> None:
+    """Write a character device or FIFO where it is: opened as the shell's ``>`` opens it (a FIFO
+    waits for its reader), never created, renamed or removed (:mod:`.outputs`)."""
+    fd = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+    with open(fd, "wb") as fh:
+        _write_and_trim(fh, write)
+
+
+def _write_and_trim(fh, write: Callable[[object], None]) -> None:
+    """``write(fh)``, then flush; a regular file is cut where the writing ended and synced."""
+    write(fh)
+    fh.flush()
+    if stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+        fh.truncate()
+        os.fsync(fh.fileno())
+
+
 def write_bytes_atomic(path: str | os.PathLike, write: Callable[[object], None]) -> Path:
-    """Call ``write(fh)`` on a binary file handle of a temporary beside ``path``, then move it into place."""
+    """Call ``write(fh)`` on a binary file handle of a temporary beside ``path``, then move it into place.
+
+    A symlink is followed; a character device or FIFO is written in place (:mod:`.outputs`).
+    """
     path = Path(path)
+    node = output_node(path)
+    if node.in_place:
+        _write_in_place(node.path, write)
+        return path
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             write(fh)
@@ -185,15 +231,30 @@ class OutputReservation:
     ``size_hint`` bytes on disk, so that these faults show up before any work; :meth:`commit`
     writes into the allocated space and renames, :meth:`discard` removes the temporary.
 
+    A symlink at ``path`` is followed: the temporary goes beside the file it ends at, which the
+    commit replaces. A character device or FIFO is opened for writing here (``in_place``; a FIFO
+    waits for its reader, as the shell's ``>`` does) and written by the commit, with no
+    temporary; the node is never replaced (:mod:`.outputs`).
+
     Raises ``OSError`` from the constructor when the file cannot be created or the space
-    cannot be allocated.
+    cannot be allocated, :class:`~.outputs.OutputNodeError` when ``path`` names something no
+    output may be written to.
     """
 
     def __init__(self, path: str | os.PathLike, size_hint: int = 0):
         self.path = Path(path)
-        folder = _folder_of(self.path)
-        remove_stale_temps(folder, self.path.name)
-        fd, tmp = tempfile.mkstemp(prefix=temp_name_prefix(self.path.name), suffix=".tmp", dir=folder)
+        self.tmp: Path | None = None
+        self._fh = None
+        node = output_node(self.path)
+        self.in_place = node.in_place
+        if node.in_place:
+            fd = os.open(node.path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+            self._fh = open(fd, "wb")
+            return
+        self.target = node.target
+        folder = _folder_of(self.target)
+        remove_stale_temps(folder, self.target.name)
+        fd, tmp = tempfile.mkstemp(prefix=temp_name_prefix(self.target.name), suffix=".tmp", dir=folder)
         self.tmp = Path(tmp)
         try:
             apply_umask(tmp)
@@ -212,12 +273,17 @@ class OutputReservation:
     def commit(self, write: Callable[[object], None]) -> Path:
         """Call ``write(fh)`` on the reserved file (from its start), cut it to what was written, rename."""
         try:
+            if self.in_place:
+                with self._fh as fh:
+                    _write_and_trim(fh, write)
+                self._fh = None
+                return self.path
             with open(self.tmp, "r+b") as fh:
                 write(fh)
                 fh.truncate()
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(self.tmp, self.path)
+            os.replace(self.tmp, self.target)
         except BaseException:
             self.discard()
             raise
@@ -228,24 +294,99 @@ class OutputReservation:
         return self.commit(lambda fh: fh.write(text.encode()))
 
     def discard(self) -> None:
-        with contextlib.suppress(OSError):
-            os.remove(self.tmp)
+        """Remove the temporary (close a device or FIFO unwritten); nothing to do after a commit."""
+        if self._fh is not None:
+            with contextlib.suppress(OSError):
+                self._fh.close()
+            self._fh = None
+        if self.tmp is not None:
+            with contextlib.suppress(OSError):
+                os.remove(self.tmp)
+
+
+#: Environment variable: seconds a process waits for a cache entry another process holds.
+LOCK_TIMEOUT_ENV = "RESIDUAL_RESPONSE_LOCK_TIMEOUT"
+
+#: Default of :data:`LOCK_TIMEOUT_ENV`: longer than the slowest build (training the toy model, or
+#: de-quantising Gemma 3, on a busy machine), short enough that a hung holder is noticed.
+DEFAULT_LOCK_TIMEOUT = 600.0
+
+
+class LockTimeoutError(TimeoutError):
+    """Another process held a cache entry's lock for longer than :func:`lock_timeout`."""
+
+    def __str__(self) -> str:  # the message alone, without an errno prefix
+        return self.args[0] if self.args else "timed out waiting for a lock"
+
+
+def lock_timeout() -> float:
+    """Seconds to wait for a held cache lock: ``$RESIDUAL_RESPONSE_LOCK_TIMEOUT``, default 600."""
+    text = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_LOCK_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:  # NaN, negative
+        raise InputError(f"{LOCK_TIMEOUT_ENV}={text!r} must be a number of seconds >= 0")
+    return value
+
+
+def _holder(fd: int) -> str:
+    """The pid the lock file records (its holder writes it), as words for a message."""
+    with contextlib.suppress(OSError, ValueError):
+        text = os.pread(fd, 32, 0).decode().strip()
+        if text.isdigit():
+            return f"pid {int(text)}"
+    return "another process"
 
 
 @contextlib.contextmanager
-def entry_lock(folder: str | os.PathLike):
+def entry_lock(folder: str | os.PathLike, *, timeout: float | None = None, wait: bool = True):
     """Hold an exclusive ``fcntl`` lock on ``.<entry>.lock`` beside ``folder`` (builds and checks).
 
     Why: two processes that find an entry missing would otherwise build it at once, and one
     could rename its copy over the other while a third reads it.
+
+    A lock held by another process is waited for with one line on stderr, printed once
+    ("waiting for the cache entry ... held by pid N"); after ``timeout`` seconds (default
+    :func:`lock_timeout`) :class:`LockTimeoutError` says who holds it and how to wait longer.
+    The holder's pid is written into the lock file. ``wait=False`` raises :class:`LockTimeoutError`
+    at once, silently, when the lock is held (for work that can be left to a later run).
     """
     folder = Path(folder)
+    limit = lock_timeout() if timeout is None else float(timeout)
     folder.parent.mkdir(parents=True, exist_ok=True)
     lock_path = folder.parent / f".{folder.name}.lock"
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                raise LockTimeoutError(f"the cache entry {folder} is held by {_holder(fd)}") from None
+            holder = _holder(fd)
+            print(f"waiting for the cache entry {folder} held by {holder} (up to {limit:g} s; "
+                  f"{LOCK_TIMEOUT_ENV} sets the bound)", file=sys.stderr, flush=True)
+            deadline = time.monotonic() + limit
+            while True:
+                time.sleep(min(0.2, max(deadline - time.monotonic(), 0.0)))
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise LockTimeoutError(
+                            f"gave up after {limit:g} s waiting for the cache entry {folder}, held by "
+                            f"{_holder(fd)}; let that run finish, or set {LOCK_TIMEOUT_ENV} to wait longer "
+                            f"(remove {lock_path} only if no such process runs)") from None
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)

@@ -63,15 +63,38 @@ def _kind_from_json(data) -> str | None:
 def read_json(path: str | os.PathLike) -> tuple[dict, str | None]:
     """``(data, kind)`` of a JSON result; ``kind`` is ``None`` for a JSON that is no result.
 
-    Raises ``ValueError`` (one sentence) when the file is not JSON; ``OSError`` when it cannot
-    be read.
+    Raises :class:`InputError` (one sentence naming the file) when the file is not JSON, holds ``NaN``,
+    ``Infinity`` or a number beyond float64 (results write a missing value as ``null``), or is
+    nested too deeply to parse; ``OSError`` when it cannot be read.
     """
     text = Path(path).read_text(encoding="utf-8", errors="replace")
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise InputError(f"{os.fspath(path)} is not a JSON file ({exc.msg} at line {exc.lineno})") from None
+    except _NotFinite as exc:
+        raise InputError(f"{os.fspath(path)} is not a result file: it holds {exc}, which no result file "
+                         f"holds (results write a missing value as null)") from None
+    except RecursionError:
+        raise InputError(f"{os.fspath(path)} is not a result file: its JSON is nested too deeply") from None
     return data, _kind_from_json(data)
+
+
+class _NotFinite(Exception):
+    """A number JSON has no word for (NaN, Infinity) or one beyond float64 (1e400)."""
+
+
+def _no_constant(word: str):
+    raise _NotFinite(word)
+
+
+def _finite_float(text: str) -> float:
+    import math
+
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(f"the number {text}, beyond float64")
+    return value
 
 
 def read_npz(path: str | os.PathLike) -> tuple[dict, str | None]:

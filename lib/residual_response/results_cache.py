@@ -60,6 +60,8 @@ import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from .models.cache import CacheRepairWarning
+
 __all__ = ["ENV_SWITCH", "ENV_RECOMPUTE", "ResultsCacheWarning", "Unkeyable", "results_dir", "library_source",
            "model_identity", "key_of", "cached", "memoize", "switched", "fresh", "enabled", "read_entry"]
 
@@ -71,8 +73,9 @@ ENV_RECOMPUTE = "RESIDUAL_RESPONSE_RECOMPUTE"
 FORMAT = 1
 
 
-class ResultsCacheWarning(UserWarning):
-    """A damaged entry of the results cache was found and is being recomputed."""
+class ResultsCacheWarning(CacheRepairWarning):
+    """A damaged entry of the results cache was found and is being recomputed (a
+    :class:`.models.cache.CacheRepairWarning`, like a healed model entry)."""
 
 
 class Unkeyable(TypeError):
@@ -286,7 +289,7 @@ def cached(kind: str, what: Mapping, compute: Callable[[], Any], *, valid: Mappi
 
     # one computation per entry: a second process (another page of a build) waits, then reads it
     with entry_lock(results_dir() / ".locks" / path.name):
-        value = _read(path, what, valid)
+        value = _read(path, what, valid, warn=False)  # a damaged entry was said once, above
         if value is _MISSING:
             start = time.perf_counter()
             value = compute()
@@ -297,15 +300,16 @@ def cached(kind: str, what: Mapping, compute: Callable[[], Any], *, valid: Mappi
 _MISSING = object()
 
 
-def _read(path: Path, what: dict, valid: dict) -> Any:
-    """The value of a valid entry at ``path``, else ``_MISSING`` (a damaged one with a warning)."""
+def _read(path: Path, what: dict, valid: dict, warn: bool = True) -> Any:
+    """The value of a valid entry at ``path``, else ``_MISSING`` (a damaged one with a warning if ``warn``)."""
     if _FRESH.get() or not _ours(path):
         return _MISSING
     try:
         header, value = read_entry(path)
     except (OSError, ValueError) as exc:
-        warnings.warn(f"results cache entry {path} is damaged ({exc}); recomputing it", ResultsCacheWarning,
-                      stacklevel=4)
+        if warn:
+            warnings.warn(f"results cache entry {path} is damaged ({exc}); recomputing it", ResultsCacheWarning,
+                          stacklevel=4)
         return _MISSING
     if header.get("format") != FORMAT or header.get("what") != what or header.get("valid") != valid:
         return _MISSING

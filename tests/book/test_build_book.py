@@ -9,6 +9,7 @@ rather than as a Sphinx warning in a 10-minute build.
 
 from pathlib import Path
 
+import importlib
 import nbformat
 import pytest
 import yaml
@@ -401,3 +402,72 @@ def test_a_rejected_value_stops_the_run_with_the_pages_sentence(tmp_path):
     page.params = {"eps": 0.5}
     result = build_book.execute(page, src, stage)
     assert result.error is None and (stage / "p.ipynb").is_file()
+
+
+# ---------------------------------------------------------------------------------------
+# --out: checked before anything runs, left as it was found by a refused or interrupted build
+# ---------------------------------------------------------------------------------------
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under ``root`` with its bytes (``None`` for folders)."""
+    return {str(p.relative_to(root)): (None if p.is_dir() else p.read_bytes()) for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("how", ["refused", "interrupted"])
+@pytest.mark.parametrize("earlier", [True, False])
+def test_a_refused_or_interrupted_rerun_leaves_out_as_it_found_it(tmp_path, monkeypatch, capsys, how, earlier):
+    """The page's refusal (a parameter check) is only known once the page runs, after src/ and stage/ exist."""
+    build_execute = importlib.import_module("book_build.execute")  # the module (the package exports its function)
+
+    out = tmp_path / "rerun"
+    if earlier:  # a previous build's entries, and a file of the user's
+        for name, text in (("stage/emergence.ipynb", "old page"), ("src/emergence.ipynb", "old source"),
+                           ("timings.json", "{}"), ("notes.txt", "mine")):
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            (out / name).write_text(text)
+    before = _tree(out) if earlier else None
+
+    def refuse(page, source_ipynb, stage):
+        assert (out / "src").is_dir() and (out / "stage").is_dir()  # the build had written them
+        (stage / f"{page.name}.ipynb").write_text("half-run notebook")
+        if how == "refused":
+            raise build_book.UsageError(f"page {page.name!r}: T must be >= 2, got 1")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build_execute, "execute", refuse)  # what the page runner calls
+    rc = build_book.main(["--profile", "ci", "--only", "emergence", "--param", "T=1", "--out", str(out)])
+    err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert rc == (2 if how == "refused" else 130) and len(err) == 1 and err[0].startswith("error: "), err
+    if earlier:
+        assert _tree(out) == before
+    else:
+        assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["rerun"] if earlier else [])
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file", "/proc"])
+def test_out_that_cannot_be_a_folder_is_one_error_line(tmp_path, capsys, where):
+    (tmp_path / "afile").write_text("x")
+    out = {"a file": tmp_path / "afile", "under a file": tmp_path / "afile" / "sub", "/proc": Path("/proc/rr-x")}[where]
+    rc = build_book.main(["--profile", "ci", "--only", "emergence", "--out", str(out)])
+    err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and "--out" in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"] and (tmp_path / "afile").read_text() == "x"
+
+
+def test_a_build_under_an_address_space_limit_stops_in_one_line(tmp_path):
+    """vl-convert's V8 aborts under ulimit -v (status 133): the build says so before any page runs."""
+    import resource
+    import subprocess
+    import sys
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (8_000_000_000, 8_000_000_000))
+
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "build_book.py"), "--profile", "ci", "--only",
+                           "emergence", "--out", str(out)], capture_output=True, text=True, preexec_fn=cap, timeout=600)
+    err = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert proc.returncode == 2 and len(err) == 1 and "address-space limit" in err[0], proc.stderr
+    assert not out.exists()

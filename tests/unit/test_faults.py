@@ -24,6 +24,7 @@ import pytest
 import torch
 
 import fault_helpers
+from fault_helpers import entry, leftovers, one_error_line
 from residual_response import cli, models
 from residual_response.checks import NonFiniteResultError
 from residual_response.models import CacheRepairWarning, ModelUnavailableError, load_model
@@ -40,31 +41,13 @@ LIB = TESTS.parent / "lib"
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     """An empty cache folder of this test, with the fake stand-in registered."""
-    root = tmp_path / "cache"
-    monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(root))
-    fault_helpers.install(tmp_path / "fake.gguf", monkeypatch.setitem, monkeypatch.setattr)
-    return root
-
-
-def entry(root: Path) -> Path:
-    return root / "models" / fault_helpers.NAME
-
-
-def one_error_line(err: str) -> str:
-    lines = [l for l in err.splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    return lines[0]
+    return fault_helpers.use_fake_cache(tmp_path, monkeypatch)
 
 
 def run_cli(argv, capsys) -> tuple[int, str]:
     """The CLI in-process (fast); returns (status, stderr)."""
     rc = cli.main(argv)
     return rc, capsys.readouterr().err
-
-
-def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp"))
 
 
 # --------------------------------------------------------------------------------------------

@@ -75,6 +75,7 @@ def test_headline_holds_the_regime_window_of_its_sweep(counted):
     from residual_response.canonical import REGIME_SWEEP
     from residual_response.regime import log_eps_grid, universal_regime
     from residual_response import response
+    from residual_response.checks import allow_eps
     from residual_response.sequences import make_sequence
 
     lm = build_random_model("gpt2", seed=0)
@@ -85,7 +86,8 @@ def test_headline_holds_the_regime_window_of_its_sweep(counted):
     tokens = make_sequence(lm, "repeated", sw["T"], sw["seed"])
     grid = log_eps_grid(sw["eps_min"], sw["eps_max"], sw["points_per_decade"])
     sources = [int(x) for x in np.unique(np.linspace(1, len(tokens) - 2, sw["n_sources"]).round())]
-    res = response(lm, tokens, grid, l0=0, read_streams=[lm.n_layers], sources=sources, seed=sw["seed"])
+    with allow_eps(below_floor=True):  # the sweep starts below the floor on purpose, as headline's does
+        res = response(lm, tokens, grid, l0=0, read_streams=[lm.n_layers], sources=sources, seed=sw["seed"])
     iv = universal_regime(res, tol=sw["tol"])[-1]
     assert iv.stream == lm.n_layers == win["layer"]
     assert iv.eps_low is not None, "a float32 random model has a universal regime at the last stream"

@@ -177,9 +177,9 @@ def test_expected_hash_problem_is_one_line_naming_the_cause():
     import dataclasses
 
     log = {"weights_sha256": toy.EXPECTED_WEIGHTS_SHA256, "recipe": dataclasses.asdict(toy.DEFAULT_RECIPE), "seed": 0,
-           "portable": True, "training_version": toy.TRAINING_VERSION, "torch_version": toy.EXPECTED_VERSIONS["torch"],
-           "transformers_version": toy.EXPECTED_VERSIONS["transformers"], "machine": toy.EXPECTED_VERSIONS["machine"],
-           "libc": toy.EXPECTED_VERSIONS["libc"]}
+           "portable": True, "training_version": toy.TRAINING_VERSION, "torch_version": toy_portable.EXPECTED_VERSIONS["torch"],
+           "transformers_version": toy_portable.EXPECTED_VERSIONS["transformers"], "machine": toy_portable.EXPECTED_VERSIONS["machine"],
+           "libc": toy_portable.EXPECTED_VERSIONS["libc"]}
     assert toy.expected_hash_problem(log) is None
     other = {**log, "weights_sha256": "ab" * 32}
     msg = toy.expected_hash_problem(other)

@@ -10,6 +10,7 @@ any of them.
 - :mod:`.estimate`  memory and time of a run, refused beyond what is free or a week
 - :mod:`.commands`  one function per command, and :func:`main`
 - :mod:`.show`      ``show``: result files as an offline HTML page or a PNG
+- :mod:`.show_checks`  what ``show`` checks in a file before it draws it
 """
 
 from .commands import main

@@ -2,7 +2,10 @@
 
 Scripts rely on the outputs' exact fields (see each subcommand's help). Exit status: 0 on
 success; 2, with one ``error: ...`` line on stderr and nothing written, for bad input (an
-:class:`~residual_response.checks.InputError`, whatever raised it); 1, with the traceback, for
+:class:`~residual_response.checks.InputError`, whatever raised it) and for a run that does not
+fit in memory (an allocation that failed, :mod:`residual_response.memory`: the line names the
+size and what to lower); 128 + signal when interrupted (SIGINT 130, SIGHUP 129, SIGTERM 143: all
+three clean up the same way, :mod:`residual_response.signals`); 1, with the traceback, for
 anything else, a fault of the library or the machine and not of the input. Every result file
 names its ``kind`` and carries a ``provenance`` block (:mod:`residual_response.provenance`);
 ``show`` draws any of them.
@@ -11,13 +14,14 @@ names its ``kind`` and carries a ``provenance`` block (:mod:`residual_response.p
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 
 from ..checks import InputError, check_eps_floor
 from .estimate import estimate
 from .jobs import Job, Run, run_job
-from .output import check_out
+from .output import check_out, out_in_place
 from .parser import build_parser
 
 __all__ = ["main", "COMMANDS"]
@@ -27,10 +31,15 @@ def _write_json(result, output) -> None:
     output.commit(data=result.to_json_dict())
 
 
-def _floor(args, eps: list[float]) -> None:
-    """Refuse strengths below the dtype's rounding floor, unless ``--allow-below-floor``."""
+def _check_eps(args, eps: list[float], option: str = "--eps") -> None:
+    """The eps policy on the command line (:mod:`..checks`): above 1 refused unless
+    ``--allow-eps-above-1``, below the dtype's rounding floor refused unless ``--allow-below-floor``."""
+    top = max(eps)
+    if top > 1 and not args.allow_eps_above_1:
+        raise InputError(f"{option} {top:g} is above 1, a perturbation larger than the stream itself, where no "
+                         f"universal regime lies; use {option} <= 1 or --allow-eps-above-1")
     if not args.allow_below_floor:
-        check_eps_floor(eps, args.dtype, option="--eps", override="--allow-below-floor")
+        check_eps_floor(eps, args.dtype, option=option, override="--allow-below-floor")
 
 
 def _n_tokens(lm, T: int) -> int:
@@ -52,7 +61,7 @@ def _response_job(lm, args):
 def _sweep_cost(what: str, full: bool):
     def cost(lm, job):
         memory, seconds = estimate(lm, n_positions=job.N, sources=job.sources, n_directions=job.K, n_eps=len(job.eps),
-                                   l0=job.l0, keep_full=full)
+                                   l0=job.l0, keep_full=full, jvp=job.method == "jvp")
         size = len(job.eps) * len(job.reads) * job.N * job.N * 8 if full else None
         return what, memory, seconds, size
     return cost
@@ -66,7 +75,7 @@ def _run_response(lm, job, bar):
 
 RESPONSE = Job(
     label="response",
-    refuse=lambda args: _floor(args, args.eps) if args.method == "finite" else None,  # jvp ignores eps
+    refuse=lambda args: _check_eps(args, args.eps) if args.method == "finite" else None,  # jvp ignores eps
     prepare=_response_job,
     cost=_sweep_cost("this response", full=True),
     compute=_run_response,
@@ -101,7 +110,7 @@ def _run_induction(lm, setting, bar):
 
 INDUCTION = Job(
     label="induction",
-    refuse=lambda args: _floor(args, [args.eps]),
+    refuse=lambda args: _check_eps(args, [args.eps]),
     prepare=_induction_setting,
     cost=_induction_cost,
     compute=_run_induction,
@@ -174,7 +183,7 @@ def _section_refuse(args) -> None:
     if args.l0s is not None and not args.l0s:
         raise InputError("--perturb-layers is given without layers; name at least one, or leave the option out "
                          "for every layer")
-    _floor(args, [args.eps])
+    _check_eps(args, [args.eps])
 
 
 def _section_setting(lm, args):
@@ -234,6 +243,9 @@ def _cmd_models(run: Run) -> int:
 def _cmd_show(run: Run) -> int:
     from .show import show
 
+    if run.args.png and out_in_place(run.args.out):
+        raise InputError(f"--png writes image files beside --out, and --out {run.args.out} is a device or FIFO; "
+                         f"give --out a file path, or leave out --png")
     written = show(run.args.files, check_out(run.args.out, "show"), png=run.args.png)
     print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     return 0
@@ -259,33 +271,80 @@ def _silence_stdout() -> None:
         pass
 
 
+#: What to lower when a command runs out of memory.
+_LOWER = {"response": "use fewer eps values or directions, or a shorter length",
+          "induction": "use fewer seeds or directions, or a shorter length",
+          "regime": "use fewer points or directions, or a shorter length",
+          "section-map": "use fewer --perturb-layers or seeds, or a shorter length",
+          "show": "draw fewer or smaller result files"}
+
+
+def _out_of_memory(command: str | None, exc: BaseException) -> int:
+    from ..memory import describe_allocation_failure
+
+    lower = _LOWER.get(command, "use smaller sizes")
+    print(f"error: {describe_allocation_failure(exc, lower + ', or raise the limit')}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the exit status (module docstring)."""
     import warnings
 
+    from ..checks import allow_eps
+    from ..memory import allocation_failure
     from ..provenance import RunClock
+    from ..signals import describe, exit_status, terminate_as_interrupt
 
     clock = RunClock()  # the run's wall and CPU time start here
     argv = sys.argv[1:] if argv is None else list(argv)
-    with warnings.catch_warnings():  # restores the global warning printer afterwards
+    command, status = None, 1
+    with warnings.catch_warnings(), terminate_as_interrupt():  # both restore what was there afterwards
         warnings.showwarning = _one_line_warnings
         try:
             args = build_parser().parse_args(argv)
-            return COMMANDS[args.command](Run(args, argv, clock))
+            command = args.command
+            # the command applies the eps policy to its options (_check_eps, _regime_refuse); the
+            # library's own check must not refuse or warn a second time
+            with allow_eps(above_1=bool(getattr(args, "allow_eps_above_1", False)), below_floor=True):
+                status = COMMANDS[command](Run(args, argv, clock))
         except InputError as exc:
             print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("error: interrupted", file=sys.stderr)
-            return 130
+            status = 2
+        except KeyboardInterrupt as exc:  # Ctrl-C, and SIGTERM / SIGHUP (signals.Terminated)
+            print(f"error: {describe(exc)}", file=sys.stderr)
+            status = exit_status(exc)
         except BrokenPipeError:  # the reader of the output went away (`| head`): not a failure of the run
             _silence_stdout()
-            return 0
-        except Exception:  # a fault of the library or of the machine, not of the input: say where
-            traceback.print_exc()
-            print("error: the command failed (the traceback above says where); this is not a problem of its input",
-                  file=sys.stderr)
-            return 1
+            status = 0
+        except Exception as exc:
+            if allocation_failure(exc):  # MemoryError, torch's "can't allocate memory", ENOMEM: one line
+                status = _out_of_memory(command, exc)
+            else:  # a fault of the library or of the machine, not of the input: say where
+                traceback.print_exc()
+                print("error: the command failed (the traceback above says where); this is not a problem of its "
+                      "input", file=sys.stderr)
+                status = 1
+        finally:
+            if status != 0:
+                _release_fifo(argv)
+    return status
+
+
+def _release_fifo(argv: list[str]) -> None:
+    """A run that failed: a reader waiting on a FIFO at ``--out`` gets its end of file now (as it
+    would have from the shell's ``>``), instead of waiting for ever where the run was refused before
+    its output was opened. Opened without blocking: with no reader there, there is nobody to release."""
+    import stat
+
+    argv = [str(a) for a in argv]
+    outs = [b for a, b in zip(argv, argv[1:]) if a == "--out"] + [a[6:] for a in argv if a.startswith("--out=")]
+    for out in outs:
+        try:
+            if stat.S_ISFIFO(os.stat(out).st_mode):
+                os.close(os.open(out, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
 
 
 if __name__ == "__main__":

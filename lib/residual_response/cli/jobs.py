@@ -9,6 +9,8 @@ commit), and state was stashed on the argparse namespace. A :class:`Job` names o
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -87,11 +89,29 @@ def load(args):
     set_threads(getattr(args, "threads", 0))  # before the model loads; the provenance block records the count
     if not (args.quiet or args.no_progress) and sys.stderr.isatty():  # progress, like the bar: terminals only
         print(f"loading {args.model} ({args.dtype}, {args.device_map or args.device})", file=sys.stderr)
-    try:
-        with quiet_model_loading():
+    try:  # one line, not a bar per tensor; nor a bar from a cache build with --quiet/--no-progress
+        with quiet_model_loading(), _bars_off(args.quiet or args.no_progress):
             return load_model(args.model, device=args.device, dtype=args.dtype, device_map=args.device_map)
     except ModelUnavailableError as exc:  # the machine lacks the weights: the user's to fix, one line
         raise InputError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _bars_off(off: bool):
+    """``TQDM_DISABLE=1`` for a ``with`` block when ``off``: no bar from a cache build either (the toy's
+    training runs in a child process, which inherits it)."""
+    if not off:
+        yield
+        return
+    old = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = old
 
 
 def progress_bar(args, desc: str):

@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 
 from ..checks import InputError
+from ..memory import human_bytes as _human_bytes
 
-__all__ = ["Output", "check_out"]
+__all__ = ["Output", "check_out", "out_in_place"]
 
 
 #: What each command writes, by the extension its output should have.
@@ -19,13 +20,26 @@ _KNOWN_EXTENSIONS = {".npz", ".npy", ".json", ".csv", ".txt", ".pt", ".pkl", ".p
 
 
 def check_out(path: str, command: str) -> Path:
-    """The output path must name a file in an existing folder, with an extension that fits the command."""
+    """The output path must name a file in an existing folder, with an extension that fits the command.
+
+    An existing path that is no regular file follows the rule of ``cp`` (:mod:`..outputs`): a
+    character device or FIFO is written in place (``--out /dev/null`` discards the output), a
+    symlink is followed to the file it ends at, anything else is refused
+    (:class:`~..outputs.OutputNodeError`, an :class:`InputError`).
+    """
+    from ..outputs import output_node
+
     if not path.strip():
         raise InputError(f"--out is empty; give a file path such as out{_OUTPUT_KIND[command][0]}")
     out = Path(path)
-    folder = out.parent if str(out.parent) else Path(".")
-    if out.is_dir() or path.endswith(os.sep):
-        raise InputError(f"--out {path} is a directory; give a file path")
+    if path.endswith(os.sep) and not out.is_dir():
+        raise InputError(f"--out {path} ends in {os.sep}, a folder's name; give a file path")
+    node = output_node(out, option="--out")
+    if node.in_place:
+        if not os.access(out, os.W_OK):
+            raise InputError(f"cannot write --out {path}: permission denied")
+        return out
+    folder = node.folder
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
         raise InputError(f"cannot write --out {path}: folder {folder} {what}")
@@ -38,11 +52,27 @@ def check_out(path: str, command: str) -> Path:
     return out
 
 
+def out_in_place(path) -> bool:
+    """Whether ``path`` names a character device or FIFO (written in place, :mod:`..outputs`);
+    ``False`` for a path :func:`check_out` refuses (it says why)."""
+    from ..outputs import OutputNodeError, output_node
+
+    if not path or not str(path).strip():
+        return False
+    try:
+        return output_node(path).in_place
+    except OutputNodeError:
+        return False
+
+
 class Output:
     """The output file of one command: its temporary file is created in its folder now, before any
     model is loaded (:class:`~residual_response.io.OutputReservation`), so that an output that
     cannot be written fails at once; :meth:`commit` moves the result into place. Use it in a
-    ``with`` block: a run that fails leaves nothing behind."""
+    ``with`` block: a run that fails leaves nothing behind.
+
+    A character device or FIFO at the path is opened here and written in place by the commit (no
+    temporary, nothing to allocate; a FIFO waits for its reader, as the shell's ``>`` does)."""
 
     def __init__(self, path: str, command: str, size_hint: int = 1 << 16):
         from ..io import OutputReservation
@@ -51,6 +81,8 @@ class Output:
         out = check_out(path, command)
         try:
             self._reservation = OutputReservation(out, size_hint)
+        except InputError:  # outputs.OutputNodeError: the node changed since the check
+            raise
         except OSError as exc:
             raise InputError(f"cannot write --out {path}: {exc.strerror or exc}") from None
 
@@ -62,6 +94,8 @@ class Output:
 
     def grow(self, size: int) -> None:
         """Allocate the estimated output size, so that a full disk fails before the computation."""
+        if self._reservation.in_place:  # a device or FIFO: nothing to allocate
+            return
         try:
             with open(self._reservation.tmp, "r+b") as fh:
                 os.posix_fallocate(fh.fileno(), 0, max(int(size), 1))
@@ -82,11 +116,3 @@ class Output:
                 self._reservation.commit_json(data)
         except OSError as exc:
             raise InputError(f"cannot write --out {self.path}: {exc.strerror or exc}") from None
-
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
-            return f"{n:.3g} {unit}"
-        n /= 1024
-    return f"{n:.3g} PiB"

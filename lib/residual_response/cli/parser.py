@@ -76,6 +76,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 def _add_floor_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-below-floor", action="store_true",
                    help="accept an eps below the dtype's rounding floor (chi there is mostly rounding noise)")
+    _add_above_1_arg(p)
+
+
+def _add_above_1_arg(p: argparse.ArgumentParser, help: str = "accept an eps above 1, a perturbation larger than "
+                                                             "the stream itself") -> None:
+    p.add_argument("--allow-eps-above-1", action="store_true", help=help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,8 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--points", type=_checked(int), default=33, help="strengths of the sweep, at least 2 (default 33)")
     p.add_argument("--tol", type=_tol, default=0.01, help="relative flatness tolerance in (0, 1) (default 0.01)")
     p.add_argument("--directions", type=_directions, default=1)
-    p.add_argument("--allow-eps-above-1", action="store_true",
-                   help="sweep beyond eps = 1, a perturbation larger than the stream itself")
+    _add_above_1_arg(p, help="sweep beyond eps = 1, a perturbation larger than the stream itself")
 
     p = sub.add_parser("section-map", help="score(l0, l) over perturbed and read layers -> .json")
     _add_model_args(p)

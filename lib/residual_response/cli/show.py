@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..checks import InputError
+from .show_checks import ShowError, check_drawable
 
 __all__ = ["ShowError", "LoadedFile", "load_result", "charts_for", "page_html", "show"]
 
@@ -39,10 +39,6 @@ __all__ = ["ShowError", "LoadedFile", "load_result", "charts_for", "page_html", 
 PREFERRED_EPS = 1e-2
 #: floor of chi before the log (exact zeros of causality and of the perturbed layer itself)
 CHI_FLOOR = 1e-12
-
-
-class ShowError(InputError):
-    """A file that cannot be shown; the message is one sentence naming it."""
 
 
 @dataclass
@@ -75,9 +71,14 @@ def load_result(path: str | os.PathLike) -> LoadedFile:
         raise
     except OSError as exc:
         raise ShowError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except RecursionError:
+        raise ShowError(f"{path} is not a result file: it is nested too deeply") from None
     except ValueError as exc:
-        raise ShowError(str(exc).splitlines()[0]) from None
-    except (KeyError, TypeError, IndexError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if str(path) not in message:  # a loader's float("abc") names no file
+            message = f"{path} is a damaged result file ({message})"
+        raise ShowError(message) from None
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:
         raise ShowError(f"{path} is a damaged result file (missing or malformed field {exc})") from None
     return LoadedFile(path, kind, result)
 
@@ -324,14 +325,16 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def _png(chart) -> bytes:
     import altair as alt
-    import vl_convert as vlc
 
     from ..pages.plots import vegalite_version
+    from ..pages.plots.convert import V8Unavailable, vegalite_to_png
 
     with alt.data_transformers.disable_max_rows():
         spec = chart.to_dict()
-    return vlc.vegalite_to_png({k: v for k, v in spec.items() if k != "$schema"}, vl_version=vegalite_version(),
-                               scale=2)
+    try:
+        return vegalite_to_png({k: v for k, v in spec.items() if k != "$schema"}, vegalite_version(), scale=2)
+    except V8Unavailable as exc:
+        raise ShowError(f"cannot draw the PNG: {exc}; or leave out --png") from None
 
 
 def _warn_on_mixed_provenance(files: Sequence[LoadedFile]) -> None:
@@ -357,7 +360,15 @@ def show(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, png: boo
     """
     if not paths:
         raise ShowError("give at least one result file")
+    if png:  # before any work: under an address-space limit the PNG cannot be drawn (pages.plots.convert)
+        from ..pages.plots.convert import V8Unavailable, check_v8
+
+        try:
+            check_v8()
+        except V8Unavailable as exc:
+            raise ShowError(f"cannot draw the PNG: {exc}; or leave out --png") from None
     files = [load_result(p) for p in paths]
+    check_drawable(files)  # finite values, matching lengths, layers within the model (each error names its file)
     _warn_on_mixed_provenance(files)
     sections = charts_for(files)
     title = "residual-response: " + ", ".join(f.path.name for f in files)

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
-from ..checks import (InputError, check_choice, check_finite_result, check_int, check_int_list, check_model,
-                      check_number, check_seed, keyword_alias, validate_eps, validate_l0, validate_read_streams,
-                      validate_tokens)
+from ..checks import (InputError, check_choice, check_eps_policy, check_finite_result, check_int, check_int_list,
+                      check_model, check_number, check_seed, keyword_alias, validate_eps, validate_l0,
+                      validate_read_streams, validate_tokens)
 from ..models import LoadedModel
 from ..perturbation import DIRECTION_KINDS, _directions
 from ..progress import Progress, as_progress
@@ -61,7 +61,9 @@ def response(
     Args:
         lm: the model.
         tokens: ``[N]`` token ids.
-        eps: relative strengths (finite, > 0). Ignored by ``method="jvp"``.
+        eps: relative strengths (finite, > 0). Ignored by ``method="jvp"``. Above 1 refused, below
+            the dtype's rounding floor a :class:`~residual_response.checks.BelowFloorWarning`
+            (:func:`~residual_response.checks.allow_eps` overrides both).
         l0: perturbed stream in ``0..L-1`` (``layer=`` is accepted as its old name).
         read_streams: streams to read, each in ``l0..L`` (default all of them; ``read_layers=``
             is accepted as its old name).
@@ -175,6 +177,7 @@ class ResponseJob:
         check_choice(method, "method", METHODS)
         check_choice(direction, "direction", DIRECTION_KINDS)
         eps_arr = validate_eps(eps) if method == "finite" else np.array([np.nan])
+        check_eps_policy(eps_arr, lm.dtype, stacklevel=4)  # above 1 refused, below the floor warned
         reads = None if read_streams is None else validate_read_streams(lm, read_streams, l0)
         if sources is not None:
             sources = check_int_list(sources, "sources")

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from ..checks import check_int, check_model, check_number
-from ..cost import attention_weight, row_bytes
+from ..cost import attention_weight, max_pass_rows
 from ..models import LoadedModel
 from .tap import packing_supported
 
@@ -55,7 +55,7 @@ def default_batch_rows(lm: LoadedModel, n_positions: int, memory_budget_mb: floa
 
 def _batch_rows(lm: LoadedModel, n_positions: int, memory_budget_mb: float, jvp: bool) -> int:
     """:func:`default_batch_rows` of validated arguments (the engine's own, checked once)."""
-    return int(max(1, min(512, memory_budget_mb * 2**20 // max(row_bytes(lm, n_positions, jvp), 1))))
+    return max_pass_rows(lm, n_positions, memory_budget_mb, jvp)
 
 
 def forward_overhead(lm: LoadedModel) -> float:

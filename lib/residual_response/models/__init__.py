@@ -16,6 +16,7 @@ Modules, one job each:
 - :mod:`.random_init`  random-initialised models of each architecture
 - :mod:`.toy`          the toy GPT-2: recipe, CPU-independent training, checkpoints, loading
   (imported only when the toy model is loaded)
+- :mod:`.child`        the toy's training child process, its failure told in one line in the parent
 """
 
 from .blocks import UnsupportedModelError

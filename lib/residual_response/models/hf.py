@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from .blocks import config_blocks
 from .loaded import LoadedModel, ModelUnavailableError, _first_line, prepare_model, quiet_hf_progress, wrap_model
 from .spec import ModelSpec
 
@@ -46,6 +47,8 @@ def _load_hf(name_or_path: str, device: torch.device, dtype: torch.dtype, *, dis
     if device_map is not None:
         kwargs["device_map"] = device_map
     is_folder = Path(name_or_path).exists()
+    if is_folder:  # a config of 0 blocks is refused before any weight is read (and reported on)
+        _check_folder_config(name_or_path)
     # a local copy (folder or HF cache) first; the hub only when it answers, so that an offline
     # machine gets one clear line at once instead of minutes of retries
     local_only = is_folder or not _hub_reachable()
@@ -54,6 +57,10 @@ def _load_hf(name_or_path: str, device: torch.device, dtype: torch.dtype, *, dis
             model = AutoModelForCausalLM.from_pretrained(name_or_path, local_files_only=local_only, **kwargs)
             tok = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_only)
     except Exception as exc:  # a damaged folder raises anything from OSError to SafetensorError
+        from ..memory import allocation_failure
+
+        if allocation_failure(exc):  # the command line words it, with the memory bound
+            raise
         if is_folder:
             raise ModelUnavailableError(f"cannot load a causal LM from folder {name_or_path}: {_first_line(exc)}") from None
         if not isinstance(exc, (OSError, ValueError)):
@@ -71,6 +78,16 @@ def _load_hf(name_or_path: str, device: torch.device, dtype: torch.dtype, *, dis
     else:
         model.requires_grad_(False)
     return wrap_model(display_name or name_or_path, model, tok, source=name_or_path)
+
+
+def _check_folder_config(folder: str) -> None:
+    from transformers import AutoConfig
+
+    try:
+        cfg = AutoConfig.from_pretrained(folder, local_files_only=True)
+    except Exception:  # the load below says what is wrong with the folder
+        return
+    config_blocks(cfg, f"folder {folder}", default=1)
 
 
 def _load_paper(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> LoadedModel:

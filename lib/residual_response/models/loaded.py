@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InputError
-from .blocks import decoder_blocks, decoder_stack
+from .blocks import check_blocks, decoder_blocks, decoder_stack
 
 __all__ = [
     "DTYPES",
@@ -267,7 +267,8 @@ def wrap_model(
     model.eval()
     cfg = model.config
     family = _FAMILIES.get(cfg.model_type, cfg.model_type)
-    n_layers = len(decoder_blocks(model))  # found by path or by looking; refused in one line if there is none
+    # found by path or by looking, refused in one line if there is none; and at least one (a checkpoint of 0)
+    n_layers = check_blocks(len(decoder_blocks(model)), name)
     d_model = int(getattr(cfg, "hidden_size", None) or cfg.n_embd)
     vocab_size = int(cfg.vocab_size)
     if bos_token_id is None:

@@ -33,7 +33,9 @@ Layout on disk (``toy_dir()`` = ``cache_dir()/models/toy-gpt2``)::
     training_log.json         train loss per step; first/second-copy loss per checkpoint
 
 The whole folder is written under a temporary name in the same parent and moved into place with
-``os.replace`` at the end, so an interrupted run leaves no half-written cache.
+``os.replace`` at the end, so an interrupted run leaves no half-written cache. Its
+``MANIFEST.json`` (size and sha256 of every file) is written last and verified on every load:
+damaged weights are retrained once, with one warning, never loaded.
 
 Same weights on every x86 CPU: training runs in a child process (:data:`PORTABLE_ENV`) whose matrix
 products never reach MKL or oneDNN (:mod:`.toy_portable` says why and how); the log records the
@@ -45,25 +47,29 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.metadata
 import json
 import math
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..behaviour import copy_losses
-from ..io import entry_lock, install_dir, make_temp_dir, remove_stale_temps
-from . import (LoadedModel, ModelSpec, cache_dir, prepare_model, quiet_hf_progress, resolve_device, resolve_dtype,
-                     wrap_model)
+from ..io import install_dir, make_temp_dir, remove_stale_temps
+from . import (LoadedModel, ModelSpec, ModelUnavailableError, cache_dir, prepare_model, quiet_hf_progress,
+               resolve_device, resolve_dtype, wrap_model)
+from .cache import (CacheRepairWarning, build_failure, building, tidy_entry, verify_cache_entry,
+                    write_cache_manifest)
+from .child import report_failure, run_child
 from ..sequences import InductionLayout
-from .toy_portable import FixedPointMatmuls, weights_sha256
+from .toy_portable import EXPECTED_WEIGHTS_SHA256, TRAINING_VERSION, FixedPointMatmuls, hash_problem, weights_sha256
 
 __all__ = [
     "ToyRecipe",
@@ -98,14 +104,6 @@ PORTABLE_ENV = {
     "OMP_NUM_THREADS": str(TRAIN_THREADS),
     "MKL_NUM_THREADS": str(TRAIN_THREADS),
 }
-#: Version of the training procedure, recorded in the log; a cache trained by another version is
-#: retrained. 2: no MKL (exact fixed-point matrix products, tanh from sigmoid, fused AdamW, eager
-#: attention); 1: MKL products and vector math, which differed between CPU vendors.
-TRAINING_VERSION = 2
-#: SHA-256 (:func:`weights_sha256`) of the final weights of the default recipe, seed 0, trained
-#: with :data:`EXPECTED_VERSIONS` on x86-64; ``make test`` compares a fresh training with it.
-EXPECTED_WEIGHTS_SHA256 = "e5501e0f203ac7216e1d30e24945150548f7d7d9737bf83b3f10b9c75944f952"
-EXPECTED_VERSIONS = {"torch": "2.13.0+cpu", "transformers": "5.24.0", "machine": "x86_64", "libc": "glibc 2.36"}
 
 
 @dataclass(frozen=True)
@@ -319,6 +317,7 @@ def train_toy(
         else:
             with _torch_threads(TRAIN_THREADS):
                 log = _train_into(tmp, recipe, seed, progress, GPT2LMHeadModel, portable=False)
+        write_cache_manifest(tmp)  # last: a folder with its manifest is complete
         install_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -330,73 +329,25 @@ def _train_in_child(folder: Path, recipe: ToyRecipe, seed: int, progress: bool) 
     """Run :func:`_train_into` in a fresh interpreter with :data:`PORTABLE_ENV`, return its log.
 
     Why a child process: the kernel choices of PyTorch, MKL and oneDNN are fixed when they load,
-    so only a process that sets them before ``import torch`` trains with them.
+    so only a process that sets them before ``import torch`` trains with them (:mod:`.child`).
     """
-    import residual_response
-
     spec = {"folder": str(folder), "recipe": dataclasses.asdict(recipe), "seed": seed, "progress": progress}
-    env = dict(os.environ, **PORTABLE_ENV)
-    # the child imports this same package, wherever it was imported from
-    package_root = str(Path(residual_response.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
-    cmd = [sys.executable, "-c", "from residual_response.models.toy import _child_main; _child_main()", json.dumps(spec)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        err_lines = []
-        for line in proc.stderr:  # forward the progress bar, keep the tail for an error message
-            err_lines = (err_lines + [line])[-20:]
-            if progress:
-                sys.stderr.write(line)
-        code = proc.wait()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    if code != 0:
-        tail = "".join(err_lines).strip().splitlines()
-        raise RuntimeError(f"toy training failed in its child process (exit {code}): {tail[-1] if tail else 'no message'}")
+    run_child("from residual_response.models.toy import _child_main; _child_main()", spec, PORTABLE_ENV, progress)
     return json.loads((folder / "training_log.json").read_text())
 
 
 def _child_main() -> None:
-    """Entry point of the training child process (:func:`_train_in_child`)."""
-    from transformers import GPT2LMHeadModel
+    """Entry point of the training child process (:func:`_train_in_child`); a failure is reported in
+    one line the parent reads (:func:`.child.report_failure`), not as a traceback."""
+    try:
+        from transformers import GPT2LMHeadModel
 
-    spec = json.loads(sys.argv[1])
-    torch.set_num_threads(TRAIN_THREADS)
-    _train_into(Path(spec["folder"]), ToyRecipe(**spec["recipe"]), int(spec["seed"]), bool(spec["progress"]),
-                GPT2LMHeadModel, portable=True)
-
-
-def expected_hash_problem(log: dict) -> str | None:
-    """``None`` if training log ``log`` (default recipe, seed 0) holds :data:`EXPECTED_WEIGHTS_SHA256`,
-    else one line: both hashes and the likely cause.
-
-    Why the cause: the portable training depends only on PyTorch's and transformers' code and on
-    the CPU architecture, not on the CPU model, so a different hash points at one of those (or at
-    a log that is not the default training at all).
-    """
-    got = log.get("weights_sha256")
-    if got == EXPECTED_WEIGHTS_SHA256:
-        return None
-    head = f"toy weights sha256 {str(got)[:16]} differ from the expected {EXPECTED_WEIGHTS_SHA256[:16]}: "
-    if (log.get("recipe") != dataclasses.asdict(DEFAULT_RECIPE) or log.get("seed") != 0 or log.get("portable") is not True
-            or log.get("training_version") != TRAINING_VERSION):
-        return head + "the log is not the portable training of the default recipe, seed 0, of this version"
-    ran = {"torch": log.get("torch_version"), "transformers": log.get("transformers_version"), "machine": log.get("machine"),
-           "libc": log.get("libc")}
-    changed = [f"{k} {ran[k]} (expected {v})" for k, v in EXPECTED_VERSIONS.items() if ran[k] != v]
-    if changed:
-        return head + "trained with " + ", ".join(changed) + "; their kernels round differently"
-    return (head + "same torch, transformers, machine type and C library, so the kernels that trained it are not the "
-            "portable ones (did a product reach MKL? is ATEN_CPU_CAPABILITY=default honoured?), or the training changed "
-            "and toy.EXPECTED_WEIGHTS_SHA256 was not updated")
-
-
-def _transformers_version() -> str:
-    import transformers
-
-    return transformers.__version__
+        spec = json.loads(sys.argv[1])
+        torch.set_num_threads(TRAIN_THREADS)
+        _train_into(Path(spec["folder"]), ToyRecipe(**spec["recipe"]), int(spec["seed"]), bool(spec["progress"]),
+                    GPT2LMHeadModel, portable=True)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it there
+        report_failure(exc)
 
 
 def _train_into(folder: Path, recipe: ToyRecipe, seed: int, progress: bool, model_cls, portable: bool) -> dict:
@@ -496,7 +447,7 @@ def _training_log(model, seed: int, recipe: ToyRecipe, train_loss: list[float], 
         "wall_time_s": wall_time_s,
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
-        "transformers_version": _transformers_version(),
+        "transformers_version": importlib.metadata.version("transformers"),
         "machine": platform.machine(),
         "libc": " ".join(platform.libc_ver()),
         "portable": portable,
@@ -506,6 +457,11 @@ def _training_log(model, seed: int, recipe: ToyRecipe, train_loss: list[float], 
         "weights_sha256": weights_sha256(model),
     }
 
+
+
+def expected_hash_problem(log: dict) -> str | None:
+    """:func:`.toy_portable.hash_problem` of a training ``log`` against the default recipe."""
+    return hash_problem(log, dataclasses.asdict(DEFAULT_RECIPE))
 
 # --------------------------------------------------------------------------------------------
 # The cached toy model
@@ -527,23 +483,60 @@ def _complete(folder: Path) -> bool:
         log = json.loads((folder / "training_log.json").read_text())
     except (OSError, ValueError):
         return False
-    return (log.get("recipe") == dataclasses.asdict(DEFAULT_RECIPE) and log.get("seed") == 0
+    return (isinstance(log, dict) and log.get("recipe") == dataclasses.asdict(DEFAULT_RECIPE) and log.get("seed") == 0
             and log.get("portable") is True and log.get("training_version") == TRAINING_VERSION
             and isinstance(log.get("weights_sha256"), str))
 
 
-def ensure_toy_model(progress: bool = True) -> Path:
+def _problem(folder: Path) -> tuple[str, bool] | None:
+    """What is wrong with the cached toy (``(words, damaged)``), or ``None`` when it can be loaded."""
+    problem = verify_cache_entry(folder)
+    if problem is not None:
+        return problem, folder.exists()
+    if not _complete(folder):
+        return "it was trained with another recipe, or by an older version", False
+    return None
+
+
+def _bars_wanted() -> bool:
+    """The training bar of a build asked for nothing: on a terminal, unless bars are switched off."""
+    return bool(sys.stderr.isatty()) and os.environ.get("TQDM_DISABLE", "") in ("", "0")
+
+
+def ensure_toy_model(progress: bool | None = None) -> Path:
     """Return :func:`toy_dir`, training the toy model first if it is not cached yet.
 
     Why: the book and the tests load the toy model by name; the first use pays for the training
-    (about a minute of CPU time), every later one reads the cache.
+    (about a minute of CPU time), every later one reads the cache. The entry's manifest is
+    verified first (without a lock: a read-only cache works); a damaged entry is retrained once
+    with one :class:`~.cache.CacheRepairWarning`; a training that fails (a full disk) raises one
+    sentence that names the cause.
+
+    Args:
+        progress: draw the training bar; ``None`` (default): only on a terminal, and not when
+            ``TQDM_DISABLE`` is set (the command line's ``--no-progress``, a book page).
     """
     folder = toy_dir()
-    if _complete(folder):
+    found = _problem(folder)
+    if found is None:
+        tidy_entry(folder)
         return folder
-    with entry_lock(folder):  # one training at a time; a second process waits, then reads its result
-        if not _complete(folder):
-            train_toy(folder, seed=0, recipe=DEFAULT_RECIPE, progress=progress)
+    with building(folder, found[0]):  # one training at a time; a second process waits, then reads its result
+        found = _problem(folder)
+        if found is None:
+            return folder
+        problem, damaged = found
+        if folder.exists():
+            what = "is damaged" if damaged else "is out of date"
+            warnings.warn(f"cache entry {folder} {what} ({problem}); retraining it", CacheRepairWarning, stacklevel=2)
+        try:
+            train_toy(folder, seed=0, recipe=DEFAULT_RECIPE, progress=_bars_wanted() if progress is None else progress)
+        except Exception as exc:
+            raise build_failure(folder, exc, source="check the disk, then run again") from None
+        problem = verify_cache_entry(folder)
+        if problem is not None:
+            raise ModelUnavailableError(f"cache entry {folder} is damaged right after its training ({problem}); "
+                                        f"check the disk, then remove it with `rm -rf {folder}` and run again")
     return folder
 
 
@@ -580,8 +573,17 @@ def load_toy_model(device: str | torch.device = "cpu", dtype: str | torch.dtype 
             shown = ", ".join(str(s) for s in steps[:6]) + (f", ..., {steps[-1]}" if len(steps) > 6 else "")
             raise ValueError(f"no toy checkpoint at step {step!r}; available steps: {shown}")
         path = folder / "checkpoints" / f"step-{step:05d}"
-    with quiet_hf_progress():
-        model = GPT2LMHeadModel.from_pretrained(path, dtype=dt)
+    try:
+        with quiet_hf_progress():
+            model = GPT2LMHeadModel.from_pretrained(path, dtype=dt)
+    except Exception as exc:  # verified files that do not load: the entry was written wrong
+        from ..memory import allocation_failure
+        from .loaded import _first_line
+
+        if allocation_failure(exc):
+            raise
+        raise ModelUnavailableError(f"cache entry {folder} cannot be loaded ({_first_line(exc)}); remove it with "
+                                    f"`rm -rf {folder}` and run again to retrain it") from None
     model = prepare_model(model, dev, dt)
     vocab = int(model.config.vocab_size)
     return wrap_model(

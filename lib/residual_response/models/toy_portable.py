@@ -27,7 +27,18 @@ import math
 import torch
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["FixedPointMatmuls", "weights_sha256"]
+__all__ = ["EXPECTED_VERSIONS", "EXPECTED_WEIGHTS_SHA256", "TRAINING_VERSION", "FixedPointMatmuls", "hash_problem",
+           "weights_sha256"]
+
+#: Version of the training procedure, recorded in the log; a cache trained by another version is
+#: retrained. 2: no MKL (exact fixed-point matrix products, tanh from sigmoid, fused AdamW, eager
+#: attention); 1: MKL products and vector math, which differed between CPU vendors.
+TRAINING_VERSION = 2
+
+#: SHA-256 (:func:`weights_sha256`) of the final weights of the default recipe, seed 0, trained
+#: with :data:`EXPECTED_VERSIONS` on x86-64; ``make test`` compares a fresh training with it.
+EXPECTED_WEIGHTS_SHA256 = "e5501e0f203ac7216e1d30e24945150548f7d7d9737bf83b3f10b9c75944f952"
+EXPECTED_VERSIONS = {"torch": "2.13.0+cpu", "transformers": "5.24.0", "machine": "x86_64", "libc": "glibc 2.36"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,3 +172,28 @@ def weights_sha256(model) -> str:
         h.update(str(tensor.dtype).encode())
         h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def hash_problem(log: dict, default_recipe: dict) -> str | None:
+    """``None`` if training log ``log`` (``default_recipe`` as a dict, seed 0) holds :data:`EXPECTED_WEIGHTS_SHA256`,
+    else one line: both hashes and the likely cause.
+
+    Why the cause: the portable training depends only on PyTorch's and transformers' code and on
+    the CPU architecture, not on the CPU model, so a different hash points at one of those (or at
+    a log that is not the default training at all).
+    """
+    got = log.get("weights_sha256")
+    if got == EXPECTED_WEIGHTS_SHA256:
+        return None
+    head = f"toy weights sha256 {str(got)[:16]} differ from the expected {EXPECTED_WEIGHTS_SHA256[:16]}: "
+    if (log.get("recipe") != default_recipe or log.get("seed") != 0 or log.get("portable") is not True
+            or log.get("training_version") != TRAINING_VERSION):
+        return head + "the log is not the portable training of the default recipe, seed 0, of this version"
+    ran = {"torch": log.get("torch_version"), "transformers": log.get("transformers_version"), "machine": log.get("machine"),
+           "libc": log.get("libc")}
+    changed = [f"{k} {ran[k]} (expected {v})" for k, v in EXPECTED_VERSIONS.items() if ran[k] != v]
+    if changed:
+        return head + "trained with " + ", ".join(changed) + "; their kernels round differently"
+    return (head + "same torch, transformers, machine type and C library, so the kernels that trained it are not the "
+            "portable ones (did a product reach MKL? is ATEN_CPU_CAPABILITY=default honoured?), or the training changed "
+            "and toy.EXPECTED_WEIGHTS_SHA256 was not updated")

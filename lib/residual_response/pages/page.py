@@ -20,7 +20,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from ..canonical import CANONICAL
-from ..checks import check_int, check_int_list, validate_eps, validate_layer
+from ..checks import allow_eps, check_int, check_int_list, validate_eps, validate_layer
 from ..engine import response
 from ..headline import headline
 from ..induction import induction_scores, section_map
@@ -35,7 +35,7 @@ __all__ = [
     "plots", "tables", "CANONICAL", "validate_eps", "validate_layer", "response", "headline",
     "induction_scores", "section_map", "REGISTRY", "load_model", "induction_layout", "make_sequence",
     "validate_length", "spread", "NA", "fmt_eps", "setting_text", "styled",
-    "check_int", "check_int_list", "timed", "glue_all",
+    "check_int", "check_int_list", "timed", "glue_all", "allow_eps",
 ]
 
 page_setup()

@@ -94,6 +94,7 @@ def sweep_models(lms: dict, *, T: int, eps_grid, n_sources: int, n_layers_shown:
     """
     import time
 
+    from ..checks import allow_eps
     from ..engine import response
     from ..models import load_model
     from ..sequences import make_sequence, spread
@@ -108,7 +109,8 @@ def sweep_models(lms: dict, *, T: int, eps_grid, n_sources: int, n_layers_shown:
         for dtype in ["float32", "float64"] if name in float64_models else ["float32"]:
             lm = lm32 if dtype == "float32" else load_model(name, device=device, dtype=dtype)
             start = time.perf_counter()
-            res = response(lm, tokens, eps_grid, **kw)
+            with allow_eps(below_floor=True):  # a sweep shows where the rounding floor lies
+                res = response(lm, tokens, eps_grid, **kw)
             seconds[name, dtype] = time.perf_counter() - start
             curves.append(curve_frame(res).assign(model=name, dtype=dtype))
             tables.append(regime_frame(res, jvp, tol).assign(model=name, dtype=dtype))

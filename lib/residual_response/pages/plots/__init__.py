@@ -6,6 +6,7 @@
 - :mod:`.training`  the toy model's phase change
 - :mod:`.figures`   the figures of the emergence, cross-check, null and section-map pages
 - :mod:`.calibration` the null page's profile of the repeat's effect by source offset
+- :mod:`.convert`   vl-convert's SVG and PNG, safe under an address-space limit (imported by name)
 """
 
 from . import calibration, charts, figures, matrices, render, training

@@ -17,7 +17,9 @@ The fix has two halves that must be used together:
    ``<div>`` plus a short script that calls ``vegaEmbed``, and an SVG rendering of the
    same chart (made by vl-convert in the kernel) as a fallback. If ``vegaEmbed`` is not
    there (a plain notebook viewer, an untrusted notebook), the SVG stays and the chart is
-   still readable, only not interactive. The output contains no URL at all.
+   still readable, only not interactive. The output contains no URL at all. Under an
+   address-space limit, where vl-convert's V8 cannot start (:mod:`.convert`), the fallback is
+   left out with one :class:`ChartFallbackWarning`.
 
 Chart ids are derived from a hash of the spec (plus an occurrence count for identical
 specs), not drawn at random, so re-executing a notebook gives the same output (nbval).
@@ -40,8 +42,8 @@ from typing import Any
 
 import altair as alt
 
-__all__ = ["RENDERER_NAME", "VEGA_BUNDLE_NAME", "CHART_CLASS", "OfflineRenderer", "enable_offline_charts",
-           "vega_bundle_js", "vegalite_version", "write_vega_bundle"]
+__all__ = ["RENDERER_NAME", "VEGA_BUNDLE_NAME", "CHART_CLASS", "ChartFallbackWarning", "OfflineRenderer",
+           "enable_offline_charts", "vega_bundle_js", "vegalite_version", "write_vega_bundle"]
 
 
 #: Name under which the offline renderer is registered with ``alt.renderers``.
@@ -207,11 +209,16 @@ class OfflineRenderer:
 
     def html(self, spec: dict[str, Any], embed_options: dict[str, Any] | None = None) -> str:
         """The HTML for one chart (see class docstring)."""
-        import vl_convert as vlc
+        from .convert import V8Unavailable, vegalite_to_svg
 
         spec = {k: v for k, v in spec.items() if k != "$schema"}  # a URL; mode is explicit
         cid = self.chart_id(spec)
-        svg = vlc.vegalite_to_svg(spec, vl_version=vegalite_version())
+        try:
+            svg = _scope_svg(vegalite_to_svg(spec, vegalite_version()), cid)
+            fallback = f'<div class="{CHART_CLASS}-fallback">{svg}</div>'
+        except V8Unavailable as exc:  # an address-space limit: the chart draws with JavaScript only
+            _warn_no_fallback(exc)
+            fallback = ""
         opts = {**_DEFAULT_EMBED_OPTIONS, **(embed_options or {})}
         script = _SCRIPT.format(
             cid=cid, cls=CHART_CLASS, spec=_json_for_script(spec), opts=_json_for_script(opts)
@@ -219,7 +226,7 @@ class OfflineRenderer:
         return (
             f'<div id="{cid}" class="{CHART_CLASS}">'
             f'<div class="{CHART_CLASS}-vega"></div>'
-            f'<div class="{CHART_CLASS}-fallback">{_scope_svg(svg, cid)}</div>'
+            f"{fallback}"
             f"<script>{script}</script></div>"
         )
 
@@ -227,6 +234,24 @@ class OfflineRenderer:
         # altair passes set_embed_options(...) as metadata["embed_options"].
         html_text = self.html(spec, metadata.get("embed_options"))
         return {"text/html": html_text, "text/plain": "<Vega-Lite chart: see the HTML output>"}
+
+
+class ChartFallbackWarning(UserWarning):
+    """Charts are drawn without their static SVG fallback (vl-convert cannot run here)."""
+
+
+_warned_no_fallback = False
+
+
+def _warn_no_fallback(exc: Exception) -> None:
+    """One warning per process: the charts keep their interactive drawing, not their SVG fallback."""
+    global _warned_no_fallback
+    if not _warned_no_fallback:
+        _warned_no_fallback = True
+        import warnings
+
+        warnings.warn(f"charts are written without their static SVG fallback (they draw with JavaScript only): "
+                      f"{exc}", ChartFallbackWarning, stacklevel=4)
 
 
 _RENDERER = OfflineRenderer()

@@ -24,7 +24,7 @@ import pandas as pd
 from ...checks import check_int
 from ...induction import SectionMap
 from ...null import BASELINE_NAMES, NullRow
-from .text import (NA, NAMED_SETS, _heads_text, ci_text, fmt_eps, p_text, peak_index, rank_verdict,
+from .text import (NA, NAMED_SETS, _heads_text, ci_text, p_text, peak_index, rank_verdict,
                    setting_text)
 
 __all__ = ["matrix_frame", "distance_profile", "stripe_mean", "section_map_frame", "styled",
