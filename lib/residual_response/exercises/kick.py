@@ -112,7 +112,7 @@ def _kick_cases() -> Any:
         n_read = lm.n_layers + 1 - l0
 
         def compare(expected, received, l0=l0, source=source, eps=eps, n_read=n_read, L=lm.n_layers):
-            what = f"chi [L + 1 - l0, N] (streams l0..L, every target)"
+            what = "chi [L + 1 - l0, N] (streams l0..L, every target)"
             return compare_arrays(expected, received, rtol=rtol, atol=atol, what=what, axes=_AXES,
                                   hints=_shape_hints(L + 1 - l0, l0) + _value_hints(eps, source))
 

@@ -45,7 +45,9 @@ def glue_all(values: dict | None = None, **named) -> None:
     """Glue every value of ``values`` and ``named`` under its key, not displayed.
 
     Why: a page quotes a dozen numbers in its prose; one call per number was most of its code.
+    A numpy scalar is glued as the Python number it holds: its text form under numpy 2
+    (``np.float64(0.91)``) cannot take a format spec such as ``{glue:text}`x:.2f```.
     """
     for key, value in {**(values or {}), **named}.items():
-        glue(key, value, display=False)
+        glue(key, value.item() if isinstance(value, np.generic) else value, display=False)
 

@@ -288,7 +288,7 @@ def _rank_clause(which: str, test, k: int, same: bool = False, heads: Mapping | 
         "distinguishable": "distinguishable from random heads",
         "not distinguishable": "not distinguishable from random heads",
         "below random": f"{'it removes' if k == 1 else 'they remove'} *less* than random heads do",
-        "above the mean draw only": (f"above the mean draw, but within the spread of the draws, so not "
+        "above the mean draw only": ("above the mean draw, but within the spread of the draws, so not "
                                      "distinguishable from random heads"),
         "unresolved": "unresolved at this setting: the p-value passes but the difference's interval reaches 0",
         "too few draws": (f"{n} draws cannot give p ≤ {RANK_TEST_LEVEL:g} (the smallest is {test.smallest_p:.2f}), "
