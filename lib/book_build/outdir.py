@@ -2,7 +2,8 @@
 is refused (exit 2) or interrupted.
 
 A build writes ``src/`` (the converted notebooks), ``stage/`` (the executed pages and the HTML),
-``timings.json`` and ``jupyter-book.log`` into ``--out``. A rerun that a page refuses (a
+``student-filled/`` (the student notebooks with their stubs filled, for the tests), ``timings.json``
+and ``jupyter-book.log`` into ``--out``. A rerun that a page refuses (a
 ``--param`` value out of range) is only known to be refused once that page's first cell has run,
 after ``src/`` and ``stage/`` exist; without care it would leave them behind, and would have
 deleted the ``stage/`` of the previous build. So the previous build's entries are moved aside
@@ -20,11 +21,12 @@ import tempfile
 from pathlib import Path
 
 from .config import UsageError
+from .student import FILLED_DIR
 
 __all__ = ["OutDir", "OWNED"]
 
 #: What a build writes into ``--out``.
-OWNED = ("src", "stage", "timings.json", "jupyter-book.log")
+OWNED = ("src", "stage", FILLED_DIR, "timings.json", "jupyter-book.log")
 
 
 def _first_missing(path: Path) -> Path | None:

@@ -124,7 +124,7 @@ def null_scores(null: pd.DataFrame, *, setting: str) -> alt.FacetChart:
             y=alt.Y("score:Q", title=y_title, scale=log_scale), color="family:N",
             shape=alt.Shape("size:N", title="size"),
             tooltip=["model", "layer", *(alt.Tooltip(f"{c}:Q", format=".3f") for c in ("score", "ci_low", "ci_high"))]),
-    ).properties(width=170, height=220)
+    ).properties(width=150, height=220)
     return panel.facet(column=alt.Column("baseline:N", title=None), data=null)
 
 

@@ -413,12 +413,14 @@ def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str
             runs, and the settings of the losses, of the attention patterns and of the ablation runs.
 
     Returns:
-        ``{"loss", "attention", "rise", "heads", "ablation", "null", "summary"}`` DataFrames.
+        ``{"loss", "attention", "rise", "heads", "ablation", "ablation_loss", "null", "summary"}`` DataFrames
+        (``ablation``: the drop of the score and its rank among random draws; ``ablation_loss``: the
+        heads, the unablated score and the rise of the second-copy loss).
     """
     def bm(d):
         return ci_text(d.mean, d.lo, d.hi)
 
-    out = {k: [] for k in ("loss", "attention", "rise", "heads", "ablation", "null", "summary")}
+    out = {k: [] for k in ("loss", "attention", "rise", "heads", "ablation", "ablation_loss", "null", "summary")}
     for name, c in checks.items():
         e, a, h, rb, base = effects[name], c.agreement, c.heads, c.rise_blocks(), c.base
         r = c.losses
@@ -441,13 +443,16 @@ def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str
         for which, t in tests[name].items():
             w = e[which]
             out["ablation"].append({
-                "model": name, "ablated": f"top-{c.study.k} {NAMED_SETS[which]}", "heads": _heads_text(c.study.heads[which]),
-                "S_L unablated": f"{e['base']:.2f}", "drop of S_L [95 % CI]": ci_text(w["drop"], w["lo"], w["hi"]),
+                "model": name, "ablated": f"top-{c.study.k} {NAMED_SETS[which]}",
+                "drop of S_L [95 % CI]": ci_text(w["drop"], w["lo"], w["hi"]),
                 "random draws: mean drop (central 95 %)": f"{np.mean(t.random_drops):.2f} ({t.random_low:.2f} to "
                                                           f"{t.random_high:.2f})",
                 "p-value": p_text(t),
                 "drop − mean random [95 % CI]": ci_text(t.difference, t.difference_low, t.difference_high),
-                "verdict": rank_verdict(t),
+                "verdict": rank_verdict(t), "setting": ablation_setting})
+            out["ablation_loss"].append({
+                "model": name, "ablated": f"top-{c.study.k} {NAMED_SETS[which]}", "heads": _heads_text(c.study.heads[which]),
+                "S_L unablated": f"{e['base']:.2f}",
                 "loss rise, named [95 % CI]": ci_text(w["rise"], w["rise_lo"], w["rise_hi"]),
                 "loss rise, random": ci_text(e["random"]["rise"], e["random"]["rise_lo"], e["random"]["rise_hi"]),
                 "setting": f"{ablation_setting}; loss {loss_setting}"})
