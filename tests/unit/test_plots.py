@@ -389,3 +389,50 @@ def test_ablation_chart_draws_random_draws_grey_and_named_sets_in_reserved_colou
     assert both.to_dict()["resolve"]["scale"]["color"] == "shared"
     with pytest.raises(ValueError, match="colour must be"):
         plots.in_rows([chart], colour="mixed")
+
+
+# --- ChartStyle: one value for the presentational options, the old keywords as shorthands ------
+
+
+def test_a_chart_style_and_the_equivalent_keywords_give_the_same_spec(line_df, grid_df, depth_df):
+    from dataclasses import replace
+
+    def same(with_style, with_keywords):
+        assert with_style.to_dict() == with_keywords.to_dict()
+
+    style = plots.ChartStyle(title=["a", "b"], x_title="X", y_title="Y", color_title="C", width=210, height=120)
+    same(plots.line_chart_log_x(line_df, "eps", "chi", "layer", lo="lo", hi="hi",
+                                style=replace(style, log_y=True, x_format="d", dashed={1: [2, 2]})),
+         plots.line_chart_log_x(line_df, "eps", "chi", "layer", lo="lo", hi="hi", log_y=True, x_format="d",
+                                dashed={1: [2, 2]}, title=["a", "b"], x_title="X", y_title="Y", color_title="C",
+                                width=210, height=120))
+    same(plots.score_vs_depth(depth_df, style=plots.ChartStyle(y_title="S", color_title="c", width=250, log_y=True)),
+         plots.log_y(plots.score_vs_depth(depth_df, y_title="S", color_title="c", width=250)))
+    same(plots.heatmap_with_selector(grid_df, "source", "target", "response", "layer", widget="select",
+                                     style=plots.ChartStyle(diverging=True, scheme="blueorange", title="t")),
+         plots.heatmap_with_selector(grid_df, "source", "target", "response", "layer", widget="select",
+                                     diverging=True, scheme="blueorange", title="t"))
+    g0 = grid_df[grid_df.layer == 0]
+    same(plots.matrix_heatmap(g0, "target", "source", "response",
+                              style=plots.ChartStyle(diverging=True, color_domain=[-3, 3], width=50, height=60)),
+         plots.matrix_heatmap(g0, "target", "source", "response", diverging=True, domain=[-3, 3], width=50, height=60))
+    # a keyword overrides the style's field; the defaults are the builder's own
+    same(plots.matrix_heatmap(g0, "target", "source", "response", style=plots.ChartStyle(title="old"), title="new"),
+         plots.matrix_heatmap(g0, "target", "source", "response", title="new"))
+    assert plots.line_chart_log_x(line_df, "eps", "chi", "layer", style=plots.ChartStyle()).to_dict()["width"] == 420
+    assert plots.matrix_heatmap(g0, "target", "source", "response", style=plots.ChartStyle()).to_dict()["width"] == 320
+
+
+def test_a_chart_style_is_frozen_and_checked():
+    import dataclasses
+
+    style = plots.ChartStyle(width=100)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        style.width = 200  # type: ignore[misc]
+    df = pd.DataFrame({"x": [0, 1], "y": [0, 1], "v": [1.0, 2.0]})
+    with pytest.raises(TypeError, match="widht"):
+        plots.matrix_heatmap(df, "x", "y", "v", widht=100)  # a typo is an error, as before
+    with pytest.raises(ValueError, match="dashed"):
+        plots.matrix_heatmap(df, "x", "y", "v", style=plots.ChartStyle(dashed={0: [2, 2]}))  # not silently dropped
+    with pytest.raises(TypeError, match="ChartStyle"):
+        plots.matrix_heatmap(df, "x", "y", "v", style={"width": 100})

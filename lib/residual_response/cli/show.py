@@ -110,6 +110,13 @@ def _sub_layers(chart) -> list:
             for l in chart.layer]
 
 
+def _sweep_style():
+    """The style of a chi-against-eps chart (a log y axis), one for the response and the regime files."""
+    from ..pages.plots import ChartStyle
+
+    return ChartStyle(log_y=True, x_title="perturbation strength eps", y_title="mean chi over t >= s")
+
+
 def response_charts(f: LoadedFile) -> list[tuple[str, str, Any]]:
     """The response matrix with a layer slider; for an eps sweep also chi against eps."""
     import altair as alt
@@ -136,7 +143,7 @@ def response_charts(f: LoadedFile) -> list[tuple[str, str, Any]]:
                f"{res.n_directions} direction(s), seed {res.seed}; rows: sources, columns: targets. "
                f"The widget below the chart picks the read layer.")
     out = [(title, caption, plots.heatmap_with_selector(df, "target", "source", "log10 chi", "layer", widget=widget,
-                                                       init=shown[-1], width=side, height=side))]
+                                                       init=shown[-1], style=plots.ChartStyle(width=side, height=side)))]
     if not jvp and len(res.eps) > 1:
         curves = layer_curves(res)  # [n_read, n_eps]
         cdf = pd.DataFrame([(l, float(eps), float(c)) for l, curve in zip(res.read_streams, curves) if l in shown
@@ -144,8 +151,7 @@ def response_charts(f: LoadedFile) -> list[tuple[str, str, Any]]:
         if not cdf.empty:
             out.append((f"{res.model}: response against eps",
                         "Mean chi over pairs t >= s against the perturbation strength, one line per read layer.",
-                        plots.line_chart_log_x(cdf, "eps", "chi", "layer", log_y=True,
-                                               x_title="perturbation strength eps", y_title="mean chi over t >= s")))
+                        plots.line_chart_log_x(cdf, "eps", "chi", "layer", style=_sweep_style())))
     return out
 
 
@@ -169,9 +175,9 @@ def induction_chart(files: Sequence[LoadedFile]) -> tuple[str, str, Any]:
     if not rows:
         raise ShowError(f"{files[0].path}: no finite induction score to draw")
     df = pd.DataFrame(rows, columns=["model", "layer", "rel_depth", "score", "lo", "hi"])
-    chart = plots.score_vs_depth(df, y_title="induction score", width=480, height=320)
-    if (df[["score", "lo", "hi"]] > 0).all().all():
-        chart = plots.log_y(chart)
+    positive = bool((df[["score", "lo", "hi"]] > 0).all().all())  # a log axis where it can be one
+    chart = plots.score_vs_depth(df, style=plots.ChartStyle(y_title="induction score", width=480, height=320,
+                                                            log_y=positive))
     if marks:
         mdf = pd.DataFrame(marks, columns=["model", "emergence layer", "rel_depth"])
         rule = alt.Chart(mdf).mark_rule(strokeDash=[2, 3], strokeWidth=2).encode(
@@ -203,9 +209,8 @@ def section_map_chart(f: LoadedFile) -> tuple[str, str, Any]:
     caption = (f"log2 of the induction score S(l0, l) of {sm.model} for the perturbation at stream l0 (rows) read at "
                f"stream l > l0 (columns); 0: no effect, 1: twice the baseline (T = {sm.T}, "
                f"{len(sm.seeds)} seed(s){eps}).")
-    chart = plots.matrix_heatmap(df, "read layer l", "perturbed layer l0", "log2 score", diverging=True,
-                                 width=int(min(520, max(160, 18 * (L + 1)))),
-                                 height=int(max(60, 24 * len(sm.l0s))))
+    chart = plots.matrix_heatmap(df, "read layer l", "perturbed layer l0", "log2 score", style=plots.ChartStyle(
+        diverging=True, width=int(min(520, max(160, 18 * (L + 1)))), height=int(max(60, 24 * len(sm.l0s)))))
     return f"{sm.model}: section map", caption, chart
 
 
@@ -226,8 +231,7 @@ def regime_chart(f: LoadedFile) -> tuple[str, str, Any]:
             raise ShowError(f"{f.path}: the sweep has no positive response to draw")
         inside = cdf[[(l in found and found[l].eps_low <= e <= found[l].eps_high)
                       for l, e in zip(cdf.layer, cdf.eps)]]
-        lines = plots.line_chart_log_x(cdf, "eps", "chi", "layer", log_y=True,
-                                       x_title="perturbation strength eps", y_title="mean chi over t >= s")
+        lines = plots.line_chart_log_x(cdf, "eps", "chi", "layer", style=_sweep_style())
         chart = lines
         if not inside.empty:  # nested, as the book layers rules on this chart (the legend's selection stays whole)
             chart = alt.layer(lines, alt.Chart(inside).mark_line(strokeWidth=9, opacity=0.35).encode(

@@ -2,8 +2,9 @@
 
 They take tidy :class:`pandas.DataFrame` s (one row per mark) with the columns named in each
 docstring, and return an :class:`altair.Chart` (or layer/concat chart) with tooltips on every
-mark. Keep data small: altair refuses more than 5000 rows per chart by default
-(``MaxRowsError``); aggregate before plotting. The figures of each page, built from these, are in
+mark; how it looks (size, titles, colours, log y) is one :class:`.style.ChartStyle` argument,
+``style=``, whose fields are still accepted as keywords. Keep data small: altair refuses more
+than 5000 rows per chart by default (``MaxRowsError``); aggregate before plotting. The figures of each page, built from these, are in
 :mod:`.matrices`, :mod:`.training` and :mod:`.figures`; how a chart is drawn offline, in
 :mod:`.render`.
 """
@@ -16,11 +17,19 @@ from typing import Any, Iterable, Sequence
 import altair as alt
 import pandas as pd
 
+from .style import ChartStyle, resolve_style
+
 __all__ = ["EPS_FORMAT", "line_chart_log_x", "heatmap_with_selector", "log_y", "score_vs_depth", "matrix_heatmap"]
 
 
 #: d3 format of every perturbation-strength axis and label: ``1e-8``, ``3e-5``, ``1e+0``.
 EPS_FORMAT = ".0e"
+
+#: the :class:`ChartStyle` fields each kind of chart draws (any other set is an error)
+_SIZE_FIELDS = ("width", "height", "title", "x_title", "y_title", "color_title")
+_LINE_FIELDS = (*_SIZE_FIELDS, "x_format", "log_y", "dashed", "scheme")
+_DEPTH_FIELDS = (*_SIZE_FIELDS, "log_y", "scheme")
+_HEAT_FIELDS = (*_SIZE_FIELDS, "scheme", "diverging", "color_domain")
 
 
 def _require_columns(df: pd.DataFrame, columns: Iterable[str | None], what: str) -> None:
@@ -47,10 +56,6 @@ def _param_name(field: str, suffix: str) -> str:
     return re.sub(r"\W", "_", f"{field}_{suffix}")
 
 
-def _props(width: int, height: int, title: str | None) -> dict[str, Any]:
-    return {"width": width, "height": height, **({"title": title} if title else {})}
-
-
 def _legend(**kwargs: Any) -> alt.Legend:
     """A legend whose title and labels are never cut off (Vega's default limit is 160 px)."""
     return alt.Legend(symbolOpacity=1, titleLimit=0, labelLimit=0, **kwargs)
@@ -72,23 +77,18 @@ def line_chart_log_x(
     *,
     lo: str | None = None,
     hi: str | None = None,
-    log_y: bool = False,
-    title: str | None = None,
-    x_title: str | None = None,
-    y_title: str | None = None,
-    color_title: str | None = None,
-    x_format: str = EPS_FORMAT,
-    dashed: dict[Any, Sequence[int]] | None = None,
-    width: int = 420,
-    height: int = 300,
+    style: ChartStyle | None = None,
+    **keywords: Any,
 ) -> alt.LayerChart:
     """Lines of ``y`` against ``x`` on a log ``x`` axis, one line per value of ``color``.
 
     Both axes end at the data (no rounding out to the next decade), the ``x`` labels use
-    ``x_format`` (default :data:`EPS_FORMAT`, ``1e-8``, the book's one format for strengths),
-    and the legend is titled ``color_title`` (default: the column name) without truncation.
-    ``dashed`` maps values of ``color`` to a dash pattern (e.g. ``{"floor": [2, 2]}``), so that a
-    line lying on top of another stays visible.
+    ``style.x_format`` (default :data:`EPS_FORMAT`, ``1e-8``, the book's one format for
+    strengths), and the legend is titled ``style.color_title`` (default: the column name) without
+    truncation. ``style.dashed`` maps values of ``color`` to a dash pattern (e.g.
+    ``{"floor": [2, 2]}``), so that a line lying on top of another stays visible. ``style``
+    (:class:`ChartStyle`, 420 × 300 px by default) also takes ``title``, ``x_title``,
+    ``y_title``, ``log_y`` and ``scheme``; its fields may be given as keywords instead.
 
     Made for e.g. the response chi against the perturbation size eps, one line per layer.
 
@@ -97,40 +97,38 @@ def line_chart_log_x(
     the ends of a confidence interval drawn as a shaded band. Click a legend entry to
     highlight its line (shift-click for several); scroll/drag to zoom on ``x``.
     """
+    st = resolve_style(style, keywords, "line_chart_log_x", _LINE_FIELDS)
     _require_columns(df, [x, y, color, lo, hi], "line_chart_log_x")
     if (lo is None) != (hi is None):
         raise ValueError("line_chart_log_x: give both lo and hi, or neither")
     if (df[x] <= 0).any():
         raise ValueError(f"line_chart_log_x: column {x!r} must be > 0 on a log axis")
-    if log_y and (df[y] <= 0).any():
+    if st.log_y and (df[y] <= 0).any():
         raise ValueError(f"line_chart_log_x: column {y!r} must be > 0 with log_y=True")
 
     pick = alt.selection_point(name=_param_name(color, "pick"), fields=[color], bind="legend")
-    y_scale = alt.Scale(type="log", nice=False) if log_y else alt.Scale(zero=False, nice=False)
-    x_enc = alt.X(x, type="quantitative", scale=alt.Scale(type="log", nice=False), title=x_title or x,
-                  axis=alt.Axis(format=x_format, labelOverlap="greedy"))
-    color_enc = alt.Color(color, type=_field_type(df[color]), title=color_title or color,
-                          legend=_legend())
-    if _field_type(df[color]) == "ordinal":
-        color_enc = color_enc.scale(scheme="viridis")
+    y_scale = alt.Scale(type="log", nice=False) if st.log_y else alt.Scale(zero=False, nice=False)
+    x_enc = alt.X(x, type="quantitative", scale=alt.Scale(type="log", nice=False), title=st.x_title or x,
+                  axis=alt.Axis(format=st.x_format or EPS_FORMAT, labelOverlap="greedy"))
+    color_enc = _color_lines(df, color, st)
     opacity = alt.when(pick).then(alt.value(1.0)).otherwise(alt.value(0.15))
 
     base = alt.Chart(df)
     lines = base.mark_line(point=True).encode(
         x=x_enc,
-        y=alt.Y(y, type="quantitative", scale=y_scale, title=y_title or y),
+        y=alt.Y(y, type="quantitative", scale=y_scale, title=st.y_title or y),
         color=color_enc,
         opacity=opacity,
         tooltip=_tooltip(df, [color, x, y, lo, hi]),
         **({"strokeDash": alt.StrokeDash(color, type="nominal", legend=None, scale=alt.Scale(
             domain=(values := sorted(df[color].unique().tolist())),
-            range=[list(dashed.get(v, [1, 0])) for v in values]))} if dashed else {}),
+            range=[list(st.dashed.get(v, [1, 0])) for v in values]))} if st.dashed else {}),
     ).add_params(pick)
     layers: list[alt.Chart] = [lines]
     if lo is not None:
         band = base.mark_area(opacity=0.15).encode(
             x=x_enc,
-            y=alt.Y(lo, type="quantitative", scale=y_scale, title=y_title or y),
+            y=alt.Y(lo, type="quantitative", scale=y_scale, title=st.y_title or y),
             y2=alt.Y2(hi),
             color=color_enc,
             opacity=alt.when(pick).then(alt.value(0.2)).otherwise(alt.value(0.03)),
@@ -139,7 +137,30 @@ def line_chart_log_x(
         layers.insert(0, band)
     zoom = alt.selection_interval(name=_param_name(x, "zoom"), bind="scales", encodings=["x"])
     layers[-1] = layers[-1].add_params(zoom)
-    return alt.layer(*layers).properties(**_props(width, height, title))
+    return alt.layer(*layers).properties(**st.size(420, 300))
+
+
+def _color_lines(df: pd.DataFrame, color: str, st: ChartStyle) -> alt.Color:
+    """The colour of lines, one per value of ``color``: viridis for ordered values (or
+    ``st.scheme``), Vega's categories otherwise; a legend titled ``st.color_title``."""
+    enc = alt.Color(color, type=_field_type(df[color]), title=st.color_title or color, legend=_legend())
+    if st.scheme or _field_type(df[color]) == "ordinal":
+        enc = enc.scale(scheme=st.scheme or "viridis")
+    return enc
+
+
+def _heat_scale(df: pd.DataFrame, value: str, st: ChartStyle, *, fixed: bool) -> alt.Scale:
+    """The colour scale of a heatmap: red-blue centred on 0 if ``st.diverging``, else viridis
+    (``st.scheme`` replaces either). ``st.color_domain`` fixes the range; else a diverging scale
+    spans ±max|value|, and ``fixed`` pins a sequential one to the data's range (panels that are
+    filtered one at a time would otherwise each get their own)."""
+    domain = list(st.color_domain) if st.color_domain is not None else None
+    if st.diverging:
+        m = float(df[value].abs().max()) or 1.0
+        return alt.Scale(scheme=st.scheme or "redblue", domain=domain or [-m, m], reverse=True)
+    if not domain and fixed:
+        domain = [float(df[value].min()), float(df[value].max())]
+    return alt.Scale(scheme=st.scheme or "viridis", **({"domain": domain} if domain else {}))
 
 
 def heatmap_with_selector(
@@ -151,11 +172,8 @@ def heatmap_with_selector(
     *,
     widget: str = "slider",
     init: Any = None,
-    diverging: bool = False,
-    scheme: str | None = None,
-    title: str | None = None,
-    width: int = 320,
-    height: int = 320,
+    style: ChartStyle | None = None,
+    **keywords: Any,
 ) -> alt.Chart:
     """Heatmap of ``value`` over (``x``, ``y``), one panel per ``selector_field`` value.
 
@@ -166,8 +184,12 @@ def heatmap_with_selector(
     ``selector_field`` (the panel, e.g. the layer). ``widget`` is ``"slider"`` (numeric,
     evenly spaced values) or ``"select"`` (a dropdown, any values). ``init`` is the panel
     shown first (default: the smallest). The colour scale is the same for all panels so
-    they can be compared; ``diverging=True`` centres it on 0 with a red-blue scheme.
+    they can be compared; ``style.diverging`` centres it on 0 with a red-blue scheme.
+    ``style`` (:class:`ChartStyle`, 320 × 320 px by default) also takes ``title``, the axis
+    and colour titles (default: the column names), ``scheme`` and ``color_domain``; its fields
+    may be given as keywords instead.
     """
+    st = resolve_style(style, keywords, "heatmap_with_selector", _HEAT_FIELDS)
     _require_columns(df, [x, y, value, selector_field], "heatmap_with_selector")
     options = sorted(df[selector_field].unique().tolist())
     init = options[0] if init is None else init
@@ -189,24 +211,19 @@ def heatmap_with_selector(
         raise ValueError(f"heatmap_with_selector: widget must be 'slider' or 'select', not {widget!r}")
 
     sel = alt.param(name=_param_name(selector_field, "select"), value=init, bind=binding)
-    vmin, vmax = float(df[value].min()), float(df[value].max())
-    if diverging:
-        m = max(abs(vmin), abs(vmax)) or 1.0
-        scale = alt.Scale(scheme=scheme or "redblue", domain=[-m, m], reverse=True)
-    else:
-        scale = alt.Scale(scheme=scheme or "viridis", domain=[vmin, vmax])
     return (
         alt.Chart(df)
         .mark_rect()
         .encode(
-            x=alt.X(x, type="ordinal", title=x),
-            y=alt.Y(y, type="ordinal", title=y),
-            color=alt.Color(value, type="quantitative", scale=scale, title=value),
+            x=alt.X(x, type="ordinal", title=st.x_title or x),
+            y=alt.Y(y, type="ordinal", title=st.y_title or y),
+            color=alt.Color(value, type="quantitative", scale=_heat_scale(df, value, st, fixed=True),
+                            title=st.color_title or value),
             tooltip=_tooltip(df, [selector_field, x, y, value]),
         )
         .add_params(sel)
         .transform_filter(alt.datum[selector_field] == sel)
-        .properties(**_props(width, height, title))
+        .properties(**st.size(320, 320))
     )
 
 
@@ -230,13 +247,10 @@ def score_vs_depth(
     hi: str | None = "hi",
     model: str = "model",
     rules: Sequence[float] = (1.0, 2.0),
-    title: str | list[str] | None = None,
-    y_title: str | None = None,
-    width: int = 420,
-    height: int = 300,
     band: pd.DataFrame | None = None,
     band_label: str = "negative controls",
-    color_title: str | None = None,
+    style: ChartStyle | None = None,
+    **keywords: Any,
 ) -> alt.LayerChart:
     """A score with confidence-interval error bars against relative depth, one colour per model.
 
@@ -245,17 +259,24 @@ def score_vs_depth(
     there are none). Dashed horizontal rules mark the reference levels ``rules`` (1 and 2).
     ``band`` (optional, e.g. from :func:`..tables.control_envelope`): a grey shaded area
     under the lines, columns ``rel_depth``, ``band_lo``, ``band_hi`` (labelled ``band_label``
-    in its tooltip). ``color_title`` titles the legend (default: the ``model`` column's name),
-    e.g. "condition" where the lines are ablation conditions rather than models.
+    in its tooltip). ``style`` (:class:`ChartStyle`, 420 × 300 px by default) takes ``title``,
+    ``x_title`` (default "relative depth"), ``y_title`` (default: the ``score`` column's name),
+    ``color_title`` (default: the ``model`` column's name; e.g. "condition" where the lines are
+    ablation conditions rather than models), ``scheme`` and ``log_y`` (as :func:`log_y` does);
+    its fields may be given as keywords instead.
     """
+    st = resolve_style(style, keywords, "score_vs_depth", _DEPTH_FIELDS)
     _require_columns(df, [depth, score, model, lo, hi], "score_vs_depth")
     if (lo is None) != (hi is None):
         raise ValueError("score_vs_depth: give both lo and hi, or neither")
     if ((df[depth] < 0) | (df[depth] > 1)).any():
         raise ValueError(f"score_vs_depth: column {depth!r} must lie in [0, 1]")
 
-    x_enc = alt.X(depth, type="quantitative", scale=alt.Scale(domain=[0, 1]), title="relative depth")
-    color_enc = alt.Color(model, type="nominal", title=color_title or model, legend=_legend())
+    x_title, y_title = st.x_title or "relative depth", st.y_title or score
+    x_enc = alt.X(depth, type="quantitative", scale=alt.Scale(domain=[0, 1]), title=x_title)
+    color_enc = alt.Color(model, type="nominal", title=st.color_title or model, legend=_legend())
+    if st.scheme:
+        color_enc = color_enc.scale(scheme=st.scheme)
     tooltip = _tooltip(df, [model, depth, score, lo, hi])
     base = alt.Chart(df)
     layers: list[Any] = []
@@ -265,8 +286,8 @@ def score_vs_depth(
             alt.Chart(band.assign(band=band_label))
             .mark_area(color="gray", opacity=0.3, interpolate="monotone")
             .encode(
-                x=alt.X("rel_depth", type="quantitative", scale=alt.Scale(domain=[0, 1]), title="relative depth"),
-                y=alt.Y("band_lo", type="quantitative", title=y_title or score),
+                x=alt.X("rel_depth", type="quantitative", scale=alt.Scale(domain=[0, 1]), title=x_title),
+                y=alt.Y("band_lo", type="quantitative", title=y_title),
                 y2=alt.Y2("band_hi"),
                 tooltip=_tooltip(band.assign(band=band_label), ["band", "rel_depth", "band_lo", "band_hi"]),
             )
@@ -281,17 +302,18 @@ def score_vs_depth(
     if lo is not None:
         layers.append(
             base.mark_errorbar(ticks=True).encode(
-                x=x_enc, y=alt.Y(lo, type="quantitative", title=y_title or score),
+                x=x_enc, y=alt.Y(lo, type="quantitative", title=y_title),
                 y2=alt.Y2(hi), color=color_enc, tooltip=tooltip,
             )
         )
     layers.append(
         base.mark_line(point=True).encode(
-            x=x_enc, y=alt.Y(score, type="quantitative", title=y_title or score),
+            x=x_enc, y=alt.Y(score, type="quantitative", title=y_title),
             color=color_enc, tooltip=tooltip,
         )
     )
-    return alt.layer(*layers).properties(**_props(width, height, title))
+    chart = alt.layer(*layers).properties(**st.size(420, 300))
+    return log_y(chart) if st.log_y else chart
 
 
 def matrix_heatmap(
@@ -300,36 +322,32 @@ def matrix_heatmap(
     y: str,
     value: str,
     *,
-    diverging: bool = False,
-    scheme: str | None = None,
-    title: str | None = None,
-    width: int = 320,
-    height: int = 320,
-    domain: Sequence[float] | None = None,
+    style: ChartStyle | None = None,
+    **keywords: Any,
 ) -> alt.Chart:
     """Heatmap of ``value`` over a discrete (``x``, ``y``) grid.
 
     Made for e.g. the section map score(l0, l) (x = l, y = l0) or a layer × head map.
-    Columns: ``x``, ``y`` (discrete), ``value`` (numeric). ``diverging=True`` centres the
-    colours on 0 with a red-blue scheme; otherwise viridis over the data's range. ``domain``
-    fixes the colour range (e.g. one range for several panels). Tick labels stay upright and
-    are thinned where they would overlap, so a 30-layer axis stays legible.
+    Columns: ``x``, ``y`` (discrete), ``value`` (numeric). ``style.diverging`` centres the
+    colours on 0 with a red-blue scheme; otherwise viridis over the data's range.
+    ``style.color_domain`` (the old keyword: ``domain``) fixes the colour range (e.g. one range
+    for several panels). ``style`` (:class:`ChartStyle`, 320 × 320 px by default) also takes
+    ``title``, the axis and colour titles (default: the column names) and ``scheme``; its fields
+    may be given as keywords instead. Tick labels stay upright and are thinned where they would
+    overlap, so a 30-layer axis stays legible.
     """
+    st = resolve_style(style, keywords, "matrix_heatmap", _HEAT_FIELDS, renames={"domain": "color_domain"})
     _require_columns(df, [x, y, value], "matrix_heatmap")
-    if diverging:
-        m = float(df[value].abs().max()) or 1.0
-        scale = alt.Scale(scheme=scheme or "redblue", domain=list(domain) if domain else [-m, m], reverse=True)
-    else:
-        scale = alt.Scale(scheme=scheme or "viridis", **({"domain": list(domain)} if domain else {}))
     axis = dict(labelAngle=0, labelOverlap="parity", labelFontSize=11)
     return (
         alt.Chart(df)
         .mark_rect()
         .encode(
-            x=alt.X(x, type="ordinal", title=x, axis=alt.Axis(**axis)),
-            y=alt.Y(y, type="ordinal", title=y, axis=alt.Axis(**axis)),
-            color=alt.Color(value, type="quantitative", scale=scale, title=value),
+            x=alt.X(x, type="ordinal", title=st.x_title or x, axis=alt.Axis(**axis)),
+            y=alt.Y(y, type="ordinal", title=st.y_title or y, axis=alt.Axis(**axis)),
+            color=alt.Color(value, type="quantitative", scale=_heat_scale(df, value, st, fixed=False),
+                            title=st.color_title or value),
             tooltip=_tooltip(df, [y, x, value]),
         )
-        .properties(**_props(width, height, title))
+        .properties(**st.size(320, 320))
     )

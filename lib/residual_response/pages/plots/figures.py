@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Sequence
 
 import altair as alt
@@ -9,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from ..tables.frames import ABLATION_LABELS, ablation_frame, section_map_frame
-from .charts import _legend, _require_columns, log_y, matrix_heatmap, score_vs_depth
+from .charts import _legend, _require_columns, matrix_heatmap, score_vs_depth
+from .style import ChartStyle
 
 __all__ = ["emergence_scores", "attention_beside_response", "ABLATION_COLOURS", "ablation_panel", "in_rows", "null_scores",
            "emergence_stability", "section_maps"]
@@ -28,9 +30,10 @@ def emergence_scores(scores: pd.DataFrame, trained: Sequence[str], band: pd.Data
     _require_columns(scores, ["model", "rel_depth", "score", "lo", "hi", "dup", "dup_lo", "dup_hi"], "emergence_scores")
     dup = scores.drop(columns=["score", "lo", "hi"]).rename(columns={"dup": "score", "dup_lo": "lo", "dup_hi": "hi"})
     left = scores[scores.model.isin(trained)] if len(trained) else scores
+    panel = ChartStyle(width=250, log_y=True)
     return (
-        log_y(score_vs_depth(left, title=["induction (lag T − 1)", setting], y_title="score S", width=250, band=band))
-        | log_y(score_vs_depth(dup, title=["duplicate token (lag T)", setting], y_title="score D", width=250))
+        score_vs_depth(left, band=band, style=replace(panel, title=["induction (lag T − 1)", setting], y_title="score S"))
+        | score_vs_depth(dup, style=replace(panel, title=["duplicate token (lag T)", setting], y_title="score D"))
     ).configure_legend(orient="bottom", columns=3)
 
 
@@ -47,8 +50,8 @@ def attention_beside_response(att_mean, res, *, name: str, setting: str) -> alt.
     resp_df = pd.DataFrame([{"model": name, "block": l - 1, "score": s, "lo": lo, "hi": hi}
                             for l, s, lo, hi in zip(res.read_streams, res.score, res.ci_low, res.ci_high) if l > res.l0])
     height = max(120, min(14 * L, 360))
-    heat = matrix_heatmap(att_df, "head", "block", "attention", title=f"{name}: attention on the stripe",
-                          width=max(100, 12 * H), height=height)
+    heat = matrix_heatmap(att_df, "head", "block", "attention", style=ChartStyle(
+        title=f"{name}: attention on the stripe", width=max(100, 12 * H), height=height))
     log_x = alt.Scale(type="log", nice=False)
     y_block = alt.Y("block:O", title="block b", axis=alt.Axis(labelOverlap="parity", labelAngle=0))
     resp = alt.Chart(resp_df)
@@ -150,8 +153,8 @@ def section_maps(maps: dict, *, setting: str) -> alt.VConcatChart:
     frames = {name: section_map_frame(sm) for name, sm in maps.items()}
     m = max(float(f["log2 score"].abs().max()) for f in frames.values()) or 1.0
     return alt.vconcat(*[
-        matrix_heatmap(frames[name], "read layer l", "perturbed layer l0", "log2 score", diverging=True,
-                       domain=[-m, m], title=f"{name} ({setting})",
-                       width=min(480, max(200, 16 * (len(sm.read_streams)))), height=max(90, 24 * len(sm.l0s)))
+        matrix_heatmap(frames[name], "read layer l", "perturbed layer l0", "log2 score", style=ChartStyle(
+            diverging=True, color_domain=[-m, m], title=f"{name} ({setting})",
+            width=min(480, max(200, 16 * (len(sm.read_streams)))), height=max(90, 24 * len(sm.l0s))))
         for name, sm in maps.items()
     ]).resolve_scale(color="shared")

@@ -10,6 +10,7 @@ import altair as alt
 import pandas as pd
 
 from .charts import _field_type, _require_columns, _tooltip, heatmap_with_selector, line_chart_log_x
+from .style import ChartStyle
 
 __all__ = ["STRIPE_NAMES", "stripe_frame", "stripe_lines", "response_matrix_chart", "sweep_with_jvp"]
 
@@ -48,11 +49,10 @@ def response_matrix_chart(frame: pd.DataFrame, layout, *, init: int | None = Non
     """
     layers = sorted(frame["layer"].unique().tolist())
     widget = "slider" if len({b - a for a, b in zip(layers, layers[1:])}) <= 1 else "select"
-    heat = heatmap_with_selector(frame, "target", "source", "log10 chi", "layer", widget=widget,
-                                 init=layers[-1] if init is None else init, width=width, height=height)
     lo, hi = domain if domain is not None else (frame["log10 chi"].min(), frame["log10 chi"].max())
-    heat = heat.encode(color=alt.Color("log10 chi:Q", scale=alt.Scale(scheme="viridis", domain=[float(lo), float(hi)]),
-                                       title="log10 χ"))
+    style = ChartStyle(width=width, height=height, color_title="log10 χ", color_domain=[float(lo), float(hi)])
+    heat = heatmap_with_selector(frame, "target", "source", "log10 chi", "layer", widget=widget,
+                                 init=layers[-1] if init is None else init, style=style)
     return alt.layer(heat, stripe_lines(layout))
 
 
@@ -66,9 +66,9 @@ def sweep_with_jvp(curves: pd.DataFrame, jvp: pd.DataFrame, series: str, *, pair
     a paired palette (tableau20), so that e.g. float32 and float64 of one layer share a hue.
     """
     _require_columns(jvp, [series, "chi_jvp"], "sweep_with_jvp")
-    lines = line_chart_log_x(curves, "eps", "chi", series, log_y=True, title=title, color_title=color_title,
-                             x_title="perturbation strength ε", y_title="mean χ over pairs t ≥ s",
-                             width=width, height=height)
+    lines = line_chart_log_x(curves, "eps", "chi", series, style=ChartStyle(
+        log_y=True, title=title, color_title=color_title, x_title="perturbation strength ε",
+        y_title="mean χ over pairs t ≥ s", width=width, height=height))
     color = alt.Color(series, type=_field_type(jvp[series]))
     if _field_type(jvp[series]) == "ordinal":
         color = color.scale(scheme="viridis")

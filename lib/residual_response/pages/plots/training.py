@@ -10,6 +10,7 @@ import pandas as pd
 from ...induction import EMERGENCE_THRESHOLD
 from ..tables.frames import matrix_frame
 from .charts import _legend, matrix_heatmap
+from .style import ChartStyle
 
 __all__ = ["toy_phase_chart", "toy_matrix_pair"]
 
@@ -90,8 +91,7 @@ def toy_matrix_pair(pc) -> alt.HConcatChart:
     domain = [min(f["log10 chi"].min() for f in frames.values()), max(f["log10 chi"].max() for f in frames.values())]
 
     def panel(step, label):
-        heat = matrix_heatmap(frames[step], "target", "source", "log10 chi", width=230, height=170,
-                              title=f"{label}: step {step}")
-        return heat.encode(color=alt.Color("log10 chi:Q", scale=alt.Scale(scheme="viridis", domain=domain), title="log10 χ"))
+        return matrix_heatmap(frames[step], "target", "source", "log10 chi", style=ChartStyle(
+            width=230, height=170, title=f"{label}: step {step}", color_title="log10 χ", color_domain=domain))
 
     return (panel(pc.before, "before") | panel(pc.last, "after")).configure_legend(orient="right")
