@@ -51,7 +51,7 @@ class InductionAttention(KeyAccess):
     Attributes:
         model, T, seeds, stripe, control: what was measured.
         repeated: scores on repeats over seeds (``mean``/``lo``/``hi`` ``[L, H]``, ``per_seed``
-            ``[S, L, H]``); baseline: the same entries of the control sequences.
+            ``[S, L, H]``); baseline: the same entries of sequences of kind ``control``.
         ratio: ``[L, H]`` repeated mean / baseline mean.
     """
 

@@ -239,8 +239,9 @@ def stripes_of(lm: LoadedModel, setting: InductionSetting, progress: "bool | Pro
 def neighbour_baseline(chi: np.ndarray, src_rows: np.ndarray, targets: np.ndarray, *, other_stripe: int) -> np.ndarray:
     """The same target's mean response to nearby sources of the same sequence: the stripe's null.
 
-    Why within the sequence: a control *sequence* differs from the repeated one in more than
-    induction. The repeated sequence holds duplicate tokens, and a target that attends to the
+    Why within the sequence (the ``"neighbours"`` baseline): a random *sequence* differs from the
+    repeated one in more than induction (the ``"twin"`` baseline, the default, matches the first
+    copy instead, :func:`stripe_entries`). The repeated sequence holds duplicate tokens, and a target that attends to the
     earlier copy of its own token spreads less attention over every other source; a random model
     then scores 0.6-0.8 against random tokens. Comparing each stripe entry with the same
     target's response to sources a few positions away cancels everything the target does to all
