@@ -191,8 +191,8 @@ def induction_chart(files: Sequence[LoadedFile]) -> tuple[str, str, Any]:
     em = "; ".join(f"{labels[f.path]}: " + ("none" if (e := f.result.emergence_layer) is None else f"layer {e}")
                    for f in files)
     caption = ("Induction score (lag T - 1) with its bootstrap interval against relative depth (layer / L). "
-               f"Dashed grey: 1 (no induction) and 2 (the emergence threshold); dotted verticals: the emergence "
-               f"layer, the first whose interval lies above 2 ({em}).")
+               f"Dashed grey: 1 (no induction) and 2 (a reference line); dotted verticals: the emergence layer, the "
+               f"stream half way up a rise whose factor's interval lies above 1.5 ({em}).")
     return title, caption, chart
 
 

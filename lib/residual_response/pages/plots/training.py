@@ -22,7 +22,7 @@ def toy_phase_chart(pc) -> alt.VConcatChart:
     checkpoint, with the loss of a uniform guess (dashed). Middle: the attention score of each
     block on repeated sequences (solid) and, for the same head, on the controls (dashed). Bottom:
     the response score of each read layer with its bootstrap interval (log scale; dotted: 1 and
-    the emergence threshold). A red rule marks the phase change step in every panel.
+    2, a reference line). A red rule marks the phase change step in every panel.
     """
     df = pc.rows
     x = alt.X("step:Q", title="training step", scale=alt.Scale(domain=[0, pc.last], nice=False))

@@ -428,7 +428,7 @@ def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str
                             "second copy": bm(r.second), "drop": bm(r.drop), "setting": loss_setting})
         out["attention"].append({
             "model": name, "top attention heads (block, head): score": _heads_text(h["att_top"], ".2f"),
-            "Spearman over layers [95 % CI]": ci_text(a.rho, a.lo, a.hi), "layers correlated": a.n_layers,
+            "Spearman over layers [95 % CI]": _rank_text(a), "layers correlated": a.n_layers,
             "setting": f"attention {att_setting}; response {setting}"})
         out["rise"].append({
             "model": name, "rise of S [95 % CI]": NA if rb["factor"] is None else ci_text(rb["factor"], *rb["factor_ci"]),
@@ -462,12 +462,18 @@ def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str
         out["summary"].append({
             "model": name, "emergence layer": "none" if base.emergence_layer is None else str(base.emergence_layer),
             "top-5 attention blocks": ", ".join(str(l) for l, _, _ in h["att_top"]),
-            "rank agreement": ci_text(a.rho, a.lo, a.hi),
+            "rank agreement": _rank_text(a),
             "shared top heads": f"{h['overlap']} of {h['k']}",
             **{f"ablation, top-k {NAMED_SETS[w]}": f"{rank_verdict(t)} (p = {t.p_value:.3f})"
                for w, t in tests[name].items()},
             "setting": f"{setting}; ablation {ablation_setting}"})
     return {k: pd.DataFrame(v) for k, v in out.items()}
+
+
+def _rank_text(a) -> str:
+    """A rank correlation over layers with its interval; over fewer than 3 layers it is +-1 whatever the
+    data (two points are always in order or reversed), so it is not shown."""
+    return f"n/a (n = {a.n_layers})" if a.n_layers < 3 else ci_text(a.rho, a.lo, a.hi)
 
 
 def with_intervals(df: pd.DataFrame, spec: dict) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
+from ...rise import MIN_RISE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -102,7 +103,8 @@ def rise_sentence(name: str, res, n_layers: int) -> str:
     lo, hi = rise.stream_ci
     where = f"layer {res.emergence_layer}" + ("" if lo == hi else f" (interval {lo} to {hi})")
     shape = ("in one step" if rise.width == 0 else
-             f"over {rise.width} layers, from layer {rise.start} to {rise.end} (10 % to 90 % of the rise)")
+             f"over {rise.width} layer{'' if rise.width == 1 else 's'}, from layer {rise.start} to {rise.end} (10 % to 90 % of "
+             "the rise)")
     return (f"{head}: the score rises by a factor {factor} {shape}; it is half way up at {where}, relative depth "
             f"{res.emergence_layer / L:.2f}. Its largest value is {top}.")
 
@@ -118,7 +120,10 @@ def width_sentence(h) -> str:
     span = f"{name} rises over layers {h.rise_start} to {h.rise_end}"
     if lo >= 2:
         return f"{span} (width {h.rise_width}, interval {lo} to {hi}): not in one block"
-    return f"{span}, but the width's interval ({lo} to {hi}) does not exclude a rise within two layers"
+    if hi <= 1:
+        return f"{span} (width {h.rise_width}, interval {lo} to {hi}): within two layers"
+    return (f"{span} (width {h.rise_width}), but the width's interval ({lo} to {hi}) leaves open both a rise within two "
+            f"layers and a gradual one over up to {hi}")
 
 
 def eps_verdict(heads: Mapping) -> str:
@@ -138,9 +143,9 @@ def eps_verdict(heads: Mapping) -> str:
     same = all(h.eps_tenth["emergence_layer"] == h.emergence_layer for h in heads.values())
     first = next(iter(lin.values()))
     return (f"At ε = {fmt_eps(eps)} the response at the last stream departs from the exact linear response (JVP) by "
-            f"at most {100 * lin[worst_lin]['max']:.2g} % ({worst_lin}; median over its {first['seeds']} sequences "
-            f"{100 * lin[worst_lin]['median']:.2g} %, T = {first['T']}), and dividing ε by 10 moves every induction "
-            f"score by at most {100 * ten[worst_ten]['max_change']:.2g} % ({worst_ten}, stream "
+            f"at most {100 * lin[worst_lin]['max']:.3g} % ({worst_lin}; median over its {first['seeds']} sequences "
+            f"{100 * lin[worst_lin]['median']:.3g} %, T = {first['T']}), and dividing ε by 10 moves every induction "
+            f"score by at most {100 * ten[worst_ten]['max_change']:.3g} % ({worst_ten}, stream "
             f"{ten[worst_ten]['stream']}) and " + ("no" if same else "some") + " emergence layer"
             + (": the book's numbers at this ε are those of the linear response, to within a few percent."
                if same and ten[worst_ten]["max_change"] < 0.05 else ": read the numbers with that caveat."))
@@ -162,7 +167,7 @@ def controls_verdict(results: dict, controls, trained: Sequence[str], randoms: S
                      "none of them rises: a repeated sequence gives a random network no reason to send the response "
                      "down the stripe."))
     emerged = controls.emerged()
-    verdict = ("None of these controls passes the emergence criterion (a rise whose interval lies above 1)"
+    verdict = (f"None of these controls passes the emergence criterion (a rise whose interval lies above {MIN_RISE:g})"
                if not emerged else f"Controls that pass the criterion by chance: {emerged}")
     band_hi = float(controls.band_frame.score.max())
     above = [m for m in trained if results[m].emergence_layer is not None and np.nanmax(results[m].ci_low) > band_hi]
