@@ -5,7 +5,10 @@
 * ``tests/book``: the book build and its pages in headless Chromium (marked ``book``).
 
 The marks follow the folder (:func:`pytest_collection_modifyitems`), so that
-``-m "not integration and not book"`` and a folder name select the same tests.
+``-m "not integration and not book"`` and a folder name select the same tests. Unit test files in
+:data:`SIMD_INDEPENDENT` are also marked ``simd_independent``: they test error paths, files,
+processes, signals, the command line's argument handling and the code's structure, whose outcome
+no vector unit changes, so the lowest-SIMD run (``make test-lowest-simd``) leaves them out.
 ``fault_helpers.py`` and ``reference.py`` here are helpers the tests import (``pythonpath`` in
 pyproject.toml puts this folder on the path).
 """
@@ -20,14 +23,24 @@ os.environ.setdefault("RESIDUAL_RESPONSE_CACHE", str(Path(__file__).resolve().pa
 ARCHITECTURES = ("gpt2", "llama", "gemma2", "gemma3")
 TESTS = Path(__file__).resolve().parent
 
+#: unit test files whose outcome does not depend on the CPU's vector unit (no float result is
+#: compared in them beyond exact bookkeeping); ``make test`` runs them once, natively
+SIMD_INDEPENDENT = frozenset({
+    "test_cli.py", "test_code_size.py", "test_faults.py", "test_io.py", "test_layering.py", "test_properties.py",
+    "test_reliability.py", "test_results_cache.py", "test_results_io.py", "test_show.py", "test_streams.py",
+})
+
 
 def pytest_collection_modifyitems(config, items):
-    """Mark every test by its folder: ``integration`` and ``book`` (unit tests carry no mark)."""
+    """Mark every test by its folder: ``integration`` and ``book`` (unit tests carry no folder
+    mark), and the unit tests of :data:`SIMD_INDEPENDENT` files ``simd_independent``."""
     for item in items:
-        folder = Path(str(item.fspath)).resolve().parent
+        path = Path(str(item.fspath)).resolve()
         for mark in ("integration", "book"):
-            if folder == TESTS / mark:
+            if path.parent == TESTS / mark:
                 item.add_marker(getattr(pytest.mark, mark))
+        if path.parent == TESTS / "unit" and path.name in SIMD_INDEPENDENT:
+            item.add_marker(pytest.mark.simd_independent)
 
 
 @pytest.fixture(scope="session", params=ARCHITECTURES)

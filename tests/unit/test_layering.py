@@ -139,3 +139,13 @@ def test_the_walk_sees_lazy_imports_and_relative_names():
     assert "residual_response.pages.plots" in imports_of("residual_response.cli.show")  # imported in functions
     assert "residual_response.models.loaded" in imports_of("residual_response.models.registry")
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_the_simd_independent_files_exist():
+    """The lowest-SIMD run leaves out the files named in conftest.SIMD_INDEPENDENT: a renamed file
+    would silently move back in (or a typo leave nothing out), so every name must exist."""
+    from conftest import SIMD_INDEPENDENT
+
+    unit = Path(__file__).resolve().parent
+    missing = sorted(n for n in SIMD_INDEPENDENT if not (unit / n).is_file())
+    assert not missing, f"conftest.SIMD_INDEPENDENT names files that do not exist: {missing}"
