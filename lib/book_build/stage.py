@@ -3,6 +3,7 @@ page's course table (pages, exercises, run times of this build)."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -15,7 +16,7 @@ import yaml
 from .config import BOOK, PAGES_FILE, REPO, BuildError, Page, Result
 
 __all__ = ["prune_toc", "toc_files", "stage_sources", "machine_description", "page_title", "exercise_titles",
-           "course_table", "fill_course_page"]
+           "course_table", "fill_course_page", "COURSE_SESSIONS", "STUDENT_TIMES", "student_times_table"]
 
 
 def prune_toc(toc: dict[str, Any], drop: set[str]) -> dict[str, Any]:
@@ -174,13 +175,50 @@ def _toc_order(toc: dict[str, Any]) -> list[str]:
     return order
 
 
+#: the instructor page's plan: the pages of each session (as its text assigns them)
+COURSE_SESSIONS = {"1": ["schematic", "universal-response"], "2": ["response-matrices", "emergence", "null-calibration"],
+                   "3": ["model-sections", "toy-model", "cross-checks"], "take-home": ["performance"]}
+STUDENT_MARKER = "<!-- build: student-times -->"
+#: the committed record of the student notebooks' run times, written by tests/book/test_student_notebooks.py
+#: (``<out>/student-timings.json``) and copied here when the course is re-measured
+STUDENT_TIMES = REPO / "book" / "student-timings.json"
+
+
+def student_times_table(record: dict) -> str:
+    """The instructor page's table of the student notebooks' run times, per session, from ``record``
+    (``{"machine", "date", "load", "notebooks": {"<page>-student": {"stubs empty": s, "stubs filled": s}}}``)."""
+    runs = record.get("notebooks", {})
+
+    def cell(page, variant):
+        s = runs.get(f"{page}-student", {}).get(variant)
+        return "not measured" if s is None else f"{s:.0f} s"
+
+    lines = [f":::{{table}} Computing time of each session's student notebooks: the course copy, each notebook run "
+             f"from a fresh kernel after the course build filled the results cache (what `make notebooks` does), "
+             f"on {record.get('machine', 'an unrecorded machine')}, {record.get('date', 'undated')}, load average "
+             f"up to {record.get('load', float('nan')):.1f}. \"no stubs\": the page has no build-it-yourself function.",
+             ":name: tbl-student-times", "| session | notebook | stubs empty | stubs filled |", "| --- | --- | --- | --- |"]
+    for session, pages in COURSE_SESSIONS.items():
+        total = 0.0
+        for page in pages:
+            filled = cell(page, "stubs filled") if "stubs filled" in runs.get(f"{page}-student", {}) else "no stubs"
+            lines.append(f"| {session} | {{doc}}`{page}` | {cell(page, 'stubs empty')} | {filled} |")
+            total += max(runs.get(f"{page}-student", {}).values(), default=0.0)
+        lines.append(f"| {session} | *the session* | *{total / 60:.1f} min* | |")
+    return "\n".join(lines + [":::"])
+
+
 def fill_course_page(stage: Path, pages: list[Page], results: list[Result]) -> None:
-    """Put the course table into the staged instructor page (if the book has one)."""
+    """Put the course table and the student notebooks' run times into the staged instructor page
+    (if the book has one)."""
     page = stage / COURSE_PAGE
     if not page.is_file():
         return
     text = page.read_text()
-    if COURSE_MARKER not in text:
-        raise BuildError(f"book/{COURSE_PAGE} lacks the line {COURSE_MARKER!r} where the course table goes")
+    for marker in (COURSE_MARKER, STUDENT_MARKER):
+        if marker not in text:
+            raise BuildError(f"book/{COURSE_PAGE} lacks the line {marker!r} where the build puts a table")
     toc = yaml.safe_load((REPO / "_toc.yml").read_text())
-    page.write_text(text.replace(COURSE_MARKER, course_table(toc, pages, results)))
+    record = json.loads(STUDENT_TIMES.read_text()) if STUDENT_TIMES.is_file() else {}
+    page.write_text(text.replace(COURSE_MARKER, course_table(toc, pages, results))
+                    .replace(STUDENT_MARKER, student_times_table(record)))

@@ -36,6 +36,8 @@ __all__ = [
     "attention_patterns",
     "eager_attention",
     "induction_attention_scores",
+    "INDUCTION_HEAD_MIN_RATIO",
+    "induction_heads",
     "previous_token_scores",
     "top_heads",
 ]
@@ -288,3 +290,34 @@ def top_heads(scores, k: int = 5) -> list[tuple[int, int, float]]:
     vals, idx = torch.topk(s.flatten().double(), k)
     H = s.shape[1]
     return [(int(i) // H, int(i) % H, float(v)) for v, i in zip(vals, idx)]
+
+
+#: a head counts as an induction head when it attends along the stripe at least this many times as
+#: much on repeated sequences as on their controls (trained induction heads: 5x to several 100x;
+#: heads of random-initialised networks and non-induction heads of trained ones: 0.9x to 1.1x)
+INDUCTION_HEAD_MIN_RATIO = 2.0
+
+
+def induction_heads(att: InductionAttention, k: int = 5,
+                    min_ratio: float = INDUCTION_HEAD_MIN_RATIO) -> list[tuple[int, int, float, float]]:
+    """The induction heads among the ``k`` heads that attend most along the stripe, best first.
+
+    Why a ratio: the top ``k`` heads of a model always exist, induction or not. In a random
+    network or a 2-block toy the top 5 include heads whose attention on the stripe is what any
+    position gets (about ``1 / position``); counting them as "the induction heads" names blocks
+    that do no induction. A head counts only where its attention on the stripe of repeated
+    sequences is at least ``min_ratio`` times that on the control sequences of the same result.
+
+    Args:
+        att: a result of :func:`induction_attention_scores`.
+        k: how many of the top heads by attention on repeats to consider.
+        min_ratio: the least ratio of repeated to control attention (> 1).
+
+    Returns:
+        ``[(block, head, attention, ratio), ...]``, at most ``k``; empty when no head passes.
+    """
+    if not isinstance(att, InductionAttention):
+        raise InputError(f"att must be a result of induction_attention_scores, got {type(att).__name__}")
+    if not (isinstance(min_ratio, (int, float)) and min_ratio > 1):
+        raise InputError(f"min_ratio must be a number above 1, got {min_ratio!r}")
+    return [(b, h, s, float(att.ratio[b, h])) for b, h, s in top_heads(att, k) if float(att.ratio[b, h]) >= min_ratio]

@@ -22,6 +22,8 @@ into ``h[b+1]``. So block ``b`` of the attention scores is compared with stream 
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -43,6 +45,7 @@ __all__ = [
     "HeadAgreement",
     "LayerAgreement",
     "ablation_study",
+    "distinct_random_sets",
     "head_rank_agreement",
     "kind_scores",
     "layer_rank_agreement",
@@ -345,6 +348,28 @@ class RankTest:
         return 1 / (1 + self.n_random)
 
 
+def distinct_random_sets(lm: LoadedModel, k: int, n: int, *, exclude=(), random_seed: int = 0) -> list[list[tuple[int, int]]]:
+    """``n`` distinct sets of ``k`` heads outside ``exclude``, drawn with seeds ``random_seed, random_seed + 1, ...``.
+
+    Why distinct: a permutation test ranks the named heads among the draws as if each were a new
+    sample of the null; a set drawn twice counts its drop twice. Where the candidates allow at
+    most ``n`` sets (``C(n_candidates, k) <= n``, e.g. one head out of a 2-block toy's 7 others),
+    every set is returned once, in order: the test is then exact and has fewer than ``n`` draws.
+    """
+    excluded = set(exclude)
+    pool = [(b, h) for b in range(lm.n_layers) for h in range(lm.n_heads) if (b, h) not in excluded]
+    if math.comb(len(pool), k) <= n:
+        return [list(c) for c in itertools.combinations(pool, k)]
+    out, seen, seed = [], set(), random_seed
+    while len(out) < n:
+        hs = random_heads(lm, k, seed=seed, exclude=sorted(excluded))
+        seed += 1
+        if tuple(hs) not in seen:
+            seen.add(tuple(hs))
+            out.append(hs)
+    return out
+
+
 @keyword_alias(layer="l0")
 def ablation_study(
     lm: LoadedModel,
@@ -370,8 +395,9 @@ def ablation_study(
     Why: if the named heads carry induction, removing them must lower the score and raise the
     second-copy loss more than removing random heads does (:meth:`AblationStudy.rank_test`).
     ``attention_heads`` (as many heads, the top ones by attention pattern) is the positive control:
-    a set known to hold induction heads, ablated the same way. Random draws are drawn with seeds
-    ``random_seed + j`` from the heads outside both named sets. ``l0``: the perturbed
+    a set known to hold induction heads, ablated the same way. The random draws are distinct sets
+    of heads outside both named sets (:func:`distinct_random_sets`): where those heads allow no more
+    than ``n_random`` sets, every set is ablated once (an exact permutation test, with fewer draws). ``l0``: the perturbed
     stream (``layer=`` is its old name).
 
     ``base``: an unablated :func:`.induction.induction_scores` result of the same model, ``T``,
@@ -405,9 +431,9 @@ def ablation_study(
         conditions["attention"] = attention_heads
     named = set(heads) | set(attention_heads or [])
     random_keys = []
-    for j in range(n_random):
+    for j, hs in enumerate(distinct_random_sets(lm, k, n_random, exclude=sorted(named), random_seed=random_seed)):
         key = f"random-{j}"
-        conditions[key] = random_heads(lm, k, seed=random_seed + j, exclude=sorted(named))
+        conditions[key] = hs
         random_keys.append(key)
     results, losses = {}, {}
     for key, hs in conditions.items():

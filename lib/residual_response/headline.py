@@ -26,7 +26,7 @@ __all__ = ["HEADLINE_N_BOOT", "HEADLINE_VERSION", "Headline", "headline", "headl
 HEADLINE_N_BOOT = 1000
 
 #: the layout of the results file; a file of another version is recomputed
-HEADLINE_VERSION = 3
+HEADLINE_VERSION = 4
 
 
 @dataclass
@@ -49,8 +49,11 @@ class Headline(KeyAccess):
         eps_tenth: how much the scores move when eps is divided by 10 (:func:`eps_tenth_check`).
         read_streams, score, ci_low, ci_high: the whole canonical profile (``None`` at ``l0``), so that a
             page quoting it needs no second run.
-        head_blocks: the blocks of the model's top-5 heads by attention pattern, best first
-            (:func:`.attention.top_heads` at the canonical ``T`` and seeds).
+        top_heads: the model's top-5 heads by attention along the stripe at the canonical ``T`` and
+            seeds, ``[block, head, attention, ratio to random sequences]``, best first.
+        head_blocks: the blocks of those of them that count as induction heads (ratio at least
+            :data:`.attention.INDUCTION_HEAD_MIN_RATIO`, :func:`.attention.induction_heads`), best
+            first; empty in a network without induction heads.
         key: what the cached file is valid for; provenance: how it was made.
     """
 
@@ -76,14 +79,16 @@ class Headline(KeyAccess):
     score: list[float | None]
     ci_low: list[float | None]
     ci_high: list[float | None]
+    top_heads: list[list]
     head_blocks: list[int]
     key: dict
     provenance: dict | None = None
 
     @property
-    def first_head_block(self) -> int:
-        """The lowest block among the top-5 attention-pattern heads."""
-        return min(self.head_blocks)
+    def first_head_block(self) -> int | None:
+        """The lowest block among the top-5 attention-pattern heads that are induction heads
+        (``None`` when there is none)."""
+        return min(self.head_blocks) if self.head_blocks else None
 
     def to_json_dict(self) -> dict:
         """The cached file's content (plain JSON types, in field order)."""
@@ -140,7 +145,7 @@ def headline(lm) -> Headline:
 
 def _compute(lm, key: dict) -> dict:
     """The headline file's content: the canonical induction result and the regime window of ``lm``."""
-    from .attention import induction_attention_scores, top_heads
+    from .attention import induction_attention_scores, induction_heads, top_heads
     from .induction import induction_scores
     from .provenance import RunClock, collect
 
@@ -150,6 +155,7 @@ def _compute(lm, key: dict) -> dict:
     rise = res.rise
     ok = [i for i, s in enumerate(res.score) if s is not None and math.isfinite(s)]
     best = max(ok, key=lambda i: res.score[i])
+    att = induction_attention_scores(lm, T=CANONICAL["T"], seeds=CANONICAL["seeds"])
     out = Headline(
         model=lm.name, n_layers=lm.n_layers, setting=dict(CANONICAL),
         emergence_layer=res.emergence_layer,
@@ -165,8 +171,8 @@ def _compute(lm, key: dict) -> dict:
         eps_tenth=eps_tenth_check(lm, res),
         read_streams=[int(x) for x in res.read_streams], score=[_finite(x) for x in res.score],
         ci_low=[_finite(x) for x in res.ci_low], ci_high=[_finite(x) for x in res.ci_high],
-        head_blocks=[b for b, _, _ in top_heads(induction_attention_scores(lm, T=CANONICAL["T"],
-                                                                           seeds=CANONICAL["seeds"]), 5)],
+        top_heads=[[b, h, s, float(att.ratio[b, h])] for b, h, s in top_heads(att, 5)],
+        head_blocks=[b for b, _, _, _ in induction_heads(att, 5)],
         key=key,
         provenance=collect(lm, {"T": CANONICAL["T"], "seeds": CANONICAL["seeds"], "eps": CANONICAL["eps"],
                                 "layer": CANONICAL["layer"], "n_boot": HEADLINE_N_BOOT, "method": "finite",

@@ -23,7 +23,7 @@ from .stats import KeyAccess
 __all__ = ["FAMILIES", "SIZES", "Coverage", "NullRow", "coverage", "null_study", "BASELINE_NAMES",
            "emerged_models", "stability_runs", "emergence_stability", "emergence_spread", "CONDITIONS",
            "PRE_INDUCTION_BAND", "REQUIRED_SHARE", "Calibration", "pooled", "coverage_of_one", "no_repeat_calibration",
-           "before_heads_calibration", "emergence_calibration", "random_like", "under_baselines",
+           "before_heads_calibration", "neighbour_lift", "emergence_calibration", "random_like", "under_baselines",
            "neighbour_profile"]
 
 #: the architectures of the random controls
@@ -370,3 +370,46 @@ def neighbour_profile(res, offsets: Sequence[int] = range(-6, 7)) -> dict[int, n
         with np.errstate(divide="ignore", invalid="ignore"):
             out[int(o)] = rep / twin
     return out
+
+
+def neighbour_lift(res, stream: int, left: Sequence[int] = (-3, -2), right: Sequence[int] = (1, 2), *,
+                   n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """How much a repeat lifts the left neighbours of the stripe over the right ones at one stream.
+
+    Why an interval: the lift is the argument against the neighbours baseline (its left offsets
+    are inflated in trained models before any induction), so it is quoted with the uncertainty of
+    every other statistic of the book. The lift is ``(L_rep / L_twin) / (R_rep / R_twin)``, where
+    ``L`` and ``R`` are the mean responses to the ``left`` and ``right`` source offsets at the stripe
+    targets of the stream, on the repeated sequences and on their twins; the interval resamples
+    seeds and stripe positions (:func:`.stats.two_level_indices`). Needs a twin run with its
+    matrices (``keep_matrices=True``).
+
+    Returns:
+        ``(lift, low, high)``.
+    """
+    from .stats import percentile_interval, two_level_indices
+
+    st = res.stripes
+    if st is None or st.matrices is None or "twin" not in st.matrices:
+        raise ValueError("neighbour_lift needs a twin run with its matrices (keep_matrices=True)")
+    if stream not in list(res.read_streams):
+        raise ValueError(f"stream {stream!r} is not a read stream of this result ({list(res.read_streams)})")
+    i = list(res.read_streams).index(stream)
+    T, off = st.T, st.sources[0]
+    ks = [k for k in range(2, T + 1) if all(0 <= k - 1 + o < T for o in (*left, *right))]
+    tgts = np.array([T + k - 2 + off for k in ks])
+
+    def side(offsets, kind):  # [S, P]: the mean over the offsets, per seed and stripe position
+        return np.mean([st.matrices[kind][:, i, np.array([k - 1 + o for k in ks]), tgts] for o in offsets], axis=0)
+
+    parts = [side(left, "repeated"), side(left, "twin"), side(right, "repeated"), side(right, "twin")]
+
+    def lift(means):
+        return (means[0] / means[1]) / (means[2] / means[3])
+
+    point = float(lift([p.mean() for p in parts]))
+    si, pi = two_level_indices(np.random.default_rng(seed), parts[0].shape[0], parts[0].shape[1], n_boot)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        boots = lift([p[si[:, :, None], pi].mean(axis=(1, 2)) for p in parts])
+    low, high = percentile_interval(boots, confidence, ignore_nan=True)
+    return point, float(low), float(high)

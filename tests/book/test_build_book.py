@@ -346,6 +346,26 @@ def test_course_table_lists_pages_exercises_and_measured_times():
     assert "None" not in table and "nan" not in table
 
 
+def test_student_times_table_is_read_from_the_committed_record_per_session():
+    from book_build.stage import COURSE_SESSIONS, STUDENT_TIMES, student_times_table
+
+    record = {"machine": "CPU X, 2 logical cores, Linux", "date": "December 2026", "load": 1.5,
+              "notebooks": {"schematic-student": {"stubs empty": 17.1, "stubs filled": 13.1},
+                            "universal-response-student": {"stubs empty": 66.3, "stubs filled": 45.1}}}
+    table = student_times_table(record)
+    rows = [l for l in table.splitlines() if l.startswith("| ")]
+    assert "| 1 | {doc}`schematic` | 17 s | 13 s |" in rows
+    assert "| 1 | *the session* | *1.4 min* | |" in rows  # the larger run of each notebook: 17.1 + 66.3 s
+    assert "| 2 | {doc}`emergence` | not measured | no stubs |" in rows
+    assert "CPU X, 2 logical cores" in table and "load average up to 1.5" in table
+    # every session's pages exist, and the committed record names only real notebooks
+    names = {p.name for p in build_book.load_pages("ci")}
+    assert {p for pages in COURSE_SESSIONS.values() for p in pages} <= names
+    committed = __import__("json").loads(STUDENT_TIMES.read_text())
+    assert {n.removesuffix("-student") for n in committed["notebooks"]} <= names
+    assert {"machine", "date", "load"} <= set(committed)
+
+
 # ---------------------------------------------------------------------------------------
 # The book's shared vocabulary: glossary terms and citation keys the pages refer to
 # ---------------------------------------------------------------------------------------

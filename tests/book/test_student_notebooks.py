@@ -179,8 +179,19 @@ def _run(path: Path, tmp_path: Path) -> tuple[nbformat.NotebookNode, float]:
 
 
 def _record(name: str, variant: str, seconds: float) -> None:
+    """Add one run to ``student-timings.json`` (the format of book/student-timings.json, which the
+    instructor page's table reads: copy the file there to re-measure the course), with the machine,
+    the date and the highest load average seen while the notebooks ran."""
+    import datetime
+
+    from book_build.stage import machine_description
+
     data = json.loads(TIMINGS.read_text()) if TIMINGS.is_file() else {}
-    data.setdefault(name, {})[variant] = round(seconds, 1)
+    if "notebooks" not in data:  # an older layout: start again
+        data = {"notebooks": {}}
+    data["notebooks"].setdefault(name, {})[variant] = round(seconds, 1)
+    data.update(machine=machine_description(), date=datetime.date.today().strftime("%B %Y"),
+                load=round(max(data.get("load", 0.0), os.getloadavg()[0]), 1))
     TIMINGS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 

@@ -7,6 +7,7 @@ from residual_response.attention import (
     attention_patterns,
     eager_attention,
     induction_attention_scores,
+    induction_heads,
     previous_token_scores,
     top_heads,
 )
@@ -120,6 +121,44 @@ def test_score_picks_induction_entries(monkeypatch):
     p = att.previous_token_scores(lm, T=T, seeds=[0], n_boot=10)
     assert top_heads(p, 1)[0][:2] == (0, 1)
     assert p.scores.mean[0, 1] == pytest.approx(1.0)
+
+
+def test_induction_heads_need_more_attention_on_repeats_than_on_random_sequences(monkeypatch):
+    """Head (1, 2) attends along the stripe only when the second half repeats the first; every
+    other head attends uniformly whatever the sequence. Only (1, 2) counts as an induction head,
+    although top_heads names five."""
+    import residual_response.attention as att
+    from residual_response.errors import InputError
+    from residual_response.models import build_random_model
+
+    lm = build_random_model("gpt2", seed=0)
+    T = 5
+    lay = induction_layout(lm, T)
+    N = lay.length
+    base = torch.tril(torch.ones(N, N))
+    base = base / base.sum(-1, keepdim=True)
+    ind = torch.zeros(N, N)
+    ind[torch.arange(N), 0] = 1.0
+    ind[lay.induction_targets] = 0.0
+    ind[lay.induction_targets, lay.induction_sources] = 1.0
+
+    def fake_patterns(lm_, tokens):
+        out = base.expand(tokens.shape[0], lm.n_layers, lm.n_heads, N, N).clone()
+        for i, t in enumerate(tokens):
+            if torch.equal(t[lay.offset:lay.offset + T], t[lay.offset + T:]):  # a repeat
+                out[i, 1, 2] = ind
+        return out
+
+    monkeypatch.setattr(att, "attention_patterns", fake_patterns)
+    res = att.induction_attention_scores(lm, T=T, seeds=range(2), n_boot=20)
+    assert len(top_heads(res, 5)) == 5
+    found = induction_heads(res, 5)
+    assert [(b, h) for b, h, _, _ in found] == [(1, 2)] and found[0][3] > 2
+    assert induction_heads(res, 5, min_ratio=found[0][3] * 1.01) == []
+    with pytest.raises(InputError, match="min_ratio"):
+        induction_heads(res, 5, min_ratio=1)
+    with pytest.raises(InputError, match="induction_attention_scores"):
+        induction_heads(torch.ones(2, 2))
 
 
 def test_top_heads():

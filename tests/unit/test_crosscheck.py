@@ -184,6 +184,27 @@ def test_ablation_study_random_draws_exclude_named_heads(random_lm):
         ablation_study(random_lm, [], T=4, seeds=1)
 
 
+def test_random_sets_are_distinct_and_all_of_them_where_few_exist():
+    """A permutation test counts each draw as a new sample of the null: no set twice. Where the
+    other heads allow at most n sets (one head of 7 others, 20 asked), each set comes once."""
+    import itertools
+
+    from residual_response.crosscheck import distinct_random_sets
+    from residual_response.models import build_random_model
+
+    lm = build_random_model("gpt2", seed=0)  # 4 blocks x 4 heads
+    named = [(1, 3)]
+    many = distinct_random_sets(lm, 2, 20, exclude=named, random_seed=0)
+    assert len(many) == 20 and len({tuple(h) for h in many}) == 20
+    assert all(len(h) == 2 and (1, 3) not in h for h in many)
+    assert many == distinct_random_sets(lm, 2, 20, exclude=named, random_seed=0)  # seeded
+    pool = [(b, h) for b in range(4) for h in range(4) if (b, h) != (1, 3)][:7]  # 7 candidates
+    other = [(b, h) for b in range(4) for h in range(4) if (b, h) not in pool]
+    every = distinct_random_sets(lm, 1, 20, exclude=other)
+    assert every == [[p] for p in pool]  # C(7, 1) = 7 <= 20: each once, in order
+    assert distinct_random_sets(lm, 2, 21, exclude=other) == [list(c) for c in itertools.combinations(pool, 2)]
+
+
 def test_control_envelope_bins_and_spans_axis():
     df = pd.DataFrame({"rel_depth": [0.05, 0.1, 0.5, 0.55, 1.0], "score": [1.0, 1.2, 0.8, 0.9, 1.1]})
     env = control_envelope(df, bins=4)

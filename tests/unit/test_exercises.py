@@ -160,3 +160,16 @@ def test_a_hook_left_on_the_model_is_named_and_the_model_rebuilt(capsys):
 def test_not_a_function(capsys):
     ok, line = _run(capsys, exercises.check_twin_score, 3.0)
     assert not ok and line.startswith("✗ twin_score: expected a function")
+
+
+def test_a_not_implemented_error_inside_the_work_is_not_taken_for_the_stub(capsys):
+    """PyTorch raises NotImplementedError for an operation it lacks (forward-mode AD through a fused
+    attention kernel): that is the student's error, reported as one, not "not implemented yet"."""
+    def inner():
+        raise NotImplementedError("Trying to use forward AD with an op that does not support it")
+
+    def deeper(*args, **kwargs):
+        inner()
+
+    ok, line = _run(capsys, exercises.check_twin_score, deeper)
+    assert ok is False and line.startswith("✗ ") and "inside the work" in line and "forward AD" in line, line

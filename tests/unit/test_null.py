@@ -11,7 +11,7 @@ from residual_response import null
 from residual_response.induction import InductionResult, induction_scores
 from residual_response.models import build_random_model
 from residual_response.null import (REQUIRED_SHARE, before_heads_calibration, coverage, coverage_of_one,
-                                    emergence_calibration, neighbour_profile, no_repeat_calibration, null_study,
+                                    emergence_calibration, neighbour_lift, neighbour_profile, no_repeat_calibration, null_study,
                                     random_like, under_baselines)
 
 
@@ -129,6 +129,18 @@ def test_twin_score_is_calibrated_on_random_models(family):
     rows, tgts = np.arange(1, 8), np.arange(9, 16)
     expect = m["repeated"][:, :, rows, tgts].mean(axis=(0, 2)) / m["twin"][:, :, rows, tgts].mean(axis=(0, 2))
     np.testing.assert_allclose(prof[0][1:], expect[1:], rtol=1e-12)
+    # the lift of the left neighbours over the right ones, by hand: k = 4..T-2 has all four offsets
+    ks = np.arange(4, 7)
+    tg = 8 + ks - 2 + 1
+
+    def mean(kind, offsets):
+        return np.mean([m[kind][:, 2, ks - 1 + o, tg] for o in offsets])
+
+    hand = (mean("repeated", (-3, -2)) / mean("twin", (-3, -2))) / (mean("repeated", (1, 2)) / mean("twin", (1, 2)))
+    lift, lo, hi = neighbour_lift(ref, 2, n_boot=200)
+    assert lift == pytest.approx(hand, rel=1e-12) and lo <= lift <= hi  # tolerance: float64 rounding of a mean
+    with pytest.raises(ValueError, match="not a read stream"):
+        neighbour_lift(ref, 99)
 
 
 def test_pooled_calibration_and_chance_misses():

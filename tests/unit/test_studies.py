@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from residual_response.induction import Rise, induction_scores
 from residual_response.models import build_random_model
@@ -40,11 +41,28 @@ def test_a_trained_models_shuffled_copy_is_out_of_the_band():
     assert controls.shuffled_range().loc["t"].tolist() == [3.0, 3.0]
 
 
+def _attention():
+    """Attention on the stripe of a 4-block, 2-head model: on repeats (2, 0) 0.9, (3, 1) 0.5, (1, 1) 0.4
+    and 0.1 elsewhere; on random sequences 0.1 everywhere but (1, 1), 0.3. Induction heads (ratio
+    at least 2): (2, 0) and (3, 1), not (1, 1) (ratio 1.33)."""
+    from residual_response.attention import InductionAttention
+    from residual_response.stats import BootstrapMean
+
+    rep, base = torch.full((4, 2), 0.1, dtype=torch.float64), torch.full((4, 2), 0.1, dtype=torch.float64)
+    rep[2, 0], rep[3, 1], rep[1, 1], base[1, 1] = 0.9, 0.5, 0.4, 0.3
+
+    def bm(x):
+        return BootstrapMean(mean=x, lo=x, hi=x, per_seed=x[None])
+
+    return InductionAttention(model="m", T=4, seeds=[0], stripe="induction", control="random", repeated=bm(rep),
+                              baseline=bm(base), ratio=rep / base)
+
+
 def _check(rise):
     base = SimpleNamespace(rise=rise)
-    return studies.CrossCheck(model="m", n_layers=4, n_heads=2, l0=0, losses=None, attention=None, attribution=None,
-                              base=base, study=SimpleNamespace(results={"none": base}), null=None, agreement=None,
-                              heads={"att_top": [(2, 0, 0.9), (3, 1, 0.5)]}, seconds=0.0)
+    return studies.CrossCheck(model="m", n_layers=4, n_heads=2, l0=0, losses=None, attention=_attention(),
+                              attribution=None, base=base, study=SimpleNamespace(results={"none": base}), null=None,
+                              agreement=None, heads={"att_top": [(2, 0, 0.9), (3, 1, 0.5)]}, seconds=0.0)
 
 
 def test_rise_blocks_turn_streams_into_blocks():
@@ -53,7 +71,11 @@ def test_rise_blocks_turn_streams_into_blocks():
     rb = _check(rise).rise_blocks()
     # streams 2..4 are written by blocks 1..3; the half-way stream 3 by block 2
     assert rb == {"half": 2, "blocks": [1, 2, 3], "factor": 5.0, "factor_ci": (3.0, 7.0), "att_blocks": [2, 3],
-                  "holds": True}
+                  "holds": True, "gap": 0, "outside": []}
+    late = Rise(emerged=True, stream=2, stream_ci=(2, 2), start=1, end=2, width=1, width_ci=(1, 1), bottom=0, top=2,
+                factor=5.0, factor_ci=(3.0, 7.0))
+    rb = _check(late).rise_blocks()  # the rise is written by blocks 0..1; the heads sit in 2 and 3
+    assert rb["half"] == 1 and rb["gap"] == 1 and rb["outside"] == [2, 3] and not rb["holds"]
     flat = Rise(emerged=False, stream=None, stream_ci=None, start=None, end=None, width=None, width_ci=None, bottom=1,
                 top=2, factor=1.1, factor_ci=(0.9, 1.3))
     assert _check(flat).rise_blocks()["blocks"] == [] and _check(None).rise_blocks()["half"] is None

@@ -271,6 +271,27 @@ def test_rise_steps_splits_the_log_rise_by_block():
     assert st["top2_share"] == pytest.approx(1.25)
 
 
+def test_emergence_shape_says_steps_gradual_unresolved_or_too_shallow():
+    from residual_response.pages.tables import emergence_shape
+
+    def h(**kw):
+        base = dict(n_layers=30, emergence_layer=18, rise_width=1, rise_width_ci=[1, 2], read_streams=list(range(31)),
+                    score=[None] + [1.0] * 17 + [4.0] * 13, ci_low=[None] + [0.8] * 17 + [3.0] * 13,
+                    ci_high=[None] + [1.2] * 17 + [5.0] * 13)
+        return SimpleNamespace(**{**base, **kw})
+
+    step = emergence_shape(h())  # one block makes all of the rise, and its intervals do not overlap
+    assert step["label"] == "steps" and "block 17 alone makes 100%" in step["reason"] and "1.20 < 3.00" in step["reason"]
+    assert emergence_shape(h(rise_width_ci=[1, 17]))["label"] == "unresolved"  # a step and a broad rise both fit
+    assert emergence_shape(h(ci_low=[None] + [0.8] * 17 + [1.1] * 13))["label"] == "unresolved"  # overlapping intervals
+    assert emergence_shape(h(n_layers=2))["label"] == "too shallow"
+    assert emergence_shape(h(emergence_layer=None))["label"] == "no rise"
+    ramp = [None] + [2.0 ** (i / 6) for i in range(30)]  # a rise spread evenly over 30 blocks
+    grad = emergence_shape(h(score=ramp, ci_low=[None] + [x * 0.9 for x in ramp[1:]], ci_high=[None] + [x * 1.1 for x in ramp[1:]],
+                             rise_width=24, rise_width_ci=[20, 26]))
+    assert grad["label"] == "gradual", grad
+
+
 def test_styled_says_a_common_setting_once_in_the_caption():
     import pandas as pd
     from residual_response.pages.tables import styled

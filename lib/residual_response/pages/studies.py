@@ -22,7 +22,7 @@ from ..dynamics import induction_through_training, loss_drop, measurement_steps,
 from ..induction import InductionResult, emergence_layer, induction_scores
 from ..models import LoadedModel
 from ..models.toy import toy_checkpoint_steps
-from .tables.frames import control_envelope, distance_profile
+from .tables.frames import control_envelope, distance_profile, extreme_text
 
 __all__ = ["CrossCheck", "NegativeControls", "PhaseChange", "cross_check", "follow_phase_change", "is_random_init",
            "negative_controls", "phase_contrasts", "phase_facts"]
@@ -141,23 +141,31 @@ class CrossCheck:
     n_boot: int = 1000
 
     def rise_blocks(self) -> dict:
-        """Where the score rises, in blocks, beside the blocks of the top-5 attention heads.
+        """Where the score rises, in blocks, beside the blocks of the model's induction heads.
 
         The rise of :attr:`.induction.InductionResult.rise` is read on streams; stream ``l`` is
-        written by block ``l - 1``. Returns ``{"half", "blocks", "factor", "factor_ci",
-        "att_blocks", "holds"}``: the block writing the half-way stream (``None``: no rise), the
-        blocks from the 10 % to the 90 % stream, the rise factor and its interval, the blocks of
-        the top-5 attention heads, and whether a block of the rise holds one of them.
+        written by block ``l - 1``. The induction heads are those of the top-5 attention heads that
+        attend along the stripe at least :data:`.attention.INDUCTION_HEAD_MIN_RATIO` times as much on
+        repeats as on random sequences (:func:`.attention.induction_heads`). Returns ``{"half",
+        "blocks", "factor", "factor_ci", "att_blocks", "holds", "gap", "outside"}``: the block
+        writing the half-way stream (``None``: no rise), the blocks from the 10 % to the 90 %
+        stream, the rise factor and its interval, the induction heads' blocks, whether a block of
+        the rise holds one of them, the distance in blocks from the half-way block to the nearest
+        of them (``None`` without a rise or a head), and those of them outside the rise's blocks.
         """
+        from ..attention import induction_heads
+
         rise = self.base.rise
-        att_blocks = sorted({l for l, _, _ in self.heads["att_top"]})
+        att_blocks = sorted({b for b, _, _, _ in induction_heads(self.attention, min(5, self.n_layers * self.n_heads))})
         if rise is None or not rise.emerged:
             blocks, half = [], None
         else:
             blocks, half = list(range(rise.start - 1, rise.end)), rise.stream - 1
+        gap = min(abs(half - b) for b in att_blocks) if half is not None and att_blocks else None
         return {"half": half, "blocks": blocks, "factor": None if rise is None else rise.factor,
                 "factor_ci": None if rise is None else rise.factor_ci,
-                "att_blocks": att_blocks, "holds": bool(set(blocks) & set(att_blocks))}
+                "att_blocks": att_blocks, "holds": bool(set(blocks) & set(att_blocks)), "gap": gap,
+                "outside": [b for b in att_blocks if blocks and b not in blocks]}
 
     def quoted(self) -> dict:
         """The numbers a page quotes about this model in its prose, by short name (``loss1``,
@@ -172,7 +180,8 @@ class CrossCheck:
             "respbestatt": h["resp_top_att"][0], "respminatt": min(h["resp_top_att"]),
             "SL": e["base"], "SLtop": e["top_score"], "drop_top": e["top"]["drop"], "drop_random": e["random"]["drop"],
             "rise_top": e["top"]["rise"], "rise_random": e["random"]["rise"],
-            "nullmin": float(np.nanmin(self.null.score)), "nullmax": float(np.nanmax(self.null.score)),
+            "nullmin": extreme_text(self.null, np.nanargmin), "nullmax": extreme_text(self.null, np.nanargmax),
+            "gap": "none" if rb["gap"] is None else str(rb["gap"]),
         }
 
     @property

@@ -31,7 +31,7 @@ __all__ = ["matrix_frame", "distance_profile", "stripe_mean", "section_map_frame
            "panel_layers", "timed", "stripe_contrasts", "reach_summary", "first_source_ratio", "distance_ratio",
            "ratio_peak", "describe_frame", "stripe_scores_frame", "score_frame", "rise_table", "headline_table",
            "section_rise_table", "shuffled_table", "cross_check_tables", "ABLATION_LABELS", "ablation_frame", "with_intervals", "control_envelope",
-           "null_frame", "coverage_table", "recipe_table", "step_cost"]
+           "null_frame", "coverage_table", "recipe_table", "step_cost", "extreme_text"]
 
 
 def _check_stack(chi: np.ndarray, read_layers: Sequence[int], sources: Sequence[int]) -> np.ndarray:
@@ -427,14 +427,15 @@ def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str
         out["loss"].append({"model": name, "uniform guess ln n": f"{r.uniform_loss:.2f}", "first copy": bm(r.first),
                             "second copy": bm(r.second), "drop": bm(r.drop), "setting": loss_setting})
         out["attention"].append({
-            "model": name, "top attention heads (block, head): score": _heads_text(h["att_top"], ".2f"),
+            "model": name, "top attention heads (block, head): score (ratio to random sequences)":
+                ", ".join(f"({b}, {hh}): {v:.2f} ({float(c.attention.ratio[b, hh]):.3g}×)" for b, hh, v in h["att_top"]),
             "Spearman over layers [95 % CI]": _rank_text(a), "layers correlated": a.n_layers,
             "setting": f"attention {att_setting}; response {setting}"})
         out["rise"].append({
             "model": name, "rise of S [95 % CI]": NA if rb["factor"] is None else ci_text(rb["factor"], *rb["factor_ci"]),
             "half way after block": NA if rb["half"] is None else rb["half"],
             "blocks of the rise (10 % to 90 %)": ", ".join(map(str, rb["blocks"])) or NA,
-            "blocks of the top-5 attention heads": ", ".join(map(str, rb["att_blocks"])), "setting": setting})
+            "blocks of the induction heads": ", ".join(map(str, rb["att_blocks"])) or "none", "setting": setting})
         out["heads"].append({
             "model": name, "top by response (block, head): score": _heads_text(h["resp_top"], ".1f"),
             "their attention on the stripe": ", ".join(f"{v:.2f}" for v in h["resp_top_att"]),
@@ -445,6 +446,7 @@ def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str
             out["ablation"].append({
                 "model": name, "ablated": f"top-{c.study.k} {NAMED_SETS[which]}",
                 "drop of S_L [95 % CI]": ci_text(w["drop"], w["lo"], w["hi"]),
+                "random draws": t.n_random,
                 "random draws: mean drop (central 95 %)": f"{np.mean(t.random_drops):.2f} ({t.random_low:.2f} to "
                                                           f"{t.random_high:.2f})",
                 "p-value": p_text(t),
@@ -456,18 +458,26 @@ def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str
                 "loss rise, named [95 % CI]": ci_text(w["rise"], w["rise_lo"], w["rise_hi"]),
                 "loss rise, random": ci_text(e["random"]["rise"], e["random"]["rise_lo"], e["random"]["rise_hi"]),
                 "setting": f"{ablation_setting}; loss {loss_setting}"})
-        out["null"].append({"model": name, "null score min": f"{np.nanmin(c.null.score):.2f}",
-                            "null score max": f"{np.nanmax(c.null.score):.2f}",
-                            "max score (repeats)": f"{np.nanmax(base.score):.2f}", "setting": setting})
+        out["null"].append({"model": name, "lowest null score [95 % CI]": extreme_text(c.null, np.nanargmin),
+                            "highest null score [95 % CI]": extreme_text(c.null, np.nanargmax),
+                            "highest score on repeats [95 % CI]": extreme_text(base, np.nanargmax), "setting": setting})
         out["summary"].append({
             "model": name, "emergence layer": "none" if base.emergence_layer is None else str(base.emergence_layer),
-            "top-5 attention blocks": ", ".join(str(l) for l, _, _ in h["att_top"]),
+            "induction-head blocks": ", ".join(map(str, rb["att_blocks"])) or "none",
             "rank agreement": _rank_text(a),
             "shared top heads": f"{h['overlap']} of {h['k']}",
             **{f"ablation, top-k {NAMED_SETS[w]}": f"{rank_verdict(t)} (p = {t.p_value:.3f})"
                for w, t in tests[name].items()},
             "setting": f"{setting}; ablation {ablation_setting}"})
     return {k: pd.DataFrame(v) for k, v in out.items()}
+
+
+def extreme_text(res, pick) -> str:
+    """The score of ``res`` at the stream ``pick`` (``np.nanargmin`` / ``np.nanargmax``) chooses, with
+    its interval and the stream: ``"1.31 [1.02, 1.70] (stream 3)"``."""
+    score = np.array([np.nan if s is None else s for s in res.score], dtype=float)
+    i = int(pick(score))
+    return f"{ci_text(score[i], res.ci_low[i], res.ci_high[i])} (stream {int(res.read_streams[i])})"
 
 
 def _rank_text(a) -> str:
@@ -564,11 +574,14 @@ def step_cost(timings: Mapping[str, float], workloads: Sequence[dict]) -> tuple[
     est = bench.paper_cost(workloads, rate)
     for name, grp in est.groupby("model", sort=False):
         cost[f"{name}, CPU (min)"] = cost.step.map(dict(zip(grp.work, grp.cpu_s / 60)))
-    per_model = est.groupby("model", sort=False)[["cpu_s", "bfloat16_s_low", "bfloat16_s_high"]].sum()
+    per_model = est.groupby("model", sort=False)[["cpu_s", "float32_s_low", "float32_s_high"]].sum()
     text = (f"At the rate the engine reached on {record.model or 'a stand-in'} in the bench "
             f"({rate:.1f} GFLOP/s, {bench_path.name}), the four steps with this page's parameters would take "
             + ", ".join(f"{r.cpu_s / 60:.1f} min for {m}" for m, r in per_model.iterrows())
-            + " on that CPU, and " + ", ".join(f"{r.bfloat16_s_low:.2g}-{r.bfloat16_s_high:.2g} s for {m}"
+            + " on that CPU, and " + ", ".join(f"{r.float32_s_low:.2g}-{r.float32_s_high:.2g} s for {m}"
                                                for m, r in per_model.iterrows())
-            + " on one H100 in bfloat16 (the throughputs assumed on the {doc}`performance page <performance>`).")
+            + " on one H100 in float32 (the throughputs assumed on the {doc}`performance page <performance>`; float32 "
+              "because the universal regime closes in bfloat16). The section map's perturbed layers sit at this "
+              "page's relative depths, which depend on the stand-in's number of blocks, so the estimate differs "
+              "slightly from one model page to another.")
     return cost, text

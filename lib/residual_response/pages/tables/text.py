@@ -17,13 +17,21 @@ from ...rise import MIN_RISE
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["NA", "fmt_eps", "setting_text", "ci_text", "peak_index", "rise_text", "headline_text", "rise_sentence",
+__all__ = ["NA", "fmt_eps", "signed_pct", "setting_text", "ci_text", "peak_index", "rise_text", "headline_text", "rise_sentence",
            "width_sentence", "eps_verdict", "rise_steps", "controls_verdict", "section_sentence", "copy_loss_sentence",
-           "NAMED_SETS", "p_text", "rank_verdict", "ablation_sentence", "ablation_summary", "unresolved_items"]
+           "NAMED_SETS", "p_text", "rank_verdict", "ablation_sentence", "ablation_summary", "unresolved_items",
+           "rise_heads_sentence", "emergence_shape"]
 
 
 #: How every table of the book shows a missing value (no result, not applicable).
 NA = "—"
+
+
+def signed_pct(x: float, digits: int = 2) -> str:
+    """A signed relative difference in per cent, ``"+0.12%"``; one that rounds to zero at ``digits``
+    is ``"0.00%"``, never ``"-0.00%"``."""
+    text = f"{x:+.{digits}%}"
+    return f"{0:.{digits}%}" if float(text.rstrip("%")) == 0 else text
 
 
 def fmt_eps(x: float | None, digits: int = 2) -> str:
@@ -142,9 +150,10 @@ def eps_verdict(heads: Mapping) -> str:
     worst_ten = max(ten, key=lambda m: ten[m]["max_change"])
     same = all(h.eps_tenth["emergence_layer"] == h.emergence_layer for h in heads.values())
     first = next(iter(lin.values()))
-    return (f"At ε = {fmt_eps(eps)} the response at the last stream departs from the exact linear response (JVP) by "
-            f"at most {100 * lin[worst_lin]['max']:.3g} % ({worst_lin}; median over its {first['seeds']} sequences "
-            f"{100 * lin[worst_lin]['median']:.3g} %, T = {first['T']}), and dividing ε by 10 moves every induction "
+    return (f"In the canonical runs (T = {first['T']}, {first['seeds']} sequences per model), at ε = {fmt_eps(eps)} the "
+            f"response at the last stream departs from the exact linear response (JVP) by at most "
+            f"{100 * lin[worst_lin]['max']:.3g} % ({worst_lin}; median over its sequences "
+            f"{100 * lin[worst_lin]['median']:.3g} %), and dividing ε by 10 moves every induction "
             f"score by at most {100 * ten[worst_ten]['max_change']:.3g} % ({worst_ten}, stream "
             f"{ten[worst_ten]['stream']}) and " + ("no" if same else "some") + " emergence layer"
             + (": the book's numbers at this ε are those of the linear response, to within a few percent."
@@ -172,7 +181,8 @@ def controls_verdict(results: dict, controls, trained: Sequence[str], randoms: S
     band_hi = float(controls.band_frame.score.max())
     above = [m for m in trained if results[m].emergence_layer is not None and np.nanmax(results[m].ci_low) > band_hi]
     if above:
-        verdict += f"; the interval of {', '.join(above)} rises above the whole band."
+        verdict += (f"; the interval of {above[0]} rises above the whole band." if len(above) == 1 else
+                    f"; the intervals of {', '.join(above[:-1])} and {above[-1]} rise above the whole band.")
     elif trained:
         verdict += "; no trained model's interval rises above the whole band at these parameters."
     else:
@@ -182,7 +192,8 @@ def controls_verdict(results: dict, controls, trained: Sequence[str], randoms: S
 
 def section_sentence(name: str, rows: pd.DataFrame, n_layers: int, head_blocks: Sequence[int]) -> str:
     """One markdown bullet on what a model's section map shows (``rows``: that model's rows of
-    :func:`.frames.section_rise_table`; ``head_blocks``: the blocks of its top-5 attention-pattern heads).
+    :func:`.frames.section_rise_table`; ``head_blocks``: the blocks of its induction heads, those of
+    the top-5 attention heads that pass :func:`.attention.induction_heads`; empty where none does).
 
     Two readings of each row: a block ``l0`` that writes a stripe right after the kick (its first
     stream's score clearly above 1), and a rise of the row over the later streams (blocks after
@@ -191,19 +202,25 @@ def section_sentence(name: str, rows: pd.DataFrame, n_layers: int, head_blocks: 
     d = rows
     top = d.loc[d["max score"].idxmax()]
     largest = (f"the largest score of the map is {ci_text(top['max score'], top['CI low'], top['CI high'])} at "
-               f"$(\\ell_0, \\ell) = ({int(top.l0)}, {int(top['at layer'])})$")
+               f"$(\\ell_0, \\ell) = ({int(top.l0)}, {int(top['at layer'])})$"
+               + (f", its interval above {MIN_RISE:g}" if top["CI low"] > MIN_RISE else
+                  f"; its interval reaches below {MIN_RISE:g}, and as the largest of all the map's cells it is the "
+                  f"one noise favours most: not a stripe on its own"))
     head = f"* **{name}** ({n_layers} blocks, rows $\\ell_0$ = {', '.join(str(int(x)) for x in d.l0)})."
     writes = [int(x) for x in d[d.writes].l0]
     heads = sorted(set(int(b) for b in head_blocks))
     sampled_heads = [b for b in heads if b in set(int(x) for x in d.l0)]
+    where = (f"its induction heads sit in blocks {', '.join(map(str, heads))}" if heads else
+             "none of its top-5 attention heads attends along the stripe twice as much on repeats as on random "
+             "sequences (it has no induction head)")
     if writes:
         match = [b for b in writes if b in heads]
         text = (f"{head} Blocks that write a stripe right after the kick (the score of stream $\\ell_0 + 1$ clearly "
-                f"above 1): {', '.join(map(str, writes))}; the top-5 attention-pattern heads sit in blocks "
-                f"{', '.join(map(str, heads))}, and {len(match)} of the {len(writes)} writing blocks hold one.")
+                f"above 1): {', '.join(map(str, writes))}; {where}"
+                + (f", and {len(match)} of the {len(writes)} writing blocks hold one." if heads else "."))
     else:
-        text = (f"{head} No sampled block writes a stripe right after the kick; the top-5 attention-pattern heads sit "
-                f"in blocks {', '.join(map(str, heads))} (sampled: {', '.join(map(str, sampled_heads)) or 'none'}).")
+        text = (f"{head} No sampled block writes a stripe right after the kick; {where}"
+                + (f" (sampled: {', '.join(map(str, sampled_heads)) or 'none'})." if heads else "."))
     missed = [b for b in sampled_heads if b not in writes]
     if missed:
         text += f" Rows at head blocks {', '.join(map(str, missed))} show no stripe at their first stream."
@@ -391,5 +408,63 @@ def rise_steps(h: Mapping) -> dict:
     if total <= 0 or not steps:
         return {"total": 0.0, "largest_share": float("nan"), "largest_block": None, "top2_share": float("nan"),
                 "top2_blocks": []}
+    top2 = [(x, b) for x, b in steps[:2] if x > 0]  # a block that adds nothing is no step
     return {"total": total, "largest_share": steps[0][0] / total, "largest_block": steps[0][1],
-            "top2_share": sum(x for x, _ in steps[:2]) / total, "top2_blocks": sorted(b for _, b in steps[:2])}
+            "top2_share": sum(x for x, _ in top2) / total, "top2_blocks": sorted(b for _, b in top2)}
+
+
+def rise_heads_sentence(name: str, rb: Mapping) -> str:
+    """One markdown bullet: where a model's score rises, in blocks, beside its induction heads'
+    blocks (``rb``: :meth:`.studies.CrossCheck.rise_blocks`), naming the heads outside the rise."""
+    if rb["half"] is None:
+        return f"* **{name}**: the score does not rise at this setting."
+    heads = ", ".join(map(str, rb["att_blocks"])) or "none"
+    text = (f"* **{name}**: half way up after block {rb['half']}, rising across blocks "
+            f"{', '.join(map(str, rb['blocks']))}; induction heads in blocks {heads}")
+    if rb["gap"] is not None:
+        text += f", the nearest {rb['gap']} block{'' if rb['gap'] == 1 else 's'} from the half-way block"
+    if rb["outside"]:
+        text += (f"; the heads of block{'s' if len(rb['outside']) > 1 else ''} {', '.join(map(str, rb['outside']))} "
+                 f"sit outside the blocks of the rise")
+    return text + "."
+
+
+def emergence_shape(h) -> dict:
+    """Whether a headline's rise (:class:`.headline.Headline`) is a step, gradual, or not resolved at its setting.
+
+    Returns ``{"label", "reason"}`` with ``label`` one of ``"no rise"``, ``"too shallow"`` (2 blocks
+    or fewer: no "intermediate" and no "gradual" to tell), ``"unresolved"``, ``"steps"`` or
+    ``"gradual"``:
+
+    - ``"unresolved"`` when the width's interval admits both a rise within 2 streams and one over a
+      quarter of the depth, or when the largest step is not resolved;
+    - ``"steps"`` when one or two blocks make at least half of the log rise and the largest of them
+      is resolved: the score's intervals at the streams before and after it do not overlap;
+    - ``"gradual"`` when no two blocks make half of it and the width's interval starts at 3 streams
+      or more.
+    """
+    L = h.n_layers
+    if h.emergence_layer is None:
+        return {"label": "no rise", "reason": "no rise"}
+    if L <= 2:
+        return {"label": "too shallow", "reason": f"{L} blocks: too shallow to tell"}
+    st = rise_steps(h)
+    lo, hi = h.rise_width_ci
+    width = f"width {h.rise_width} [{lo}, {hi}] streams"
+    if lo <= 2 and hi >= L / 4:
+        return {"label": "unresolved", "reason": f"{width}: the interval admits a step and a rise over a quarter of the depth"}
+    b = st["largest_block"]
+    at = {l: i for i, l in enumerate(h.read_streams)}
+    before, after = at.get(b), at.get(b + 1)
+    resolved = (before is not None and after is not None and h.ci_high[before] is not None
+                and h.ci_low[after] is not None and h.ci_low[after] > h.ci_high[before])
+    share = f"block {b} alone makes {st['largest_share']:.0%} of the log rise"
+    if len(st["top2_blocks"]) == 2:
+        share += (f", blocks {' and '.join(map(str, st['top2_blocks']))} together {st['top2_share']:.0%}"
+                  + (" (over 100 %: the score falls between them)" if st["top2_share"] > 1 else ""))
+    if st["top2_share"] >= 0.5 and resolved:
+        return {"label": "steps", "reason": f"{width}; {share}; the step of block {b} is resolved (S_{b} ≤ "
+                                            f"{h.ci_high[before]:.2f} < {h.ci_low[after]:.2f} ≤ S_{b + 1})"}
+    if st["top2_share"] < 0.5 and lo >= 3:
+        return {"label": "gradual", "reason": f"{width}; {share}"}
+    return {"label": "unresolved", "reason": f"{width}; {share}; the step of block {b} is not resolved by the intervals"}
