@@ -343,14 +343,23 @@ def cached_others(cache: PageCache, others: list[Page], src_dir: Path) -> tuple[
     return kept, sources
 
 
-def recorded_seconds(cache: PageCache) -> dict[str, float]:
-    """The CPU seconds (else the seconds) the cache last recorded for each page name: the longest start first."""
+def recorded_seconds(cache: PageCache, pages: list[Page] | None = None) -> dict[str, float]:
+    """The CPU seconds (else the seconds) the cache last recorded for each page name: the longest start first.
+
+    With ``pages``, only a record made with the page's present parameters counts: the cache holds
+    the runs of every profile, and the ci run of a page (seconds) must not place its publish run
+    (minutes) at the end of the queue.
+    """
+    params = None if pages is None else {p.name: json.loads(json.dumps(p.params, default=str)) for p in pages}
     out: dict[str, float] = {}
     for record in sorted(cache.list_cache_records(), key=lambda r: r.created):
         data = record.data or {}
         value = data.get("cpu_seconds") or data.get("seconds")
-        if data.get("page") and value:
-            out[data["page"]] = float(value)
+        if not data.get("page") or not value:
+            continue
+        if params is not None and params.get(data["page"]) != data.get("params"):
+            continue
+        out[data["page"]] = float(value)
     return out
 
 

@@ -86,7 +86,7 @@ def _execute_all(pages: list[Page], sources: dict, stage: Path, results: list[Re
         if r.error is None:
             finish_page(r.page, stage / f"{r.page.name}.ipynb", *sources[r.page.name], stage, index)
 
-    ran = run_pages(cache, order(pages, {**load_costs(), **recorded_seconds(cache)}), sources, stage,
+    ran = run_pages(cache, order(pages, {**load_costs(), **recorded_seconds(cache, pages)}), sources, stage,
                     args.jobs or default_jobs(), done, args.fail_fast)
     results.extend(sorted(ran, key=lambda r: [p.name for p in pages].index(r.page.name)))
     report(results)

@@ -222,7 +222,7 @@ class Calibration:
             (intervals of a random-init model's score cover 1: small models of every family, or
             models with a stand-in's whole configuration), ``"no repeat"`` (intervals of a trained
             model's score on sequences without a repeat cover 1), ``"before the heads"`` (scores of
-            the streams up to the block of the model's first top-5 attention-pattern head lie in
+            the streams up to the block of the model's first induction head by attention pattern lie in
             :data:`PRE_INDUCTION_BAND`), ``"emergence"`` (the emergence layer at every ``T`` lies
             within one stream of the others and of the first head block + 1; one unit per ``T``).
         model: the model's name; baseline: the score's baseline (:data:`.induction.CONTROLS`).

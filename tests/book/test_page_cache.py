@@ -84,6 +84,22 @@ def test_a_page_is_keyed_by_the_models_its_parameters_and_pages_yml_name(tmp_pat
     assert "bench.json" in pc.page_key(page, declared)["inputs"]
 
 
+def test_the_recorded_time_of_a_page_is_that_of_its_present_parameters(setup):
+    """The cache holds the ci and the publish runs of a page; ordering the publish build by the
+    ci run's seconds put the longest page last."""
+    cache, src, stage = setup
+    declared = build_book.declared_parameters(src)
+    for x in (3, 4):
+        assert pc.run_page(cache, _page(x=x), src, declared, stage).error is None
+    mine = pc.recorded_seconds(cache, [_page(x=3)])
+    assert list(mine) == ["p"]
+    rec = {json.dumps(r.data["params"]): r.data for r in cache.list_cache_records()}
+    expect = rec[json.dumps({"x": 3})]
+    assert mine["p"] == pytest.approx(expect["cpu_seconds"] or expect["seconds"])
+    assert pc.recorded_seconds(cache, [_page(x=5)]) == {}  # no run with these parameters yet
+    assert set(pc.recorded_seconds(cache)) == {"p"}  # without pages: the last record of each name
+
+
 def test_pages_start_longest_first_unknown_ones_before():
     from book_build.parallel import order
 

@@ -173,3 +173,13 @@ def test_a_not_implemented_error_inside_the_work_is_not_taken_for_the_stub(capsy
 
     ok, line = _run(capsys, exercises.check_twin_score, deeper)
     assert ok is False and line.startswith("✗ ") and "inside the work" in line and "forward AD" in line, line
+
+
+def test_a_constant_factor_is_named_as_one(capsys):
+    """A kick of the wrong size (eps u instead of eps |h_s| u) scales every chi by the same factor
+    in the linear regime: the check says so instead of only "expected X, received Y"."""
+    def chi_scaled(lm, tokens, l0, source, eps, u):
+        return chi_one_source(lm, tokens, l0, source, eps, u) * 0.37
+
+    ok, line = _run(capsys, exercises.check_chi_one_source, chi_scaled)
+    assert not ok and "0.37 times the expected one" in line and "kick's size" in line, line

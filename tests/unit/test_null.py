@@ -155,3 +155,18 @@ def test_pooled_calibration_and_chance_misses():
     assert not many.misses_plausible() and not many.holds
     with pytest.raises(ValueError, match="one condition"):
         pooled([a, Calibration("no repeat", "c", "twin", (1,), 1)], "x")
+
+
+def test_calibration_verdict_names_each_missed_condition_once_with_its_models():
+    from residual_response.null import Calibration
+    from residual_response.pages.tables import calibration_verdict
+
+    cals = [Calibration("random init", "pooled", "twin", tuple(range(10)), 10),
+            Calibration("random init, full size", "a (random init 0)", "twin", tuple(range(30)), 2),
+            Calibration("random init, full size", "b (random init 0)", "twin", tuple(range(18)), 0),
+            Calibration("emergence", "a", "twin", (8, 12, 20, 30), 3)]
+    text = calibration_verdict(cals, "twin")
+    assert text.startswith("The twin baseline meets 1 of the 3 conditions. It misses ")
+    assert "random init, full size, in a (random init 0) (2 of 30 pass), b (random init 0) (0 of 18 pass)" in text
+    assert text.count("random init, full size") == 1 and "emergence, in a (3 of 4 pass)" in text
+    assert calibration_verdict(cals[:1], "twin") == "The twin baseline meets every condition measured here (1)."

@@ -102,7 +102,21 @@ def _value_hints(eps: float | None, source: int) -> list[Callable]:
             return "every stream after l0 is unchanged: read the streams of the kicked forward pass, not of a clean one"
         return None
 
-    return [causal, divide, same_stream]
+    def constant_factor(e, r):
+        if r.shape != e.shape:
+            return None
+        big = np.abs(e) > 1e-6
+        if big.sum() < 2 or not np.all(np.isfinite(r[big])):
+            return None
+        ratio = r[big] / e[big]
+        c = float(np.median(ratio))
+        if abs(c - 1) > 0.05 and np.allclose(ratio, c, rtol=2e-2):
+            return (f"every value is {c:.3g} times the expected one, a constant factor: check the kick's size "
+                    "(eps times the source stream's norm times u, not eps times u) and the division (by eps and "
+                    "by the norm of the clean stream at the target)")
+        return None
+
+    return [causal, divide, same_stream, constant_factor]
 
 
 def _kick_cases() -> Any:

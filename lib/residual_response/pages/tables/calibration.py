@@ -63,9 +63,10 @@ def calibration_verdict(cals: Sequence[Calibration], baseline: str) -> str:
     name = BASELINE_NAMES[baseline]
     n_cond = len(set(d.condition))
     if missed.empty:
-        return f"The {name} baseline meets all {n_cond} conditions."
-    misses = "; ".join(f"{r.model} ({r.condition}: {r.passed} of {r.n})" for r in missed.itertuples())
-    return f"The {name} baseline meets {len(met)} of the {n_cond} conditions and misses them in {misses}."
+        return f"The {name} baseline meets every condition measured here ({n_cond})."
+    misses = "; ".join(f"{cond}, in " + ", ".join(f"{r.model} ({r.passed} of {r.n} pass)" for r in grp.itertuples())
+                       for cond, grp in missed.groupby("condition", sort=False))
+    return f"The {name} baseline meets {len(met)} of the {n_cond} conditions. It misses {misses}."
 
 
 def full_size_frame(results: dict) -> pd.DataFrame:

@@ -217,7 +217,7 @@ def section_sentence(name: str, rows: pd.DataFrame, n_layers: int, head_blocks: 
         match = [b for b in writes if b in heads]
         text = (f"{head} Blocks that write a stripe right after the kick (the score of stream $\\ell_0 + 1$ clearly "
                 f"above 1): {', '.join(map(str, writes))}; {where}"
-                + (f", and {len(match)} of the {len(writes)} writing blocks hold one." if heads else "."))
+                + (f"; {len(match)} of the {len(writes)} writing blocks hold one." if heads else "."))
     else:
         text = (f"{head} No sampled block writes a stripe right after the kick; {where}"
                 + (f" (sampled: {', '.join(map(str, sampled_heads)) or 'none'})." if heads else "."))
@@ -447,7 +447,7 @@ def emergence_shape(h) -> dict:
     if h.emergence_layer is None:
         return {"label": "no rise", "reason": "no rise"}
     if L <= 2:
-        return {"label": "too shallow", "reason": f"{L} blocks: too shallow to tell"}
+        return {"label": "too shallow", "reason": f"{L} blocks, left out"}
     st = rise_steps(h)
     lo, hi = h.rise_width_ci
     width = f"width {h.rise_width} [{lo}, {hi}] streams"
