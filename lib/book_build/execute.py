@@ -158,6 +158,32 @@ def execute(page: Page, source_ipynb: Path, stage: Path) -> Result:
     return Result(page, seconds, None, output)
 
 
+#: stderr lines that say how this build ran, not what the page computed: a kernel waiting for a
+#: results-cache entry that another page's kernel is computing (residual_response.io)
+BUILD_NOISE = re.compile(r"^waiting for the cache entry .*\n?", re.M)
+
+
+def drop_build_noise(nb) -> int:
+    """Remove :data:`BUILD_NOISE` lines from the stderr outputs of ``nb`` (and outputs left empty);
+    returns how many lines went. Why: which page waits for which depends on the order of the build,
+    and a reader sees a path and a process id of the build machine."""
+    n = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                text, n_lines = BUILD_NOISE.subn("", out.get("text", ""))
+                n += n_lines
+                if not text.strip():
+                    continue
+                out["text"] = text
+            kept.append(out)
+        cell["outputs"] = kept
+    return n
+
+
 def finish_page(page: Page, output: Path, source_ipynb: Path, declared: dict[str, str], stage: Path,
                 index: BookIndex | None = None) -> None:
     """Everything the book adds to an executed page: the exercises' checks, parameter box, student
@@ -182,6 +208,7 @@ def finish_page(page: Page, output: Path, source_ipynb: Path, declared: dict[str
         nbformat.write(student_notebook(source, page.params, fill_stubs=True, **kw), filled)
     insert_parameter_box(nb, values, f"/{STUDENT_DIR}/{student.name}")
     caption_tables(nb)
+    drop_build_noise(nb)
     nbformat.write(nb, output)
     if page.template:
         localise_labels(output, page.name)

@@ -491,3 +491,19 @@ def test_a_build_under_an_address_space_limit_stops_in_one_line(tmp_path):
     err = [l for l in proc.stderr.splitlines() if l.strip()]
     assert proc.returncode == 2 and len(err) == 1 and "address-space limit" in err[0], proc.stderr
     assert not out.exists()
+
+
+def test_build_noise_leaves_the_page_and_the_rest_of_stderr_stays():
+    from book_build.execute import drop_build_noise
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x = 1")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text="waiting for the cache entry /x/.locks/a held by "
+                                           "pid 563 (up to 600 s; RESIDUAL_RESPONSE_LOCK_TIMEOUT sets the bound)\n"),
+                    nbformat.v4.new_output("stream", name="stderr", text="waiting for the cache entry /y held by pid 1 (x)\n"
+                                           "UserWarning: something the reader should see\n"),
+                    nbformat.v4.new_output("stream", name="stdout", text="waiting for the cache entry is not noise here\n")]
+    nb.cells = [cell]
+    assert drop_build_noise(nb) == 2
+    assert [o["text"] for o in cell.outputs] == ["UserWarning: something the reader should see\n",
+                                                 "waiting for the cache entry is not noise here\n"]

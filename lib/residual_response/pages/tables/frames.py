@@ -428,7 +428,7 @@ def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str
                             "second copy": bm(r.second), "drop": bm(r.drop), "setting": loss_setting})
         out["attention"].append({
             "model": name, "top attention heads (block, head): score (ratio to random sequences)":
-                ", ".join(f"({b}, {hh}): {v:.2f} ({float(c.attention.ratio[b, hh]):.3g}×)" for b, hh, v in h["att_top"]),
+                ", ".join(f"({b}, {hh}): {v:.2f} ({_ratio_text(float(c.attention.ratio[b, hh]))})" for b, hh, v in h["att_top"]),
             "Spearman over layers [95 % CI]": _rank_text(a), "layers correlated": a.n_layers,
             "setting": f"attention {att_setting}; response {setting}"})
         out["rise"].append({
@@ -470,6 +470,12 @@ def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str
                for w, t in tests[name].items()},
             "setting": f"{setting}; ablation {ablation_setting}"})
     return {k: pd.DataFrame(v) for k, v in out.items()}
+
+
+def _ratio_text(r: float) -> str:
+    """A head's ratio of stripe attention on repeats to that on random sequences: ``"5.1×"``; above
+    100 the random-sequence attention is near 0 and the digits mean nothing, so ``"> 100×"``."""
+    return "> 100×" if r > 100 else f"{r:.2g}×"
 
 
 def extreme_text(res, pick) -> str:

@@ -196,7 +196,7 @@ def section_sentence(name: str, rows: pd.DataFrame, n_layers: int, head_blocks: 
     the top-5 attention heads that pass :func:`.attention.induction_heads`; empty where none does).
 
     Two readings of each row: a block ``l0`` that writes a stripe right after the kick (its first
-    stream's score clearly above 1), and a rise of the row over the later streams (blocks after
+    stream's interval above :data:`.rise.MIN_RISE`), and a rise of the row over the later streams (blocks after
     ``l0`` that write it). The writing blocks are then set beside the attention heads' blocks.
     """
     d = rows
@@ -215,8 +215,8 @@ def section_sentence(name: str, rows: pd.DataFrame, n_layers: int, head_blocks: 
              "sequences (it has no induction head)")
     if writes:
         match = [b for b in writes if b in heads]
-        text = (f"{head} Blocks that write a stripe right after the kick (the score of stream $\\ell_0 + 1$ clearly "
-                f"above 1): {', '.join(map(str, writes))}; {where}"
+        text = (f"{head} Blocks that write a stripe right after the kick (the interval of stream $\\ell_0 + 1$ above "
+                f"{MIN_RISE:g}): {', '.join(map(str, writes))}; {where}"
                 + (f"; {len(match)} of the {len(writes)} writing blocks hold one." if heads else "."))
     else:
         text = (f"{head} No sampled block writes a stripe right after the kick; {where}"
@@ -419,9 +419,13 @@ def rise_heads_sentence(name: str, rb: Mapping) -> str:
     if rb["half"] is None:
         return f"* **{name}**: the score does not rise at this setting."
     heads = ", ".join(map(str, rb["att_blocks"])) or "none"
-    text = (f"* **{name}**: half way up after block {rb['half']}, rising across blocks "
-            f"{', '.join(map(str, rb['blocks']))}; induction heads in blocks {heads}")
-    if rb["gap"] is not None:
+    blocks = rb["blocks"]
+    across = (f"block {blocks[0]}" if len(blocks) == 1 else f"blocks {', '.join(map(str, blocks))}")
+    text = (f"* **{name}**: half way up after block {rb['half']}, rising across {across}; induction heads in "
+            f"block{'s' if len(rb['att_blocks']) != 1 else ''} {heads}")
+    if rb["gap"] == 0:
+        text += ", one of them in the half-way block itself"
+    elif rb["gap"] is not None:
         text += f", the nearest {rb['gap']} block{'' if rb['gap'] == 1 else 's'} from the half-way block"
     if rb["outside"]:
         text += (f"; the heads of block{'s' if len(rb['outside']) > 1 else ''} {', '.join(map(str, rb['outside']))} "
