@@ -232,3 +232,17 @@ def test_a_student_notebook_with_the_solutions_passes_every_check(path: Path, bu
     assert lines, f"{path.name} has stubs but no check"
     failed = [t for t in lines if not t.startswith("✓")]
     assert not failed, f"{path.name}: {failed}"
+
+
+def test_every_folded_answer_cell_is_a_solution_the_student_notebook_drops():
+    """A code cell folded on the page (``hide-cell``) is an exercise's answer: without the
+    ``solution`` tag the student notebook keeps it, and the answer leaks to the student."""
+    import jupytext
+
+    leaks = []
+    for source in sorted((REPO / "notebooks").glob("*.md")):
+        for i, cell in enumerate(jupytext.read(source).cells):
+            tags = set(cell.metadata.get("tags", []))
+            if cell.cell_type == "code" and "hide-cell" in tags and "solution" not in tags:
+                leaks.append(f"{source.name}, cell {i}")
+    assert not leaks, f"folded answer cells without the solution tag: {leaks}"

@@ -183,3 +183,13 @@ def test_a_constant_factor_is_named_as_one(capsys):
 
     ok, line = _run(capsys, exercises.check_chi_one_source, chi_scaled)
     assert not ok and "0.37 times the expected one" in line and "kick's size" in line, line
+
+
+def test_a_not_implemented_error_with_a_message_in_the_students_own_frame_is_the_students(capsys):
+    """A PyTorch C function adds no Python frame: its NotImplementedError looks raised by the
+    student's function itself, but it carries a message and the stubs raise it bare."""
+    def direct(*args, **kwargs):
+        raise NotImplementedError("Trying to use forward AD with _scaled_dot_product_flash_attention_for_cpu")
+
+    ok, line = _run(capsys, exercises.check_twin_score, direct)
+    assert ok is False and line.startswith("✗ ") and "forward AD" in line, line

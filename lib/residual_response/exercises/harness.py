@@ -84,9 +84,12 @@ def tiny_model(family: str, seed: int = 0):
 
 
 def _is_stub(exc: NotImplementedError, fn) -> bool:
-    """Whether ``exc`` is the stub's own ``raise NotImplementedError``: raised in ``fn``'s own frame,
-    not deeper (PyTorch raises NotImplementedError for an operation it lacks, e.g. forward-mode
-    differentiation through a fused attention kernel)."""
+    """Whether ``exc`` is the stub's own bare ``raise NotImplementedError``: without a message, and
+    raised in ``fn``'s own frame, not deeper. PyTorch raises NotImplementedError, with a message,
+    for an operation it lacks (forward-mode differentiation through a fused attention kernel), and
+    a C function called from the student's code adds no frame of its own."""
+    if str(exc).strip():  # the stubs raise it bare; PyTorch always says what it lacks
+        return False
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next

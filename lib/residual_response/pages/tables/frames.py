@@ -324,8 +324,8 @@ def headline_table(headlines: dict) -> pd.DataFrame:
                 f"{h.rise_start} to {h.rise_end} ({h.rise_width} [{h.rise_width_ci[0]}, {h.rise_width_ci[1]}])",
             "peak score": f"{ci_text(h.peak_score, *h.peak_ci)} at {h.peak_layer}",
             "setting": setting_text(s["T"], s["seeds"], s["eps"], s["layer"]),
-            "χ(ε) vs linear at stream L": f"{100 * lin['max']:.2g} % (median {100 * lin['median']:.2g} %)",
-            "scores at ε/10": f"≤ {100 * ten['max_change']:.2g} %",
+            "χ(ε) vs linear at stream L": f"{100 * lin['max']:.3g} % (median {100 * lin['median']:.3g} %)",
+            "scores at ε/10": f"≤ {100 * ten['max_change']:.3g} %",
         })
     return pd.DataFrame(rows)
 
