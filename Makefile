@@ -56,9 +56,11 @@ course: install
 
 ## Open the student notebooks in JupyterLab (builds the course copy first if there is none;
 ## COURSE_OUT=_build/book opens those of `make book`). The book's pages are served beside them.
+## Their kernels read the results the build computed (the results cache, switched on), so a
+## notebook run with the values of its parameter box takes seconds; other values compute afresh.
 notebooks: install
 	@test -d $(COURSE_OUT)/stage/_build/html/_static/student || $(MAKE) --no-print-directory course
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(COURSE_OUT)/stage/_build/html --LabApp.default_url=/lab/tree/_static/student \
+	RESIDUAL_RESPONSE_RESULTS_CACHE=1 $(VENV)/bin/jupyter lab --ServerApp.root_dir=$(COURSE_OUT)/stage/_build/html --LabApp.default_url=/lab/tree/_static/student \
 		$(if $(filter 0,$(shell id -u)),--allow-root) $(JUPYTER_ARGS)
 
 ## Everything CI checks: unit + integration tests, the notebooks (CI parameters) under nbval,
@@ -66,21 +68,29 @@ notebooks: install
 ## filled (tests/book/test_student_notebooks.py), and the claim-bearing tests at the lowest SIMD level.
 ## The ci build may reuse pages from the page cache; nbval then executes every notebook afresh,
 ## without the results cache, and compares it with the build's outputs.
+## The toy trained at the lowest SIMD level is single-threaded: it trains beside the ci build, whose
+## first pages wait on the native toy's training (scripts/background.sh), and is checked at the end.
 test: install
 	bash scripts/install_chromium.sh
+	rm -rf $(LOW_CACHE)/models/toy-gpt2
+	bash scripts/background.sh start toy-lowest-simd $(LOW_TOY_PAGE)
 	$(PY) scripts/build_book.py --profile ci --out $(CI_OUT)
 	BOOK_HTML_DIR=$(CI_OUT)/stage/_build/html $(PYTEST) -q -ra tests
 	RESIDUAL_RESPONSE_RESULTS_CACHE=0 $(PYTEST) -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $(CI_OUT)/stage/*.ipynb
-	$(MAKE) --no-print-directory test-lowest-simd
+	$(LOW_UNIT_TESTS)
+	bash scripts/background.sh wait toy-lowest-simd
+	$(PY) scripts/check_toy_portable.py $(RESIDUAL_RESPONSE_CACHE) $(LOW_CACHE)
 
 ## As on a CPU with the narrowest vector units: the unit tests that compute floats (those marked
 ## simd_independent, error paths, files, processes and the code's structure, run once natively), and the toy-model page with a toy
 ## trained afresh there (its own cache), whose weights, like the native cache's, must hash to the
 ## committed toy.EXPECTED_WEIGHTS_SHA256.
+LOW_UNIT_TESTS = RESIDUAL_RESPONSE_CACHE=$(LOW_CACHE) bash scripts/lowest_simd.sh $(PYTEST) -q -m "not simd_independent" tests/unit
+LOW_TOY_PAGE = env RESIDUAL_RESPONSE_CACHE=$(LOW_CACHE) bash scripts/lowest_simd.sh $(PY) scripts/build_book.py --profile ci --only toy-model --skip-html --out $(LOW_OUT)
 test-lowest-simd: install
-	RESIDUAL_RESPONSE_CACHE=$(LOW_CACHE) bash scripts/lowest_simd.sh $(PYTEST) -q -m "not simd_independent" tests/unit
+	$(LOW_UNIT_TESTS)
 	rm -rf $(LOW_CACHE)/models/toy-gpt2
-	RESIDUAL_RESPONSE_CACHE=$(LOW_CACHE) bash scripts/lowest_simd.sh $(PY) scripts/build_book.py --profile ci --only toy-model --skip-html --out $(LOW_OUT)
+	$(LOW_TOY_PAGE)
 	$(PY) scripts/check_toy_portable.py $(RESIDUAL_RESPONSE_CACHE) $(LOW_CACHE)
 
 ## Library tests only (fast loop while developing).

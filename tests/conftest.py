@@ -26,7 +26,7 @@ TESTS = Path(__file__).resolve().parent
 #: unit test files whose outcome does not depend on the CPU's vector unit (no float result is
 #: compared in them beyond exact bookkeeping); ``make test`` runs them once, natively
 SIMD_INDEPENDENT = frozenset({
-    "test_cli.py", "test_code_size.py", "test_faults.py", "test_io.py", "test_layering.py", "test_properties.py",
+    "test_cli.py", "test_code_size.py", "test_deferred.py", "test_faults.py", "test_io.py", "test_layering.py", "test_properties.py",
     "test_reliability.py", "test_results_cache.py", "test_results_io.py", "test_show.py", "test_streams.py",
 })
 

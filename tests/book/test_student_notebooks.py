@@ -2,7 +2,8 @@
 
 The first tests convert small notebooks by hand (no build needed). The others need a built book
 (``BOOK_HTML_DIR``, as in test_book_render.py; ``make test`` builds one) and run every student
-notebook the build wrote (``<stage>/_static/student``), as a student would open it:
+notebook the build wrote (``<stage>/_static/student``), as a student opens it with ``make notebooks``
+(a fresh kernel, the results cache switched on, so the build's computations at the same values are read):
 
 * with its stubs left empty, it runs to its end, and each check prints "not implemented yet" in
   one line, with no traceback anywhere;
@@ -164,10 +165,13 @@ def built():
     return STUDENT
 
 
-def _run(path: Path, tmp_path: Path) -> tuple[nbformat.NotebookNode, float]:
+def _run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[nbformat.NotebookNode, float]:
+    """Execute a student notebook as ``make notebooks`` opens it: a fresh kernel whose results cache
+    is switched on, so that what the build computed at the same values is read, not recomputed."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    monkeypatch.setenv("RESIDUAL_RESPONSE_RESULTS_CACHE", "1")  # the kernel inherits it
     out = tmp_path / path.name
     start = time.perf_counter()
     try:
@@ -212,8 +216,8 @@ def test_a_student_notebook_reads_as_markdown_and_imports_by_name(path: Path, bu
 
 
 @pytest.mark.parametrize("path", student_notebooks(), ids=lambda p: p.stem)
-def test_a_student_notebook_with_empty_stubs_runs_to_its_end(path: Path, built, tmp_path: Path):
-    nb, seconds = _run(path, tmp_path)
+def test_a_student_notebook_with_empty_stubs_runs_to_its_end(path: Path, built, tmp_path: Path, monkeypatch):
+    nb, seconds = _run(path, tmp_path, monkeypatch)
     _record(path.stem, "stubs empty", seconds)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
@@ -225,8 +229,8 @@ def test_a_student_notebook_with_empty_stubs_runs_to_its_end(path: Path, built, 
 
 @pytest.mark.parametrize("path", sorted(FILLED.glob("*-student.ipynb")) if FILLED.is_dir() else [],
                          ids=lambda p: p.stem)
-def test_a_student_notebook_with_the_solutions_passes_every_check(path: Path, built, tmp_path: Path):
-    nb, seconds = _run(path, tmp_path)
+def test_a_student_notebook_with_the_solutions_passes_every_check(path: Path, built, tmp_path: Path, monkeypatch):
+    nb, seconds = _run(path, tmp_path, monkeypatch)
     _record(path.stem, "stubs filled", seconds)
     lines = _check_lines(nb)
     assert lines, f"{path.name} has stubs but no check"

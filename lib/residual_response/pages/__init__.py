@@ -13,3 +13,8 @@ build, uses pandas and altair.
 - :mod:`.plots`          offline interactive charts: the renderer, the chart builders, each page's figures
 - :mod:`.schematic`      the method's schematic figure
 """
+
+from .deferred import defer_iri_grammar
+
+defer_iri_grammar()  # before anything imports altair (and jsonschema): 1 s of every kernel's start
+
