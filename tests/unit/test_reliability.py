@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -191,14 +192,27 @@ TINY = dict(vocab_size=16, n_positions=24, d_model=8, n_layers=2, n_heads=2, ste
             batch_size=2, train_len=24, t_min=2, t_max=5, eval_T=4, eval_n=4)
 
 
+@pytest.fixture(scope="module")
+def tiny_toy_entry(tmp_path_factory):
+    """A toy cache entry trained once (in its portable child) with a tiny recipe, for copying."""
+    from residual_response.models import toy
+
+    cache = tmp_path_factory.mktemp("tiny-toy-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RESIDUAL_RESPONSE_CACHE", str(cache))
+        mp.setattr(toy, "DEFAULT_RECIPE", toy.ToyRecipe(**TINY))
+        toy.ensure_toy_model(progress=False)
+        return toy.toy_dir()
+
+
 @pytest.fixture
-def tiny_toy(tmp_path, monkeypatch):
-    """The toy model's cache entry in tmp_path, trained (in its portable child) with a tiny recipe."""
+def tiny_toy(tiny_toy_entry, tmp_path, monkeypatch):
+    """The toy model's cache entry in tmp_path: a copy of the tiny-recipe entry, whole and verified."""
     from residual_response.models import toy
 
     monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(toy, "DEFAULT_RECIPE", toy.ToyRecipe(**TINY))
-    toy.ensure_toy_model(progress=False)
+    shutil.copytree(tiny_toy_entry, toy.toy_dir())
     return toy
 
 

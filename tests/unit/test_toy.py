@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -19,9 +20,23 @@ def _state(folder):
     return GPT2LMHeadModel.from_pretrained(folder).state_dict()
 
 
-def test_train_writes_everything(tmp_path):
-    out = tmp_path / "toy"
-    log = train_toy(out, seed=1, recipe=TINY, progress=False)
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """``(folder, log)`` of one portable TINY run (seed 0), trained once for the tests that read it;
+    its parent folder holds nothing else."""
+    out = tmp_path_factory.mktemp("tiny-run") / "toy"
+    return out, train_toy(out, seed=0, recipe=TINY, progress=False)
+
+
+def _cache_with(tiny_run, tmp_path, monkeypatch) -> None:
+    """Point the cache at tmp_path, with a copy of the TINY run as the toy's entry."""
+    monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(tmp_path))
+    monkeypatch.setattr(toy, "DEFAULT_RECIPE", TINY)
+    shutil.copytree(tiny_run[0], toy.toy_dir())
+
+
+def test_train_writes_everything(tiny_run):
+    out, log = tiny_run
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000", "step-00003", "step-00006"]
     assert (out / "final" / "config.json").exists()
     on_disk = json.loads((out / "training_log.json").read_text())
@@ -31,17 +46,17 @@ def test_train_writes_everything(tmp_path):
         assert len(on_disk["checkpoints"][key]) == 3
         assert all(v > 0 for v in on_disk["checkpoints"][key])
     # nothing left behind next to the destination (temporary folders are renamed or removed)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["toy"]
     final, last = _state(out / "final"), _state(out / "checkpoints" / "step-00006")
     assert all(torch.equal(final[k], last[k]) for k in final)
 
 
-def test_same_seed_same_weights(tmp_path):
-    a = train_toy(tmp_path / "a", seed=3, recipe=TINY, progress=False)
-    b = train_toy(tmp_path / "b", seed=3, recipe=TINY, progress=False)
+def test_same_seed_same_weights(tiny_run, tmp_path):
+    a = tiny_run[1]  # seed 0
+    b = train_toy(tmp_path / "b", seed=0, recipe=TINY, progress=False)
     c = train_toy(tmp_path / "c", seed=4, recipe=TINY, progress=False)
     assert a["train"]["loss"] == b["train"]["loss"]
-    sa, sb, sc = (_state(tmp_path / n / "final") for n in "abc")
+    sa, sb, sc = (_state(folder / "final") for folder in (tiny_run[0], tmp_path / "b", tmp_path / "c"))
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
 
@@ -85,24 +100,23 @@ def test_training_removes_leftovers_of_killed_runs_and_honours_the_umask(tmp_pat
     assert (tmp_path / "toy").stat().st_mode & 0o777 == 0o755
 
 
-def test_portable_training_ignores_the_callers_cpu_settings(tmp_path, monkeypatch):
+def test_portable_training_ignores_the_callers_cpu_settings(tiny_run, tmp_path, monkeypatch):
     """The training child fixes its kernels itself: a caller limited to other vector units (as on
-    another CPU), or with MKL and oneDNN set otherwise, gets the same bits, and the log's hash is
-    that of the saved weights."""
+    another CPU), or with MKL and oneDNN set otherwise, gets the same bits as the run trained with
+    this process's own settings, and the log's hash is that of the saved weights. (That another
+    seed gives other weights is test_same_seed_same_weights'.)"""
     from transformers import GPT2LMHeadModel
 
-    a = train_toy(tmp_path / "a", seed=2, recipe=TINY, progress=False)
+    a = tiny_run[1]  # seed 0, trained with the settings this test process started with
     for name, value in [("ATEN_CPU_CAPABILITY", "avx2"), ("MKL_ENABLE_INSTRUCTIONS", "SSE4_2"), ("MKL_CBWR", "COMPATIBLE"),
                         ("ONEDNN_MAX_CPU_ISA", "SSE41"), ("NPY_DISABLE_CPU_FEATURES", "X86_V3,X86_V4,AVX512_ICL,AVX512_SPR")]:
         monkeypatch.setenv(name, value)
-    b = train_toy(tmp_path / "b", seed=2, recipe=TINY, progress=False)
+    b = train_toy(tmp_path / "b", seed=0, recipe=TINY, progress=False)
     assert a["portable"] is True and a["kernel_env"]["ATEN_CPU_CAPABILITY"] == "default"
     assert a["training_version"] == toy.TRAINING_VERSION and a["matmuls"].startswith("exact int64")
     assert b["kernel_env"] == a["kernel_env"]
     assert a["weights_sha256"] == b["weights_sha256"]
-    assert toy.weights_sha256(GPT2LMHeadModel.from_pretrained(tmp_path / "a" / "final")) == a["weights_sha256"]
-    c = train_toy(tmp_path / "c", seed=3, recipe=TINY, progress=False)
-    assert c["weights_sha256"] != a["weights_sha256"]
+    assert toy.weights_sha256(GPT2LMHeadModel.from_pretrained(tiny_run[0] / "final")) == a["weights_sha256"]
 
 
 def test_portable_training_calls_neither_mkl_nor_onednn(tmp_path):
@@ -224,11 +238,9 @@ def test_batches_are_packed_copies():
     assert torch.equal(x, again)
 
 
-def test_load_from_cache(tmp_path, monkeypatch):
+def test_load_from_cache(tiny_run, tmp_path, monkeypatch):
     """ensure/load use toy_dir(): point the cache at a tiny run and load final and a checkpoint."""
-    monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(tmp_path))
-    monkeypatch.setattr(toy, "DEFAULT_RECIPE", TINY)
-    train_toy(toy.toy_dir(), seed=0, recipe=TINY, progress=False)
+    _cache_with(tiny_run, tmp_path, monkeypatch)
     assert toy.toy_checkpoint_steps() == [0, 3, 6]
     lm = toy.load_toy_model()
     assert lm.name == "toy-gpt2" and lm.bos_token_id == 0 and lm.n_layers == 2
@@ -251,11 +263,9 @@ def test_cache_of_another_recipe_is_retrained(tmp_path, monkeypatch):
     assert toy.load_toy_model().d_model == 8
 
 
-def test_cache_of_an_older_training_version_is_retrained(tmp_path, monkeypatch):
+def test_cache_of_an_older_training_version_is_retrained(tiny_run, tmp_path, monkeypatch):
     """A cached run of the default recipe trained by an older version (BLAS products) is not served."""
-    monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(tmp_path))
-    monkeypatch.setattr(toy, "DEFAULT_RECIPE", TINY)
-    train_toy(toy.toy_dir(), seed=0, recipe=TINY, progress=False)
+    _cache_with(tiny_run, tmp_path, monkeypatch)
     assert toy._complete(toy.toy_dir())
     path = toy.toy_dir() / "training_log.json"
     old = json.loads(path.read_text())
@@ -264,20 +274,18 @@ def test_cache_of_an_older_training_version_is_retrained(tmp_path, monkeypatch):
     assert not toy._complete(toy.toy_dir())
 
 
-def test_training_log_holds_no_measurement(tmp_path):
+def test_training_log_holds_no_measurement(tiny_run):
     """The log records what training saw; measurements over it (the phase change) are dynamics'."""
-    log = train_toy(tmp_path / "toy", seed=0, recipe=TINY, progress=False)
+    log = tiny_run[1]
     assert "phase_change_step" not in log
     assert {"recipe", "checkpoints", "train", "weights_sha256"} <= set(log)
 
 
-def test_registry_loads_the_toy_model(tmp_path, monkeypatch):
+def test_registry_loads_the_toy_model(tiny_run, tmp_path, monkeypatch):
     """``toy-gpt2`` in the registry reaches load_toy_model through its loader path."""
     from residual_response.models import REGISTRY, load_model, resolve_loader
 
     assert resolve_loader(REGISTRY["toy-gpt2"]) is toy.load_registered
-    monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(tmp_path))
-    monkeypatch.setattr(toy, "DEFAULT_RECIPE", TINY)
-    train_toy(toy.toy_dir(), seed=0, recipe=TINY, progress=False)
+    _cache_with(tiny_run, tmp_path, monkeypatch)
     lm = load_model("toy-gpt2")
     assert lm.name == "toy-gpt2" and lm.d_model == 8
