@@ -248,6 +248,9 @@ class PageCache(JupyterCacheBase):
         key = page_key(result.page, declared, self.library)
         if key is None or result.error is not None or result.output is None:
             return
+        if library_fingerprint() != self.library:  # edited while the build ran: which source ran is unknown
+            print(f"[cache] {result.page.name}: not stored (the library's source changed while the build ran)")
+            return
         nb = nbformat.read(result.output, as_version=4)
         nb.metadata[KEY] = key
         data = {"seconds": round(result.seconds, 2), "cpu_seconds": result.cpu_seconds, "page": result.page.name,

@@ -64,6 +64,21 @@ def test_a_page_runs_once_then_is_reused_until_its_code_parameters_or_key_change
     assert pc.PageCache(tmp_path / "pages", recompute=True).lookup(page, src, declared, stage) is None
 
 
+def test_a_page_run_while_the_library_changed_is_not_stored(setup, monkeypatch, capsys):
+    """The build's key holds the library's source as it was when the build started; a page that
+    ran while the source was edited may have imported either, so it is kept under neither."""
+    cache, src, stage = setup
+    page = _page(x=3)
+    declared = build_book.declared_parameters(src)
+    monkeypatch.setattr(pc, "library_fingerprint", lambda: "edited since")
+    assert pc.run_page(cache, page, src, declared, stage).error is None
+    assert "p: not stored (the library's source changed while the build ran)" in capsys.readouterr().out
+    monkeypatch.undo()
+    assert cache.lookup(page, src, declared, stage) is None
+    assert not pc.run_page(cache, page, src, declared, stage).reused  # stored now, with the source unchanged
+    assert pc.run_page(cache, page, src, declared, stage).reused
+
+
 def test_a_page_is_keyed_by_the_models_its_parameters_and_pages_yml_name(tmp_path, monkeypatch):
     monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(tmp_path))
     page = _page(models=["random-llama", "toy-gpt2"], exercise_model="gemma3-270m", T=4)
