@@ -68,8 +68,8 @@ notebooks: install
 ## filled (tests/book/test_student_notebooks.py), and the claim-bearing tests at the lowest SIMD level.
 ## The ci build may reuse pages from the page cache; nbval then executes every notebook afresh,
 ## without the results cache, and compares it with the build's outputs.
-## The toy trained at the lowest SIMD level is single-threaded: it trains beside the ci build, whose
-## first pages wait on the native toy's training (scripts/background.sh), and is checked at the end.
+## The toy trained at the lowest SIMD level is single-threaded: it trains beside the ci build
+## (scripts/background.sh), which has idle time on 2 cores, and is checked at the end.
 test: install
 	bash scripts/install_chromium.sh
 	rm -rf $(LOW_CACHE)/models/toy-gpt2
