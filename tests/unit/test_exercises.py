@@ -20,6 +20,7 @@ from residual_response.engine import response
 from residual_response.exercises.harness import hook_count, tiny_model
 from residual_response.exercises.kick import DIRECTION_SEED
 from residual_response.exercises.score import twin_parts
+from residual_response.induction import stripe_entries
 from residual_response.regime import widest_flat_interval
 from residual_response.rise import half_rise_layer
 from residual_response.sequences import InductionLayout, induction_layout
@@ -79,6 +80,12 @@ def regime_window(eps, curve, tol):
     return None if iv is None else (eps[iv[0]], eps[iv[1]])
 
 
+def stripe_ratio(chi_rep, chi_twin, T, bos):
+    layout = InductionLayout(T=T, offset=int(bos))
+    return stripe_entries(chi_rep, layout, "random")[0][0].mean(axis=1) / \
+        stripe_entries(chi_twin, layout, "random")[0][0].mean(axis=1)
+
+
 def half_rise_stream(streams, score):
     return half_rise_layer(streams, score)
 
@@ -86,6 +93,10 @@ def half_rise_stream(streams, score):
 def interval_coverage(streams, l0, score, ci_low, ci_high):
     keep = (np.asarray(streams) > l0) & np.isfinite(score)
     return float(np.mean((ci_low[keep] <= 1.0) & (1.0 <= ci_high[keep])))
+
+
+def writing_blocks(l0s, ci_low, threshold=1.5):
+    return [l0 for i, l0 in enumerate(l0s) if l0 + 1 < ci_low.shape[1] and ci_low[i, l0 + 1] > threshold]
 
 
 def p_value(drop, random_drops):
@@ -146,6 +157,12 @@ def window_against_first_point(eps, curve, tol):
     return None if best is None else (eps[best[0]], eps[best[1]])
 
 
+def stripe_ratio_of_the_duplicate_stripe(chi_rep, chi_twin, T, bos):
+    rows = np.arange(1, T)  # sources a_2..a_T
+    targets = rows + int(bos) + T  # lag T: the duplicate-token stripe
+    return chi_rep[:, rows, targets].mean(axis=1) / chi_twin[:, rows, targets].mean(axis=1)
+
+
 def half_rise_in_score(streams, score):
     keep = np.isfinite(score)
     streams, score = np.asarray(streams)[keep], np.asarray(score)[keep]
@@ -157,6 +174,10 @@ def half_rise_in_score(streams, score):
 
 def coverage_with_l0(streams, l0, score, ci_low, ci_high):
     return float(np.mean((ci_low <= 1.0) & (1.0 <= ci_high)))  # NaN at l0 compares False
+
+
+def writing_blocks_by_row_index(l0s, ci_low, threshold=1.5):
+    return [l0 for i, l0 in enumerate(l0s) if ci_low[i, i + 1] > threshold]
 
 
 def p_value_without_ones(drop, random_drops):
@@ -173,8 +194,10 @@ CHECKS = [
     (exercises.check_mean_ablation, mean_ablated_streams, streams_not_ablated, "not replaced"),
     (exercises.check_induction_stripe, induction_stripe, stripe_at_lag_T, "duplicate-token targets"),
     (exercises.check_regime_window, regime_window, window_against_first_point, "its own median"),
+    (exercises.check_stripe_ratio, stripe_ratio, stripe_ratio_of_the_duplicate_stripe, "duplicate-token stripe"),
     (exercises.check_half_rise, half_rise_stream, half_rise_in_score, "half way in log score"),
     (exercises.check_coverage, interval_coverage, coverage_with_l0, "leave it out"),
+    (exercises.check_writing_blocks, writing_blocks, writing_blocks_by_row_index, "read column l0s[i] + 1"),
     (exercises.check_permutation_p_value, p_value, p_value_without_ones, "one more draw"),
 ]
 IDS = [c[0].__name__ for c in CHECKS]
@@ -302,3 +325,11 @@ def test_the_permutation_p_value_of_the_library():
     assert permutation_p_value(0.2, [0.1, 0.2, 0.3]) == pytest.approx(0.75, rel=1e-12)
     with pytest.raises(ValueError, match="at least one random draw"):
         permutation_p_value(0.2, [])
+
+
+def test_writing_blocks_at_a_threshold_of_one_are_named(capsys):
+    def above_one(l0s, ci_low, threshold=1.5):
+        return writing_blocks(l0s, ci_low, threshold=1.0)
+
+    ok, line = _run(capsys, exercises.check_writing_blocks, above_one)
+    assert not ok and "lower end lies above 1.5" in line and "expected the blocks" in line, line

@@ -7,10 +7,14 @@ the student between the larger exercises (:mod:`.kick`, :mod:`.score`, :mod:`.he
   against :class:`~residual_response.sequences.InductionLayout`;
 - ``2b`` (universal-response page): the regime window of one curve, :func:`check_regime_window`
   against :func:`~residual_response.regime.widest_flat_interval`;
+- ``2c`` (response-matrices page): the stripe of the repeated sequences over their twins,
+  :func:`check_stripe_ratio` against :func:`~residual_response.induction.stripe_entries`;
 - ``3b`` (emergence page): the stream half way up the rise, :func:`check_half_rise`
   against :func:`~residual_response.rise.half_rise_layer`;
 - ``4b`` (null-calibration page): the coverage of 1, :func:`check_coverage` against
   :func:`~residual_response.null.coverage_of_one`;
+- ``4c`` (model-sections page): the blocks that write a stripe, :func:`check_writing_blocks`
+  against :meth:`~residual_response.induction_result.SectionMap.writing_blocks`;
 - ``6b`` (cross-checks page): the permutation p-value, :func:`check_permutation_p_value`
   against :func:`~residual_response.crosscheck.permutation_p_value`.
 
@@ -28,14 +32,16 @@ from typing import Any, Callable
 import numpy as np
 
 from ..crosscheck import permutation_p_value
+from ..induction import stripe_entries
+from ..induction_result import SectionMap
 from ..null import coverage_of_one
 from ..regime import widest_flat_interval
-from ..rise import half_rise_layer
+from ..rise import MIN_RISE, half_rise_layer
 from ..sequences import InductionLayout
 from .harness import Case, as_array, compare_arrays, compare_number, run_check
 
-__all__ = ["STEP_RTOL", "check_induction_stripe", "check_regime_window", "check_half_rise", "check_coverage",
-           "check_permutation_p_value"]
+__all__ = ["STEP_RTOL", "check_induction_stripe", "check_regime_window", "check_stripe_ratio", "check_half_rise",
+           "check_coverage", "check_writing_blocks", "check_permutation_p_value"]
 
 #: relative tolerance of the floats these checks compare (a count over a count, a value picked
 #: from the input): exact up to rounding
@@ -208,6 +214,63 @@ def check_regime_window(regime_window: Callable) -> bool:
 
 
 # ------------------------------------------------------------------------------------------
+# 2c: the stripe of the repeated sequences over their twins
+# ------------------------------------------------------------------------------------------
+
+
+def _stripe_mean(chi: np.ndarray, layout: InductionLayout, *, lag: int | None = None,
+                 positions_as_rows: bool = False) -> np.ndarray:
+    """``[n_read]`` the mean of a stripe of ``chi [n_read, T, N]``: with the defaults the library's
+    induction stripe, else a usual mistake (the lag ``T``; source positions taken for rows)."""
+    if lag is None and not positions_as_rows:
+        return stripe_entries(chi, layout, "random")[0][0].mean(axis=1)
+    src = layout.induction_sources.numpy()  # [T - 1] positions
+    rows = src if positions_as_rows else src - layout.offset
+    targets = src + (layout.T - 1 if lag is None else lag)
+    keep = rows < layout.T
+    return chi[:, rows[keep], targets[keep]].mean(axis=1)
+
+
+def _ratio_cases() -> Any:
+    rng = np.random.default_rng(17)
+    for n_read, T, bos in ((5, 6, True), (3, 5, False)):
+        layout = InductionLayout(T=T, offset=int(bos))
+        N = 2 * T + int(bos)
+        chi_rep, chi_twin = rng.lognormal(size=(n_read, T, N)), rng.lognormal(size=(n_read, T, N))
+        ind = stripe_entries(chi_rep, layout, "random")[0][0], stripe_entries(chi_twin, layout, "random")[0][0]
+        mistakes = [
+            (lambda a=chi_rep, b=chi_twin, lay=layout: _stripe_mean(a, lay, lag=T) / _stripe_mean(b, lay, lag=T),
+             "that is the duplicate-token stripe (target T + k); the induction stripe's target is T + k - 1"),
+            (lambda a=chi_rep, b=chi_twin, lay=layout: _stripe_mean(a, lay, positions_as_rows=True)
+             / _stripe_mean(b, lay, positions_as_rows=True),
+             "row j of a matrix is the source a_(j+1): with BOS, the row of source position s is s - 1"),
+            (lambda i=ind: np.mean(i[0] / i[1], axis=1), "that is the mean of the entries' ratios; the ratio is one "
+                                                         "of means: mean stripe (repeated) over mean stripe (twin)"),
+        ]
+        hint = _hint_if(mistakes, _same_array)
+        yield Case(label=f"random matrices, {n_read} streams, T={T}, {'with' if bos else 'without'} BOS",
+                   args=(chi_rep, chi_twin, T, bos), expected=lambda i=ind: i[0].mean(axis=1) / i[1].mean(axis=1),
+                   compare=lambda e, r, hint=hint: compare_arrays(e, r, rtol=STEP_RTOL, atol=0.0,
+                                                                  what="the ratio [n_read]", axes=("read-stream index",),
+                                                                  hints=[hint]))
+
+
+def check_stripe_ratio(stripe_ratio: Callable) -> bool:
+    """Build it yourself 2c: the induction stripe of repeated sequences over the same cells of their twins.
+
+    Calls ``stripe_ratio(chi_rep, chi_twin, T, bos)`` (``[n_read, T, N]`` each, rows the first
+    copy's sources) and compares the ``[n_read]`` ratios it returns with the mean stripe entries of
+    :func:`~residual_response.induction.stripe_entries`, to a relative tolerance of 1e-12.
+
+    Returns:
+        ``True`` if every case agrees; prints one line either way (:mod:`.harness`).
+    """
+    return run_check("stripe_ratio", stripe_ratio, _ratio_cases(),
+                     "the ratios match the stripe entries of induction.stripe_entries, with and without BOS "
+                     f"(relative tolerance {STEP_RTOL:g})")
+
+
+# ------------------------------------------------------------------------------------------
 # 3b: the stream half way up the rise
 # ------------------------------------------------------------------------------------------
 
@@ -340,6 +403,73 @@ def check_coverage(interval_coverage: Callable) -> bool:
     """
     return run_check("interval_coverage", interval_coverage, _coverage_cases(),
                      f"the coverage matches null.coverage_of_one on 2 random profiles (relative tolerance {STEP_RTOL:g})")
+
+
+# ------------------------------------------------------------------------------------------
+# 4c: the blocks that write a stripe
+# ------------------------------------------------------------------------------------------
+
+
+def _section_maps() -> list[tuple[str, list[int], np.ndarray]]:
+    """``(label, l0s, ci_low [n_l0, L + 1])``, NaN where ``l <= l0``: a sampled grid of ``l0`` (so
+    that row ``i`` is not stream ``i``), lower ends between 1 and 1.5 and above, and a full grid."""
+    rng = np.random.default_rng(13)
+    out = []
+    for label, L, l0s in (("L = 12, l0 in 0, 3, 5, 8, 10", 12, [0, 3, 5, 8, 10]), ("L = 6, every l0", 6, list(range(6)))):
+        low = np.exp(rng.uniform(-0.2, 1.4, size=(len(l0s), L + 1)))  # [n_l0, L + 1] lower ends 0.8..4
+        for i, l0 in enumerate(l0s):
+            low[i, : l0 + 1] = np.nan  # no score at or before the kicked stream
+        first = [low[i, l0 + 1] for i, l0 in enumerate(l0s)]
+        if not any(1.0 < f <= MIN_RISE for f in first):  # a lower end above 1 but not clearly: the margin matters
+            i = len(l0s) // 2
+            low[i, l0s[i] + 1] = 1.2
+        out.append((label, l0s, low))
+    return out
+
+
+def _writing_cases() -> Any:
+    for label, l0s, low in _section_maps():
+        n_l0, width = low.shape
+        sm = SectionMap(model="synthetic", T=8, seeds=[0], l0s=l0s, read_streams=list(range(width)), score=low * 1.3,
+                        ci_low=low, ci_high=low * 1.7, duplicate_score=low)
+        mistakes = [
+            (lambda: sm.writing_blocks(threshold=1.0), "that is an interval above 1; a block writes a stripe when the "
+                                                       f"lower end lies above {MIN_RISE:g} (rise.MIN_RISE), the margin "
+                                                       "the emergence criterion asks of a rise"),
+            (lambda: [l0 for i, l0 in enumerate(l0s) if i + 1 < width and low[i, i + 1] > MIN_RISE],
+             "row i of the map is the kick at stream l0s[i], not at stream i: read column l0s[i] + 1"),
+            (lambda: [l0 for i, l0 in enumerate(l0s) if np.nanmax(low[i]) > MIN_RISE],
+             "that reads the whole row; a writing block shows at the first read stream l0 + 1, right after the kick"),
+        ]
+        hint = _hint_if(mistakes, lambda w, r: _same_array(w, r))
+
+        def compare(expected, received, hint=hint):
+            r = as_array(list(received) if isinstance(received, (tuple, list, np.ndarray)) else received,
+                         "a list of blocks")
+            if r.ndim != 1:
+                return f"expected a list of blocks, received an array of shape {r.shape}"
+            if _same_array(expected, r):
+                return None
+            text = hint(expected, r)
+            return (f"expected the blocks {list(expected)}, received {[int(x) if float(x).is_integer() else x for x in r]}"
+                    + (f"; {text}" if text else ""))
+
+        yield Case(label=label, args=(l0s, low), kwargs={"threshold": MIN_RISE}, compare=compare,
+                   expected=lambda sm=sm: sm.writing_blocks())
+
+
+def check_writing_blocks(writing_blocks: Callable) -> bool:
+    """Build it yourself 4c: the blocks ``l0`` whose first read stream ``l0 + 1`` scores clearly above 1.
+
+    Calls ``writing_blocks(l0s, ci_low, threshold=rise.MIN_RISE)`` (``l0s``: ``[n_l0]``,
+    ``ci_low``: ``[n_l0, L + 1]`` a section map's lower ends) and compares the blocks it returns
+    with :meth:`~residual_response.induction_result.SectionMap.writing_blocks`, exactly (they are blocks).
+
+    Returns:
+        ``True`` if every case agrees; prints one line either way (:mod:`.harness`).
+    """
+    return run_check("writing_blocks", writing_blocks, _writing_cases(),
+                     "the blocks match SectionMap.writing_blocks on a sampled grid of l0 and a full one (exact)")
 
 
 # ------------------------------------------------------------------------------------------
