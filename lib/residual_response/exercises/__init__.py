@@ -1,10 +1,10 @@
 """Build-it-yourself exercises: a check for each function a student writes along the course.
 
-The book's pages hand out six functions to write, and seven smaller steps between them, each as a stub with a typed signature and a
-docstring (shapes included); the page shows a solution, and the check below runs the student's
-function on small cases (tiny random-initialised models from
-:func:`~residual_response.models.build_random_model`, seeded) and compares it with the library's
-own result at a stated tolerance::
+The book's pages hand out six functions to write, and seven smaller steps between them, each as
+a stub with a typed signature and a docstring (shapes included); the page shows a solution, and
+the check below runs the student's function on small cases (tiny random-initialised models from
+:func:`~residual_response.models.build_random_model`, or seeded synthetic arrays for the steps)
+and compares it with the library's own result at a stated tolerance::
 
     from residual_response.exercises import check_chi_one_source
     check_chi_one_source(chi_one_source)   # prints one line, returns True or False
