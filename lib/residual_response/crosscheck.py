@@ -50,6 +50,7 @@ __all__ = [
     "kind_scores",
     "layer_rank_agreement",
     "paired_score_change",
+    "permutation_p_value",
     "seed_null_scores",
     "spearman",
 ]
@@ -282,7 +283,7 @@ class AblationStudy:
             raise InputError("the study has no random draws to rank against")
         d = self.drops(stream)
         rand = np.array([d[k] for k in self.random_keys])
-        p = (1 + int(np.sum(rand >= d[which]))) / (1 + len(rand))
+        p = permutation_p_value(d[which], rand)
         diff, lo, hi = paired_ratio_change(
             self.results["none"].stripes.parts("induction"), [self.results[which].stripes.parts("induction")],
             n_boot=n_boot, confidence=confidence, seed=seed,
@@ -300,6 +301,22 @@ class AblationStudy:
         base = self.losses["none"].second.per_seed
         ablated = torch.stack([self.losses[k].second.per_seed for k in keys]).mean(0)
         return bootstrap_mean(ablated - base, n_boot=n_boot, confidence=confidence)
+
+
+def permutation_p_value(drop: float, random_drops) -> float:
+    """The permutation p-value of ``drop`` among ``random_drops``: ``(1 + #{random >= drop}) / (1 + n)``.
+
+    Why the ones: the named set is one more draw of the same test, so it counts in both the
+    numerator and the denominator; the smallest p-value ``n`` draws allow is then ``1 / (1 + n)``,
+    never 0, and ties count against the named set (``>=``).
+
+    Args:
+        drop: the named heads' drop of the score; random_drops: ``[n]`` the drops of the random draws.
+    """
+    rand = np.asarray(random_drops, dtype=float).ravel()
+    if rand.size < 1:
+        raise InputError("permutation_p_value needs at least one random draw")
+    return (1 + int(np.sum(rand >= float(drop)))) / (1 + rand.size)
 
 
 #: the level at which a named set of heads counts as distinguishable from random ones

@@ -15,11 +15,15 @@ import torch
 from residual_response import exercises
 from residual_response.ablation import ablate_heads, head_output_projection
 from residual_response.attention import attention_patterns
+from residual_response.crosscheck import permutation_p_value
 from residual_response.engine import response
 from residual_response.exercises.harness import hook_count, tiny_model
 from residual_response.exercises.kick import DIRECTION_SEED
 from residual_response.exercises.score import twin_parts
-from residual_response.sequences import induction_layout
+from residual_response.induction import stripe_entries
+from residual_response.regime import widest_flat_interval
+from residual_response.rise import half_rise_layer
+from residual_response.sequences import InductionLayout, induction_layout
 from residual_response.stats import bootstrap_ratio, resampled_ratio, two_level_indices
 from residual_response.streams import clean_streams
 
@@ -66,6 +70,39 @@ def mean_ablated_streams(lm, tokens, block, head, means):
         return clean_streams(lm, tokens)
 
 
+def induction_stripe(T, bos):
+    layout = InductionLayout(T=T, offset=int(bos))
+    return layout.induction_sources.numpy(), layout.induction_targets.numpy()
+
+
+def regime_window(eps, curve, tol):
+    iv = widest_flat_interval(eps, curve, tol)
+    return None if iv is None else (eps[iv[0]], eps[iv[1]])
+
+
+def stripe_ratio(chi_rep, chi_twin, T, bos):
+    layout = InductionLayout(T=T, offset=int(bos))
+    return stripe_entries(chi_rep, layout, "random")[0][0].mean(axis=1) / \
+        stripe_entries(chi_twin, layout, "random")[0][0].mean(axis=1)
+
+
+def half_rise_stream(streams, score):
+    return half_rise_layer(streams, score)
+
+
+def interval_coverage(streams, l0, score, ci_low, ci_high):
+    keep = (np.asarray(streams) > l0) & np.isfinite(score)
+    return float(np.mean((ci_low[keep] <= 1.0) & (1.0 <= ci_high[keep])))
+
+
+def writing_blocks(l0s, ci_low, threshold=1.5):
+    return [l0 for i, l0 in enumerate(l0s) if l0 + 1 < ci_low.shape[1] and ci_low[i, l0 + 1] > threshold]
+
+
+def p_value(drop, random_drops):
+    return permutation_p_value(drop, random_drops)
+
+
 # solutions with a typical mistake ---------------------------------------------------------------
 
 def chi_not_divided(lm, tokens, l0, source, eps, u):
@@ -104,6 +141,49 @@ def streams_not_ablated(lm, tokens, block, head, means):
     return clean_streams(lm, tokens)
 
 
+def stripe_at_lag_T(T, bos):
+    sources, _ = induction_stripe(T, bos)
+    return sources, sources + T
+
+
+def window_against_first_point(eps, curve, tol):
+    best = None
+    for i in range(len(eps)):
+        for j in range(i + 1, len(eps)):
+            if np.max(np.abs(curve[i:j + 1] / curve[i] - 1)) > tol:
+                break
+            if best is None or j - i > best[1] - best[0]:
+                best = (i, j)
+    return None if best is None else (eps[best[0]], eps[best[1]])
+
+
+def stripe_ratio_of_the_duplicate_stripe(chi_rep, chi_twin, T, bos):
+    rows = np.arange(1, T)  # sources a_2..a_T
+    targets = rows + int(bos) + T  # lag T: the duplicate-token stripe
+    return chi_rep[:, rows, targets].mean(axis=1) / chi_twin[:, rows, targets].mean(axis=1)
+
+
+def half_rise_in_score(streams, score):
+    keep = np.isfinite(score)
+    streams, score = np.asarray(streams)[keep], np.asarray(score)[keep]
+    top = int(np.argmax(score))
+    bottom = int(np.argmin(score[:top + 1]))
+    level = (score[bottom] + score[top]) / 2
+    return int(next(streams[i] for i in range(bottom, top + 1) if score[i] >= level))
+
+
+def coverage_with_l0(streams, l0, score, ci_low, ci_high):
+    return float(np.mean((ci_low <= 1.0) & (1.0 <= ci_high)))  # NaN at l0 compares False
+
+
+def writing_blocks_by_row_index(l0s, ci_low, threshold=1.5):
+    return [l0 for i, l0 in enumerate(l0s) if ci_low[i, i + 1] > threshold]
+
+
+def p_value_without_ones(drop, random_drops):
+    return float(np.mean(np.asarray(random_drops) >= drop))
+
+
 CHECKS = [
     # check, correct, wrong, words the wrong one's sentence must hold
     (exercises.check_chi_one_source, chi_one_source, chi_not_divided, "divided by eps"),
@@ -112,6 +192,13 @@ CHECKS = [
     (exercises.check_bootstrap_score, bootstrap_twin_score, bootstrap_seeds_only, "resample the positions"),
     (exercises.check_head_attention_score, head_induction_attention, attention_transposed, "queries"),
     (exercises.check_mean_ablation, mean_ablated_streams, streams_not_ablated, "not replaced"),
+    (exercises.check_induction_stripe, induction_stripe, stripe_at_lag_T, "duplicate-token targets"),
+    (exercises.check_regime_window, regime_window, window_against_first_point, "its own median"),
+    (exercises.check_stripe_ratio, stripe_ratio, stripe_ratio_of_the_duplicate_stripe, "duplicate-token stripe"),
+    (exercises.check_half_rise, half_rise_stream, half_rise_in_score, "half way in log score"),
+    (exercises.check_coverage, interval_coverage, coverage_with_l0, "leave it out"),
+    (exercises.check_writing_blocks, writing_blocks, writing_blocks_by_row_index, "read column l0s[i] + 1"),
+    (exercises.check_permutation_p_value, p_value, p_value_without_ones, "one more draw"),
 ]
 IDS = [c[0].__name__ for c in CHECKS]
 
@@ -193,3 +280,56 @@ def test_a_not_implemented_error_with_a_message_in_the_students_own_frame_is_the
 
     ok, line = _run(capsys, exercises.check_twin_score, direct)
     assert ok is False and line.startswith("✗ ") and "forward AD" in line, line
+
+
+def test_a_window_returned_as_indices_is_named(capsys):
+    def indices(eps, curve, tol):
+        return widest_flat_interval(eps, curve, tol)
+
+    ok, line = _run(capsys, exercises.check_regime_window, indices)
+    assert not ok and "indices into eps" in line, line
+
+
+def test_a_window_where_there_is_none_says_none_was_expected(capsys):
+    def always(eps, curve, tol):
+        return regime_window(eps, curve, tol) or (eps[0], eps[1])
+
+    ok, line = _run(capsys, exercises.check_regime_window, always)
+    assert not ok and "expected None" in line and "wobbly" in line, line
+
+
+def test_a_half_rise_from_the_global_minimum_is_named(capsys):
+    def global_min(streams, score):
+        keep = np.isfinite(score)
+        streams, logs = np.asarray(streams)[keep], np.log(np.asarray(score)[keep])
+        top, bottom = int(np.argmax(logs)), int(np.argmin(logs))
+        lo, hi = sorted((bottom, top))
+        level = (logs[bottom] + logs[top]) / 2
+        return int(next(streams[i] for i in range(lo, hi + 1) if logs[i] >= level))
+
+    ok, line = _run(capsys, exercises.check_half_rise, global_min)
+    assert not ok and "at or before the top" in line, line
+
+
+def test_a_p_value_that_lets_ties_pass_is_named(capsys):
+    def strict(drop, random_drops):
+        return (1 + float(np.sum(np.asarray(random_drops) > drop))) / (1 + len(random_drops))
+
+    ok, line = _run(capsys, exercises.check_permutation_p_value, strict)
+    assert not ok and "ties count against" in line and "expected p-value" in line, line
+
+
+def test_the_permutation_p_value_of_the_library():
+    """The rank test's rule: the named set counts as one more draw, ties count against it."""
+    assert permutation_p_value(1.0, [0.1, 0.2, 0.3]) == pytest.approx(0.25, rel=1e-12)
+    assert permutation_p_value(0.2, [0.1, 0.2, 0.3]) == pytest.approx(0.75, rel=1e-12)
+    with pytest.raises(ValueError, match="at least one random draw"):
+        permutation_p_value(0.2, [])
+
+
+def test_writing_blocks_at_a_threshold_of_one_are_named(capsys):
+    def above_one(l0s, ci_low, threshold=1.5):
+        return writing_blocks(l0s, ci_low, threshold=1.0)
+
+    ok, line = _run(capsys, exercises.check_writing_blocks, above_one)
+    assert not ok and "lower end lies above 1.5" in line and "expected the blocks" in line, line
