@@ -153,6 +153,46 @@ def test_stripe_contrasts_read_the_stripe_cells():
                    "dup_ratio_top": 3.0}
 
 
+def test_stripe_ratio_intervals_bracket_the_point_ratio():
+    from residual_response.pages.tables import stripe_ratio_intervals
+
+    lay = InductionLayout(T=6, offset=1)
+    rng = np.random.default_rng(0)
+    twin = rng.lognormal(0, 0.2, size=(3, 2, 6, 13))  # [n_seeds, n_read, T, N]
+    rep = twin.copy()
+    rows, tgts = lay.induction_sources.numpy() - 1, lay.induction_targets.numpy()
+    rep[:, 1, rows, tgts] *= 4.0  # the induction stripe at stream 5 is exactly 4 times the twin's
+    out = stripe_ratio_intervals({"repeated": rep, "twin": twin}, [2, 5], lay, {"ind_top": 5, "dup_top": 5, "ind_first": 2})
+    assert out["ind_top_text"] == "4.00 [4.00, 4.00]"  # every resample keeps the pairing: no spread
+    assert out["dup_top_text"] == "1.00 [1.00, 1.00]" and out["ind_first_text"] == "1.00 [1.00, 1.00]"
+    noisy = rep.copy()
+    noisy[:, 1, rows, tgts] *= rng.lognormal(0, 0.3, size=(3, len(rows)))
+    lo, hi = (float(x) for x in stripe_ratio_intervals({"repeated": noisy, "twin": twin}, [2, 5], lay,
+                                                        {"ind_top": 5})["ind_top_text"].split("[")[1].rstrip("]").split(","))
+    assert lo < 4.0 * np.exp(0.3) and hi > 4.0 * np.exp(-0.3) and hi - lo > 0.1  # tolerance: one sigma of the noise
+
+
+def test_shuffled_table_gives_each_end_of_the_range_its_interval_and_stream():
+    import pandas as pd
+    from residual_response.pages.tables import shuffled_table
+
+    def res(score, lo, hi, **kw):
+        return SimpleNamespace(read_streams=[0, 1, 2, 3], l0=0, score=score, ci_low=lo, ci_high=hi, T=10, eps=0.01,
+                               seeds=[0, 1], **kw)
+
+    nan = float("nan")
+    shuf = res([nan, 0.9, 1.4, 1.1], [nan, 0.8, 1.2, 1.0], [nan, 1.0, 1.6, 1.2])
+    rep = res([nan, 1, 2, 3], [nan] * 4, [nan] * 4, duplicate_score=[nan, 1.5, 3.0, 2.0],
+              duplicate_ci_low=[nan, 1.0, 2.5, 1.5], duplicate_ci_high=[nan, 2.0, 3.5, 2.5])
+    controls = SimpleNamespace(shuffled_range=lambda: pd.DataFrame({"min": [0.9], "max": [1.4]}, index=["m"]),
+                               runs={("m", "shuffled copy"): shuf})
+    row = shuffled_table(controls, {"m": rep}).iloc[0]
+    assert row["lowest shuffled-copy score"] == "0.90 [0.80, 1.00] (stream 1)"
+    assert row["highest"] == "1.40 [1.20, 1.60] (stream 2)"
+    assert row["largest duplicate score D"] == "3.00 [2.50, 3.50] (stream 2)"
+    assert row["setting"].startswith("T = 10, 2 seeds")
+
+
 def test_reach_and_ratio_peak_of_known_profiles():
     # twin: chi = layer / d; repeated: the same, times 4 at d = T - 1 = 2
     T = 3

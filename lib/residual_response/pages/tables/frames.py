@@ -370,15 +370,20 @@ def section_rise_table(rises: dict, model: str, threshold: float | None = None) 
 
 
 def shuffled_table(controls, results: dict) -> pd.DataFrame:
-    """Trained models on shuffled second copies: the range of the score over layers beside the
-    largest duplicate-token score (``controls``: a :class:`.crosscheck.NegativeControls`)."""
-    shuf = controls.shuffled_range()
-    return pd.DataFrame([
-        {"model": m, "shuffled-copy score, min over layers": r["min"], "max over layers": r["max"],
-         "max duplicate score D": float(np.nanmax(results[m].duplicate_score)),
-         "setting": setting_text(results[m].T, len(controls.runs[(m, "shuffled copy")].seeds), results[m].eps)}
-        for m, r in shuf.iterrows()
-    ], columns=["model", "shuffled-copy score, min over layers", "max over layers", "max duplicate score D", "setting"])
+    """Trained models on shuffled second copies (``controls``: a :class:`.crosscheck.NegativeControls`):
+    the lowest and highest score over layers and the largest duplicate-token score D, each with
+    its own 95 % interval and stream (picked from a noisy profile, so the range is wider than the truth)."""
+    def at(res, score, lo, hi, pick):
+        i = pick([i for i, l in enumerate(res.read_streams) if l > res.l0 and np.isfinite(score[i])], key=lambda i: score[i])
+        return f"{ci_text(score[i], lo[i], hi[i])} (stream {res.read_streams[i]})"
+    rows = []
+    for m in controls.shuffled_range().index:
+        s, r = controls.runs[(m, "shuffled copy")], results[m]
+        rows.append({"model": m, "lowest shuffled-copy score": at(s, s.score, s.ci_low, s.ci_high, min),
+                     "highest": at(s, s.score, s.ci_low, s.ci_high, max),
+                     "largest duplicate score D": at(r, r.duplicate_score, r.duplicate_ci_low, r.duplicate_ci_high, max),
+                     "setting": setting_text(r.T, len(s.seeds), r.eps) + f"; D: {len(r.seeds)} seeds"})
+    return pd.DataFrame(rows, columns=["model", "lowest shuffled-copy score", "highest", "largest duplicate score D", "setting"])
 
 
 #: the legend entries of the ablation chart, one per kind of condition (the panel's title gives k)
@@ -439,7 +444,7 @@ def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str
         out["heads"].append({
             "model": name, "top by response (block, head): score": _heads_text(h["resp_top"], ".1f"),
             "their attention on the stripe": ", ".join(f"{v:.2f}" for v in h["resp_top_att"]),
-            "shared top heads": f"{h['overlap']} of {h['k']}", "Spearman over all heads": f"{h['rho']:.2f} (n = {h['n_heads']})",
+            "shared top heads": f"{h['overlap']} of {h['k']}", "Spearman over all heads": f"{ci_text(h['rho'], *h['rho_ci'])} (n = {h['n_heads']})",
             "setting": setting})
         for which, t in tests[name].items():
             w = e[which]

@@ -1,0 +1,50 @@
+"""Intervals for the response-matrix page's stripe ratios (repeated / twin at the stripe entries).
+
+Why apart from :func:`.frames.stripe_contrasts`: that one gives the point ratios from the seed
+means; a ratio quoted in the text needs its spread too, and that needs the per-seed matrices.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ...stats import bootstrap_ratio
+from .text import ci_text
+
+__all__ = ["stripe_ratio_intervals"]
+
+
+def stripe_ratio_intervals(matrices: Mapping[str, np.ndarray], read_layers: Sequence[int], layout,
+                           layers: Mapping[str, int], *, n_boot: int = 1000, seed: int = 0) -> dict[str, str]:
+    """Repeated / twin ratios of the mean chi on the stripes, each with its 95 % bootstrap interval, as text.
+
+    The entries are paired: the same seed and stripe position in the repeated sequence and in
+    its twin. The bootstrap resamples seeds, then positions within them
+    (:func:`.stats.bootstrap_ratio`); with one seed only the positions are resampled, and the
+    interval says nothing about other sequences.
+
+    Args:
+        matrices: ``{"repeated"|"twin": [n_seeds, n_read, T, N]}`` (``InductionResult.stripes.matrices``).
+        read_layers: ``[n_read]`` streams of the matrices; layout: an
+            :class:`~residual_response.sequences.InductionLayout`.
+        layers: ``{name: stream}``; each name ``"ind_..."`` or ``"dup_..."`` gives the induction
+            or the duplicate stripe at that stream.
+
+    Returns:
+        ``{name + "_text": "2.31 [1.90, 2.80]"}``.
+    """
+    offset = layout.offset  # row j of a matrix is the source at position offset + j
+    cells = {"ind": (layout.induction_sources.numpy() - offset, layout.induction_targets.numpy()),
+             "dup": (layout.duplicate_sources.numpy() - offset, layout.duplicate_targets.numpy())}
+    reads = list(read_layers)
+    out = {}
+    for name, layer in layers.items():
+        rows, tgts = cells[name[:3]]
+        i = reads.index(layer)
+        rep = np.asarray(matrices["repeated"])[:, i : i + 1, rows, tgts]  # [n_seeds, 1, P]
+        twin = np.asarray(matrices["twin"])[:, i : i + 1, rows, tgts]
+        r, lo, hi = bootstrap_ratio(rep, twin, n_boot=n_boot, seed=seed)
+        out[f"{name}_text"] = ci_text(r[0], lo[0], hi[0])
+    return out
