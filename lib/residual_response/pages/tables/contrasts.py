@@ -1,4 +1,5 @@
-"""Intervals for the response-matrix page's stripe ratios (repeated / twin at the stripe entries).
+"""Descriptive numbers quoted with their intervals: the response-matrix page's stripe ratios
+(repeated / twin at the stripe entries) and the emergence page's shuffled-copy range.
 
 Why apart from :func:`.frames.stripe_contrasts`: that one gives the point ratios from the seed
 means; a ratio quoted in the text needs its spread too, and that needs the per-seed matrices.
@@ -9,11 +10,12 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
 from ...stats import bootstrap_ratio
-from .text import ci_text
+from .text import ci_text, setting_text
 
-__all__ = ["stripe_ratio_intervals"]
+__all__ = ["stripe_ratio_intervals", "shuffled_table"]
 
 
 def stripe_ratio_intervals(matrices: Mapping[str, np.ndarray], read_layers: Sequence[int], layout,
@@ -48,3 +50,20 @@ def stripe_ratio_intervals(matrices: Mapping[str, np.ndarray], read_layers: Sequ
         r, lo, hi = bootstrap_ratio(rep, twin, n_boot=n_boot, seed=seed)
         out[f"{name}_text"] = ci_text(r[0], lo[0], hi[0])
     return out
+
+
+def shuffled_table(controls, results: dict) -> pd.DataFrame:
+    """Trained models on shuffled second copies (``controls``: a :class:`.crosscheck.NegativeControls`):
+    the lowest and highest score over layers and the largest duplicate-token score D, each with
+    its own 95 % interval and stream (picked from a noisy profile, so the range is wider than the truth)."""
+    def at(res, score, lo, hi, pick):
+        i = pick([i for i, l in enumerate(res.read_streams) if l > res.l0 and np.isfinite(score[i])], key=lambda i: score[i])
+        return f"{ci_text(score[i], lo[i], hi[i])} (stream {res.read_streams[i]})"
+    rows = []
+    for m in controls.shuffled_range().index:
+        s, r = controls.runs[(m, "shuffled copy")], results[m]
+        rows.append({"model": m, "lowest shuffled-copy score": at(s, s.score, s.ci_low, s.ci_high, min),
+                     "highest": at(s, s.score, s.ci_low, s.ci_high, max),
+                     "largest duplicate score D": at(r, r.duplicate_score, r.duplicate_ci_low, r.duplicate_ci_high, max),
+                     "setting": setting_text(r.T, len(s.seeds), r.eps) + f"; D: {len(r.seeds)} seeds"})
+    return pd.DataFrame(rows, columns=["model", "lowest shuffled-copy score", "highest", "largest duplicate score D", "setting"])

@@ -110,9 +110,9 @@ def rise_sentence(name: str, res, n_layers: int) -> str:
                 f"largest value {top}.")
     lo, hi = rise.stream_ci
     where = f"layer {res.emergence_layer}" + ("" if lo == hi else f" (interval {lo} to {hi})")
-    shape = ("in one step" if rise.width == 0 else
-             f"over {rise.width} layer{'' if rise.width == 1 else 's'}, from layer {rise.start} to {rise.end} (10 % to 90 % of "
-             "the rise)")
+    shape = (f"in one block ({width_text(rise.width, rise.width_ci)})" if rise.width == 0 else
+             f"from stream {rise.start} to {rise.end} ({width_text(rise.width, rise.width_ci)}; the first streams 10 % and "
+             "90 % of the way up the log rise)")
     return (f"{head}: the score rises by a factor {factor} {shape}; it is half way up at {where}, relative depth "
             f"{res.emergence_layer / L:.2f}. Its largest value is {top}.")
 
