@@ -188,6 +188,8 @@ def test_coverage_by_model_splits_the_pool_and_the_sentence_says_who_falls_below
     frame = per_model_coverage_frame(cals, setting="T = 4")
     assert list(frame.model) == ["llama-small, init seed 1", "llama-small, init seed 0"]  # lowest share first
     assert list(frame["≥ 90 %"]) == ["no", "yes"] and list(frame["streams covering 1"]) == ["3 of 4", "4 of 4"]
+    both = per_model_coverage_frame(cals + null.coverage_by_model(rows, "neighbours"), setting="T = 4")
+    assert list(both.baseline) == ["twin", "twin", "neighbours"]  # baselines in the order given, then by share
     assert per_model_coverage_sentence(cals[:1]).startswith("Under the twin baseline, every one of the 1 random")
     with pytest.raises(ValueError, match="control must be one of"):
         null.coverage_by_model(rows, "random")

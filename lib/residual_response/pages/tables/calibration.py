@@ -93,12 +93,14 @@ def neighbour_profile_frame(profile: dict, read_layers: Sequence[int], streams: 
 def per_model_coverage_frame(cals: Sequence[Calibration], *, setting: str) -> pd.DataFrame:
     """One row per random model (:func:`~residual_response.null.coverage_by_model`): its streams
     covering 1, the share, whether it reaches the required share, and whether its misses are as
-    few as 95 % intervals allow by chance; lowest share first."""
+    few as 95 % intervals allow by chance; per baseline (in the order given), lowest share first."""
     need = f"≥ {100 * REQUIRED_SHARE:.0f} %"
     rows = [{"model": c.model, "baseline": BASELINE_NAMES[c.baseline], "streams covering 1": f"{c.passed} of {len(c.units)}",
              "share": f"{100 * c.share:.0f} %", need: "yes" if c.holds else "no",
              "misses within chance": "yes" if c.misses_plausible() else "no", "_share": c.share} for c in cals]
-    out = pd.DataFrame(rows).sort_values(["_share", "model"], kind="stable").drop(columns="_share").reset_index(drop=True)
+    order = {b: i for i, b in enumerate(dict.fromkeys(c.baseline for c in cals))}  # baselines in the order given
+    out = pd.DataFrame(rows).assign(_b=[order[c.baseline] for c in cals])
+    out = out.sort_values(["_b", "_share", "model"], kind="stable").drop(columns=["_b", "_share"]).reset_index(drop=True)
     out["setting"] = setting
     return out
 
