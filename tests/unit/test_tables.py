@@ -191,6 +191,9 @@ def test_shuffled_table_gives_each_end_of_the_range_its_interval_and_stream():
     assert row["highest"] == "1.40 [1.20, 1.60] (stream 2)"
     assert row["largest duplicate score D"] == "3.00 [2.50, 3.50] (stream 2)"
     assert row["setting"].startswith("T = 10, 2 seeds")
+    from residual_response.pages.tables import shuffled_cover
+
+    assert shuffled_cover(controls) == {"m": (2, 3)}  # stream 2's interval [1.2, 1.6] leaves 1 out
 
 
 def test_reach_and_ratio_peak_of_known_profiles():

@@ -15,7 +15,7 @@ import pandas as pd
 from ...stats import bootstrap_ratio
 from .text import ci_text, setting_text
 
-__all__ = ["stripe_ratio_intervals", "shuffled_table"]
+__all__ = ["stripe_ratio_intervals", "shuffled_table", "shuffled_cover"]
 
 
 def stripe_ratio_intervals(matrices: Mapping[str, np.ndarray], read_layers: Sequence[int], layout,
@@ -67,3 +67,18 @@ def shuffled_table(controls, results: dict) -> pd.DataFrame:
                      "largest duplicate score D": at(r, r.duplicate_score, r.duplicate_ci_low, r.duplicate_ci_high, max),
                      "setting": setting_text(r.T, len(s.seeds), r.eps) + f"; D: {len(r.seeds)} seeds"})
     return pd.DataFrame(rows, columns=["model", "lowest shuffled-copy score", "highest", "largest duplicate score D", "setting"])
+
+
+def shuffled_cover(controls) -> dict[str, tuple[int, int]]:
+    """Per trained model of ``controls`` (a :class:`.crosscheck.NegativeControls`): how many of the
+    read streams after ``l0`` have a shuffled-copy interval that contains 1, and of how many.
+
+    Why: the range of :func:`shuffled_table` says how far the point scores wander; whether the
+    shuffled copy moves the score beyond its noise is what the intervals at every stream say.
+    """
+    out = {}
+    for m in controls.shuffled_range().index:
+        s = controls.runs[(m, "shuffled copy")]
+        idx = [i for i, l in enumerate(s.read_streams) if l > s.l0 and np.isfinite(s.score[i])]
+        out[m] = (sum(s.ci_low[i] <= 1.0 <= s.ci_high[i] for i in idx), len(idx))
+    return out

@@ -30,7 +30,7 @@ from .text import (NA, NAMED_SETS, _heads_text, ci_text, p_text, peak_index, ran
 __all__ = ["matrix_frame", "distance_profile", "stripe_mean", "section_map_frame", "styled",
            "panel_layers", "timed", "stripe_contrasts", "reach_summary", "first_source_ratio", "distance_ratio",
            "ratio_peak", "describe_frame", "stripe_scores_frame", "score_frame", "rise_table", "headline_table",
-           "section_rise_table", "cross_check_tables", "ABLATION_LABELS", "ablation_frame", "with_intervals", "control_envelope",
+           "section_rise_table", "max_duplicate_text", "cross_check_tables", "ABLATION_LABELS", "ablation_frame", "with_intervals", "control_envelope",
            "null_frame", "coverage_table", "recipe_table", "step_cost", "extreme_text"]
 
 
@@ -289,7 +289,8 @@ def score_frame(results: dict, n_layers: dict) -> pd.DataFrame:
     ])
 
 
-def _max_duplicate(res) -> str:
+def max_duplicate_text(res) -> str:
+    """The largest duplicate-token score of an induction result with its interval and stream."""
     d = np.asarray(res.duplicate_score, dtype=float)
     i = int(np.nanargmax(d))
     return f"{ci_text(d[i], res.duplicate_ci_low[i], res.duplicate_ci_high[i])} (stream {res.read_streams[i]})"
@@ -309,7 +310,7 @@ def rise_table(results: dict, n_layers: dict) -> pd.DataFrame:
             "rise": ci_text(rise.factor, *rise.factor_ci),
             "10 % to 90 %": NA if em is None else f"{rise.start} to {rise.end} ({width_text(rise.width, rise.width_ci)})",
             "max score": ci_text(res.score[best], res.ci_low[best], res.ci_high[best]),
-            "max duplicate score": _max_duplicate(res),
+            "max duplicate score": max_duplicate_text(res),
             "setting": setting_text(res.T, len(res.seeds), res.eps, res.l0),
         })
     return pd.DataFrame(rows)
