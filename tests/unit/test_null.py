@@ -185,6 +185,7 @@ def test_coverage_by_model_splits_the_pool_and_the_sentence_says_who_falls_below
     assert "1 of the 2 random models one by one covers 1 at fewer than 90 %" in text
     assert "llama-small, init seed 1, 3 of 4 (75 %)" in text and "pooled over all 2, 7 of 8 streams (88 %)" in text
     assert "no more streams than 95 % intervals allow by chance" in text  # 1 miss in 4 is chance
+    assert "about 0.4 of these 2 models below 90 % by chance" in text  # 2 x (1 - 0.95^4) = 0.37
     frame = per_model_coverage_frame(cals, setting="T = 4")
     assert list(frame.model) == ["llama-small, init seed 1", "llama-small, init seed 0"]  # lowest share first
     assert list(frame["≥ 90 %"]) == ["no", "yes"] and list(frame["streams covering 1"]) == ["3 of 4", "4 of 4"]

@@ -11,7 +11,7 @@ from ...induction import CONTROLS
 from ...null import BASELINE_NAMES, CONDITIONS, PRE_INDUCTION_BAND, REQUIRED_SHARE, Calibration
 
 __all__ = ["calibration_frame", "calibration_summary", "calibration_verdict", "full_size_frame",
-           "neighbour_profile_frame", "per_model_coverage_frame", "per_model_coverage_sentence"]
+           "neighbour_profile_frame", "per_model_coverage_frame", "per_model_coverage_sentence", "expected_below"]
 
 
 def calibration_frame(cals: Sequence[Calibration]) -> pd.DataFrame:
@@ -119,9 +119,21 @@ def per_model_coverage_sentence(cals: Sequence[Calibration]) -> str:
         return f"Under the {name} baseline, every one of the {n} random models covers 1 at {need} of its streams or more; {pooled}."
     listed = "; ".join(f"{c.model}, {c.passed} of {len(c.units)} ({100 * c.share:.0f} %)" for c in below)
     chance = sum(not c.misses_plausible() for c in below)
+    expected = expected_below(cals)
     tail = ("each of them misses no more streams than 95 % intervals allow by chance (one-sided binomial test at 1 %)"
             if chance == 0 else f"{chance} of them miss more streams than 95 % intervals allow by chance (one-sided "
                                 "binomial test at 1 %)")
     verb = "covers 1 at fewer than" if len(below) == 1 else "cover 1 at fewer than"
     return (f"Under the {name} baseline, {len(below)} of the {n} random models one by one {verb} {need} of their "
-            f"streams (lowest first: {listed}); {tail}; {pooled}.")
+            f"streams (lowest first: {listed}); {tail}, and intervals that cover 1 with probability 0.95 at every "
+            f"stream would leave about {expected:.1f} of these {n} models below {need} by chance; {pooled}.")
+
+
+def expected_below(cals: Sequence[Calibration], confidence: float = 0.95) -> float:
+    """How many of the models would fall below :data:`REQUIRED_SHARE` if each stream's interval
+    covered 1 independently with probability ``confidence``: the sum over models of the binomial
+    chance of more misses than the share allows."""
+    from scipy.stats import binom
+
+    return float(sum(binom.sf(int(np.floor((1 - REQUIRED_SHARE) * len(c.units) + 1e-9)), len(c.units), 1 - confidence)
+                     for c in cals))
