@@ -125,8 +125,8 @@ def per_model_coverage_sentence(cals: Sequence[Calibration]) -> str:
                                 "binomial test at 1 %)")
     verb = "covers 1 at fewer than" if len(below) == 1 else "cover 1 at fewer than"
     return (f"Under the {name} baseline, {len(below)} of the {n} random models one by one {verb} {need} of their "
-            f"streams (lowest first: {listed}); {tail}, and intervals that cover 1 with probability 0.95 at every "
-            f"stream would leave about {expected:.1f} of these {n} models below {need} by chance; {pooled}.")
+            f"streams (lowest first: {listed}); {tail}, and intervals that each cover 1 with probability 0.95, independently, "
+            f"would leave about {expected:.1f} of these {n} models below {need} by chance; {pooled}.")
 
 
 def expected_below(cals: Sequence[Calibration], confidence: float = 0.95) -> float:
