@@ -118,6 +118,9 @@ class HeadAgreement(KeyAccess):
     Attributes:
         overlap: the number of heads in both top-``k`` lists; k; common: those heads ``(block, head)``.
         rho: Spearman correlation over all heads with finite scores; n_heads: their number.
+        rho_ci: its 95 % bootstrap interval over heads (resampled with replacement): how much the
+            correlation depends on which heads the model happens to have, treating them as
+            exchangeable; it does not include the noise of the two scores themselves.
     """
 
     overlap: int
@@ -125,6 +128,7 @@ class HeadAgreement(KeyAccess):
     common: list[tuple[int, int]]
     rho: float
     n_heads: int
+    rho_ci: tuple[float, float] | None = None
 
 
 def layer_rank_agreement(
@@ -179,7 +183,7 @@ def layer_rank_agreement(
                           streams=[b + 1 for b in blocks], attention_max=att_max, response=resp)
 
 
-def head_rank_agreement(a, b, k: int = 5) -> HeadAgreement:
+def head_rank_agreement(a, b, k: int = 5, *, n_boot: int = 1000, confidence: float = 0.95) -> HeadAgreement:
     """How far two ``[L, H]`` head rankings agree: overlap of their top ``k`` and Spearman over all heads.
 
     Why: the response ranks heads by how much their output moves at the stripe targets
@@ -189,6 +193,7 @@ def head_rank_agreement(a, b, k: int = 5) -> HeadAgreement:
 
     Args:
         a, b: ``[L, H]`` scores indexed ``[block, head]``.
+        n_boot, confidence: the bootstrap over heads of the correlation's interval (seed 0).
 
     Returns:
         :class:`HeadAgreement` (its fields also read by key, ``res["overlap"]``).
@@ -199,6 +204,7 @@ def head_rank_agreement(a, b, k: int = 5) -> HeadAgreement:
         raise InputError(f"a and b must be [blocks, heads] with equal shapes, got {a.shape} and {b.shape}")
     ok = np.isfinite(a) & np.isfinite(b)
     check_int(k, "k", minimum=1, maximum=int(ok.sum()))  # heads with finite scores
+    n_boot, confidence = check_bootstrap(n_boot, confidence)
 
     def top(m):
         flat = np.where(ok, m, -np.inf).ravel()
@@ -206,7 +212,12 @@ def head_rank_agreement(a, b, k: int = 5) -> HeadAgreement:
         return [(int(i) // a.shape[1], int(i) % a.shape[1]) for i in idx]
 
     common = sorted(set(top(a)) & set(top(b)))
-    return HeadAgreement(overlap=len(common), k=k, common=common, rho=spearman(a[ok], b[ok]), n_heads=int(ok.sum()))
+    x, y = a[ok], b[ok]  # [n_heads]
+    idx = np.random.default_rng(0).integers(0, x.size, size=(n_boot, x.size))  # [n_boot, n_heads]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lo, hi = percentile_interval(spearman(x[idx], y[idx]), confidence, ignore_nan=True)
+    return HeadAgreement(overlap=len(common), k=k, common=common, rho=spearman(x, y), n_heads=int(ok.sum()),
+                         rho_ci=(float(lo), float(hi)))
 
 
 def paired_score_change(

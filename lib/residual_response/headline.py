@@ -26,7 +26,7 @@ __all__ = ["HEADLINE_N_BOOT", "HEADLINE_VERSION", "Headline", "headline", "headl
 HEADLINE_N_BOOT = 1000
 
 #: the layout of the results file; a file of another version is recomputed
-HEADLINE_VERSION = 4
+HEADLINE_VERSION = 5  # 5: the step shares of the rise, with their intervals
 
 
 @dataclass
@@ -55,6 +55,9 @@ class Headline(KeyAccess):
             :data:`.attention.INDUCTION_HEAD_MIN_RATIO`, :func:`.attention.induction_heads`), best
             first; empty in a network without induction heads.
         key: what the cached file is valid for; provenance: how it was made.
+        step_block, step_share, step_share_ci, top2_blocks, top2_share, top2_share_ci: the block
+            that adds most to the log rise, its share of it and the share's paired interval, and the
+            same for the two largest blocks together (:func:`.rise.step_shares`); ``None`` without a rise.
     """
 
     model: str
@@ -83,6 +86,12 @@ class Headline(KeyAccess):
     head_blocks: list[int]
     key: dict
     provenance: dict | None = None
+    step_block: int | None = None
+    step_share: float | None = None
+    step_share_ci: list[float] | None = None
+    top2_blocks: list[int] | None = None
+    top2_share: float | None = None
+    top2_share_ci: list[float] | None = None
 
     @property
     def first_head_block(self) -> int | None:
@@ -164,6 +173,7 @@ def _compute(lm, key: dict) -> dict:
         rise_factor=rise.factor, rise_factor_ci=list(rise.factor_ci),
         rise_start=rise.start, rise_end=rise.end, rise_width=rise.width,
         rise_width_ci=list(rise.width_ci) if rise.width_ci else None,
+        **_steps(rise),
         peak_score=_finite(res.score[best]), peak_ci=[_finite(res.ci_low[best]), _finite(res.ci_high[best])],
         peak_layer=int(res.read_streams[best]),
         regime=regime_window(lm),
@@ -179,6 +189,14 @@ def _compute(lm, key: dict) -> dict:
                                 "control": res.control}, clock=clock),
     )
     return out.to_json_dict()
+
+
+def _steps(rise) -> dict:
+    """The step-share fields of a :class:`.rise.Rise` as the headline keeps them (lists, not tuples)."""
+    listed = ("step_share_ci", "top2_blocks", "top2_share_ci")
+    return {k: (list(v) if k in listed and v is not None else v) for k, v in
+            ((k, getattr(rise, k)) for k in ("step_block", "step_share", "step_share_ci", "top2_blocks", "top2_share",
+                                              "top2_share_ci"))}
 
 
 #: the sequences and sources of :func:`linearity_check`

@@ -17,7 +17,8 @@ import numpy as np
 from .checks import InputError
 from .stats import KeyAccess, percentile_interval
 
-__all__ = ["EMERGENCE_THRESHOLD", "MIN_RISE", "RISE_FRACTIONS", "Rise", "emergence_layer", "half_rise_layer", "rise_of"]
+__all__ = ["EMERGENCE_THRESHOLD", "MIN_RISE", "RISE_FRACTIONS", "Rise", "emergence_layer", "half_rise_layer", "rise_of",
+           "step_shares"]
 
 
 #: a fixed score threshold, for series of known scale (:func:`emergence_layer`); the emergence
@@ -69,6 +70,15 @@ class Rise(KeyAccess):
         from_one: the first stream whose score reaches half way from 1 to ``S(top)`` in log
             (``S >= sqrt(S(top))``): the rise measured from "no induction" rather than from the
             minimum; the same as ``stream`` when the score before the rise lies at 1.
+        step_block, step_share, step_share_ci: the block ``b`` (from stream ``b`` to ``b + 1``,
+            between ``bottom`` and ``top``) that adds most to the log score, the share of the log
+            rise ``log S(top) - log S(bottom)`` it adds, and that share's paired interval: the
+            share of the *same* block, from the same ``bottom`` to the same ``top``, in each
+            bootstrap replicate (:func:`step_shares`).
+        top2_blocks, top2_share, top2_share_ci: the same for the two blocks that add most
+            together (blocks that add nothing are no steps, so it can be one block). A share can
+            lie above 1 when the score falls between the steps. ``None`` when the rise has not
+            emerged: a share of a rise within noise says nothing.
 
     Read its fields by name; key access (``rise["factor"]``, the plain dict it once was, with the
     old keys ``layer`` and ``layer_ci``) still works and warns (:class:`~.stats.KeyAccess`).
@@ -86,6 +96,12 @@ class Rise(KeyAccess):
     factor: float
     factor_ci: tuple[float, float]
     from_one: int | None = None
+    step_block: int | None = None
+    step_share: float | None = None
+    step_share_ci: tuple[float, float] | None = None
+    top2_blocks: tuple[int, ...] | None = None
+    top2_share: float | None = None
+    top2_share_ci: tuple[float, float] | None = None
 
     _OLD_KEYS = {"layer": "stream", "layer_ci": "stream_ci"}
 
@@ -94,9 +110,10 @@ class Rise(KeyAccess):
 
     @classmethod
     def from_dict(cls, d: dict) -> "Rise":
-        """The inverse of :meth:`to_dict`, for a dict of either format (``layer`` is the old ``stream``)."""
+        """The inverse of :meth:`to_dict`, for a dict of any earlier format (``layer`` is the old
+        ``stream``; a dict from before the step shares gives ``None`` for them)."""
         kw = {cls._OLD_KEYS.get(k, k): v for k, v in d.items()}
-        for key in ("stream_ci", "width_ci", "factor_ci"):
+        for key in ("stream_ci", "width_ci", "factor_ci", "step_share_ci", "top2_blocks", "top2_share_ci"):
             if kw.get(key) is not None:
                 kw[key] = tuple(kw[key])
         return cls(**kw)
@@ -152,6 +169,7 @@ def rise_of(layers: Sequence[int], score: Sequence[float], boots: np.ndarray, co
                 widths.append(s90 - s10)
         stream_ci = tuple(int(round(q)) for q in percentile_interval(mids, confidence))
         width_ci = tuple(int(round(q)) for q in percentile_interval(widths, confidence))
+    steps = step_shares(layers, score, boots, bottom, top, confidence) if emerged else {}
     return Rise(
         emerged=emerged, stream=mid if emerged else None, stream_ci=stream_ci,
         start=start if emerged else None, end=end if emerged else None,
@@ -159,7 +177,58 @@ def rise_of(layers: Sequence[int], score: Sequence[float], boots: np.ndarray, co
         bottom=int(layers[bottom]), top=int(layers[top]),
         factor=float(score[top] / score[bottom]), factor_ci=(f_lo, f_hi),
         from_one=_half_from_one(layers, score, top) if emerged else None,
+        **steps,
     )
+
+
+def step_shares(layers: Sequence[int], score: Sequence[float], boots: np.ndarray, bottom: int, top: int,
+                confidence: float = 0.95) -> dict:
+    """How much of a rise the largest block, and the two largest, make, with paired intervals.
+
+    Why: "in steps" or "gradual" is a claim about the shape of the rise, and a share computed from
+    the point scores alone says nothing about how firm it is. Block ``b`` adds
+    ``log S(b + 1) - log S(b)`` to the log score; its share is that over the log rise
+    ``log S(top) - log S(bottom)``. Only blocks whose both streams are read and lie from ``bottom``
+    to ``top`` count. The blocks are picked on the point scores; each bootstrap replicate then
+    gives the share of the *same* blocks over the *same* two streams (paired: one resample for all
+    streams), and the interval is the percentile interval of those shares. Picking the blocks on
+    the point scores makes the point share the largest of several; the interval says how far it
+    moves under resampling, not how likely another block would have been picked.
+
+    Args:
+        layers: ``[n]`` read streams; score: ``[n]`` positive scores; boots: ``[n_boot, n]``
+            positive paired replicates; bottom, top: indices into ``layers`` with ``bottom < top``.
+
+    Returns:
+        the ``step_*`` and ``top2_*`` fields of :class:`Rise` (all ``None`` when no block lies
+        between ``bottom`` and ``top``).
+    """
+    layers = [int(x) for x in layers]
+    at = {l: i for i, l in enumerate(layers)}
+    logs, blogs = np.log(np.asarray(score, dtype=float)), np.log(np.asarray(boots, dtype=float))  # [n], [n_boot, n]
+    lo_l, hi_l = layers[bottom], layers[top]
+    blocks = [b for b in range(lo_l, hi_l) if b in at and b + 1 in at]
+    none = dict(step_block=None, step_share=None, step_share_ci=None, top2_blocks=None, top2_share=None, top2_share_ci=None)
+    total = logs[top] - logs[bottom]
+    if not blocks or total <= 0:
+        return none
+    adds = {b: logs[at[b + 1]] - logs[at[b]] for b in blocks}
+    order = sorted(blocks, key=lambda b: adds[b], reverse=True)
+    top2 = sorted(b for b in order[:2] if adds[b] > 0) or order[:1]  # a block that adds nothing is no step
+    btotal = blogs[:, top] - blogs[:, bottom]  # [n_boot]
+
+    def share(bs):
+        point = sum(adds[b] for b in bs) / total
+        adds_b = sum(blogs[:, at[b + 1]] - blogs[:, at[b]] for b in bs)  # [n_boot]
+        rising = btotal > 0  # a replicate without a rise has no shares
+        reps = np.divide(adds_b, btotal, out=np.full_like(btotal, np.nan), where=rising)
+        lo, hi = percentile_interval(reps, confidence, ignore_nan=True)
+        return float(point), (float(lo), float(hi))
+
+    s1, ci1 = share(order[:1])
+    s2, ci2 = share(top2)
+    return dict(step_block=order[0], step_share=s1, step_share_ci=ci1, top2_blocks=tuple(top2), top2_share=s2,
+                top2_share_ci=ci2)
 
 
 def _half_from_one(layers: np.ndarray, score: np.ndarray, top: int) -> int | None:

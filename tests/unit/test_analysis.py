@@ -96,6 +96,43 @@ def test_rise_of_finds_the_middle_of_a_step_and_refuses_noise():
         rise_of([1], [2.0], np.ones((5, 1)))
 
 
+def test_rise_of_step_shares_tell_a_step_from_a_ramp_with_intervals():
+    """A clean step: one block makes the whole log rise, and its interval excludes one half; a ramp
+    over six blocks: the two largest make about a third (tolerance: the 95 % interval, 10 % noise)."""
+    rep, base = _profile([1.0, 1.0, 1.0, 1.0, 4.0, 4.0, 4.0])  # block 4 (stream 4 -> 5) makes the rise
+    s, _, _, boots = bootstrap_ratio(rep, base, return_boots=True, n_boot=500)
+    step = rise_of(range(1, 8), s, boots)
+    assert step.step_block == 4 and step.top2_blocks[0] <= 4 <= step.top2_blocks[-1]
+    assert step.step_share > 0.8 and step.step_share_ci[0] > 0.5 and step.top2_share_ci[0] >= 0.5
+    assert step.step_share_ci[0] <= step.step_share <= step.step_share_ci[1]
+    ramp = [2.0 ** (i / 2) for i in range(8)]  # x2 every two streams: each block adds 1/7 of the log rise
+    rep, base = _profile(ramp, noise=0.05)
+    s, _, _, boots = bootstrap_ratio(rep, base, return_boots=True, n_boot=500)
+    g = rise_of(range(1, 9), s, boots)
+    assert g.emerged and len(g.top2_blocks) == 2 and g.top2_share_ci[1] < 0.5 and 2 / 7 < g.top2_share_ci[1]
+    # noise: no rise, so no shares
+    rep, base = _profile([1.0] * 7)
+    s, _, _, boots = bootstrap_ratio(rep, base, return_boots=True, n_boot=500)
+    flat = rise_of(range(1, 8), s, boots)
+    assert not flat.emerged and flat.step_share is None and flat.top2_share_ci is None
+    # a dict from before the step shares still reads, with None for them
+    old = {k: v for k, v in step.to_dict().items() if not k.startswith(("step_", "top2_"))}
+    assert type(step).from_dict(old).top2_share is None and type(step).from_dict(step.to_dict()) == step
+
+
+def test_step_shares_are_paired_and_left_undefined_without_a_rise():
+    from residual_response.rise import step_shares
+
+    score = np.array([1.0, 2.0, 8.0])  # log rise 3 log 2: block 1 adds 1/3, block 2 adds 2/3
+    boots = np.array([[1.0, 2.0, 8.0], [1.0, 4.0, 8.0], [1.0, 1.0, 1.0]])  # the last replicate has no rise
+    got = step_shares([1, 2, 3], score, boots, 0, 2, confidence=0.5)
+    assert got["step_block"] == 2 and got["top2_blocks"] == (1, 2)
+    assert got["step_share"] == pytest.approx(2 / 3, rel=1e-12) and got["top2_share"] == pytest.approx(1.0, rel=1e-12)
+    # the same block in each replicate: 2/3 and 1/3 (the flat replicate left out)
+    assert got["step_share_ci"][0] == pytest.approx(1 / 3 + 0.25 / 3, rel=1e-9)
+    assert got["top2_share_ci"] == pytest.approx((1.0, 1.0), rel=1e-12)
+
+
 def test_neighbour_baseline_offsets():
     """chi[., r, t] = 10 r + t: each baseline is the mean over the rows named in the docstring."""
     T, N = 6, 13

@@ -43,6 +43,19 @@ def test_head_rank_agreement_identical_and_reversed():
         head_rank_agreement(a, a, k=13)
 
 
+def test_head_rank_agreement_interval_over_heads():
+    a = np.arange(12.0).reshape(3, 4)
+    assert head_rank_agreement(a, a, k=5).rho_ci == pytest.approx((1.0, 1.0))  # every resample is in order
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 10))
+    y = x + rng.normal(size=(6, 10))  # correlated, with noise: an interval of some width around rho
+    agr = head_rank_agreement(x, y, k=3)
+    lo, hi = agr.rho_ci
+    assert lo < agr.rho < hi and 0.05 < hi - lo < 0.6 and lo > 0  # 60 heads, rho about 0.7
+    with pytest.raises(ValueError, match="n_boot"):
+        head_rank_agreement(x, y, k=3, n_boot=0)
+
+
 def test_head_rank_agreement_on_a_hand_computed_example():
     """Known input, results worked out by hand.
 

@@ -170,3 +170,27 @@ def test_calibration_verdict_names_each_missed_condition_once_with_its_models():
     assert "random init, full size, in a (random init 0) (2 of 30 pass), b (random init 0) (0 of 18 pass)" in text
     assert text.count("random init, full size") == 1 and "emergence, in a (3 of 4 pass)" in text
     assert calibration_verdict(cals[:1], "twin") == "The twin baseline meets every condition measured here (1)."
+
+
+def test_coverage_by_model_splits_the_pool_and_the_sentence_says_who_falls_below():
+    from residual_response.pages.tables import per_model_coverage_frame, per_model_coverage_sentence
+
+    rows = ([_row("twin", layer=l) for l in range(1, 5)]  # llama seed 0: 4 of 4
+            + [_row("twin", layer=l, init_seed=1, **({"lo": 1.05} if l == 2 else {})) for l in range(1, 5)]  # 3 of 4
+            + [_row("neighbours", layer=1, lo=1.2, hi=1.3)])
+    cals = null.coverage_by_model(rows, "twin")
+    assert [(c.model, c.passed, len(c.units)) for c in cals] == [("llama-small, init seed 0", 4, 4),
+                                                                 ("llama-small, init seed 1", 3, 4)]
+    text = per_model_coverage_sentence(cals)
+    assert "1 of the 2 random models one by one covers 1 at fewer than 90 %" in text
+    assert "llama-small, init seed 1, 3 of 4 (75 %)" in text and "pooled over all 2, 7 of 8 streams (88 %)" in text
+    assert "no more streams than 95 % intervals allow by chance" in text  # 1 miss in 4 is chance
+    assert "about 0.4 of these 2 models below 90 % by chance" in text  # 2 x (1 - 0.95^4) = 0.37
+    frame = per_model_coverage_frame(cals, setting="T = 4")
+    assert list(frame.model) == ["llama-small, init seed 1", "llama-small, init seed 0"]  # lowest share first
+    assert list(frame["≥ 90 %"]) == ["no", "yes"] and list(frame["streams covering 1"]) == ["3 of 4", "4 of 4"]
+    both = per_model_coverage_frame(cals + null.coverage_by_model(rows, "neighbours"), setting="T = 4")
+    assert list(both.baseline) == ["twin", "twin", "neighbours"]  # baselines in the order given, then by share
+    assert per_model_coverage_sentence(cals[:1]).startswith("Under the twin baseline, every one of the 1 random")
+    with pytest.raises(ValueError, match="control must be one of"):
+        null.coverage_by_model(rows, "random")

@@ -153,6 +153,49 @@ def test_stripe_contrasts_read_the_stripe_cells():
                    "dup_ratio_top": 3.0}
 
 
+def test_stripe_ratio_intervals_bracket_the_point_ratio():
+    from residual_response.pages.tables import stripe_ratio_intervals
+
+    lay = InductionLayout(T=6, offset=1)
+    rng = np.random.default_rng(0)
+    twin = rng.lognormal(0, 0.2, size=(3, 2, 6, 13))  # [n_seeds, n_read, T, N]
+    rep = twin.copy()
+    rows, tgts = lay.induction_sources.numpy() - 1, lay.induction_targets.numpy()
+    rep[:, 1, rows, tgts] *= 4.0  # the induction stripe at stream 5 is exactly 4 times the twin's
+    out = stripe_ratio_intervals({"repeated": rep, "twin": twin}, [2, 5], lay, {"ind_top": 5, "dup_top": 5, "ind_first": 2})
+    assert out["ind_top_text"] == "4.00 [4.00, 4.00]"  # every resample keeps the pairing: no spread
+    assert out["dup_top_text"] == "1.00 [1.00, 1.00]" and out["ind_first_text"] == "1.00 [1.00, 1.00]"
+    noisy = rep.copy()
+    noisy[:, 1, rows, tgts] *= rng.lognormal(0, 0.3, size=(3, len(rows)))
+    lo, hi = (float(x) for x in stripe_ratio_intervals({"repeated": noisy, "twin": twin}, [2, 5], lay,
+                                                        {"ind_top": 5})["ind_top_text"].split("[")[1].rstrip("]").split(","))
+    assert lo < 4.0 * np.exp(0.3) and hi > 4.0 * np.exp(-0.3) and hi - lo > 0.1  # tolerance: one sigma of the noise
+
+
+def test_shuffled_table_gives_each_end_of_the_range_its_interval_and_stream():
+    import pandas as pd
+    from residual_response.pages.tables import shuffled_table
+
+    def res(score, lo, hi, **kw):
+        return SimpleNamespace(read_streams=[0, 1, 2, 3], l0=0, score=score, ci_low=lo, ci_high=hi, T=10, eps=0.01,
+                               seeds=[0, 1], **kw)
+
+    nan = float("nan")
+    shuf = res([nan, 0.9, 1.4, 1.1], [nan, 0.8, 1.2, 1.0], [nan, 1.0, 1.6, 1.2])
+    rep = res([nan, 1, 2, 3], [nan] * 4, [nan] * 4, duplicate_score=[nan, 1.5, 3.0, 2.0],
+              duplicate_ci_low=[nan, 1.0, 2.5, 1.5], duplicate_ci_high=[nan, 2.0, 3.5, 2.5])
+    controls = SimpleNamespace(shuffled_range=lambda: pd.DataFrame({"min": [0.9], "max": [1.4]}, index=["m"]),
+                               runs={("m", "shuffled copy"): shuf})
+    row = shuffled_table(controls, {"m": rep}).iloc[0]
+    assert row["lowest shuffled-copy score"] == "0.90 [0.80, 1.00] (stream 1)"
+    assert row["highest"] == "1.40 [1.20, 1.60] (stream 2)"
+    assert row["largest duplicate score D"] == "3.00 [2.50, 3.50] (stream 2)"
+    assert row["setting"].startswith("T = 10, 2 seeds")
+    from residual_response.pages.tables import shuffled_cover
+
+    assert shuffled_cover(controls) == {"m": (2, 3)}  # stream 2's interval [1.2, 1.6] leaves 1 out
+
+
 def test_reach_and_ratio_peak_of_known_profiles():
     # twin: chi = layer / d; repeated: the same, times 4 at d = T - 1 = 2
     T = 3
@@ -261,35 +304,34 @@ def test_eps_verdict_names_the_worst_model_and_its_numbers():
     assert "some emergence layer" in moved and "caveat" in moved
 
 
-def test_rise_steps_splits_the_log_rise_by_block():
+def _shape_headline(**kw):
+    base = dict(n_layers=30, emergence_layer=18, rise_width=1, rise_width_ci=[1, 2], step_block=17, step_share=0.9,
+                step_share_ci=[0.7, 1.05], top2_blocks=[12, 17], top2_share=1.0, top2_share_ci=[0.8, 1.2])
+    return SimpleNamespace(**{**base, **kw})
+
+
+def test_rise_steps_quotes_the_shares_with_their_intervals():
     from residual_response.pages.tables import rise_steps
 
-    h = SimpleNamespace(read_streams=[0, 1, 2, 3, 4], score=[None, 1.0, 8.0, 4.0, 16.0])
-    st = rise_steps(h)  # log rise 1 -> 16 = 4 log 2; block 1 adds 3 log 2, block 3 adds 2 log 2
-    assert st["total"] == pytest.approx(4 * np.log(2)) and st["largest_block"] == 1
-    assert st["largest_share"] == pytest.approx(0.75) and st["top2_blocks"] == [1, 3]
-    assert st["top2_share"] == pytest.approx(1.25)
+    st = rise_steps(_shape_headline(top2_share=1.25, top2_share_ci=[1.1, 1.4]))
+    assert st["largest_block"] == 17 and st["top2_blocks"] == [12, 17] and st["top2_ci"] == (1.1, 1.4)
+    assert st["text"] == ("block 17 alone makes 90% [70%, 105%] of the log rise, blocks 12 and 17 together 125% "
+                          "[110%, 140%] (over 100 %: the score falls between them)")
+    assert rise_steps(_shape_headline(step_share=None, step_share_ci=None, top2_blocks=None))["text"] == "—"
 
 
-def test_emergence_shape_says_steps_gradual_unresolved_or_too_shallow():
+def test_emergence_shape_follows_the_interval_of_the_top2_share():
     from residual_response.pages.tables import emergence_shape
 
-    def h(**kw):
-        base = dict(n_layers=30, emergence_layer=18, rise_width=1, rise_width_ci=[1, 2], read_streams=list(range(31)),
-                    score=[None] + [1.0] * 17 + [4.0] * 13, ci_low=[None] + [0.8] * 17 + [3.0] * 13,
-                    ci_high=[None] + [1.2] * 17 + [5.0] * 13)
-        return SimpleNamespace(**{**base, **kw})
-
-    step = emergence_shape(h())  # one block makes all of the rise, and its intervals do not overlap
-    assert step["label"] == "steps" and "block 17 alone makes 100%" in step["reason"] and "1.20 < 3.00" in step["reason"]
-    assert emergence_shape(h(rise_width_ci=[1, 17]))["label"] == "unresolved"  # a step and a broad rise both fit
-    assert emergence_shape(h(ci_low=[None] + [0.8] * 17 + [1.1] * 13))["label"] == "unresolved"  # overlapping intervals
-    assert emergence_shape(h(n_layers=2))["label"] == "too shallow"
-    assert emergence_shape(h(emergence_layer=None))["label"] == "no rise"
-    ramp = [None] + [2.0 ** (i / 6) for i in range(30)]  # a rise spread evenly over 30 blocks
-    grad = emergence_shape(h(score=ramp, ci_low=[None] + [x * 0.9 for x in ramp[1:]], ci_high=[None] + [x * 1.1 for x in ramp[1:]],
-                             rise_width=24, rise_width_ci=[20, 26]))
-    assert grad["label"] == "gradual", grad
+    step = emergence_shape(_shape_headline())  # the interval lies above one half
+    assert step["label"] == "steps" and "[80%, 120%]" in step["reason"] and "width 1 [1, 2] streams" in step["reason"]
+    assert emergence_shape(_shape_headline(top2_share=0.55, top2_share_ci=[0.5, 0.7]))["label"] == "steps"  # at 0.5 counts
+    assert emergence_shape(_shape_headline(top2_share=0.55, top2_share_ci=[0.45, 0.7]))["label"] == "unresolved"
+    grad = emergence_shape(_shape_headline(top2_share=0.3, top2_share_ci=[0.2, 0.49], rise_width=20, rise_width_ci=[15, 24]))
+    assert grad["label"] == "gradual" and "below one half" in grad["reason"]
+    assert emergence_shape(_shape_headline(top2_share_ci=None))["label"] == "unresolved"  # an old headline
+    assert emergence_shape(_shape_headline(n_layers=2))["label"] == "too shallow"
+    assert emergence_shape(_shape_headline(emergence_layer=None))["label"] == "no rise"
 
 
 def test_styled_says_a_common_setting_once_in_the_caption():

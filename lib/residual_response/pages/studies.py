@@ -23,6 +23,7 @@ from ..induction import InductionResult, emergence_layer, induction_scores
 from ..models import LoadedModel
 from ..models.toy import toy_checkpoint_steps
 from .tables.frames import control_envelope, distance_profile, extreme_text
+from .tables.text import ci_text
 
 __all__ = ["CrossCheck", "NegativeControls", "PhaseChange", "cross_check", "follow_phase_change", "is_random_init",
            "negative_controls", "phase_contrasts", "phase_facts"]
@@ -176,6 +177,7 @@ class CrossCheck:
             "half": "none" if rb["half"] is None else str(rb["half"]),
             "riseblocks": ", ".join(map(str, rb["blocks"])) or "none", "topblocks": ", ".join(map(str, rb["att_blocks"])),
             "rho": float(self.agreement.rho), "overlap": h["overlap"], "headrho": float(h["rho"]),
+            "headrho_text": ci_text(h["rho"], *h["rho_ci"]),
             "respbest": str(h["resp_best"]), "attbest": str(h["att_best"]),
             "respbestatt": h["resp_top_att"][0], "respminatt": min(h["resp_top_att"]),
             "SL": e["base"], "SLtop": e["top_score"], "drop_top": e["top"]["drop"], "drop_random": e["random"]["drop"],

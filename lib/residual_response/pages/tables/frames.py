@@ -25,12 +25,12 @@ from ...checks import check_int
 from ...induction import SectionMap
 from ...null import BASELINE_NAMES, NullRow
 from .text import (NA, NAMED_SETS, _heads_text, ci_text, p_text, peak_index, rank_verdict,
-                   setting_text)
+                   setting_text, width_text)
 
 __all__ = ["matrix_frame", "distance_profile", "stripe_mean", "section_map_frame", "styled",
            "panel_layers", "timed", "stripe_contrasts", "reach_summary", "first_source_ratio", "distance_ratio",
            "ratio_peak", "describe_frame", "stripe_scores_frame", "score_frame", "rise_table", "headline_table",
-           "section_rise_table", "shuffled_table", "cross_check_tables", "ABLATION_LABELS", "ablation_frame", "with_intervals", "control_envelope",
+           "section_rise_table", "max_duplicate_text", "cross_check_tables", "ABLATION_LABELS", "ablation_frame", "with_intervals", "control_envelope",
            "null_frame", "coverage_table", "recipe_table", "step_cost", "extreme_text"]
 
 
@@ -289,9 +289,16 @@ def score_frame(results: dict, n_layers: dict) -> pd.DataFrame:
     ])
 
 
+def max_duplicate_text(res) -> str:
+    """The largest duplicate-token score of an induction result with its interval and stream."""
+    d = np.asarray(res.duplicate_score, dtype=float)
+    i = int(np.nanargmax(d))
+    return f"{ci_text(d[i], res.duplicate_ci_low[i], res.duplicate_ci_high[i])} (stream {res.read_streams[i]})"
+
+
 def rise_table(results: dict, n_layers: dict) -> pd.DataFrame:
-    """Per model: the emergence layer (the middle of the rise) and its interval, the rise, its
-    10 % and 90 % layers, the largest induction and duplicate-token scores, the setting."""
+    """Per model: the emergence layer and its interval, the rise, its 10 % and 90 % streams and
+    width, the largest induction and duplicate-token scores with their intervals, the setting."""
     rows = []
     for name, res in results.items():
         L, rise, em = n_layers[name], res.rise, res.emergence_layer
@@ -301,9 +308,9 @@ def rise_table(results: dict, n_layers: dict) -> pd.DataFrame:
             "emergence layer": "none" if em is None else f"{em} [{rise.stream_ci[0]}, {rise.stream_ci[1]}]",
             "relative depth": NA if em is None else f"{em / L:.2f}",
             "rise": ci_text(rise.factor, *rise.factor_ci),
-            "10 % to 90 %": NA if em is None else f"{rise.start} to {rise.end}",
+            "10 % to 90 %": NA if em is None else f"{rise.start} to {rise.end} ({width_text(rise.width, rise.width_ci)})",
             "max score": ci_text(res.score[best], res.ci_low[best], res.ci_high[best]),
-            "max duplicate score": f"{np.nanmax(res.duplicate_score):.2f}",
+            "max duplicate score": max_duplicate_text(res),
             "setting": setting_text(res.T, len(res.seeds), res.eps, res.l0),
         })
     return pd.DataFrame(rows)
@@ -321,7 +328,7 @@ def headline_table(headlines: dict) -> pd.DataFrame:
             "half way from 1": NA if h.rise_from_one is None else str(h.rise_from_one),
             "rise": ci_text(h.rise_factor, *h.rise_factor_ci),
             "10 % to 90 % (width)": NA if em is None else
-                f"{h.rise_start} to {h.rise_end} ({h.rise_width} [{h.rise_width_ci[0]}, {h.rise_width_ci[1]}])",
+                f"{h.rise_start} to {h.rise_end} ({width_text(h.rise_width, h.rise_width_ci)})",
             "peak score": f"{ci_text(h.peak_score, *h.peak_ci)} at {h.peak_layer}",
             "setting": setting_text(s["T"], s["seeds"], s["eps"], s["layer"]),
             "χ(ε) vs linear at stream L": f"{100 * lin['max']:.3g} % (median {100 * lin['median']:.3g} %)",
@@ -367,18 +374,6 @@ def section_rise_table(rises: dict, model: str, threshold: float | None = None) 
             "CI high": float(res.ci_high[best]), "at layer": int(res.read_streams[best]),
         })
     return pd.DataFrame(rows)
-
-
-def shuffled_table(controls, results: dict) -> pd.DataFrame:
-    """Trained models on shuffled second copies: the range of the score over layers beside the
-    largest duplicate-token score (``controls``: a :class:`.crosscheck.NegativeControls`)."""
-    shuf = controls.shuffled_range()
-    return pd.DataFrame([
-        {"model": m, "shuffled-copy score, min over layers": r["min"], "max over layers": r["max"],
-         "max duplicate score D": float(np.nanmax(results[m].duplicate_score)),
-         "setting": setting_text(results[m].T, len(controls.runs[(m, "shuffled copy")].seeds), results[m].eps)}
-        for m, r in shuf.iterrows()
-    ], columns=["model", "shuffled-copy score, min over layers", "max over layers", "max duplicate score D", "setting"])
 
 
 #: the legend entries of the ablation chart, one per kind of condition (the panel's title gives k)
@@ -439,7 +434,7 @@ def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str
         out["heads"].append({
             "model": name, "top by response (block, head): score": _heads_text(h["resp_top"], ".1f"),
             "their attention on the stripe": ", ".join(f"{v:.2f}" for v in h["resp_top_att"]),
-            "shared top heads": f"{h['overlap']} of {h['k']}", "Spearman over all heads": f"{h['rho']:.2f} (n = {h['n_heads']})",
+            "shared top heads": f"{h['overlap']} of {h['k']}", "Spearman over all heads": f"{ci_text(h['rho'], *h['rho_ci'])} (n = {h['n_heads']})",
             "setting": setting})
         for which, t in tests[name].items():
             w = e[which]

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["NA", "fmt_eps", "signed_pct", "setting_text", "ci_text", "peak_index", "rise_text", "headline_text", "rise_sentence",
            "width_sentence", "eps_verdict", "rise_steps", "controls_verdict", "section_sentence", "copy_loss_sentence",
            "NAMED_SETS", "p_text", "rank_verdict", "ablation_sentence", "ablation_summary", "unresolved_items",
-           "rise_heads_sentence", "emergence_shape"]
+           "rise_heads_sentence", "emergence_shape", "STEP_SHARE", "WIDTH_DEFINITION", "width_text"]
 
 
 #: How every table of the book shows a missing value (no result, not applicable).
@@ -110,28 +110,29 @@ def rise_sentence(name: str, res, n_layers: int) -> str:
                 f"largest value {top}.")
     lo, hi = rise.stream_ci
     where = f"layer {res.emergence_layer}" + ("" if lo == hi else f" (interval {lo} to {hi})")
-    shape = ("in one step" if rise.width == 0 else
-             f"over {rise.width} layer{'' if rise.width == 1 else 's'}, from layer {rise.start} to {rise.end} (10 % to 90 % of "
-             "the rise)")
+    shape = (f"in one block ({width_text(rise.width, rise.width_ci)})" if rise.width == 0 else
+             f"from stream {rise.start} to {rise.end} ({width_text(rise.width, rise.width_ci)}; the first streams 10 % and "
+             "90 % of the way up the log rise)")
     return (f"{head}: the score rises by a factor {factor} {shape}; it is half way up at {where}, relative depth "
             f"{res.emergence_layer / L:.2f}. Its largest value is {top}.")
 
 
 def width_sentence(h) -> str:
-    """What the 10-90 % width of the rise says about one model (a :class:`~residual_response.headline.Headline`)."""
+    """What the width of the rise (:data:`WIDTH_DEFINITION`) says about one model (a
+    :class:`~residual_response.headline.Headline`), with its interval."""
     name = h.model
     if h.emergence_layer is None:
         return f"{name} does not rise"
     lo, hi = h.rise_width_ci
+    width = width_text(h.rise_width, h.rise_width_ci)
     if hi == 0:
-        return f"{name} rises in one block (at layer {h.emergence_layer})"
-    span = f"{name} rises over layers {h.rise_start} to {h.rise_end}"
+        return f"{name} rises in one block (half way up at stream {h.emergence_layer}; {width})"
+    span = f"{name} rises from stream {h.rise_start} to {h.rise_end} ({width})"
     if lo >= 2:
-        return f"{span} (width {h.rise_width}, interval {lo} to {hi}): not in one block"
+        return f"{span}: not in one block"
     if hi <= 1:
-        return f"{span} (width {h.rise_width}, interval {lo} to {hi}): within two layers"
-    return (f"{span} (width {h.rise_width}), but the width's interval ({lo} to {hi}) leaves open both a rise within two "
-            f"layers and a gradual one over up to {hi}")
+        return f"{span}: within two streams"
+    return f"{span}: the interval leaves open both a rise within two streams and one over up to {hi}"
 
 
 def eps_verdict(heads: Mapping) -> str:
@@ -390,27 +391,46 @@ def _heads_text(heads, fmt: str = "") -> str:
     return ", ".join(f"({h[0]}, {h[1]})" + (f": {h[2]:{fmt}}" if fmt else "") for h in heads)
 
 
-def rise_steps(h: Mapping) -> dict:
-    """How the score of a headline (:func:`.headline.headline`) climbs: in steps or gradually.
+def rise_steps(h) -> dict:
+    """How the score of a headline (:class:`.headline.Headline`) climbs, block by block, with intervals.
 
-    The log score's increase from stream ``l - 1`` to ``l`` is what block ``l - 1`` adds. Returns
-    ``{"total", "largest_share", "largest_block", "top2_share", "top2_blocks"}``: the log rise from
-    the lowest to the highest stream, the share of it that the largest single-block increase makes
-    up (and that block), and the same for the two largest.
+    The headline's step shares (:func:`residual_response.rise.step_shares`): block ``b`` adds
+    ``log S(b + 1) - log S(b)``; its share is that over the log rise from the lowest to the
+    highest score. Returns ``{"largest_block", "largest_share", "largest_ci", "top2_blocks",
+    "top2_share", "top2_ci", "text"}``; ``text`` says them with their intervals, as every page
+    quotes them. ``None`` values (and ``text`` :data:`NA`) for a headline without a rise.
     """
-    pairs = [(l, s) for l, s in zip(h.read_streams, h.score) if s is not None and s > 0]
-    logs = {l: math.log(s) for l, s in pairs}
-    streams = [l for l, _ in pairs]
-    top = max(streams, key=lambda l: logs[l])
-    bottom = min((l for l in streams if l <= top), key=lambda l: logs[l])
-    total = logs[top] - logs[bottom]
-    steps = sorted(((logs[l] - logs[l - 1], l - 1) for l in streams if l - 1 in logs), reverse=True)
-    if total <= 0 or not steps:
-        return {"total": 0.0, "largest_share": float("nan"), "largest_block": None, "top2_share": float("nan"),
-                "top2_blocks": []}
-    top2 = [(x, b) for x, b in steps[:2] if x > 0]  # a block that adds nothing is no step
-    return {"total": total, "largest_share": steps[0][0] / total, "largest_block": steps[0][1],
-            "top2_share": sum(x for x, _ in top2) / total, "top2_blocks": sorted(b for _, b in top2)}
+    ci1, ci2 = getattr(h, "step_share_ci", None), getattr(h, "top2_share_ci", None)
+    out = {"largest_block": getattr(h, "step_block", None), "largest_share": getattr(h, "step_share", None),
+           "largest_ci": tuple(ci1) if ci1 else None, "top2_blocks": list(getattr(h, "top2_blocks", None) or []),
+           "top2_share": getattr(h, "top2_share", None), "top2_ci": tuple(ci2) if ci2 else None, "text": NA}
+    if out["largest_share"] is None:
+        return out
+    b = out["largest_block"]
+    text = f"block {b} alone makes {_share_ci(out['largest_share'], ci1)} of the log rise"
+    if len(out["top2_blocks"]) == 2:
+        text += (f", blocks {' and '.join(map(str, out['top2_blocks']))} together {_share_ci(out['top2_share'], ci2)}"
+                 + (" (over 100 %: the score falls between them)" if out["top2_share"] > 1 else ""))
+    out["text"] = text
+    return out
+
+
+def _share_ci(x: float, ci) -> str:
+    """``"62% [48%, 75%]"``: a share with its interval (``"62%"`` without one)."""
+    return f"{x:.0%}" if ci is None else f"{x:.0%} [{ci[0]:.0%}, {ci[1]:.0%}]"
+
+
+#: the book's one definition of the width of a rise (:class:`residual_response.rise.Rise`), as every page says it
+WIDTH_DEFINITION = ("end − start, where start and end are the first streams 10 % and 90 % of the way up the log "
+                    "score's rise from its lowest to its highest stream; 0 means the whole rise happens in one block")
+
+
+def width_text(width, ci, unit: str = "stream") -> str:
+    """``"width 3 [1, 5] streams"``: the width of a rise (:data:`WIDTH_DEFINITION`) with its interval."""
+    if width is None:
+        return NA
+    plural = "" if width == 1 and (ci is None or ci[1] == 1) else "s"
+    return f"width {width} [{ci[0]}, {ci[1]}] {unit}{plural}" if ci else f"width {width} {unit}{plural}"
 
 
 def rise_heads_sentence(name: str, rb: Mapping) -> str:
@@ -433,19 +453,26 @@ def rise_heads_sentence(name: str, rb: Mapping) -> str:
     return text + "."
 
 
+#: the share of the log rise that one or two blocks must make for a rise to be "in steps"
+#: (:func:`emergence_shape`)
+STEP_SHARE = 0.5
+
+
 def emergence_shape(h) -> dict:
-    """Whether a headline's rise (:class:`.headline.Headline`) is a step, gradual, or not resolved at its setting.
+    """Whether a headline's rise (:class:`.headline.Headline`) is in steps, gradual, or not resolved at its setting.
 
     Returns ``{"label", "reason"}`` with ``label`` one of ``"no rise"``, ``"too shallow"`` (2 blocks
     or fewer: no "intermediate" and no "gradual" to tell), ``"unresolved"``, ``"steps"`` or
-    ``"gradual"``:
+    ``"gradual"``. The label follows the paired 95 % interval of the share of the log rise that
+    the two largest blocks make (:func:`rise_steps`):
 
-    - ``"unresolved"`` when the width's interval admits both a rise within 2 streams and one over a
-      quarter of the depth, or when the largest step is not resolved;
-    - ``"steps"`` when one or two blocks make at least half of the log rise and the largest of them
-      is resolved: the score's intervals at the streams before and after it do not overlap;
-    - ``"gradual"`` when no two blocks make half of it and the width's interval starts at 3 streams
-      or more.
+    - ``"steps"`` when the interval's lower end is at least :data:`STEP_SHARE` (one half);
+    - ``"gradual"`` when its upper end is below it;
+    - ``"unresolved"`` when the interval contains one half.
+
+    Why the share and not the width: a score that jumps at one block, falls back and jumps again
+    has a large width while each rise is sudden; the width (:data:`WIDTH_DEFINITION`) is quoted
+    beside the share.
     """
     L = h.n_layers
     if h.emergence_layer is None:
@@ -453,22 +480,14 @@ def emergence_shape(h) -> dict:
     if L <= 2:
         return {"label": "too shallow", "reason": f"{L} blocks, left out"}
     st = rise_steps(h)
-    lo, hi = h.rise_width_ci
-    width = f"width {h.rise_width} [{lo}, {hi}] streams"
-    if lo <= 2 and hi >= L / 4:
-        return {"label": "unresolved", "reason": f"{width}: the interval admits a step and a rise over a quarter of the depth"}
-    b = st["largest_block"]
-    at = {l: i for i, l in enumerate(h.read_streams)}
-    before, after = at.get(b), at.get(b + 1)
-    resolved = (before is not None and after is not None and h.ci_high[before] is not None
-                and h.ci_low[after] is not None and h.ci_low[after] > h.ci_high[before])
-    share = f"block {b} alone makes {st['largest_share']:.0%} of the log rise"
-    if len(st["top2_blocks"]) == 2:
-        share += (f", blocks {' and '.join(map(str, st['top2_blocks']))} together {st['top2_share']:.0%}"
-                  + (" (over 100 %: the score falls between them)" if st["top2_share"] > 1 else ""))
-    if st["top2_share"] >= 0.5 and resolved:
-        return {"label": "steps", "reason": f"{width}; {share}; the step of block {b} is resolved (S_{b} ≤ "
-                                            f"{h.ci_high[before]:.2f} < {h.ci_low[after]:.2f} ≤ S_{b + 1})"}
-    if st["top2_share"] < 0.5 and lo >= 3:
-        return {"label": "gradual", "reason": f"{width}; {share}"}
-    return {"label": "unresolved", "reason": f"{width}; {share}; the step of block {b} is not resolved by the intervals"}
+    width = width_text(h.rise_width, h.rise_width_ci)
+    if st["top2_ci"] is None:
+        return {"label": "unresolved", "reason": f"{width}; no step shares in this headline"}
+    lo, hi = st["top2_ci"]
+    n = len(st["top2_blocks"])
+    which = "the largest block" if n == 1 else "the two largest blocks"
+    if lo >= STEP_SHARE:
+        return {"label": "steps", "reason": f"{width}; {st['text']}: the interval of {which} lies at or above one half"}
+    if hi < STEP_SHARE:
+        return {"label": "gradual", "reason": f"{width}; {st['text']}: the interval of {which} lies below one half"}
+    return {"label": "unresolved", "reason": f"{width}; {st['text']}: the interval of {which} contains one half"}
