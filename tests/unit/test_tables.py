@@ -117,7 +117,7 @@ def test_fmt_eps_writes_strengths_like_the_axis_labels():
 
 from residual_response.sequences import InductionLayout  # noqa: E402
 from residual_response.pages.tables import (describe_frame, distance_ratio, first_source_ratio, headline_text,  # noqa: E402
-                                      panel_layers, ratio_peak, reach_summary, rise_text, setting_text, step_cost,
+                                      panel_layers, ratio_peak, reach_summary, rise_sentence, rise_text, setting_text, step_cost,
                                       stripe_contrasts, stripe_scores_frame, timed)
 
 
@@ -220,11 +220,22 @@ def test_scores_rise_and_headline_in_words():
     assert len(df) == 4 and set(df.layer) == {2, 4} and df.rel_depth.max() == 1.0
     rise = Rise(emerged=True, stream=3, stream_ci=(2, 4), start=2, end=4, width=2, width_ci=(1, 3), bottom=1, top=4,
                 factor=2.0, factor_ci=(1.5, 2.5))
-    assert rise_text(rise, 4).startswith("layer 3 (interval 2 to 4, relative depth 0.75)")
+    # the factor is S(top) / S(bottom): the sentence names those two streams, not the half-way one
+    assert rise_text(rise, 4) == ("layer 3 (interval 2 to 4, relative depth 0.75): the score rises by a factor "
+                                  "2.00 [1.50, 2.50] from its lowest stream (1) to its highest (4), half way up at stream 3")
     flat = dataclasses.replace(rise, emerged=False, stream=None, stream_ci=None)
     assert rise_text(flat, 4).startswith("no layer: the rise from layer 1 to 4")
-    h = SimpleNamespace(setting={"T": 20, "seeds": 4, "eps": 0.01}, emergence_layer=3, emergence_ci=[2, 4])
-    assert headline_text(h) == {"h_setting": "T = 20, 4 seeds, ε = 1e-2", "h_em": "layer 3 [2, 4]"}
+    h = SimpleNamespace(setting={"T": 20, "seeds": 4, "eps": 0.01}, emergence_layer=3, emergence_ci=[2, 4],
+                        rise_factor=2.0, rise_factor_ci=[1.5, 2.5], peak_layer=4, read_streams=[1, 2, 3, 4],
+                        score=[1.2, 1.0, 1.6, 2.0])  # lowest at stream 2, the top at 4
+    assert headline_text(h) == {"h_setting": "T = 20, 4 seeds, ε = 1e-2",
+                                "h_em": "layer 3 [2, 4], where the score rises by a factor 2.00 [1.50, 2.50] "
+                                        "from its lowest stream (2) to its highest (4)"}
+    res = SimpleNamespace(rise=rise, score=[1.0, 2.0], ci_low=[0.9, 1.5], ci_high=[1.1, 2.5], read_streams=[1, 4],
+                          T=20, seeds=[0, 1], eps=0.01, emergence_layer=3)
+    line = rise_sentence("m", res, 4)
+    assert "from its lowest stream (1) to its highest (4), half way up at stream 3 (interval 2 to 4)" in line
+    assert "most of it between stream 2 and stream 4" in line
 
 
 def test_step_cost_without_a_bench_record_says_so(monkeypatch):
