@@ -397,8 +397,8 @@ def unresolved_items(name: str, tests: Mapping, effects: Mapping, agreement: Map
             out.append(f"{name}, {label}: the difference from the mean random draw, "
                        f"{ci_text(t.difference, t.difference_low, t.difference_high)}, covers 0")
         if np.isclose(t.p_value, t.smallest_p):
-            out.append(f"{name}, {label}: p = {t.p_value:.3f} is the smallest {t.n_random} draws allow; how far the "
-                       "drop lies beyond the draws is not resolved")
+            out.append(f"{name}, {label}: p = {t.p_value:.3f} is the smallest {t.n_random} draws allow, so the named "
+                       "drop exceeds every draw; how far beyond the draws it lies (the size of the effect) is not resolved")
         if e["rise_lo"] <= 0 <= e["rise_hi"]:
             out.append(f"{name}, {label}: the change of the second-copy loss, "
                        f"{ci_text(e['rise'], e['rise_lo'], e['rise_hi'])} nats, covers 0")
