@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["NA", "fmt_eps", "signed_pct", "setting_text", "ci_text", "peak_index", "rise_span_text", "rise_text", "headline_text", "rise_sentence",
-           "width_sentence", "eps_verdict", "rise_steps", "controls_verdict", "section_sentence", "copy_loss_sentence",
+           "width_sentence", "eps_verdict", "rise_steps", "controls_verdict", "section_sentence", "copy_loss_sentence", "loss_change_text",
            "NAMED_SETS", "p_text", "rank_verdict", "ablation_sentence", "ablation_summary", "unresolved_items",
            "rise_heads_sentence", "emergence_shape", "STEP_SHARE", "WIDTH_DEFINITION", "width_text"]
 
@@ -268,6 +268,25 @@ def copy_loss_sentence(name: str, check, effects: dict, loss_setting: str) -> st
             f"{ci_text(rnd['rise'], rnd['rise_lo'], rnd['rise_hi'])}: a negative result"
             + (", though its interval includes no change." if top["rise_hi"] >= 0 else
                ", though the interval's upper end lies close to no change." if top["rise_hi"] > -0.1 else "."))
+
+
+def loss_change_text(name: str, effects: dict) -> str:
+    """How ablating a model's top heads by response changes its second-copy loss, beside the random
+    draws: the change, the random draws' mean change, and which way the difference goes with its
+    interval (paired by seed) and whether that interval includes 0, and the rank among the draws.
+
+    Why the difference: two overlapping intervals do not say whether the named heads raise the
+    loss more or less than random heads; the difference's own interval does.
+    ``effects``: :meth:`.studies.CrossCheck.effects`.
+    """
+    w, r = effects["top"], effects["random"]
+    d, lo, hi = w["vs_random"], w["vs_random_lo"], w["vs_random_hi"]
+    way = "more" if d > 0 else "less"
+    verdict = ("the interval of the difference lies above 0" if lo > 0 else
+               "the interval of the difference lies below 0" if hi < 0 else "the interval of the difference includes 0")
+    return (f"{name} {ci_text(w['rise'], w['rise_lo'], w['rise_hi'])} nats, {abs(d):.2f} nats {way} than the mean of "
+            f"the random draws ({ci_text(r['rise'], r['rise_lo'], r['rise_hi'])}; difference "
+            f"{ci_text(d, lo, hi, '+.2f')}: {verdict}; {w['draws_above']} of {w['n_draws']} draws raise it as much)")
 
 
 #: what each named set of heads is called in the book's sentences and tables
