@@ -411,8 +411,9 @@ def test_ablation_sentence_says_whether_named_heads_stand_out_from_random_ones()
                   "vs_random_hi": 0.02, "draws_above": 12, "n_draws": 20},
           "random": {"rise": 0.92, "rise_lo": 0.7, "rise_hi": 1.1}}
     assert loss_change_text("m", fx) == ("m 0.68 [0.50, 0.86] nats, 0.24 nats less than the mean of the random draws "
-                                        "(0.92 [0.70, 1.10]; difference -0.24 [-0.50, +0.02]: the interval of the "
-                                        "difference includes 0; 12 of 20 draws raise it as much)")
+                                        "(0.92 [0.70, 1.10]; difference -0.24 [-0.50, +0.02], its interval over the "
+                                        "seeds with the draws held fixed: the interval of the difference includes 0; "
+                                        "12 of 20 draws raise it as much)")
     fx["top"].update(vs_random=0.46, vs_random_lo=0.3, vs_random_hi=0.62, draws_above=0)
     assert "0.46 nats more than" in loss_change_text("m", fx) and "lies above 0; 0 of 20" in loss_change_text("m", fx)
     items = unresolved_items("m", {"top": weak, "attention": strong}, effects, {"rho": 0.4, "lo": -0.1, "hi": 0.8})

@@ -286,7 +286,8 @@ def loss_change_text(name: str, effects: dict) -> str:
                "the interval of the difference lies below 0" if hi < 0 else "the interval of the difference includes 0")
     return (f"{name} {ci_text(w['rise'], w['rise_lo'], w['rise_hi'])} nats, {abs(d):.2f} nats {way} than the mean of "
             f"the random draws ({ci_text(r['rise'], r['rise_lo'], r['rise_hi'])}; difference "
-            f"{ci_text(d, lo, hi, '+.2f')}: {verdict}; {w['draws_above']} of {w['n_draws']} draws raise it as much)")
+            f"{ci_text(d, lo, hi, '+.2f')}, its interval over the seeds with the draws held fixed: {verdict}; "
+            f"{w['draws_above']} of {w['n_draws']} draws raise it as much)")
 
 
 #: what each named set of heads is called in the book's sentences and tables
