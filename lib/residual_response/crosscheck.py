@@ -315,15 +315,11 @@ class AblationStudy:
 
 
     def loss_difference(self, which: str = "top", *, n_boot: int = 1000, confidence: float = 0.95) -> BootstrapMean:
-        """Second-copy loss under ``which`` minus its mean over the random draws, paired by seed.
-
-        Why: two overlapping intervals (named, random) do not say whether the named heads raise
-        the loss more or less than random ones; the interval of the difference does. It resamples
-        the seeds with the draws held fixed (their spread is in :meth:`loss_draws_above`)."""
-        if which not in self.named_keys:
-            raise InputError(f"which must be one of {self.named_keys}, got {which!r}")
-        if not self.random_keys:
-            raise InputError("the study has no random draws to compare with")
+        """Second-copy loss under ``which`` minus its mean over the random draws, paired by seed. Why:
+        two overlapping intervals (named, random) do not say whether the named heads raise the loss
+        more or less than random ones; the difference's does. It resamples seeds, draws held fixed."""
+        if which not in self.named_keys or not self.random_keys:
+            raise InputError(f"which must be one of {self.named_keys} (with random draws), got {which!r}")
         named = self.losses[which].second.per_seed
         rand = torch.stack([self.losses[k].second.per_seed for k in self.random_keys]).mean(0)
         return bootstrap_mean(named - rand, n_boot=n_boot, confidence=confidence)
