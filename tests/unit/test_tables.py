@@ -236,6 +236,10 @@ def test_scores_rise_and_headline_in_words():
     line = rise_sentence("m", res, 4)
     assert "from its lowest stream (1) to its highest (4), half way up at stream 3 (interval 2 to 4)" in line
     assert "most of it between stream 2 and stream 4" in line
+    from residual_response.pages.tables import width_sentence
+    hw = SimpleNamespace(model="m", emergence_layer=3, rise_width=2, rise_width_ci=[2, 3], rise_start=2, rise_end=4)
+    assert width_sentence(hw).startswith("m makes most of its rise (10 % to 90 % of the log rise) between stream 2 "
+                                         "and stream 4 (width 2 [2, 3]")
 
 
 def test_step_cost_without_a_bench_record_says_so(monkeypatch):

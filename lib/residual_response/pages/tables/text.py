@@ -149,7 +149,9 @@ def width_sentence(h) -> str:
     width = width_text(h.rise_width, h.rise_width_ci)
     if hi == 0:
         return f"{name} rises in one block (half way up at stream {h.emergence_layer}; {width})"
-    span = f"{name} rises from stream {h.rise_start} to {h.rise_end} ({width})"
+    # the 10 % and 90 % streams, not the lowest and highest ones the factor is measured between
+    span = (f"{name} makes most of its rise (10 % to 90 % of the log rise) between stream {h.rise_start} "
+            f"and stream {h.rise_end} ({width})")
     if lo >= 2:
         return f"{span}: not in one block"
     if hi <= 1:
