@@ -314,6 +314,26 @@ class AblationStudy:
         return bootstrap_mean(ablated - base, n_boot=n_boot, confidence=confidence)
 
 
+    def loss_difference(self, which: str = "top", *, n_boot: int = 1000, confidence: float = 0.95) -> BootstrapMean:
+        """Second-copy loss under ``which`` minus its mean over the random draws, paired by seed. Why:
+        two overlapping intervals (named, random) do not say whether the named heads raise the loss
+        more or less than random ones; the difference's does. It resamples seeds, draws held fixed."""
+        if which not in self.named_keys or not self.random_keys:
+            raise InputError(f"which must be one of {self.named_keys} (with random draws), got {which!r}")
+        named = self.losses[which].second.per_seed
+        rand = torch.stack([self.losses[k].second.per_seed for k in self.random_keys]).mean(0)
+        return bootstrap_mean(named - rand, n_boot=n_boot, confidence=confidence)
+
+    def loss_draws_above(self, which: str = "top") -> int:
+        """How many random draws raise the second-copy loss (mean over seeds) at least as much as
+        the named heads ``which``: the rank of the named set among the draws, as for the score."""
+        if which not in self.named_keys:
+            raise InputError(f"which must be one of {self.named_keys}, got {which!r}")
+        base = self.losses["none"].second.per_seed
+        named = float((self.losses[which].second.per_seed - base).mean())
+        return sum(float((self.losses[k].second.per_seed - base).mean()) >= named for k in self.random_keys)
+
+
 def permutation_p_value(drop: float, random_drops) -> float:
     """The permutation p-value of ``drop`` among ``random_drops``: ``(1 + #{random >= drop}) / (1 + n)``.
 

@@ -193,6 +193,15 @@ def test_ablation_study_random_draws_exclude_named_heads(random_lm):
     assert rise.per_seed.shape == (3,)
     np.testing.assert_allclose(rise.per_seed.double().numpy(), top - base, rtol=1e-6, atol=1e-7)
     assert float(rise.mean) == pytest.approx(float(np.mean(top - base)), rel=1e-6, abs=1e-7)
+    # the loss difference is the named change minus the random draws' mean change, per seed
+    rand = np.mean([study.losses[k].second.per_seed.double().numpy() for k in study.random_keys], axis=0)
+    diff = study.loss_difference("top", n_boot=20)
+    np.testing.assert_allclose(diff.per_seed.double().numpy(), top - rand, rtol=1e-6, atol=1e-7)
+    above = sum(float(np.mean(study.losses[k].second.per_seed.double().numpy() - base)) >= float(np.mean(top - base))
+                for k in study.random_keys)
+    assert study.loss_draws_above("top") == above
+    with pytest.raises(ValueError, match="which must be one of"):
+        study.loss_difference("random")
     with pytest.raises(ValueError, match="heads is empty"):
         ablation_study(random_lm, [], T=4, seeds=1)
 

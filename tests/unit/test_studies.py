@@ -91,3 +91,7 @@ def test_cross_check_runs_every_measurement_of_one_model():
     assert q["SL"] == c.base.score[-1] and q["loss1"] == float(c.losses.first.mean)
     e = c.effects()
     assert set(e) == {"base", "top_score", "top", "attention", "random"} and np.isfinite(e["top"]["drop"])
+    # a named set's loss change beside the draws': the difference lies inside its own interval
+    t = e["top"]
+    assert t["vs_random_lo"] <= t["vs_random"] <= t["vs_random_hi"] and t["n_draws"] == 1 and t["draws_above"] in (0, 1)
+    assert "vs_random" not in e["random"]

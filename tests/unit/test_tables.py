@@ -117,7 +117,7 @@ def test_fmt_eps_writes_strengths_like_the_axis_labels():
 
 from residual_response.sequences import InductionLayout  # noqa: E402
 from residual_response.pages.tables import (describe_frame, distance_ratio, first_source_ratio, headline_text,  # noqa: E402
-                                      panel_layers, ratio_peak, reach_summary, rise_text, setting_text, step_cost,
+                                      panel_layers, ratio_peak, reach_summary, rise_sentence, rise_text, setting_text, step_cost,
                                       stripe_contrasts, stripe_scores_frame, timed)
 
 
@@ -220,11 +220,26 @@ def test_scores_rise_and_headline_in_words():
     assert len(df) == 4 and set(df.layer) == {2, 4} and df.rel_depth.max() == 1.0
     rise = Rise(emerged=True, stream=3, stream_ci=(2, 4), start=2, end=4, width=2, width_ci=(1, 3), bottom=1, top=4,
                 factor=2.0, factor_ci=(1.5, 2.5))
-    assert rise_text(rise, 4).startswith("layer 3 (interval 2 to 4, relative depth 0.75)")
+    # the factor is S(top) / S(bottom): the sentence names those two streams, not the half-way one
+    assert rise_text(rise, 4) == ("layer 3 (interval 2 to 4, relative depth 0.75): the score rises by a factor "
+                                  "2.00 [1.50, 2.50] from its lowest stream (1) to its highest (4), half way up at stream 3")
     flat = dataclasses.replace(rise, emerged=False, stream=None, stream_ci=None)
     assert rise_text(flat, 4).startswith("no layer: the rise from layer 1 to 4")
-    h = SimpleNamespace(setting={"T": 20, "seeds": 4, "eps": 0.01}, emergence_layer=3, emergence_ci=[2, 4])
-    assert headline_text(h) == {"h_setting": "T = 20, 4 seeds, ε = 1e-2", "h_em": "layer 3 [2, 4]"}
+    h = SimpleNamespace(setting={"T": 20, "seeds": 4, "eps": 0.01}, emergence_layer=3, emergence_ci=[2, 4],
+                        rise_factor=2.0, rise_factor_ci=[1.5, 2.5], peak_layer=4, read_streams=[1, 2, 3, 4],
+                        score=[1.2, 1.0, 1.6, 2.0])  # lowest at stream 2, the top at 4
+    assert headline_text(h) == {"h_setting": "T = 20, 4 seeds, ε = 1e-2",
+                                "h_em": "layer 3 [2, 4], where the score rises by a factor 2.00 [1.50, 2.50] "
+                                        "from its lowest stream (2) to its highest (4)"}
+    res = SimpleNamespace(rise=rise, score=[1.0, 2.0], ci_low=[0.9, 1.5], ci_high=[1.1, 2.5], read_streams=[1, 4],
+                          T=20, seeds=[0, 1], eps=0.01, emergence_layer=3)
+    line = rise_sentence("m", res, 4)
+    assert "from its lowest stream (1) to its highest (4), half way up at stream 3 (interval 2 to 4)" in line
+    assert "most of it between stream 2 and stream 4" in line
+    from residual_response.pages.tables import width_sentence
+    hw = SimpleNamespace(model="m", emergence_layer=3, rise_width=2, rise_width_ci=[2, 3], rise_start=2, rise_end=4)
+    assert width_sentence(hw).startswith("m makes most of its rise (10 % to 90 % of the log rise) between stream 2 "
+                                         "and stream 4 (width 2 [2, 3]")
 
 
 def test_step_cost_without_a_bench_record_says_so(monkeypatch):
@@ -395,12 +410,22 @@ def test_ablation_sentence_says_whether_named_heads_stand_out_from_random_ones()
 
     effects = {"top": {"drop": 0.25, "lo": -0.1, "hi": 0.6, "rise": 0.02, "rise_lo": -0.05, "rise_hi": 0.09},
                "attention": {"drop": 3.0, "lo": 2.0, "hi": 4.0, "rise": 0.5, "rise_lo": 0.3, "rise_hi": 0.7}}
+    from residual_response.pages.tables import loss_change_text
+    fx = {"top": {"rise": 0.68, "rise_lo": 0.5, "rise_hi": 0.86, "vs_random": -0.24, "vs_random_lo": -0.5,
+                  "vs_random_hi": 0.02, "draws_above": 12, "n_draws": 20},
+          "random": {"rise": 0.92, "rise_lo": 0.7, "rise_hi": 1.1}}
+    assert loss_change_text("m", fx) == ("m 0.68 [0.50, 0.86] nats, 0.24 nats less than the mean of the random draws "
+                                        "(0.92 [0.70, 1.10]; difference -0.24 [-0.50, +0.02], its interval over the "
+                                        "seeds with the draws held fixed: the interval of the difference includes 0; "
+                                        "12 of 20 draws raise it as much)")
+    fx["top"].update(vs_random=0.46, vs_random_lo=0.3, vs_random_hi=0.62, draws_above=0)
+    assert "0.46 nats more than" in loss_change_text("m", fx) and "lies above 0; 0 of 20" in loss_change_text("m", fx)
     items = unresolved_items("m", {"top": weak, "attention": strong}, effects, {"rho": 0.4, "lo": -0.1, "hi": 0.8})
     assert items == [
         "m, top-k by response: the drop of $S_L$, 0.25 [-0.10, 0.60], covers 0",
         "m, top-k by response: the difference from the mean random draw, 0.05 [-0.30, 0.40], covers 0",
         "m, top-k by response: the change of the second-copy loss, 0.02 [-0.05, 0.09] nats, covers 0",
-        "m, top-k by attention pattern: p = 0.050 is the smallest 19 draws allow; how far the drop lies beyond the "
-        "draws is not resolved",
+        "m, top-k by attention pattern: p = 0.050 is the smallest 19 draws allow, so the named drop exceeds every "
+        "draw; how far beyond the draws it lies (the size of the effect) is not resolved",
         "m: the rank agreement of attention and response over depth, 0.40 [-0.10, 0.80], covers 0",
     ]

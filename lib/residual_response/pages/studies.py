@@ -23,7 +23,7 @@ from ..induction import InductionResult, emergence_layer, induction_scores
 from ..models import LoadedModel
 from ..models.toy import toy_checkpoint_steps
 from .tables.frames import control_envelope, distance_profile, extreme_text
-from .tables.text import ci_text
+from .tables.text import ci_text, setting_text
 
 __all__ = ["CrossCheck", "NegativeControls", "PhaseChange", "cross_check", "follow_phase_change", "is_random_init",
            "negative_controls", "phase_contrasts", "phase_facts"]
@@ -200,7 +200,9 @@ class CrossCheck:
         """Per ``"top"``/``"attention"``/``"random"`` ablation: the drop of the score at the last
         stream and the rise of the second-copy loss, each with its paired 95 % interval (``"random"``:
         the mean over draws); plus ``base`` (``S_L`` unablated, at the ablation's seeds) and
-        ``top_score`` (``S_L`` with the top heads ablated)."""
+        ``top_score`` (``S_L`` with the top heads ablated). A named set also gets its loss change minus
+        the random draws' (``vs_random`` with ``vs_random_lo/hi``, paired by seed) and ``draws_above``,
+        the number of the ``n_draws`` draws that raise the loss at least as much."""
         res = self.study.results
         out = {"base": float(res["none"].score[-1]), "top_score": float(res["top"].score[-1])}
         for which in (*self.study.named_keys, "random"):
@@ -208,6 +210,10 @@ class CrossCheck:
             rise = self.study.loss_rise(which, n_boot=self.n_boot)
             out[which] = {"drop": float(drop[-1]), "lo": float(lo[-1]), "hi": float(hi[-1]),
                           "rise": float(rise.mean), "rise_lo": float(rise.lo), "rise_hi": float(rise.hi)}
+            if which != "random" and self.study.random_keys:
+                diff = self.study.loss_difference(which, n_boot=self.n_boot)
+                out[which].update(vs_random=float(diff.mean), vs_random_lo=float(diff.lo), vs_random_hi=float(diff.hi),
+                                  draws_above=self.study.loss_draws_above(which), n_draws=len(self.study.random_keys))
         return out
 
 
@@ -386,6 +392,21 @@ def phase_facts(pc: PhaseChange) -> dict:
     settled = next(s for s in top.index if s >= pc.phase and top.attention[s] >= 0.9 * att_level)
     facts.update(att_settled=settled, resp_settled=float(top.response[settled]),
                  second_settled=float(loss["second copy"][loss.step == settled].iloc[0]))
+    # the response after the pattern settles is not monotone: say where it peaks and where it ends
+    after = top.response[top.index >= settled]
+    peak = int(after.idxmax())
+    facts.update(resp_peak_step=peak, resp_peak=float(top.response[peak]), resp_peak_lo=float(top.response_lo[peak]),
+                 resp_peak_hi=float(top.response_hi[peak]))
+    ci = f"[{top.response_lo[pc.last]:.2f}, {top.response_hi[pc.last]:.2f}]"
+    facts["resp_after_text"] = (
+        f"grows from {facts['resp_settled']:.2f} to {facts['resp_last']:.2f} {ci} at the last step, {pc.last}"
+        if peak == pc.last else
+        f"goes from {facts['resp_settled']:.2f} to a peak of {facts['resp_peak']:.2f} [{facts['resp_peak_lo']:.2f}, "
+        f"{facts['resp_peak_hi']:.2f}] at step {peak}, then ends at {facts['resp_last']:.2f} {ci} at the last step, "
+        f"{pc.last}")
+    facts["resp_setting"] = setting_text(pc.T, pc.seeds, pc.eps)
+    facts["resp_late_text"] = (f"goes on rising after the loss drop has ended, to its peak at step {peak}"
+                               if peak > pc.loss_hi else f"peaks at step {peak}, inside the loss drop")
     return facts
 
 

@@ -17,8 +17,8 @@ from ...rise import MIN_RISE
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["NA", "fmt_eps", "signed_pct", "setting_text", "ci_text", "peak_index", "rise_text", "headline_text", "rise_sentence",
-           "width_sentence", "eps_verdict", "rise_steps", "controls_verdict", "section_sentence", "copy_loss_sentence",
+__all__ = ["NA", "fmt_eps", "signed_pct", "setting_text", "ci_text", "peak_index", "rise_span_text", "rise_text", "headline_text", "rise_sentence",
+           "width_sentence", "eps_verdict", "rise_steps", "controls_verdict", "section_sentence", "copy_loss_sentence", "loss_change_text",
            "NAMED_SETS", "p_text", "rank_verdict", "ablation_sentence", "ablation_summary", "unresolved_items",
            "rise_heads_sentence", "emergence_shape", "STEP_SHARE", "WIDTH_DEFINITION", "width_text"]
 
@@ -71,6 +71,19 @@ def peak_index(res) -> int:
     return max(ok, key=lambda i: res.score[i])
 
 
+def rise_span_text(factor: float, factor_ci, bottom: int, top: int, half: int | None) -> str:
+    """``"rises by a factor F [lo, hi] from its lowest stream (b) to its highest (t), half way up at
+    stream s"``: the book's one way of saying how far and between which streams a score rises.
+
+    Why one helper: the factor is ``S(top) / S(bottom)`` (:class:`~residual_response.rise.Rise`), so the
+    sentence names those two streams; a page that named the half-way or the 10 %/90 % streams
+    beside the factor read as if the factor were measured between them.
+    """
+    text = (f"rises by a factor {ci_text(factor, *factor_ci)} from its lowest stream ({bottom}) "
+            f"to its highest ({top})")
+    return text if half is None else f"{text}, half way up at stream {half}"
+
+
 def rise_text(rise, n_layers: int) -> str:
     """The emergence layer of an ``InductionResult.rise`` (a :class:`~residual_response.rise.Rise`) in
     words, with its intervals.
@@ -85,17 +98,25 @@ def rise_text(rise, n_layers: int) -> str:
         return (f"no layer: the rise from layer {rise.bottom} to {rise.top}, a factor {f:.2f} "
                 f"[{f_lo:.2f}, {f_hi:.2f}], is within resampling noise")
     lo, hi = rise.stream_ci
-    return (f"layer {em} (interval {lo} to {hi}, relative depth {em / n_layers:.2f}), "
-            f"where the score is half way up a rise by a factor {f:.2f} [{f_lo:.2f}, {f_hi:.2f}] from layer "
-            f"{rise.bottom} to {rise.top}")
+    return (f"layer {em} (interval {lo} to {hi}, relative depth {em / n_layers:.2f}): the score "
+            + rise_span_text(f, (f_lo, f_hi), rise.bottom, rise.top, em))
 
 
 def headline_text(h) -> dict[str, str]:
-    """A :class:`~residual_response.headline.Headline` in words: ``{"h_setting", "h_em"}``."""
+    """A :class:`~residual_response.headline.Headline` in words: ``{"h_setting", "h_em"}``.
+
+    ``h_em`` names the rise with its factor and its lowest and highest streams
+    (:func:`rise_span_text`), so that a page at another setting can be set beside it.
+    """
     s = h.setting
-    return {"h_setting": f"T = {s['T']}, {s['seeds']} seeds, ε = {fmt_eps(s['eps'])}",
-            "h_em": "none (no significant rise)" if h.emergence_layer is None else
-            f"layer {h.emergence_layer} [{h.emergence_ci[0]}, {h.emergence_ci[1]}]"}
+    if h.emergence_layer is None:
+        em = "none (no significant rise)"
+    else:
+        ok = [i for i, x in enumerate(h.score) if x is not None and math.isfinite(x) and h.read_streams[i] <= h.peak_layer]
+        bottom = h.read_streams[min(ok, key=lambda i: h.score[i])]
+        em = (f"layer {h.emergence_layer} [{h.emergence_ci[0]}, {h.emergence_ci[1]}], where the score "
+              + rise_span_text(h.rise_factor, h.rise_factor_ci, bottom, h.peak_layer, None))
+    return {"h_setting": f"T = {s['T']}, {s['seeds']} seeds, ε = {fmt_eps(s['eps'])}", "h_em": em}
 
 
 def rise_sentence(name: str, res, n_layers: int) -> str:
@@ -109,12 +130,13 @@ def rise_sentence(name: str, res, n_layers: int) -> str:
         return (f"{head}: no rise larger than resampling noise (factor {factor}: the interval reaches 1); "
                 f"largest value {top}.")
     lo, hi = rise.stream_ci
-    where = f"layer {res.emergence_layer}" + ("" if lo == hi else f" (interval {lo} to {hi})")
-    shape = (f"in one block ({width_text(rise.width, rise.width_ci)})" if rise.width == 0 else
-             f"from stream {rise.start} to {rise.end} ({width_text(rise.width, rise.width_ci)}; the first streams 10 % and "
-             "90 % of the way up the log rise)")
-    return (f"{head}: the score rises by a factor {factor} {shape}; it is half way up at {where}, relative depth "
-            f"{res.emergence_layer / L:.2f}. Its largest value is {top}.")
+    where = "" if lo == hi else f" (interval {lo} to {hi})"
+    shape = (f"all of it in one block ({width_text(rise.width, rise.width_ci)})" if rise.width == 0 else
+             f"most of it between stream {rise.start} and stream {rise.end}, the first streams 10 % and 90 % of the "
+             f"way up the log rise ({width_text(rise.width, rise.width_ci)})")
+    span = rise_span_text(rise.factor, rise.factor_ci, rise.bottom, rise.top, res.emergence_layer)
+    return (f"{head}: the score {span}{where}, relative depth {res.emergence_layer / L:.2f}; {shape}. "
+            f"Its largest value is {top}.")
 
 
 def width_sentence(h) -> str:
@@ -127,7 +149,9 @@ def width_sentence(h) -> str:
     width = width_text(h.rise_width, h.rise_width_ci)
     if hi == 0:
         return f"{name} rises in one block (half way up at stream {h.emergence_layer}; {width})"
-    span = f"{name} rises from stream {h.rise_start} to {h.rise_end} ({width})"
+    # the 10 % and 90 % streams, not the lowest and highest ones the factor is measured between
+    span = (f"{name} makes most of its rise (10 % to 90 % of the log rise) between stream {h.rise_start} "
+            f"and stream {h.rise_end} ({width})")
     if lo >= 2:
         return f"{span}: not in one block"
     if hi <= 1:
@@ -246,6 +270,26 @@ def copy_loss_sentence(name: str, check, effects: dict, loss_setting: str) -> st
             f"{ci_text(rnd['rise'], rnd['rise_lo'], rnd['rise_hi'])}: a negative result"
             + (", though its interval includes no change." if top["rise_hi"] >= 0 else
                ", though the interval's upper end lies close to no change." if top["rise_hi"] > -0.1 else "."))
+
+
+def loss_change_text(name: str, effects: dict) -> str:
+    """How ablating a model's top heads by response changes its second-copy loss, beside the random
+    draws: the change, the random draws' mean change, and which way the difference goes with its
+    interval (paired by seed) and whether that interval includes 0, and the rank among the draws.
+
+    Why the difference: two overlapping intervals do not say whether the named heads raise the
+    loss more or less than random heads; the difference's own interval does.
+    ``effects``: :meth:`.studies.CrossCheck.effects`.
+    """
+    w, r = effects["top"], effects["random"]
+    d, lo, hi = w["vs_random"], w["vs_random_lo"], w["vs_random_hi"]
+    way = "more" if d > 0 else "less"
+    verdict = ("the interval of the difference lies above 0" if lo > 0 else
+               "the interval of the difference lies below 0" if hi < 0 else "the interval of the difference includes 0")
+    return (f"{name} {ci_text(w['rise'], w['rise_lo'], w['rise_hi'])} nats, {abs(d):.2f} nats {way} than the mean of "
+            f"the random draws ({ci_text(r['rise'], r['rise_lo'], r['rise_hi'])}; difference "
+            f"{ci_text(d, lo, hi, '+.2f')}, its interval over the seeds with the draws held fixed: {verdict}; "
+            f"{w['draws_above']} of {w['n_draws']} draws raise it as much)")
 
 
 #: what each named set of heads is called in the book's sentences and tables
@@ -375,8 +419,8 @@ def unresolved_items(name: str, tests: Mapping, effects: Mapping, agreement: Map
             out.append(f"{name}, {label}: the difference from the mean random draw, "
                        f"{ci_text(t.difference, t.difference_low, t.difference_high)}, covers 0")
         if np.isclose(t.p_value, t.smallest_p):
-            out.append(f"{name}, {label}: p = {t.p_value:.3f} is the smallest {t.n_random} draws allow; how far the "
-                       "drop lies beyond the draws is not resolved")
+            out.append(f"{name}, {label}: p = {t.p_value:.3f} is the smallest {t.n_random} draws allow, so the named "
+                       "drop exceeds every draw; how far beyond the draws it lies (the size of the effect) is not resolved")
         if e["rise_lo"] <= 0 <= e["rise_hi"]:
             out.append(f"{name}, {label}: the change of the second-copy loss, "
                        f"{ci_text(e['rise'], e['rise_lo'], e['rise_hi'])} nats, covers 0")
