@@ -223,15 +223,15 @@ def student_notebook(nb: Any, params: dict[str, Any], *, index: BookIndex | None
             after_check = False
             if task:
                 asks = bool(BEFORE_RE.search(text))
-            if m := EXERCISE_RE.search(text):
+            if SOLUTION_RE.search(text):  # the solution ends the exercise before it, then the rest is read
+                text = SOLUTION_RE.sub("", text).strip()
+                in_exercise = placeholder_done = False
+            if m := EXERCISE_RE.search(text):  # (the next exercise often shares the solution's cell)
                 in_exercise, placeholder_done, number = True, False, m.group("n")
             elif HEADING_RE.search(text):
                 in_exercise = False
-            if SOLUTION_RE.search(text):
-                text = SOLUTION_RE.sub("", text).strip()
-                in_exercise = placeholder_done = False
-                if not text:
-                    continue
+            if not text:
+                continue
             if index is not None:
                 text = plain_markdown(text, index=index, page=page, glue=glue, template=template, linked=linked)
             if answer:

@@ -282,3 +282,21 @@ def test_every_folded_answer_cell_is_a_solution_the_student_notebook_drops():
             if cell.cell_type == "code" and "hide-cell" in tags and "solution" not in tags:
                 leaks.append(f"{source.name}, cell {i}")
     assert not leaks, f"folded answer cells without the solution tag: {leaks}"
+
+
+def test_each_older_exercise_gets_its_numbered_placeholder_when_it_shares_a_cell_with_a_solution():
+    code, md = nbformat.v4.new_code_cell, nbformat.v4.new_markdown_cell
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        md("## Exercises\n\n```{admonition} Exercise 1 (★, 5 min): one\n:class: tip\nDo one.\n```"),
+        code("x = 1", metadata={"tags": ["hide-cell", "solution"]}),
+        md(":::{dropdown} Solution 1\nOne.\n:::\n\n```{admonition} Exercise 2 (★, 5 min): two\n:class: tip\nDo two.\n```"),
+        code("y = 2", metadata={"tags": ["hide-cell", "solution"]}),
+        md(":::{dropdown} Solution 2\nTwo.\n:::"),
+    ]
+    out = book_build.student_notebook(nb, {}, index=book_build.book_index(), page="emergence")
+    sources = [c.source for c in out.cells if c.cell_type == "code"]
+    assert "# Exercise 1: your code here" in sources and "# Exercise 2: your code here" in sources, sources
+    assert not any("x = 1" in s or "y = 2" in s for s in sources)
+    assert not any("Solution" in c.source for c in out.cells if c.cell_type == "markdown")
