@@ -129,6 +129,19 @@ def _one_parameter_cell(nb: Any, params: dict[str, Any]) -> None:
     nb.cells = [c for c in cells if "injected-parameters" not in c.metadata.get("tags", [])]
 
 
+def _parameterized(nb: Any, params: dict[str, Any]) -> Any:
+    """A copy of ``nb`` with papermill's parameters in one cell (:func:`_one_parameter_cell`)."""
+    from papermill.parameterize import parameterize_notebook
+
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        cell.metadata.setdefault("tags", [])  # papermill reads every cell's tags
+    nb.metadata.setdefault("papermill", {})
+    nb = parameterize_notebook(nb, params or {}, kernel_name=KERNEL, language="python")
+    _one_parameter_cell(nb, params)
+    return nb
+
+
 def _fold_answer(text: str) -> str:
     """Fold the text before the first heading, target or directive of ``text`` (an answer)."""
     m = ANSWER_END_RE.search(text)
@@ -198,14 +211,7 @@ def student_notebook(nb: Any, params: dict[str, Any], *, index: BookIndex | None
         fill_stubs: put each stub's solution in its place (the notebook the tests expect every check
             to pass in).
     """
-    from papermill.parameterize import parameterize_notebook
-
-    nb = copy.deepcopy(nb)
-    for cell in nb.cells:
-        cell.metadata.setdefault("tags", [])  # papermill reads every cell's tags
-    nb.metadata.setdefault("papermill", {})
-    nb = parameterize_notebook(nb, params or {}, kernel_name=KERNEL, language="python")
-    _one_parameter_cell(nb, params)
+    nb = _parameterized(nb, params)
     cells = []
     asks = after_check = False  # the exercise asks "Before you run it"; the last cell was its check
     in_exercise = placeholder_done = False
