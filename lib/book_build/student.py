@@ -68,7 +68,7 @@ PARAMETERS_HEADER = "# Parameters: the values this copy of the book was computed
 #: the title of the folded answer to an exercise's "Before you run it" question
 ANSWER_TITLE = "The answer to \u201cBefore you run it\u201d (open it after the check)"
 
-BEFORE_RE = re.compile(r"Before you run it\b")
+BEFORE_RE = re.compile(r"Before\s+you\s+run\s+it\b")  # the line may break inside it
 
 #: an exercise's statement: a build-it-yourself box or an older exercise
 TASK_RE = re.compile(r"\{(?:admonition|exercise)\}\s*(?:Exercise|Build it yourself)\b")

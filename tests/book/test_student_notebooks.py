@@ -57,7 +57,7 @@ def _page_notebook():
         code("res = induction_scores(lm, T=T)\nglue('n', 3.14159, display=False)"),
         md("The value is {glue:text}`n:.2f`, from `induction_scores` and again `induction_scores`."),
         md("## Build it yourself: one thing\n\n```{admonition} Build it yourself 1 (difficulty ★☆☆): a thing\n:class: tip\n"
-           "Write it. Before you run it: what is the score?\n```"),
+           "Write it. Before you\nrun it: what is the score?\n```"),
         code("import numpy as np\nfrom residual_response.exercises import check_twin_score",
              metadata={"tags": ["exercise-imports"]}),
         code("def twin_score(chi_rep, chi_twin, T):\n    \"\"\"Doc.\"\"\"\n    raise NotImplementedError",
@@ -99,7 +99,7 @@ def test_a_dropdown_title_keeps_its_code_and_links_inside_the_summary():
 
 def test_no_answer_is_folded_after_a_check_whose_exercise_asks_nothing():
     nb = _page_notebook()
-    nb.cells[5].source = nb.cells[5].source.replace(" Before you run it: what is the score?", "")
+    nb.cells[5].source = nb.cells[5].source.replace(" Before you\nrun it: what is the score?", "")
     nb = book_build.student_notebook(nb, {"T": 8}, index=book_build.book_index(), page="emergence",
                                      glue={"n": {"text/plain": "3.14159"}})
     assert not any("<details><summary>The answer" in c.source for c in nb.cells)
