@@ -1,6 +1,6 @@
 """The exercise notebook a student works in: the page's parameters, no outputs, no solutions, plain Markdown.
 
-What the book page shows and what the student gets differ in four ways:
+What the book page shows and what the student gets differ in these ways:
 
 * **solutions**: a build-it-yourself exercise (:mod:`.exercises`) keeps its stub cell (tag
   ``stub``), its hints and its check (tag ``check``), and loses the solution cell after the stub
