@@ -9,7 +9,8 @@ tag                         cell
 ``exercise-imports``        the imports the exercise needs (the student notebook moves them first)
 ``stub``                    the function to write: typed signature, docstring with shapes, ``raise
                             NotImplementedError``; shown on the page and kept in the student notebook
-(markdown)                  one or two hints, each in a ``{dropdown} Hint ...``
+(markdown)                  graded hints, each in a ``{dropdown} Hint N: ...``: the first says what to
+                            think about, code only in the last
 ``solution``                the page's solution (shown folded, ``hide-input``); dropped from the
                             student notebook
 ``check``                   ``check_...(function)`` from :mod:`residual_response.exercises`, which

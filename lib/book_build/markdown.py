@@ -9,7 +9,8 @@ use into Markdown that reads the same:
   authors and year linked to the bibliography, ``{download}`` and ``{math}`` their text;
 - ``{glue:text}`` and ``{glue}`` become the value the executed page glued (with the role's format
   spec, as myst-nb formats it), a ``{glue:md}`` block the glued Markdown;
-- an admonition becomes a quoted block headed by its title in bold, a dropdown (a hint) the same;
+- an admonition becomes a quoted block headed by its title in bold; a dropdown (a hint, an answer)
+  becomes an HTML ``<details>`` block, which Jupyter shows folded under its title, as the book does;
 - ``(label)=`` targets and the labels of display equations are dropped;
 - the first inline code that names a library function links to its entry on the reference page
   (:mod:`.apiref`), as on the book's own pages.
@@ -29,7 +30,7 @@ import yaml
 
 from .config import BOOK, REPO
 
-__all__ = ["LINK_BASE", "BookIndex", "book_index", "plain_markdown", "glue_values", "MYST_LEFTOVER_RE"]
+__all__ = ["LINK_BASE", "BookIndex", "book_index", "plain_markdown", "details", "glue_values", "MYST_LEFTOVER_RE"]
 
 #: from ``_static/student/<page>-student.ipynb`` to the HTML pages of the book
 LINK_BASE = "../../"
@@ -272,10 +273,10 @@ class _Converter:
             return f"$$\n{body.strip()}\n$$"
         if name in ("code-block", "code"):
             return f"```{arg.strip()}\n{body.rstrip()}\n```"
+        if name == "dropdown":
+            return details(self.convert(arg.strip() or "Hint").strip(), self.convert(body).strip())
         if name == "admonition":
             title = arg.strip()
-        elif name == "dropdown":
-            title = arg.strip() or "Hint"
         elif name in ADMONITIONS:
             title = ADMONITIONS[name] + (f": {arg.strip()}" if arg.strip() else "")
         else:
@@ -314,6 +315,15 @@ class _Converter:
         text = EQ_LABEL_RE.sub(r"\1", text)
         text = ROLE_RE.sub(self.role, text)
         return text if self.linked is None else self.link_code(text)
+
+
+def details(title: str, body: str) -> str:
+    """A folded block: Jupyter shows ``title`` and opens ``body`` on a click (a hint must not be read
+    before it is wanted). Markdown is not rendered inside ``<summary>``, so inline code becomes
+    ``<code>`` and a link ``<a>``; the blank lines around ``body`` let Jupyter render it as Markdown."""
+    title = re.sub(r"`([^`]*)`", r"<code>\1</code>", title)
+    title = re.sub(r"\[([^\]]*)\]\(([^)\s]*)\)", r'<a href="\2">\1</a>', title)
+    return f"<details><summary>{title}</summary>\n\n{body}\n\n</details>"
 
 
 def plain_markdown(text: str, *, index: BookIndex, page: str, glue: dict[str, dict[str, str]] | None = None,

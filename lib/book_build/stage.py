@@ -198,6 +198,7 @@ def student_times_table(record: dict) -> str:
              f"on {record.get('machine', 'an unrecorded machine')}, {record.get('date', 'undated')}, load average "
              f"up to {record.get('load', float('nan')):.1f}. \"no stubs\": the page has no build-it-yourself function.",
              ":name: tbl-student-times", "| session | notebook | stubs empty | stubs filled |", "| --- | --- | --- | --- |"]
+    totals = []
     for session, pages in COURSE_SESSIONS.items():
         total = 0.0
         for page in pages:
@@ -205,7 +206,14 @@ def student_times_table(record: dict) -> str:
             lines.append(f"| {session} | {{doc}}`{page}` | {cell(page, 'stubs empty')} | {filled} |")
             total += max(runs.get(f"{page}-student", {}).values(), default=0.0)
         lines.append(f"| {session} | *the session* | *{total / 60:.1f} min* | |")
-    return "\n".join(lines + [":::"])
+        if total and session != "take-home":
+            totals.append(total / 60)
+    lines.append(":::")
+    if totals:  # the table's own numbers, in words (they change when the course is re-measured)
+        span = f"{min(totals):.1f} to {max(totals):.1f} min" if f"{min(totals):.1f}" != f"{max(totals):.1f}" \
+            else f"{min(totals):.1f} min"
+        lines += ["", f"On that machine each session's notebooks compute for {span} in all, of its two hours."]
+    return "\n".join(lines)
 
 
 def fill_course_page(stage: Path, pages: list[Page], results: list[Result]) -> None:

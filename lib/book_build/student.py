@@ -1,6 +1,6 @@
 """The exercise notebook a student works in: the page's parameters, no outputs, no solutions, plain Markdown.
 
-What the book page shows and what the student gets differ in four ways:
+What the book page shows and what the student gets differ in these ways:
 
 * **solutions**: a build-it-yourself exercise (:mod:`.exercises`) keeps its stub cell (tag
   ``stub``), its hints and its check (tag ``check``), and loses the solution cell after the stub
@@ -13,7 +13,15 @@ What the book page shows and what the student gets differ in four ways:
 * **imports**: the first code cell imports by name what the notebook uses from the book's page
   module (the page itself uses one star import) and what its exercises need (cells tagged
   ``exercise-imports`` are moved there).
-* **outputs**: none; the parameters are the page's own (papermill's injected cell).
+* **outputs**: none.
+* **parameters**: one cell with the values the page was computed with. The page's parameter cell
+  holds defaults for a run by hand, and papermill injects a cell after it that overrides them; a
+  student would read the first and compute with the second. :func:`merged_parameters` writes the
+  values in use into the page's cell, each assignment keeping its comment, and drops the injected
+  cell.
+* **answers**: a hint or answer folded on the page (``{dropdown}``) stays folded (a ``<details>``
+  block, :func:`.markdown.details`), and the text right after a check that answers the
+  exercise's "Before you run it" question is folded as well, up to the next heading.
 
 :func:`student_notebook` with ``fill_stubs=True`` gives the same notebook with each stub replaced
 by the page's solution: the tests run both, and every check must pass in the one and say "not
@@ -31,9 +39,10 @@ import nbformat
 
 from .config import KERNEL, REPO
 from .exercises import CHECK_TAG, IMPORTS_TAG, SOLUTION_TAG, STUB_TAG
-from .markdown import BookIndex, plain_markdown
+from .markdown import BookIndex, details, plain_markdown
 
-__all__ = ["STUDENT_DIR", "FILLED_DIR", "PLACEHOLDER", "STAR_IMPORT", "student_notebook", "page_module_names"]
+__all__ = ["STUDENT_DIR", "FILLED_DIR", "PLACEHOLDER", "STAR_IMPORT", "PARAMETERS_HEADER", "ANSWER_TITLE",
+           "student_notebook", "page_module_names", "merged_parameters"]
 
 
 STUDENT_DIR = "_static/student"
@@ -53,6 +62,20 @@ HEADING_RE = re.compile(r"^#{1,6} ", re.M)
 
 PLACEHOLDER = "# your code here"
 
+#: the first line of the student's parameter cell
+PARAMETERS_HEADER = "# Parameters: the values this copy of the book was computed with; change them and rerun."
+
+#: the title of the folded answer to an exercise's "Before you run it" question
+ANSWER_TITLE = "The answer to \u201cBefore you run it\u201d (open it after the check)"
+
+BEFORE_RE = re.compile(r"Before\s+you\s+run\s+it\b")  # the line may break inside it
+
+#: an exercise's statement: a build-it-yourself box or an older exercise
+TASK_RE = re.compile(r"\{(?:admonition|exercise)\}\s*(?:Exercise|Build it yourself)\b")
+
+#: where a folded answer ends: a heading, a ``(label)=`` target or a directive
+ANSWER_END_RE = re.compile(r"^(?:#{1,6} |\([\w-]+\)=|`{3,}\{|:{3,}\{)", re.M)
+
 #: the one line every book page starts its code with
 STAR_IMPORT = "from residual_response.page import *"
 
@@ -66,6 +89,66 @@ def page_module_names() -> list[str]:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
             return list(ast.literal_eval(node.value))
     raise RuntimeError(f"{PAGE_MODULE} has no __all__")
+
+
+def merged_parameters(defaults: str, params: dict[str, Any]) -> str:
+    """The page's parameter cell ``defaults`` with the values ``params`` in use: each top-level
+    assignment of a name in ``params`` gets its value (as papermill writes it) and keeps its
+    comment; names without a default are added at the end; the first comment line becomes
+    :data:`PARAMETERS_HEADER`."""
+    from papermill.translators import PythonTranslator
+
+    lines = defaults.splitlines()
+    done: set[str] = set()
+    for node in reversed(ast.parse(defaults).body):  # from the end, so that line numbers stay valid
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            continue
+        name = node.targets[0].id
+        if name not in params:
+            continue
+        comment = lines[node.end_lineno - 1][node.end_col_offset:].strip()
+        line = f"{name} = {PythonTranslator.translate(params[name])}" + (f"  {comment}" if comment else "")
+        lines[node.lineno - 1:node.end_lineno] = [line]
+        done.add(name)
+    lines += [f"{name} = {PythonTranslator.translate(value)}" for name, value in params.items() if name not in done]
+    if lines and lines[0].startswith("#"):
+        lines[0] = PARAMETERS_HEADER
+    else:
+        lines.insert(0, PARAMETERS_HEADER)
+    return "\n".join(lines)
+
+
+def _one_parameter_cell(nb: Any, params: dict[str, Any]) -> None:
+    """Merge the page's parameter cell and papermill's injected one (:func:`merged_parameters`)."""
+    cells = nb.cells
+    page = next((c for c in cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])), None)
+    if page is None:
+        return
+    page.source = merged_parameters(page.source, params or {})
+    page.metadata["tags"] = ["parameters"]
+    nb.cells = [c for c in cells if "injected-parameters" not in c.metadata.get("tags", [])]
+
+
+def _parameterized(nb: Any, params: dict[str, Any]) -> Any:
+    """A copy of ``nb`` with papermill's parameters in one cell (:func:`_one_parameter_cell`)."""
+    from papermill.parameterize import parameterize_notebook
+
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        cell.metadata.setdefault("tags", [])  # papermill reads every cell's tags
+    nb.metadata.setdefault("papermill", {})
+    nb = parameterize_notebook(nb, params or {}, kernel_name=KERNEL, language="python")
+    _one_parameter_cell(nb, params)
+    return nb
+
+
+def _fold_answer(text: str) -> str:
+    """Fold the text before the first heading, target or directive of ``text`` (an answer)."""
+    m = ANSWER_END_RE.search(text)
+    answer, rest = (text[:m.start()], text[m.start():]) if m else (text, "")
+    if not answer.strip():
+        return text
+    return details(ANSWER_TITLE, answer.strip()) + ("\n\n" + rest if rest else "")
 
 
 def _used_names(cells: list) -> set[str]:
@@ -128,14 +211,9 @@ def student_notebook(nb: Any, params: dict[str, Any], *, index: BookIndex | None
         fill_stubs: put each stub's solution in its place (the notebook the tests expect every check
             to pass in).
     """
-    from papermill.parameterize import parameterize_notebook
-
-    nb = copy.deepcopy(nb)
-    for cell in nb.cells:
-        cell.metadata.setdefault("tags", [])  # papermill reads every cell's tags
-    nb.metadata.setdefault("papermill", {})
-    nb = parameterize_notebook(nb, params or {}, kernel_name=KERNEL, language="python")
+    nb = _parameterized(nb, params)
     cells = []
+    asks = after_check = False  # the exercise asks "Before you run it"; the last cell was its check
     in_exercise = placeholder_done = False
     number = ""
     open_stub = None  # the stub cell whose solution comes next
@@ -146,21 +224,29 @@ def student_notebook(nb: Any, params: dict[str, Any], *, index: BookIndex | None
             if SOLUTION_TAG in tags:
                 continue
             text = cell.source
-            if m := EXERCISE_RE.search(text):
+            task = TASK_RE.search(text)
+            answer = after_check and asks and not task
+            after_check = False
+            if task:
+                asks = bool(BEFORE_RE.search(text))
+            if SOLUTION_RE.search(text):  # the solution ends the exercise before it, then the rest is read
+                text = SOLUTION_RE.sub("", text).strip()
+                in_exercise = placeholder_done = False
+            if m := EXERCISE_RE.search(text):  # (the next exercise often shares the solution's cell)
                 in_exercise, placeholder_done, number = True, False, m.group("n")
             elif HEADING_RE.search(text):
                 in_exercise = False
-            if SOLUTION_RE.search(text):
-                text = SOLUTION_RE.sub("", text).strip()
-                in_exercise = placeholder_done = False
-                if not text:
-                    continue
+            if not text:
+                continue
             if index is not None:
                 text = plain_markdown(text, index=index, page=page, glue=glue, template=template, linked=linked)
+            if answer:
+                text = _fold_answer(text)
             cell.source = text
             cells.append(cell)
             continue
         if cell.cell_type == "code":
+            after_check = CHECK_TAG in tags
             cell.outputs, cell.execution_count = [], None
             if STUB_TAG in tags:
                 open_stub = cell

@@ -51,12 +51,13 @@ def _page_notebook():
     nb.cells = [
         md("(p)=\n# Page\n\n```{admonition} On this page\n:class: note\nA {term}`kick` and {term}`layers <layer>`;"
            " see {doc}`method`, {doc}`the notes <notation>`, {eq}`eq-chi` and {cite}`olsson2022incontext`.\n```"),
-        code("T = 4", metadata={"tags": ["parameters", "remove-cell"]}),
+        code("# Parameters: defaults for a run by hand.\nT = 4  # length of one copy\nseed = 0  # the sequence",
+             metadata={"tags": ["parameters", "remove-cell"]}),
         code("from residual_response.page import *\nfrom residual_response import induction"),
         code("res = induction_scores(lm, T=T)\nglue('n', 3.14159, display=False)"),
         md("The value is {glue:text}`n:.2f`, from `induction_scores` and again `induction_scores`."),
         md("## Build it yourself: one thing\n\n```{admonition} Build it yourself 1 (difficulty ★☆☆): a thing\n:class: tip\n"
-           "Write it.\n```"),
+           "Write it. Before you\nrun it: what is the score?\n```"),
         code("import numpy as np\nfrom residual_response.exercises import check_twin_score",
              metadata={"tags": ["exercise-imports"]}),
         code("def twin_score(chi_rep, chi_twin, T):\n    \"\"\"Doc.\"\"\"\n    raise NotImplementedError",
@@ -64,7 +65,7 @@ def _page_notebook():
         md(":::{dropdown} Hint 1: index arrays\nUse `np.arange`.\n:::"),
         code("def twin_score(chi_rep, chi_twin, T):\n    return 1.0", metadata={"tags": ["solution", "hide-input"]}),
         code("check_twin_score(twin_score);", metadata={"tags": ["check"]}),
-        md("## What you learned\n\n* things"),
+        md("The score is 1.\n\n(learned)=\n## What you learned\n\n* things"),
     ]
     return nb
 
@@ -85,7 +86,38 @@ def test_myst_becomes_plain_markdown_with_links_and_values():
     assert "](../../method.html#equation-eq-chi)" in text and "[Olsson et al., 2022](../../bibliography.html)" in text
     assert "The value is 3.14, from [`induction_scores`](../../api.html#residual_response.induction.induction_scores)" \
            " and again `induction_scores`." in text  # the first mention links, the second stays code
-    assert "> **Hint 1: index arrays**\n>\n> Use `np.arange`." in text
+    # hints stay folded, as in the book; so does the answer to "Before you run it", up to the heading
+    assert "<details><summary>Hint 1: index arrays</summary>\n\nUse `np.arange`.\n\n</details>" in text
+    answer = f"<details><summary>{book_build.ANSWER_TITLE}</summary>\n\nThe score is 1.\n\n</details>"
+    assert answer + "\n\n## What you learned" in text
+
+
+def test_a_dropdown_title_keeps_its_code_and_links_inside_the_summary():
+    assert book_build.details("Hint: `np.argmax` and [the page](a.html)", "x") == \
+        '<details><summary>Hint: <code>np.argmax</code> and <a href="a.html">the page</a></summary>\n\nx\n\n</details>'
+
+
+def test_no_answer_is_folded_after_a_check_whose_exercise_asks_nothing():
+    nb = _page_notebook()
+    nb.cells[5].source = nb.cells[5].source.replace(" Before you\nrun it: what is the score?", "")
+    nb = book_build.student_notebook(nb, {"T": 8}, index=book_build.book_index(), page="emergence",
+                                     glue={"n": {"text/plain": "3.14159"}})
+    assert not any("<details><summary>The answer" in c.source for c in nb.cells)
+
+
+def test_one_parameter_cell_with_the_values_in_use_and_their_comments():
+    nb = _convert()
+    params = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1 and not any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    assert params[0].source.splitlines() == [book_build.PARAMETERS_HEADER, "T = 8  # length of one copy",
+                                             "seed = 0  # the sequence"]
+
+
+def test_merged_parameters_keep_multiline_values_apart_and_add_names_without_a_default():
+    defaults = 'models = [\n    "a",\n    "b",\n]  # registry names\neps = 1e-2  # strength'
+    merged = book_build.merged_parameters(defaults, {"models": ["c"], "eps": 0.1, "extra": "x"})
+    assert merged.splitlines() == [book_build.PARAMETERS_HEADER, 'models = ["c"]  # registry names',
+                                   "eps = 0.1  # strength", 'extra = "x"']
 
 
 def test_stubs_stay_solutions_go_and_imports_come_first_by_name():
@@ -250,3 +282,21 @@ def test_every_folded_answer_cell_is_a_solution_the_student_notebook_drops():
             if cell.cell_type == "code" and "hide-cell" in tags and "solution" not in tags:
                 leaks.append(f"{source.name}, cell {i}")
     assert not leaks, f"folded answer cells without the solution tag: {leaks}"
+
+
+def test_each_older_exercise_gets_its_numbered_placeholder_when_it_shares_a_cell_with_a_solution():
+    code, md = nbformat.v4.new_code_cell, nbformat.v4.new_markdown_cell
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        md("## Exercises\n\n```{admonition} Exercise 1 (★, 5 min): one\n:class: tip\nDo one.\n```"),
+        code("x = 1", metadata={"tags": ["hide-cell", "solution"]}),
+        md(":::{dropdown} Solution 1\nOne.\n:::\n\n```{admonition} Exercise 2 (★, 5 min): two\n:class: tip\nDo two.\n```"),
+        code("y = 2", metadata={"tags": ["hide-cell", "solution"]}),
+        md(":::{dropdown} Solution 2\nTwo.\n:::"),
+    ]
+    out = book_build.student_notebook(nb, {}, index=book_build.book_index(), page="emergence")
+    sources = [c.source for c in out.cells if c.cell_type == "code"]
+    assert "# Exercise 1: your code here" in sources and "# Exercise 2: your code here" in sources, sources
+    assert not any("x = 1" in s or "y = 2" in s for s in sources)
+    assert not any("Solution" in c.source for c in out.cells if c.cell_type == "markdown")

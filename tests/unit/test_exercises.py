@@ -326,3 +326,56 @@ def test_writing_blocks_at_a_threshold_of_one_are_named(capsys):
 
     ok, line = _run(capsys, exercises.check_writing_blocks, above_one)
     assert not ok and "lower end lies above 1.5" in line and "expected the blocks" in line, line
+
+
+def test_writing_blocks_above_one_plus_the_threshold_are_named(capsys):
+    def one_plus(l0s, ci_low, threshold=1.5):
+        return [int(l0) for i, l0 in enumerate(l0s) if ci_low[i, l0 + 1] > 1 + threshold]
+
+    ok, line = _run(capsys, exercises.check_writing_blocks, one_plus)
+    assert not ok and "1 + threshold" in line and "row i" not in line, line
+
+
+def test_a_twin_score_as_a_mean_of_ratios_with_one_neighbour_names_both_mistakes(capsys):
+    def mean_of_ratios_first_neighbour(chi_rep, chi_twin, T):
+        def ratio(chi):
+            k = np.arange(2, T)
+            return np.mean(chi[:, k - 1, T + k - 1] / chi[:, k, T + k - 1])
+
+        return float(ratio(chi_rep) / ratio(chi_twin))
+
+    ok, line = _run(capsys, exercises.check_twin_score, mean_of_ratios_first_neighbour)
+    assert not ok and "ratio of means" in line and "both right neighbours" in line, line
+
+
+def test_a_half_rise_from_the_global_minimum_searched_from_the_start_is_named(capsys):
+    def global_min_first(streams, score):
+        keep = np.isfinite(score)
+        streams, logs = np.asarray(streams)[keep], np.log(np.asarray(score)[keep])
+        level = (logs.min() + logs.max()) / 2
+        return int(streams[np.argmax(logs >= level)])
+
+    ok, line = _run(capsys, exercises.check_half_rise, global_min_first)
+    assert not ok and "at or before the top" in line and "expected stream" in line, line
+
+
+def test_a_half_rise_that_finds_no_stream_after_a_global_minimum_is_named(capsys):
+    def global_min_onwards(streams, score):
+        keep = np.isfinite(score)
+        streams, logs = np.asarray(streams)[keep], np.log(np.asarray(score)[keep])
+        bottom = int(np.argmin(logs))
+        level = (logs[bottom] + logs.max()) / 2
+        return int(next(streams[i] for i in range(bottom, len(logs)) if logs[i] >= level))
+
+    ok, line = _run(capsys, exercises.check_half_rise, global_min_onwards)
+    assert not ok and "raised StopIteration;" in line and "at or before the top" in line, line
+
+
+def test_a_stripe_ratio_without_the_bos_offset_is_named(capsys):
+    def no_offset(chi_rep, chi_twin, T, bos):
+        k = np.arange(2, T + 1)
+        rows, targets = k - 1, k - 1 + T - 1
+        return chi_rep[:, rows, targets].mean(axis=1) / chi_twin[:, rows, targets].mean(axis=1)
+
+    ok, line = _run(capsys, exercises.check_stripe_ratio, no_offset)
+    assert not ok and "BOS offset" in line and "with BOS" in line, line

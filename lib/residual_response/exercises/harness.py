@@ -44,6 +44,8 @@ class Case:
         compare: ``compare(expected, received)`` returns ``None`` when they agree, else the sentence
             that says what differs (without the case's label).
         model: the model the case runs on, if any (checked for hooks left behind).
+        raised: ``raised(exc)`` gives the usual mistake behind an exception the student's function
+            raised in this case (``None``: no guess), added to the one line.
     """
 
     label: str
@@ -52,6 +54,7 @@ class Case:
     compare: Callable[[Any, Any], str | None]
     kwargs: dict = field(default_factory=dict)
     model: Any = None
+    raised: Callable[[BaseException], str | None] | None = None
 
 
 def hook_count(module: torch.nn.Module) -> int:
@@ -128,7 +131,10 @@ def run_check(name: str, fn: Any, cases: Iterable[Case], success: str | Callable
                       f"`raise`: {_first_line(exc)}")
             return False
         except Exception as exc:  # the student's own error, in one line
-            print(f"{FAIL} {name} ({case.label}) raised {type(exc).__name__}: {_first_line(exc)}")
+            guess = case.raised(exc) if case.raised is not None else None
+            message = _first_line(exc)
+            print(f"{FAIL} {name} ({case.label}) raised {type(exc).__name__}" + (f": {message}" if message else "")
+                  + (f"; {guess}" if guess else ""))
             return False
         if case.model is not None and hook_count(case.model.model) > before:
             left = hook_count(case.model.model) - before

@@ -63,23 +63,33 @@ def _variant(chi_rep, chi_twin, T: int, *, lag: int | None = None, offsets=(1, 2
     return float(ratio(chi_rep) / ratio(chi_twin)) if twin else float(ratio(chi_rep))
 
 
+#: the usual mistakes of a score, each a keyword of :func:`_variant` with its wrong value, and what to say
+_SCORE_MISTAKES = [
+    ("mean_of_ratios", True, "you averaged the ratios of single entries; the score is a ratio of means "
+                             "(mean stripe entry over mean baseline, then the same for the twin)"),
+    ("twin", False, "that is the repeated sequence's ratio alone: divide it by the same ratio in the twin"),
+    ("offsets", (1,), "the baseline averages both right neighbours, k+1 and k+2 (where they lie in the first copy)"),
+    ("offsets", (2,), "the baseline averages both right neighbours, k+1 and k+2 (where they lie in the first copy)"),
+    ("lag", "T", "you read the duplicate-token stripe (target T+k); the induction stripe's target is T+k-1"),
+]
+
+
 def _score_hints(chi_rep, chi_twin, T: int) -> list[Callable]:
-    def close(r, **kw):
+    """The hint that names the usual mistakes a received score shows: one of them, or two at once
+    (a mean of ratios with one neighbour only gives neither number alone)."""
+    import itertools
+
+    def close(r, kw):
+        kw = {k: (T if v == "T" else v) for k, v in kw.items()}
         return np.isclose(r, _variant(chi_rep, chi_twin, T, **kw), rtol=1e-9)
 
-    mistakes = [
-        (dict(mean_of_ratios=True), "you averaged the ratios of single entries; the score is a ratio of means "
-                                    "(mean stripe entry over mean baseline, then the same for the twin)"),
-        (dict(twin=False), "that is the repeated sequence's ratio alone: divide it by the same ratio in the twin"),
-        (dict(offsets=(1,)), "the baseline averages both right neighbours, k+1 and k+2 (where they lie in the first copy)"),
-        (dict(offsets=(2,)), "the baseline averages both right neighbours, k+1 and k+2 (where they lie in the first copy)"),
-        (dict(lag=T), "you read the duplicate-token stripe (target T+k); the induction stripe's target is T+k-1"),
-    ]
-
     def hint(e, r):
-        for kw, text in mistakes:
-            if close(r, **kw):
-                return text
+        for n in (1, 2):
+            for combo in itertools.combinations(_SCORE_MISTAKES, n):
+                if len({key for key, _, _ in combo}) < n:  # two values of one keyword
+                    continue
+                if close(r, {key: value for key, value, _ in combo}):
+                    return "; and ".join(text for _, _, text in combo)
         return None
 
     return [hint]

@@ -231,6 +231,14 @@ def _stripe_mean(chi: np.ndarray, layout: InductionLayout, *, lag: int | None = 
     return chi[:, rows[keep], targets[keep]].mean(axis=1)
 
 
+def _no_offset_ratio(chi_rep: np.ndarray, chi_twin: np.ndarray, T: int) -> np.ndarray:
+    """``[n_read]`` the mistake: the targets counted as if there were no BOS (the positions
+    ``k - 1 + T - 1``), whatever the sequences start with."""
+    k = np.arange(2, T + 1)
+    rows, targets = k - 1, k - 1 + T - 1
+    return chi_rep[:, rows, targets].mean(axis=1) / chi_twin[:, rows, targets].mean(axis=1)
+
+
 def _ratio_cases() -> Any:
     rng = np.random.default_rng(17)
     for n_read, T, bos in ((5, 6, True), (3, 5, False)):
@@ -244,6 +252,9 @@ def _ratio_cases() -> Any:
             (lambda a=chi_rep, b=chi_twin, lay=layout: _stripe_mean(a, lay, positions_as_rows=True)
              / _stripe_mean(b, lay, positions_as_rows=True),
              "row j of a matrix is the source a_(j+1): with BOS, the row of source position s is s - 1"),
+            (lambda a=chi_rep, b=chi_twin: _no_offset_ratio(a, b, T),
+             "the targets miss the BOS offset: a matrix's columns are positions, and with BOS the second a_(k-1) "
+             "sits at position T + k - 1, one column further than without"),
             (lambda i=ind: np.mean(i[0] / i[1], axis=1), "that is the mean of the entries' ratios; the ratio is one "
                                                          "of means: mean stripe (repeated) over mean stripe (twin)"),
         ]
@@ -304,14 +315,27 @@ def _linear_half(streams, score):
     return int(next(l[i] for i in range(bottom, top + 1) if s[i] >= level))
 
 
-def _global_min_half(streams, score):
-    """The mistake: the bottom is the smallest score anywhere, not before the top."""
+def _global_min_half(streams, score, from_start: bool = False):
+    """The mistake: the bottom is the smallest score anywhere, not before the top; the stream is
+    searched between bottom and top, or (``from_start``) from the first stream on."""
     keep = np.isfinite(score)
     l, s = streams[keep], np.log(score[keep])
     top, bottom = int(np.argmax(s)), int(np.argmin(s))
     level = (s[bottom] + s[top]) / 2
-    lo, hi = sorted((bottom, top))
+    lo, hi = (0, len(s) - 1) if from_start else sorted((bottom, top))
     return int(next(l[i] for i in range(lo, hi + 1) if s[i] >= level))
+
+
+GLOBAL_MIN_HINT = ("the bottom is the smallest score at or before the top, not the smallest anywhere: here the score "
+                   "falls below its start after the top, and a bottom there moves the half level")
+
+
+def _no_stream_reached(exc: BaseException) -> str | None:
+    """The usual cause of a ``StopIteration`` (or an empty ``argmax``) in this exercise."""
+    if isinstance(exc, (StopIteration, ValueError, IndexError)):
+        return ("no stream from your bottom on reaches the half level: is your bottom after the top? "
+                + GLOBAL_MIN_HINT[0].upper() + GLOBAL_MIN_HINT[1:])
+    return None
 
 
 def _rise_cases() -> Any:
@@ -321,8 +345,8 @@ def _rise_cases() -> Any:
         mistakes = [
             (lambda a=streams, b=score: _linear_half(a, b),
              "that is half way in the score itself; the rise is measured in factors: half way in log score"),
-            (lambda a=streams, b=score: _global_min_half(a, b),
-             "the bottom is the smallest score at or before the top, not the smallest anywhere"),
+            (lambda a=streams, b=score: _global_min_half(a, b), GLOBAL_MIN_HINT),
+            (lambda a=streams, b=score: _global_min_half(a, b, from_start=True), GLOBAL_MIN_HINT),
             (lambda e=expected, a=streams[keep]: int(np.flatnonzero(a == e)[0]),
              "that is an index into the finite scores; return the stream itself, streams[i]"),
             (lambda e=expected, a=streams: int(np.flatnonzero(a == e)[0]),
@@ -339,7 +363,8 @@ def _rise_cases() -> Any:
             text = hint(expected, float(r.reshape(())))
             return f"expected stream {expected}, received {received}" + (f"; {text}" if text else "")
 
-        yield Case(label=label, args=(streams, score), expected=lambda e=expected: e, compare=compare)
+        yield Case(label=label, args=(streams, score), expected=lambda e=expected: e, compare=compare,
+                   raised=_no_stream_reached)
 
 
 def check_half_rise(half_rise_stream: Callable) -> bool:
@@ -412,7 +437,8 @@ def check_coverage(interval_coverage: Callable) -> bool:
 
 def _section_maps() -> list[tuple[str, list[int], np.ndarray]]:
     """``(label, l0s, ci_low [n_l0, L + 1])``, NaN where ``l <= l0``: a sampled grid of ``l0`` (so
-    that row ``i`` is not stream ``i``), lower ends between 1 and 1.5 and above, and a full grid."""
+    that row ``i`` is not stream ``i``), lower ends between 1 and 1.5, between 1.5 and 2.5 and above,
+    and a full grid."""
     rng = np.random.default_rng(13)
     out = []
     for label, L, l0s in (("L = 12, l0 in 0, 3, 5, 8, 10", 12, [0, 3, 5, 8, 10]), ("L = 6, every l0", 6, list(range(6)))):
@@ -423,6 +449,7 @@ def _section_maps() -> list[tuple[str, list[int], np.ndarray]]:
         if not any(1.0 < f <= MIN_RISE for f in first):  # a lower end above 1 but not clearly: the margin matters
             i = len(l0s) // 2
             low[i, l0s[i] + 1] = 1.2
+        low[0, l0s[0] + 1] = 2.0  # above the threshold, below 1 + threshold: that mistake shows as itself
         out.append((label, l0s, low))
     return out
 
@@ -436,6 +463,9 @@ def _writing_cases() -> Any:
             (lambda: sm.writing_blocks(threshold=1.0), "that is an interval above 1; a block writes a stripe when the "
                                                        f"lower end lies above {MIN_RISE:g} (rise.MIN_RISE), the margin "
                                                        "the emergence criterion asks of a rise"),
+            (lambda: sm.writing_blocks(threshold=1.0 + MIN_RISE),
+             f"that compares with 1 + threshold = {1 + MIN_RISE:g}; threshold is itself the level the lower end "
+             f"must exceed ({MIN_RISE:g}), not a margin to add to 1"),
             (lambda: [l0 for i, l0 in enumerate(l0s) if i + 1 < width and low[i, i + 1] > MIN_RISE],
              "row i of the map is the kick at stream l0s[i], not at stream i: read column l0s[i] + 1"),
             (lambda: [l0 for i, l0 in enumerate(l0s) if np.nanmax(low[i]) > MIN_RISE],
