@@ -356,11 +356,17 @@ def test_a_damaged_headline_file_is_recomputed_once_with_one_warning(tmp_path, m
 # --------------------------------------------------------------------------------------------
 
 
+def _default_sighup() -> None:
+    """In the child: SIGHUP as a terminal's process gets it, even when the tests run under nohup
+    (which makes every child ignore it, and the CLI rightly keeps an ignored signal ignored)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def _start(tmp_path: Path, point: str, *command: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": f"{LIB}{os.pathsep}{TESTS}", "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen(
         [sys.executable, "-c", "import fault_helpers; fault_helpers.main()", str(tmp_path / "cache"), point, *command],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path, preexec_fn=_default_sighup)
 
 
 def _signal_when_paused(proc: subprocess.Popen, point: str, sig: int) -> str:
