@@ -44,6 +44,7 @@ __all__ = [
     "AblationStudy",
     "HeadAgreement",
     "LayerAgreement",
+    "NAMED_CONDITIONS",
     "ablation_study",
     "distinct_random_sets",
     "head_rank_agreement",
@@ -250,6 +251,10 @@ def paired_score_change(
                                n_boot=n_boot, confidence=confidence, seed=seed)
 
 
+#: the named conditions of an :class:`AblationStudy`, in the order pages list them
+NAMED_CONDITIONS = ("top", "attention", "outside")
+
+
 @dataclass
 class AblationStudy:
     """Induction scores and second-copy losses without ablation, with named heads ablated, and with
@@ -257,6 +262,7 @@ class AblationStudy:
 
     ``results``/``losses`` are keyed ``"none"``, ``"top"`` (the heads the response names),
     ``"attention"`` (the top heads by attention pattern, the positive control, when given),
+    ``"outside"`` (the top heads by response outside the attention set, when given),
     ``"random-0"``, ``"random-1"``...; ``heads`` holds the ablated heads ``(block, head)`` of each
     condition.
     """
@@ -270,8 +276,9 @@ class AblationStudy:
 
     @property
     def named_keys(self) -> list[str]:
-        """The conditions that ablate named heads: ``"top"``, and ``"attention"`` when it was run."""
-        return [k for k in ("top", "attention") if k in self.results]
+        """The conditions that ablate named heads: ``"top"``, and ``"attention"`` and ``"outside"``
+        when they were run."""
+        return [k for k in NAMED_CONDITIONS if k in self.results]
 
     def score_drop(self, which: str = "top", **boot) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per read layer: unablated score minus the score under ``which`` (a condition key, or
@@ -362,7 +369,7 @@ class RankTest:
     says; a named set means something only if its drop stands out from the *spread* of the draws.
 
     Attributes:
-        which: the named condition (``"top"`` or ``"attention"``); drop: its point drop at the stream.
+        which: the named condition (one of :data:`NAMED_CONDITIONS`); drop: its point drop at the stream.
         random_drops: the drop of every random draw; random_low/high: their central ``confidence`` range.
         p_value: the permutation p-value ``(1 + #{random drops >= drop}) / (1 + n_random)``.
         difference, difference_low/high: drop minus the mean random drop, with a bootstrap interval
@@ -424,6 +431,7 @@ def ablation_study(
     heads: Sequence[tuple[int, int]],
     *,
     attention_heads: Sequence[tuple[int, int]] | None = None,
+    outside_heads: Sequence[tuple[int, int]] | None = None,
     n_random: int = 3,
     T: int = 10,
     seeds: Sequence[int] | int = 2,
@@ -443,8 +451,11 @@ def ablation_study(
     Why: if the named heads carry induction, removing them must lower the score and raise the
     second-copy loss more than removing random heads does (:meth:`AblationStudy.rank_test`).
     ``attention_heads`` (as many heads, the top ones by attention pattern) is the positive control:
-    a set known to hold induction heads, ablated the same way. The random draws are distinct sets
-    of heads outside both named sets (:func:`distinct_random_sets`): where those heads allow no more
+    a set known to hold induction heads, ablated the same way. ``outside_heads`` (as many heads,
+    none of them in ``attention_heads``): the top heads by response once the attention set is left
+    out. Why: where the response's set shares heads with the positive control, its drop may be the
+    shared heads' alone; this set tells whether the response names induction heads of its own.
+    The random draws are distinct sets of heads outside every named set (:func:`distinct_random_sets`): where those heads allow no more
     than ``n_random`` sets, every set is ablated once (an exact permutation test, with fewer draws). ``l0``: the perturbed
     stream (``layer=`` is its old name).
 
@@ -461,6 +472,15 @@ def ablation_study(
     attention_heads = None if attention_heads is None else validate_heads(lm, attention_heads)
     if attention_heads is not None and len(attention_heads) != len(heads):
         raise InputError(f"attention_heads must name as many heads as heads ({len(heads)}), got {len(attention_heads)}")
+    outside_heads = None if outside_heads is None else validate_heads(lm, outside_heads)
+    if outside_heads is not None:
+        if attention_heads is None:
+            raise InputError("outside_heads needs attention_heads: it is the response's set outside them")
+        if len(outside_heads) != len(heads):
+            raise InputError(f"outside_heads must name as many heads as heads ({len(heads)}), got {len(outside_heads)}")
+        shared = sorted(set(outside_heads) & set(attention_heads))
+        if shared:
+            raise InputError(f"outside_heads must hold no head of attention_heads; both hold {shared}")
     check_int(n_random, "n_random", minimum=1)
     seed_list = check_seeds(seeds)
     check_bootstrap(n_boot, 0.95)
@@ -477,7 +497,9 @@ def ablation_study(
     conditions = {"none": [], "top": heads}
     if attention_heads is not None:
         conditions["attention"] = attention_heads
-    named = set(heads) | set(attention_heads or [])
+    if outside_heads is not None:
+        conditions["outside"] = outside_heads
+    named = set(heads) | set(attention_heads or []) | set(outside_heads or [])
     random_keys = []
     for j, hs in enumerate(distinct_random_sets(lm, k, n_random, exclude=sorted(named), random_seed=random_seed)):
         key = f"random-{j}"

@@ -260,6 +260,25 @@ def test_rank_test_of_named_heads_among_random_draws(random_lm):
         ablation_study(random_lm, heads, attention_heads=[(1, 1), (2, 2)], n_random=1, T=4, seeds=1)
 
 
+def test_outside_set_is_a_third_named_condition(random_lm):
+    """The response's set outside the attention set is ablated like the others, ranked among draws
+    that avoid all three sets, and must share no head with the attention set."""
+    heads, att, outside = [(1, 0)], [(1, 0)], [(2, 1)]
+    study = ablation_study(random_lm, heads, attention_heads=att, outside_heads=outside, n_random=3, T=4, seeds=1,
+                           loss_seeds=range(2), n_boot=30)
+    assert study.named_keys == ["top", "attention", "outside"] and study.heads["outside"] == outside
+    for key in study.random_keys:
+        assert not set(study.heads[key]) & {(1, 0), (2, 1)}
+    t = study.rank_test("outside", n_boot=50)
+    assert t.which == "outside" and t.drop == study.drops()["outside"]
+    with pytest.raises(ValueError, match="no head of attention_heads"):
+        ablation_study(random_lm, heads, attention_heads=att, outside_heads=[(1, 0)], n_random=1, T=4, seeds=1)
+    with pytest.raises(ValueError, match="needs attention_heads"):
+        ablation_study(random_lm, heads, outside_heads=outside, n_random=1, T=4, seeds=1)
+    with pytest.raises(ValueError, match="as many heads"):
+        ablation_study(random_lm, heads, attention_heads=att, outside_heads=[(2, 1), (2, 2)], n_random=1, T=4, seeds=1)
+
+
 def test_difference_interval_holds_the_spread_between_draws():
     """Draws that differ a lot from each other widen the interval of the difference."""
     from residual_response.stats import paired_ratio_change

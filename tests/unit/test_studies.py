@@ -84,14 +84,37 @@ def test_rise_blocks_turn_streams_into_blocks():
 def test_cross_check_runs_every_measurement_of_one_model():
     lm = build_random_model("gpt2", seed=0)
     c = studies.cross_check(lm, T=4, seeds=2, att_seeds=2, loss_seeds=2, eps=1e-2, l0=0, k=1, n_random=1, n_boot=30)
-    assert c.model == "random-gpt2" and c.l0 == 0 and set(c.study.results) == {"none", "top", "attention", "random-0"}
+    shared = set(c.study.heads["top"]) & set(c.study.heads["attention"])
+    assert c.model == "random-gpt2" and c.l0 == 0
+    assert set(c.study.results) == {"none", "top", "attention", "random-0"} | ({"outside"} if shared else set())
     assert c.study.heads["top"] == [c.attribution.ranking(1)[0][:2]]  # the top head by response is the one ablated
     assert c.heads["resp_top"][0][:2] == c.heads["resp_best"] and len(c.heads["att_top"]) == 5
     q = c.quoted()
     assert q["SL"] == c.base.score[-1] and q["loss1"] == float(c.losses.first.mean)
     e = c.effects()
-    assert set(e) == {"base", "top_score", "top", "attention", "random"} and np.isfinite(e["top"]["drop"])
+    assert set(e) - {"outside"} == {"base", "top_score", "top", "attention", "random"} and np.isfinite(e["top"]["drop"])
     # a named set's loss change beside the draws': the difference lies inside its own interval
     t = e["top"]
     assert t["vs_random_lo"] <= t["vs_random"] <= t["vs_random_hi"] and t["n_draws"] == 1 and t["draws_above"] in (0, 1)
     assert "vs_random" not in e["random"]
+
+
+class _Ranked:
+    """A head attribution with given scores ``[L, H]`` (what :func:`studies.outside_set` reads)."""
+
+    def __init__(self, score):
+        self.score = np.asarray(score, dtype=float)
+
+    def ranking(self, k=None):
+        flat = sorted(((b, h, float(self.score[b, h])) for b in range(self.score.shape[0])
+                       for h in range(self.score.shape[1])), key=lambda x: -x[2])
+        return flat if k is None else flat[:k]
+
+
+def test_outside_set_is_the_response_ranking_without_the_attention_set():
+    attribution = _Ranked([[9, 8, 1], [7, 2, 3], [0, 0.5, 0.1]])  # ranking: (0,0), (0,1), (1,0), (1,2), (1,1) ...
+    top = [(0, 0), (0, 1)]
+    assert studies.outside_set(attribution, top, [(0, 1), (2, 2)]) == [(0, 0), (1, 0)]
+    assert studies.outside_set(attribution, top, [(2, 0), (2, 2)]) is None  # no shared head: top is its own outside
+    # 3 heads, 1 shared: the sets leave too few heads for a random draw of as many
+    assert studies.outside_set(_Ranked([[3, 2, 1]]), [(0, 0)], [(0, 0)]) is None

@@ -177,7 +177,7 @@ def method_schematic(seq: pd.DataFrame, cells: pd.DataFrame, source: int, measur
 
 from dataclasses import dataclass  # noqa: E402
 
-__all__ += ["stripe_contrast", "Schematic", "measure_schematic"]
+__all__ += ["stripe_contrast", "stripe_contrast_over_seeds", "Schematic", "measure_schematic"]
 
 
 def stripe_contrast(chi: np.ndarray, layout: InductionLayout) -> float:
@@ -242,3 +242,23 @@ def measure_schematic(lm, T: int, k: int, eps: float, seed: int = 0) -> Schemati
     chart = method_schematic(seq, cell_frame(layout), source, measured_chart(chi, layout, lm.name, L))
     return Schematic(chart, layout, tokens.tolist(), source, int(marked["induction target"]),
                      int(marked["duplicate-token target"]), L, chi, stripe_contrast(chi, layout))
+
+
+def stripe_contrast_over_seeds(lm, T: int, eps: float, seeds: int, *, n_boot: int = 1000):
+    """:func:`stripe_contrast` at the last stream on ``seeds`` repeated sequences (seeds
+    ``0 .. seeds - 1``), as a mean over sequences with a 95 % bootstrap interval
+    (:func:`..stats.bootstrap_mean`; ``per_seed`` holds each sequence's ratio).
+
+    Why: the schematic's picture is one sequence, and one sequence's ratio says nothing about
+    how much another would differ; the interval over sequences does.
+    """
+    from ..checks import check_int
+    from ..engine import response
+    from ..sequences import induction_layout, make_sequence
+    from ..stats import bootstrap_mean
+
+    check_int(seeds, "seeds", minimum=2)
+    layout, L = induction_layout(lm, T), lm.n_layers
+    ratios = [stripe_contrast(response(lm, make_sequence(lm, "repeated", T, seed=s), [eps], l0=0, read_streams=[L],
+                                       seed=s).chi[0, 0], layout) for s in range(seeds)]  # [seeds]
+    return bootstrap_mean(np.asarray(ratios), n_boot=n_boot)

@@ -25,13 +25,36 @@ from ..models.toy import toy_checkpoint_steps
 from .tables.frames import control_envelope, distance_profile, extreme_text
 from .tables.text import ci_text, setting_text
 
-__all__ = ["CrossCheck", "NegativeControls", "PhaseChange", "cross_check", "follow_phase_change", "is_random_init",
-           "negative_controls", "phase_contrasts", "phase_facts"]
+__all__ = ["CrossCheck", "NegativeControls", "PhaseChange", "cross_check", "first_stream_null", "follow_phase_change",
+           "is_random_init", "negative_controls", "outside_set", "phase_contrasts", "phase_facts"]
 
 
 def is_random_init(name: str) -> bool:
     """Whether the registry name ``name`` is a random-initialised control (``random-*``)."""
     return str(name).startswith("random-")
+
+
+def first_stream_null(lm: LoadedModel, l0s, *, T: int, seeds: int, eps: float, init_seed: int = 0) -> dict:
+    """The score right after the kick, ``S(l0, l0 + 1)``, in a random-initialised network with
+    ``lm``'s whole configuration (:func:`.null.random_like`), for every ``l0`` of ``l0s``.
+
+    Why: a section map calls block ``l0`` a writing block when that score's interval lies above
+    :data:`.rise.MIN_RISE`; the rule means something only if a network of the same size without
+    trained weights stays below it. Each row reads stream ``l0 + 1`` alone and the rows share
+    their clean passes (:func:`.engine.reuse_clean_passes`), so the null costs about one forward
+    pass per kick batch and row.
+
+    Returns:
+        ``{l0: InductionResult}`` (one read stream each), the rows :func:`.tables.section_rise_table`
+        reads; the random network's name is each result's ``model``.
+    """
+    from ..engine import reuse_clean_passes
+    from ..null import random_like
+
+    rnd = random_like(lm, init_seed)
+    with reuse_clean_passes():
+        return {int(l0): induction_scores(rnd, T=T, seeds=seeds, l0=int(l0), eps=eps, read_streams=[int(l0) + 1])
+                for l0 in l0s if int(l0) < rnd.n_layers}
 
 
 @dataclass
@@ -114,9 +137,11 @@ class CrossCheck:
         attribution: :func:`.heads.head_attribution` (``score`` ``[L, H]``).
         base: the unablated :func:`.induction.induction_scores` at the page's seeds: the layer-level
             checks (rise, rank agreement, null) read it.
-        study: :func:`ablation_study` of the top-``k`` heads by attribution, and of the top-``k``
-            heads by attention pattern (the positive control), against random heads, at the first
-            ``ablation_seeds`` of those seeds (its ``"none"`` is ``base`` rescored on them).
+        study: :func:`ablation_study` of the top-``k`` heads by attribution, of the top-``k``
+            heads by attention pattern (the positive control) and, where those two sets share a
+            head, of the top-``k`` heads by attribution outside the attention set (``"outside"``),
+            against random heads, at the first ``ablation_seeds`` of those seeds (its ``"none"`` is
+            ``base`` rescored on them).
         null: :func:`kind_scores` of random sequences (nothing to copy) with the baseline of ``base``.
         agreement: :func:`layer_rank_agreement` of the attention and the unablated score.
         heads: :func:`head_rank_agreement` of the two head rankings over their top
@@ -192,12 +217,12 @@ class CrossCheck:
         return len(self.study.results["none"].seeds)
 
     def rank_tests(self) -> dict:
-        """Per named set (``"top"`` by response, ``"attention"`` by pattern): its drop of the score
+        """Per named set (``"top"`` by response, ``"attention"`` by pattern, ``"outside"``): its drop of the score
         at the last stream ranked among the random draws (:meth:`.crosscheck.AblationStudy.rank_test`)."""
         return {k: self.study.rank_test(k, n_boot=self.n_boot) for k in self.study.named_keys}
 
     def effects(self) -> dict:
-        """Per ``"top"``/``"attention"``/``"random"`` ablation: the drop of the score at the last
+        """Per ``"top"``/``"attention"``/``"outside"``/``"random"`` ablation: the drop of the score at the last
         stream and the rise of the second-copy loss, each with its paired 95 % interval (``"random"``:
         the mean over draws); plus ``base`` (``S_L`` unablated, at the ablation's seeds) and
         ``top_score`` (``S_L`` with the top heads ablated). A named set also gets its loss change minus
@@ -215,6 +240,22 @@ class CrossCheck:
                 out[which].update(vs_random=float(diff.mean), vs_random_lo=float(diff.lo), vs_random_hi=float(diff.hi),
                                   draws_above=self.study.loss_draws_above(which), n_draws=len(self.study.random_keys))
         return out
+
+
+def outside_set(attribution, top: list, att_k: list) -> list | None:
+    """The top heads by response once the attention set ``att_k`` is left out, as many as ``top``;
+    ``None`` where ``top`` shares no head with ``att_k`` (it is then its own outside set) or where
+    the heads left after the three sets could not give a random draw of as many.
+
+    Why: a response set that shares heads with the positive control can drop the score through the
+    shared heads alone; ablating this set asks whether the response names induction heads of its own.
+    """
+    k, att = len(top), set(att_k)
+    if not set(top) & att:
+        return None
+    outside = [(b, h) for b, h, _ in attribution.ranking() if (b, h) not in att][:k]
+    n_left = attribution.score.size - len(set(top) | att | set(outside))
+    return outside if len(outside) == k and n_left >= k + 1 else None
 
 
 @keyword_alias(layer="l0")
@@ -247,7 +288,8 @@ def cross_check(lm: LoadedModel, *, T: int, seeds: int, att_seeds: int, loss_see
     base = induction_scores(lm, T=T, seeds=seeds, l0=l0, eps=eps, n_boot=n_boot)
     top = [(l, h) for l, h, _ in attribution.ranking(k)]
     att_k = [(l, h) for l, h, _ in top_heads(attention, k)]
-    study = ablation_study(lm, top, attention_heads=att_k, n_random=n_random, T=T, seeds=ablation_seeds,
+    study = ablation_study(lm, top, attention_heads=att_k, outside_heads=outside_set(attribution, top, att_k),
+                           n_random=n_random, T=T, seeds=ablation_seeds,
                            loss_seeds=range(loss_seeds), l0=l0, eps=eps, n_boot=n_boot, base=base)
     null = kind_scores(lm, "random", base, n_boot=n_boot)  # no repeat: nothing to copy
     agreement = layer_rank_agreement(attention, base.stripes, n_boot=n_boot)

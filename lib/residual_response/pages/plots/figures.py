@@ -67,7 +67,8 @@ def attention_beside_response(att_mean, res, *, name: str, setting: str) -> alt.
 
 
 #: the colours of the ablation chart: reserved ones for the named conditions, grey for the random draws
-ABLATION_COLOURS = {"none": "#222222", "top": "#d95f02", "attention": "#1b9e77", "random": "#a6a6a6"}
+ABLATION_COLOURS = {"none": "#222222", "top": "#d95f02", "attention": "#1b9e77", "outside": "#7570b3",
+                    "random": "#a6a6a6"}
 
 
 def ablation_panel(study, n_layers: int, *, title: str | list[str]) -> alt.LayerChart:

@@ -378,6 +378,7 @@ def section_rise_table(rises: dict, model: str, threshold: float | None = None) 
 
 #: the legend entries of the ablation chart, one per kind of condition (the panel's title gives k)
 ABLATION_LABELS = {"none": "no ablation", "top": "top-k by response", "attention": "top-k by attention (positive control)",
+                   "outside": "top-k by response outside the attention set",
                    "random": "k random heads (one line per draw)"}
 
 
@@ -394,6 +395,10 @@ def ablation_frame(study, n_layers: int) -> pd.DataFrame:
                   "score": float(sc), "lo": float(lo), "hi": float(hi)}
                  for l, sc, lo, hi in zip(res.read_streams, res.score, res.ci_low, res.ci_high) if l > res.l0]
     return pd.DataFrame(rows, columns=["condition", "draw", "random", "rel_depth", "score", "lo", "hi"])
+
+
+#: what the summary says of a named set a model's study did not ablate
+_NOT_RUN = {"outside": "not run: the two top sets share no head"}
 
 
 def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str, loss_setting: str,
@@ -461,8 +466,9 @@ def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str
             "induction-head blocks": ", ".join(map(str, rb["att_blocks"])) or "none",
             "rank agreement": _rank_text(a),
             "shared top heads": f"{h['overlap']} of {h['k']}",
-            **{f"ablation, top-k {NAMED_SETS[w]}": f"{rank_verdict(t)} (p = {t.p_value:.3f})"
-               for w, t in tests[name].items()},
+            **{f"ablation, top-k {NAMED_SETS[w]}": (f"{rank_verdict(tests[name][w])} (p = {tests[name][w].p_value:.3f})"
+                                                    if w in tests[name] else _NOT_RUN.get(w, NA))
+               for w in NAMED_SETS},
             "setting": f"{setting}; ablation {ablation_setting}"})
     return {k: pd.DataFrame(v) for k, v in out.items()}
 

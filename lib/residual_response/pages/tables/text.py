@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["NA", "fmt_eps", "signed_pct", "setting_text", "ci_text", "peak_index", "rise_span_text", "rise_text", "headline_text", "rise_sentence",
            "width_sentence", "eps_verdict", "rise_steps", "controls_verdict", "section_sentence", "copy_loss_sentence", "loss_change_text",
-           "NAMED_SETS", "p_text", "rank_verdict", "ablation_sentence", "ablation_summary", "unresolved_items",
+           "NAMED_SETS", "outside_set_text", "p_text", "rank_verdict", "ablation_sentence", "ablation_summary", "unresolved_items",
            "rise_heads_sentence", "emergence_shape", "STEP_SHARE", "WIDTH_DEFINITION", "width_text"]
 
 
@@ -293,7 +293,8 @@ def loss_change_text(name: str, effects: dict) -> str:
 
 
 #: what each named set of heads is called in the book's sentences and tables
-NAMED_SETS = {"top": "by response", "attention": "by attention pattern"}
+NAMED_SETS = {"top": "by response", "attention": "by attention pattern",
+              "outside": "by response outside the attention set"}
 
 
 def p_text(test) -> str:
@@ -381,6 +382,26 @@ def ablation_sentence(name: str, tests: Mapping, k: int, setting: str, heads: Ma
     return f"In **{name}** ({setting}) " + "; ".join(clauses) + "."
 
 
+def outside_set_text(studies: Mapping) -> str:
+    """Which models got the third named set (the response's top heads outside the attention set),
+    with the heads the two top sets share and the heads ablated instead; ``studies``: model name ->
+    :class:`~residual_response.crosscheck.AblationStudy`."""
+    ran, skipped = [], []
+    for name, st in studies.items():
+        shared = sorted(set(st.heads["top"]) & set(st.heads.get("attention", ())))
+        if "outside" in st.heads:
+            ran.append(f"in {name} the top-{st.k} sets share {_heads_text(shared)}, and the outside set is "
+                       f"{_heads_text(st.heads['outside'])}")
+        elif shared:
+            skipped.append(f"{name} (they share {_heads_text(shared)}, but too few heads would be left for the "
+                           "random draws)")
+        else:
+            skipped.append(f"{name} (no shared head)")
+    parts = ([("At this setting " + "; ".join(ran) + ".")] if ran else []) + \
+        ([f"No outside set is ablated in {', '.join(skipped)}."] if skipped else [])
+    return " ".join(parts)
+
+
 def ablation_summary(tests: Mapping[str, Mapping]) -> str:
     """The page's summary of :func:`ablation_sentence` over models: per named set, one sentence
     that groups the models by :func:`rank_verdict` (``tests``: model -> ``{"top": RankTest,
@@ -392,7 +413,8 @@ def ablation_summary(tests: Mapping[str, Mapping]) -> str:
              "too few draws": "not testable with so few random draws in {}"}
     sentences = []
     for which, label in (("top", "The heads the response names are"),
-                         ("attention", "The heads the attention patterns name (the positive control) are")):
+                         ("attention", "The heads the attention patterns name (the positive control) are"),
+                         ("outside", "The heads the response names outside the attention set are")):
         by: dict[str, list[str]] = {}
         for model, t in tests.items():
             if which in t:
