@@ -342,7 +342,7 @@ def _fake_study(k: int = 2, n_random: int = 3):
 
     study = Study()
     study.k, study.random_keys = k, [f"random-{j}" for j in range(n_random)]
-    study.results = {"none": Res(8.0), "top": Res(4.0), "attention": Res(1.5),
+    study.results = {"none": Res(8.0), "top": Res(4.0), "attention": Res(1.5), "outside": Res(6.0),
                      **{key: Res(7.0 - j) for j, key in enumerate(study.random_keys)}}
     return study
 
@@ -352,7 +352,7 @@ def test_ablation_chart_draws_random_draws_grey_and_named_sets_in_reserved_colou
 
     study = _fake_study()
     frame = ablation_frame(study, 3)
-    assert len(frame) == 6 * 3 and set(frame.condition) == set(ABLATION_LABELS.values())
+    assert len(frame) == 7 * 3 and set(frame.condition) == set(ABLATION_LABELS.values())
     assert (frame.draw[frame.random] >= 0).all() and (frame.draw[~frame.random] == -1).all()
     assert sorted(frame.draw[frame.random].unique()) == [0, 1, 2]
     assert frame[frame.condition == ABLATION_LABELS["top"]].score.tolist() == [1.0, 2.0, 4.0]
@@ -377,9 +377,9 @@ def test_ablation_chart_draws_random_draws_grey_and_named_sets_in_reserved_colou
     grey = colour[ABLATION_LABELS["random"]]
     rgb = lambda c: tuple(int(c[i:i + 2], 16) for i in (1, 3, 5))
     assert len(set(rgb(grey))) == 1 and rgb(grey)[0] > 128  # a light grey
-    named = [colour[ABLATION_LABELS[key]] for key in ("none", "top", "attention")]
-    assert len(set(named)) == 3 and grey not in named
-    for key in ("top", "attention"):  # the named sets are in colour, not grey
+    named = [colour[ABLATION_LABELS[key]] for key in ("none", "top", "attention", "outside")]
+    assert len(set(named)) == 4 and grey not in named
+    for key in ("top", "attention", "outside"):  # the named sets are in colour, not grey
         assert len(set(rgb(colour[ABLATION_LABELS[key]]))) == 3
     assert rgb(colour[ABLATION_LABELS["none"]])[0] < 64  # no ablation: near black
     legend = lines["color"]["legend"]

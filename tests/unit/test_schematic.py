@@ -61,3 +61,18 @@ def test_measure_schematic_on_a_random_model():
     assert (sc.source, sc.ind_target, sc.dup_target) == (sc.layout.offset + 1, sc.source + 3, sc.source + 4)
     assert sc.chi.shape == (sc.layout.length,) * 2 and sc.stream == lm.n_layers and sc.ratio > 0
     sc.chart.to_dict()  # a valid chart
+
+
+def test_stripe_contrast_over_seeds_holds_each_sequences_ratio():
+    """The interval is over sequences: seed 0's ratio is the pictured one, and one sequence is refused."""
+    from residual_response.models import build_random_model
+    from residual_response.pages.schematic import measure_schematic, stripe_contrast_over_seeds
+
+    lm = build_random_model("gpt2", seed=0)
+    over = stripe_contrast_over_seeds(lm, T=4, eps=1e-2, seeds=3, n_boot=200)
+    assert over.per_seed.shape == (3,)
+    assert float(over.per_seed[0]) == pytest.approx(measure_schematic(lm, T=4, k=2, eps=1e-2, seed=0).ratio, rel=1e-9)
+    assert float(over.lo) <= float(over.mean) <= float(over.hi)
+    assert float(over.per_seed.min()) <= float(over.mean) <= float(over.per_seed.max())
+    with pytest.raises(ValueError, match="seeds"):
+        stripe_contrast_over_seeds(lm, T=4, eps=1e-2, seeds=1)

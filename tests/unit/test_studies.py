@@ -118,3 +118,13 @@ def test_outside_set_is_the_response_ranking_without_the_attention_set():
     assert studies.outside_set(attribution, top, [(2, 0), (2, 2)]) is None  # no shared head: top is its own outside
     # 3 heads, 1 shared: the sets leave too few heads for a random draw of as many
     assert studies.outside_set(_Ranked([[3, 2, 1]]), [(0, 0)], [(0, 0)]) is None
+
+
+def test_first_stream_null_reads_the_stream_after_each_kick_of_a_same_size_random_network():
+    lm = build_random_model("llama", seed=1)
+    rows = studies.first_stream_null(lm, [0, 2, lm.n_layers], T=4, seeds=2, eps=1e-2)
+    assert sorted(rows) == [0, 2]  # l0 = L has no stream after it
+    for l0, r in rows.items():
+        assert list(r.read_streams) == [l0 + 1] and r.l0 == l0 and "random init" in r.model
+        score, lo, hi = (np.asarray(x, dtype=float) for x in (r.score, r.ci_low, r.ci_high))
+        assert np.isfinite(score).all() and (lo <= score).all() and (score <= hi).all()

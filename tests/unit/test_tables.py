@@ -429,3 +429,16 @@ def test_ablation_sentence_says_whether_named_heads_stand_out_from_random_ones()
         "draw; how far beyond the draws it lies (the size of the effect) is not resolved",
         "m: the rank agreement of attention and response over depth, 0.40 [-0.10, 0.80], covers 0",
     ]
+
+
+def test_outside_set_text_names_shared_heads_and_the_models_without_an_outside_set():
+    from residual_response.pages.tables import outside_set_text
+
+    with_outside = SimpleNamespace(k=2, heads={"top": [(3, 1), (4, 0)], "attention": [(3, 1), (5, 2)],
+                                               "outside": [(4, 0), (6, 1)]})
+    disjoint = SimpleNamespace(k=2, heads={"top": [(1, 1), (2, 0)], "attention": [(3, 1), (5, 2)]})
+    crowded = SimpleNamespace(k=1, heads={"top": [(0, 0)], "attention": [(0, 0)]})
+    text = outside_set_text({"a": with_outside, "b": disjoint, "c": crowded})
+    assert "in a the top-2 sets share (3, 1), and the outside set is (4, 0), (6, 1)" in text
+    assert "b (no shared head)" in text and "c (they share (0, 0), but too few heads" in text
+    assert outside_set_text({"b": disjoint}) == "No outside set is ablated in b (no shared head)."
