@@ -88,17 +88,27 @@ def api_names(page: Path = BOOK / f"{API_PAGE}.md") -> dict[str, tuple[str, str]
             clashes.add(key)
         names.setdefault(key, value)
 
+    reexports: list[tuple[str, str, object]] = []
     for module_name, members in api_modules(page):
         module = importlib.import_module(module_name)
         add(module_name, ("mod", module_name))
         for name in members or []:
             obj = getattr(module, name, None)
-            if not (inspect.isfunction(obj) or inspect.isclass(obj)) or not obj.__module__.startswith(module_name):
-                continue  # documented where it is defined (a package documents its submodules' names)
+            if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+                continue
+            if not obj.__module__.startswith(module_name):
+                reexports.append((module_name, name, obj))  # documented where it is defined
+                continue
             value = ("class" if inspect.isclass(obj) else "func", f"{module_name}.{name}")
             full.setdefault(id(obj), value)
             parts = module_name.split(".")[1:] + [name]
             for i in range(len(parts)):
+                add(".".join(parts[i:]), value)
+    for module_name, name, obj in reexports:  # ``crosscheck.ablation_study`` finds the entry of its home module
+        value = full.get(id(obj))
+        if value is not None:
+            parts = module_name.split(".")[1:] + [name]
+            for i in range(len(parts) - 1):
                 add(".".join(parts[i:]), value)
     for package in ALIAS_PACKAGES:
         module = importlib.import_module(package)
