@@ -23,10 +23,10 @@ from .behaviour import RepeatLoss, repeat_loss
 from .checks import InputError, check_bootstrap, check_int, check_model, check_seeds, keyword_alias
 from .induction import InductionResult, StripeData, induction_scores, rescore_seeds
 from .models import LoadedModel
-from .stats import BootstrapMean, bootstrap_mean, paired_ratio_change
+from .stats import BootstrapMean, bootstrap_mean, paired_margin, paired_ratio_change, percentile_interval
 
 __all__ = ["AblationStudy", "NAMED_CONDITIONS", "RANK_TEST_LEVEL", "RankTest", "ablation_study", "distinct_random_sets",
-           "paired_score_change", "permutation_p_value"]
+           "draws_and_seeds_mean", "paired_score_change", "permutation_p_value"]
 
 
 def paired_score_change(
@@ -115,38 +115,88 @@ class AblationStudy:
             n_boot=n_boot, confidence=confidence, seed=seed,
             against=[self.results[k].stripes.parts("induction") for k in self.random_keys])
         r_lo, r_hi = np.quantile(rand, [(1 - confidence) / 2, (1 + confidence) / 2])
+        margin, m_lo, m_hi, first = paired_margin(
+            self.results[which].stripes.parts("induction"),
+            [self.results[k].stripes.parts("induction") for k in self.random_keys],
+            stream=stream, n_boot=n_boot, confidence=confidence, seed=seed)
         return RankTest(which=which, drop=d[which], random_drops=rand.tolist(), p_value=p,
                         random_low=float(r_lo), random_high=float(r_hi),
                         difference=float(diff[stream]), difference_low=float(lo[stream]),
-                        difference_high=float(hi[stream]), confidence=confidence)
+                        difference_high=float(hi[stream]), confidence=confidence,
+                        margin=margin, margin_low=m_lo, margin_high=m_hi, first_share=first)
 
     def loss_rise(self, which: str = "top", *, n_boot: int = 1000, confidence: float = 0.95) -> BootstrapMean:
         """Second-copy loss under ``which`` minus without ablation, paired by seed
-        (:func:`.stats.bootstrap_mean`; random draws are averaged per seed)."""
-        keys = self.random_keys if which == "random" else [which]
+        (:func:`.stats.bootstrap_mean`). For ``"random"`` the mean over the draws, whose interval
+        resamples the draws as well as the seeds (:func:`draws_and_seeds_mean`): the draws differ
+        from each other far more than one draw's seeds say."""
         base = self.losses["none"].second.per_seed
-        ablated = torch.stack([self.losses[k].second.per_seed for k in keys]).mean(0)
-        return bootstrap_mean(ablated - base, n_boot=n_boot, confidence=confidence)
-
+        if which == "random":
+            rises = torch.stack([self.losses[k].second.per_seed - base for k in self.random_keys])  # [n_draws, S]
+            return draws_and_seeds_mean(torch.zeros_like(base), rises, n_boot=n_boot, confidence=confidence, sign=-1)
+        return bootstrap_mean(self.losses[which].second.per_seed - base, n_boot=n_boot, confidence=confidence)
 
     def loss_difference(self, which: str = "top", *, n_boot: int = 1000, confidence: float = 0.95) -> BootstrapMean:
         """Second-copy loss under ``which`` minus its mean over the random draws, paired by seed. Why:
         two overlapping intervals (named, random) do not say whether the named heads raise the loss
-        more or less than random ones; the difference's does. It resamples seeds, draws held fixed."""
+        more or less than random ones; the difference's does. Each replicate resamples the seeds
+        and the draws (:func:`draws_and_seeds_mean`), so the interval holds the spread between draws."""
         if which not in self.named_keys or not self.random_keys:
             raise InputError(f"which must be one of {self.named_keys} (with random draws), got {which!r}")
-        named = self.losses[which].second.per_seed
-        rand = torch.stack([self.losses[k].second.per_seed for k in self.random_keys]).mean(0)
-        return bootstrap_mean(named - rand, n_boot=n_boot, confidence=confidence)
+        named = self.losses[which].second.per_seed  # [S]
+        rand = torch.stack([self.losses[k].second.per_seed for k in self.random_keys])  # [n_draws, S]
+        return draws_and_seeds_mean(named, rand, n_boot=n_boot, confidence=confidence)
+
+    def loss_rank(self, which: str = "top") -> dict:
+        """How the named heads' rise of the second-copy loss (mean over seeds) ranks among the draws'.
+
+        Returns ``{"above", "below", "n", "p_more", "p_less"}``: the draws that raise the loss at
+        least as much / at most as much as the named heads, their number, and the permutation
+        p-values (:func:`permutation_p_value`) of "the named heads raise it more" and "less".
+        Why both: a named set can stand out either way, and a mean difference pulled by a few
+        large draws says neither.
+        """
+        if which not in self.named_keys or not self.random_keys:
+            raise InputError(f"which must be one of {self.named_keys} (with random draws), got {which!r}")
+        base = self.losses["none"].second.per_seed
+        named = float((self.losses[which].second.per_seed - base).mean())
+        rand = np.array([float((self.losses[k].second.per_seed - base).mean()) for k in self.random_keys])
+        return {"above": int(np.sum(rand >= named)), "below": int(np.sum(rand <= named)), "n": int(rand.size),
+                "p_more": permutation_p_value(named, rand), "p_less": permutation_p_value(-named, -rand)}
 
     def loss_draws_above(self, which: str = "top") -> int:
         """How many random draws raise the second-copy loss (mean over seeds) at least as much as
-        the named heads ``which``: the rank of the named set among the draws, as for the score."""
+        the named heads ``which`` (:meth:`loss_rank`'s ``"above"``)."""
         if which not in self.named_keys:
             raise InputError(f"which must be one of {self.named_keys}, got {which!r}")
-        base = self.losses["none"].second.per_seed
-        named = float((self.losses[which].second.per_seed - base).mean())
-        return sum(float((self.losses[k].second.per_seed - base).mean()) >= named for k in self.random_keys)
+        return self.loss_rank(which)["above"] if self.random_keys else 0
+
+
+def draws_and_seeds_mean(named: torch.Tensor, draws: torch.Tensor, *, n_boot: int = 1000, confidence: float = 0.95,
+                         seed: int = 0, sign: int = 1) -> BootstrapMean:
+    """``sign * (mean_s named[s] - mean_{d, s} draws[d, s])`` with an interval that resamples the
+    seeds (paired: one seed index for the named run and every draw) and the draws.
+
+    Why two levels: random draws of heads differ from each other far more than one draw differs
+    from seed to seed; an interval over seeds alone, draws held fixed, is too narrow for a
+    statement about "random heads".
+
+    Args:
+        named: ``[S]`` per-seed values; draws: ``[n_draws, S]`` per-seed values of the draws.
+    """
+    n_boot, confidence = check_bootstrap(n_boot, confidence)
+    x = torch.as_tensor(named, dtype=torch.float64).numpy()
+    y = torch.as_tensor(draws, dtype=torch.float64).numpy()
+    if y.ndim != 2 or y.shape[1] != x.shape[0] or y.shape[0] < 1:
+        raise InputError(f"draws must be [n_draws >= 1, S = {x.shape[0]}], got shape {tuple(y.shape)}")
+    n, S = y.shape
+    rng = np.random.default_rng(seed)
+    si, di = rng.integers(0, S, size=(n_boot, S)), rng.integers(0, n, size=(n_boot, n))
+    point = sign * (x.mean() - y.mean())
+    boots = sign * (x[si].mean(axis=1) - y[di[:, :, None], si[:, None, :]].mean(axis=(1, 2)))  # [n_boot]
+    lo, hi = percentile_interval(boots, confidence)
+    t = lambda v: torch.tensor(float(v), dtype=torch.float64)  # noqa: E731
+    return BootstrapMean(mean=t(point), lo=t(lo), hi=t(hi), per_seed=torch.as_tensor(sign * (x - y.mean(0))))
 
 
 def permutation_p_value(drop: float, random_drops) -> float:
@@ -182,6 +232,11 @@ class RankTest:
         p_value: the permutation p-value ``(1 + #{random drops >= drop}) / (1 + n_random)``.
         difference, difference_low/high: drop minus the mean random drop, with a bootstrap interval
             that resamples the random draws as well as seeds and stripe positions.
+        margin, margin_low/high: drop minus the *largest* random drop, with a paired interval over
+            seeds and stripe positions (draws held fixed, :func:`.stats.paired_margin`); first_share:
+            the share of those replicates in which the named drop exceeds every draw's. Why: the
+            p-value ranks point drops; a margin whose interval reaches below 0 says the first rank
+            could go to a draw under resampling.
     """
 
     which: str
@@ -194,6 +249,10 @@ class RankTest:
     difference_low: float
     difference_high: float
     confidence: float = 0.95
+    margin: float | None = None
+    margin_low: float | None = None
+    margin_high: float | None = None
+    first_share: float | None = None
 
     @property
     def n_random(self) -> int:

@@ -1,6 +1,7 @@
 """Cross-checks of the response score (attention patterns, ablation, negative controls) on tiny random models."""
 
 import numpy as np
+import torch
 import pandas as pd
 import pytest
 import scipy.stats
@@ -308,3 +309,51 @@ def test_ablation_study_reads_the_unablated_run_off_a_base_with_more_seeds(rando
     assert reused.results["none"].seeds == [0, 1]
     with pytest.raises(ValueError, match="base was run at T=4"):
         ablation_study(random_lm, [(1, 0)], base=base, **{**kw, "seeds": [0, 5]})
+
+
+def test_draws_and_seeds_mean_holds_the_spread_between_draws():
+    """Draws that differ a lot widen the interval; the seeds alone would not (tolerance: exact means)."""
+    from residual_response.ranked_ablation import draws_and_seeds_mean
+
+    rng = np.random.default_rng(0)
+    named = torch.tensor(rng.normal(1.0, 0.01, 8))
+    alike = torch.tensor(rng.normal(0.5, 0.01, (20, 8)))
+    apart = alike + torch.tensor(np.linspace(-1, 1, 20))[:, None]  # same mean over draws, far apart
+    a, b = draws_and_seeds_mean(named, alike, n_boot=400), draws_and_seeds_mean(named, apart, n_boot=400)
+    assert float(a.mean) == pytest.approx(float(named.mean() - alike.mean()), abs=1e-12)
+    assert float(b.hi - b.lo) > 5 * float(a.hi - a.lo) and float(b.lo) < float(b.mean) < float(b.hi)
+    flipped = draws_and_seeds_mean(torch.zeros(8), alike, n_boot=400, sign=-1)  # the draws' own mean
+    assert float(flipped.mean) == pytest.approx(float(alike.mean()), abs=1e-12)
+    with pytest.raises(ValueError, match="draws must be"):
+        draws_and_seeds_mean(named, alike[:, :5])
+
+
+def test_paired_margin_is_the_gap_to_the_largest_draw():
+    from residual_response.stats import paired_margin
+
+    rng = np.random.default_rng(1)
+    rep = rng.uniform(1, 2, (4, 3, 6))
+    ctrl = rng.uniform(1, 2, (4, 3, 6))
+    named = (rep * 0.5, ctrl)  # a ratio half the draws': the named drop is far beyond them
+    draws = [(rep * f, ctrl) for f in (1.0, 0.9, 1.1)]
+    margin, lo, hi, first = paired_margin(named, draws, n_boot=300)
+    expected = min(rep[:, -1].mean() * f for f in (1.0, 0.9, 1.1)) / ctrl[:, -1].mean() - 0.5 * rep[:, -1].mean() / ctrl[:, -1].mean()
+    assert margin == pytest.approx(expected, rel=1e-9) and lo <= margin <= hi and lo > 0 and first == 1.0
+    _, lo2, hi2, first2 = paired_margin(draws[1], draws, n_boot=300)  # the named set is one of the draws
+    assert lo2 <= 0 <= hi2 + 1e-12 and first2 == 0.0
+    with pytest.raises(ValueError, match="draws is empty"):
+        paired_margin(named, [])
+
+
+def test_loss_rank_counts_the_draws_both_ways(random_lm):
+    study = ablation_study(random_lm, [(1, 0)], attention_heads=[(2, 1)], n_random=3, T=4, seeds=1,
+                           loss_seeds=range(2), n_boot=30)
+    rank = study.loss_rank("top")
+    base = study.losses["none"].second.per_seed
+    named = float((study.losses["top"].second.per_seed - base).mean())
+    rises = [float((study.losses[k].second.per_seed - base).mean()) for k in study.random_keys]
+    assert rank["above"] == sum(r >= named for r in rises) and rank["below"] == sum(r <= named for r in rises)
+    assert rank["p_more"] == (1 + rank["above"]) / 4 and rank["p_less"] == (1 + rank["below"]) / 4
+    assert study.loss_draws_above("top") == rank["above"]
+    t = study.rank_test("top", n_boot=50)
+    assert t.margin == pytest.approx(t.drop - max(t.random_drops), abs=1e-9) and 0 <= t.first_share <= 1

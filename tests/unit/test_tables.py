@@ -412,14 +412,22 @@ def test_ablation_sentence_says_whether_named_heads_stand_out_from_random_ones()
                "attention": {"drop": 3.0, "lo": 2.0, "hi": 4.0, "rise": 0.5, "rise_lo": 0.3, "rise_hi": 0.7}}
     from residual_response.pages.tables import loss_change_text
     fx = {"top": {"rise": 0.68, "rise_lo": 0.5, "rise_hi": 0.86, "vs_random": -0.24, "vs_random_lo": -0.5,
-                  "vs_random_hi": 0.02, "draws_above": 12, "n_draws": 20},
+                  "vs_random_hi": 0.02, "draws_above": 12, "draws_below": 8, "n_draws": 20, "p_more": 13 / 21,
+                  "p_less": 9 / 21},
           "random": {"rise": 0.92, "rise_lo": 0.7, "rise_hi": 1.1}}
     assert loss_change_text("m", fx) == ("m 0.68 [0.50, 0.86] nats, 0.24 nats less than the mean of the random draws "
-                                        "(0.92 [0.70, 1.10]; difference -0.24 [-0.50, +0.02], its interval over the "
-                                        "seeds with the draws held fixed: the interval of the difference includes 0; "
-                                        "12 of 20 draws raise it as much)")
-    fx["top"].update(vs_random=0.46, vs_random_lo=0.3, vs_random_hi=0.62, draws_above=0)
-    assert "0.46 nats more than" in loss_change_text("m", fx) and "lies above 0; 0 of 20" in loss_change_text("m", fx)
+                                        "(0.92 [0.70, 1.10]; difference -0.24 [-0.50, +0.02], its interval resampling "
+                                        "seeds and draws; 12 of 20 draws raise it as much (p = 0.619) and 8 no more "
+                                        "(p = 0.429): not distinguishable from random heads)")
+    # below the mean draw with an interval below 0, yet above most draws: the rank says "not distinguishable"
+    fx["top"].update(vs_random_hi=-0.02, draws_above=7, draws_below=13, p_more=8 / 21, p_less=14 / 21)
+    assert loss_change_text("m", fx).endswith("not distinguishable from random heads)")
+    fx["top"].update(draws_above=20, draws_below=0, p_more=1.0, p_less=1 / 21)
+    assert loss_change_text("m", fx).endswith("raises it less than random heads)")
+    fx["top"].update(vs_random=0.46, vs_random_lo=0.3, vs_random_hi=0.62, draws_above=0, draws_below=20, p_more=1 / 21,
+                     p_less=1.0)
+    text = loss_change_text("m", fx)
+    assert "0.46 nats more than" in text and "0 of 20" in text and text.endswith("raises it more than random heads)")
     items = unresolved_items("m", {"top": weak, "attention": strong}, effects, {"rho": 0.4, "lo": -0.1, "hi": 0.8})
     assert items == [
         "m, top-k by response: the drop of $S_L$, 0.25 [-0.10, 0.60], covers 0",

@@ -224,10 +224,12 @@ class CrossCheck:
     def effects(self) -> dict:
         """Per ``"top"``/``"attention"``/``"outside"``/``"random"`` ablation: the drop of the score at the last
         stream and the rise of the second-copy loss, each with its paired 95 % interval (``"random"``:
-        the mean over draws); plus ``base`` (``S_L`` unablated, at the ablation's seeds) and
-        ``top_score`` (``S_L`` with the top heads ablated). A named set also gets its loss change minus
-        the random draws' (``vs_random`` with ``vs_random_lo/hi``, paired by seed) and ``draws_above``,
-        the number of the ``n_draws`` draws that raise the loss at least as much."""
+        the mean over draws, its loss interval resampling the draws too); plus ``base`` (``S_L``
+        unablated, at the ablation's seeds) and ``top_score`` (``S_L`` with the top heads ablated). A
+        named set also gets its loss change minus the random draws' (``vs_random`` with
+        ``vs_random_lo/hi``, resampling seeds and draws) and its rank among the draws
+        (:meth:`.crosscheck.AblationStudy.loss_rank`: ``draws_above``, ``draws_below`` of ``n_draws``,
+        ``p_more``, ``p_less``)."""
         res = self.study.results
         out = {"base": float(res["none"].score[-1]), "top_score": float(res["top"].score[-1])}
         for which in (*self.study.named_keys, "random"):
@@ -237,8 +239,10 @@ class CrossCheck:
                           "rise": float(rise.mean), "rise_lo": float(rise.lo), "rise_hi": float(rise.hi)}
             if which != "random" and self.study.random_keys:
                 diff = self.study.loss_difference(which, n_boot=self.n_boot)
+                rank = self.study.loss_rank(which)
                 out[which].update(vs_random=float(diff.mean), vs_random_lo=float(diff.lo), vs_random_hi=float(diff.hi),
-                                  draws_above=self.study.loss_draws_above(which), n_draws=len(self.study.random_keys))
+                                  draws_above=rank["above"], draws_below=rank["below"], n_draws=rank["n"],
+                                  p_more=rank["p_more"], p_less=rank["p_less"])
         return out
 
 

@@ -24,7 +24,7 @@ import pandas as pd
 from ...checks import check_int
 from ...induction import SectionMap
 from ...null import BASELINE_NAMES, NullRow
-from .text import (NA, NAMED_SETS, _heads_text, ci_text, p_text, peak_index, rank_verdict,
+from .text import (NA, NAMED_SETS, _heads_text, ci_text, loss_verdict, p_text, peak_index, rank_verdict,
                    setting_text, width_text)
 
 __all__ = ["matrix_frame", "distance_profile", "stripe_mean", "section_map_frame", "styled",
@@ -451,12 +451,17 @@ def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str
                                                           f"{t.random_high:.2f})",
                 "p-value": p_text(t),
                 "drop − mean random [95 % CI]": ci_text(t.difference, t.difference_low, t.difference_high),
+                "drop − largest random [95 % CI]": (NA if t.margin is None else
+                                                    ci_text(t.margin, t.margin_low, t.margin_high)),
                 "verdict": rank_verdict(t), "setting": ablation_setting})
             out["ablation_loss"].append({
                 "model": name, "ablated": f"top-{c.study.k} {NAMED_SETS[which]}", "heads": _heads_text(c.study.heads[which]),
                 "S_L unablated": f"{e['base']:.2f}",
                 "loss rise, named [95 % CI]": ci_text(w["rise"], w["rise_lo"], w["rise_hi"]),
                 "loss rise, random": ci_text(e["random"]["rise"], e["random"]["rise_lo"], e["random"]["rise_hi"]),
+                "draws raising it as much (p)": f"{w['draws_above']} of {w['n_draws']} ({w['p_more']:.3f})",
+                "draws raising it no more (p)": f"{w['draws_below']} of {w['n_draws']} ({w['p_less']:.3f})",
+                "verdict": loss_verdict(w),
                 "setting": f"{ablation_setting}; loss {loss_setting}"})
         out["null"].append({"model": name, "lowest null score [95 % CI]": extreme_text(c.null, np.nanargmin),
                             "highest null score [95 % CI]": extreme_text(c.null, np.nanargmax),

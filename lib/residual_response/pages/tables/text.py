@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["NA", "fmt_eps", "signed_pct", "setting_text", "ci_text", "peak_index", "rise_span_text", "rise_text", "headline_text", "rise_sentence",
            "width_sentence", "eps_verdict", "rise_steps", "controls_verdict", "section_sentence", "copy_loss_sentence", "loss_change_text",
-           "NAMED_SETS", "outside_set_text", "p_text", "rank_verdict", "ablation_sentence", "ablation_summary", "unresolved_items",
+           "NAMED_SETS", "loss_verdict", "outside_set_text", "p_text", "rank_verdict", "ablation_sentence", "ablation_summary", "unresolved_items",
            "rise_heads_sentence", "emergence_shape", "STEP_SHARE", "WIDTH_DEFINITION", "width_text"]
 
 
@@ -274,22 +274,37 @@ def copy_loss_sentence(name: str, check, effects: dict, loss_setting: str) -> st
 
 def loss_change_text(name: str, effects: dict) -> str:
     """How ablating a model's top heads by response changes its second-copy loss, beside the random
-    draws: the change, the random draws' mean change, and which way the difference goes with its
-    interval (paired by seed) and whether that interval includes 0, and the rank among the draws.
+    draws: the change, the random draws' mean change, the difference with its interval (seeds and
+    draws resampled), the rank among the draws both ways with its permutation p-values, and the
+    verdict of :func:`loss_verdict`.
 
-    Why the difference: two overlapping intervals do not say whether the named heads raise the
-    loss more or less than random heads; the difference's own interval does.
+    Why the rank beside the difference: a mean over draws can be pulled by a few large draws, so a
+    named set below the mean can still raise the loss more than most draws do.
     ``effects``: :meth:`.studies.CrossCheck.effects`.
     """
     w, r = effects["top"], effects["random"]
     d, lo, hi = w["vs_random"], w["vs_random_lo"], w["vs_random_hi"]
     way = "more" if d > 0 else "less"
-    verdict = ("the interval of the difference lies above 0" if lo > 0 else
-               "the interval of the difference lies below 0" if hi < 0 else "the interval of the difference includes 0")
     return (f"{name} {ci_text(w['rise'], w['rise_lo'], w['rise_hi'])} nats, {abs(d):.2f} nats {way} than the mean of "
             f"the random draws ({ci_text(r['rise'], r['rise_lo'], r['rise_hi'])}; difference "
-            f"{ci_text(d, lo, hi, '+.2f')}, its interval over the seeds with the draws held fixed: {verdict}; "
-            f"{w['draws_above']} of {w['n_draws']} draws raise it as much)")
+            f"{ci_text(d, lo, hi, '+.2f')}, its interval resampling seeds and draws; {w['draws_above']} of "
+            f"{w['n_draws']} draws raise it as much (p = {w['p_more']:.3f}) and {w['draws_below']} no more "
+            f"(p = {w['p_less']:.3f}): {loss_verdict(w)})")
+
+
+def loss_verdict(w: Mapping) -> str:
+    """What a named set's loss change says against the random draws (``w``: one named set of
+    :meth:`.studies.CrossCheck.effects`): ``"raises it more than random heads"`` when the
+    difference's interval lies above 0 *and* the rank's p-value (more) is at most the test level,
+    ``"raises it less than random heads"`` the same way round, and otherwise ``"not
+    distinguishable from random heads"``."""
+    from ...crosscheck import RANK_TEST_LEVEL
+
+    if w["vs_random_lo"] > 0 and w["p_more"] <= RANK_TEST_LEVEL:
+        return "raises it more than random heads"
+    if w["vs_random_hi"] < 0 and w["p_less"] <= RANK_TEST_LEVEL:
+        return "raises it less than random heads"
+    return "not distinguishable from random heads"
 
 
 #: what each named set of heads is called in the book's sentences and tables
@@ -348,6 +363,9 @@ def _rank_clause(which: str, test, k: int, same: bool = False, heads: Mapping | 
     numbers = (f"p = {test.p_value:.3f}" + (f", the smallest {n} draws allow" if np.isclose(test.p_value, test.smallest_p)
                                             else "")
                + f"; difference from the mean draw {ci_text(test.difference, test.difference_low, test.difference_high)}")
+    if reach == 0 and test.margin is not None:  # first among the draws: by how much, under resampling
+        numbers += (f"; beyond the largest draw by {ci_text(test.margin, test.margin_low, test.margin_high)}, "
+                    f"first in {test.first_share:.0%} of resamples")
     if heads and 0 < reach <= 3 and k <= 2:  # name the heads of the few draws that reach it
         keys = [key for key, r in zip(heads.get("random", ()), test.random_drops) if r >= drop]
         numbers += f"; the draws that reach it ablate {'; '.join(_heads_text(heads[key]) for key in keys)}" if keys else ""
@@ -443,6 +461,10 @@ def unresolved_items(name: str, tests: Mapping, effects: Mapping, agreement: Map
         if np.isclose(t.p_value, t.smallest_p):
             out.append(f"{name}, {label}: p = {t.p_value:.3f} is the smallest {t.n_random} draws allow, so the named "
                        "drop exceeds every draw; how far beyond the draws it lies (the size of the effect) is not resolved")
+            if t.margin_low is not None and t.margin_low <= 0:
+                out.append(f"{name}, {label}: its margin over the largest draw, "
+                           f"{ci_text(t.margin, t.margin_low, t.margin_high)}, reaches 0, so its first rank "
+                           f"holds in {t.first_share:.0%} of resamples only")
         if e["rise_lo"] <= 0 <= e["rise_hi"]:
             out.append(f"{name}, {label}: the change of the second-copy loss, "
                        f"{ci_text(e['rise'], e['rise_lo'], e['rise_hi'])} nats, covers 0")
