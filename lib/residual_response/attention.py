@@ -306,7 +306,7 @@ def induction_heads(att: InductionAttention, k: int = 5,
     network or a 2-block toy the top 5 include heads whose attention on the stripe is what any
     position gets (about ``1 / position``); counting them as "the induction heads" names blocks
     that do no induction. A head counts only where its attention on the stripe of repeated
-    sequences is at least ``min_ratio`` times that on the control sequences of the same result.
+    sequences is at least ``min_ratio`` times that on the random sequences (no repeat) of the same result.
 
     Args:
         att: a result of :func:`induction_attention_scores`.

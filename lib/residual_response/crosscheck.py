@@ -305,7 +305,7 @@ def seed_null_scores(reference: InductionResult, *, n_boot: int = 1000, confiden
     if st is None or len(st.seeds) < 2:
         raise InputError("seed_null_scores needs a result with stripes from at least 2 seeds")
     if st.control_kind not in ("random", "twin"):
-        raise InputError(f"seed_null_scores needs a result with random control sequences or twins, got the "
+        raise InputError(f"seed_null_scores needs a result with random sequences (no repeat) or twins, got the "
                          f"{st.control_kind!r} baseline; its null is kind_scores(lm, 'random', reference)")
     n = len(st.seeds) // 2
     odd = lambda a: a[1::2][:n]

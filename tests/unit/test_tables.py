@@ -450,3 +450,21 @@ def test_outside_set_text_names_shared_heads_and_the_models_without_an_outside_s
     assert "in a the top-2 sets share (3, 1), and the outside set is (4, 0), (6, 1)" in text
     assert "b (no shared head)" in text and "c (they share (0, 0), but too few heads" in text
     assert outside_set_text({"b": disjoint}) == "No outside set is ablated in b (no shared head)."
+
+
+def test_section_sentence_names_writing_borderline_and_below_one_blocks():
+    from residual_response.pages.tables import section_sentence
+
+    rows = pd.DataFrame([
+        {"l0": 0, "first": 1.0, "first low": 0.9, "first high": 1.1, "writes": False},
+        {"l0": 3, "first": 1.9, "first low": 1.02, "first high": 3.4, "writes": False},
+        {"l0": 5, "first": 6.0, "first low": 4.0, "first high": 8.0, "writes": True},
+        {"l0": 7, "first": 0.57, "first low": 0.38, "first high": 0.99, "writes": False},
+    ]).assign(**{"max score": lambda d: d["first"], "CI low": lambda d: d["first low"],
+                 "CI high": lambda d: d["first high"], "at layer": lambda d: d.l0 + 1, "emerged": False,
+                 "half-way block": "—"})
+    text = section_sentence("m", rows, 8, [5])
+    assert "right after the kick (the interval of stream $\\ell_0 + 1$ above 1.5): 5; its induction heads sit in blocks 5" in text
+    assert "Above 1 but not above 1.5 right after the kick (not counted as writing): block 3, 1.90 [1.02, 3.40]." in text
+    assert "Below 1 right after the kick" in text and "block 7, 0.57 [0.38, 0.99]" in text
+    assert "block 0," not in text  # a cell whose interval covers 1 is named neither way

@@ -42,7 +42,7 @@ def toy_phase_chart(pc) -> alt.VConcatChart:
 
     att_long = pd.concat([
         df.assign(sequence="repeated", value=df.attention),
-        df.assign(sequence="control", value=df.attention_control),
+        df.assign(sequence="random", value=df.attention_control),
     ])[["step", "layer", "sequence", "value", "attention_head"]].assign(block=lambda d: "block " + (d.layer - 1).astype(str))
     # a row's `layer` is the stream l that block l - 1 writes: the colours name the block b = l - 1
     layer_colors = alt.Scale(domain=[f"block {b}" for b in range(pc.L)], scheme="set1")
@@ -51,7 +51,7 @@ def toy_phase_chart(pc) -> alt.VConcatChart:
     att_panel = alt.layer(
         alt.Chart(att_long).mark_line().encode(  # points in a layer of their own: they would hide the dash legend
             x=x, y=alt.Y("value:Q", title="attention on stripe"), color=att_color, detail="sequence:N",
-            strokeDash=alt.StrokeDash("sequence:N", scale=alt.Scale(domain=["repeated", "control"], range=[[1, 0], [4, 3]]),
+            strokeDash=alt.StrokeDash("sequence:N", scale=alt.Scale(domain=["repeated", "random"], range=[[1, 0], [4, 3]]),
                                       title="sequence", legend=dash_legend)),
         alt.Chart(att_long).mark_point(filled=True, size=25).encode(
             x=x, y="value:Q", color=att_color,

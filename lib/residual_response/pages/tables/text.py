@@ -249,6 +249,16 @@ def section_sentence(name: str, rows: pd.DataFrame, n_layers: int, head_blocks: 
     missed = [b for b in sampled_heads if b not in writes]
     if missed:
         text += f" Rows at head blocks {', '.join(map(str, missed))} show no stripe at their first stream."
+    between = d[(d["first low"] > 1) & ~d.writes]  # above 1, not clearly: named, not counted
+    if len(between):
+        text += (f" Above 1 but not above {MIN_RISE:g} right after the kick (not counted as writing): "
+                 + ", ".join(f"block {int(r.l0)}, {ci_text(r.first, r['first low'], r['first high'])}"
+                             for _, r in between.iterrows()) + ".")
+    below = d[d["first high"] < 1]
+    if len(below):
+        text += (" Below 1 right after the kick (the stripe gets *less* of the kick than the baseline there): "
+                 + ", ".join(f"block {int(r.l0)}, {ci_text(r.first, r['first low'], r['first high'])}"
+                             for _, r in below.iterrows()) + ".")
     risen = d[d.emerged]
     if len(risen):
         text += (f" The score of {len(risen)} of the {len(d)} rows rises over later streams, half way up after "
