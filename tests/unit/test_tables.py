@@ -314,7 +314,9 @@ def test_eps_verdict_names_the_worst_model_and_its_numbers():
 
     text = eps_verdict({"a": head(0.01, 0.008, 6, 6), "b": head(0.002, 0.001, 18, 18)})
     assert "at most 1 % (a;" in text and "by at most 0.8 % (a, stream 3)" in text and "no emergence layer" in text
-    assert "linear response, to within a few percent" in text
+    assert text.endswith("within the regime's 1 % tolerance, the book's numbers at this ε are those of the linear response.")
+    above = eps_verdict({"a": head(0.0103, 0.0089, 6, 6)})
+    assert "above the regime's 1 % tolerance in a" in above and "at most 0.89 % when ε shrinks tenfold" in above
     moved = eps_verdict({"a": head(0.01, 0.2, 6, 7)})
     assert "some emergence layer" in moved and "caveat" in moved
 

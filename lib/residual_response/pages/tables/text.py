@@ -180,9 +180,24 @@ def eps_verdict(heads: Mapping) -> str:
             f"{100 * lin[worst_lin]['max']:.3g} % ({worst_lin}; median over its sequences "
             f"{100 * lin[worst_lin]['median']:.3g} %), and dividing ε by 10 moves every induction "
             f"score by at most {100 * ten[worst_ten]['max_change']:.3g} % ({worst_ten}, stream "
-            f"{ten[worst_ten]['stream']}) and " + ("no" if same else "some") + " emergence layer"
-            + (": the book's numbers at this ε are those of the linear response, to within a few percent."
-               if same and ten[worst_ten]["max_change"] < 0.05 else ": read the numbers with that caveat."))
+            f"{ten[worst_ten]['stream']}) and " + ("no" if same else "some") + " emergence layer" + _eps_tail(
+                lin[worst_lin]["max"], ten[worst_ten]["max_change"], worst_lin, same))
+
+
+def _eps_tail(lin_max: float, change: float, worst: str, same: bool) -> str:
+    """The end of :func:`eps_verdict`: what the departure and the change mean, set against the
+    regime's tolerance (:data:`residual_response.canonical.REGIME_SWEEP`)."""
+    from ...canonical import REGIME_SWEEP
+
+    tol = REGIME_SWEEP["tol"]
+    if not same or change >= 0.05:
+        return ": read the numbers with that caveat."
+    if lin_max <= tol:
+        return (f": within the regime's {100 * tol:g} % tolerance, the book's numbers at this ε are those of the "
+                "linear response.")
+    return (f": the departure is above the regime's {100 * tol:g} % tolerance in {worst}, while the scores the book "
+            f"reports move by at most {100 * change:.3g} % when ε shrinks tenfold; they are those of the linear "
+            "response to within that change.")
 
 
 def controls_verdict(results: dict, controls, trained: Sequence[str], randoms: Sequence[str]) -> tuple[str, str]:
