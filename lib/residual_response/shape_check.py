@@ -20,12 +20,15 @@ measurements around the truth; (2) the noise in log score does not depend on the
 stream gets its measured relative noise whatever the synthetic profile puts there; (3) every
 draw reuses the same pool for its replicates, so its interval has the measured width and only
 its observed point moves (a real repeat would also change the width); (4) a resample of a few
-sequences is itself a coarse picture of the spread between sequences.
+sequences is itself a coarse picture of the spread between sequences, and can understate it:
+``error_scale`` scales the error of each draw (not its replicates) to ask what the rule does if
+the real spread is that many times the bootstrap's.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Sequence
 
 import numpy as np
@@ -33,7 +36,7 @@ import numpy as np
 from .checks import InputError, check_int
 from .rise import factor_interval, rise_ends, shape_label, step_shares
 
-__all__ = ["FALSE_STEPS_BAR", "LABELS", "SHAPE_CHECK", "gradual_truth", "label_rates", "log_deviations", "measured_noise",
+__all__ = ["ERROR_SCALE_CHECK", "FALSE_STEPS_BAR", "LABELS", "SHAPE_CHECK", "gradual_truth", "label_rates", "log_deviations", "measured_noise",
            "shape_error_rates", "step_truth", "summarize_rates", "wilson_interval"]
 
 #: the outcomes of one simulated measurement: the three shapes, and "no rise" when the rise's
@@ -46,6 +49,10 @@ SHAPE_CHECK = {"n_draws": 200, "seed": 0, "ks": None, "step_share": 0.8}
 
 #: the false-"steps" rate on gradual profiles above which a "steps" label needs a caveat
 FALSE_STEPS_BAR = 0.05
+
+#: the error scale of the book's sensitivity check: a measurement's error twice the spread its
+#: bootstrap of a few sequences shows (``error_scale`` of :func:`label_rates`)
+ERROR_SCALE_CHECK = 2.0
 
 
 def log_deviations(score: Sequence[float], boots: np.ndarray) -> np.ndarray:
@@ -152,13 +159,15 @@ def _label(layers, logs: np.ndarray, blogs: np.ndarray, confidence: float) -> tu
 
 
 def label_rates(layers: Sequence[int], truth: Sequence[float], deviations: np.ndarray, *, n_draws: int = 200,
-                seed: int = 0, confidence: float = 0.95) -> dict:
+                seed: int = 0, confidence: float = 0.95, error_scale: float = 1.0) -> dict:
     """How often the shape rule labels a true log profile each way at the given noise.
 
     Args:
         layers: ``[n]`` read streams; truth: ``[n]`` true log scores over them;
         deviations: ``[n_boot, n]`` centred log replicates (:func:`log_deviations`), ``n_boot > n_draws``.
         n_draws, seed: the simulated measurements (the module docstring says how one is made).
+        error_scale: the error of each draw is ``error_scale`` times a replicate's deviation (its
+            replicates keep the measured spread): 1 trusts the bootstrap's spread.
 
     Returns:
         ``{label: share of draws for each of LABELS, "mean_top2": mean top-2 share over the draws
@@ -172,11 +181,15 @@ def label_rates(layers: Sequence[int], truth: Sequence[float], deviations: np.nd
         raise InputError(f"deviations must be finite [n_boot, {truth.shape[0]}], got shape {dev.shape}")
     n_draws = check_int(n_draws, "n_draws", minimum=1, maximum=dev.shape[0] - 1)
     seed = check_int(seed, "seed", minimum=0)
+    if isinstance(error_scale, bool) or not isinstance(error_scale, numbers.Real):
+        raise TypeError(f"error_scale must be a number, got {type(error_scale).__name__} {error_scale!r}")
+    if not (math.isfinite(error_scale) and error_scale > 0):
+        raise InputError(f"error_scale must be a positive number, got {error_scale!r}")
     picks = np.random.default_rng(seed).choice(dev.shape[0], size=n_draws, replace=False)
     counts = dict.fromkeys(LABELS, 0)
     shares = []
     for j in picks:
-        observed = truth + dev[j]
+        observed = truth + error_scale * dev[j]
         label, share = _label(layers, observed, observed + np.delete(dev, j, axis=0), confidence)
         counts[label] += 1
         if math.isfinite(share):
@@ -207,7 +220,8 @@ def _true_top2(layers, truth: np.ndarray) -> float:
 
 
 def shape_error_rates(layers: Sequence[int], score: Sequence[float], boots: np.ndarray, *, ks: Sequence[int] | None = None,
-                      n_draws: int = 200, seed: int = 0, confidence: float = 0.95, step_share: float = 0.8) -> list[dict]:
+                      n_draws: int = 200, seed: int = 0, confidence: float = 0.95, step_share: float = 0.8,
+                      error_scale: float = 1.0) -> list[dict]:
     """The shape rule's rates on gradual and step profiles at one model's measured noise.
 
     The profiles sit where the model's own rise is and rise as much (in log) from its lowest
@@ -215,7 +229,7 @@ def shape_error_rates(layers: Sequence[int], score: Sequence[float], boots: np.n
     blocks read), even and sigmoid (:func:`gradual_truth`, centred at the model's half-way
     stream); and step ones (:func:`step_truth`), the model's largest block, and its two largest,
     making ``step_share`` of the rise. Each gets ``n_draws`` simulated measurements
-    (:func:`label_rates`).
+    (:func:`label_rates`, with ``error_scale``).
 
     Args:
         layers, score, boots: ``[n]``, ``[n]``, ``[n_boot, n]``: the model's streams after the
@@ -246,7 +260,7 @@ def shape_error_rates(layers: Sequence[int], score: Sequence[float], boots: np.n
     rows = []
     for name, k, truth in profiles:
         true_top2 = _true_top2(layers, truth)
-        rates = label_rates(layers, truth, dev, n_draws=n_draws, seed=seed, confidence=confidence)
+        rates = label_rates(layers, truth, dev, n_draws=n_draws, seed=seed, confidence=confidence, error_scale=error_scale)
         rows.append({"profile": name, "k": k, "true_top2": true_top2, "truth": shape_label((true_top2, true_top2)),
                      **rates, "steps_ci": wilson_interval(round(rates["steps"] * n_draws), n_draws, confidence)})
     return rows

@@ -58,6 +58,10 @@ def test_false_steps_rate_grows_with_noise():
     # the selection bias: the observed top-2 share of a gradual rise climbs with the noise
     shares = [label_rates(LAYERS, truth, _noise(s), n_draws=100)["mean_top2"] for s in (1e-3, 0.3)]
     assert abs(shares[0] - 1 / 3) < 0.02 and shares[1] > shares[0] + 0.1, shares
+    # a draw's error twice its replicates' spread: intervals too narrow for the error, far more false steps
+    # (measured 0.08 and 0.64 at these seeds)
+    once, twice = (label_rates(LAYERS, truth, _noise(0.5), n_draws=200, error_scale=x)["steps"] for x in (1.0, 2.0))
+    assert twice >= once + 0.2, (once, twice)
 
 
 def test_shape_error_rates_at_a_measured_noise():
@@ -109,6 +113,8 @@ def test_wilson_interval():
     (lambda: label_rates(LAYERS, np.zeros(13), _noise(0.1, n_boot=50), n_draws=50), "n_draws.*50"),
     (lambda: label_rates(LAYERS, np.zeros(13), _noise(0.1), n_draws=1.5), "n_draws.*1.5"),
     (lambda: label_rates(LAYERS, np.zeros(12), _noise(0.1)), r"truth.*\(12,\)"),
+    (lambda: label_rates(LAYERS, np.zeros(13), _noise(0.1), error_scale=0.0), "error_scale.*0.0"),
+    (lambda: label_rates(LAYERS, np.zeros(13), _noise(0.1), error_scale="2"), "error_scale.*'2'"),
     (lambda: gradual_truth(LAYERS, 6, 1.0, 7, kind="smooth"), "kind.*smooth"),
     (lambda: gradual_truth(LAYERS, 0, 1.0, 7), "k.*0"),
     (lambda: gradual_truth(LAYERS, 6, -1.0, 7), "total.*-1.0"),
