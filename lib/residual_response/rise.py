@@ -17,8 +17,8 @@ import numpy as np
 from .checks import InputError
 from .stats import KeyAccess, percentile_interval
 
-__all__ = ["EMERGENCE_THRESHOLD", "MIN_RISE", "RISE_FRACTIONS", "Rise", "emergence_layer", "half_rise_layer", "rise_of",
-           "step_shares"]
+__all__ = ["EMERGENCE_THRESHOLD", "MIN_RISE", "RISE_FRACTIONS", "STEP_SHARE", "Rise", "emergence_layer", "factor_interval",
+           "half_rise_layer", "rise_ends", "rise_of", "shape_label", "step_shares"]
 
 
 #: a fixed score threshold, for series of known scale (:func:`emergence_layer`); the emergence
@@ -127,10 +127,28 @@ RISE_FRACTIONS = (0.1, 0.5, 0.9)
 MIN_RISE = 1.5
 
 
+def rise_ends(score: np.ndarray) -> tuple[int, int]:
+    """``(bottom, top)``: the index of the largest score and of the smallest at or before it.
+
+    Why a function: the rise of a measured profile and of a simulated one (:mod:`.shape_check`)
+    must be read between the same two streams.
+    """
+    top = int(np.argmax(score))
+    return int(np.argmin(score[: top + 1])), top
+
+
+def factor_interval(boots: np.ndarray, bottom: int, top: int, confidence: float = 0.95) -> tuple[float, float, bool]:
+    """``(low, high, emerged)``: the paired interval of the rise ``S(top) / S(bottom)`` over the
+    replicates ``boots`` ``[n_boot, n]``, and whether its low end lies above :data:`MIN_RISE`
+    (the test of :class:`Rise`)."""
+    factors = boots[:, top] / boots[:, bottom]  # paired: the same resample at both layers
+    lo, hi = (float(q) for q in percentile_interval(factors, confidence))
+    return lo, hi, bool(lo > MIN_RISE)
+
+
 def _rise_layers(layers: np.ndarray, score: np.ndarray) -> tuple[int, int, tuple[int, ...]]:
     """``(bottom index, top index, layers reaching each of RISE_FRACTIONS)`` of one score profile."""
-    top = int(np.argmax(score))
-    bottom = int(np.argmin(score[: top + 1]))
+    bottom, top = rise_ends(score)
     logs = np.log(score)
     crossing = []
     for f in RISE_FRACTIONS:
@@ -156,9 +174,7 @@ def rise_of(layers: Sequence[int], score: Sequence[float], boots: np.ndarray, co
         raise InputError("rise_of needs finite, positive scores at two read layers at least")
     layers, score, boots = layers[keep], score[keep], boots[:, keep]
     bottom, top, (start, mid, end) = _rise_layers(layers, score)
-    factors = boots[:, top] / boots[:, bottom]  # paired: the same resample at both layers
-    f_lo, f_hi = (float(q) for q in percentile_interval(factors, confidence))
-    emerged = bool(f_lo > MIN_RISE)
+    f_lo, f_hi, emerged = factor_interval(boots, bottom, top, confidence)
     stream_ci = width_ci = None
     if emerged:
         mids, widths = [], []
@@ -229,6 +245,33 @@ def step_shares(layers: Sequence[int], score: Sequence[float], boots: np.ndarray
     s2, ci2 = share(top2)
     return dict(step_block=order[0], step_share=s1, step_share_ci=ci1, top2_blocks=tuple(top2), top2_share=s2,
                 top2_share_ci=ci2)
+
+
+#: the share of the log rise that one or two blocks must make for a rise to be "in steps" (:func:`shape_label`)
+STEP_SHARE = 0.5
+
+
+def shape_label(top2_share_ci: Sequence[float]) -> str:
+    """``"steps"``, ``"gradual"`` or ``"unresolved"``: the book's one rule for the shape of a rise.
+
+    From the paired interval ``(low, high)`` of the share of the log rise that the two largest
+    blocks make (:func:`step_shares`): ``"steps"`` when ``low`` is at least :data:`STEP_SHARE`,
+    ``"gradual"`` when ``high`` is below it, ``"unresolved"`` when the interval contains it. Why
+    a function of the interval alone: the pages label a measured rise with it, and the
+    simulation of its error rates (:mod:`.shape_check`) labels simulated ones with the same rule.
+    An interval with a ``nan`` end (no replicate showed a rise) is ``"unresolved"``.
+    """
+    try:
+        lo, hi = (float(x) for x in top2_share_ci)
+    except (TypeError, ValueError):
+        raise InputError(f"top2_share_ci must be two numbers (low, high), got {top2_share_ci!r}") from None
+    if lo > hi:
+        raise InputError(f"top2_share_ci must have low <= high, got {(lo, hi)!r}")
+    if lo >= STEP_SHARE:
+        return "steps"
+    if hi < STEP_SHARE:
+        return "gradual"
+    return "unresolved"
 
 
 def _half_from_one(layers: np.ndarray, score: np.ndarray, top: int) -> int | None:

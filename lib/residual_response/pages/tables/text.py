@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from ...rise import MIN_RISE
+from ...rise import MIN_RISE, STEP_SHARE, shape_label
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -566,18 +566,15 @@ def rise_heads_sentence(name: str, rb: Mapping) -> str:
     return text + "."
 
 
-#: the share of the log rise that one or two blocks must make for a rise to be "in steps"
-#: (:func:`emergence_shape`)
-STEP_SHARE = 0.5
-
-
 def emergence_shape(h) -> dict:
     """Whether a headline's rise (:class:`.headline.Headline`) is in steps, gradual, or not resolved at its setting.
 
     Returns ``{"label", "reason"}`` with ``label`` one of ``"no rise"``, ``"too shallow"`` (2 blocks
     or fewer: no "intermediate" and no "gradual" to tell), ``"unresolved"``, ``"steps"`` or
     ``"gradual"``. The label follows the paired 95 % interval of the share of the log rise that
-    the two largest blocks make (:func:`rise_steps`):
+    the two largest blocks make (:func:`rise_steps`), by the book's one rule
+    (:func:`residual_response.rise.shape_label`, whose error rates :mod:`residual_response.shape_check`
+    simulates):
 
     - ``"steps"`` when the interval's lower end is at least :data:`STEP_SHARE` (one half);
     - ``"gradual"`` when its upper end is below it;
@@ -596,11 +593,8 @@ def emergence_shape(h) -> dict:
     width = width_text(h.rise_width, h.rise_width_ci)
     if st["top2_ci"] is None:
         return {"label": "unresolved", "reason": f"{width}; no step shares in this headline"}
-    lo, hi = st["top2_ci"]
     n = len(st["top2_blocks"])
     which = "the largest block" if n == 1 else "the two largest blocks"
-    if lo >= STEP_SHARE:
-        return {"label": "steps", "reason": f"{width}; {st['text']}: the interval of {which} lies at or above one half"}
-    if hi < STEP_SHARE:
-        return {"label": "gradual", "reason": f"{width}; {st['text']}: the interval of {which} lies below one half"}
-    return {"label": "unresolved", "reason": f"{width}; {st['text']}: the interval of {which} contains one half"}
+    label = shape_label(st["top2_ci"])
+    where = {"steps": "lies at or above one half", "gradual": "lies below one half", "unresolved": "contains one half"}
+    return {"label": label, "reason": f"{width}; {st['text']}: the interval of {which} {where[label]}"}
