@@ -235,6 +235,10 @@ def _check_lines(nb) -> list[str]:
     return [text for _, text in book_build.check_outputs(nb)]
 
 
+def _use_lines(nb) -> list[str]:
+    return [text for _, text in book_build.use_outputs(nb)]
+
+
 @pytest.mark.parametrize("path", student_notebooks(), ids=lambda p: p.stem)
 def test_a_student_notebook_reads_as_markdown_and_imports_by_name(path: Path, built):
     nb = nbformat.read(path, as_version=4)
@@ -253,9 +257,9 @@ def test_a_student_notebook_with_empty_stubs_runs_to_its_end(path: Path, built, 
     _record(path.stem, "stubs empty", seconds)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
-    for text in _check_lines(nb):
+    for text in _check_lines(nb) + _use_lines(nb):
         lines = text.strip().splitlines()
-        assert len(lines) == 1 and lines[0].endswith(": not implemented yet"), f"{path.name}: check printed {text!r}"
+        assert len(lines) == 1 and lines[0].endswith(": not implemented yet"), f"{path.name}: printed {text!r}"
         assert "Traceback" not in text
 
 
@@ -268,6 +272,8 @@ def test_a_student_notebook_with_the_solutions_passes_every_check(path: Path, bu
     assert lines, f"{path.name} has stubs but no check"
     failed = [t for t in lines if not t.startswith("✓")]
     assert not failed, f"{path.name}: {failed}"
+    for text in _use_lines(nb):  # the solutions put to work show their table, no one-line refusal
+        assert text.strip() and "not implemented yet" not in text and "✗" not in text, f"{path.name}: use-it {text!r}"
 
 
 def test_every_folded_answer_cell_is_a_solution_the_student_notebook_drops():
