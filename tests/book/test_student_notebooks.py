@@ -306,3 +306,39 @@ def test_each_older_exercise_gets_its_numbered_placeholder_when_it_shares_a_cell
     assert "# Exercise 1: your code here" in sources and "# Exercise 2: your code here" in sources, sources
     assert not any("x = 1" in s or "y = 2" in s for s in sources)
     assert not any("Solution" in c.source for c in out.cells if c.cell_type == "markdown")
+
+
+def test_cells_that_only_glue_or_assert_for_the_book_are_dropped_unless_a_later_cell_needs_them():
+    code, md = nbformat.v4.new_code_cell, nbformat.v4.new_markdown_cell
+    hidden = {"tags": ["remove-cell"]}
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        code("from residual_response.page import *\nx = 2"),
+        md("The value is {glue:text}`n`."),
+        code("words = f'{x} items'\nglue('n', words, display=False)", metadata=hidden),  # glue only: dropped
+        code("# The claim of the page.\nassert x > 1, x", metadata={"tags": ["remove-cell", "nbval-check-output"]}),
+        code("y = x + 1  # used below\nglue('m', y, display=False)\n# checked on every build\nassert y == 3",
+             metadata=hidden),  # kept for y, without its glue and assert
+        code("for key in ['a']:\n    glue(key, 1, display=False)"),  # shown, but glues only: dropped
+        code("z = x * 3\nglue('z', z, display=False)"),  # shown, computes z: kept
+        code("print(y)"),
+    ]
+    out = book_build.student_notebook(nb, {}, index=book_build.book_index(), page="emergence",
+                                      glue={"n": {"text/plain": "'2 items'"}})
+    sources = [c.source for c in out.cells if c.cell_type == "code"]
+    assert not any("words" in s or "assert x" in s or "for key" in s for s in sources), sources
+    assert "y = x + 1  # used below" in sources and "print(y)" in sources, sources
+    assert any(s.startswith("z = x * 3") for s in sources), sources
+    assert "The value is 2 items." in [c.source for c in out.cells if c.cell_type == "markdown"]
+
+
+def test_a_book_only_cell_whose_name_a_solution_reads_stays():
+    code = nbformat.v4.new_code_cell
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [code("w = 5\nglue('w', w, display=False)", metadata={"tags": ["remove-cell"]}),
+                code("def f():\n    raise NotImplementedError", metadata={"tags": ["stub"]}),
+                code("def f():\n    return w", metadata={"tags": ["solution"]})]
+    out = book_build.student_notebook(nb, {}, fill_stubs=True)
+    assert "w = 5" in [c.source for c in out.cells if c.cell_type == "code"]
