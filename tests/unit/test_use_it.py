@@ -110,3 +110,19 @@ def test_an_error_outside_the_students_function_is_not_hidden():
 
     with pytest.raises(KeyError):
         apply_student("fine", fine, lambda fn: {}[fn(1)])
+
+
+def test_the_half_rise_and_the_p_value_use_the_pages_own_results(capsys):
+    from types import SimpleNamespace
+
+    from residual_response.crosscheck import permutation_p_value
+    from residual_response.rise import half_rise_layer
+
+    results = {"m": SimpleNamespace(read_streams=[0, 1, 2, 3], score=[np.nan, 1.0, 4.0, 16.0], emergence_layer=2)}
+    table = use_it.use_half_rise(lambda streams, score: half_rise_layer(streams, score), results, "T = 4")
+    assert table.data["your stream"].tolist() == [2] and table.data["library's half_rise_layer"].tolist() == [2]
+    tests = {"m": {"top": SimpleNamespace(drop=0.5, random_drops=[0.1, 0.6, 0.2], p_value=0.5)}}
+    table = use_it.use_permutation_p_value(permutation_p_value, tests, "T = 4")
+    assert table.data["your p-value"].tolist() == table.data["library's p-value"].tolist() == [0.5]
+    assert use_it.use_permutation_p_value(_stub, tests, "T = 4") is None
+    assert capsys.readouterr().out.strip() == "permutation_p_value: not implemented yet"

@@ -9,9 +9,11 @@ so the student sees their own code find what the page is about:
 - :func:`use_chi_one_source` (Build it yourself 1): the response matrix of every source, from the
   student's kick, and how far its induction stripe stands out at each stream;
 - :func:`use_twin_score` (3): the induction score profile over the streams, from the student's score;
+- :func:`use_half_rise` (3b): where the score of each of the page's models rises, by the student's rule;
 - :func:`use_head_attention` (5): the model's induction heads, ranked by the student's attention score;
 - :func:`use_mean_ablation` (6): the loss on the second copy with each head mean-ablated by the
-  student's hook.
+  student's hook;
+- :func:`use_permutation_p_value` (6b): the page's own ablations ranked by the student's p-value.
 
 Each returns a table (a pandas ``Styler`` whose caption carries the setting), or ``None`` after
 one line when the student's function is still the stub (``name: not implemented yet``) or raises
@@ -34,11 +36,13 @@ from ..exercises.harness import CheckFailed, apply_student, as_array
 from ..induction import induction_scores
 from ..models import LoadedModel
 from ..perturbation import perturbation_directions
+from ..rise import half_rise_layer
 from ..sequences import induction_layout, make_sequence
 from .schematic import stripe_contrast
 from .tables import fmt_eps, setting_text, styled
 
-__all__ = ["use_chi_one_source", "use_twin_score", "use_head_attention", "use_mean_ablation", "last_stream_logits"]
+__all__ = ["use_chi_one_source", "use_twin_score", "use_half_rise", "use_head_attention", "use_mean_ablation",
+           "use_permutation_p_value", "last_stream_logits"]
 
 
 def _received(value, shape: tuple[int, ...], what: str) -> np.ndarray:
@@ -227,3 +231,48 @@ def use_mean_ablation(mean_ablated_streams: Callable, lm: LoadedModel, *, T: int
                   caption="The loss (nats) on the second copy with each head mean-ablated by your hook, beside the "
                           "library's ablation, the largest of yours first (the first row: no head ablated); the first-copy loss, which induction does not "
                           "help, for comparison.")
+
+
+def use_half_rise(half_rise_stream: Callable, results: dict, setting: str):
+    """Build it yourself 3b put to work: the student's ``half_rise_stream`` on the score profile
+    of each model the page measured (``results``: ``{model: InductionResult}``), beside the
+    library's rule (:func:`~residual_response.rise.half_rise_layer`) and the emergence layer,
+    which also asks the rise to beat resampling noise.
+
+    Returns:
+        a table, one row per model, or ``None`` (module docstring).
+    """
+    def use(fn):
+        return {m: int(_received(fn(np.asarray(r.read_streams), np.asarray(r.score, dtype=float)), (),
+                                 "a stream (one number)")) for m, r in results.items()}
+
+    yours = apply_student("half_rise_stream", half_rise_stream, use)
+    if yours is None:
+        return None
+    frame = pd.DataFrame([{"model": m, "your stream": yours[m], "library's half_rise_layer": half_rise_layer(r.read_streams, r.score),
+                           "emergence layer (rise beyond noise)": r.emergence_layer, "setting": setting}
+                          for m, r in results.items()])
+    return styled(frame, uuid="use-half-rise",
+                  caption="Where each model's induction score is half way up its rise: your rule, the library's, and "
+                          "the emergence layer, which is missing where the rise does not beat resampling noise.")
+
+
+def use_permutation_p_value(permutation_p_value: Callable, tests: dict, setting: str):
+    """Build it yourself 6b put to work: the student's ``permutation_p_value`` of the page's own
+    ablations (``tests``: ``{model: {named set: RankTest}}``), beside the library's p-value.
+
+    Returns:
+        a table, one row per model and named set, or ``None`` (module docstring).
+    """
+    def use(fn):
+        return {(m, w): float(_received(fn(t.drop, np.asarray(t.random_drops, dtype=float)), (), "a p-value (one number)"))
+                for m, by_set in tests.items() for w, t in by_set.items()}
+
+    yours = apply_student("permutation_p_value", permutation_p_value, use)
+    if yours is None:
+        return None
+    frame = pd.DataFrame([{"model": m, "named heads": w, "drop of the score": t.drop, "random draws": len(t.random_drops),
+                           "your p-value": yours[(m, w)], "library's p-value": t.p_value, "setting": setting}
+                          for m, by_set in tests.items() for w, t in by_set.items()])
+    return styled(frame, uuid="use-p-value", precision=3,
+                  caption="The page's ablations ranked among their random draws by your p-value and by the library's.")
