@@ -89,9 +89,9 @@ def use_chi_one_source(chi_one_source: Callable, lm: LoadedModel, *, T: int, see
                            "largest |your chi - library's|": float(np.abs(yours[i] - np.asarray(library[i])).max()),
                            "setting": f"{lm.name}, T = {T}, seed {seed}, ε = {fmt_eps(eps)}, l0 = {l0}, every position kicked"}
                           for i, l in enumerate(reads) if l > l0])
-    return styled(frame, uuid="use-chi", precision=3,
+    return styled(frame, {"largest |your chi - library's|": "{:.1e}"}, uuid="use-chi", precision=3,
                   caption="The induction stripe's contrast in the response matrix of every stream, from your kick and "
-                          "from the library's (1: the stripe does not stand out).")
+                          "from the library's (1: the stripe is no stronger than the average cell above the diagonal).")
 
 
 def use_twin_score(twin_score: Callable, lm: LoadedModel, *, T: int, seeds: int | Sequence[int], eps: float = 1e-2,
