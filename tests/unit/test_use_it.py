@@ -126,3 +126,14 @@ def test_the_half_rise_and_the_p_value_use_the_pages_own_results(capsys):
     assert table.data["your p-value"].tolist() == table.data["library's p-value"].tolist() == [0.5]
     assert use_it.use_permutation_p_value(_stub, tests, "T = 4") is None
     assert capsys.readouterr().out.strip() == "permutation_p_value: not implemented yet"
+
+
+def test_the_bootstrap_of_the_library_gives_its_own_interval(lm, capsys):
+    def bootstrap_twin_score(rep, ctrl, twin_rep, twin_ctrl, n_boot=1000, confidence=0.95, seed=0):
+        return bootstrap_ratio(rep, ctrl, twin=(twin_rep, twin_ctrl), n_boot=n_boot, confidence=confidence, seed=seed)
+
+    frame = use_it.use_bootstrap_twin_score(bootstrap_twin_score, lm, T=4, seeds=2).data
+    assert frame["your interval"].tolist() == frame["library's interval"].tolist()  # the same draws (seed 0)
+    np.testing.assert_allclose(frame["your score"], frame["library's score"], rtol=1e-9)
+    assert use_it.use_bootstrap_twin_score(_stub, lm, T=4, seeds=2) is None
+    assert capsys.readouterr().out.strip() == "bootstrap_twin_score: not implemented yet"

@@ -10,6 +10,7 @@ so the student sees their own code find what the page is about:
   student's kick, and how far its induction stripe stands out at each stream;
 - :func:`use_twin_score` (3): the induction score profile over the streams, from the student's score;
 - :func:`use_half_rise` (3b): where the score of each of the page's models rises, by the student's rule;
+- :func:`use_bootstrap_twin_score` (4): the score profile with the student's intervals;
 - :func:`use_head_attention` (5): the model's induction heads, ranked by the student's attention score;
 - :func:`use_mean_ablation` (6): the loss on the second copy with each head mean-ablated by the
   student's hook;
@@ -41,7 +42,7 @@ from ..sequences import induction_layout, make_sequence
 from .schematic import stripe_contrast
 from .tables import fmt_eps, setting_text, styled
 
-__all__ = ["use_chi_one_source", "use_twin_score", "use_half_rise", "use_head_attention", "use_mean_ablation",
+__all__ = ["use_chi_one_source", "use_twin_score", "use_half_rise", "use_bootstrap_twin_score", "use_head_attention", "use_mean_ablation",
            "use_permutation_p_value", "last_stream_logits"]
 
 
@@ -276,3 +277,36 @@ def use_permutation_p_value(permutation_p_value: Callable, tests: dict, setting:
                           for m, by_set in tests.items() for w, t in by_set.items()])
     return styled(frame, uuid="use-p-value", precision=3,
                   caption="The page's ablations ranked among their random draws by your p-value and by the library's.")
+
+
+def use_bootstrap_twin_score(bootstrap_twin_score: Callable, lm: LoadedModel, *, T: int, seeds: int | Sequence[int],
+                             eps: float = 1e-2, l0: int = 0, n_boot: int = 1000, confidence: float = 0.95):
+    """Build it yourself 4 put to work: the student's ``bootstrap_twin_score`` on the stripes of
+    ``lm`` (:func:`~residual_response.induction.induction_scores`), stream by stream, beside the
+    library's score and interval of the same stripes (other draws: the ends agree to resampling noise).
+
+    Returns:
+        a table, one row per read stream ``l0 + 1 .. L``, or ``None`` (module docstring).
+    """
+    res = induction_scores(lm, T=T, seeds=seeds, l0=l0, eps=eps, n_boot=n_boot, confidence=confidence)
+    reads = list(res.read_streams)
+    keep = [i for i, l in enumerate(reads) if l > l0]  # the kicked stream has no score
+    parts = tuple(np.asarray(a)[:, keep] for a in res.stripes.parts("induction"))
+
+    def use(fn):
+        got = fn(*parts, n_boot=n_boot, confidence=confidence, seed=0)
+        if not isinstance(got, (tuple, list)) or len(got) != 3:
+            raise CheckFailed(f"expected a tuple (score, low, high), received {type(got).__name__}")
+        return [_received(g, (len(keep),), f"the {name} [n_layers]") for g, name in zip(got, ("score", "low", "high"))]
+
+    yours = apply_student("bootstrap_twin_score", bootstrap_twin_score, use)
+    if yours is None:
+        return None
+    score, low, high = yours
+    frame = pd.DataFrame([{"stream l": reads[i], "your score": score[j], "your interval": f"[{low[j]:.3f}, {high[j]:.3f}]",
+                           "library's score": res.score[i], "library's interval": f"[{res.ci_low[i]:.3f}, {res.ci_high[i]:.3f}]",
+                           "setting": f"{lm.name}, {setting_text(T, len(res.stripes.seeds), eps, l0)}, n_boot = {n_boot}, "
+                                      f"{confidence:.0%} intervals"} for j, i in enumerate(keep)])
+    return styled(frame, uuid="use-bootstrap", precision=3,
+                  caption="The induction score of every stream with your bootstrap interval, beside the library's "
+                          "(other draws: the ends differ by resampling noise).")
