@@ -23,8 +23,7 @@ from ..sequences import InductionLayout
 from ..stats import bootstrap_ratio, percentile_interval, resampled_ratio, two_level_indices
 from .harness import Case, CheckFailed, as_array, compare_arrays, compare_number, run_check, tiny_model
 
-__all__ = ["SCORE_RTOL", "BOOT_N", "BOOT_END_TOL", "check_twin_score", "check_bootstrap_score", "level_interval",
-           "reference_interval"]
+__all__ = ["SCORE_RTOL", "BOOT_N", "BOOT_END_TOL", "check_twin_score", "check_bootstrap_score"]
 
 #: relative tolerance of both checks: the same sums in another order differ by about 1e-15
 SCORE_RTOL = 1e-9
