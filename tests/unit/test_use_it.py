@@ -137,3 +137,21 @@ def test_the_bootstrap_of_the_library_gives_its_own_interval(lm, capsys):
     np.testing.assert_allclose(frame["your score"], frame["library's score"], rtol=1e-9)
     assert use_it.use_bootstrap_twin_score(_stub, lm, T=4, seeds=2) is None
     assert capsys.readouterr().out.strip() == "bootstrap_twin_score: not implemented yet"
+
+
+def test_the_stripe_ratio_and_the_writing_blocks_agree_with_the_library(lm, capsys):
+    from types import SimpleNamespace
+
+    def stripe_ratio(chi_rep, chi_twin, T, bos):
+        k = np.arange(2, T + 1)
+        rows, targets = k - 1, k - 1 + int(bos) + T - 1
+        return chi_rep[:, rows, targets].mean(axis=1) / chi_twin[:, rows, targets].mean(axis=1)
+
+    frame = use_it.use_stripe_ratio(stripe_ratio, lm, T=4, seeds=2).data
+    np.testing.assert_allclose(frame["your ratio"], frame["library's stripe cells"], rtol=1e-12)
+    low = np.array([[np.nan, 2.0, 1.0, 1.0], [np.nan, np.nan, 1.2, 1.0]])
+    sm = SimpleNamespace(l0s=[0, 1], ci_low=low, writing_blocks=lambda: [0])
+    frame = use_it.use_writing_blocks(lambda l0s, ci_low: [0], {"m": sm}, "T = 4").data
+    assert frame["your writing blocks"].tolist() == frame["library's"].tolist() == ["0"]
+    assert use_it.use_writing_blocks(_stub, {"m": sm}, "T = 4") is None
+    assert capsys.readouterr().out.strip() == "writing_blocks: not implemented yet"

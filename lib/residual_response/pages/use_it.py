@@ -8,6 +8,8 @@ so the student sees their own code find what the page is about:
 
 - :func:`use_chi_one_source` (Build it yourself 1): the response matrix of every source, from the
   student's kick, and how far its induction stripe stands out at each stream;
+- :func:`use_stripe_ratio` (2c): the stripe of repeated sequences over their twins', stream by stream;
+- :func:`use_writing_blocks` (4c): the blocks that write a stripe in each section map of its page;
 - :func:`use_twin_score` (3): the induction score profile over the streams, from the student's score;
 - :func:`use_half_rise` (3b): where the score of each of the page's models rises, by the student's rule;
 - :func:`use_bootstrap_twin_score` (4): the score profile with the student's intervals;
@@ -42,7 +44,7 @@ from ..sequences import induction_layout, make_sequence
 from .schematic import stripe_contrast
 from .tables import fmt_eps, setting_text, styled
 
-__all__ = ["use_chi_one_source", "use_twin_score", "use_half_rise", "use_bootstrap_twin_score", "use_head_attention", "use_mean_ablation",
+__all__ = ["use_chi_one_source", "use_stripe_ratio", "use_writing_blocks", "use_twin_score", "use_half_rise", "use_bootstrap_twin_score", "use_head_attention", "use_mean_ablation",
            "use_permutation_p_value", "last_stream_logits"]
 
 
@@ -310,3 +312,60 @@ def use_bootstrap_twin_score(bootstrap_twin_score: Callable, lm: LoadedModel, *,
     return styled(frame, uuid="use-bootstrap", precision=3,
                   caption="The induction score of every stream with your bootstrap interval, beside the library's "
                           "(other draws: the ends differ by resampling noise).")
+
+
+def use_stripe_ratio(stripe_ratio: Callable, lm: LoadedModel, *, T: int, seeds: int | Sequence[int], eps: float = 1e-2,
+                     l0: int = 0):
+    """Build it yourself 2c put to work: the student's ``stripe_ratio`` on the response matrices of
+    ``lm`` (mean over the seeds, every read stream), beside the same ratio of the library's stripe
+    cells (:class:`~residual_response.sequences.InductionLayout`).
+
+    Returns:
+        a table, one row per read stream ``l0 + 1 .. L``, or ``None`` (module docstring).
+    """
+    res = induction_scores(lm, T=T, seeds=seeds, l0=l0, eps=eps, keep_matrices=True)
+    rep, twin = (res.stripes.matrices[k].mean(axis=0) for k in ("repeated", "twin"))  # [n_read, T, N] each
+    layout = induction_layout(lm, T)
+    rows, cols = layout.induction_sources.numpy() - layout.offset, layout.induction_targets.numpy()
+    reads = list(res.read_streams)
+
+    def use(fn):
+        return _received(fn(rep, twin, T, bool(layout.offset)), (len(reads),), "the ratios [n_read]")
+
+    yours = apply_student("stripe_ratio", stripe_ratio, use)
+    if yours is None:
+        return None
+    library = rep[:, rows, cols].mean(axis=1) / twin[:, rows, cols].mean(axis=1)  # [n_read]
+    frame = pd.DataFrame([{"stream l": l, "your ratio": yours[i], "library's stripe cells": library[i],
+                           "setting": f"{lm.name}, {setting_text(T, len(res.stripes.seeds), eps, l0)}"}
+                          for i, l in enumerate(reads) if l > l0])
+    return styled(frame, uuid="use-stripe-ratio", precision=3,
+                  caption="The induction stripe of the repeated sequences over the same cells of their twins, per "
+                          "stream: your stripe_ratio and the library's stripe cells (1: no difference).")
+
+
+def use_writing_blocks(writing_blocks: Callable, maps: dict, setting: str):
+    """Build it yourself 4c put to work: the student's ``writing_blocks`` on every section map of
+    the page (``maps``: ``{model: SectionMap}``), beside
+    :meth:`~residual_response.induction_result.SectionMap.writing_blocks`.
+
+    Returns:
+        a table, one row per model, or ``None`` (module docstring).
+    """
+    def blocks(got) -> list[int]:
+        if not isinstance(got, (list, tuple, np.ndarray)):
+            raise CheckFailed(f"expected a list of blocks, received {type(got).__name__}")
+        return [int(b) for b in as_array(list(got), "a list of blocks").ravel()]
+
+    def use(fn):
+        return {m: blocks(fn(list(sm.l0s), np.asarray(sm.ci_low, dtype=float))) for m, sm in maps.items()}
+
+    yours = apply_student("writing_blocks", writing_blocks, use)
+    if yours is None:
+        return None
+    text = lambda blocks: ", ".join(map(str, blocks)) or "none"  # noqa: E731
+    frame = pd.DataFrame([{"model": m, "kicked streams l0 (rows)": text(sm.l0s), "your writing blocks": text(yours[m]),
+                           "library's": text(sm.writing_blocks()), "setting": setting} for m, sm in maps.items()])
+    return styled(frame, uuid="use-writing",
+                  caption="The blocks that write an induction stripe (the first read stream after the kick scores "
+                          "clearly above 1), by your function and by the library, in each section map of this page.")
