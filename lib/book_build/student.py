@@ -13,6 +13,10 @@ What the book page shows and what the student gets differ in these ways:
 * **imports**: the first code cell imports by name what the notebook uses from the book's page
   module (the page itself uses one star import) and what its exercises need (cells tagged
   ``exercise-imports`` are moved there).
+* **book-only cells**: a hidden cell that only glues values for the prose or asserts the page's
+  claims is dropped where no later cell reads a name it binds, and the glue calls and asserts of
+  the hidden cells that stay are taken out (:func:`_drop_book_only`): the Markdown shows the
+  glued values already.
 * **outputs**: none.
 * **parameters**: one cell with the values the page was computed with. The page's parameter cell
   holds defaults for a run by hand, and papermill injects a cell after it that overrides them; a
@@ -38,7 +42,7 @@ from typing import Any
 import nbformat
 
 from .config import KERNEL, REPO
-from .exercises import CHECK_TAG, IMPORTS_TAG, SOLUTION_TAG, STUB_TAG
+from .exercises import CHECK_TAG, IMPORTS_TAG, SOLUTION_TAG, STUB_TAG, USE_TAG
 from .markdown import BookIndex, details, plain_markdown
 
 __all__ = ["STUDENT_DIR", "FILLED_DIR", "PLACEHOLDER", "STAR_IMPORT", "PARAMETERS_HEADER", "ANSWER_TITLE",
@@ -198,6 +202,141 @@ def _imports_cell(cells: list) -> None:
     cells.insert(first, nbformat.v4.new_code_cell("\n".join(lines), metadata={"tags": ["imports"]}))
 
 
+#: the calls that pass a value to the book's prose (myst_nb's ``glue`` and the page module's ``glue_all``)
+GLUE_CALLS = ("glue", "glue_all")
+
+
+def _call_name(node: ast.AST) -> str:
+    func = node.func if isinstance(node, ast.Call) else None
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+
+
+def _is_book_statement(node: ast.stmt) -> bool:
+    """A statement that serves the book only: a ``glue(...)`` call or an ``assert`` of a claim."""
+    return isinstance(node, ast.Assert) or (isinstance(node, ast.Expr) and _call_name(node.value) in GLUE_CALLS)
+
+
+def _only_book_statements(node: ast.stmt) -> bool:
+    """Whether ``node`` is a glue call or an assert, or a loop of nothing else."""
+    if isinstance(node, ast.For):
+        return all(_only_book_statements(n) for n in node.body + node.orelse)
+    return _is_book_statement(node)
+
+
+def _bound_names(tree: ast.AST) -> set[str]:
+    """The names a cell binds for the cells after it (assignments, loop targets, definitions,
+    imports), not the variables of its comprehensions, which stay inside them."""
+    stores: dict[str, int] = {}
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names = [node.id]
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names = [node.name]
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [(a.asname or a.name).split(".")[0] for a in node.names]
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            names = [node.name]
+        for name in names:
+            stores[name] = stores.get(name, 0) + 1
+    for comp in (n for n in ast.walk(tree) if isinstance(n, ast.comprehension)):
+        for n in ast.walk(comp.target):
+            if isinstance(n, ast.Name):
+                stores[n.id] -= 1
+    return {name for name, count in stores.items() if count > 0}
+
+
+def _loaded_names(source: str) -> set[str]:
+    """The names a cell reads from the cells before it: every name it loads but the loop and
+    comprehension variables and the arguments of its own functions, which it binds itself."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    own = {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.comprehension, ast.For)):
+            own |= {n.id for n in ast.walk(node.target) if isinstance(n, ast.Name)}
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - own
+
+
+def _book_only(cell: Any) -> set[str] | None:
+    """The names a code cell binds, if the cell serves the book only, else ``None``.
+
+    A cell serves the book only when it glues values for the prose or asserts the page's claims,
+    and does nothing a student would see or a later cell could feel: it is hidden on the page
+    (``remove-cell``), or it only glues (loops of glue calls included) without displaying, every expression statement in it is a glue call
+    (or, in a cell whose output nbval compares, ``nbval-check-output``, a print for nbval),
+    and it writes into no object it did not create (no ``x[...] = ...`` or ``x.a = ...`` on an
+    outside ``x``). Whether its names are needed later is for :func:`_drop_book_only` to say.
+    """
+    tags = cell.metadata.get("tags", [])
+    if cell.cell_type != "code" or {"parameters", "injected-parameters", STUB_TAG, CHECK_TAG, SOLUTION_TAG,
+                                    IMPORTS_TAG, USE_TAG} & set(tags):
+        return None
+    try:
+        tree = ast.parse(cell.source)
+    except SyntaxError:
+        return None
+    if not any(isinstance(n, ast.stmt) and _is_book_statement(n) for n in ast.walk(tree)):
+        return None
+    glues = [n.value for n in ast.walk(tree) if isinstance(n, ast.Expr) and _call_name(n.value) in GLUE_CALLS]
+    allowed = GLUE_CALLS + (("print",) if "nbval-check-output" in tags else ())  # what nbval compares
+    if any(isinstance(n, ast.Expr) and _call_name(n.value) not in allowed for n in ast.walk(tree)):
+        return None  # a display or a call for its side effect
+    quiet = all(_call_name(g) == "glue_all" or any(k.arg == "display" and isinstance(k.value, ast.Constant)
+                                                   and k.value.value is False for k in g.keywords) for g in glues)
+    if "remove-cell" not in tags and not (quiet and all(_only_book_statements(n) for n in tree.body)):
+        return None  # a cell the page shows is dropped only when it glues and does nothing else
+    bound = _bound_names(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Subscript, ast.Attribute)) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            base = node
+            while isinstance(base, (ast.Subscript, ast.Attribute)):
+                base = base.value
+            if not (isinstance(base, ast.Name) and base.id in bound):
+                return None
+    return bound
+
+
+def _strip_book_statements(source: str) -> str:
+    """``source`` without its top-level glue calls and asserts, and the comment lines right above each."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source
+    lines = source.splitlines()
+    drop: set[int] = set()
+    for node in tree.body:
+        if _is_book_statement(node):
+            start = node.lineno - 1
+            while start > 0 and lines[start - 1].lstrip().startswith("#"):
+                start -= 1
+            drop.update(range(start, node.end_lineno))
+    return "\n".join(line for i, line in enumerate(lines) if i not in drop).strip()
+
+
+def _drop_book_only(cells: list) -> None:
+    """Drop the code cells that serve the book only (:func:`_book_only`), where no later cell
+    (solutions included) reads a name they bind; from the hidden cells that stay, strip the
+    top-level glue calls and asserts. Why: the student notebook shows the glued values in its
+    Markdown already, and a cell of ``glue(...)`` or of the book's claims means nothing there."""
+    needed: set[str] = set()
+    kept = []
+    for cell in reversed(cells):
+        if cell.cell_type == "code":
+            bound = _book_only(cell)
+            if bound is not None and not bound & needed:
+                continue
+            if "remove-cell" in cell.metadata.get("tags", []):
+                cell.source = _strip_book_statements(cell.source)
+                if not cell.source or all(l.lstrip().startswith("#") for l in cell.source.splitlines()):
+                    continue
+            needed |= _loaded_names(cell.source)
+        kept.append(cell)
+    cells[:] = kept[::-1]
+
+
 def student_notebook(nb: Any, params: dict[str, Any], *, index: BookIndex | None = None, page: str = "",
                      glue: dict[str, dict[str, str]] | None = None, template: bool = False,
                      fill_stubs: bool = False) -> Any:
@@ -212,6 +351,7 @@ def student_notebook(nb: Any, params: dict[str, Any], *, index: BookIndex | None
             to pass in).
     """
     nb = _parameterized(nb, params)
+    _drop_book_only(nb.cells)
     cells = []
     asks = after_check = False  # the exercise asks "Before you run it"; the last cell was its check
     in_exercise = placeholder_done = False

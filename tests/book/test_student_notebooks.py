@@ -235,6 +235,10 @@ def _check_lines(nb) -> list[str]:
     return [text for _, text in book_build.check_outputs(nb)]
 
 
+def _use_lines(nb) -> list[str]:
+    return [text for _, text in book_build.use_outputs(nb)]
+
+
 @pytest.mark.parametrize("path", student_notebooks(), ids=lambda p: p.stem)
 def test_a_student_notebook_reads_as_markdown_and_imports_by_name(path: Path, built):
     nb = nbformat.read(path, as_version=4)
@@ -253,9 +257,9 @@ def test_a_student_notebook_with_empty_stubs_runs_to_its_end(path: Path, built, 
     _record(path.stem, "stubs empty", seconds)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
-    for text in _check_lines(nb):
+    for text in _check_lines(nb) + _use_lines(nb):
         lines = text.strip().splitlines()
-        assert len(lines) == 1 and lines[0].endswith(": not implemented yet"), f"{path.name}: check printed {text!r}"
+        assert len(lines) == 1 and lines[0].endswith(": not implemented yet"), f"{path.name}: printed {text!r}"
         assert "Traceback" not in text
 
 
@@ -268,6 +272,8 @@ def test_a_student_notebook_with_the_solutions_passes_every_check(path: Path, bu
     assert lines, f"{path.name} has stubs but no check"
     failed = [t for t in lines if not t.startswith("✓")]
     assert not failed, f"{path.name}: {failed}"
+    for text in _use_lines(nb):  # the solutions put to work show their table, no one-line refusal
+        assert text.strip() and "not implemented yet" not in text and "✗" not in text, f"{path.name}: use-it {text!r}"
 
 
 def test_every_folded_answer_cell_is_a_solution_the_student_notebook_drops():
@@ -300,3 +306,39 @@ def test_each_older_exercise_gets_its_numbered_placeholder_when_it_shares_a_cell
     assert "# Exercise 1: your code here" in sources and "# Exercise 2: your code here" in sources, sources
     assert not any("x = 1" in s or "y = 2" in s for s in sources)
     assert not any("Solution" in c.source for c in out.cells if c.cell_type == "markdown")
+
+
+def test_cells_that_only_glue_or_assert_for_the_book_are_dropped_unless_a_later_cell_needs_them():
+    code, md = nbformat.v4.new_code_cell, nbformat.v4.new_markdown_cell
+    hidden = {"tags": ["remove-cell"]}
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        code("from residual_response.page import *\nx = 2"),
+        md("The value is {glue:text}`n`."),
+        code("words = f'{x} items'\nglue('n', words, display=False)", metadata=hidden),  # glue only: dropped
+        code("# The claim of the page.\nassert x > 1, x", metadata={"tags": ["remove-cell", "nbval-check-output"]}),
+        code("y = x + 1  # used below\nglue('m', y, display=False)\n# checked on every build\nassert y == 3",
+             metadata=hidden),  # kept for y, without its glue and assert
+        code("for key in ['a']:\n    glue(key, 1, display=False)"),  # shown, but glues only: dropped
+        code("z = x * 3\nglue('z', z, display=False)"),  # shown, computes z: kept
+        code("print(y)"),
+    ]
+    out = book_build.student_notebook(nb, {}, index=book_build.book_index(), page="emergence",
+                                      glue={"n": {"text/plain": "'2 items'"}})
+    sources = [c.source for c in out.cells if c.cell_type == "code"]
+    assert not any("words" in s or "assert x" in s or "for key" in s for s in sources), sources
+    assert "y = x + 1  # used below" in sources and "print(y)" in sources, sources
+    assert any(s.startswith("z = x * 3") for s in sources), sources
+    assert "The value is 2 items." in [c.source for c in out.cells if c.cell_type == "markdown"]
+
+
+def test_a_book_only_cell_whose_name_a_solution_reads_stays():
+    code = nbformat.v4.new_code_cell
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [code("w = 5\nglue('w', w, display=False)", metadata={"tags": ["remove-cell"]}),
+                code("def f():\n    raise NotImplementedError", metadata={"tags": ["stub"]}),
+                code("def f():\n    return w", metadata={"tags": ["solution"]})]
+    out = book_build.student_notebook(nb, {}, fill_stubs=True)
+    assert "w = 5" in [c.source for c in out.cells if c.cell_type == "code"]

@@ -182,7 +182,7 @@ CHECKS = [
     (exercises.check_chi_one_source, chi_one_source, chi_not_divided, "divided by eps"),
     (exercises.check_chi_jvp, chi_jvp, jvp_by_finite_kick, "forward-mode AD"),
     (exercises.check_twin_score, twin_score, twin_mean_of_ratios, "ratio of means"),
-    (exercises.check_bootstrap_score, bootstrap_twin_score, bootstrap_seeds_only, "resample the positions"),
+    (exercises.check_bootstrap_score, bootstrap_twin_score, bootstrap_seeds_only, "misses the position level"),
     (exercises.check_head_attention_score, head_induction_attention, attention_transposed, "queries"),
     (exercises.check_mean_ablation, mean_ablated_streams, streams_not_ablated, "not replaced"),
     (exercises.check_induction_stripe, induction_stripe, stripe_at_lag_T, "duplicate-token targets"),
@@ -379,3 +379,80 @@ def test_a_stripe_ratio_without_the_bos_offset_is_named(capsys):
 
     ok, line = _run(capsys, exercises.check_stripe_ratio, no_offset)
     assert not ok and "BOS offset" in line and "with BOS" in line, line
+
+
+# the bootstrap: properties, not the library's draws --------------------------------------------
+
+def _bootstrap_levels(levels: str, order: str = "seeds first", offset: int = 0):
+    """A bootstrap of the score drawn in its own way: ``levels`` "both", "seeds" or "positions";
+    ``order`` of the draws; ``offset`` added to the seed (another stream of draws)."""
+    def fn(rep, ctrl, twin_rep, twin_ctrl, n_boot=1000, confidence=0.95, seed=0):
+        S, _, P = rep.shape
+        rng = np.random.default_rng(seed + offset)
+        if order == "seeds first":
+            si, pi = rng.integers(0, S, (n_boot, S)), rng.integers(0, P, (n_boot, S, P))
+        else:
+            pi, si = rng.integers(0, P, (n_boot, S, P)), rng.integers(0, S, (n_boot, S))
+        if levels == "seeds":
+            pi = np.broadcast_to(np.arange(P), (n_boot, S, P))
+        elif levels == "positions":
+            si = np.broadcast_to(np.arange(S), (n_boot, S))
+        twin = (twin_rep, twin_ctrl)
+        score = resampled_ratio(rep, ctrl, np.arange(S)[None], np.broadcast_to(np.arange(P), (1, S, P)), twin=twin)[0]
+        boots = resampled_ratio(rep, ctrl, si, pi, twin=twin)
+        low, high = np.quantile(boots, [(1 - confidence) / 2, (1 + confidence) / 2], axis=0)
+        return score, low, high
+    return fn
+
+
+def test_a_bootstrap_drawn_in_another_order_passes(capsys):
+    ok, line = _run(capsys, exercises.check_bootstrap_score, _bootstrap_levels("both", "positions first", offset=5))
+    assert ok is True and line.startswith("✓ "), line
+
+
+def test_a_bootstrap_over_the_positions_only_is_named(capsys):
+    ok, line = _run(capsys, exercises.check_bootstrap_score, _bootstrap_levels("positions"))
+    assert ok is False and "misses the seed level" in line and "expected" in line, line
+
+
+def test_a_bootstrap_that_ignores_its_seed_is_named(capsys):
+    def unseeded(rep, ctrl, twin_rep, twin_ctrl, n_boot=1000, confidence=0.95, seed=0):
+        return bootstrap_ratio(rep, ctrl, twin=(twin_rep, twin_ctrl), n_boot=n_boot, confidence=confidence,
+                               seed=int(np.random.default_rng().integers(1 << 30)))
+    ok, line = _run(capsys, exercises.check_bootstrap_score, unseeded)
+    assert ok is False and "same seed gave different intervals" in line, line
+
+
+def test_the_bootstrap_tolerance_passes_other_draws_and_tells_one_level_bootstraps_apart():
+    """The margins behind BOOT_END_TOL: correct bootstraps with 12 other streams of draws lie
+    within two thirds of it from the reference on every case; on the case with several seeds, a
+    bootstrap over one level lies at least 1.5 times it away."""
+    from residual_response.exercises import score
+
+    def off(fn, parts, conf):
+        _, low, high = fn(*parts, n_boot=score.BOOT_N, confidence=conf, seed=0)
+        ref = score.reference_interval(parts, score.BOOT_N, conf)
+        return float(np.max(np.abs(np.stack([low, high]) - ref) / (ref[1] - ref[0])))
+
+    cases = score._bootstrap_cases()
+    worst = max(off(_bootstrap_levels("both", order, offset=k), parts, conf)
+                for _, parts, conf in cases for k, order in enumerate(["seeds first", "positions first"] * 6, start=1))
+    assert worst <= score.BOOT_END_TOL / 1.5, worst
+    _, several, conf = cases[0]
+    for levels in ("seeds", "positions"):
+        assert off(_bootstrap_levels(levels), several, conf) >= 1.5 * score.BOOT_END_TOL, levels
+
+
+def test_the_diagnosis_cases_tell_a_missing_level_by_its_width_with_a_margin():
+    """One seed: a bootstrap over the seeds only has width 0, a two-level one about the library's.
+    Seeds far apart: a bootstrap over the positions only is far narrower than the library's.
+    Each stays 1.5 times away from the threshold the diagnosis uses."""
+    from residual_response.exercises import score
+
+    one_seed, far_seeds = score._stripes(1, 2, 10, 2, 0.0), score._stripes(6, 2, 8, 3, 1.0, position_sd=0.1)
+    for k in range(1, 6):
+        assert np.all(score._width_ratio(_bootstrap_levels("both", offset=k), one_seed) >= 1.5 * score._MISSING_WIDTH)
+        assert np.all(score._width_ratio(_bootstrap_levels("both", offset=k), far_seeds) >= 1.5 * score._MISSING_WIDTH)
+        assert np.all(score._width_ratio(_bootstrap_levels("seeds", offset=k), one_seed) <= score._MISSING_WIDTH / 1.5)
+        assert np.all(score._width_ratio(_bootstrap_levels("positions", offset=k), far_seeds)
+                      <= score._MISSING_WIDTH / 1.5)

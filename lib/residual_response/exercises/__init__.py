@@ -9,6 +9,14 @@ and compares it with the library's own result at a stated tolerance::
     from residual_response.exercises import check_chi_one_source
     check_chi_one_source(chi_one_source)   # prints one line, returns True or False
 
+The bootstrap's check (4) compares properties, not draws: the score, an interval that contains
+it, ends within a stated share of the library's width at many replicates, one interval per seed;
+so a student may draw in any order.
+
+After a check, a page's "Use it" cell puts the student's function to work on the trained toy
+model beside the library (:mod:`residual_response.pages.use_it`), through
+:func:`.harness.apply_student`, which prints the same one line for a stub still empty.
+
 A check prints ``✓ name: ...`` when every case agrees, ``name: not implemented yet`` when the
 function still raises ``NotImplementedError``, and otherwise one sentence that says what differs,
 with the expected and received shape or value (:mod:`.harness`).

@@ -21,11 +21,14 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-__all__ = ["Case", "CheckFailed", "run_check", "as_array", "compare_arrays", "compare_number", "tiny_model",
+__all__ = ["Case", "CheckFailed", "run_check", "apply_student", "NOT_IMPLEMENTED", "as_array", "compare_arrays", "compare_number", "tiny_model",
            "hook_count"]
 
 #: the mark of a passed and of a failed check, the first character of the line
 PASS, FAIL = "✓", "✗"
+
+#: the end of the one line a check or a "Use it" cell prints for a stub still empty
+NOT_IMPLEMENTED = "not implemented yet"
 
 
 class CheckFailed(Exception):
@@ -123,18 +126,8 @@ def run_check(name: str, fn: Any, cases: Iterable[Case], success: str | Callable
         before = hook_count(case.model.model) if case.model is not None else 0
         try:
             received = fn(*case.args, **case.kwargs)
-        except NotImplementedError as exc:
-            if _is_stub(exc, fn):
-                print(f"{name}: not implemented yet")
-            else:  # raised inside the student's work (PyTorch's "not implemented for ..."), not by the stub
-                print(f"{FAIL} {name} ({case.label}) raised NotImplementedError inside the work, not the stub's own "
-                      f"`raise`: {_first_line(exc)}")
-            return False
-        except Exception as exc:  # the student's own error, in one line
-            guess = case.raised(exc) if case.raised is not None else None
-            message = _first_line(exc)
-            print(f"{FAIL} {name} ({case.label}) raised {type(exc).__name__}" + (f": {message}" if message else "")
-                  + (f"; {guess}" if guess else ""))
+        except Exception as exc:  # the stub, or the student's own error: one line
+            print(_raised_line(name, fn, exc, f" ({case.label})", case.raised(exc) if case.raised is not None else None))
             return False
         if case.model is not None and hook_count(case.model.model) > before:
             left = hook_count(case.model.model) - before
@@ -152,6 +145,62 @@ def run_check(name: str, fn: Any, cases: Iterable[Case], success: str | Callable
     text = success(results) if callable(success) else success
     print(f"{PASS} {name}: {text}")
     return True
+
+
+def _raised_line(name: str, fn: Any, exc: Exception, where: str = "", guess: str | None = None) -> str:
+    """The one line for an exception ``fn`` raised: "not implemented yet" for the stub's own bare
+    ``raise NotImplementedError``, else what was raised (``where``: the case, ``guess``: the likely mistake)."""
+    if isinstance(exc, NotImplementedError) and _is_stub(exc, fn):
+        return f"{name}: {NOT_IMPLEMENTED}"
+    if isinstance(exc, NotImplementedError):  # PyTorch's "not implemented for ...", inside the student's work
+        return (f"{FAIL} {name}{where} raised NotImplementedError inside the work, not the stub's own "
+                f"`raise`: {_first_line(exc)}")
+    message = _first_line(exc)
+    return (f"{FAIL} {name}{where} raised {type(exc).__name__}" + (f": {message}" if message else "")
+            + (f"; {guess}" if guess else ""))
+
+
+def apply_student(name: str, fn: Any, use: Callable[[Callable], Any]) -> Any:
+    """``use(fn)``: the student's function put to work after its check (a page's "Use it" cell), or ``None``.
+
+    Why here: a "Use it" cell runs in the student notebook with the stub still empty, and must
+    then end the notebook's run as the check does, in one line (``name: not implemented yet``),
+    not with a traceback through the library. Any other exception of the student's function
+    gives one ``✗`` line as well, pointing back to the check; a function that is not callable too.
+
+    Args:
+        name: the function's name as the exercise gives it.
+        fn: the student's function.
+        use: runs the application with ``fn`` and returns what the cell shows.
+
+    Returns:
+        what ``use`` returns, or ``None`` after printing the one line.
+    """
+    if not callable(fn):
+        print(f"{FAIL} {name}: expected a function, received {type(fn).__name__} {fn!r:.60}")
+        return None
+    try:
+        return use(fn)
+    except CheckFailed as exc:  # what the function returned cannot be used (a shape, a type)
+        print(f"{FAIL} {name}: {exc}; run its check above: it says what differs")
+        return None
+    except Exception as exc:
+        if not _raised_by(exc, fn):
+            raise  # the library's own error, not the student's: show it whole
+        print(_raised_line(name, fn, exc, guess="run its check above: it says what differs"))
+        return None
+
+
+def _raised_by(exc: BaseException, fn: Any) -> bool:
+    """Whether ``fn``'s own frame is on the traceback of ``exc`` (the student's code raised it, or
+    something it called)."""
+    code = getattr(fn, "__code__", None)
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is code:
+            return True
+        tb = tb.tb_next
+    return code is None
 
 
 def as_array(value: Any, what: str) -> np.ndarray:

@@ -21,9 +21,9 @@ import numpy as np
 from ..induction import collect_stripes, stripe_entries
 from ..sequences import InductionLayout
 from ..stats import bootstrap_ratio, percentile_interval, resampled_ratio, two_level_indices
-from .harness import Case, as_array, compare_arrays, compare_number, run_check, tiny_model
+from .harness import Case, CheckFailed, as_array, compare_arrays, compare_number, run_check, tiny_model
 
-__all__ = ["SCORE_RTOL", "check_twin_score", "check_bootstrap_score"]
+__all__ = ["SCORE_RTOL", "BOOT_N", "BOOT_END_TOL", "check_twin_score", "check_bootstrap_score"]
 
 #: relative tolerance of both checks: the same sums in another order differ by about 1e-15
 SCORE_RTOL = 1e-9
@@ -137,62 +137,160 @@ def check_twin_score(twin_score: Callable) -> bool:
                      f"matches the library's score on random matrices and on a random Llama (relative tolerance {SCORE_RTOL:g})")
 
 
-def _one_level(parts, n_boot: int, confidence: float, seed: int) -> np.ndarray:
-    """``[2, n_layers]`` the interval of a bootstrap that resamples the seeds only (for the hints)."""
+#: replicates of every bootstrap case: enough that the interval's ends move by about 1 % of its
+#: width from one draw to another, so that any correct order of draws passes
+BOOT_N = 10_000
+
+#: how far each end of the student's interval may lie from the library's, as a share of the
+#: library's width. Measured on the cases below (tests/unit/test_exercises.py): correct bootstraps
+#: with other draws lie within 0.07 (the stripes of the random Llama, 2 seeds and 3 positions),
+#: 0.04 on the random stripes; a bootstrap over seeds only or over positions only lies 0.22 or
+#: more away from it on the case with several seeds
+BOOT_END_TOL = 0.12
+
+#: library draws averaged into the reference interval (its own draw-to-draw noise shrinks by 2)
+_REF_DRAWS = 4
+
+
+def _stripes(S: int, n_layers: int, P: int, seed: int, seed_sd: float, position_sd: float = 0.7) -> tuple[np.ndarray, ...]:
+    """Four ``[S, n_layers, P]`` positive arrays: a factor per seed and layer (log-sd ``seed_sd``)
+    times one per position (log-sd ``position_sd``); the defaults make both levels of the bootstrap matter."""
+    rng = np.random.default_rng(seed)
+    return tuple(rng.lognormal(sigma=seed_sd, size=(S, n_layers, 1))
+                 * rng.lognormal(sigma=position_sd, size=(S, n_layers, P)) for _ in range(4))
+
+
+def level_interval(parts, n_boot: int, confidence: float, seed: int, levels: str = "both") -> np.ndarray:
+    """``[2, n_layers]`` the percentile interval of the score under a bootstrap over ``levels``:
+    ``"both"`` (seeds, then positions within each drawn seed: the library's), ``"seeds"`` (whole
+    seeds only) or ``"positions"`` (every seed kept, its positions resampled)."""
     S, _, P = parts[0].shape
-    si, _ = two_level_indices(np.random.default_rng(seed), S, P, n_boot)
-    boots = resampled_ratio(parts[0], parts[1], si, np.broadcast_to(np.arange(P), (n_boot, S, P)), twin=parts[2:])
+    rng = np.random.default_rng(seed)
+    si, pi = two_level_indices(rng, S, P, n_boot)
+    if levels == "seeds":
+        pi = np.broadcast_to(np.arange(P), (n_boot, S, P))
+    elif levels == "positions":
+        si = np.broadcast_to(np.arange(S), (n_boot, S))
+    boots = resampled_ratio(parts[0], parts[1], si, pi, twin=parts[2:])
     return np.stack(percentile_interval(boots, confidence))
 
 
-def _bootstrap_cases() -> Any:
-    rng = np.random.default_rng(3)
-    synthetic = [("random stripes, 4 seeds", tuple(rng.lognormal(size=(4, 3, 5)) for _ in range(4)), 200, 0.95, 1),
-                 ("random stripes, 1 seed", tuple(rng.lognormal(size=(1, 2, 6)) for _ in range(4)), 300, 0.9, 2)]
-    for label, parts, n_boot, conf, seed in synthetic:
-        yield _bootstrap_case(label, parts, n_boot, conf, seed)
+def reference_interval(parts, n_boot: int, confidence: float) -> np.ndarray:
+    """``[2, n_layers]`` the library's interval, its ends averaged over :data:`_REF_DRAWS` draws."""
+    return np.mean([level_interval(parts, n_boot, confidence, 1000 + i) for i in range(_REF_DRAWS)], axis=0)
+
+
+def _bootstrap_cases() -> list[tuple[str, tuple, float]]:
+    """``(label, parts, confidence)``: random stripes of 6 seeds, of 1 seed, and a random Llama's."""
     st = _real_stripes()
     keep = [i for i, l in enumerate(st.read_streams) if l > st.l0]  # the kicked stream has no score
-    parts = tuple(p[:, keep] for p in st.parts("induction"))
-    yield _bootstrap_case(f"random-llama stripes, T={_T_REAL}, 2 seeds", parts, 500, 0.95, 0)
+    return [("random stripes, 6 seeds", _stripes(6, 3, 8, 0, 0.1), 0.95),
+            ("random stripes, 1 seed", _stripes(1, 2, 10, 2, 0.0), 0.9),
+            (f"random-llama stripes, T={_T_REAL}, 2 seeds", tuple(p[:, keep] for p in st.parts("induction")), 0.95)]
 
 
-def _bootstrap_case(label: str, parts: tuple, n_boot: int, conf: float, seed: int) -> Case:
-    def compare(expected, received):
-        if not isinstance(received, (tuple, list)) or len(received) != 3:
-            return f"expected a tuple (score, low, high) of arrays [n_layers], received {type(received).__name__}"
-        names = ("score", "low end", "high end")
-        for name, e, r in zip(names, expected, received):
-            problem = compare_arrays(e, r, rtol=SCORE_RTOL, atol=0.0, what=f"the {name} [n_layers]", axes=("layer",))
-            if problem:
-                return f"{name}: {problem}" + ("" if name == "score" else _interval_hint(received))
-        return None
+def _as_triple(received, n_layers: int) -> tuple[np.ndarray, ...]:
+    """``(score, low, high)`` as float arrays ``[n_layers]``, or :class:`CheckFailed`."""
+    if not isinstance(received, (tuple, list)) or len(received) != 3:
+        raise CheckFailed(f"expected a tuple (score, low, high) of arrays [n_layers], received {type(received).__name__}")
+    out = tuple(as_array(r, f"the {name} [n_layers]") for r, name in zip(received, ("score", "low end", "high end")))
+    for name, r in zip(("score", "low end", "high end"), out):
+        if r.shape != (n_layers,):
+            raise CheckFailed(f"expected the {name} of shape ({n_layers},) (one per layer), received shape {r.shape}")
+    return out
 
-    def _interval_hint(received) -> str:
-        got = np.stack([as_array(received[1], "low"), as_array(received[2], "high")])
-        if np.allclose(got, _one_level(parts, n_boot, conf, seed), rtol=1e-9, equal_nan=True):
-            return "; your interval resamples the seeds only: within each drawn seed, resample the positions too"
-        if parts[0].shape[0] == 1 and np.allclose(got[0], got[1]):
-            return "; with one seed only the positions can vary: resample them within each drawn seed"
-        return ("; draw the seed indices first, then the position indices, from one np.random.default_rng(seed), and "
-                "take np.quantile of the replicates, as the docstring says: other draws give another interval")
 
-    kwargs = dict(n_boot=n_boot, confidence=conf, seed=seed)
-    return Case(label=f"{label}, n_boot={n_boot}, confidence={conf}", args=parts, kwargs=kwargs, compare=compare,
-                expected=lambda: bootstrap_ratio(parts[0], parts[1], twin=parts[2:], **kwargs))
+#: replicates of the calls that test the seed's role and the diagnoses (fewer: a loop over
+#: replicates in the student's function stays fast)
+_SMALL_N = 500
+
+
+def _width_ratio(fn: Callable, parts: tuple) -> np.ndarray:
+    """``[n_layers]`` the width of ``fn``'s interval over the library's, at :data:`_SMALL_N` replicates."""
+    _, low, high = _as_triple(fn(*parts, n_boot=_SMALL_N, confidence=0.9, seed=0), parts[0].shape[1])
+    ref = level_interval(parts, _SMALL_N, 0.9, 0)
+    return (high - low) / (ref[1] - ref[0])
+
+
+#: a level is missing when the width is below this share of the library's on the case that needs
+#: it; a bootstrap over one level gives 0 (seeds only, one seed) or about 0.2 (positions only,
+#: seeds far apart), a correct one about 1 (tests/unit/test_exercises.py)
+_MISSING_WIDTH = 0.5
+
+
+def _diagnose(fn: Callable, got: np.ndarray, ref: np.ndarray) -> str:
+    """What an interval ``got`` ``[2, n_layers]`` that is not the library's ``ref`` lacks, found
+    on two cases that need one level each: one seed (only the positions vary) and six seeds far
+    apart with nearly equal positions (only the seeds vary)."""
+    if np.allclose(got[0], got[1]):
+        return "the interval has width 0: every replicate must draw its seeds and positions anew"
+    if np.all(_width_ratio(fn, _stripes(1, 2, 10, 2, 0.0)) < _MISSING_WIDTH):
+        return ("your interval misses the position level (with one seed it is far narrower than the library's): "
+                "within each drawn seed, resample the positions too")
+    if np.all(_width_ratio(fn, _stripes(6, 2, 8, 3, 1.0, position_sd=0.1)) < _MISSING_WIDTH):
+        return ("your interval misses the seed level (with seeds far apart it is far narrower than the library's): "
+                "first draw S seeds with replacement, then the positions within each drawn seed")
+    ratio = (got[1] - got[0]) / (ref[1] - ref[0])
+    return (f"its width is {np.round(ratio, 2).tolist()} times the library's per layer; replicate b takes S seeds "
+            "drawn with replacement and, within each, P positions drawn with replacement, the same indices in all "
+            "four arrays, and the interval is np.quantile of the replicates at (1 - confidence) / 2 and (1 + confidence) / 2")
+
+
+def _judge_bootstrap(fn: Callable, parts: tuple, conf: float, received) -> str | None:
+    """``None`` when what ``fn`` returned for ``parts`` (seed 0) has every property, else the
+    sentence that says what differs; ``fn`` is called again for the seed's properties."""
+    n_layers = parts[0].shape[1]
+    kw = dict(n_boot=BOOT_N, confidence=conf, seed=0)
+    score, low, high = _as_triple(received, n_layers)
+    expected = bootstrap_ratio(parts[0], parts[1], twin=parts[2:], n_boot=1)[0]
+    problem = compare_arrays(expected, score, rtol=SCORE_RTOL, atol=0.0, what="the score [n_layers]", axes=("layer",))
+    if problem:
+        return f"score: {problem}"
+    if np.any(low > score) or np.any(score > high):
+        i = int(np.argmax((low > score) | (score > high)))
+        return (f"the interval [{low[i]:.4g}, {high[i]:.4g}] at layer {i} does not contain the score {score[i]:.4g}; "
+                "low and high are the quantiles (1 - confidence) / 2 and (1 + confidence) / 2 of the replicates")
+    ref, got = reference_interval(parts, BOOT_N, conf), np.stack([low, high])
+    off = np.abs(got - ref) / (ref[1] - ref[0])
+    if np.max(off) > BOOT_END_TOL:
+        end, i = np.unravel_index(int(np.argmax(off)), off.shape)
+        return (f"the {('low', 'high')[end]} end at layer {i}: expected {ref[end, i]:.4g} (the library's two-level "
+                f"bootstrap, within {BOOT_END_TOL:g} x its width {ref[1, i] - ref[0, i]:.4g}, n_boot={BOOT_N}), received "
+                f"{got[end, i]:.4g}; {_diagnose(fn, got, ref)}")
+    small = {**kw, "n_boot": _SMALL_N}
+    first, again, other = (_as_triple(fn(*parts, **{**small, "seed": seed}), n_layers) for seed in (0, 0, 1))
+    if not all(np.array_equal(a, b, equal_nan=True) for a, b in zip(first, again)):
+        return ("two calls with the same seed gave different intervals: draw every index from one "
+                "np.random.default_rng(seed), not from np.random or a generator made elsewhere")
+    if np.array_equal(other[1], first[1]) and np.array_equal(other[2], first[2]):
+        return "the interval does not change with seed: draw from np.random.default_rng(seed)"
+    return None
 
 
 def check_bootstrap_score(bootstrap_twin_score: Callable) -> bool:
     """Build it yourself 4: the two-level bootstrap (seeds, then positions) of the twin-baseline score.
 
     Calls ``bootstrap_twin_score(rep, ctrl, twin_rep, twin_ctrl, n_boot=..., confidence=...,
-    seed=...)`` (each array ``[S, n_layers, P]``) and compares its ``(score, low, high)``, each
-    ``[n_layers]``, with :func:`~residual_response.stats.bootstrap_ratio` on the same arrays, to a
-    relative tolerance of 1e-9: the docstring of the stub fixes the order of the random draws, so
-    the replicates are the library's own.
+    seed=...)`` (each array ``[S, n_layers, P]``) on three cases (random stripes of 6 seeds and of
+    one, the stripes of a tiny random Llama) and checks properties of its ``(score, low, high)``,
+    each ``[n_layers]``, not the draws themselves, so that any order of drawing passes:
+
+    - the score equals the library's to a relative tolerance of 1e-9;
+    - the interval contains the score;
+    - with ``n_boot`` = :data:`BOOT_N`, each end lies within :data:`BOOT_END_TOL` times the
+      width of the library's interval (:func:`~residual_response.stats.bootstrap_ratio`, averaged
+      over 4 draws) from the library's end. A bootstrap over one level only (seeds only, or
+      positions only) is named, from the width it gives on a case that needs the missing level;
+    - the same ``seed`` gives the same interval, another ``seed`` another one.
 
     Returns:
         ``True`` if every case agrees; prints one line either way (:mod:`.harness`).
     """
-    return run_check("bootstrap_twin_score", bootstrap_twin_score, _bootstrap_cases(),
-                     f"score and interval match stats.bootstrap_ratio on 3 cases, one seed and several (relative tolerance {SCORE_RTOL:g})")
+    fn = bootstrap_twin_score
+    cases = (Case(label=f"{label}, n_boot={BOOT_N}, confidence={conf}", args=parts,
+                  kwargs=dict(n_boot=BOOT_N, confidence=conf, seed=0), expected=lambda: None,
+                  compare=lambda e, received, parts=parts, conf=conf: _judge_bootstrap(fn, parts, conf, received))
+             for label, parts, conf in _bootstrap_cases())
+    return run_check("bootstrap_twin_score", fn, cases,
+                     f"score to {SCORE_RTOL:g}, interval ends within {BOOT_END_TOL:g} x the library's width "
+                     f"(n_boot={BOOT_N}), deterministic per seed, on 3 cases, one seed and several")
