@@ -1,0 +1,139 @@
+"""Independent units of one job side by side: forked workers of one intra-op thread each.
+
+Why: the engine's operations at the book's sizes (a forward pass of a few hundred positions
+through a 135M model) are too small for torch's intra-op threads to pay: measured on a 2-core
+machine, the canonical induction job (SmolLM2-135M, T = 20, 4 seeds) ran 1.4-1.6x faster on two
+intra-op threads than on one. Its sequences, though, are independent: the same job with its 8
+sequences shared out to two forked processes of one thread each ran 1.84-1.85x faster
+(``python -m residual_response.bench``'s ``thread_scaling``). And every sequence is then computed
+exactly as a one-thread run computes it, so the numbers do not depend on the thread count.
+
+Why processes and not Python threads: a pass changes the model while it runs (hooks on its
+blocks, blocks swapped for pass-throughs, the attention function of transformers' registry
+replaced), which two threads on one model would see of each other. A forked child has its own
+copy of all of that, and shares the weights with its parent page by page until it writes them
+(it never does).
+
+:func:`map_units` is the one entry point: ``fn(item)`` for every item, in order, in
+:func:`unit_workers` processes. Workers are used only where they can be had safely: on Linux
+(``fork``; elsewhere forking a process that has loaded torch is not safe), for a model on the
+CPU, with more than one unit and more than one thread allowed (``torch.get_num_threads()``, which
+``--threads`` sets), and not inside a worker or a daemonic process. Otherwise the units run one
+after the other in this process, exactly as before. :func:`intra_op_only` switches the workers
+off for a ``with`` block (the benchmark's comparison).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import multiprocessing
+import signal
+import sys
+from typing import Callable, Iterator, Sequence, TypeVar
+
+__all__ = ["in_worker", "intra_op_only", "map_units", "unit_workers", "workers_allowed"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: whether workers may be used in this context (:func:`intra_op_only` switches them off)
+_ALLOWED: contextvars.ContextVar[bool] = contextvars.ContextVar("unit_workers_allowed", default=True)
+#: set in a forked worker: its units run in it, one after the other
+_IN_WORKER = False
+#: the job of the pool being started (read by the forked workers, which inherit it)
+_JOB: tuple[Callable, Sequence] | None = None
+
+
+def in_worker() -> bool:
+    """Whether this process is a worker of :func:`map_units`."""
+    return _IN_WORKER
+
+
+@contextlib.contextmanager
+def intra_op_only() -> Iterator[None]:
+    """Inside the block every job runs in this process, its operations on torch's intra-op threads."""
+    token = _ALLOWED.set(False)
+    try:
+        yield
+    finally:
+        _ALLOWED.reset(token)
+
+
+def workers_allowed(device: str = "cpu") -> bool:
+    """Whether :func:`map_units` may fork workers here (module docstring), whatever the thread count."""
+    return (_ALLOWED.get() and not _IN_WORKER and str(device).split(":")[0] == "cpu" and sys.platform == "linux"
+            and "fork" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon)
+
+
+def unit_workers(n_units: int, device: str = "cpu") -> int:
+    """Workers for ``n_units`` independent units: torch's thread count, at most ``n_units``; 1 where
+    workers are not allowed (:func:`workers_allowed`)."""
+    import torch
+
+    if n_units < 2 or not workers_allowed(device):
+        return 1
+    return max(1, min(int(n_units), torch.get_num_threads()))
+
+
+def _worker_start() -> None:
+    """A forked worker: one intra-op thread; signals left to the parent, which ends the workers."""
+    global _IN_WORKER
+    import torch
+
+    _IN_WORKER = True
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent handles it
+    for name in ("SIGTERM", "SIGHUP"):  # the package's handlers raise; a worker just ends
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+
+
+def _run_unit(i: int):
+    fn, items = _JOB
+    return i, fn(items[i])
+
+
+def map_units(fn: Callable[[T], R], items: Sequence[T], *, device: str = "cpu",
+              done: Callable[[int, R], None] | None = None) -> list[R]:
+    """``[fn(item) for item in items]``, the items shared out to :func:`unit_workers` forked workers.
+
+    ``fn`` and the items need not be picklable (the workers inherit them); each result travels back
+    pickled. ``done(i, result)`` is called in this process as each unit ends (a progress bar).
+    An exception of ``fn`` is raised here; the other workers are ended.
+
+    Args:
+        fn: the work of one unit; it must not depend on the order of the units or on what an
+            earlier unit left behind in the process (a worker runs several units).
+        items: ``[n]`` the units.
+        device: the device of the model the units run on (workers only for ``"cpu"``).
+    """
+    global _JOB
+    items = list(items)
+    n = unit_workers(len(items), device)
+    results: list = [None] * len(items)
+    if n <= 1:
+        for i, item in enumerate(items):
+            results[i] = fn(item)
+            if done is not None:
+                done(i, results[i])
+        return results
+    if _JOB is not None:
+        raise RuntimeError("map_units: another job is starting its workers in this process")
+    _JOB = (fn, items)
+    try:
+        pool = multiprocessing.get_context("fork").Pool(n, initializer=_worker_start)
+    finally:
+        _JOB = None  # the workers have their copy
+    try:
+        for i, value in pool.imap_unordered(_run_unit, range(len(items))):
+            results[i] = value
+            if done is not None:
+                done(i, value)
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+    return results

@@ -1,0 +1,115 @@
+"""Independent units in forked workers (:mod:`residual_response.workers`): the same numbers at
+every thread count, the units' order kept, errors raised in the parent, and the fallbacks."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from residual_response import workers
+from residual_response.engine import reuse_clean_passes
+from residual_response.errors import InputError
+from residual_response.induction import induction_scores, section_map
+from residual_response.models import build_random_model
+from residual_response.threads import set_threads
+
+forking = pytest.mark.skipif(not workers.workers_allowed(), reason="forked workers need Linux and a non-daemonic process")
+
+
+@pytest.fixture
+def threads():
+    """Set torch's thread count inside a test; the count in force before comes back after."""
+    before = torch.get_num_threads()
+    yield lambda n: torch.set_num_threads(n)
+    torch.set_num_threads(before)
+
+
+def _pid(_item):
+    return os.getpid()
+
+
+@forking
+def test_units_run_in_workers_in_order_and_come_back_in_order(threads):
+    threads(2)
+    assert workers.unit_workers(5) == 2 and workers.unit_workers(1) == 1
+    done = []
+    out = workers.map_units(lambda x: (x * x, os.getpid(), workers.in_worker(), torch.get_num_threads()),
+                            range(5), done=lambda i, v: done.append(i))
+    assert [v[0] for v in out] == [0, 1, 4, 9, 16] and sorted(done) == list(range(5))
+    assert all(v[1] != os.getpid() and v[2] and v[3] == 1 for v in out)  # forked, one thread each
+    assert not workers.in_worker() and torch.get_num_threads() == 2
+    with workers.intra_op_only():  # switched off: every unit here
+        assert workers.unit_workers(5) == 1
+        assert set(workers.map_units(_pid, range(3))) == {os.getpid()}
+    assert workers.unit_workers(5, device="cuda") == 1
+
+
+def test_one_thread_runs_every_unit_in_this_process(threads):
+    threads(1)
+    assert workers.unit_workers(8) == 1
+    assert set(workers.map_units(_pid, range(4))) == {os.getpid()}
+
+
+@forking
+def test_an_error_of_a_unit_is_raised_in_the_parent(threads):
+    threads(2)
+
+    def fn(x):
+        if x == 3:
+            raise InputError(f"unit {x} refused")
+        return x
+
+    with pytest.raises(InputError, match="unit 3 refused"):
+        workers.map_units(fn, range(6))
+    assert workers.map_units(lambda x: x + 1, range(3)) == [1, 2, 3]  # the next job starts afresh
+
+
+@forking
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_induction_scores_are_the_same_at_one_and_two_threads(arch, threads):
+    """Each sequence is computed in a one-thread worker exactly as the one-thread run computes it:
+    the stripes agree to the last bit (same machine, same code path), and so do the scores."""
+    lm = build_random_model(arch, seed=0)
+    kw = dict(T=5, seeds=3, n_boot=50, keep_matrices=True)
+    threads(1)
+    one = induction_scores(lm, **kw)
+    threads(2)
+    two = induction_scores(lm, **kw)
+    for key in one.stripes.induction:
+        np.testing.assert_array_equal(one.stripes.induction[key], two.stripes.induction[key])
+        np.testing.assert_array_equal(one.stripes.duplicate[key], two.stripes.duplicate[key])
+    for key in one.stripes.matrices:
+        np.testing.assert_array_equal(one.stripes.matrices[key], two.stripes.matrices[key])
+    np.testing.assert_array_equal(one.score, two.score)
+    assert one.emergence_layer == two.emergence_layer
+
+
+@forking
+def test_section_map_with_workers_keeps_the_clean_passes_and_the_numbers(threads):
+    lm = build_random_model("llama", seed=1)
+    threads(1)
+    ref = section_map(lm, T=4, seeds=2, n_boot=20)
+    threads(2)
+    with reuse_clean_passes() as cache:
+        got = section_map(lm, T=4, seeds=2, n_boot=20)
+        assert len(cache) == 4  # 2 seeds x (repeated, twin): the workers' clean passes came back
+    np.testing.assert_array_equal(ref.score, got.score)
+
+
+def test_thread_count_is_validated():
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises((InputError, TypeError), match="threads"):
+            set_threads(bad)
+    before = torch.get_num_threads()
+    try:
+        assert set_threads(1) == 1 and set_threads(0) == 1  # 0 keeps the count in force
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_workers_are_not_used_off_linux(monkeypatch, threads):
+    threads(2)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert not workers.workers_allowed() and workers.unit_workers(4) == 1
