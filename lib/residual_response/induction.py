@@ -49,6 +49,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .canonical import CANONICAL
+from .cost import response_flops
 from .checks import (InputError, check_bootstrap, check_choice, check_eps, check_eps_policy, check_int, check_int_list,
                      check_model, check_number, check_seeds, keyword_alias, seed_sequence, validate_l0,
                      validate_read_streams)
@@ -62,7 +63,7 @@ from .results_cache import memoize
 from .rise import EMERGENCE_THRESHOLD, MIN_RISE, Rise, emergence_layer, half_rise_layer, rise_of
 from .sequences import InductionLayout, _draw, check_length, fits_context, induction_layout
 from .stats import bootstrap_ratio
-from .workers import map_units, unit_workers
+from .workers import in_worker, last_workers, map_units
 
 __all__ = [
     "CANONICAL",
@@ -240,29 +241,32 @@ def stripes_of(lm: LoadedModel, setting: InductionSetting, progress: "bool | Pro
 def _responses(lm: LoadedModel, setting: InductionSetting, sources: list[int], units: list[tuple],
                bar: Progress, per_sequence: int) -> list:
     """The engine's result for each ``(seed, key, tokens)`` unit, in order; side by side in forked
-    workers where the thread count allows (:func:`~.workers.map_units`), each unit computed as a
-    one-thread run computes it.
+    workers where the thread count and the work allow (:func:`~.workers.map_units`), each unit
+    computed as a one-thread run computes it.
 
     A worker's clean passes would be lost with it: where a clean-pass cache is installed (a section
     map), each worker hands back the clean passes the parent lacks, and the parent keeps them.
     """
+    if not units:
+        return []
     cache = installed_clean_cache()
-    if unit_workers(len(units), lm.device.type) <= 1:  # one after the other, here: the bar counts each pass
-        return [run_response(setting.response_job(lm, tokens, sources, seed), progress=bar)
-                for seed, _key, tokens in units]
     missing = {i for i, (_s, _k, tokens) in enumerate(units) if cache is not None and cache.peek(lm, tokens) is None}
 
     def one(i: int):
         seed, _key, tokens = units[i]
-        res = run_response(setting.response_job(lm, tokens, sources, seed))
-        return res, (cache.peek(lm, tokens) if i in missing else None)
+        here = not in_worker()  # here, the bar counts each pass; a worker's bar is not drawn
+        res = run_response(setting.response_job(lm, tokens, sources, seed), progress=bar if here else False)
+        return res, (cache.peek(lm, tokens) if not here and i in missing else None)
 
     def done(i: int, value) -> None:
         if value[1] is not None:
             cache.put(lm, units[i][2], value[1])
-        bar.update(per_sequence)
+        if last_workers() > 1:
+            bar.update(per_sequence)
 
-    return [res for res, _clean in map_units(one, range(len(units)), device=lm.device.type, done=done)]
+    flops = response_flops(lm, len(units[0][2]), sources, setting.l0, setting.n_directions)
+    return [res for res, _clean in map_units(one, range(len(units)), device=lm.device.type, unit_flops=flops,
+                                             done=done)]
 
 
 def neighbour_baseline(chi: np.ndarray, src_rows: np.ndarray, targets: np.ndarray, *, other_stripe: int) -> np.ndarray:

@@ -5,7 +5,7 @@ through a 135M model) are too small for torch's intra-op threads to pay: measure
 machine, the canonical induction job (SmolLM2-135M, T = 20, 4 seeds) ran 1.4-1.6x faster on two
 intra-op threads than on one. Its sequences, though, are independent: the same job with its 8
 sequences shared out to two forked processes of one thread each ran 1.84-1.85x faster
-(``python -m residual_response.bench``'s ``thread_scaling``). And every sequence is then computed
+(``make bench``'s ``thread_scaling``). And every sequence is then computed
 exactly as a one-thread run computes it, so the numbers do not depend on the thread count.
 
 Why processes and not Python threads: a pass changes the model while it runs (hooks on its
@@ -32,7 +32,7 @@ import signal
 import sys
 from typing import Callable, Iterator, Sequence, TypeVar
 
-__all__ = ["in_worker", "intra_op_only", "map_units", "unit_workers", "workers_allowed"]
+__all__ = ["in_worker", "intra_op_only", "last_workers", "map_units", "unit_workers", "workers_allowed"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -43,6 +43,21 @@ _ALLOWED: contextvars.ContextVar[bool] = contextvars.ContextVar("unit_workers_al
 _IN_WORKER = False
 #: the job of the pool being started (read by the forked workers, which inherit it)
 _JOB: tuple[Callable, Sequence] | None = None
+#: the processes the last :func:`map_units` of this process ran its units in (1: here)
+_LAST = 0
+
+
+def last_workers() -> int:
+    """How many processes the last :func:`map_units` here used (1: this one; 0: none has run).
+
+    Why: the benchmark records whether a job it timed ran in workers."""
+    return _LAST
+
+
+#: Work of one unit (floating-point operations) below which the units run here: starting two
+#: workers and ending them costs about 0.1 s of wall time (measured on a 2-core machine), the time
+#: of about 5e9 operations on one core; the canonical induction job's units do about 1e11 each.
+MIN_UNIT_FLOPS = 5e9
 
 
 def in_worker() -> bool:
@@ -66,12 +81,13 @@ def workers_allowed(device: str = "cpu") -> bool:
             and "fork" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon)
 
 
-def unit_workers(n_units: int, device: str = "cpu") -> int:
+def unit_workers(n_units: int, device: str = "cpu", *, unit_flops: float | None = None) -> int:
     """Workers for ``n_units`` independent units: torch's thread count, at most ``n_units``; 1 where
-    workers are not allowed (:func:`workers_allowed`)."""
+    workers are not allowed (:func:`workers_allowed`), or where a unit's work (``unit_flops``, if
+    given) is below :data:`MIN_UNIT_FLOPS`."""
     import torch
 
-    if n_units < 2 or not workers_allowed(device):
+    if n_units < 2 or not workers_allowed(device) or (unit_flops is not None and unit_flops < MIN_UNIT_FLOPS):
         return 1
     return max(1, min(int(n_units), torch.get_num_threads()))
 
@@ -94,7 +110,7 @@ def _run_unit(i: int):
     return i, fn(items[i])
 
 
-def map_units(fn: Callable[[T], R], items: Sequence[T], *, device: str = "cpu",
+def map_units(fn: Callable[[T], R], items: Sequence[T], *, device: str = "cpu", unit_flops: float | None = None,
               done: Callable[[int, R], None] | None = None) -> list[R]:
     """``[fn(item) for item in items]``, the items shared out to :func:`unit_workers` forked workers.
 
@@ -107,10 +123,11 @@ def map_units(fn: Callable[[T], R], items: Sequence[T], *, device: str = "cpu",
             earlier unit left behind in the process (a worker runs several units).
         items: ``[n]`` the units.
         device: the device of the model the units run on (workers only for ``"cpu"``).
+        unit_flops: the work of one unit, if known (:func:`unit_workers`).
     """
-    global _JOB
+    global _JOB, _LAST
     items = list(items)
-    n = unit_workers(len(items), device)
+    n = _LAST = unit_workers(len(items), device, unit_flops=unit_flops)
     results: list = [None] * len(items)
     if n <= 1:
         for i, item in enumerate(items):

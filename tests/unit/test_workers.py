@@ -18,6 +18,12 @@ from residual_response.threads import set_threads
 forking = pytest.mark.skipif(not workers.workers_allowed(), reason="forked workers need Linux and a non-daemonic process")
 
 
+@pytest.fixture(autouse=True)
+def any_work(monkeypatch):
+    """The tiny models' units are far below the work that pays for two workers: fork anyway."""
+    monkeypatch.setattr(workers, "MIN_UNIT_FLOPS", 0.0)
+
+
 @pytest.fixture
 def threads():
     """Set torch's thread count inside a test; the count in force before comes back after."""
@@ -44,6 +50,15 @@ def test_units_run_in_workers_in_order_and_come_back_in_order(threads):
         assert workers.unit_workers(5) == 1
         assert set(workers.map_units(_pid, range(3))) == {os.getpid()}
     assert workers.unit_workers(5, device="cuda") == 1
+    assert workers.unit_workers(5, unit_flops=1e12) == 2
+
+
+def test_small_units_run_here(monkeypatch, threads):
+    threads(2)
+    monkeypatch.setattr(workers, "MIN_UNIT_FLOPS", 1e9)
+    assert workers.unit_workers(4, unit_flops=1e8) == 1 and workers.unit_workers(4, unit_flops=1e10) == 2
+    induction_scores(build_random_model("gpt2", seed=0), T=4, seeds=2, n_boot=10)
+    assert workers.last_workers() == 1  # a tiny model's sequences: here, one after the other
 
 
 def test_one_thread_runs_every_unit_in_this_process(threads):
@@ -77,6 +92,7 @@ def test_induction_scores_are_the_same_at_one_and_two_threads(arch, threads):
     one = induction_scores(lm, **kw)
     threads(2)
     two = induction_scores(lm, **kw)
+    assert workers.last_workers() == 2
     for key in one.stripes.induction:
         np.testing.assert_array_equal(one.stripes.induction[key], two.stripes.induction[key])
         np.testing.assert_array_equal(one.stripes.duplicate[key], two.stripes.duplicate[key])
