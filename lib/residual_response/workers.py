@@ -18,7 +18,9 @@ copy of all of that, and shares the weights with its parent page by page until i
 :func:`unit_workers` processes. Workers are used only where they can be had safely: on Linux
 (``fork``; elsewhere forking a process that has loaded torch is not safe), for a model on the
 CPU, with more than one unit and more than one thread allowed (``torch.get_num_threads()``, which
-``--threads`` sets), and not inside a worker or a daemonic process. Otherwise the units run one
+``--threads`` sets, or the cores the book's build shares out, :func:`core_share`), with units big
+enough to pay for the workers' start (:data:`MIN_UNIT_FLOPS`), and not inside a worker or a
+daemonic process. Otherwise the units run one
 after the other in this process, exactly as before. :func:`intra_op_only` switches the workers
 off for a ``with`` block (the benchmark's comparison).
 """
@@ -28,11 +30,13 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import multiprocessing
+import os
 import signal
 import sys
+from pathlib import Path
 from typing import Callable, Iterator, Sequence, TypeVar
 
-__all__ = ["in_worker", "intra_op_only", "last_workers", "map_units", "unit_workers", "workers_allowed"]
+__all__ = ["CORE_SHARE_VARIABLE", "MIN_UNIT_FLOPS", "core_share", "in_worker", "intra_op_only", "last_workers", "map_units", "unit_workers", "workers_allowed"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -53,6 +57,12 @@ def last_workers() -> int:
     Why: the benchmark records whether a job it timed ran in workers."""
     return _LAST
 
+
+#: Environment variable naming a file that holds how many cores this process may use now. Why:
+#: the book's build runs its pages side by side with one thread each, and once the last pages
+#: run, a core would idle beside the long one; the build writes the share as pages end
+#: (``book_build.parallel``), and the jobs that start after read it.
+CORE_SHARE_VARIABLE = "RESIDUAL_RESPONSE_CORE_SHARE"
 
 #: Work of one unit (floating-point operations) below which the units run here: starting two
 #: workers and ending them costs about 0.1 s of wall time (measured on a 2-core machine), the time
@@ -81,15 +91,28 @@ def workers_allowed(device: str = "cpu") -> bool:
             and "fork" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon)
 
 
+def core_share() -> int | None:
+    """The cores this process may use now, from the file :data:`CORE_SHARE_VARIABLE` names (``None``
+    without one, or where it cannot be read)."""
+    path = os.environ.get(CORE_SHARE_VARIABLE)
+    if not path:
+        return None
+    try:
+        return max(1, int(Path(path).read_text().strip()))
+    except (OSError, ValueError):
+        return None
+
+
 def unit_workers(n_units: int, device: str = "cpu", *, unit_flops: float | None = None) -> int:
-    """Workers for ``n_units`` independent units: torch's thread count, at most ``n_units``; 1 where
-    workers are not allowed (:func:`workers_allowed`), or where a unit's work (``unit_flops``, if
-    given) is below :data:`MIN_UNIT_FLOPS`."""
+    """Workers for ``n_units`` independent units: torch's thread count, or the cores the book's
+    build shares out now (:func:`core_share`) if more, at most ``n_units``; 1 where workers are not
+    allowed (:func:`workers_allowed`), or where a unit's work (``unit_flops``, if given) is below
+    :data:`MIN_UNIT_FLOPS`."""
     import torch
 
     if n_units < 2 or not workers_allowed(device) or (unit_flops is not None and unit_flops < MIN_UNIT_FLOPS):
         return 1
-    return max(1, min(int(n_units), torch.get_num_threads()))
+    return max(1, min(int(n_units), max(torch.get_num_threads(), core_share() or 1)))
 
 
 def _worker_start() -> None:

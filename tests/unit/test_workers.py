@@ -129,3 +129,18 @@ def test_workers_are_not_used_off_linux(monkeypatch, threads):
     threads(2)
     monkeypatch.setattr(sys, "platform", "darwin")
     assert not workers.workers_allowed() and workers.unit_workers(4) == 1
+
+
+@forking
+def test_the_builds_core_share_raises_the_workers_of_a_one_thread_process(tmp_path, monkeypatch, threads):
+    from book_build.parallel import core_share
+
+    assert [core_share(2, 2, left) for left in (5, 2, 1)] == [1, 1, 2] and core_share(4, 4, 2) == 2
+    threads(1)
+    share = tmp_path / "share"
+    monkeypatch.setenv(workers.CORE_SHARE_VARIABLE, str(share))
+    assert workers.unit_workers(4) == 1  # no file yet: the thread count
+    share.write_text("2\n")
+    assert workers.core_share() == 2 and workers.unit_workers(4) == 2
+    share.write_text("garbled")
+    assert workers.core_share() is None and workers.unit_workers(4) == 1
