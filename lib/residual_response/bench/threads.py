@@ -36,7 +36,7 @@ THREAD_SCALING_DEFINITION = (
     "speedup = wall at 1 thread / wall at the most threads (speedup_min: the same of the fastest repeats). At more "
     "than one thread the sequences run in forked one-thread workers (workers: how many); intra_op_wall_s: the most "
     "threads with the workers off (torch's intra-op threads only), intra_op_speedup its ratio. cpu_s: CPU seconds "
-    "of this process (all threads, workers not counted) over the same calls. load_average: the 1-minute load "
+    "of this process (all threads) and of its workers over the same calls. load_average: the 1-minute load "
     "before every run (runs_load, in the order run) and the 1/5/15-minute load at the start and the end."
 )
 
@@ -96,10 +96,10 @@ def thread_scaling(lm: LoadedModel, thread_counts: Sequence[int], *, repeats: in
         torch.set_num_threads(n)
         runs_load.append([str(label), (_load() or [None])[0]])
         with (intra_op_only() if label == "intra_op" else contextlib.nullcontext()):
-            w, c = time.perf_counter(), time.process_time()
+            w, c = time.perf_counter(), _cpu()
             induction_scores(lm, T=T, seeds=seeds, eps=CANONICAL["eps"], l0=CANONICAL["layer"])
             wall[label].append(time.perf_counter() - w)
-            cpu[label].append(time.process_time() - c)
+            cpu[label].append(_cpu() - c)
             if label != "intra_op":
                 used[str(n)] = last_workers()
         say(f"threads={n}{' (intra-op only)' if label == 'intra_op' else ''}: {wall[label][-1]:.2f} s wall, "
@@ -130,6 +130,17 @@ def thread_scaling(lm: LoadedModel, thread_counts: Sequence[int], *, repeats: in
         intra_op_speedup=None if not one or not intra or not first else float(one / intra),
         runs_load=runs_load, load_average_after=_load(),
     )
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and of its ended children (the forked workers, once joined)."""
+    try:
+        import resource
+
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + kids.ru_utime + kids.ru_stime
+    except (ImportError, OSError):
+        return time.process_time()
 
 
 def _load() -> list[float] | None:
