@@ -31,6 +31,7 @@ import contextlib
 import contextvars
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
 from pathlib import Path
@@ -130,7 +131,14 @@ def _worker_start() -> None:
 
 def _run_unit(i: int):
     fn, items = _JOB
-    return i, fn(items[i])
+    try:
+        return i, fn(items[i])
+    except Exception as exc:  # travels back pickled: one that cannot would leave the parent waiting
+        try:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:
+            raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
+        raise
 
 
 def map_units(fn: Callable[[T], R], items: Sequence[T], *, device: str = "cpu", unit_flops: float | None = None,

@@ -80,6 +80,16 @@ def test_an_error_of_a_unit_is_raised_in_the_parent(threads):
         workers.map_units(fn, range(6))
     assert workers.map_units(lambda x: x + 1, range(3)) == [1, 2, 3]  # the next job starts afresh
 
+    class Odd(Exception):
+        def __init__(self, a, b):  # cannot be rebuilt from its args: not picklable as it stands
+            super().__init__(f"{a} and {b}")
+
+    def odd(x):
+        raise Odd(x, "more")
+
+    with pytest.raises(RuntimeError, match="Odd: 0 and more|Odd: 1 and more"):
+        workers.map_units(odd, range(2))
+
 
 @forking
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
