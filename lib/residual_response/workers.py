@@ -132,7 +132,10 @@ def _worker_start() -> None:
 def _run_unit(i: int):
     fn, items = _JOB
     try:
-        return i, fn(items[i])
+        # by value, with the plain pickler: the pool's own would hand torch tensors over in shared
+        # memory, one open file per tensor in the parent for as long as it lives (a section map's
+        # kept clean passes held thousands, past the usual limit of 1024 open files)
+        return i, pickle.dumps(fn(items[i]), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:  # travels back pickled: one that cannot would leave the parent waiting
         try:
             pickle.loads(pickle.dumps(exc))
@@ -174,8 +177,8 @@ def map_units(fn: Callable[[T], R], items: Sequence[T], *, device: str = "cpu", 
     finally:
         _JOB = None  # the workers have their copy
     try:
-        for i, value in pool.imap_unordered(_run_unit, range(len(items))):
-            results[i] = value
+        for i, data in pool.imap_unordered(_run_unit, range(len(items))):
+            results[i] = value = pickle.loads(data)
             if done is not None:
                 done(i, value)
         pool.close()
