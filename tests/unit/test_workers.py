@@ -159,3 +159,20 @@ def test_the_builds_core_share_raises_the_workers_of_a_one_thread_process(tmp_pa
     assert workers.core_share() == 2 and workers.unit_workers(4) == 2
     share.write_text("garbled")
     assert workers.core_share() is None and workers.unit_workers(4) == 1
+
+
+@forking
+def test_ablated_heads_reach_the_workers(threads):
+    """The workers are forked inside the ablation: they run the ablated model, as a one-thread run does."""
+    from residual_response.crosscheck import ablation_study
+
+    lm = build_random_model("llama", seed=0)
+    kw = dict(n_random=2, T=5, seeds=2, loss_seeds=[0], n_boot=20)
+    threads(1)
+    one = ablation_study(lm, [(1, 0)], **kw)
+    threads(2)
+    two = ablation_study(lm, [(1, 0)], **kw)
+    assert workers.last_workers() == 2
+    for key in one.results:
+        np.testing.assert_array_equal(one.results[key].score, two.results[key].score)
+    assert not np.array_equal(one.results["none"].score, one.results["top"].score, equal_nan=True)
