@@ -27,6 +27,7 @@ off for a ``with`` block (the benchmark's comparison).
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import contextvars
 import multiprocessing
@@ -37,7 +38,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, TypeVar
 
-__all__ = ["CORE_SHARE_VARIABLE", "MIN_UNIT_FLOPS", "core_share", "in_worker", "intra_op_only", "last_workers", "map_units", "unit_workers", "workers_allowed"]
+__all__ = ["CORE_SHARE_VARIABLE", "MIN_UNIT_FLOPS", "core_share", "in_worker", "intra_op_only", "last_workers",
+           "map_units", "unit_workers", "workers_allowed"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -171,20 +173,25 @@ def map_units(fn: Callable[[T], R], items: Sequence[T], *, device: str = "cpu", 
         return results
     if _JOB is not None:
         raise RuntimeError("map_units: another job is starting its workers in this process")
-    _JOB = (fn, items)
+    # an executor, not a multiprocessing.Pool: a worker that dies (killed for memory) fails the
+    # job with BrokenProcessPool instead of leaving it waiting for ever
+    pool = concurrent.futures.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"),
+                                                  initializer=_worker_start)
     try:
-        pool = multiprocessing.get_context("fork").Pool(n, initializer=_worker_start)
-    finally:
-        _JOB = None  # the workers have their copy
-    try:
-        for i, data in pool.imap_unordered(_run_unit, range(len(items))):
+        _JOB = (fn, items)
+        try:  # with fork, the first submit starts every worker: each inherits _JOB
+            futures = {pool.submit(_run_unit, i): i for i in range(len(items))}
+        finally:
+            _JOB = None
+        for future in concurrent.futures.as_completed(futures):
+            i, data = future.result()
             results[i] = value = pickle.loads(data)
             if done is not None:
                 done(i, value)
-        pool.close()
     except BaseException:
-        pool.terminate()
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()  # the units still running are of no use now
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
-    finally:
-        pool.join()
+    pool.shutdown(wait=True)
     return results

@@ -176,3 +176,19 @@ def test_ablated_heads_reach_the_workers(threads):
     for key in one.results:
         np.testing.assert_array_equal(one.results[key].score, two.results[key].score)
     assert not np.array_equal(one.results["none"].score, one.results["top"].score, equal_nan=True)
+
+
+@forking
+def test_a_worker_that_dies_fails_the_job_instead_of_hanging(threads):
+    from concurrent.futures.process import BrokenProcessPool
+
+    threads(2)
+
+    def fn(x):
+        if x == 1:
+            os._exit(9)  # as if killed for memory
+        return x
+
+    with pytest.raises(BrokenProcessPool):
+        workers.map_units(fn, range(4))
+    assert workers.map_units(lambda x: -x, range(3)) == [0, -1, -2]
