@@ -68,9 +68,10 @@ def last_workers() -> int:
 CORE_SHARE_VARIABLE = "RESIDUAL_RESPONSE_CORE_SHARE"
 
 #: Work of one unit (floating-point operations) below which the units run here: starting two
-#: workers and ending them costs about 0.1 s of wall time (measured on a 2-core machine), the time
-#: of about 5e9 operations on one core; the canonical induction job's units do about 1e11 each.
-MIN_UNIT_FLOPS = 5e9
+#: workers and ending them cost 0.17-0.21 s of wall time (SmolLM2 loaded, a busy 2-core machine),
+#: the time of about 1e10 operations on one core. A sequence of the canonical induction job on
+#: SmolLM2-135M is 1.4e11 (2.5e10 at T = 8); on the random and toy models, 1e7-1e8.
+MIN_UNIT_FLOPS = 1e10
 
 
 def in_worker() -> bool:
