@@ -1,12 +1,13 @@
 """Independent units of one job side by side: forked workers of one intra-op thread each.
 
 Why: the engine's operations at the book's sizes (a forward pass of a few hundred positions
-through a 135M model) are too small for torch's intra-op threads to pay: measured on a 2-core
-machine, the canonical induction job (SmolLM2-135M, T = 20, 4 seeds) ran 1.4-1.6x faster on two
-intra-op threads than on one. Its sequences, though, are independent: the same job with its 8
-sequences shared out to two forked processes of one thread each ran 1.84-1.85x faster
-(``make bench``'s ``thread_scaling``). And every sequence is then computed
-exactly as a one-thread run computes it, so the numbers do not depend on the thread count.
+through a 135M model) are too small for torch's intra-op threads to pay. Measured on a shared
+2-core machine (load average 1.7-3.6), the canonical induction job (SmolLM2-135M, T = 20, 4
+seeds) ran 1.47-1.58x faster on two intra-op threads than on one; its 8 sequences, which are
+independent, shared out to two forked processes of one thread each, ran 1.84-1.85x faster in the
+same repeats. ``make bench`` records both ways (``thread_scaling``). Every sequence is then
+computed exactly as a one-thread run computes it, so the numbers do not depend on the thread
+count.
 
 Why processes and not Python threads: a pass changes the model while it runs (hooks on its
 blocks, blocks swapped for pass-throughs, the attention function of transformers' registry
@@ -20,9 +21,9 @@ copy of all of that, and shares the weights with its parent page by page until i
 CPU, with more than one unit and more than one thread allowed (``torch.get_num_threads()``, which
 ``--threads`` sets, or the cores the book's build shares out, :func:`core_share`), with units big
 enough to pay for the workers' start (:data:`MIN_UNIT_FLOPS`), and not inside a worker or a
-daemonic process. Otherwise the units run one
-after the other in this process, exactly as before. :func:`intra_op_only` switches the workers
-off for a ``with`` block (the benchmark's comparison).
+daemonic process. Otherwise the units run one after the other in this process, their operations
+on torch's intra-op threads. :func:`intra_op_only` switches the workers off for a ``with`` block
+(the benchmark's comparison).
 """
 
 from __future__ import annotations
