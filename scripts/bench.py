@@ -13,7 +13,10 @@ smollm2-135m (T=40: three repeats of the one-tensor times, one of the section ma
 and of the growth up to T=80) takes about 30-45 minutes on one CPU thread; ``--quick`` is a smoke
 test of a minute or two. On the CPU the run also times the canonical induction job at one thread
 and at every core (``--thread-scaling``, wall clock: ``thread_scaling`` in the record, its ratio
-against the target 1.8).
+against the target 1.8), alternating the counts, with the load average before every run; at every
+core the job's sequences run in forked one-thread processes, and each repeat also times it with
+those off (every operation split over the threads instead, ``intra_op_*``). Run it on a quiet
+machine: other work on the cores changes the wall-clock ratio more than the engine does.
 """
 
 from __future__ import annotations

@@ -9,7 +9,11 @@ page that needs a result another page is computing wait for it instead of comput
 Each worker is a separate process (``spawn``) that runs :func:`.cache.run_page` for one page at
 a time; the kernel it starts inherits ``OMP_NUM_THREADS`` = cores // jobs. Pages start longest
 first (:func:`order`), by the time the page cache recorded for them, else by ``costs:`` in
-``book/pages.yml``, so that the last page to finish is a short one.
+``book/pages.yml``, so that the last page to finish is a short one. Once fewer pages are left
+than kernels, the cores they leave free are shared out to the pages still running
+(:func:`core_share`, written to a file the kernels read before each induction job:
+:data:`residual_response.workers.CORE_SHARE_VARIABLE`), whose jobs then run their sequences in
+that many one-thread processes.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -41,9 +46,24 @@ def order(pages: list[Page], seconds: dict[str, float]) -> list[Page]:
     return [p for p in pages if p.name not in seconds] + known
 
 
-def _worker_init(threads: int) -> None:
+def core_share(cores: int, jobs: int, remaining: int) -> int:
+    """Cores for each page while ``remaining`` pages are unfinished, ``jobs`` at a time on ``cores``."""
+    return max(1, cores // max(1, min(jobs, remaining)))
+
+
+def _write_share(path: Path, cores: int) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{cores}\n")
+    os.replace(tmp, path)  # a kernel reads the old count or the new one, never half a file
+
+
+def _worker_init(threads: int, share_file: str | None = None) -> None:
+    from residual_response.workers import CORE_SHARE_VARIABLE
+
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
+    if share_file:
+        os.environ[CORE_SHARE_VARIABLE] = share_file
 
 
 def _run_one(cache, page: Page, source_ipynb: Path, declared: dict[str, str], stage: Path) -> Result:
@@ -87,19 +107,30 @@ def _in_workers(cache, pages: list[Page], sources: dict, stage: Path, jobs: int,
                 done: Callable[[Result], None], fail_fast: bool) -> None:
     from residual_response.threads import available_cores
 
-    threads = max(1, available_cores() // jobs)
+    cores = available_cores()
+    threads = max(1, cores // jobs)
     print(f"[execute] {len(pages)} pages, {jobs} at a time, {threads} thread(s) each", flush=True)
+    fd, name = tempfile.mkstemp(prefix="core-share-")  # outside the stage: nothing of it reaches the book
+    os.close(fd)
+    share = Path(name)
+    _write_share(share, core_share(cores, jobs, len(pages)))
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init,
-                                                initargs=(threads,)) as pool:
+                                                initargs=(threads, str(share))) as pool:
         futures = [pool.submit(_run_one, cache, page, *sources[page.name], stage) for page in pages]
         try:
             for future in concurrent.futures.as_completed(futures):
                 result = future.result()
                 by_name[result.page.name] = result
                 done(result)
+                left = sum(not f.done() for f in futures)
+                if left:
+                    _write_share(share, core_share(cores, jobs, left))
+                    if core_share(cores, jobs, left) > threads:
+                        print(f"[execute] {left} page(s) left: {core_share(cores, jobs, left)} cores each", flush=True)
                 if result.error and fail_fast:
                     break
         finally:
             for future in futures:
                 future.cancel()
+            share.unlink(missing_ok=True)

@@ -49,10 +49,12 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .canonical import CANONICAL
+from .cost import response_flops
 from .checks import (InputError, check_bootstrap, check_choice, check_eps, check_eps_policy, check_int, check_int_list,
                      check_model, check_number, check_seeds, keyword_alias, seed_sequence, validate_l0,
                      validate_read_streams)
 from .engine import ResponseJob, reuse_clean_passes, run_response
+from .engine.clean import installed_clean_cache
 from .engine.plan import planned_passes
 from .induction_result import InductionResult, SectionMap, StripeData
 from .models import LoadedModel
@@ -61,6 +63,7 @@ from .results_cache import memoize
 from .rise import EMERGENCE_THRESHOLD, MIN_RISE, Rise, emergence_layer, half_rise_layer, rise_of
 from .sequences import InductionLayout, _draw, check_length, fits_context, induction_layout
 from .stats import bootstrap_ratio
+from .workers import in_worker, last_workers, map_units
 
 __all__ = [
     "CANONICAL",
@@ -209,24 +212,23 @@ def stripes_of(lm: LoadedModel, setting: InductionSetting, progress: "bool | Pro
     duplicate = {key: [] for key in _stripe_keys(setting.control)}
     matrices = {key: [] for key, _ in runs} if setting.keep_matrices else None
     reads = None
-    passes = len(runs) * len(setting.seeds) * _passes_per_sequence(lm, setting, layout.offset, sources)
-    with as_progress(progress, f"{lm.name} induction l0={setting.l0}") as bar, bar.expect(passes):
-        for seed in setting.seeds:
-            for key, kind in runs:
-                tokens = _draw(lm, kind, T, seed)
-                res = run_response(setting.response_job(lm, tokens, sources, seed), progress=bar)
-                chi, reads = res.chi[0], res.read_streams  # [n_read, T, N]
-                if matrices is not None:
-                    matrices[key].append(chi)
-                if key not in induction:
-                    continue  # run for its matrix only
-                (i_s, i_b), (d_s, d_b) = stripe_entries(chi, layout, setting.control)
-                base_key = "twin_control" if key == "twin" else "control"
-                induction[key].append(i_s)
-                duplicate[key].append(d_s)
-                if i_b is not None:  # a baseline from the same matrix
-                    induction[base_key].append(i_b)
-                    duplicate[base_key].append(d_b)
+    per_sequence = _passes_per_sequence(lm, setting, layout.offset, sources)
+    # the units: one engine call per (seed, sequence kind), independent of each other
+    units = [(seed, key, _draw(lm, kind, T, seed)) for seed in setting.seeds for key, kind in runs]
+    with as_progress(progress, f"{lm.name} induction l0={setting.l0}") as bar, bar.expect(len(units) * per_sequence):
+        for (seed, key, _tokens), res in zip(units, _responses(lm, setting, sources, units, bar, per_sequence)):
+            chi, reads = res.chi[0], res.read_streams  # [n_read, T, N]
+            if matrices is not None:
+                matrices[key].append(chi)
+            if key not in induction:
+                continue  # run for its matrix only
+            (i_s, i_b), (d_s, d_b) = stripe_entries(chi, layout, setting.control)
+            base_key = "twin_control" if key == "twin" else "control"
+            induction[key].append(i_s)
+            duplicate[key].append(d_s)
+            if i_b is not None:  # a baseline from the same matrix
+                induction[base_key].append(i_b)
+                duplicate[base_key].append(d_b)
     return StripeData(
         T=T, l0=setting.l0, eps=setting.eps, seeds=list(setting.seeds), read_streams=reads,
         induction={k: np.stack(v) for k, v in induction.items()},
@@ -234,6 +236,37 @@ def stripes_of(lm: LoadedModel, setting: InductionSetting, progress: "bool | Pro
         sources=sources, control_kind=setting.control,
         matrices=None if matrices is None else {k: np.stack(v) for k, v in matrices.items()},
     )
+
+
+def _responses(lm: LoadedModel, setting: InductionSetting, sources: list[int], units: list[tuple],
+               bar: Progress, per_sequence: int) -> list:
+    """The engine's result for each ``(seed, key, tokens)`` unit, in order; side by side in forked
+    workers where the thread count and the work allow (:func:`~.workers.map_units`), each unit
+    computed as a one-thread run computes it.
+
+    A worker's clean passes would be lost with it: where a clean-pass cache is installed (a section
+    map), each worker hands back the clean passes the parent lacks, and the parent keeps them.
+    """
+    if not units:
+        return []
+    cache = installed_clean_cache()
+    missing = {i for i, (_s, _k, tokens) in enumerate(units) if cache is not None and cache.peek(lm, tokens) is None}
+
+    def one(i: int):
+        seed, _key, tokens = units[i]
+        here = not in_worker()  # here, the bar counts each pass; a worker's bar is not drawn
+        res = run_response(setting.response_job(lm, tokens, sources, seed), progress=bar if here else False)
+        return res, (cache.peek(lm, tokens) if not here and i in missing else None)
+
+    def done(i: int, value) -> None:
+        if value[1] is not None:
+            cache.put(lm, units[i][2], value[1])
+        if last_workers() > 1:
+            bar.update(per_sequence)
+
+    flops = response_flops(lm, len(units[0][2]), sources, setting.l0, setting.n_directions)
+    return [res for res, _clean in map_units(one, range(len(units)), device=lm.device.type, unit_flops=flops,
+                                             done=done)]
 
 
 def neighbour_baseline(chi: np.ndarray, src_rows: np.ndarray, targets: np.ndarray, *, other_stripe: int) -> np.ndarray:

@@ -8,7 +8,8 @@ writes carries one ``provenance`` block (a JSON-ready dict):
 * ``python``, ``torch``, ``transformers``, ``numpy``: versions;
 * ``model``: registry name or path, where the weights came from, and ``weights_sha256``, a hash
   of the loaded parameters (see :func:`weights_hash`);
-* ``device``, ``dtype``, ``threads``: where and how it ran;
+* ``device``, ``dtype``, ``threads``, ``workers``: where and how it ran (``workers``: the
+  processes the run's last induction job ran its sequences in, :mod:`.workers`; 1: in this one);
 * ``parameters``: every parameter of the run (T, seeds, eps, layers, directions, method...);
 * ``command``: the command line; ``date`` (UTC, ISO 8601); ``wall_seconds``, ``cpu_seconds``.
 
@@ -30,6 +31,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+from .workers import last_workers
 
 __all__ = [
     "ProvenanceWarning",
@@ -114,16 +117,28 @@ class RunClock:
     """Wall and CPU time of a run, started when created.
 
     Why both: on a shared machine the wall time says how long a reader waits, the CPU time
-    (this process, all threads) how much work the run was.
+    (this process, all threads, and its ended children: the forked workers of :mod:`.workers`)
+    how much work the run was.
     """
 
     wall0: float = field(default_factory=time.perf_counter)
-    cpu0: float = field(default_factory=time.process_time)
+    cpu0: float = field(default_factory=lambda: _cpu_seconds())
     started: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
     def elapsed(self) -> dict:
         return {"wall_seconds": round(time.perf_counter() - self.wall0, 3),
-                "cpu_seconds": round(time.process_time() - self.cpu0, 3)}
+                "cpu_seconds": round(_cpu_seconds() - self.cpu0, 3)}
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have ended and been waited for."""
+    try:
+        import resource
+
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + kids.ru_utime + kids.ru_stime
+    except (ImportError, OSError):
+        return time.process_time()
 
 
 def _jsonable(value: Any) -> Any:
@@ -176,6 +191,7 @@ def collect(lm, parameters: Mapping[str, Any], *, command: Sequence[str] | None 
         "device": str(lm.device),
         "dtype": str(lm.dtype).replace("torch.", ""),
         "threads": int(torch.get_num_threads()),
+        "workers": max(1, last_workers()),
         "parameters": _jsonable(dict(parameters)),
         "command": list(sys.argv if command is None else command),
         "date": clock.started,

@@ -15,7 +15,10 @@ book's pages, ``make``, which also exports it), and nowhere else.
 
 :func:`set_threads` is the ``--threads`` option of the command line: ``0`` (the default) keeps
 torch's own choice, one thread per core unless ``OMP_NUM_THREADS`` says otherwise (the book's
-build and the tests give each of their side-by-side processes one thread that way).
+build and the tests give each of their side-by-side processes one thread that way). With more
+than one thread, an induction job's sequences run side by side in forked processes of one
+thread each (:mod:`.workers`), which scales better than splitting every operation, and gives
+the numbers of a one-thread run.
 """
 
 from __future__ import annotations

@@ -40,6 +40,8 @@ from residual_response.engine import plan_batches, response, reuse_clean_passes
 from residual_response.engine import tap
 from residual_response.engine.clean import installed_clean_cache
 from residual_response.sequences import make_sequence
+from residual_response import workers
+from residual_response.workers import workers_allowed
 
 from reference import naive_chi
 
@@ -151,12 +153,17 @@ def test_unreadable_records_fail_with_one_clear_error(bench_record, tmp_path):
         BenchRecord.from_json({k: v for k, v in rec.items() if k != "growth"})
 
 
-def test_thread_scaling_times_the_canonical_job_at_each_count_and_reads_back(tmp_path):
+def test_thread_scaling_times_the_canonical_job_at_each_count_and_reads_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(workers, "MIN_UNIT_FLOPS", 0.0)  # the tiny model's sequences in workers all the same
     lm = build_random_model("llama", seed=0)
     rec = run_bench(lm, T=2, repeats=2, growth_T=(2,), section=False, log=None, thread_counts=[2, 1], quick=True)
     ts = rec.thread_scaling
     assert ts.threads == [1, 2] and all(len(v) == 2 for v in ts.runs.values()) and ts.speedup > 0
     assert ts.speedup == pytest.approx(ts.wall_s["1"] / ts.wall_s["2"]) and "T=8, seeds=2" in ts.job
+    # the same job at 2 threads with the forked workers off, and the load before each of the 6 runs
+    assert len(ts.intra_op_runs) == 2 and ts.intra_op_speedup == pytest.approx(ts.wall_s["1"] / ts.intra_op_wall_s)
+    assert ts.workers["1"] == 1 and ts.workers["2"] == (2 if workers_allowed() else 1) and len(ts.runs_load) == 6
+    assert ts.speedup_min == pytest.approx(min(ts.runs["1"]) / min(ts.runs["2"]))
     assert rec.targets_met["thread_speedup"] == (ts.speedup >= rec.targets["thread_speedup"])
     back = load_record(write_json(rec, tmp_path / "b.json"))
     assert back.thread_scaling == ts

@@ -20,7 +20,7 @@ from residual_response.regime import RegimeResult
 from residual_response.engine import ResponseResult, response
 
 PROVENANCE_KEYS = {"library", "python", "torch", "transformers", "numpy", "model", "device", "dtype", "threads",
-                   "parameters", "command", "date", "wall_seconds", "cpu_seconds"}
+                   "workers", "parameters", "command", "date", "wall_seconds", "cpu_seconds"}
 
 
 @pytest.fixture(scope="module")

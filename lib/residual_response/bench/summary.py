@@ -100,7 +100,10 @@ def _scaling_sentence(rec: BenchRecord) -> str:
     return (f" On {most} threads the job `{ts.job}` took {ts.wall_s[str(most)]:.1f} s against"
             f" {ts.wall_s['1']:.1f} s on one (wall clock, medians), {ts.speedup:.2f} times faster"
             f" (target {rec.targets.get('thread_speedup', 1.8):g}; load average at its start "
-            + ", ".join(f"{x:.1f}" for x in ts.load_average or []) + ").")
+            + ", ".join(f"{x:.1f}" for x in ts.load_average or []) + ")."
+            + (f" Its sequences ran in {ts.workers[str(most)]} one-thread processes side by side; with every operation split over"
+               f" {most} threads instead it took {ts.intra_op_wall_s:.1f} s ({ts.intra_op_speedup:.2f} times faster)."
+               if ts.workers and ts.workers.get(str(most), 1) > 1 and ts.intra_op_wall_s and ts.intra_op_speedup else ""))
 
 
 def timing_table(rec: BenchRecord) -> pd.DataFrame:

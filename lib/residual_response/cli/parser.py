@@ -66,7 +66,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--l0", "--layer", dest="l0", type=_stream, default=0,
                    help="perturbed stream l0 (default 0; --layer is its older name)")
     p.add_argument("--threads", type=_threads, default=0,
-                   help="CPU threads of torch (default 0: torch's default, one per core unless OMP_NUM_THREADS says otherwise)")
+                   help="CPU threads (default 0: torch's default, one per core unless OMP_NUM_THREADS says otherwise); "
+                        "with more than one, an induction job's sequences run side by side in one-thread processes")
     p.add_argument("--out", required=True, help="output file")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar and no status lines (errors and warnings stay)")

@@ -145,6 +145,26 @@ class CleanPassCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def peek(self, lm: LoadedModel, tokens: torch.Tensor) -> CleanPass | None:
+        """The kept clean pass of ``tokens`` on ``lm`` if it is current, else ``None`` (nothing is computed).
+
+        Why: a forked worker (:mod:`..workers`) fills its own copy of the cache; its parent asks
+        it for the passes it computed and keeps them (:meth:`put`) for the next job.
+        """
+        hit = self._entries.get((id(lm.model), tuple(tokens.tolist())))
+        if hit is None:
+            return None
+        ref, old_state, clean = hit
+        return clean if ref() is lm.model and old_state == _model_state(lm) else None
+
+    def put(self, lm: LoadedModel, tokens: torch.Tensor, clean: CleanPass) -> None:
+        """Keep ``clean``, the full clean pass of ``tokens`` on ``lm`` computed elsewhere (:meth:`peek`)."""
+        key = (id(lm.model), tuple(tokens.tolist()))
+        self._entries[key] = (weakref.ref(lm.model), _model_state(lm), clean)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_sequences:
+            self._entries.popitem(last=False)
+
     def get(self, lm: LoadedModel, tokens: torch.Tensor) -> CleanPass:
         """The full clean pass of ``tokens`` on ``lm``: kept, or computed now and kept."""
         key = (id(lm.model), tuple(tokens.tolist()))
