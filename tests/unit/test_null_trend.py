@@ -170,3 +170,28 @@ def test_log_widths_and_the_trade_off_table_and_sentence():
     assert "The book's scores use the twin: the trend gives up the pre-head band" in text
     better = tradeoff_sentence(cals[:2], widths)
     assert "meets every condition the twin meets and also the full-size random models" in better
+
+
+def test_the_repair_sentence_tells_a_moved_median_from_a_wider_interval():
+    from types import SimpleNamespace
+
+    from residual_response.pages.tables import full_size_repair_sentence, tradeoff_sentence
+    from residual_response.null import Calibration
+
+    def res(score, lo, hi):
+        return SimpleNamespace(read_streams=[0, 1, 2], l0=0, score=[np.nan, score, score],
+                               ci_low=[np.nan, lo, lo], ci_high=[np.nan, hi, hi])
+
+    results = {("a", "twin"): res(1.02, 1.01, 1.03), ("a", "trend"): res(1.005, 0.99, 1.02),  # moved toward 1
+               ("b", "twin"): res(0.88, 0.80, 0.95), ("b", "trend"): res(0.85, 0.70, 1.01),  # covered by width
+               ("c", "twin"): res(1.0, 0.9, 1.1), ("c", "trend"): res(1.0, 0.9, 1.1)}  # the twin covers it
+    text = full_size_repair_sentence(results)
+    assert text == ("Of the 2 full-size random models the twin misses, the trend moves the median score toward 1 in 1 "
+                    "(a, 1.020 to 1.005) and reaches the coverage in 1 only through wider intervals, the median as "
+                    "far from 1 or further (b, 0.880 to 0.850).")
+    assert full_size_repair_sentence({k: v for k, v in results.items() if k[0] == "c"}) == \
+        "The twin misses no full-size random model here."
+    cals = [Calibration("emergence", "m", "twin", (8, 12), 1), Calibration("emergence", "m", "trend", (8, 12), 0)]
+    widths = {"a": {"twin": np.array([1.0]), "trend": np.array([1.2])}}
+    assert "both miss the emergence condition (1 of 2 pass under the twin, 0 of 2 under the trend)" in \
+        tradeoff_sentence(cals, widths)

@@ -11,7 +11,8 @@ from ...null import BASELINE_NAMES, CONDITIONS, DESIGNS, PRE_INDUCTION_BAND, REQ
 
 __all__ = ["calibration_frame", "calibration_summary", "calibration_verdict", "full_size_frame",
            "neighbour_profile_frame", "per_model_coverage_frame", "per_model_coverage_sentence", "expected_below",
-           "design_widths", "design_noise_frame", "tradeoff_sentence", "right_trend_frame", "width_ratios"]
+           "design_widths", "design_noise_frame", "tradeoff_sentence", "right_trend_frame", "width_ratios",
+           "full_size_repair_sentence"]
 
 
 def calibration_frame(cals: Sequence[Calibration]) -> pd.DataFrame:
@@ -189,6 +190,11 @@ def tradeoff_sentence(cals: Sequence[Calibration], widths: dict, design: str = "
                  for c in CONDITIONS if c in set(d[d.baseline == b].condition)} for b in (design, reference)}
     gains = [c for c in holds[design] if holds[design][c] and not holds[reference].get(c, True)]
     losses = [c for c in holds[design] if not holds[design][c] and holds[reference].get(c, False)]
+    neither = [c for c in holds[design] if not holds[design][c] and not holds[reference].get(c, True)]
+
+    def pooled(b, c):
+        sel = d[(d.baseline == b) & (d.condition == c)]
+        return f"{int(sel.passed.sum())} of {int(sel.n.sum())}"
     ratios = width_ratios(widths, design, reference)
     name, ref = BASELINE_NAMES[design], BASELINE_NAMES[reference]
     lo, hi = min(ratios.values()), max(ratios.values())
@@ -199,7 +205,10 @@ def tradeoff_sentence(cals: Sequence[Calibration], widths: dict, design: str = "
     gained = (f"it meets {_names(gains)}, which the {ref} misses" if gains
               else f"it meets no condition that the {ref} misses")
     lost = f", and misses {_names(losses)}, which the {ref} meets" if losses else ""
-    head = f"On the same runs the {name} baseline meets {n_met} of the {len(holds[design])} conditions measured here: {gained}{lost}; {wide}."
+    both = ("; both miss " + "; ".join(f"{_SHORT[c]} ({pooled(reference, c)} pass under the {ref}, "
+                                       f"{pooled(design, c)} under the {name})" for c in neither)) if neither else ""
+    head = (f"On the same runs the {name} baseline meets {n_met} of the {len(holds[design])} conditions measured here: "
+            f"{gained}{lost}{both}; {wide}.")
     if unmeasured:
         head += f" Not measured on this page's models: {_names(unmeasured)}."
     if losses:
@@ -223,6 +232,45 @@ def _names(conditions: Sequence[str]) -> str:
     """``"a, b and c"`` of the conditions' short names."""
     names = [_SHORT[c] for c in conditions]
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def full_size_repair_sentence(results: dict, design: str = "trend", reference: str = "twin") -> str:
+    """How ``design`` meets the full-size condition where ``reference`` misses it: per such model,
+    whether its median score moves toward 1 or stays as far and is covered by wider intervals.
+
+    ``results``: ``{(model, baseline): InductionResult}`` of the full-size random models.
+    """
+    def scored(r, field):
+        return np.array([x for l, x in zip(r.read_streams, getattr(r, field)) if l > r.l0])
+
+    def share(r):
+        lo, hi = scored(r, "ci_low"), scored(r, "ci_high")
+        return float(np.mean((lo <= 1) & (1 <= hi)))
+
+    missed = [m for (m, b) in results if b == reference and share(results[(m, b)]) < REQUIRED_SHARE]
+    if not missed:
+        return f"The {BASELINE_NAMES[reference]} misses no full-size random model here."
+    toward, wider, still = [], [], []
+    for m in missed:
+        ref, new = (float(np.median(scored(results[(m, b)], "score"))) for b in (reference, design))
+        text = f"{m}, {ref:.3f} to {new:.3f}"
+        if share(results[(m, design)]) < REQUIRED_SHARE:
+            still.append(text)
+        elif abs(np.log(new)) < abs(np.log(ref)):
+            toward.append(text)
+        else:
+            wider.append(text)
+    name, refname = BASELINE_NAMES[design], BASELINE_NAMES[reference]
+    parts = []
+    if toward:
+        parts.append(f"moves the median score toward 1 in {len(toward)} ({'; '.join(toward)})")
+    if wider:
+        parts.append(f"reaches the coverage in {len(wider)} only through wider intervals, the median as far from 1 "
+                     f"or further ({'; '.join(wider)})")
+    if still:
+        parts.append(f"still misses {len(still)} ({'; '.join(still)})")
+    return (f"Of the {len(missed)} full-size random models the {refname} misses, the {name} "
+            + ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1] + ".")
 
 
 def right_trend_frame(results: dict, trend: dict) -> pd.DataFrame:
