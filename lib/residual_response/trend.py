@@ -7,7 +7,9 @@ from one source to the next. Random-initialised models at a stand-in's full conf
 such a change: the repeat's lift of the response (repeated over twin, per source offset ``o``,
 :func:`.null.neighbour_profile`) falls smoothly to the right, so the stripe, one offset left of
 its neighbours, sits a little above their mean, and the twin scores slightly above 1 with
-intervals narrow enough to exclude it.
+intervals narrow enough to exclude it. (Not every departure is a trend: a lift that scatters
+from one offset to the next is not removed by a line, only its interval widened;
+:func:`.null.right_trend` splits the two.)
 
 This baseline fits a straight line to the target's mean response over the right offsets
 ``o = first .. first + reach - 1`` and takes its value at ``o = 0``, separately in the repeated
