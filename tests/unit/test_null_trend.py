@@ -193,5 +193,7 @@ def test_the_repair_sentence_tells_a_moved_median_from_a_wider_interval():
         "The twin misses no full-size random model here."
     cals = [Calibration("emergence", "m", "twin", (8, 12), 1), Calibration("emergence", "m", "trend", (8, 12), 0)]
     widths = {"a": {"twin": np.array([1.0]), "trend": np.array([1.2])}}
-    assert "both miss the emergence condition (1 of 2 pass under the twin, 0 of 2 under the trend)" in \
-        tradeoff_sentence(cals, widths)
+    text = tradeoff_sentence(cals, widths)
+    assert "both miss the emergence condition (1 of 2 pass under the twin, 0 of 2 under the trend)" in text
+    assert text.endswith("The book's scores use the twin: the trend does worse on the emergence condition and widens "
+                         "the intervals.")

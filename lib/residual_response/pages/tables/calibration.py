@@ -195,6 +195,12 @@ def tradeoff_sentence(cals: Sequence[Calibration], widths: dict, design: str = "
     def pooled(b, c):
         sel = d[(d.baseline == b) & (d.condition == c)]
         return f"{int(sel.passed.sum())} of {int(sel.n.sum())}"
+
+    def share(b, c):
+        sel = d[(d.baseline == b) & (d.condition == c)]
+        return sel.passed.sum() / max(sel.n.sum(), 1)
+
+    worse = [c for c in neither if share(design, c) < share(reference, c)]
     ratios = width_ratios(widths, design, reference)
     name, ref = BASELINE_NAMES[design], BASELINE_NAMES[reference]
     lo, hi = min(ratios.values()), max(ratios.values())
@@ -211,8 +217,9 @@ def tradeoff_sentence(cals: Sequence[Calibration], widths: dict, design: str = "
             f"{gained}{lost}{both}; {wide}.")
     if unmeasured:
         head += f" Not measured on this page's models: {_names(unmeasured)}."
-    if losses:
-        why = f"The book's scores use the {ref}: the {name} gives up {_names(losses)} and widens the intervals"
+    if losses or worse:
+        costs = ([f"gives up {_names(losses)}"] if losses else []) + ([f"does worse on {_names(worse)}"] if worse else [])
+        why = f"The book's scores use the {ref}: the {name} {', '.join(costs)} and widens the intervals"
         why += f" to repair {_names(gains)}." if gains else "."
     elif gains:
         why = (f"The book's scores use the {ref}, whose intervals are narrower; the {name} meets every condition "
