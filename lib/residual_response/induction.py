@@ -403,7 +403,8 @@ def scores_from_stripes(stripes: StripeData, *, model: str = "", method: str = "
                                            confidence=confidence, seed=boot_seed, return_boots=True)
     after = np.asarray(stripes.read_streams) > stripes.l0  # the perturbed stream itself has no score
     rise = None
-    if after.sum() >= 2:
+    # a rise needs two streams whose score and replicates are all positive (an extrapolated baseline can cross 0)
+    if (after & np.isfinite(score) & (score > 0) & np.all(np.isfinite(boots) & (boots > 0), axis=0)).sum() >= 2:
         rise = rise_of(np.asarray(stripes.read_streams)[after], score[after], boots[:, after], confidence)
     dup = stripes.parts("duplicate")
     dscore, dlo, dhi = bootstrap_ratio(dup[0], dup[1], twin=dup[2:] or None, n_boot=n_boot, confidence=confidence,

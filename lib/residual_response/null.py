@@ -4,8 +4,9 @@ Why a module of its own: "a score near 1 means no induction" is a claim about th
 it must be measured, not assumed. Random-initialised models have no induction mechanism, so the
 score of every one of their layers should cover 1, whatever the architecture, the size or the
 initialisation seed. :func:`null_study` measures exactly that for any of the baselines of
-:func:`.induction.collect_stripes`, and :func:`coverage` summarises it; the book's null page
-shows the result for each baseline, and a test keeps the default baseline calibrated.
+:func:`.induction.collect_stripes` and for the trend baseline (:mod:`.trend`), and :func:`coverage`
+summarises it; the book's null page shows the result for each baseline, and a test keeps the
+default baseline calibrated.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from .checks import InputError, check_int_list, check_seeds
 from .induction import CONTROLS, induction_scores
+from .trend import no_repeat_trend, rescore_trend
 from .models import build_random_model
 from .stats import KeyAccess
 
@@ -24,12 +26,15 @@ __all__ = ["FAMILIES", "SIZES", "Coverage", "NullRow", "coverage", "null_study",
            "emerged_models", "stability_runs", "emergence_stability", "emergence_spread", "CONDITIONS",
            "PRE_INDUCTION_BAND", "REQUIRED_SHARE", "Calibration", "pooled", "coverage_of_one", "no_repeat_calibration",
            "before_heads_calibration", "neighbour_lift", "emergence_calibration", "random_like", "under_baselines",
-           "neighbour_profile", "coverage_by_model"]
+           "neighbour_profile", "coverage_by_model", "DESIGNS", "log_widths", "right_trend"]
 
 #: the architectures of the random controls
 FAMILIES = ("gpt2", "llama", "gemma2", "gemma3")
 #: two sizes of each: blocks and width
 SIZES = {"small": {"n_layers": 4, "d_model": 64}, "large": {"n_layers": 8, "d_model": 128}}
+#: every design of the score this module calibrates: the baselines of a run, and the trend
+#: baseline, which rescores a twin run (:func:`.trend.rescore_trend`)
+DESIGNS = (*CONTROLS, "trend")
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,29 @@ class NullRow:
     def covers_one(self) -> bool:
         return self.ci_low <= 1.0 <= self.ci_high
 
+    @property
+    def log_width(self) -> float:
+        """``ln(ci_high / ci_low)``, the interval's width in log units (``inf`` if its low end is not positive)."""
+        return float(_log_width(self.ci_low, self.ci_high))
+
+
+def _log_width(low, high):
+    """``ln(high / low)`` elementwise; ``inf`` where ``low <= 0`` (a ratio's interval open at 0)."""
+    low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(low > 0, np.log(np.maximum(high, low) / np.where(low > 0, low, 1.0)), np.inf)[()]
+
+
+def log_widths(res) -> np.ndarray:
+    """``[n]``: the interval widths ``ln(ci_high / ci_low)`` of the scored streams (after ``l0``) of a result.
+
+    Why log units: the score is a ratio, and a baseline that doubles the noise doubles this width
+    whatever the score's level. A low end at or below 0 (an extrapolated baseline can make a
+    replicate's ratio negative) counts as an unbounded width, ``inf``.
+    """
+    idx = _scored(res)
+    return np.atleast_1d(_log_width([res.ci_low[i] for i in idx], [res.ci_high[i] for i in idx]))
+
 
 def null_study(
     *,
@@ -70,15 +98,16 @@ def null_study(
         families: architectures (:data:`FAMILIES`); sizes: keys of :data:`SIZES`.
         init_seeds: initialisation seeds of the models.
         seeds: the sequence seeds, an int ``K`` (seeds ``0..K-1``) or a list.
-        controls: baselines (:data:`.induction.CONTROLS`).
+        controls: baselines (:data:`DESIGNS`); ``"trend"`` rescores the twin run of the same
+            sequences (:func:`.trend.rescore_trend`).
         T, seeds, eps, n_boot: as for :func:`.induction.induction_scores` (perturbing stream 0).
 
     Returns:
         one :class:`NullRow` per model, baseline and read layer ``1..L``.
     """
-    bad = [c for c in controls if c not in CONTROLS]
+    bad = [c for c in controls if c not in DESIGNS]
     if bad or not controls:
-        raise InputError(f"controls must be a non-empty list of {', '.join(CONTROLS)}; got {list(controls)!r}")
+        raise InputError(f"controls must be a non-empty list of {', '.join(DESIGNS)}; got {list(controls)!r}")
     bad = [f for f in families if f not in FAMILIES]
     if bad or not families:
         raise InputError(f"families must be a non-empty list of {', '.join(FAMILIES)}; got {list(families)!r}")
@@ -92,8 +121,15 @@ def null_study(
         for size in sizes:
             for init_seed in init_seeds:
                 lm = build_random_model(family, seed=int(init_seed), **SIZES[size])
+                twin = None  # with the trend: one twin run, its matrices kept, serves both
                 for control in controls:
-                    res = induction_scores(lm, T=T, seeds=seeds, eps=eps, n_boot=n_boot, control=control)
+                    if control in ("twin", "trend") and "trend" in controls:
+                        if twin is None:
+                            twin = induction_scores(lm, T=T, seeds=seeds, eps=eps, n_boot=n_boot, control="twin",
+                                                    keep_matrices=True)
+                        res = twin if control == "twin" else rescore_trend(twin)
+                    else:
+                        res = induction_scores(lm, T=T, seeds=seeds, eps=eps, n_boot=n_boot, control=control)
                     for l, s, lo, hi in zip(res.read_streams, res.score, res.ci_low, res.ci_high):
                         if l == res.l0:
                             continue  # the perturbed stream itself has no score
@@ -164,7 +200,8 @@ def coverage(rows: Sequence[NullRow]) -> dict[str, Coverage]:
 # --------------------------------------------------------------------------------------
 
 #: how the book names each baseline
-BASELINE_NAMES = {"twin": "twin", "neighbours": "neighbours", "random": "random sequences", "shuffled": "shuffled copies"}
+BASELINE_NAMES = {"twin": "twin", "neighbours": "neighbours", "random": "random sequences", "shuffled": "shuffled copies",
+                  "trend": "trend"}
 
 
 def emerged_models(rows: Sequence[NullRow], control: str = "twin") -> list[tuple]:
@@ -308,11 +345,13 @@ def no_repeat_calibration(lm, reference) -> Calibration:
 
     The repeated sequences of ``reference`` (an :func:`.induction.induction_scores` result with
     stripes) are replaced by random ones of the same length and seeds; everything else of the
-    score stays (:func:`.crosscheck.kind_scores`). A trained model has nothing to copy there.
+    score stays (:func:`.crosscheck.kind_scores`; :func:`.trend.no_repeat_trend` for the trend
+    baseline). A trained model has nothing to copy there.
     """
     from .crosscheck import kind_scores
 
-    return coverage_of_one(kind_scores(lm, "random", reference), "no repeat", model=lm.name)
+    res = no_repeat_trend(lm, reference) if reference.control == "trend" else kind_scores(lm, "random", reference)
+    return coverage_of_one(res, "no repeat", model=lm.name)
 
 
 def before_heads_calibration(res, first_block: int, band: tuple[float, float] = PRE_INDUCTION_BAND,
@@ -361,10 +400,15 @@ def random_like(lm, seed: int = 0):
 
 
 def under_baselines(res, baselines: Sequence[str] = ("neighbours", "twin")) -> dict:
-    """``{baseline: result}``: one run scored under several baselines (:func:`.induction.rescore_baseline`)."""
+    """``{baseline: result}``: one run scored under several baselines (:func:`.induction.rescore_baseline`;
+    ``"trend"``: :func:`.trend.rescore_trend`, from a twin run)."""
     from .induction import rescore_baseline
 
-    return {b: res if b == res.control else rescore_baseline(res, b) for b in baselines}
+    bad = [b for b in baselines if b not in ("neighbours", "twin", "trend")]
+    if bad:
+        raise InputError(f"baselines must be of neighbours, twin and trend (the ones a run's matrices rescore); got {bad!r}")
+    return {b: res if b == res.control else rescore_trend(res) if b == "trend" else rescore_baseline(res, b)
+            for b in baselines}
 
 
 def neighbour_profile(res, offsets: Sequence[int] = range(-6, 7)) -> dict[int, np.ndarray]:
@@ -434,3 +478,37 @@ def neighbour_lift(res, stream: int, left: Sequence[int] = (-3, -2), right: Sequ
         boots = lift([p[si[:, :, None], pi].mean(axis=(1, 2)) for p in parts])
     low, high = percentile_interval(boots, confidence, ignore_nan=True)
     return point, float(low), float(high)
+
+
+def right_trend(res, offsets: Sequence[int] = range(1, 7)) -> tuple[np.ndarray, np.ndarray]:
+    """How the repeat's effect changes to the right of the stripe: slope and scatter of the profile, per stream.
+
+    Why: the twin baseline assumes that the repeat moves the stripe source and its right
+    neighbours alike. Fitting a line to the log of :func:`neighbour_profile` over the right
+    ``offsets`` splits a departure into a *trend* (the line's slope, per offset, in log units:
+    the stripe, one offset left of its neighbours, is biased by about minus the slope) and a
+    *scatter* from one offset to the next (the root-mean-square residual about the line), which
+    no extrapolation removes.
+
+    Args:
+        res: a twin run with its matrices (``keep_matrices=True``).
+        offsets: three or more right offsets (positive).
+
+    Returns:
+        ``(slope, scatter)``, each ``[n_read]`` (``nan`` at streams whose profile is not positive).
+    """
+    offsets = check_int_list(offsets, "offsets", minimum=1)
+    if len(set(offsets)) < 3:
+        raise InputError(f"offsets must hold three or more distinct right offsets to split a trend from its scatter; "
+                         f"got {offsets!r}")
+    prof = neighbour_profile(res, offsets=sorted(set(offsets)))
+    x = np.array(sorted(prof), dtype=float)
+    if len(x) < 3:
+        raise InputError(f"only offsets {x.astype(int).tolist()} fit inside a copy of T = {res.T}; need three")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = np.log(np.stack([prof[int(o)] for o in x]))  # [n_off, n_read]
+    dx = x - x.mean()
+    slope = (dx[:, None] * (y - y.mean(axis=0))).sum(axis=0) / (dx ** 2).sum()
+    resid = y - y.mean(axis=0) - slope * dx[:, None]
+    scatter = np.sqrt((resid ** 2).sum(axis=0) / (len(x) - 2))
+    return slope, scatter

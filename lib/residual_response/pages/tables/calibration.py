@@ -7,11 +7,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ...induction import CONTROLS
-from ...null import BASELINE_NAMES, CONDITIONS, PRE_INDUCTION_BAND, REQUIRED_SHARE, Calibration
+from ...null import BASELINE_NAMES, CONDITIONS, DESIGNS, PRE_INDUCTION_BAND, REQUIRED_SHARE, Calibration, log_widths
 
 __all__ = ["calibration_frame", "calibration_summary", "calibration_verdict", "full_size_frame",
-           "neighbour_profile_frame", "per_model_coverage_frame", "per_model_coverage_sentence", "expected_below"]
+           "neighbour_profile_frame", "per_model_coverage_frame", "per_model_coverage_sentence", "expected_below",
+           "design_widths", "design_noise_frame", "tradeoff_sentence", "right_trend_frame", "width_ratios",
+           "full_size_repair_sentence"]
 
 
 def calibration_frame(cals: Sequence[Calibration]) -> pd.DataFrame:
@@ -31,7 +32,7 @@ def calibration_summary(cals: Sequence[Calibration], *, setting: str) -> pd.Data
         if sel.empty:
             continue
         row = {"condition": _condition_name(cond)}
-        for b in [c for c in CONTROLS if c in set(sel.baseline)]:
+        for b in [c for c in DESIGNS if c in set(sel.baseline)]:
             s = sel[sel.baseline == b]
             ok = bool(s.holds.all())
             row[BASELINE_NAMES[b]] = f"{'✓' if ok else '✗'} {int(s.passed.sum())} of {int(s.n.sum())} " \
@@ -137,3 +138,164 @@ def expected_below(cals: Sequence[Calibration], confidence: float = 0.95) -> flo
 
     return float(sum(binom.sf(int(np.floor((1 - REQUIRED_SHARE) * len(c.units) + 1e-9)), len(c.units), 1 - confidence)
                      for c in cals))
+
+
+def design_widths(rows: Sequence, full: dict, trained: dict, designs: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
+    """``{group: {design: [n] widths}}``: every scored stream's interval width in log units
+    (:func:`~residual_response.null.log_widths`), per group of runs and design.
+
+    Args:
+        rows: :func:`~residual_response.null.null_study` rows (the small and large random models).
+        full, trained: ``{(model, design): InductionResult}`` of the full-size random models and of
+            the trained models on repeats.
+        designs: the designs to read (each must be in all three).
+    """
+    def of(results, d):
+        parts = [log_widths(r) for (m, b), r in results.items() if b == d]
+        return np.concatenate(parts) if parts else np.array([])
+
+    return {"random init, small and large": {d: np.array([r.log_width for r in rows if r.control == d]) for d in designs},
+            "random init, full size": {d: of(full, d) for d in designs},
+            "trained, on repeats": {d: of(trained, d) for d in designs}}
+
+
+def design_noise_frame(widths: dict, *, setting: str, reference: str = "twin") -> pd.DataFrame:
+    """The noise of each design: per group of runs, the median interval width in log units of
+    each design, and each other design's median over ``reference``'s (``widths``: :func:`design_widths`)."""
+    rows = []
+    for group, by_design in widths.items():
+        med = {d: float(np.median(w)) if len(w) else float("nan") for d, w in by_design.items()}
+        row = {"runs": group, "streams": len(by_design[reference])}
+        row.update({f"{BASELINE_NAMES[d]}: median width": f"{v:.3f}" for d, v in med.items()})
+        row.update({f"{BASELINE_NAMES[d]} / {BASELINE_NAMES[reference]}": f"{v / med[reference]:.2f}"
+                    for d, v in med.items() if d != reference})
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    out["setting"] = setting
+    return out
+
+
+def width_ratios(widths: dict, design: str, reference: str = "twin") -> dict[str, float]:
+    """``{group: median width of design / median width of reference}`` (``widths``: :func:`design_widths`)."""
+    return {g: float(np.median(w[design]) / np.median(w[reference])) for g, w in widths.items()
+            if len(w[design]) and len(w[reference])}
+
+
+def tradeoff_sentence(cals: Sequence[Calibration], widths: dict, design: str = "trend", reference: str = "twin") -> str:
+    """What the measured trade-off between ``design`` and ``reference`` shows, and which the book
+    uses and why: the conditions each meets that the other misses, and the width of ``design``'s
+    intervals over ``reference``'s, per group of runs."""
+    d = calibration_frame(cals)
+    holds = {b: {c: bool(d[(d.baseline == b) & (d.condition == c)].holds.all())
+                 for c in CONDITIONS if c in set(d[d.baseline == b].condition)} for b in (design, reference)}
+    gains = [c for c in holds[design] if holds[design][c] and not holds[reference].get(c, True)]
+    losses = [c for c in holds[design] if not holds[design][c] and holds[reference].get(c, False)]
+    neither = [c for c in holds[design] if not holds[design][c] and not holds[reference].get(c, True)]
+
+    def pooled(b, c):
+        sel = d[(d.baseline == b) & (d.condition == c)]
+        return f"{int(sel.passed.sum())} of {int(sel.n.sum())}"
+
+    def share(b, c):
+        sel = d[(d.baseline == b) & (d.condition == c)]
+        return sel.passed.sum() / max(sel.n.sum(), 1)
+
+    worse = [c for c in neither if share(design, c) < share(reference, c)]
+    ratios = width_ratios(widths, design, reference)
+    name, ref = BASELINE_NAMES[design], BASELINE_NAMES[reference]
+    lo, hi = min(ratios.values()), max(ratios.values())
+    wide = (f"its intervals are {lo:.2f} to {hi:.2f} times as wide as the {ref}'s (median width in log units: "
+            + "; ".join(f"{g}, {r:.2f}" for g, r in ratios.items()) + ")")
+    n_met = sum(holds[design].values())
+    unmeasured = [c for c in CONDITIONS if c not in holds[design]]
+    gained = (f"it meets {_names(gains)}, which the {ref} misses" if gains
+              else f"it meets no condition that the {ref} misses")
+    lost = f", and misses {_names(losses)}, which the {ref} meets" if losses else ""
+    both = ("; both miss " + "; ".join(f"{_SHORT[c]} ({pooled(reference, c)} pass under the {ref}, "
+                                       f"{pooled(design, c)} under the {name})" for c in neither)) if neither else ""
+    head = (f"On the same runs the {name} baseline meets {n_met} of the {len(holds[design])} conditions measured here: "
+            f"{gained}{lost}{both}; {wide}.")
+    if unmeasured:
+        head += f" Not measured on this page's models: {_names(unmeasured)}."
+    if losses or worse:
+        costs = ([f"gives up {_names(losses)}"] if losses else []) + ([f"does worse on {_names(worse)}"] if worse else [])
+        why = f"The book's scores use the {ref}: the {name} {', '.join(costs)} and widens the intervals"
+        why += f" to repair {_names(gains)}." if gains else "."
+    elif gains:
+        why = (f"The book's scores use the {ref}, whose intervals are narrower; the {name} meets every condition "
+               f"the {ref} meets and also {_names(gains)}, which is the case for it.")
+    else:
+        why = f"The book's scores use the {ref}: the {name} meets no condition it misses and widens the intervals."
+    return f"{head} {why}"
+
+
+#: the conditions as a sentence names them
+_SHORT = {"random init": "the small and large random models", "random init, full size": "the full-size random models",
+          "no repeat": "the trained models without a repeat", "before the heads": "the pre-head band",
+          "emergence": "the emergence condition"}
+
+
+def _names(conditions: Sequence[str]) -> str:
+    """``"a, b and c"`` of the conditions' short names."""
+    names = [_SHORT[c] for c in conditions]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def full_size_repair_sentence(results: dict, design: str = "trend", reference: str = "twin") -> str:
+    """How ``design`` meets the full-size condition where ``reference`` misses it: per such model,
+    whether its median score moves toward 1 or stays as far and is covered by wider intervals.
+
+    ``results``: ``{(model, baseline): InductionResult}`` of the full-size random models.
+    """
+    def scored(r, field):
+        return np.array([x for l, x in zip(r.read_streams, getattr(r, field)) if l > r.l0])
+
+    def share(r):
+        lo, hi = scored(r, "ci_low"), scored(r, "ci_high")
+        return float(np.mean((lo <= 1) & (1 <= hi)))
+
+    missed = [m for (m, b) in results if b == reference and share(results[(m, b)]) < REQUIRED_SHARE]
+    if not missed:
+        return f"The {BASELINE_NAMES[reference]} misses no full-size random model here."
+    toward, wider, still = [], [], []
+    for m in missed:
+        ref, new = (float(np.median(scored(results[(m, b)], "score"))) for b in (reference, design))
+        text = f"{m}, {ref:.3f} to {new:.3f}"
+        if share(results[(m, design)]) < REQUIRED_SHARE:
+            still.append(text)
+        elif abs(np.log(new)) < abs(np.log(ref)):
+            toward.append(text)
+        else:
+            wider.append(text)
+    name, refname = BASELINE_NAMES[design], BASELINE_NAMES[reference]
+    parts = []
+    if toward:
+        parts.append(f"moves the median score toward 1 in {len(toward)} ({'; '.join(toward)})")
+    if wider:
+        parts.append(f"reaches the coverage in {len(wider)} only through wider intervals, the median as far from 1 "
+                     f"or further ({'; '.join(wider)})")
+    if still:
+        parts.append(f"still misses {len(still)} ({'; '.join(still)})")
+    return (f"Of the {len(missed)} full-size random models the {refname} misses, the {name} "
+            + ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1] + ".")
+
+
+def right_trend_frame(results: dict, trend: dict) -> pd.DataFrame:
+    """Why a full-size random model misses under the twin: per model, the repeat's lift over the
+    right offsets 1..6 split into a trend (slope per offset) and the scatter about it, medians
+    over the scored streams in per cent (:func:`~residual_response.null.right_trend`), beside the
+    median twin and trend scores. ``results``: ``{model: twin result with matrices}``;
+    ``trend``: ``{model: trend result}`` of the same runs."""
+    from ...null import right_trend
+
+    rows = []
+    for model, r in results.items():
+        slope, scatter = right_trend(r)
+        keep = np.asarray(r.read_streams) > r.l0
+        tw = np.array(r.score)[keep]
+        tr = np.array(trend[model].score)[keep]
+        rows.append({"model": model, "slope (% per offset)": f"{100 * np.nanmedian(slope[keep]):+.2f}",
+                     "scatter (%)": f"{100 * np.nanmedian(scatter[keep]):.2f}",
+                     "twin: median score": f"{np.median(tw):.3f}", "trend: median score": f"{np.median(tr):.3f}",
+                     "_slope": float(np.nanmedian(slope[keep])), "_scatter": float(np.nanmedian(scatter[keep]))})
+    return pd.DataFrame(rows)
