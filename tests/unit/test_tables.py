@@ -470,3 +470,24 @@ def test_section_sentence_names_writing_borderline_and_below_one_blocks():
     assert "Above 1 but not above 1.5 right after the kick (not counted as writing): block 3, 1.90 [1.02, 3.40]." in text
     assert "Below 1 right after the kick" in text and "block 7, 0.57 [0.38, 0.99]" in text
     assert "block 0," not in text  # a cell whose interval covers 1 is named neither way
+
+
+def test_control_power_text_names_the_draws_that_match_a_control_that_does_not_stand_out():
+    from residual_response.crosscheck import RankTest
+    from residual_response.pages.tables import control_power_text
+
+    def rank(drop, drops):
+        return RankTest(which="attention", drop=drop, random_drops=drops, p_value=(1 + sum(d >= drop for d in drops)) / (1 + len(drops)),
+                        random_low=min(drops), random_high=max(drops), difference=drop - float(np.mean(drops)),
+                        difference_low=0.5, difference_high=2.0)
+    att = np.array([[0.1, 0.9], [0.5, 0.2]])  # attention ranks: (0, 1) 1st, (1, 0) 2nd, (1, 1) 3rd, (0, 0) 4th
+    check = SimpleNamespace(attention=SimpleNamespace(repeated=SimpleNamespace(mean=att)),
+                            study=SimpleNamespace(random_keys=[f"random-{j}" for j in range(20)],
+                                                  heads={f"random-{j}": [(1, 0)] if j == 3 else [(0, 0)] for j in range(20)}))
+    weak = rank(5.0, [5.1 if j == 3 else 1.0 for j in range(20)])  # one draw reaches it: p = 2/21
+    text = control_power_text({"g": check}, {"g": {"attention": weak}})
+    assert text.startswith("In **g** the positive control itself is above the mean draw only (p = 0.095): 1 of the 20")
+    assert "ablating (1, 0) (attention rank 2)" in text and "draws no conclusion" in text
+    strong = rank(6.0, [1.0] * 20)
+    assert control_power_text({"g": check}, {"g": {"attention": strong}}) == ""
+    assert control_power_text({"g": check}, {"g": {"top": strong}}) == ""  # no control, nothing to say

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["NA", "fmt_eps", "signed_pct", "setting_text", "ci_text", "peak_index", "rise_span_text", "rise_text", "headline_text", "rise_sentence",
            "width_sentence", "eps_verdict", "rise_steps", "controls_verdict", "section_sentence", "copy_loss_sentence", "loss_change_text",
-           "NAMED_SETS", "loss_verdict", "outside_set_text", "p_text", "rank_verdict", "ablation_sentence", "ablation_summary", "unresolved_items",
+           "NAMED_SETS", "control_power_text", "loss_verdict", "outside_set_text", "p_text", "rank_verdict", "ablation_sentence", "ablation_summary", "unresolved_items",
            "rise_heads_sentence", "emergence_shape", "STEP_SHARE", "WIDTH_DEFINITION", "width_text"]
 
 
@@ -443,6 +443,34 @@ def outside_set_text(studies: Mapping) -> str:
     parts = ([("At this setting " + "; ".join(ran) + ".")] if ran else []) + \
         ([f"No outside set is ablated in {', '.join(skipped)}."] if skipped else [])
     return " ".join(parts)
+
+
+def control_power_text(checks: Mapping, tests: Mapping) -> str:
+    """Where the positive control itself does not stand out of the random draws: per model, the
+    draws that remove as much, their heads with each head's rank by attention pattern, and what
+    that means for the other named sets. Empty where every testable control stands out.
+
+    Why: a test whose positive control fails has too little power in that model to judge any
+    named set; a draw that removes as much often holds other heads that attend along the stripe.
+    ``checks``: model -> :class:`.studies.CrossCheck`; ``tests``: model -> its ``rank_tests()``.
+    """
+    out = []
+    for name, c in checks.items():
+        t = tests[name].get("attention")
+        if t is None or rank_verdict(t) in ("distinguishable", "too few draws"):
+            continue
+        att = np.asarray(c.attention.repeated.mean, dtype=float)  # [L, H]
+        order = sorted(((b, h) for b in range(att.shape[0]) for h in range(att.shape[1])), key=lambda bh: -att[bh])
+        rank = {bh: i + 1 for i, bh in enumerate(order)}
+        keys = [k for k, r in zip(c.study.random_keys, t.random_drops) if r >= t.drop]
+        shown = keys[:3]
+        draws = "; ".join(", ".join(f"({b}, {h}) (attention rank {rank[(b, h)]})" for b, h in c.study.heads[k])
+                          for k in shown) + (f"; and {len(keys) - len(shown)} more" if len(keys) > len(shown) else "")
+        out.append(f"In **{name}** the positive control itself is {rank_verdict(t)} (p = {t.p_value:.3f}): "
+                   f"{len(keys)} of the {t.n_random} draws remove as much, ablating {draws}. Where the control does "
+                   "not stand out, this setting has too little power in that model to tell named heads from random "
+                   "ones, and the page draws no conclusion from the response's rank there.")
+    return " ".join(out)
 
 
 def ablation_summary(tests: Mapping[str, Mapping]) -> str:
