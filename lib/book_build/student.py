@@ -397,7 +397,8 @@ def student_notebook(nb: Any, params: dict[str, Any], *, index: BookIndex | None
                     open_stub.source = cell.source
                 open_stub = None
                 continue
-            if CHECK_TAG in tags or IMPORTS_TAG in tags:
+            if CHECK_TAG in tags or IMPORTS_TAG in tags or USE_TAG in tags:
+                # a use-it cell runs the student's own function: it is never an exercise's answer
                 cells.append(cell)
                 continue
             if in_exercise or SOLUTION_TAG in tags:

@@ -342,3 +342,24 @@ def test_a_book_only_cell_whose_name_a_solution_reads_stays():
                 code("def f():\n    return w", metadata={"tags": ["solution"]})]
     out = book_build.student_notebook(nb, {}, fill_stubs=True)
     assert "w = 5" in [c.source for c in out.cells if c.cell_type == "code"]
+
+
+def test_every_use_it_cell_of_a_page_reaches_its_student_notebook():
+    """A use-it cell that follows an earlier exercise's prompt is not that exercise's answer: the
+    notebook keeps it, so the page and its notebook hold as many stubs, checks and use-it cells."""
+    import jupytext
+
+    from book_build.exercises import CHECK_TAG, STUB_TAG, USE_TAG
+    from book_build.student import student_notebook
+
+    def count(cells, tag):
+        return sum(tag in c.metadata.get("tags", []) for c in cells if c.cell_type == "code")
+
+    for source in sorted((REPO / "notebooks").glob("*.md")):
+        page = jupytext.read(source)
+        counts = {tag: count(page.cells, tag) for tag in (STUB_TAG, CHECK_TAG, USE_TAG)}
+        if not any(counts.values()):
+            continue
+        student = student_notebook(jupytext.read(source), {})
+        got = {tag: count(student.cells, tag) for tag in counts}
+        assert got == counts, f"{source.name}: page {counts}, student notebook {got}"

@@ -428,6 +428,8 @@ def test_ablation_sentence_says_whether_named_heads_stand_out_from_random_ones()
     assert loss_change_text("m", fx).endswith("raises it less than random heads)")
     fx["top"].update(vs_random=0.46, vs_random_lo=0.3, vs_random_hi=0.62, draws_above=0, draws_below=20, p_more=1 / 21,
                      p_less=1.0)
+    from residual_response.pages.tables import loss_verdict
+    assert loss_verdict({**fx["top"], "n_draws": 6}) == "too few draws to tell it from random heads"
     text = loss_change_text("m", fx)
     assert "0.46 nats more than" in text and "0 of 20" in text and text.endswith("raises it more than random heads)")
     items = unresolved_items("m", {"top": weak, "attention": strong}, effects, {"rho": 0.4, "lo": -0.1, "hi": 0.8})

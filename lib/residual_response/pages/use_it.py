@@ -330,12 +330,14 @@ def use_stripe_ratio(stripe_ratio: Callable, lm: LoadedModel, *, T: int, seeds: 
     reads = list(res.read_streams)
 
     def use(fn):
-        return _received(fn(rep, twin, T, bool(layout.offset)), (len(reads),), "the ratios [n_read]")
+        with np.errstate(invalid="ignore", divide="ignore"):  # the kicked stream l0 itself: 0 / 0, not shown
+            return _received(fn(rep, twin, T, bool(layout.offset)), (len(reads),), "the ratios [n_read]")
 
     yours = apply_student("stripe_ratio", stripe_ratio, use)
     if yours is None:
         return None
-    library = rep[:, rows, cols].mean(axis=1) / twin[:, rows, cols].mean(axis=1)  # [n_read]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        library = rep[:, rows, cols].mean(axis=1) / twin[:, rows, cols].mean(axis=1)  # [n_read]
     frame = pd.DataFrame([{"stream l": l, "your ratio": yours[i], "library's stripe cells": library[i],
                            "setting": f"{lm.name}, {setting_text(T, len(res.stripes.seeds), eps, l0)}"}
                           for i, l in enumerate(reads) if l > l0])

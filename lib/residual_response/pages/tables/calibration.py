@@ -258,9 +258,14 @@ def full_size_repair_sentence(results: dict, design: str = "trend", reference: s
     if not missed:
         return f"The {BASELINE_NAMES[reference]} misses no full-size random model here."
     toward, wider, still = [], [], []
+    within_noise = 0
     for m in missed:
         ref, new = (float(np.median(scored(results[(m, b)], "score"))) for b in (reference, design))
+        r = results[(m, design)]
+        half_width = float(np.median(np.log(scored(r, "ci_high")) - np.log(scored(r, "ci_low")))) / 2
         text = f"{m}, {ref:.3f} to {new:.3f}"
+        if abs(np.log(new / ref)) < half_width and share(r) >= REQUIRED_SHARE and abs(np.log(new)) < abs(np.log(ref)):
+            within_noise += 1
         if share(results[(m, design)]) < REQUIRED_SHARE:
             still.append(text)
         elif abs(np.log(new)) < abs(np.log(ref)):
@@ -276,8 +281,11 @@ def full_size_repair_sentence(results: dict, design: str = "trend", reference: s
                      f"or further ({'; '.join(wider)})")
     if still:
         parts.append(f"still misses {len(still)} ({'; '.join(still)})")
+    noise = (f" These are point medians; in {within_noise} of the {len(toward)} moved toward 1 the move is smaller "
+             f"than half the median width of the {name}'s intervals (log units), so it is not shown to be more than "
+             "resampling noise." if within_noise else "")
     return (f"Of the {len(missed)} full-size random models the {refname} misses, the {name} "
-            + ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1] + ".")
+            + ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1] + "." + noise)
 
 
 def right_trend_frame(results: dict, trend: dict) -> pd.DataFrame:

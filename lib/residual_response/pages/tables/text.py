@@ -321,10 +321,13 @@ def loss_verdict(w: Mapping) -> str:
     """What a named set's loss change says against the random draws (``w``: one named set of
     :meth:`.studies.CrossCheck.effects`): ``"raises it more than random heads"`` when the
     difference's interval lies above 0 *and* the rank's p-value (more) is at most the test level,
-    ``"raises it less than random heads"`` the same way round, and otherwise ``"not
-    distinguishable from random heads"``."""
+    ``"raises it less than random heads"`` the same way round, ``"too few draws ..."`` where the
+    draws cannot give a p-value at the test level, and otherwise ``"not distinguishable from random
+    heads"``."""
     from ...crosscheck import RANK_TEST_LEVEL
 
+    if 1 / (1 + w["n_draws"]) > RANK_TEST_LEVEL:
+        return "too few draws to tell it from random heads"
     if w["vs_random_lo"] > 0 and w["p_more"] <= RANK_TEST_LEVEL:
         return "raises it more than random heads"
     if w["vs_random_hi"] < 0 and w["p_less"] <= RANK_TEST_LEVEL:
@@ -391,7 +394,7 @@ def _rank_clause(which: str, test, k: int, same: bool = False, heads: Mapping | 
     if reach == 0 and test.margin is not None:  # first among the draws: by how much, under resampling
         numbers += (f"; beyond the largest draw by {ci_text(test.margin, test.margin_low, test.margin_high)}, "
                     f"first in {test.first_share:.0%} of resamples")
-    if heads and 0 < reach <= 3 and k <= 2:  # name the heads of the few draws that reach it
+    if heads and 0 < reach <= (3 if k <= 2 else 1):  # name the heads of the few draws that reach it
         keys = [key for key, r in zip(heads.get("random", ()), test.random_drops) if r >= drop]
         numbers += f"; the draws that reach it ablate {'; '.join(_heads_text(heads[key]) for key in keys)}" if keys else ""
     it = "it" if k == 1 else "them"
