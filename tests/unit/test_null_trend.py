@@ -201,3 +201,11 @@ def test_the_repair_sentence_tells_a_moved_median_from_a_wider_interval():
     assert "both miss the emergence condition (1 of 2 pass under the twin, 0 of 2 under the trend)" in text
     assert text.endswith("The book's scores use the twin: the trend does worse on the emergence condition and widens "
                          "the intervals.")
+
+
+def test_slope_explains_only_a_bias_on_its_side_of_one_and_half_its_size():
+    from residual_response.pages.tables import slope_explains
+
+    assert slope_explains(0.95, 0.93) and slope_explains(1.02, 1.03)
+    assert not slope_explains(1.029, 0.885)  # the other side of 1
+    assert not slope_explains(0.99, 0.90)  # a tenth of the bias

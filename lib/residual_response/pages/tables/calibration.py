@@ -9,7 +9,7 @@ import pandas as pd
 
 from ...null import BASELINE_NAMES, CONDITIONS, DESIGNS, PRE_INDUCTION_BAND, REQUIRED_SHARE, Calibration, log_widths
 
-__all__ = ["calibration_frame", "calibration_summary", "calibration_verdict", "full_size_frame",
+__all__ = ["slope_explains", "calibration_frame", "calibration_summary", "calibration_verdict", "full_size_frame",
            "neighbour_profile_frame", "per_model_coverage_frame", "per_model_coverage_sentence", "expected_below",
            "design_widths", "design_noise_frame", "tradeoff_sentence", "right_trend_frame", "width_ratios",
            "full_size_repair_sentence"]
@@ -307,3 +307,11 @@ def right_trend_frame(results: dict, trend: dict) -> pd.DataFrame:
                      "twin: median score": f"{np.median(tw):.3f}", "trend: median score": f"{np.median(tr):.3f}",
                      "_slope": float(np.nanmedian(slope[keep])), "_scatter": float(np.nanmedian(scatter[keep]))})
     return pd.DataFrame(rows)
+
+
+def slope_explains(predicted: float, twin: float) -> bool:
+    """Whether a right-neighbour slope's predicted twin score (``predicted``) lies on the same side
+    of 1 as the measured median ``twin`` and accounts for half its log bias or more. Why: where it
+    does not, the bias comes from the scatter between offsets, which no straight line removes."""
+    return bool(np.sign(np.log(predicted)) == np.sign(np.log(twin))
+                and abs(np.log(predicted)) >= 0.5 * abs(np.log(twin)))
