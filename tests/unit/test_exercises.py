@@ -224,7 +224,7 @@ def test_an_error_of_the_student_is_one_line_without_traceback(capsys):
         raise ValueError("operands could not be broadcast together\nsecond line")
 
     ok, line = _run(capsys, exercises.check_twin_score, broken)
-    assert not ok and line.startswith("✗ twin_score (") and "raised ValueError: operands could not be broadcast" in line
+    assert not ok and line.startswith("✗ twin_score (") and "raised ValueError at line 2 of your function: operands could not be broadcast" in line
 
 
 def test_a_hook_left_on_the_model_is_named_and_the_model_rebuilt(capsys):
@@ -368,7 +368,7 @@ def test_a_half_rise_that_finds_no_stream_after_a_global_minimum_is_named(capsys
         return int(next(streams[i] for i in range(bottom, len(logs)) if logs[i] >= level))
 
     ok, line = _run(capsys, exercises.check_half_rise, global_min_onwards)
-    assert not ok and "raised StopIteration;" in line and "at or before the top" in line, line
+    assert not ok and "raised StopIteration at line 6 of your function;" in line and "at or before the top" in line, line
 
 
 def test_a_stripe_ratio_without_the_bos_offset_is_named(capsys):

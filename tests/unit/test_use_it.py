@@ -101,7 +101,7 @@ def test_an_error_of_the_students_function_is_one_line(capsys):
 
     assert apply_student("broken", broken, lambda fn: fn([1, 2])) is None
     line, = capsys.readouterr().out.strip().splitlines()
-    assert line.startswith("✗ broken raised IndexError") and "check above" in line, line
+    assert line.startswith("✗ broken raised IndexError at line 2 of your function") and "check above" in line, line
 
 
 def test_an_error_outside_the_students_function_is_not_hidden():

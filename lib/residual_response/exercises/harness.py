@@ -156,8 +156,21 @@ def _raised_line(name: str, fn: Any, exc: Exception, where: str = "", guess: str
         return (f"{FAIL} {name}{where} raised NotImplementedError inside the work, not the stub's own "
                 f"`raise`: {_first_line(exc)}")
     message = _first_line(exc)
-    return (f"{FAIL} {name}{where} raised {type(exc).__name__}" + (f": {message}" if message else "")
-            + (f"; {guess}" if guess else ""))
+    return (f"{FAIL} {name}{where} raised {type(exc).__name__}{_student_line(fn, exc)}"
+            + (f": {message}" if message else "") + (f"; {guess}" if guess else ""))
+
+
+def _student_line(fn: Any, exc: BaseException) -> str:
+    """``" at line N of your function"``: the last line of ``fn``'s own code in the traceback (the
+    line numbers of the cell it was written in), or ``""`` where ``fn`` is not in it. Why: one
+    line and no traceback, but the student still learns where in their code it failed."""
+    code = getattr(fn, "__code__", None)
+    tb, line = exc.__traceback__, None
+    while tb is not None:
+        if code is not None and tb.tb_frame.f_code is code:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return "" if line is None else f" at line {line - code.co_firstlineno + 1} of your function"
 
 
 def apply_student(name: str, fn: Any, use: Callable[[Callable], Any]) -> Any:
