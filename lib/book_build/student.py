@@ -299,8 +299,20 @@ def _book_only(cell: Any) -> set[str] | None:
     return bound
 
 
-def _strip_book_statements(source: str) -> str:
-    """``source`` without its top-level glue calls and asserts, and the comment lines right above each."""
+def _silent_glue(node: ast.stmt) -> bool:
+    """A top-level ``glue_all(...)``, or ``glue(...)`` with ``display=False``: a call that shows nothing."""
+    if not (isinstance(node, ast.Expr) and _call_name(node.value) in GLUE_CALLS):
+        return False
+    if _call_name(node.value) == "glue_all":
+        return True
+    return any(k.arg == "display" and isinstance(k.value, ast.Constant) and k.value.value is False
+               for k in node.value.keywords)
+
+
+def _strip_book_statements(source: str, *, silent_glue_only: bool = False) -> str:
+    """``source`` without its top-level glue calls and asserts, and the comment lines right above
+    each; with ``silent_glue_only``, without its glue calls that show nothing only (a visible cell
+    keeps its asserts, which the page shows, and a glue that displays its value)."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -308,7 +320,7 @@ def _strip_book_statements(source: str) -> str:
     lines = source.splitlines()
     drop: set[int] = set()
     for node in tree.body:
-        if _is_book_statement(node):
+        if _silent_glue(node) if silent_glue_only else _is_book_statement(node):
             start = node.lineno - 1
             while start > 0 and lines[start - 1].lstrip().startswith("#"):
                 start -= 1
@@ -319,7 +331,7 @@ def _strip_book_statements(source: str) -> str:
 def _drop_book_only(cells: list) -> None:
     """Drop the code cells that serve the book only (:func:`_book_only`), where no later cell
     (solutions included) reads a name they bind; from the hidden cells that stay, strip the
-    top-level glue calls and asserts. Why: the student notebook shows the glued values in its
+    top-level glue calls and asserts, and from the visible ones the glue calls that show nothing. Why: the student notebook shows the glued values in its
     Markdown already, and a cell of ``glue(...)`` or of the book's claims means nothing there."""
     needed: set[str] = set()
     kept = []
@@ -328,10 +340,10 @@ def _drop_book_only(cells: list) -> None:
             bound = _book_only(cell)
             if bound is not None and not bound & needed:
                 continue
-            if "remove-cell" in cell.metadata.get("tags", []):
-                cell.source = _strip_book_statements(cell.source)
-                if not cell.source or all(l.lstrip().startswith("#") for l in cell.source.splitlines()):
-                    continue
+            hidden = "remove-cell" in cell.metadata.get("tags", [])
+            cell.source = _strip_book_statements(cell.source, silent_glue_only=not hidden)
+            if hidden and (not cell.source or all(l.lstrip().startswith("#") for l in cell.source.splitlines())):
+                continue
             needed |= _loaded_names(cell.source)
         kept.append(cell)
     cells[:] = kept[::-1]
