@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from residual_response import exercises
-from residual_response.ablation import ablate_heads, head_output_projection
+from residual_response.ablation import head_output_projection
 from residual_response.attention import attention_patterns
 from residual_response.crosscheck import permutation_p_value
 from residual_response.engine import response
@@ -26,6 +26,7 @@ from residual_response.rise import half_rise_layer
 from residual_response.sequences import InductionLayout, induction_layout
 from residual_response.stats import bootstrap_ratio, resampled_ratio, two_level_indices
 from residual_response.streams import clean_streams
+from solutions import head_induction_attention, mean_ablated_streams
 
 
 def _run(capsys, check, fn) -> tuple[bool, str]:
@@ -58,16 +59,6 @@ def twin_score(chi_rep, chi_twin, T):
 
 def bootstrap_twin_score(rep, ctrl, twin_rep, twin_ctrl, n_boot=1000, confidence=0.95, seed=0):
     return bootstrap_ratio(rep, ctrl, twin=(twin_rep, twin_ctrl), n_boot=n_boot, confidence=confidence, seed=seed)
-
-
-def head_induction_attention(lm, tokens, block, head, T):
-    layout = induction_layout(lm, T)
-    return float(attention_patterns(lm, tokens)[block, head][layout.induction_targets, layout.induction_sources].mean())
-
-
-def mean_ablated_streams(lm, tokens, block, head, means):
-    with ablate_heads(lm, [(block, head)], means=means):
-        return clean_streams(lm, tokens)
 
 
 def induction_stripe(T, bos):

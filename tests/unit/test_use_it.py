@@ -12,15 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from residual_response.ablation import ablate_heads
-from residual_response.attention import attention_patterns
 from residual_response.engine import response
 from residual_response.exercises.harness import apply_student, tiny_model
 from residual_response.exercises.score import twin_parts
 from residual_response.pages import use_it
-from residual_response.sequences import induction_layout
 from residual_response.stats import bootstrap_ratio
-from residual_response.streams import clean_streams
+from solutions import head_induction_attention, mean_ablated_streams
 
 
 def _stub(*args, **kwargs):
@@ -38,16 +35,6 @@ def chi_one_source(lm, tokens, l0, source, eps, u):
 def twin_score(chi_rep, chi_twin, T):
     rep, ctrl, trep, tctrl = twin_parts(chi_rep, chi_twin, T)
     return float(bootstrap_ratio(rep, ctrl, twin=(trep, tctrl), n_boot=1)[0][0])
-
-
-def head_induction_attention(lm, tokens, block, head, T):
-    layout = induction_layout(lm, T)
-    return float(attention_patterns(lm, tokens)[block, head][layout.induction_targets, layout.induction_sources].mean())
-
-
-def mean_ablated_streams(lm, tokens, block, head, means):
-    with ablate_heads(lm, [(block, head)], means=means):
-        return clean_streams(lm, tokens)
 
 
 @pytest.fixture(scope="module")

@@ -133,14 +133,11 @@ def thread_scaling(lm: LoadedModel, thread_counts: Sequence[int], *, repeats: in
 
 
 def _cpu() -> float:
-    """CPU seconds of this process and of its ended children (the forked workers, once joined)."""
-    try:
-        import resource
+    """CPU seconds of this process and of its ended children (the forked workers, once joined):
+    the provenance block's own count."""
+    from ..provenance import _cpu_seconds
 
-        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return time.process_time() + kids.ru_utime + kids.ru_stime
-    except (ImportError, OSError):
-        return time.process_time()
+    return _cpu_seconds()
 
 
 def _load() -> list[float] | None:
