@@ -97,6 +97,17 @@ def test_cross_check_runs_every_measurement_of_one_model():
     t = e["top"]
     assert t["vs_random_lo"] <= t["vs_random"] <= t["vs_random_hi"] and t["n_draws"] == 1 and t["draws_above"] in (0, 1)
     assert "vs_random" not in e["random"]
+    # a positive control that a draw matches: the sentence reads the real attention result and heads
+    from residual_response.crosscheck import RankTest
+    from residual_response.pages import tables
+    key = c.study.random_keys[0]
+    weak = RankTest(which="attention", drop=0.1, random_drops=[0.2], p_value=1.0, random_low=0.2, random_high=0.2,
+                    difference=-0.1, difference_low=-0.2, difference_high=0.0)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tables.text, "rank_verdict", lambda t: "not distinguishable")
+        text = tables.control_power_text({"m": c}, {"m": {"attention": weak}})
+    b, h = c.study.heads[key][0]
+    assert text.startswith("In **m** the positive control itself is not distinguishable") and f"({b}, {h}) (attention rank" in text
 
 
 class _Ranked:
