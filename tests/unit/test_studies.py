@@ -104,7 +104,7 @@ def test_cross_check_runs_every_measurement_of_one_model():
     weak = RankTest(which="attention", drop=0.1, random_drops=[0.2], p_value=1.0, random_low=0.2, random_high=0.2,
                     difference=-0.1, difference_low=-0.2, difference_high=0.0)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(tables.text, "rank_verdict", lambda t: "not distinguishable")
+        mp.setattr(tables.ablation_text, "rank_verdict", lambda t: "not distinguishable")
         text = tables.control_power_text({"m": c}, {"m": {"attention": weak}})
     b, h = c.study.heads[key][0]
     assert text.startswith("In **m** the positive control itself is not distinguishable") and f"({b}, {h}) (attention rank" in text

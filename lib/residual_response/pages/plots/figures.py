@@ -129,7 +129,8 @@ def null_scores(null: pd.DataFrame, *, setting: str) -> alt.FacetChart:
             shape=alt.Shape("size:N", title="size"),
             tooltip=["model", "layer", *(alt.Tooltip(f"{c}:Q", format=".3f") for c in ("score", "ci_low", "ci_high"))]),
     ).properties(width=150, height=220)
-    return panel.facet(column=alt.Column("baseline:N", title=None), data=null)
+    # two panels to a row: three baselines side by side would not fit a page's text column
+    return panel.facet(facet=alt.Facet("baseline:N", title=None), columns=2, data=null)
 
 
 def emergence_stability(stability: pd.DataFrame, *, eps_text: str) -> alt.FacetChart:

@@ -24,8 +24,8 @@ import pandas as pd
 from ...checks import check_int
 from ...induction import SectionMap
 from ...null import BASELINE_NAMES, NullRow
-from .text import (NA, NAMED_SETS, _heads_text, ci_text, loss_verdict, p_text, peak_index, rank_verdict,
-                   setting_text, width_text)
+from .ablation_text import NAMED_SETS, loss_verdict, p_text, rank_verdict
+from .text import NA, _heads_text, ci_text, peak_index, setting_text, width_text
 
 __all__ = ["matrix_frame", "distance_profile", "stripe_mean", "section_map_frame", "styled",
            "panel_layers", "timed", "stripe_contrasts", "reach_summary", "first_source_ratio", "distance_ratio",
@@ -446,21 +446,20 @@ def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str
             out["ablation"].append({
                 "model": name, "ablated": f"top-{c.study.k} {NAMED_SETS[which]}",
                 "drop of S_L [95 % CI]": ci_text(w["drop"], w["lo"], w["hi"]),
-                "random draws": t.n_random,
-                "random draws: mean drop (central 95 %)": f"{np.mean(t.random_drops):.2f} ({t.random_low:.2f} to "
-                                                          f"{t.random_high:.2f})",
+                "draws": t.n_random,
+                "draws: mean drop (central 95 %)": f"{np.mean(t.random_drops):.2f} ({t.random_low:.2f} to "
+                                                   f"{t.random_high:.2f})",
                 "p-value": p_text(t),
-                "drop − mean random [95 % CI]": ci_text(t.difference, t.difference_low, t.difference_high),
-                "drop − largest random [95 % CI]": (NA if t.margin is None else
-                                                    ci_text(t.margin, t.margin_low, t.margin_high)),
+                "− mean draw [95 % CI]": ci_text(t.difference, t.difference_low, t.difference_high),
+                "− largest draw [95 % CI]": NA if t.margin is None else ci_text(t.margin, t.margin_low, t.margin_high),
                 "verdict": rank_verdict(t), "setting": ablation_setting})
             out["ablation_loss"].append({
                 "model": name, "ablated": f"top-{c.study.k} {NAMED_SETS[which]}", "heads": _heads_text(c.study.heads[which]),
                 "S_L unablated": f"{e['base']:.2f}",
                 "loss rise, named [95 % CI]": ci_text(w["rise"], w["rise_lo"], w["rise_hi"]),
                 "loss rise, random": ci_text(e["random"]["rise"], e["random"]["rise_lo"], e["random"]["rise_hi"]),
-                "draws raising it as much (p)": f"{w['draws_above']} of {w['n_draws']} ({w['p_more']:.3f})",
-                "draws raising it no more (p)": f"{w['draws_below']} of {w['n_draws']} ({w['p_less']:.3f})",
+                "draws raising it as much; no more (p)": (f"{w['draws_above']} ({w['p_more']:.3f}); "
+                                                          f"{w['draws_below']} ({w['p_less']:.3f}) of {w['n_draws']}"),
                 "verdict": loss_verdict(w),
                 "setting": f"{ablation_setting}; loss {loss_setting}"})
         out["null"].append({"model": name, "lowest null score [95 % CI]": extreme_text(c.null, np.nanargmin),
