@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Mapping
 
 import numpy as np
+import torch
 
+from ...attention import top_heads
 from .text import _heads_text, ci_text
 
 __all__ = ["copy_loss_sentence", "loss_change_text", "NAMED_SETS", "control_power_text", "loss_verdict", "outside_set_text", "p_text", "rank_verdict", "ablation_sentence", "ablation_summary", "unresolved_items"]
@@ -196,9 +198,8 @@ def control_power_text(checks: Mapping, tests: Mapping) -> str:
         t = tests[name].get("attention")
         if t is None or rank_verdict(t) in ("distinguishable", "too few draws"):
             continue
-        att = np.asarray(c.attention.repeated.mean, dtype=float)  # [L, H]
-        order = sorted(((b, h) for b in range(att.shape[0]) for h in range(att.shape[1])), key=lambda bh: -att[bh])
-        rank = {bh: i + 1 for i, bh in enumerate(order)}
+        att = torch.as_tensor(np.asarray(c.attention.repeated.mean, dtype=float))  # [L, H]
+        rank = {(b, h): i + 1 for i, (b, h, _) in enumerate(top_heads(att, att.numel()))}
         keys = [k for k, r in zip(c.study.random_keys, t.random_drops) if r >= t.drop]
         shown = keys[:3]
         draws = "; ".join(", ".join(f"({b}, {h}) (attention rank {rank[(b, h)]})" for b, h in c.study.heads[k])
