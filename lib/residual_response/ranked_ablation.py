@@ -164,13 +164,6 @@ class AblationStudy:
         return {"above": int(np.sum(rand >= named)), "below": int(np.sum(rand <= named)), "n": int(rand.size),
                 "p_more": permutation_p_value(named, rand), "p_less": permutation_p_value(-named, -rand)}
 
-    def loss_draws_above(self, which: str = "top") -> int:
-        """How many random draws raise the second-copy loss (mean over seeds) at least as much as
-        the named heads ``which`` (:meth:`loss_rank`'s ``"above"``)."""
-        if which not in self.named_keys:
-            raise InputError(f"which must be one of {self.named_keys}, got {which!r}")
-        return self.loss_rank(which)["above"] if self.random_keys else 0
-
 
 def draws_and_seeds_mean(named: torch.Tensor, draws: torch.Tensor, *, n_boot: int = 1000, confidence: float = 0.95,
                          seed: int = 0, sign: int = 1) -> BootstrapMean:

@@ -200,7 +200,7 @@ def test_ablation_study_random_draws_exclude_named_heads(random_lm):
     np.testing.assert_allclose(diff.per_seed.double().numpy(), top - rand, rtol=1e-6, atol=1e-7)
     above = sum(float(np.mean(study.losses[k].second.per_seed.double().numpy() - base)) >= float(np.mean(top - base))
                 for k in study.random_keys)
-    assert study.loss_draws_above("top") == above
+    assert study.loss_rank("top")["above"] == above
     with pytest.raises(ValueError, match="which must be one of"):
         study.loss_difference("random")
     with pytest.raises(ValueError, match="heads is empty"):
@@ -354,6 +354,5 @@ def test_loss_rank_counts_the_draws_both_ways(random_lm):
     rises = [float((study.losses[k].second.per_seed - base).mean()) for k in study.random_keys]
     assert rank["above"] == sum(r >= named for r in rises) and rank["below"] == sum(r <= named for r in rises)
     assert rank["p_more"] == (1 + rank["above"]) / 4 and rank["p_less"] == (1 + rank["below"]) / 4
-    assert study.loss_draws_above("top") == rank["above"]
     t = study.rank_test("top", n_boot=50)
     assert t.margin == pytest.approx(t.drop - max(t.random_drops), abs=1e-9) and 0 <= t.first_share <= 1
