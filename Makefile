@@ -70,14 +70,18 @@ notebooks: install
 ## without the results cache, and compares it with the build's outputs.
 ## The toy trained at the lowest SIMD level is single-threaded: it trains beside the ci build
 ## (scripts/background.sh), which has idle time on 2 cores, and is checked at the end.
+## The lowest-SIMD unit tests run beside everything else at the lowest CPU priority (nice 19): they
+## take only the time the other stages leave idle (the single-threaded HTML build, the last files of
+## a pytest run), so they cost little wall time; what is left of them runs at full speed at the end.
 test: install
 	bash scripts/install_chromium.sh
 	rm -rf $(LOW_CACHE)/models/toy-gpt2
 	bash scripts/background.sh start toy-lowest-simd $(LOW_TOY_PAGE)
+	bash scripts/background.sh start unit-lowest-simd nice -n 19 $(LOW_UNIT_TESTS) -p no:cacheprovider
 	$(PY) scripts/build_book.py --profile ci --out $(CI_OUT)
 	BOOK_HTML_DIR=$(CI_OUT)/stage/_build/html $(PYTEST) -q -ra tests
 	RESIDUAL_RESPONSE_RESULTS_CACHE=0 $(PYTEST) -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $(CI_OUT)/stage/*.ipynb
-	$(LOW_UNIT_TESTS)
+	bash scripts/background.sh wait unit-lowest-simd
 	bash scripts/background.sh wait toy-lowest-simd
 	$(PY) scripts/check_toy_portable.py $(RESIDUAL_RESPONSE_CACHE) $(LOW_CACHE)
 
@@ -85,7 +89,7 @@ test: install
 ## simd_independent, error paths, files, processes and the code's structure, run once natively), and the toy-model page with a toy
 ## trained afresh there (its own cache), whose weights, like the native cache's, must hash to the
 ## committed toy.EXPECTED_WEIGHTS_SHA256.
-LOW_UNIT_TESTS = RESIDUAL_RESPONSE_CACHE=$(LOW_CACHE) bash scripts/lowest_simd.sh $(PYTEST) -q -m "not simd_independent" tests/unit
+LOW_UNIT_TESTS = env RESIDUAL_RESPONSE_CACHE=$(LOW_CACHE) bash scripts/lowest_simd.sh $(PYTEST) -q -m "not simd_independent" tests/unit
 LOW_TOY_PAGE = env RESIDUAL_RESPONSE_CACHE=$(LOW_CACHE) bash scripts/lowest_simd.sh $(PY) scripts/build_book.py --profile ci --only toy-model --skip-html --out $(LOW_OUT)
 test-lowest-simd: install
 	$(LOW_UNIT_TESTS)

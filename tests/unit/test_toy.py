@@ -28,6 +28,23 @@ def tiny_run(tmp_path_factory):
     return out, train_toy(out, seed=0, recipe=TINY, progress=False)
 
 
+#: CPU settings of a caller on another CPU (other vector units, MKL and oneDNN set otherwise)
+OTHER_CPU_SETTINGS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "MKL_CBWR": "COMPATIBLE",
+                      "ONEDNN_MAX_CPU_ISA": "SSE41", "NPY_DISABLE_CPU_FEATURES": "X86_V3,X86_V4,AVX512_ICL,AVX512_SPR"}
+
+
+@pytest.fixture(scope="module")
+def tiny_rerun(tmp_path_factory):
+    """``(folder, log)`` of a second portable TINY run with the same seed (0), trained by a caller with
+    :data:`OTHER_CPU_SETTINGS`: one training that both the same-seed test and the CPU-settings test
+    compare with :func:`tiny_run` (a child process costs seconds, nearly all of it imports)."""
+    out = tmp_path_factory.mktemp("tiny-rerun") / "toy"
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in OTHER_CPU_SETTINGS.items():
+            mp.setenv(name, value)
+        return out, train_toy(out, seed=0, recipe=TINY, progress=False)
+
+
 def _cache_with(tiny_run, tmp_path, monkeypatch) -> None:
     """Point the cache at tmp_path, with a copy of the TINY run as the toy's entry."""
     monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(tmp_path))
@@ -51,12 +68,11 @@ def test_train_writes_everything(tiny_run):
     assert all(torch.equal(final[k], last[k]) for k in final)
 
 
-def test_same_seed_same_weights(tiny_run, tmp_path):
-    a = tiny_run[1]  # seed 0
-    b = train_toy(tmp_path / "b", seed=0, recipe=TINY, progress=False)
+def test_same_seed_same_weights(tiny_run, tiny_rerun, tmp_path):
+    a, b = tiny_run[1], tiny_rerun[1]  # both seed 0
     c = train_toy(tmp_path / "c", seed=4, recipe=TINY, progress=False)
     assert a["train"]["loss"] == b["train"]["loss"]
-    sa, sb, sc = (_state(folder / "final") for folder in (tiny_run[0], tmp_path / "b", tmp_path / "c"))
+    sa, sb, sc = (_state(folder / "final") for folder in (tiny_run[0], tiny_rerun[0], tmp_path / "c"))
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
 
@@ -100,7 +116,7 @@ def test_training_removes_leftovers_of_killed_runs_and_honours_the_umask(tmp_pat
     assert (tmp_path / "toy").stat().st_mode & 0o777 == 0o755
 
 
-def test_portable_training_ignores_the_callers_cpu_settings(tiny_run, tmp_path, monkeypatch):
+def test_portable_training_ignores_the_callers_cpu_settings(tiny_run, tiny_rerun):
     """The training child fixes its kernels itself: a caller limited to other vector units (as on
     another CPU), or with MKL and oneDNN set otherwise, gets the same bits as the run trained with
     this process's own settings, and the log's hash is that of the saved weights. (That another
@@ -108,10 +124,7 @@ def test_portable_training_ignores_the_callers_cpu_settings(tiny_run, tmp_path, 
     from transformers import GPT2LMHeadModel
 
     a = tiny_run[1]  # seed 0, trained with the settings this test process started with
-    for name, value in [("ATEN_CPU_CAPABILITY", "avx2"), ("MKL_ENABLE_INSTRUCTIONS", "SSE4_2"), ("MKL_CBWR", "COMPATIBLE"),
-                        ("ONEDNN_MAX_CPU_ISA", "SSE41"), ("NPY_DISABLE_CPU_FEATURES", "X86_V3,X86_V4,AVX512_ICL,AVX512_SPR")]:
-        monkeypatch.setenv(name, value)
-    b = train_toy(tmp_path / "b", seed=0, recipe=TINY, progress=False)
+    b = tiny_rerun[1]  # seed 0, trained by a caller with OTHER_CPU_SETTINGS
     assert a["portable"] is True and a["kernel_env"]["ATEN_CPU_CAPABILITY"] == "default"
     assert a["training_version"] == toy.TRAINING_VERSION and a["matmuls"].startswith("exact int64")
     assert b["kernel_env"] == a["kernel_env"]
