@@ -25,7 +25,7 @@ from .stats import KeyAccess
 __all__ = ["FAMILIES", "SIZES", "Coverage", "NullRow", "coverage", "null_study", "BASELINE_NAMES",
            "emerged_models", "stability_runs", "emergence_stability", "emergence_spread", "CONDITIONS",
            "PRE_INDUCTION_BAND", "REQUIRED_SHARE", "Calibration", "pooled", "coverage_of_one", "no_repeat_calibration",
-           "before_heads_calibration", "neighbour_lift", "emergence_calibration", "random_like", "under_baselines",
+           "before_heads_calibration", "pre_head_offset", "neighbour_lift", "emergence_calibration", "random_like", "under_baselines",
            "neighbour_profile", "coverage_by_model", "DESIGNS", "log_widths", "right_trend"]
 
 #: the architectures of the random controls
@@ -365,6 +365,35 @@ def before_heads_calibration(res, first_block: int, band: tuple[float, float] = 
     ok = sum(band[0] <= res.score[i] <= band[1] for i in idx)
     return Calibration("before the heads", model or res.model, res.control, tuple(int(res.read_streams[i]) for i in idx),
                        int(ok))
+
+
+def pre_head_offset(res, first_block: int) -> dict:
+    """The pooled offset from 1 of a trained model's scores before its heads: the geometric mean of
+    the scores at the streams ``l0+1 .. first_block`` (those of :func:`before_heads_calibration`), with
+    the percentile interval of the same mean over the two-level bootstrap of the result's sequences
+    and stripe positions (:func:`.shape_check.measured_noise`, the replicates of its own rise).
+
+    Why pooled: each stream's interval covers 1 or not on its own; the streams before the heads share
+    one baseline, so a small common offset (a score of 1.06 at every stream) shows in their mean
+    long before it shows at any one stream. The replicates keep the correlation between streams.
+
+    Returns:
+        ``{"offset", "low", "high", "streams", "confidence", "distinct"}``: the geometric mean, its
+        interval, the streams pooled, and whether the interval excludes 1 (``None`` values where no
+        scored stream lies before ``first_block + 1``).
+    """
+    from .shape_check import measured_noise
+    from .stats import percentile_interval
+
+    streams, score, boots = measured_noise(res)
+    keep = [i for i, l in enumerate(streams) if l <= first_block]
+    if not keep:
+        return {"offset": None, "low": None, "high": None, "streams": [], "confidence": res.confidence, "distinct": None}
+    logs = np.log(boots[:, keep]).mean(axis=1)  # [n_boot]
+    low, high = percentile_interval(logs, res.confidence)
+    offset, low, high = float(np.exp(np.log(score[keep]).mean())), float(np.exp(low)), float(np.exp(high))
+    return {"offset": offset, "low": low, "high": high, "streams": [streams[i] for i in keep],
+            "confidence": res.confidence, "distinct": bool(low > 1 or high < 1)}
 
 
 def emergence_calibration(results_by_T: dict, first_block: int, model: str | None = None) -> Calibration:
