@@ -456,20 +456,31 @@ def phase_facts(pc: PhaseChange) -> dict:
     return facts
 
 
-def phase_contrasts(pc: PhaseChange) -> dict:
+def phase_contrasts(pc: PhaseChange, n_boot: int = 1000, seed: int = 0) -> dict:
     """How the induction stripe stands out of the last read layer's response matrix, before and after.
 
     The mean response on the lag ``T-1`` stripe (``contrast_<when>``) and on the duplicate-token
     lag ``T`` (``dup_contrast_<when>``), each divided by the mean on the lag ``T-2`` diagonal:
     one position closer, so favoured by the decay with distance. ``<when>`` is ``before``
-    (:attr:`PhaseChange.before`) or ``last``; ``read_last`` is the read layer.
+    (:attr:`PhaseChange.before`) or ``last``; ``read_last`` is the read layer. Each ratio has a 95 %
+    percentile interval over the sequences (``<name>_lo``, ``<name>_hi``): a replicate resamples
+    the seeds and divides their mean responses at the two lags (the point is the same ratio of
+    means over all seeds).
     """
+    from ..stats import percentile_interval
+
     trace, T = pc.trace, pc.T
     read_last = trace["read_layers"][-1]
     facts = {"read_last": read_last}
+    rng = np.random.default_rng(seed)
     for name, step in [("before", pc.before), ("last", pc.last)]:
-        profile = distance_profile(trace["matrices"][step]["repeated"], trace["read_layers"], trace["sources"],
-                                   [read_last]).set_index("distance")["mean chi"]  # mean chi at each lag t - s
-        facts[f"contrast_{name}"] = float(profile[T - 1] / profile[T - 2])
-        facts[f"dup_contrast_{name}"] = float(profile[T] / profile[T - 2])
+        per_seed = np.stack([distance_profile(m, trace["read_layers"], trace["sources"], [read_last])
+                             .set_index("distance")["mean chi"].to_numpy()
+                             for m in trace["seed_matrices"][step]["repeated"]])  # [n_seeds, distance - 1]
+        at = {lag: per_seed[:, lag - 1] for lag in (T - 2, T - 1, T)}  # distance d sits in column d - 1
+        picks = rng.integers(0, per_seed.shape[0], (n_boot, per_seed.shape[0]))
+        for key, lag in ((f"contrast_{name}", T - 1), (f"dup_contrast_{name}", T)):
+            facts[key] = float(at[lag].mean() / at[T - 2].mean())
+            lo, hi = percentile_interval(at[lag][picks].mean(axis=1) / at[T - 2][picks].mean(axis=1), 0.95)
+            facts[f"{key}_lo"], facts[f"{key}_hi"] = float(lo), float(hi)
     return facts
