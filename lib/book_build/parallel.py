@@ -9,7 +9,8 @@ page that needs a result another page is computing wait for it instead of comput
 Each worker is a separate process (``spawn``) that runs :func:`.cache.run_page` for one page at
 a time; the kernel it starts inherits ``OMP_NUM_THREADS`` = cores // jobs. Pages start longest
 first (:func:`order`), by the time the page cache recorded for them, else by ``costs:`` in
-``book/pages.yml``, so that the last page to finish is a short one. Once fewer pages are left
+``book/pages.yml``, so that the last page to finish is a short one; a page whose ``after:`` names
+pages of the same build starts only once they have ended (:func:`waits_for`). Once fewer pages are left
 than kernels, the cores they leave free are shared out to the pages still running
 (:func:`core_share`, written to a file the kernels read before each induction job:
 :data:`residual_response.workers.CORE_SHARE_VARIABLE`), whose jobs then run their sequences in
