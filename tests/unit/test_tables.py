@@ -475,6 +475,10 @@ def test_section_sentence_names_writing_borderline_and_below_one_blocks():
     assert "Above 1 but not above 1.5 right after the kick (not counted as writing): block 3, 1.90 [1.02, 3.40]." in text
     assert "Below 1 right after the kick" in text and "block 7, 0.57 [0.38, 0.99]" in text
     assert "block 0," not in text  # a cell whose interval covers 1 is named neither way
+    # a head block whose first stream does not pass: its interval is given, not "no stripe"
+    text = section_sentence("m", rows, 8, [0, 5])
+    assert "At head block 0 the first stream does not pass the rule: block 0, 1.00 [0.90, 1.10]." in text
+    assert "no stripe" not in text
 
 
 def test_control_power_text_names_the_draws_that_match_a_control_that_does_not_stand_out():

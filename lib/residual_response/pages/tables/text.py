@@ -267,8 +267,11 @@ def section_sentence(name: str, rows: pd.DataFrame, n_layers: int, head_blocks: 
         text = (f"{head} No sampled block writes a stripe right after the kick; {where}"
                 + (f" (sampled: {', '.join(map(str, sampled_heads)) or 'none'})." if heads else "."))
     missed = [b for b in sampled_heads if b not in writes]
-    if missed:
-        text += f" Rows at head blocks {', '.join(map(str, missed))} show no stripe at their first stream."
+    if missed:  # not "no stripe": an interval that reaches below the threshold may still cover a stripe
+        text += (" At head block" + ("s " if len(missed) > 1 else " ") + ", ".join(map(str, missed))
+                 + " the first stream does not pass the rule: " + ", ".join(
+                     f"block {b}, {ci_text(r.first, r['first low'], r['first high'])}"
+                     for b in missed for _, r in d[d.l0 == b].iterrows()) + ".")
     between = d[(d["first low"] > 1) & ~d.writes]  # above 1, not clearly: named, not counted
     if len(between):
         text += (f" Above 1 but not above {MIN_RISE:g} right after the kick (not counted as writing): "
