@@ -1,6 +1,7 @@
 """What the pages run per model (residual_response.pages.studies), on tiny random models and on
 stand-in results whose answer is known."""
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -71,7 +72,9 @@ def test_rise_blocks_turn_streams_into_blocks():
     rb = _check(rise).rise_blocks()
     # streams 2..4 are written by blocks 1..3; the half-way stream 3 by block 2
     assert rb == {"half": 2, "blocks": [1, 2, 3], "factor": 5.0, "factor_ci": (3.0, 7.0), "att_blocks": [2, 3],
-                  "holds": True, "gap": 0, "outside": []}
+                  "holds": True, "gap": 0, "outside": [], "from_one": None}  # a Rise made without the rise from 1
+    rb = _check(dataclasses.replace(rise, from_one_factor=4.0, from_one_ci=(2.5, 6.0))).rise_blocks()
+    assert rb["from_one"] == (4.0, (2.5, 6.0))
     late = Rise(emerged=True, stream=2, stream_ci=(2, 2), start=1, end=2, width=1, width_ci=(1, 1), bottom=0, top=2,
                 factor=5.0, factor_ci=(3.0, 7.0))
     rb = _check(late).rise_blocks()  # the rise is written by blocks 0..1; the heads sit in 2 and 3

@@ -173,9 +173,9 @@ class CrossCheck:
         written by block ``l - 1``. The induction heads are those of the top-5 attention heads that
         attend along the stripe at least :data:`.attention.INDUCTION_HEAD_MIN_RATIO` times as much on
         repeats as on random sequences (:func:`.attention.induction_heads`). Returns ``{"half",
-        "blocks", "factor", "factor_ci", "att_blocks", "holds", "gap", "outside"}``: the block
+        "blocks", "factor", "factor_ci", "from_one", "att_blocks", "holds", "gap", "outside"}``: the block
         writing the half-way stream (``None``: no rise), the blocks from the 10 % to the 90 %
-        stream, the rise factor and its interval, the induction heads' blocks, whether a block of
+        stream, the rise factor and its interval (``from_one``: the rise from 1 with its interval), the induction heads' blocks, whether a block of
         the rise holds one of them, the distance in blocks from the half-way block to the nearest
         of them (``None`` without a rise or a head), and those of them outside the rise's blocks.
         """
@@ -190,6 +190,7 @@ class CrossCheck:
         gap = min(abs(half - b) for b in att_blocks) if half is not None and att_blocks else None
         return {"half": half, "blocks": blocks, "factor": None if rise is None else rise.factor,
                 "factor_ci": None if rise is None else rise.factor_ci,
+                "from_one": None if rise is None or rise.from_one_factor is None else (rise.from_one_factor, rise.from_one_ci),
                 "att_blocks": att_blocks, "holds": bool(set(blocks) & set(att_blocks)), "gap": gap,
                 "outside": [b for b in att_blocks if blocks and b not in blocks]}
 

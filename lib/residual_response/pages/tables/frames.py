@@ -432,7 +432,7 @@ def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str
             "Spearman over layers [95 % CI]": _rank_text(a), "layers correlated": a.n_layers,
             "setting": f"attention {att_setting}; response {setting}"})
         out["rise"].append({
-            "model": name, "rise of S [95 % CI]": NA if rb["factor"] is None else ci_text(rb["factor"], *rb["factor_ci"]),
+            "model": name, "rise of S [95 % CI]": NA if rb["factor"] is None else ci_text(rb["factor"], *rb["factor_ci"]) + (f"; from 1: {ci_text(rb['from_one'][0], *rb['from_one'][1])}" if rb.get("from_one") else ""),
             "half way after block": NA if rb["half"] is None else rb["half"],
             "blocks of the rise (10 % to 90 %)": ", ".join(map(str, rb["blocks"])) or NA,
             "blocks of the induction heads": ", ".join(map(str, rb["att_blocks"])) or "none", "setting": setting})
