@@ -42,7 +42,7 @@ class Headline(KeyAccess):
             "no induction" instead of from the lowest score.
         rise_factor, rise_factor_ci: ``S(top) / S(bottom)`` and its paired interval.
         rise_from_one_factor, rise_from_one_factor_ci: the rise from 1 to the top stream, ``S(top) / 1``,
-            and its interval (:attr:`.rise.Rise.from_one_factor`).
+            and its interval (``from_one_factor`` of :class:`.induction.Rise`).
         rise_start, rise_end, rise_width, rise_width_ci: the 10 % and 90 % layers and the width between.
         peak_score, peak_ci, peak_layer: the largest score, its interval and its read stream.
         regime: the universal-regime window at the last stream (:func:`regime_window`).
