@@ -13,7 +13,7 @@ from typing import Mapping
 import pandas as pd
 
 from .ablation_text import NAMED_SETS, rank_verdict
-from .text import ci_text
+from .text import ci_text, setting_text
 
 __all__ = ["map_evidence", "ablation_evidence_text", "sections_verdict"]
 
@@ -58,7 +58,7 @@ def ablation_evidence_text(ev) -> dict:
         parts.append(f"top-{ev.k} {NAMED_SETS[which]}{' (positive control)' if which == 'attention' else ''}: "
                      f"{verdicts[which]} (p = {t.p_value:.3f}, drop of the last stream's score minus the mean draw's "
                      f"{ci_text(t.difference, t.difference_low, t.difference_high)})")
-    setting = f"T = {s['T']}, {s['seeds']} seeds, ε = {s['eps']:g}, ℓ0 = {s['l0']}, {s['n_random']} random draws"
+    setting = f"{setting_text(s['T'], s['seeds'], s['eps'], s['l0'])}, {s['n_random']} random draws"
     return {"response": verdicts["top"], "control": verdicts["attention"],
             "text": "ablation against random heads: " + "; ".join(parts) + f" ({setting})"}
 
