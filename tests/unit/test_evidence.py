@@ -96,6 +96,8 @@ def test_the_sections_verdict_follows_from_the_map_and_the_ablation():
     nothing = tables.sections_verdict({"a": {"match": []}}, {"a": _abl("not distinguishable", "distinguishable")})
     assert nothing.startswith("not shown here:")
     assert tables.sections_verdict({}, {}).startswith("cannot say")
+    unmapped = tables.sections_verdict({}, {"a": _abl("distinguishable", "distinguishable")})
+    assert unmapped.startswith("partly:") and "maps none of these models" in unmapped
     few = tables.sections_verdict(located, {**both, "b": _abl("too few draws", "too few draws")})
     assert "too few random draws" in few and "does not pass" not in few
 

@@ -84,7 +84,7 @@ def sections_verdict(maps: Mapping[str, dict], ablations: Mapping[str, dict]) ->
         return ", ".join(ms) or "no model"
 
     parts = [f"the section map finds writing blocks that hold attention-pattern heads in {names(located)} "
-             f"(of {len(maps)})"]
+             f"(of {len(maps)})" if maps else "the model-sections page maps none of these models"]
     if ablations:
         parts.append(f"ablating the response's top heads is distinguishable from random heads in {names(causal)} "
                      f"(of {len(ablations)})")
