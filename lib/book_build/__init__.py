@@ -46,7 +46,7 @@ Modules, in the order a build uses them:
 - :mod:`.stage`    the staging folder, the pruned toc, the instructor page's course table
 - :mod:`.execute`  the kernel, papermill, and what the build adds to each executed page
 - :mod:`.cache`    the page cache: a page is executed again only when what it depends on changed
-- :mod:`.parallel` pages side by side (``--jobs``), longest first
+- :mod:`.parallel` pages side by side (``--jobs``), longest first, each after the pages of its ``after:``
 - :mod:`.exercises` the build-it-yourself exercises' cell tags, and the check that the page's solutions pass
 - :mod:`.markdown` MyST roles and directives as plain Markdown, for the student notebooks
 - :mod:`.student`  the exercise notebook without solutions

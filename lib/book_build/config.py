@@ -56,6 +56,7 @@ class Page:
     template: bool = False  # expanded from an `each` entry: one source, several pages
     models: tuple[str, ...] = ()  # models the page loads that no parameter names (the page cache's key)
     inputs: tuple[str, ...] = ()  # files (repository paths) the page reads (the page cache's key)
+    after: tuple[str, ...] = ()  # pages of the same build that must end before this one starts
 
 
 @dataclass
@@ -76,7 +77,8 @@ def load_pages(profile: str, pages_file: Path = PAGES_FILE) -> list[Page]:
     pages: list[Page] = []
     for i, entry in enumerate(spec.get("pages") or []):
         where = f"{pages_file.name}: pages[{i}]"
-        unknown = set(entry) - {"name", "source", "params", "profiles", "timeout", "each", "models", "inputs"}
+        unknown = set(entry) - {"name", "source", "params", "profiles", "timeout", "each", "models", "inputs",
+                                 "after"}
         if unknown or "name" not in entry or "source" not in entry:
             raise BuildError(f"{where}: needs name and source; unknown keys {sorted(unknown)}")
         params = entry.get("params") or {}
@@ -86,6 +88,9 @@ def load_pages(profile: str, pages_file: Path = PAGES_FILE) -> list[Page]:
         profiles = tuple(entry.get("profiles") or PROFILES)
         if set(profiles) - set(PROFILES):
             raise BuildError(f"{where}: unknown profile in {profiles}")
+        after = entry.get("after") or []
+        if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
+            raise BuildError(f"{where}: after must be a list of page names, got {after!r}")
         for item in entry.get("each") or [None]:
             try:
                 name = entry["name"].format(**(item or {}))
@@ -101,6 +106,7 @@ def load_pages(profile: str, pages_file: Path = PAGES_FILE) -> list[Page]:
                     template=bool(entry.get("each")),
                     models=tuple(entry.get("models") or ()),
                     inputs=tuple(entry.get("inputs") or ()),
+                    after=tuple(after),
                 )
             )
     names = [p.name for p in pages]
@@ -113,7 +119,33 @@ def load_pages(profile: str, pages_file: Path = PAGES_FILE) -> list[Page]:
             raise BuildError(f"{pages_file.name}: {p.name}: source {p.source} does not exist")
         if (BOOK / f"{p.name}.md").exists() or (BOOK / f"{p.name}.ipynb").exists():
             raise BuildError(f"{pages_file.name}: {p.name} clashes with a prose page in book/")
+    _check_after(pages, pages_file.name)
     return pages
+
+
+def _check_after(pages: list[Page], where: str) -> None:
+    """Refuse an ``after:`` that names no page, the page itself, or closes a cycle (the build could never start it)."""
+    names = {p.name for p in pages}
+    for p in pages:
+        unknown = [a for a in p.after if a not in names]
+        if unknown or p.name in p.after:
+            raise BuildError(f"{where}: {p.name}: after names {unknown or [p.name]}, which must be other pages of "
+                             f"the file ({', '.join(sorted(names))})")
+    after = {p.name: set(p.after) for p in pages}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            raise BuildError(f"{where}: after makes a cycle: {' -> '.join(path + [name])}")
+        state[name] = 1
+        for a in sorted(after[name]):
+            visit(a, path + [name])
+        state[name] = 2
+
+    for name in sorted(after):
+        visit(name, [])
 
 
 def load_costs(pages_file: Path = PAGES_FILE) -> dict[str, float]:

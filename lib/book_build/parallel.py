@@ -9,7 +9,8 @@ page that needs a result another page is computing wait for it instead of comput
 Each worker is a separate process (``spawn``) that runs :func:`.cache.run_page` for one page at
 a time; the kernel it starts inherits ``OMP_NUM_THREADS`` = cores // jobs. Pages start longest
 first (:func:`order`), by the time the page cache recorded for them, else by ``costs:`` in
-``book/pages.yml``, so that the last page to finish is a short one. Once fewer pages are left
+``book/pages.yml``, so that the last page to finish is a short one; a page whose ``after:`` names
+pages of the same build starts only once they have ended (:func:`waits_for`). Once fewer pages are left
 than kernels, the cores they leave free are shared out to the pages still running
 (:func:`core_share`, written to a file the kernels read before each induction job:
 :data:`residual_response.workers.CORE_SHARE_VARIABLE`), whose jobs then run their sequences in
@@ -27,7 +28,7 @@ from typing import Callable
 
 from .config import Page, Result
 
-__all__ = ["default_jobs", "order", "run_pages"]
+__all__ = ["default_jobs", "order", "run_pages", "waits_for"]
 
 #: environment variables that set the threads of a kernel's numerical libraries
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -41,9 +42,26 @@ def default_jobs() -> int:
 
 
 def order(pages: list[Page], seconds: dict[str, float]) -> list[Page]:
-    """``pages`` longest first by ``seconds`` (a page without a time keeps its place among the unknown, first)."""
+    """``pages`` longest first by ``seconds`` (a page without a time keeps its place among the unknown, first),
+    each after the pages of its ``after:`` that are among ``pages`` (a one-at-a-time build runs them in this order)."""
     known = sorted((p for p in pages if p.name in seconds), key=lambda p: -seconds[p.name])
-    return [p for p in pages if p.name not in seconds] + known
+    wanted = [p for p in pages if p.name not in seconds] + known
+    placed: list[Page] = []
+    while wanted:
+        ready = next(p for p in wanted if not waits_for(p, wanted))  # config refuses cycles, so one is ready
+        wanted.remove(ready)
+        placed.append(ready)
+    return placed
+
+
+def waits_for(page: Page, unfinished: list[Page]) -> list[str]:
+    """The pages of ``page``'s ``after:`` among ``unfinished``: it may start once this is empty.
+
+    Why: a page that reads what another page of the build stores (the paper page reads the cross-checks
+    page's stored ablation results) would otherwise wait on that entry's lock, or compute it again.
+    """
+    names = {p.name for p in unfinished}
+    return [a for a in page.after if a in names]
 
 
 def core_share(cores: int, jobs: int, remaining: int) -> int:
@@ -117,20 +135,35 @@ def _in_workers(cache, pages: list[Page], sources: dict, stage: Path, jobs: int,
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init,
                                                 initargs=(threads, str(share))) as pool:
-        futures = [pool.submit(_run_one, cache, page, *sources[page.name], stage) for page in pages]
+        waiting = list(pages)  # in the order given; a page starts once the pages of its `after:` have ended
+        running: dict = {}  # future -> page, until its result is handled
+
+        def start() -> None:
+            unfinished = waiting + list(running.values())
+            for page in [p for p in waiting if not waits_for(p, unfinished)][:max(0, jobs - len(running))]:
+                waiting.remove(page)
+                running[pool.submit(_run_one, cache, page, *sources[page.name], stage)] = page
+
+        start()
         try:
-            for future in concurrent.futures.as_completed(futures):
-                result = future.result()
-                by_name[result.page.name] = result
-                done(result)
-                left = sum(not f.done() for f in futures)
+            while running:
+                finished, _ = concurrent.futures.wait(list(running), return_when=concurrent.futures.FIRST_COMPLETED)
+                stop = False
+                for future in finished:
+                    del running[future]
+                    result = future.result()
+                    by_name[result.page.name] = result
+                    done(result)
+                    stop = stop or bool(result.error and fail_fast)
+                if stop:
+                    break
+                start()
+                left = len(running) + len(waiting)
                 if left:
                     _write_share(share, core_share(cores, jobs, left))
                     if core_share(cores, jobs, left) > threads:
                         print(f"[execute] {left} page(s) left: {core_share(cores, jobs, left)} cores each", flush=True)
-                if result.error and fail_fast:
-                    break
         finally:
-            for future in futures:
+            for future in running:
                 future.cancel()
             share.unlink(missing_ok=True)

@@ -244,13 +244,14 @@ def induction_through_training(
     Args:
         steps: checkpoint steps (:func:`.models.toy.toy_checkpoint_steps`).
         T, seeds, eps, l0: as for :func:`.induction.induction_scores` (``layer=`` is the old name of ``l0``).
-        matrices_at: steps whose mean response matrices (over seeds) are kept.
+        matrices_at: steps whose response matrices are kept: their mean over seeds, and each seed's
+            (``seed_matrices``, for intervals over sequences).
         device, dtype: as for :func:`.models.toy.load_toy_model`.
         n_boot: bootstrap resamples of both CIs.
 
     Returns:
-        ``{"rows": [...], "matrices": {step: {"repeated"|"control": [n_read, T, N]}},
-        "read_layers": [...], "sources": [...], "T": T, "seeds": seeds}``; ``rows`` holds one dict
+        ``{"rows": [...], "matrices": {step: {"repeated"|"control": [n_read, T, N]}}, "seed_matrices":
+        {step: {kind: [n_seeds, n_read, T, N]}}, "read_layers": [...], "sources": [...], "T": T, "seeds": seeds}``; ``rows`` holds one dict
         per step and stream ``l = 1..L`` with the keys above plus ``step`` and ``layer`` (= ``l``).
     """
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
@@ -260,7 +261,7 @@ def induction_through_training(
     missing = sorted(wanted - set(steps))
     if missing:
         raise InputError(f"matrices_at steps {missing} are not among the measured steps")
-    rows, matrices, reads, sources = [], {}, None, None
+    rows, matrices, seed_matrices, reads, sources = [], {}, {}, None, None
     for step in steps:
         lm = load_toy_model(device=device, dtype=dtype, step=step)
         att = induction_attention_scores(lm, T=T, seeds=range(seeds), n_boot=n_boot)
@@ -270,6 +271,7 @@ def induction_through_training(
         reads, sources = list(res.read_streams), list(res.stripes.sources)
         if keep:
             matrices[step] = {kind: m.mean(axis=0) for kind, m in res.stripes.matrices.items()}
+            seed_matrices[step] = dict(res.stripes.matrices)
         rep, ctrl = att.repeated.mean, att.baseline.mean  # [L, H]
         for l in range(1, lm.n_layers + 1):
             head = int(rep[l - 1].argmax())
@@ -284,7 +286,8 @@ def induction_through_training(
                 "response_hi": float("nan") if i is None else float(res.ci_high[i]),
                 "duplicate": float("nan") if i is None else float(res.duplicate_score[i]),
             })
-    return {"rows": rows, "matrices": matrices, "read_layers": reads, "sources": sources, "T": T, "seeds": seeds}
+    return {"rows": rows, "matrices": matrices, "seed_matrices": seed_matrices, "read_layers": reads, "sources": sources,
+            "T": T, "seeds": seeds}
 
 
 #: Recipe fields the toy-model page quotes (as ``r_<field>``).

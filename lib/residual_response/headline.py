@@ -41,6 +41,8 @@ class Headline(KeyAccess):
         rise_from_one: the first stream half way from 1 to the peak (in log): the rise measured from
             "no induction" instead of from the lowest score.
         rise_factor, rise_factor_ci: ``S(top) / S(bottom)`` and its paired interval.
+        rise_from_one_factor, rise_from_one_factor_ci: the rise from 1 to the top stream, ``S(top) / 1``,
+            and its interval (``from_one_factor`` of :class:`.induction.Rise`).
         rise_start, rise_end, rise_width, rise_width_ci: the 10 % and 90 % layers and the width between.
         peak_score, peak_ci, peak_layer: the largest score, its interval and its read stream.
         regime: the universal-regime window at the last stream (:func:`regime_window`).
@@ -92,6 +94,8 @@ class Headline(KeyAccess):
     top2_blocks: list[int] | None = None
     top2_share: float | None = None
     top2_share_ci: list[float] | None = None
+    rise_from_one_factor: float | None = None
+    rise_from_one_factor_ci: list[float] | None = None
 
     @property
     def first_head_block(self) -> int | None:
@@ -171,6 +175,7 @@ def _compute(lm, key: dict) -> dict:
         emergence_ci=list(rise.stream_ci) if rise.stream_ci else None,
         rise_from_one=rise.from_one,
         rise_factor=rise.factor, rise_factor_ci=list(rise.factor_ci),
+        rise_from_one_factor=rise.from_one_factor, rise_from_one_factor_ci=list(rise.from_one_ci),
         rise_start=rise.start, rise_end=rise.end, rise_width=rise.width,
         rise_width_ci=list(rise.width_ci) if rise.width_ci else None,
         **_steps(rise),

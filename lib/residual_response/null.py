@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .checks import InputError, check_int_list, check_seeds
+from .checks import InputError, check_int, check_int_list, check_seeds
 from .induction import CONTROLS, induction_scores
 from .trend import no_repeat_trend, rescore_trend
 from .models import build_random_model
@@ -25,8 +25,8 @@ from .stats import KeyAccess
 __all__ = ["FAMILIES", "SIZES", "Coverage", "NullRow", "coverage", "null_study", "BASELINE_NAMES",
            "emerged_models", "stability_runs", "emergence_stability", "emergence_spread", "CONDITIONS",
            "PRE_INDUCTION_BAND", "REQUIRED_SHARE", "Calibration", "pooled", "coverage_of_one", "no_repeat_calibration",
-           "before_heads_calibration", "neighbour_lift", "emergence_calibration", "random_like", "under_baselines",
-           "neighbour_profile", "coverage_by_model", "DESIGNS", "log_widths", "right_trend"]
+           "before_heads_calibration", "pre_head_offset", "neighbour_lift", "emergence_calibration", "random_like", "under_baselines",
+           "neighbour_profile", "coverage_by_model", "DESIGNS", "log_widths", "right_trend", "right_trend_medians"]
 
 #: the architectures of the random controls
 FAMILIES = ("gpt2", "llama", "gemma2", "gemma3")
@@ -367,6 +367,35 @@ def before_heads_calibration(res, first_block: int, band: tuple[float, float] = 
                        int(ok))
 
 
+def pre_head_offset(res, first_block: int) -> dict:
+    """The pooled offset from 1 of a trained model's scores before its heads: the geometric mean of
+    the scores at the streams ``l0+1 .. first_block`` (those of :func:`before_heads_calibration`), with
+    the percentile interval of the same mean over the two-level bootstrap of the result's sequences
+    and stripe positions (:func:`.shape_check.measured_noise`, the replicates of its own rise).
+
+    Why pooled: each stream's interval covers 1 or not on its own; the streams before the heads share
+    one baseline, so a small common offset (a score of 1.06 at every stream) shows in their mean
+    long before it shows at any one stream. The replicates keep the correlation between streams.
+
+    Returns:
+        ``{"offset", "low", "high", "streams", "confidence", "distinct"}``: the geometric mean, its
+        interval, the streams pooled, and whether the interval excludes 1 (``None`` values where no
+        scored stream lies before ``first_block + 1``).
+    """
+    from .shape_check import measured_noise
+    from .stats import percentile_interval
+
+    streams, score, boots = measured_noise(res)
+    keep = [i for i, l in enumerate(streams) if l <= first_block]
+    if not keep:
+        return {"offset": None, "low": None, "high": None, "streams": [], "confidence": res.confidence, "distinct": None}
+    logs = np.log(boots[:, keep]).mean(axis=1)  # [n_boot]
+    low, high = percentile_interval(logs, res.confidence)
+    offset, low, high = float(np.exp(np.log(score[keep]).mean())), float(np.exp(low)), float(np.exp(high))
+    return {"offset": offset, "low": low, "high": high, "streams": [streams[i] for i in keep],
+            "confidence": res.confidence, "distinct": bool(low > 1 or high < 1)}
+
+
 def emergence_calibration(results_by_T: dict, first_block: int, model: str | None = None) -> Calibration:
     """Whether the emergence layer at each copy length lies within one stream of the others and of
     ``first_block + 1`` (the stream the first top-5 attention-pattern head writes).
@@ -512,3 +541,41 @@ def right_trend(res, offsets: Sequence[int] = range(1, 7)) -> tuple[np.ndarray, 
     resid = y - y.mean(axis=0) - slope * dx[:, None]
     scatter = np.sqrt((resid ** 2).sum(axis=0) / (len(x) - 2))
     return slope, scatter
+
+
+def right_trend_medians(res, offsets: Sequence[int] = range(1, 7), *, n_boot: int = 200, confidence: float = 0.95,
+                        seed: int = 0) -> dict:
+    """The medians over the scored streams of :func:`right_trend`'s slope and scatter, each with a
+    percentile interval over sequences: every replicate resamples the run's sequences (the first
+    axis of its matrices, repeats and twins together) and takes both medians again.
+
+    Why: a median over streams of one run is a point value; the sequences are the run's unit of
+    resampling, as in every interval of the score. With few sequences the interval is coarse (4
+    sequences allow 35 distinct resamples).
+
+    Returns:
+        ``{"slope": (median, low, high), "scatter": (median, low, high)}`` in log units per offset.
+    """
+    import dataclasses
+
+    from .stats import percentile_interval
+
+    check_int(n_boot, "n_boot", minimum=2)
+    keep = np.asarray(res.read_streams) > res.l0
+
+    def medians(r) -> np.ndarray:
+        slope, scatter = right_trend(r, offsets)
+        return np.array([np.nanmedian(slope[keep]), np.nanmedian(scatter[keep])])
+
+    point = medians(res)
+    st = res.stripes
+    n = next(iter(st.matrices.values())).shape[0]
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        mats = {k: v[idx] for k, v in st.matrices.items()}
+        boots.append(medians(dataclasses.replace(res, stripes=dataclasses.replace(st, matrices=mats))))
+    low, high = percentile_interval(np.array(boots), confidence, ignore_nan=True)
+    return {"slope": (float(point[0]), float(low[0]), float(high[0])),
+            "scatter": (float(point[1]), float(low[1]), float(high[1]))}

@@ -70,6 +70,9 @@ class Rise(KeyAccess):
         from_one: the first stream whose score reaches half way from 1 to ``S(top)`` in log
             (``S >= sqrt(S(top))``): the rise measured from "no induction" rather than from the
             minimum; the same as ``stream`` when the score before the rise lies at 1.
+        from_one_factor, from_one_ci: the rise measured from 1 ("no induction") to the top stream,
+            ``S(top) / 1``, and its interval over the same replicates: beside ``factor`` wherever a
+            page shows the rise, since ``factor`` starts from a minimum that can lie below 1.
         step_block, step_share, step_share_ci: the block ``b`` (from stream ``b`` to ``b + 1``,
             between ``bottom`` and ``top``) that adds most to the log score, the share of the log
             rise ``log S(top) - log S(bottom)`` it adds, and that share's paired interval: the
@@ -102,6 +105,8 @@ class Rise(KeyAccess):
     top2_blocks: tuple[int, ...] | None = None
     top2_share: float | None = None
     top2_share_ci: tuple[float, float] | None = None
+    from_one_factor: float | None = None
+    from_one_ci: tuple[float, float] | None = None
 
     _OLD_KEYS = {"layer": "stream", "layer_ci": "stream_ci"}
 
@@ -113,7 +118,7 @@ class Rise(KeyAccess):
         """The inverse of :meth:`to_dict`, for a dict of any earlier format (``layer`` is the old
         ``stream``; a dict from before the step shares gives ``None`` for them)."""
         kw = {cls._OLD_KEYS.get(k, k): v for k, v in d.items()}
-        for key in ("stream_ci", "width_ci", "factor_ci", "step_share_ci", "top2_blocks", "top2_share_ci"):
+        for key in ("stream_ci", "width_ci", "factor_ci", "step_share_ci", "top2_blocks", "top2_share_ci", "from_one_ci"):
             if kw.get(key) is not None:
                 kw[key] = tuple(kw[key])
         return cls(**kw)
@@ -194,6 +199,8 @@ def rise_of(layers: Sequence[int], score: Sequence[float], boots: np.ndarray, co
         factor=float(score[top] / score[bottom]), factor_ci=(f_lo, f_hi),
         from_one=_half_from_one(layers, score, top) if emerged else None,
         **steps,
+        from_one_factor=float(score[top]),
+        from_one_ci=tuple(float(q) for q in percentile_interval(boots[:, top], confidence)),
     )
 
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from .checks import InputError, check_int
 from .rise import factor_interval, rise_ends, shape_label, step_shares
+from .stats import percentile_interval
 
 __all__ = ["ERROR_SCALE_CHECK", "FALSE_STEPS_BAR", "LABELS", "SHAPE_CHECK", "gradual_truth", "label_rates", "log_deviations", "measured_noise",
            "shape_error_rates", "step_truth", "summarize_rates", "wilson_interval"]
@@ -171,7 +172,7 @@ def label_rates(layers: Sequence[int], truth: Sequence[float], deviations: np.nd
 
     Returns:
         ``{label: share of draws for each of LABELS, "mean_top2": mean top-2 share over the draws
-        that rose, "n": n_draws}``.
+        that rose, "top2": [n_draws] each draw's top-2 share (``nan`` where it did not rise), "n": n_draws}``.
     """
     truth = np.asarray(truth, dtype=float)
     dev = np.asarray(deviations, dtype=float)
@@ -192,10 +193,10 @@ def label_rates(layers: Sequence[int], truth: Sequence[float], deviations: np.nd
         observed = truth + error_scale * dev[j]
         label, share = _label(layers, observed, observed + np.delete(dev, j, axis=0), confidence)
         counts[label] += 1
-        if math.isfinite(share):
-            shares.append(share)
-    return {**{lab: c / n_draws for lab, c in counts.items()}, "mean_top2": float(np.mean(shares)) if shares else math.nan,
-            "n": n_draws}
+        shares.append(share if math.isfinite(share) else math.nan)
+    risen = [x for x in shares if math.isfinite(x)]
+    return {**{lab: c / n_draws for lab, c in counts.items()}, "mean_top2": float(np.mean(risen)) if risen else math.nan,
+            "top2": shares, "n": n_draws}
 
 
 def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -281,7 +282,9 @@ def summarize_rates(rows: Sequence[dict]) -> dict:
     or above one half without noise (4 even blocks make exactly one half), and its profile;
     ``{profile: ("steps" rate, its interval)}`` of the step profiles (empty without them); and the
     mean amount by which the observed top-2 share exceeds the true one on gradual profiles (the
-    selection bias of picking the blocks on noisy scores).
+    selection bias of picking the blocks on noisy scores), with ``"bias_ci"``: its percentile interval
+    over the simulated draws (each replicate resamples the draws, the same ones for every profile,
+    and takes the same mean; ``None`` without per-draw shares).
     """
     if not rows:
         raise InputError("rows must be the non-empty output of shape_error_rates, got no rows")
@@ -291,6 +294,7 @@ def summarize_rates(rows: Sequence[dict]) -> dict:
     worst = max(grad, key=lambda r: r["steps"], default=None)
     worst_edge = max(edge, key=lambda r: r["steps"], default=None)
     bias = [r["mean_top2"] - r["true_top2"] for r in grad if math.isfinite(r["mean_top2"])]
+    bias_ci = _bias_interval([r for r in grad if math.isfinite(r["mean_top2"])])
     return {"gradual_ks": sorted({r["k"] for r in grad}),
             "false_steps": None if worst is None else worst["steps"],
             "false_steps_ci": None if worst is None else worst["steps_ci"],
@@ -298,4 +302,21 @@ def summarize_rates(rows: Sequence[dict]) -> dict:
             "threshold_steps": None if worst_edge is None else worst_edge["steps"],
             "threshold_at": None if worst_edge is None else f"{worst_edge['profile']}, k = {worst_edge['k']}",
             "power": {r["profile"]: (r["steps"], r["steps_ci"]) for r in steps},
-            "bias": float(np.mean(bias)) if bias else None, "n": rows[0]["n"]}
+            "bias": float(np.mean(bias)) if bias else None, "bias_ci": bias_ci, "n": rows[0]["n"]}
+
+
+def _bias_interval(grad: Sequence[dict], n_boot: int = 1000, confidence: float = 0.95, seed: int = 0):
+    """The percentile interval of the mean over ``grad`` of (mean observed top-2 share - true one) when
+    the draws are resampled (the same draw indices for every profile: they share their noise draws)."""
+    if not grad or any("top2" not in r for r in grad):
+        return None
+    shares = np.array([r["top2"] for r in grad], dtype=float)  # [profiles, draws]
+    rng = np.random.default_rng(seed)
+    stats = []
+    for _ in range(n_boot):
+        pick = shares[:, rng.integers(0, shares.shape[1], shares.shape[1])]
+        with np.errstate(all="ignore"):
+            means = np.array([np.nanmean(p) if np.isfinite(p).any() else np.nan for p in pick])
+        stats.append(np.nanmean(means - np.array([r["true_top2"] for r in grad])))
+    low, high = percentile_interval(np.array(stats), confidence, ignore_nan=True)
+    return float(low), float(high)

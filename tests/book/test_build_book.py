@@ -57,10 +57,38 @@ pages:
     ("pages:\n  - {name: x, source: notebooks/missing.md}\n", "does not exist"),
     ("pages:\n  - {name: method, source: notebooks/emergence.md}\n", "clashes with a prose page"),
     ("pages:\n  - {name: 'm-{model}', source: notebooks/emergence.md, each: [{other: 1}]}\n", "not in `each`"),
+    ("pages:\n  - {name: x, source: notebooks/emergence.md, after: y}\n", "after must be a list"),
+    ("pages:\n  - {name: x, source: notebooks/emergence.md, after: [y]}\n", "after names \\['y'\\]"),
+    ("pages:\n  - {name: x, source: notebooks/emergence.md, after: [x]}\n", "after names \\['x'\\]"),
+    ("pages:\n  - {name: x, source: notebooks/emergence.md, after: [y]}\n"
+     "  - {name: y, source: notebooks/emergence.md, after: [x]}\n", "cycle: x -> y -> x"),
 ])
 def test_bad_pages_file_is_refused_with_one_message(tmp_path, text, message):
     with pytest.raises(build_book.BuildError, match=message):
         build_book.load_pages("ci", _pages_file(tmp_path, text))
+
+
+def test_after_orders_pages_and_holds_them_until_their_pages_end(tmp_path):
+    from book_build.parallel import order, waits_for
+
+    f = _pages_file(tmp_path, """
+pages:
+  - {name: paper, source: notebooks/paper.md, after: [cc, ms]}
+  - {name: cc, source: notebooks/cross_checks.md}
+  - {name: ms, source: notebooks/model_sections.md}
+  - {name: other, source: notebooks/emergence.md}
+""")
+    pages = build_book.load_pages("ci", f)
+    by = {p.name: p for p in pages}
+    assert by["paper"].after == ("cc", "ms") and by["cc"].after == ()
+    # longest first would start the paper first; its `after:` holds it until both have run
+    ran = [p.name for p in order(pages, {"paper": 100, "cc": 50, "ms": 10, "other": 1})]
+    assert ran.index("paper") > max(ran.index("cc"), ran.index("ms")), ran
+    assert ran.index("cc") < ran.index("ms") < ran.index("other"), ran  # the others keep longest first
+    assert waits_for(by["paper"], pages) == ["cc", "ms"]
+    assert waits_for(by["paper"], [by["ms"], by["other"]]) == ["ms"]
+    assert waits_for(by["paper"], [by["other"]]) == []  # a page not in this build (or ended) holds nothing
+    assert [p.name for p in order([by["paper"], by["other"]], {})] == ["paper", "other"]
 
 
 def test_prune_toc_drops_entries_and_empty_parts():

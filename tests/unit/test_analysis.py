@@ -96,6 +96,20 @@ def test_rise_of_finds_the_middle_of_a_step_and_refuses_noise():
         rise_of([1], [2.0], np.ones((5, 1)))
 
 
+def test_the_rise_from_one_is_the_top_score_and_exceeds_the_rise_where_the_minimum_lies_above_1():
+    """From 1 the rise is S(top) / 1, with the interval of S(top) over the same replicates; it is smaller
+    than the rise from the minimum where the minimum lies below 1, larger where it lies above."""
+    for levels in ([0.5, 0.5, 0.5, 3.0, 3.0], [1.5, 1.5, 1.5, 6.0, 6.0]):
+        rep, base = _profile(levels)
+        s, lo, hi, boots = bootstrap_ratio(rep, base, return_boots=True, n_boot=500)
+        r = rise_of(range(1, 6), s, boots)
+        i = r.top - 1
+        assert r.from_one_factor == pytest.approx(s[i], rel=1e-12)  # tolerance: float64 rounding only
+        assert r.from_one_ci == pytest.approx((lo[i], hi[i]), rel=1e-9)  # the same replicates, the same quantiles
+        assert (r.from_one_factor < r.factor) == (levels[0] < 1)
+    assert type(r).from_dict(r.to_dict()) == r
+
+
 def test_rise_of_step_shares_tell_a_step_from_a_ramp_with_intervals():
     """A clean step: one block makes the whole log rise, and its interval excludes one half; a ramp
     over six blocks: the two largest make about a third (tolerance: the 95 % interval, 10 % noise)."""

@@ -194,3 +194,19 @@ def test_coverage_by_model_splits_the_pool_and_the_sentence_says_who_falls_below
     assert per_model_coverage_sentence(cals[:1]).startswith("Under the twin baseline, every one of the 1 random")
     with pytest.raises(ValueError, match="control must be one of"):
         null.coverage_by_model(rows, "random")
+
+
+def test_pre_head_offset_is_the_geometric_mean_of_the_streams_before_the_heads():
+    """The pooled offset averages the log scores of streams 1..first_block; its interval holds it and
+    narrows nothing away: it is at least as wide as the replicates' spread of that mean allows."""
+    lm = build_random_model("llama", seed=0, n_layers=4)
+    res = induction_scores(lm, T=6, seeds=3, n_boot=200)
+    o = null.pre_head_offset(res, first_block=3)
+    assert o["streams"] == [1, 2, 3]
+    hand = np.exp(np.mean(np.log(res.score[1:4])))
+    assert o["offset"] == pytest.approx(hand, rel=1e-9)  # tolerance: float64 rounding of a mean of logs
+    assert o["low"] < o["offset"] < o["high"] and o["distinct"] == (o["low"] > 1 or o["high"] < 1)
+    # fewer streams pooled: another mean; no stream before the heads: nothing to pool
+    assert null.pre_head_offset(res, first_block=1)["offset"] == pytest.approx(res.score[1], rel=1e-9)
+    empty = null.pre_head_offset(res, first_block=0)
+    assert empty["offset"] is None and empty["streams"] == [] and empty["distinct"] is None

@@ -209,3 +209,26 @@ def test_slope_explains_only_a_bias_on_its_side_of_one_and_half_its_size():
     assert slope_explains(0.95, 0.93) and slope_explains(1.02, 1.03)
     assert not slope_explains(1.029, 0.885)  # the other side of 1
     assert not slope_explains(0.99, 0.90)  # a tenth of the bias
+
+
+def test_right_trend_medians_resample_sequences_around_the_medians(run):
+    """The point is the median over streams of right_trend; the replicates resample the sequences of
+    repeats and twins together, so an exact slope that every sequence shares has a zero-width interval."""
+    lm, twin = run
+    out = null.right_trend_medians(twin, offsets=range(1, 5), n_boot=50)
+    slope, scatter = null.right_trend(twin, offsets=range(1, 5))
+    keep = np.asarray(twin.read_streams) > twin.l0
+    assert out["slope"][0] == pytest.approx(np.nanmedian(slope[keep]), rel=1e-12)  # the same computation
+    assert out["scatter"][0] == pytest.approx(np.nanmedian(scatter[keep]), rel=1e-12)
+    for v, lo, hi in out.values():
+        assert lo <= hi and np.isfinite([lo, hi]).all()
+    st, s = twin.stripes, 0.02
+    T, off = st.T, st.sources[0]
+    r, t = np.arange(T)[:, None], np.arange(st.matrices["twin"].shape[-1])[None, :]
+    lift = np.exp(s * (r - t + T + off - 1))
+    fake = dataclasses.replace(st, matrices={"twin": np.ones_like(st.matrices["twin"]),
+                                             "repeated": np.broadcast_to(lift, st.matrices["twin"].shape).copy()})
+    exact = null.right_trend_medians(dataclasses.replace(twin, stripes=fake), offsets=range(1, 5), n_boot=20)
+    np.testing.assert_allclose(exact["slope"], [s] * 3, rtol=1e-9)  # float64 logs and sums
+    with pytest.raises(ValueError, match="n_boot"):
+        null.right_trend_medians(twin, n_boot=1)

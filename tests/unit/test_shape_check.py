@@ -77,6 +77,11 @@ def test_shape_error_rates_at_a_measured_noise():
     s = summarize_rates(rows)
     assert s["gradual_ks"] == [6, 8, 10, 12] and s["false_steps"] == 0 and s["power"]["1 step"][0] >= 0.9
     assert s["threshold_at"].endswith("k = 4")  # 4 even blocks make exactly one half: no gradual truth
+    # the selection bias comes with an interval over the draws that holds it
+    lo, hi = s["bias_ci"]
+    assert lo <= s["bias"] <= hi and hi - lo > 0
+    assert all(len(r["top2"]) == 40 for r in rows)
+    assert summarize_rates([{k: v for k, v in r.items() if k != "top2"} for r in rows])["bias_ci"] is None
 
 
 def test_measured_noise_is_the_replicates_of_the_results_rise():

@@ -1,6 +1,7 @@
 """What the pages run per model (residual_response.pages.studies), on tiny random models and on
 stand-in results whose answer is known."""
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -71,7 +72,9 @@ def test_rise_blocks_turn_streams_into_blocks():
     rb = _check(rise).rise_blocks()
     # streams 2..4 are written by blocks 1..3; the half-way stream 3 by block 2
     assert rb == {"half": 2, "blocks": [1, 2, 3], "factor": 5.0, "factor_ci": (3.0, 7.0), "att_blocks": [2, 3],
-                  "holds": True, "gap": 0, "outside": []}
+                  "holds": True, "gap": 0, "outside": [], "from_one": None}  # a Rise made without the rise from 1
+    rb = _check(dataclasses.replace(rise, from_one_factor=4.0, from_one_ci=(2.5, 6.0))).rise_blocks()
+    assert rb["from_one"] == (4.0, (2.5, 6.0))
     late = Rise(emerged=True, stream=2, stream_ci=(2, 2), start=1, end=2, width=1, width_ci=(1, 1), bottom=0, top=2,
                 factor=5.0, factor_ci=(3.0, 7.0))
     rb = _check(late).rise_blocks()  # the rise is written by blocks 0..1; the heads sit in 2 and 3
@@ -139,3 +142,33 @@ def test_first_stream_null_reads_the_stream_after_each_kick_of_a_same_size_rando
         assert list(r.read_streams) == [l0 + 1] and r.l0 == l0 and "random init" in r.model
         score, lo, hi = (np.asarray(x, dtype=float) for x in (r.score, r.ci_low, r.ci_high))
         assert np.isfinite(score).all() and (lo <= score).all() and (score <= hi).all()
+
+
+def test_phase_contrasts_divide_the_lags_and_resample_the_sequences():
+    """The point is the ratio of the seed-mean responses at lags T-1 (and T) and T-2, the interval
+    resamples the seeds: equal seeds give a zero-width interval, unequal ones an interval that holds it."""
+    T, N, reads, sources = 5, 11, [0, 1, 2], list(range(1, 6))
+    rng = np.random.default_rng(0)
+
+    def matrices(scales):
+        out = []
+        for c in scales:
+            m = np.zeros((len(reads), T, N))
+            for j, s in enumerate(sources):
+                for t in range(s + 1, N):
+                    m[:, j, t] = {T - 2: 1.0, T - 1: 4.0 * c, T: 2.0}.get(t - s, 0.1 + rng.random() * 0.01)
+            out.append(m)
+        return np.stack(out)
+
+    def pc(seed_mats):
+        trace = {"read_layers": reads, "sources": sources, "seed_matrices": {1: {"repeated": seed_mats}, 2: {"repeated": seed_mats}},
+                 "matrices": {1: {"repeated": seed_mats.mean(axis=0)}}}
+        return SimpleNamespace(trace=trace, T=T, before=1, last=2)
+
+    same = studies.phase_contrasts(pc(matrices([1.0, 1.0, 1.0])), n_boot=200)
+    assert same["contrast_last"] == pytest.approx(4.0, rel=1e-12) and same["dup_contrast_before"] == pytest.approx(2.0)
+    assert same["contrast_last_lo"] == pytest.approx(4.0) and same["contrast_last_hi"] == pytest.approx(4.0)
+    varied = studies.phase_contrasts(pc(matrices([0.5, 1.0, 1.5])), n_boot=200)
+    assert varied["contrast_last"] == pytest.approx(4.0, rel=1e-12)  # the mean of 2, 4 and 6 over the lag T-2's 1
+    assert 2.0 <= varied["contrast_last_lo"] < 4.0 < varied["contrast_last_hi"] <= 6.0
+    assert varied["read_last"] == 2

@@ -227,10 +227,13 @@ def test_scores_rise_and_headline_in_words():
     assert rise_text(flat, 4).startswith("no layer: the rise from layer 1 to 4")
     h = SimpleNamespace(setting={"T": 20, "seeds": 4, "eps": 0.01}, emergence_layer=3, emergence_ci=[2, 4],
                         rise_factor=2.0, rise_factor_ci=[1.5, 2.5], peak_layer=4, read_streams=[1, 2, 3, 4],
-                        score=[1.2, 1.0, 1.6, 2.0])  # lowest at stream 2, the top at 4
+                        score=[1.2, 1.0, 1.6, 2.0], rise_from_one_factor=2.0, rise_from_one_factor_ci=[1.6, 2.4])
+    # lowest at stream 2, the top at 4; the rise from 1 is said beside the rise from the lowest stream
     assert headline_text(h) == {"h_setting": "T = 20, 4 seeds, ε = 1e-2",
                                 "h_em": "layer 3 [2, 4], where the score rises by a factor 2.00 [1.50, 2.50] "
-                                        "from its lowest stream (2) to its highest (4)"}
+                                        "from its lowest stream (2) to its highest (4) (from 1, by 2.00 [1.60, 2.40])"}
+    with_one = dataclasses.replace(rise, from_one_factor=1.9, from_one_ci=(1.4, 2.6))
+    assert "to its highest (4) (from 1, by 1.90 [1.40, 2.60]), half way up at stream 3" in rise_text(with_one, 4)
     res = SimpleNamespace(rise=rise, score=[1.0, 2.0], ci_low=[0.9, 1.5], ci_high=[1.1, 2.5], read_streams=[1, 4],
                           T=20, seeds=[0, 1], eps=0.01, emergence_layer=3)
     line = rise_sentence("m", res, 4)
@@ -472,6 +475,10 @@ def test_section_sentence_names_writing_borderline_and_below_one_blocks():
     assert "Above 1 but not above 1.5 right after the kick (not counted as writing): block 3, 1.90 [1.02, 3.40]." in text
     assert "Below 1 right after the kick" in text and "block 7, 0.57 [0.38, 0.99]" in text
     assert "block 0," not in text  # a cell whose interval covers 1 is named neither way
+    # a head block whose first stream does not pass: its interval is given, not "no stripe"
+    text = section_sentence("m", rows, 8, [0, 5])
+    assert "At head block 0 the first stream does not pass the rule: block 0, 1.00 [0.90, 1.10]." in text
+    assert "no stripe" not in text
 
 
 def test_control_power_text_names_the_draws_that_match_a_control_that_does_not_stand_out():

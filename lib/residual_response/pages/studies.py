@@ -173,9 +173,9 @@ class CrossCheck:
         written by block ``l - 1``. The induction heads are those of the top-5 attention heads that
         attend along the stripe at least :data:`.attention.INDUCTION_HEAD_MIN_RATIO` times as much on
         repeats as on random sequences (:func:`.attention.induction_heads`). Returns ``{"half",
-        "blocks", "factor", "factor_ci", "att_blocks", "holds", "gap", "outside"}``: the block
+        "blocks", "factor", "factor_ci", "from_one", "att_blocks", "holds", "gap", "outside"}``: the block
         writing the half-way stream (``None``: no rise), the blocks from the 10 % to the 90 %
-        stream, the rise factor and its interval, the induction heads' blocks, whether a block of
+        stream, the rise factor and its interval (``from_one``: the rise from 1 with its interval), the induction heads' blocks, whether a block of
         the rise holds one of them, the distance in blocks from the half-way block to the nearest
         of them (``None`` without a rise or a head), and those of them outside the rise's blocks.
         """
@@ -190,6 +190,7 @@ class CrossCheck:
         gap = min(abs(half - b) for b in att_blocks) if half is not None and att_blocks else None
         return {"half": half, "blocks": blocks, "factor": None if rise is None else rise.factor,
                 "factor_ci": None if rise is None else rise.factor_ci,
+                "from_one": None if rise is None or rise.from_one_factor is None else (rise.from_one_factor, rise.from_one_ci),
                 "att_blocks": att_blocks, "holds": bool(set(blocks) & set(att_blocks)), "gap": gap,
                 "outside": [b for b in att_blocks if blocks and b not in blocks]}
 
@@ -456,20 +457,31 @@ def phase_facts(pc: PhaseChange) -> dict:
     return facts
 
 
-def phase_contrasts(pc: PhaseChange) -> dict:
+def phase_contrasts(pc: PhaseChange, n_boot: int = 1000, seed: int = 0) -> dict:
     """How the induction stripe stands out of the last read layer's response matrix, before and after.
 
     The mean response on the lag ``T-1`` stripe (``contrast_<when>``) and on the duplicate-token
     lag ``T`` (``dup_contrast_<when>``), each divided by the mean on the lag ``T-2`` diagonal:
     one position closer, so favoured by the decay with distance. ``<when>`` is ``before``
-    (:attr:`PhaseChange.before`) or ``last``; ``read_last`` is the read layer.
+    (:attr:`PhaseChange.before`) or ``last``; ``read_last`` is the read layer. Each ratio has a 95 %
+    percentile interval over the sequences (``<name>_lo``, ``<name>_hi``): a replicate resamples
+    the seeds and divides their mean responses at the two lags (the point is the same ratio of
+    means over all seeds).
     """
+    from ..stats import percentile_interval
+
     trace, T = pc.trace, pc.T
     read_last = trace["read_layers"][-1]
     facts = {"read_last": read_last}
+    rng = np.random.default_rng(seed)
     for name, step in [("before", pc.before), ("last", pc.last)]:
-        profile = distance_profile(trace["matrices"][step]["repeated"], trace["read_layers"], trace["sources"],
-                                   [read_last]).set_index("distance")["mean chi"]  # mean chi at each lag t - s
-        facts[f"contrast_{name}"] = float(profile[T - 1] / profile[T - 2])
-        facts[f"dup_contrast_{name}"] = float(profile[T] / profile[T - 2])
+        per_seed = np.stack([distance_profile(m, trace["read_layers"], trace["sources"], [read_last])
+                             .set_index("distance")["mean chi"].to_numpy()
+                             for m in trace["seed_matrices"][step]["repeated"]])  # [n_seeds, distance - 1]
+        at = {lag: per_seed[:, lag - 1] for lag in (T - 2, T - 1, T)}  # distance d sits in column d - 1
+        picks = rng.integers(0, per_seed.shape[0], (n_boot, per_seed.shape[0]))
+        for key, lag in ((f"contrast_{name}", T - 1), (f"dup_contrast_{name}", T)):
+            facts[key] = float(at[lag].mean() / at[T - 2].mean())
+            lo, hi = percentile_interval(at[lag][picks].mean(axis=1) / at[T - 2][picks].mean(axis=1), 0.95)
+            facts[f"{key}_lo"], facts[f"{key}_hi"] = float(lo), float(hi)
     return facts

@@ -288,24 +288,28 @@ def full_size_repair_sentence(results: dict, design: str = "trend", reference: s
             + ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1] + "." + noise)
 
 
-def right_trend_frame(results: dict, trend: dict) -> pd.DataFrame:
+def right_trend_frame(results: dict, trend: dict, n_boot: int = 200) -> pd.DataFrame:
     """Why a full-size random model misses under the twin: per model, the repeat's lift over the
     right offsets 1..6 split into a trend (slope per offset) and the scatter about it, medians
-    over the scored streams in per cent (:func:`~residual_response.null.right_trend`), beside the
+    over the scored streams in per cent with their intervals over sequences
+    (:func:`~residual_response.null.right_trend_medians`, ``n_boot`` replicates), beside the
     median twin and trend scores. ``results``: ``{model: twin result with matrices}``;
-    ``trend``: ``{model: trend result}`` of the same runs."""
-    from ...null import right_trend
+    ``trend``: ``{model: trend result}`` of the same runs. Hidden columns ``_slope``, ``_scatter``
+    (points) and ``_slope_ci``, ``_scatter_ci`` (intervals), in log units."""
+    from ...null import right_trend_medians
 
     rows = []
     for model, r in results.items():
-        slope, scatter = right_trend(r)
+        med = right_trend_medians(r, n_boot=n_boot)
         keep = np.asarray(r.read_streams) > r.l0
         tw = np.array(r.score)[keep]
         tr = np.array(trend[model].score)[keep]
-        rows.append({"model": model, "slope (% per offset)": f"{100 * np.nanmedian(slope[keep]):+.2f}",
-                     "scatter (%)": f"{100 * np.nanmedian(scatter[keep]):.2f}",
+        (sl, sl_lo, sl_hi), (sc, sc_lo, sc_hi) = med["slope"], med["scatter"]
+        rows.append({"model": model,
+                     "slope (% per offset)": f"{100 * sl:+.2f} [{100 * sl_lo:+.2f}, {100 * sl_hi:+.2f}]",
+                     "scatter (%)": f"{100 * sc:.2f} [{100 * sc_lo:.2f}, {100 * sc_hi:.2f}]",
                      "twin: median score": f"{np.median(tw):.3f}", "trend: median score": f"{np.median(tr):.3f}",
-                     "_slope": float(np.nanmedian(slope[keep])), "_scatter": float(np.nanmedian(scatter[keep]))})
+                     "_slope": sl, "_scatter": sc, "_slope_ci": (sl_lo, sl_hi), "_scatter_ci": (sc_lo, sc_hi)})
     return pd.DataFrame(rows)
 
 

@@ -297,8 +297,8 @@ def max_duplicate_text(res) -> str:
 
 
 def rise_table(results: dict, n_layers: dict) -> pd.DataFrame:
-    """Per model: the emergence layer and its interval, the rise, its 10 % and 90 % streams and
-    width, the largest induction and duplicate-token scores with their intervals, the setting."""
+    """Per model: the emergence layer and its interval, the rise (from the lowest stream, and from 1), its 10 % and 90 %
+    streams and width, the largest induction and duplicate-token scores with their intervals, the setting."""
     rows = []
     for name, res in results.items():
         L, rise, em = n_layers[name], res.rise, res.emergence_layer
@@ -307,7 +307,7 @@ def rise_table(results: dict, n_layers: dict) -> pd.DataFrame:
             "model": name, "layers L": L,
             "emergence layer": "none" if em is None else f"{em} [{rise.stream_ci[0]}, {rise.stream_ci[1]}]",
             "relative depth": NA if em is None else f"{em / L:.2f}",
-            "rise": ci_text(rise.factor, *rise.factor_ci),
+            "rise": ci_text(rise.factor, *rise.factor_ci), "rise from 1": ci_text(rise.from_one_factor, *(rise.from_one_ci or (None, None))),
             "10 % to 90 %": NA if em is None else f"{rise.start} to {rise.end} ({width_text(rise.width, rise.width_ci)})",
             "max score": ci_text(res.score[best], res.ci_low[best], res.ci_high[best]),
             "max duplicate score": max_duplicate_text(res),
@@ -326,7 +326,7 @@ def headline_table(headlines: dict) -> pd.DataFrame:
             "model": name, "layers L": h.n_layers,
             "emergence layer": "none" if em is None else f"{em} [{h.emergence_ci[0]}, {h.emergence_ci[1]}]",
             "half way from 1": NA if h.rise_from_one is None else str(h.rise_from_one),
-            "rise": ci_text(h.rise_factor, *h.rise_factor_ci),
+            "rise": ci_text(h.rise_factor, *h.rise_factor_ci), "rise from 1": ci_text(h.rise_from_one_factor, *(h.rise_from_one_factor_ci or (None, None))),
             "10 % to 90 % (width)": NA if em is None else
                 f"{h.rise_start} to {h.rise_end} ({width_text(h.rise_width, h.rise_width_ci)})",
             "peak score": f"{ci_text(h.peak_score, *h.peak_ci)} at {h.peak_layer}",
@@ -432,7 +432,7 @@ def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str
             "Spearman over layers [95 % CI]": _rank_text(a), "layers correlated": a.n_layers,
             "setting": f"attention {att_setting}; response {setting}"})
         out["rise"].append({
-            "model": name, "rise of S [95 % CI]": NA if rb["factor"] is None else ci_text(rb["factor"], *rb["factor_ci"]),
+            "model": name, "rise of S [95 % CI]": NA if rb["factor"] is None else ci_text(rb["factor"], *rb["factor_ci"]) + (f"; from 1: {ci_text(rb['from_one'][0], *rb['from_one'][1])}" if rb.get("from_one") else ""),
             "half way after block": NA if rb["half"] is None else rb["half"],
             "blocks of the rise (10 % to 90 %)": ", ".join(map(str, rb["blocks"])) or NA,
             "blocks of the induction heads": ", ".join(map(str, rb["att_blocks"])) or "none", "setting": setting})

@@ -70,16 +70,20 @@ def peak_index(res) -> int:
     return max(ok, key=lambda i: res.score[i])
 
 
-def rise_span_text(factor: float, factor_ci, bottom: int, top: int, half: int | None) -> str:
+def rise_span_text(factor: float, factor_ci, bottom: int, top: int, half: int | None, from_one=None) -> str:
     """``"rises by a factor F [lo, hi] from its lowest stream (b) to its highest (t), half way up at
     stream s"``: the book's one way of saying how far and between which streams a score rises.
 
     Why one helper: the factor is ``S(top) / S(bottom)`` (:class:`~residual_response.rise.Rise`), so the
     sentence names those two streams; a page that named the half-way or the 10 %/90 % streams
-    beside the factor read as if the factor were measured between them.
+    beside the factor read as if the factor were measured between them. ``from_one``: ``(factor,
+    (lo, hi))`` of the rise from 1 to the same highest stream (:attr:`~residual_response.rise.Rise.from_one_factor`),
+    said beside it, since the lowest stream can lie below 1.
     """
     text = (f"rises by a factor {ci_text(factor, *factor_ci)} from its lowest stream ({bottom}) "
             f"to its highest ({top})")
+    if from_one is not None and from_one[0] is not None:
+        text += f" (from 1, by {ci_text(from_one[0], *from_one[1])})"
     return text if half is None else f"{text}, half way up at stream {half}"
 
 
@@ -98,7 +102,7 @@ def rise_text(rise, n_layers: int) -> str:
                 f"[{f_lo:.2f}, {f_hi:.2f}], is within resampling noise")
     lo, hi = rise.stream_ci
     return (f"layer {em} (interval {lo} to {hi}, relative depth {em / n_layers:.2f}): the score "
-            + rise_span_text(f, (f_lo, f_hi), rise.bottom, rise.top, em))
+            + rise_span_text(f, (f_lo, f_hi), rise.bottom, rise.top, em, (rise.from_one_factor, rise.from_one_ci)))
 
 
 def headline_text(h) -> dict[str, str]:
@@ -114,7 +118,8 @@ def headline_text(h) -> dict[str, str]:
         ok = [i for i, x in enumerate(h.score) if x is not None and math.isfinite(x) and h.read_streams[i] <= h.peak_layer]
         bottom = h.read_streams[min(ok, key=lambda i: h.score[i])]
         em = (f"layer {h.emergence_layer} [{h.emergence_ci[0]}, {h.emergence_ci[1]}], where the score "
-              + rise_span_text(h.rise_factor, h.rise_factor_ci, bottom, h.peak_layer, None))
+              + rise_span_text(h.rise_factor, h.rise_factor_ci, bottom, h.peak_layer, None,
+                               (h.rise_from_one_factor, h.rise_from_one_factor_ci)))
     return {"h_setting": f"T = {s['T']}, {s['seeds']} seeds, ε = {fmt_eps(s['eps'])}", "h_em": em}
 
 
@@ -133,7 +138,8 @@ def rise_sentence(name: str, res, n_layers: int) -> str:
     shape = (f"all of it in one block ({width_text(rise.width, rise.width_ci)})" if rise.width == 0 else
              f"most of it between stream {rise.start} and stream {rise.end}, the first streams 10 % and 90 % of the "
              f"way up the log rise ({width_text(rise.width, rise.width_ci)})")
-    span = rise_span_text(rise.factor, rise.factor_ci, rise.bottom, rise.top, res.emergence_layer)
+    span = rise_span_text(rise.factor, rise.factor_ci, rise.bottom, rise.top, res.emergence_layer,
+                          (rise.from_one_factor, rise.from_one_ci))
     return (f"{head}: the score {span}{where}, relative depth {res.emergence_layer / L:.2f}; {shape}. "
             f"Its largest value is {top}.")
 
@@ -261,8 +267,11 @@ def section_sentence(name: str, rows: pd.DataFrame, n_layers: int, head_blocks: 
         text = (f"{head} No sampled block writes a stripe right after the kick; {where}"
                 + (f" (sampled: {', '.join(map(str, sampled_heads)) or 'none'})." if heads else "."))
     missed = [b for b in sampled_heads if b not in writes]
-    if missed:
-        text += f" Rows at head blocks {', '.join(map(str, missed))} show no stripe at their first stream."
+    if missed:  # not "no stripe": an interval that reaches below the threshold may still cover a stripe
+        text += (" At head block" + ("s " if len(missed) > 1 else " ") + ", ".join(map(str, missed))
+                 + " the first stream does not pass the rule: " + ", ".join(
+                     f"block {b}, {ci_text(r.first, r['first low'], r['first high'])}"
+                     for b in missed for _, r in d[d.l0 == b].iterrows()) + ".")
     between = d[(d["first low"] > 1) & ~d.writes]  # above 1, not clearly: named, not counted
     if len(between):
         text += (f" Above 1 but not above {MIN_RISE:g} right after the kick (not counted as writing): "
