@@ -151,8 +151,19 @@ def _validity() -> dict:
 _identities: dict = {}  # id(model) -> (weak reference to the model, state of its parameters, identity)
 
 
+# Hooks that only record what a module returns and never change it: transformers installs these
+# the first time a model is asked for its attention patterns or hidden states, and leaves them on.
+RECORDING_HOOK_MODULES = ("transformers.utils.output_capturing",)
+
+
 def _has_hooks(module) -> bool:
-    return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in module.modules())
+    """Whether a hook that may change what ``module`` computes is installed (recording hooks aside).
+
+    Why the exception: after one call for attention patterns every later call on the model would
+    otherwise be unkeyable, and the page would compute silently without the store."""
+    hooks = (h for m in module.modules() for d in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks)
+             for h in d.values())
+    return any(getattr(h, "__module__", None) not in RECORDING_HOOK_MODULES for h in hooks)
 
 
 def model_identity(lm) -> dict:

@@ -132,6 +132,23 @@ def test_a_model_with_hooks_is_computed_without_the_store(store):
     assert np.array_equal(induction_scores(lm, T=6, seeds=1).score, plain.score, equal_nan=True)
 
 
+def test_transformers_recording_hooks_keep_a_model_keyable(store):
+    """Asking for attention patterns leaves transformers' output-recording hooks on the model; they
+    never change an output, so the model stays keyable, while an ablation's hook still makes it not."""
+    from residual_response.ablation import ablate_heads
+    from residual_response.attention import induction_attention_scores
+
+    lm = build_random_model("llama", seed=0)
+    before = rc.model_identity(lm)
+    induction_attention_scores(lm, T=6, seeds=range(1), n_boot=10)
+    left = [h for m in lm.model.modules() for h in m._forward_hooks.values()]
+    assert left and all(h.__module__ in rc.RECORDING_HOOK_MODULES for h in left)  # what this test is about
+    assert rc.model_identity(lm) == before
+    with ablate_heads(lm, [(0, 0)]):
+        with pytest.raises(rc.Unkeyable):
+            rc.model_identity(lm)
+
+
 def test_switched_off_nothing_is_stored(monkeypatch, tmp_path):
     from residual_response.engine import response
 
