@@ -10,9 +10,9 @@ Each worker is a separate process (``spawn``) that runs :func:`.cache.run_page` 
 a time; the kernel it starts inherits ``OMP_NUM_THREADS`` = cores // jobs. Pages start longest
 first (:func:`order`), by the time the page cache recorded for them, else by ``costs:`` in
 ``book/pages.yml``, so that the last page to finish is a short one; a page whose ``after:`` names
-pages of the same build starts only once they have ended (:func:`waits_for`). Once fewer pages are left
-than kernels, the cores they leave free are shared out to the pages still running
-(:func:`core_share`, written to a file the kernels read before each induction job:
+pages of the same build starts only once they have ended (:func:`waits_for`). Once fewer pages run
+than kernels (the last ones, or while the others wait for their ``after:``), the cores they leave
+free are shared out to the pages running (:func:`cores_per_page`, written to a file the kernels read before each induction job:
 :data:`residual_response.workers.CORE_SHARE_VARIABLE`), whose jobs then run their sequences in
 that many one-thread processes.
 """
@@ -64,9 +64,9 @@ def waits_for(page: Page, unfinished: list[Page]) -> list[str]:
     return [a for a in page.after if a in names]
 
 
-def core_share(cores: int, jobs: int, remaining: int) -> int:
-    """Cores for each page while ``remaining`` pages are unfinished, ``jobs`` at a time on ``cores``."""
-    return max(1, cores // max(1, min(jobs, remaining)))
+def cores_per_page(cores: int, running: int) -> int:
+    """Cores for each of the ``running`` pages on ``cores`` (a page waiting for its ``after:`` uses none)."""
+    return max(1, cores // max(1, running))
 
 
 def _write_share(path: Path, cores: int) -> None:
@@ -131,7 +131,7 @@ def _in_workers(cache, pages: list[Page], sources: dict, stage: Path, jobs: int,
     fd, name = tempfile.mkstemp(prefix="core-share-")  # outside the stage: nothing of it reaches the book
     os.close(fd)
     share = Path(name)
-    _write_share(share, core_share(cores, jobs, len(pages)))
+    _write_share(share, cores_per_page(cores, min(jobs, len(pages))))
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init,
                                                 initargs=(threads, str(share))) as pool:
@@ -158,11 +158,12 @@ def _in_workers(cache, pages: list[Page], sources: dict, stage: Path, jobs: int,
                 if stop:
                     break
                 start()
-                left = len(running) + len(waiting)
-                if left:
-                    _write_share(share, core_share(cores, jobs, left))
-                    if core_share(cores, jobs, left) > threads:
-                        print(f"[execute] {left} page(s) left: {core_share(cores, jobs, left)} cores each", flush=True)
+                if running:
+                    each = cores_per_page(cores, len(running))
+                    _write_share(share, each)
+                    if each > threads:
+                        print(f"[execute] {len(running)} page(s) running, {len(waiting)} waiting: {each} cores each",
+                              flush=True)
         finally:
             for future in running:
                 future.cancel()

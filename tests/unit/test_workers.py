@@ -148,9 +148,9 @@ def test_workers_are_not_used_off_linux(monkeypatch, threads):
 
 @forking
 def test_the_builds_core_share_raises_the_workers_of_a_one_thread_process(tmp_path, monkeypatch, threads):
-    from book_build.parallel import core_share
+    from book_build.parallel import cores_per_page
 
-    assert [core_share(2, 2, left) for left in (5, 2, 1)] == [1, 1, 2] and core_share(4, 4, 2) == 2
+    assert [cores_per_page(2, running) for running in (2, 1, 0)] == [1, 2, 2] and cores_per_page(4, 2) == 2
     threads(1)
     share = tmp_path / "share"
     monkeypatch.setenv(workers.CORE_SHARE_VARIABLE, str(share))
