@@ -61,11 +61,8 @@ class AblationEvidence:
 def ablation_key(lm: LoadedModel, **arguments) -> dict | None:
     """What :func:`ablation_evidence` is stored under: the model's identity and every argument of
     :func:`.studies.cross_check`; ``None`` while the results cache is off, or where the model cannot be
-    keyed (a hook is installed on it).
-
-    Why apart: take it before the model runs anything. A model that has computed attention patterns
-    carries the hooks transformers installs to capture them, and a model with hooks has no identity
-    (:func:`.results_cache.model_identity`).
+    keyed (a hook that may change its outputs is installed, as inside an ablation:
+    :func:`.results_cache.model_identity`).
     """
     from .. import results_cache
 
@@ -84,7 +81,7 @@ def ablation_evidence(lm: LoadedModel, *, key: dict | None = None, check=None, *
 
     Why a key of its own: ablation runs are never memoized (their hooks change what the model
     computes), so the whole study is keyed by the model's identity and every argument
-    (:func:`ablation_key`; pass ``key`` taken before the model ran, else it is taken here). The
+    (:func:`ablation_key`; pass ``key`` to reuse one already taken, else it is taken here). The
     cross-checks page passes the ``check`` it computed (stored under that key, not computed again);
     another page with the same arguments reads it. The stored value holds rank tests and plain
     values only (the study's tensors are not a result type of the cache). Without a key (cache off,
