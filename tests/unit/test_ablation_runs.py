@@ -104,3 +104,21 @@ def test_variants_refuse_jvp(random_lm):
     job = setting.response_job(random_lm, tokens, [1, 2], seed)
     with pytest.raises(ValueError, match="finite-eps"):
         run_response_variants(job, {})
+
+
+def test_repeat_loss_is_copy_losses_of_the_logits(random_lm):
+    """repeat_loss takes the log-softmax once for both copies and every position; its copy losses are
+    copy_losses of the model's logits and its per-position losses the cross-entropy (rtol 1e-6)."""
+    from residual_response.behaviour import copy_losses
+    from residual_response.sequences import make_sequence
+
+    seeds = [0, 1, 2]
+    loss = repeat_loss(random_lm, 4, seeds, n_boot=20)
+    tokens = torch.stack([make_sequence(random_lm, "repeated", 4, s) for s in seeds])
+    with torch.no_grad():
+        logits = random_lm.model(input_ids=tokens).logits
+    first, second = copy_losses(logits, tokens, induction_layout(random_lm, 4))
+    torch.testing.assert_close(loss.first.per_seed.float(), first, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(loss.second.per_seed.float(), second, rtol=1e-6, atol=1e-7)
+    ce = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), tokens[:, 1:], reduction="none")
+    torch.testing.assert_close(loss.per_position, ce, rtol=1e-5, atol=1e-6)
