@@ -83,7 +83,9 @@ class Pass:
             tangent[self._at_sources] = (scale * dirs.to(self.device).double()).to(h0.dtype)
             self.stream_in = fwAD.make_dual(h0, tangent)
         self.start = self.l0  # the first block the pass runs (:meth:`resume`)
-        self.keep: set[int] = set()  # streams whose perturbed values :meth:`run` keeps in ``kept``
+        # streams whose perturbed values :meth:`run` keeps in ``kept`` (a caller that needs only
+        # those may lower ``last`` to the last of them: the pass stops there)
+        self.keep: set[int] = set()
         self.kept: dict[int, torch.Tensor] = {}
         self._spent = False
 
