@@ -77,7 +77,11 @@ def copy_losses(logits: torch.Tensor, tokens: torch.Tensor, layout: InductionLay
         )
     if tokens.shape[1] != layout.length:
         raise InputError(f"sequences have length {tokens.shape[1]} but the layout (T={layout.T}) needs {layout.length}")
-    logp = torch.log_softmax(logits.float(), dim=-1)  # [S, N, V]
+    return _copy_nll(torch.log_softmax(logits.float(), dim=-1), tokens, layout)
+
+
+def _copy_nll(logp: torch.Tensor, tokens: torch.Tensor, layout: InductionLayout) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`copy_losses` from the log-probabilities ``logp`` ``[S, N, V]`` (computed once by the caller)."""
     tokens = tokens.to(logp.device)
     src = layout.induction_sources.to(logp.device)  # first-copy a_k, k = 2..T
     tgt = layout.induction_targets.to(logp.device)  # second a_{k-1}: predicts a_k at tgt + 1
@@ -127,10 +131,10 @@ def repeat_loss(
     for i in range(0, len(seeds), batch_size):
         batch = tokens[i : i + batch_size].to(lm.device)
         logits = lm.model(input_ids=batch, use_cache=False).logits  # [B, N, V]
-        f, s = copy_losses(logits, batch, layout)
+        logp = torch.log_softmax(logits.float(), dim=-1)  # [B, N, V], once for both copies and every position
+        f, s = _copy_nll(logp, batch, layout)
         firsts.append(f)
         seconds.append(s)
-        logp = torch.log_softmax(logits.float(), dim=-1)
         per_pos.append(-logp[:, :-1].gather(-1, batch[:, 1:].unsqueeze(-1)).squeeze(-1).cpu())  # [B, N-1]
     first = torch.cat(firsts)
     second = torch.cat(seconds)

@@ -204,36 +204,40 @@ def collect_stripes(lm: LoadedModel, T: int, seeds: Sequence[int] | int, *, l0: 
 
 def stripes_of(lm: LoadedModel, setting: InductionSetting, progress: "bool | Progress" = False) -> StripeData:
     """:func:`collect_stripes` of a validated setting."""
-    T = setting.T
-    layout = induction_layout(lm, T)
-    sources = list(range(layout.offset, layout.offset + T))  # first copy a_1..a_T
-    runs = _sequence_runs(setting.control, setting.keep_matrices)
-    induction = {key: [] for key in _stripe_keys(setting.control)}
-    duplicate = {key: [] for key in _stripe_keys(setting.control)}
-    matrices = {key: [] for key, _ in runs} if setting.keep_matrices else None
-    reads = None
+    layout = induction_layout(lm, setting.T)
+    sources = list(range(layout.offset, layout.offset + setting.T))  # first copy a_1..a_T
     per_sequence = _passes_per_sequence(lm, setting, layout.offset, sources)
-    # the units: one engine call per (seed, sequence kind), independent of each other
-    units = [(seed, key, _draw(lm, kind, T, seed)) for seed in setting.seeds for key, kind in runs]
+    units = sequence_units(lm, setting)
     with as_progress(progress, f"{lm.name} induction l0={setting.l0}") as bar, bar.expect(len(units) * per_sequence):
-        for (seed, key, _tokens), res in zip(units, _responses(lm, setting, sources, units, bar, per_sequence)):
-            chi, reads = res.chi[0], res.read_streams  # [n_read, T, N]
-            if matrices is not None:
-                matrices[key].append(chi)
-            if key not in induction:
-                continue  # run for its matrix only
-            (i_s, i_b), (d_s, d_b) = stripe_entries(chi, layout, setting.control)
-            base_key = "twin_control" if key == "twin" else "control"
-            induction[key].append(i_s)
-            duplicate[key].append(d_s)
-            if i_b is not None:  # a baseline from the same matrix
-                induction[base_key].append(i_b)
-                duplicate[base_key].append(d_b)
+        return stripes_from(setting, units, _responses(lm, setting, sources, units, bar, per_sequence), layout)
+
+
+def sequence_units(lm: LoadedModel, setting: InductionSetting) -> list[tuple]:
+    """The units of :func:`stripes_of`: one engine call per ``(seed, key, tokens)``, independent of each other."""
+    return [(seed, key, _draw(lm, kind, setting.T, seed)) for seed in setting.seeds
+            for key, kind in _sequence_runs(setting.control, setting.keep_matrices)]
+
+
+def stripes_from(setting: InductionSetting, units: list[tuple], results: list, layout: InductionLayout) -> StripeData:
+    """The :class:`StripeData` of the engine's ``results`` (``ResponseResult``, one per ``(seed, key,
+    tokens)`` unit of :func:`stripes_of`, in its order), perturbing the first copy's sources."""
+    induction, duplicate = ({key: [] for key in _stripe_keys(setting.control)} for _ in range(2))
+    matrices = {key: [] for _, key, _ in units} if setting.keep_matrices else None
+    for (seed, key, _tokens), res in zip(units, results):
+        chi, reads = res.chi[0], res.read_streams  # [n_read, T, N]
+        if matrices is not None:
+            matrices[key].append(chi)
+        if key not in induction:
+            continue  # run for its matrix only
+        (i_s, i_b), (d_s, d_b) = stripe_entries(chi, layout, setting.control)
+        base_key = "twin_control" if key == "twin" else "control"
+        induction[key].append(i_s), duplicate[key].append(d_s)
+        if i_b is not None:  # a baseline from the same matrix
+            induction[base_key].append(i_b), duplicate[base_key].append(d_b)
     return StripeData(
-        T=T, l0=setting.l0, eps=setting.eps, seeds=list(setting.seeds), read_streams=reads,
-        induction={k: np.stack(v) for k, v in induction.items()},
-        duplicate={k: np.stack(v) for k, v in duplicate.items()},
-        sources=sources, control_kind=setting.control,
+        T=setting.T, l0=setting.l0, eps=setting.eps, seeds=list(setting.seeds), read_streams=reads,
+        induction={k: np.stack(v) for k, v in induction.items()}, duplicate={k: np.stack(v) for k, v in duplicate.items()},
+        sources=list(range(layout.offset, layout.offset + setting.T)), control_kind=setting.control,
         matrices=None if matrices is None else {k: np.stack(v) for k, v in matrices.items()},
     )
 

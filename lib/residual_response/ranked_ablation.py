@@ -18,10 +18,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .ablation import ablate_heads, head_means, random_heads, validate_heads
-from .behaviour import RepeatLoss, repeat_loss
+from .ablation import head_means, random_heads, validate_heads
+from .ablation_runs import ablated_losses, ablated_scores
+from .behaviour import RepeatLoss
 from .checks import InputError, check_bootstrap, check_int, check_model, check_seeds, keyword_alias
-from .induction import InductionResult, StripeData, induction_scores, rescore_seeds
+from .induction import InductionResult, InductionSetting, StripeData, rescore_seeds
 from .models import LoadedModel
 from .stats import BootstrapMean, bootstrap_mean, paired_margin, paired_ratio_change, percentile_interval
 
@@ -370,12 +371,11 @@ def ablation_study(
         key = f"random-{j}"
         conditions[key] = hs
         random_keys.append(key)
-    results, losses = {}, {}
-    for key, hs in conditions.items():
-        with ablate_heads(lm, hs, mode=mode, means=means):
-            if key == "none" and base is not None:
-                results[key] = rescore_seeds(base, seed_list)
-            else:
-                results[key] = induction_scores(lm, T=T, seeds=seed_list, l0=l0, eps=eps, n_boot=n_boot)
-            losses[key] = repeat_loss(lm, T, loss_seeds, n_boot=n_boot)
+    # every condition runs from its first ablated block on (:mod:`.ablation_runs`), as if run whole
+    setting = InductionSetting.validated(lm, T, seed_list, l0=l0, eps=eps, n_boot=n_boot)
+    ablated = {key: hs for key, hs in conditions.items() if key != "none" or base is None}
+    results = ablated_scores(lm, setting, ablated, mode=mode, means=means)
+    if base is not None:
+        results = {"none": rescore_seeds(base, seed_list), **results}
+    losses = ablated_losses(lm, T, loss_seeds, conditions, mode=mode, means=means, n_boot=n_boot)
     return AblationStudy(model=lm.name, k=k, heads=conditions, results=results, losses=losses, random_keys=random_keys)

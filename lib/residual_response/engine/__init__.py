@@ -17,6 +17,8 @@ Modules, in the order the algorithm uses them:
 - :mod:`.plan`     which rows share a forward pass (:func:`plan_batches`, :func:`default_batch_rows`,
   :func:`planned_passes`, :func:`source_batches`) and the cost model behind it
 - :mod:`.passes`   one perturbed forward pass, padded (:class:`PaddedPass`) or packed (:class:`PackedPass`)
+- :mod:`.variants` one sequence under several variants of the model that differ only from some block on
+  (ablated heads): the blocks before each variant's start run once (:func:`run_response_variants`)
 - :mod:`.tap`      the attention tap the packed pass and the clean pass rely on (transformers internals)
 - :mod:`.result`   :class:`ResponseResult` and its ``.npz`` file
 """

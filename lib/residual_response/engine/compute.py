@@ -125,15 +125,22 @@ def run_response(job: "ResponseJob", *, progress: "bool | Progress" = False,
                                one.run().permute(1, 0, 2), accumulate=True)  # run: [n_read, B, N]
                 row_positions += one.row_positions
                 bar.update()
+    return finish_response(job, acc, n_batches=len(plan), packed=packed, row_positions=row_positions)
+
+
+def finish_response(job: "ResponseJob", acc: torch.Tensor, *, n_batches: int, packed: bool,
+                    row_positions: int) -> ResponseResult:
+    """The result of a job from ``acc`` ``[n_eps, n_read, n_src, N]``, the relative changes summed
+    over directions: ``chi`` is their mean over directions, divided by eps (``finite``)."""
     chi = acc / job.K
-    if method == "finite":
+    if job.method == "finite":
         chi = chi / torch.as_tensor(job.eps)[:, None, None, None]
     # a NaN here would travel on as "no score" or "no regime"; stop it where it is made
     check_finite_result(chi.numpy(), read_streams=job.reads, sources=job.sources, eps=job.eps, dtype=job.dtype)
     return ResponseResult(
         chi=chi.numpy(), eps=job.eps, read_streams=job.reads, sources=job.sources, tokens=job.tokens.numpy(),
-        l0=job.l0, n_directions=job.K, direction=job.direction, method=method, seed=job.seed, model=lm.name,
-        dtype=job.dtype, meta={"batch_rows": job.B, "n_batches": len(plan), "reuse_prefix": job.use_prefix,
+        l0=job.l0, n_directions=job.K, direction=job.direction, method=job.method, seed=job.seed, model=job.lm.name,
+        dtype=job.dtype, meta={"batch_rows": job.B, "n_batches": n_batches, "reuse_prefix": job.use_prefix,
                                "packed": packed, "row_positions": row_positions})
 
 

@@ -82,7 +82,25 @@ class Pass:
             scale = clean.norms[l0][src_pos].to(self.device)[:, None]  # [B, 1]
             tangent[self._at_sources] = (scale * dirs.to(self.device).double()).to(h0.dtype)
             self.stream_in = fwAD.make_dual(h0, tangent)
+        self.start = self.l0  # the first block the pass runs (:meth:`resume`)
+        # streams whose perturbed values :meth:`run` keeps in ``kept`` (a caller that needs only
+        # those may lower ``last`` to the last of them: the pass stops there)
+        self.keep: set[int] = set()
+        self.kept: dict[int, torch.Tensor] = {}
         self._spent = False
+
+    def resume(self, block: int, stream: torch.Tensor) -> "Pass":
+        """Start at block ``block`` from ``stream``, the perturbed stream entering it (in this layout).
+
+        Why: a model changed only from block ``block`` on (heads ablated there) computes the same
+        perturbed stream up to it as the unchanged model; a pass of the unchanged model with the
+        same rows keeps it (``keep``, ``kept``), and this pass runs only the rest. The streams
+        ``l0..block`` are then not read (zeros in :meth:`run`'s result): they are the unchanged pass's.
+        """
+        if self.method != "finite" or not self.l0 <= block < self.last:
+            raise ValueError(f"a finite-eps pass resumes at a block in {self.l0}..{self.last - 1}, got {block}")
+        self.start, self.stream_in = int(block), stream
+        return self
 
     # what a layout provides ------------------------------------------------------------------
 
@@ -137,10 +155,12 @@ class Pass:
         return replace_block_input(args, kwargs, self.stream_in)
 
     def _make_post(self, r: torch.Tensor | None, l: int):
-        """Read the stream leaving block ``l`` (when recording) and stop after the last one."""
+        """Read the stream leaving block ``l`` (when recording), keep it if asked, stop after the last one."""
         def post(module, args, output):
             if r is not None and l + 1 in self.read_index:
                 self._reduce(r, l + 1, block_output(output))
+            if l + 1 in self.keep:
+                self.kept[l + 1] = block_output(output).detach().clone()
             if l + 1 == self.last:
                 raise StopForward
         return post
@@ -158,14 +178,14 @@ class Pass:
         self._spent = True
         r = torch.zeros(len(self.read_streams), self.B, self.N, dtype=torch.float64)  # [n_read, B, N]
         rec = r if record else None
-        if rec is not None and self.l0 in self.read_index:
+        if rec is not None and self.l0 in self.read_index and self.start == self.l0:
             self._reduce(r, self.l0, self.stream_in)
-        if self.last > self.l0:
+        if self.last > self.start:
             lm = self.lm
-            posts = [(lm.blocks[l], "post", self._make_post(rec, l)) for l in range(self.l0, self.last)
-                     if l + 1 == self.last or (rec is not None and l + 1 in self.read_index)]
-            hooks = [(lm.blocks[self.l0], "pre", self._pre)] + self._hooks() + posts
-            with skip_blocks(lm, self.l0), hooked(hooks), self._context():
+            posts = [(lm.blocks[l], "post", self._make_post(rec, l)) for l in range(self.start, self.last)
+                     if l + 1 == self.last or l + 1 in self.keep or (rec is not None and l + 1 in self.read_index)]
+            hooks = [(lm.blocks[self.start], "pre", self._pre)] + self._hooks() + posts
+            with skip_blocks(lm, self.start), hooked(hooks), self._context():
                 try:
                     self._forward()
                 except StopForward:
@@ -311,7 +331,7 @@ class PackedPass(Pass):
         return enter
 
     def _hooks(self):
-        return [(self.lm.blocks[l], "pre", self._make_enter(l)) for l in range(self.l0, self.last)]
+        return [(self.lm.blocks[l], "pre", self._make_enter(l)) for l in range(self.start, self.last)]
 
     def _context(self):
         return attention_tap(self.lm, self._tap)

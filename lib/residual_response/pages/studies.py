@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..behaviour import repeat_loss
 from ..checks import check_int, check_model, keyword_alias
 from ..crosscheck import AblationStudy, ablation_study, head_rank_agreement, kind_scores, layer_rank_agreement
 from ..dynamics import induction_through_training, loss_drop, measurement_steps, onset_step, phase_change_step, rise_step
@@ -287,7 +286,6 @@ def cross_check(lm: LoadedModel, *, T: int, seeds: int, att_seeds: int, loss_see
     ablation_seeds = check_int(seeds if ablation_seeds is None else ablation_seeds, "ablation_seeds", minimum=1,
                                maximum=seeds)
     start = time.perf_counter()
-    losses = repeat_loss(lm, T, range(loss_seeds), n_boot=n_boot)
     attention = induction_attention_scores(lm, T=T, seeds=range(att_seeds), n_boot=n_boot)
     attribution = head_attribution(lm, T=T, seeds=seeds, l0=l0, eps=eps, n_boot=n_boot)
     base = induction_scores(lm, T=T, seeds=seeds, l0=l0, eps=eps, n_boot=n_boot)
@@ -296,6 +294,7 @@ def cross_check(lm: LoadedModel, *, T: int, seeds: int, att_seeds: int, loss_see
     study = ablation_study(lm, top, attention_heads=att_k, outside_heads=outside_set(attribution, top, att_k),
                            n_random=n_random, T=T, seeds=ablation_seeds,
                            loss_seeds=range(loss_seeds), l0=l0, eps=eps, n_boot=n_boot, base=base)
+    losses = study.losses["none"]  # repeat_loss(lm, T, range(loss_seeds), n_boot=n_boot), run once by the study
     null = kind_scores(lm, "random", base, n_boot=n_boot)  # no repeat: nothing to copy
     agreement = layer_rank_agreement(attention, base.stripes, n_boot=n_boot)
     n_all = lm.n_layers * lm.n_heads
