@@ -10,7 +10,9 @@ Each worker is a separate process (``spawn``) that runs :func:`.cache.run_page` 
 a time; the kernel it starts inherits ``OMP_NUM_THREADS`` = cores // jobs. Pages start longest
 first (:func:`order`), by the time the page cache recorded for them, else by ``costs:`` in
 ``book/pages.yml``, so that the last page to finish is a short one; a page whose ``after:`` names
-pages of the same build starts only once they have ended (:func:`waits_for`). Once fewer pages run
+pages of the same build starts only once they have ended (:func:`waits_for`). The models the pages
+load that are not built yet (a fresh clone's stand-ins and toy) are jobs of their own that start
+first, and a page starts once its models exist (:mod:`.prepare`). Once fewer pages run
 than kernels (the last ones, or while the others wait for their ``after:``), the cores they leave
 free are shared out to the pages running (:func:`cores_per_page`, written to a file the kernels read before each induction job:
 :data:`residual_response.workers.CORE_SHARE_VARIABLE`), whose jobs then run their sequences in
@@ -26,9 +28,10 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from .config import Page, Result
+from .config import Page, Result, load_costs
+from .prepare import absent_models, build_model
 
-__all__ = ["default_jobs", "order", "run_pages", "waits_for"]
+__all__ = ["default_jobs", "order", "run_pages", "startable", "waits_for"]
 
 #: environment variables that set the threads of a kernel's numerical libraries
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -62,6 +65,13 @@ def waits_for(page: Page, unfinished: list[Page]) -> list[str]:
     """
     names = {p.name for p in unfinished}
     return [a for a in page.after if a in names]
+
+
+def startable(waiting: list[Page], unfinished: list[Page], loaders: dict[str, set[str]], unbuilt: set[str]) -> list[Page]:
+    """The ``waiting`` pages that may start now, in their order: no page of their ``after:`` among
+    ``unfinished``, and none of the ``unbuilt`` models they load (``loaders``: model -> page names)."""
+    held = {page for model in unbuilt for page in loaders.get(model, ())}
+    return [p for p in waiting if not waits_for(p, unfinished) and p.name not in held]
 
 
 def cores_per_page(cores: int, running: int) -> int:
@@ -136,11 +146,18 @@ def _in_workers(cache, pages: list[Page], sources: dict, stage: Path, jobs: int,
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init,
                                                 initargs=(threads, str(share))) as pool:
         waiting = list(pages)  # in the order given; a page starts once the pages of its `after:` have ended
-        running: dict = {}  # future -> page, until its result is handled
+        loaders = absent_models(pages, sources, load_costs())  # model -> the pages that load it
+        to_build, unbuilt = list(loaders), set(loaders)  # models are built first, longest first
+        for model in to_build:
+            print(f"[models] {model}: built first, for {', '.join(sorted(loaders[model]))}", flush=True)
+        running: dict = {}  # future -> page, or the name of a model being built
 
         def start() -> None:
-            unfinished = waiting + list(running.values())
-            for page in [p for p in waiting if not waits_for(p, unfinished)][:max(0, jobs - len(running))]:
+            while to_build and len(running) < jobs:
+                model = to_build.pop(0)
+                running[pool.submit(build_model, model)] = model
+            unfinished = waiting + [p for p in running.values() if isinstance(p, Page)]
+            for page in startable(waiting, unfinished, loaders, unbuilt)[:jobs - len(running)]:
                 waiting.remove(page)
                 running[pool.submit(_run_one, cache, page, *sources[page.name], stage)] = page
 
@@ -150,7 +167,11 @@ def _in_workers(cache, pages: list[Page], sources: dict, stage: Path, jobs: int,
                 finished, _ = concurrent.futures.wait(list(running), return_when=concurrent.futures.FIRST_COMPLETED)
                 stop = False
                 for future in finished:
-                    del running[future]
+                    if not isinstance(running.pop(future), Page):
+                        model, error = future.result()
+                        unbuilt.discard(model)
+                        print(f"[models] {model}: " + (f"not built ({error})" if error else "built"), flush=True)
+                        continue
                     result = future.result()
                     by_name[result.page.name] = result
                     done(result)
@@ -162,7 +183,7 @@ def _in_workers(cache, pages: list[Page], sources: dict, stage: Path, jobs: int,
                     each = cores_per_page(cores, len(running))
                     _write_share(share, each)
                     if each > threads:
-                        print(f"[execute] {len(running)} page(s) running, {len(waiting)} waiting: {each} cores each",
+                        print(f"[execute] {len(running)} job(s) running, {len(waiting)} waiting: {each} cores each",
                               flush=True)
         finally:
             for future in running:

@@ -91,6 +91,33 @@ pages:
     assert [p.name for p in order([by["paper"], by["other"]], {})] == ["paper", "other"]
 
 
+def test_models_not_built_yet_are_jobs_of_their_own_and_hold_the_pages_that_load_them(tmp_path, monkeypatch):
+    from book_build.parallel import startable
+    from book_build.prepare import absent_models
+
+    f = _pages_file(tmp_path, """
+pages:
+  - {name: cc, source: notebooks/cross_checks.md, params: {all: {models: [toy-gpt2, random-llama]}}}
+  - {name: em, source: notebooks/emergence.md, params: {all: {models: [smollm2-135m, random-gpt2]}}}
+  - {name: rnd, source: notebooks/emergence.md, params: {all: {models: [random-gpt2]}}}
+  - {name: paper, source: notebooks/paper.md, after: [cc], params: {all: {models: [random-gpt2]}}}
+""")
+    pages = build_book.load_pages("ci", f)
+    by = {p.name: p for p in pages}
+    sources = {p.name: (None, {}) for p in pages}
+    monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(tmp_path / "cache"))  # nothing built yet
+    loaders = absent_models(pages, sources, {"toy-gpt2": 140, "smollm2-135m": 30})
+    assert list(loaders) == ["toy-gpt2", "smollm2-135m"]  # longest to build first; random models need no building
+    assert loaders == {"toy-gpt2": {"cc"}, "smollm2-135m": {"em"}}
+    # while the toy is built, only the pages that load neither unbuilt model may start; the paper waits for cc
+    assert [p.name for p in startable(pages, pages, loaders, {"toy-gpt2", "smollm2-135m"})] == ["rnd"]
+    assert [p.name for p in startable(pages, pages, loaders, {"toy-gpt2"})] == ["em", "rnd"]
+    assert [p.name for p in startable(pages, pages, loaders, set())] == ["cc", "em", "rnd"]
+    assert [p.name for p in startable([by["paper"]], [by["paper"]], loaders, set())] == ["paper"]
+    (tmp_path / "cache" / "models" / "toy-gpt2").mkdir(parents=True)  # built: no job for it
+    assert list(absent_models(pages, sources, {})) == ["smollm2-135m"]
+
+
 def test_prune_toc_drops_entries_and_empty_parts():
     toc = {"root": "intro", "parts": [
         {"caption": "A", "chapters": [{"file": "x"}, {"file": "y"}]},
