@@ -18,7 +18,7 @@ from typing import Iterator, Sequence
 import torch
 
 from .ablation import ablate_heads
-from .behaviour import RepeatLoss, repeat_loss
+from .behaviour import RepeatLoss, SecondCopyLoss, repeat_loss, second_copy_loss
 from .cost import response_flops
 from .engine.variants import run_response_variants
 from .induction import InductionResult, InductionSetting, scores_from_stripes, sequence_units, stripes_from
@@ -93,11 +93,13 @@ def _resumed(lm: LoadedModel, block: int, inputs: list) -> Iterator[None]:
 
 
 def ablated_losses(lm: LoadedModel, T: int, seeds, conditions: dict, *, mode: str = "mean",
-                   means: torch.Tensor | None = None, n_boot: int = 1000) -> dict[str, RepeatLoss]:
-    """``{key: repeat_loss(lm, T, seeds, n_boot=n_boot)}`` with the heads ``conditions[key]`` ablated.
+                   means: torch.Tensor | None = None, n_boot: int = 1000) -> dict[str, RepeatLoss | SecondCopyLoss]:
+    """The copy losses with the heads ``conditions[key]`` ablated: a condition without heads gets the
+    unablated :func:`.behaviour.repeat_loss`, every other one its second-copy loss
+    (:func:`.behaviour.second_copy_loss`, all an ablation study reads of it).
 
-    The unablated losses run whole (a condition without heads is given them), keeping the streams
-    entering every block where a condition starts; each condition then runs from its first block.
+    The unablated losses run whole, keeping the streams entering every block where a condition
+    starts; each condition then runs from its first block.
     """
     starts = {key: first_block(hs) for key, hs in conditions.items()}
     kept: dict[int, list] = {b: [] for b in sorted({s for s in starts.values() if s})}
@@ -111,5 +113,5 @@ def ablated_losses(lm: LoadedModel, T: int, seeds, conditions: dict, *, mode: st
         start = starts[key]
         with ablate_heads(lm, hs, mode=mode, means=means), (_resumed(lm, start, kept[start]) if start
                                                             else contextlib.nullcontext()):
-            out[key] = repeat_loss(lm, T, seeds, n_boot=n_boot)
+            out[key] = second_copy_loss(lm, T, seeds, n_boot=n_boot)
     return out

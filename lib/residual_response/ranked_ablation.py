@@ -20,7 +20,7 @@ import torch
 
 from .ablation import head_means, random_heads, validate_heads
 from .ablation_runs import ablated_losses, ablated_scores
-from .behaviour import RepeatLoss
+from .behaviour import RepeatLoss, SecondCopyLoss
 from .checks import InputError, check_bootstrap, check_int, check_model, check_seeds, keyword_alias
 from .induction import InductionResult, InductionSetting, StripeData, rescore_seeds
 from .models import LoadedModel
@@ -73,14 +73,15 @@ class AblationStudy:
     ``"attention"`` (the top heads by attention pattern, the positive control, when given),
     ``"outside"`` (the top heads by response outside the attention set, when given),
     ``"random-0"``, ``"random-1"``...; ``heads`` holds the ablated heads ``(block, head)`` of each
-    condition.
+    condition. ``losses["none"]`` is the unablated :class:`.behaviour.RepeatLoss`; an ablated
+    condition's is its :class:`.behaviour.SecondCopyLoss` (the study compares second-copy losses only).
     """
 
     model: str
     k: int
     heads: dict[str, list[tuple[int, int]]]
     results: dict[str, InductionResult]
-    losses: dict[str, RepeatLoss]
+    losses: dict[str, RepeatLoss | SecondCopyLoss]
     random_keys: list[str] = field(default_factory=list)
 
     @property

@@ -89,9 +89,22 @@ def test_ablated_losses_equal_whole_runs(random_lm):
     for key, hs in CONDITIONS.items():
         with ablate_heads(random_lm, hs, means=means):
             whole = repeat_loss(random_lm, 4, seeds, n_boot=50)
-        torch.testing.assert_close(shared[key].per_position, whole.per_position, rtol=RTOL, atol=ATOL)
+        if not hs:  # unablated: the whole repeat_loss
+            torch.testing.assert_close(shared[key].per_position, whole.per_position, rtol=RTOL, atol=ATOL)
         torch.testing.assert_close(shared[key].second.per_seed, whole.second.per_seed, rtol=RTOL, atol=ATOL)
-    assert not torch.allclose(shared["one"].per_position, shared["none"].per_position)
+    assert not torch.allclose(shared["one"].second.per_seed, shared["none"].second.per_seed)
+
+
+def test_second_copy_loss_is_repeat_losss_second_copy(random_lm):
+    """The logits kept only where the second copy is predicted give repeat_loss's second-copy loss
+    (batches of 8 and a rest), to float rounding (rtol 1e-5)."""
+    from residual_response.behaviour import second_copy_loss
+
+    seeds = range(10)
+    alone = second_copy_loss(random_lm, 5, seeds, n_boot=30)
+    whole = repeat_loss(random_lm, 5, seeds, n_boot=30)
+    torch.testing.assert_close(alone.second.per_seed, whole.second.per_seed, rtol=1e-5, atol=1e-6)
+    assert alone.seeds == whole.seeds and alone.T == 5 and alone["second"] is alone.second
 
 
 def test_first_block():
