@@ -5,7 +5,7 @@ input, the clean pass and every perturbed row of the ablated model are those of 
 one. An ablation study runs ~25 such variants of one sequence (named heads, random draws), and
 each of them would run every block from ``l0``. Here the unchanged model's perturbed passes run
 once, up to the last block where a variant starts, keeping the perturbed stream entering each
-such block (:attr:`.passes.Pass.kept`); each variant then runs only from its own start
+such block (``kept`` of :class:`.passes.Pass`); each variant then runs only from its own start
 (:meth:`.passes.Pass.resume`), and its reads of the streams before that start are the unchanged
 pass's. The result of each variant equals :func:`.compute.run_response` run inside the variant's
 context: the same rows, plans and operations, in the same order.
