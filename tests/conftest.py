@@ -116,3 +116,14 @@ def _cli_main(argv):
     from residual_response.cli import main
 
     return main(argv)
+
+
+@pytest.fixture
+def store(monkeypatch, tmp_path):
+    """The results cache in a temporary folder, switched on, with no recompute flag: the folder of its entries."""
+    from residual_response import results_cache as rc
+
+    monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(tmp_path))
+    monkeypatch.delenv(rc.ENV_RECOMPUTE, raising=False)
+    with rc.switched(True):
+        yield tmp_path / "results"

@@ -14,14 +14,6 @@ from residual_response.pages.book_params import notebook_defaults, page_argument
 ARGS = dict(T=4, seeds=2, att_seeds=2, loss_seeds=2, eps=1e-2, l0=0, k=1, n_random=2, ablation_seeds=2, n_boot=30)
 
 
-@pytest.fixture
-def store(monkeypatch, tmp_path):
-    monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(tmp_path))
-    monkeypatch.delenv(rc.ENV_RECOMPUTE, raising=False)
-    with rc.switched(True):
-        yield tmp_path / "results"
-
-
 def test_the_page_arguments_merge_the_notebook_defaults_and_the_profile():
     cc = page_arguments("cross-checks", "publish")
     assert cc["n_boot"] == notebook_defaults("notebooks/cross_checks.md")["n_boot"]  # only in the notebook

@@ -9,15 +9,6 @@ from residual_response import results_cache as rc
 from residual_response.models import build_random_model
 
 
-@pytest.fixture
-def store(monkeypatch, tmp_path):
-    """A temporary cache folder, the store switched on, and no recompute flag."""
-    monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(tmp_path))
-    monkeypatch.delenv(rc.ENV_RECOMPUTE, raising=False)
-    with rc.switched(True):
-        yield tmp_path / "results"
-
-
 def _counter():
     calls = {"n": 0}
 
