@@ -120,6 +120,13 @@ def test_null_stability_and_section_map_figures_encode_their_frames():
                          "baseline": ["neighbours"] * 2})
     views = check_encodings(plots.null_scores(null, setting="T = 4"))
     assert _drawn(views, "point") == null.score.tolist() and _drawn(views, "errorbar") == null.ci_low.tolist()
+    # one panel per baseline: the points and intervals take the facet's rows (a layer with data of its
+    # own would draw every baseline's rows in every panel); only the dotted 1 carries its own
+    two = pd.concat([null, null.assign(baseline="twin", score=[0.5, 0.6])])
+    spec = plots.null_scores(two, setting="T = 4").to_dict()
+    marks = {(lay["mark"]["type"] if isinstance(lay["mark"], dict) else lay["mark"]): lay for lay in spec["spec"]["layer"]}
+    assert spec["facet"]["field"] == "baseline" and "data" in spec
+    assert "data" not in marks["point"] and "data" not in marks["errorbar"] and "data" in marks["rule"]
     stability = [{"model": "m", "T": 8, "seeds": 2, "emergence layer": 3, "interval low": 2, "interval high": 4}]
     views = check_encodings(plots.emergence_stability(stability, eps_text="1e-2"))
     assert _drawn(views, "point") == [3] and _drawn(views, "rule") == [2]

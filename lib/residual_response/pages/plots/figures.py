@@ -115,7 +115,9 @@ def null_scores(null: pd.DataFrame, *, setting: str) -> alt.FacetChart:
     """
     _require_columns(null, ["rel_depth", "score", "ci_low", "ci_high", "family", "size", "model", "layer", "baseline"],
                      "null_scores")
-    base = alt.Chart(null).encode(x=alt.X("rel_depth:Q", title="relative depth l/L", scale=alt.Scale(domain=[0, 1.02])))
+    # the points and intervals take their data from the facet (so each panel holds its own baseline's
+    # rows); the dotted 1 carries its own and is drawn in every panel
+    base = alt.Chart().encode(x=alt.X("rel_depth:Q", title="relative depth l/L", scale=alt.Scale(domain=[0, 1.02])))
     low = float(null.ci_low[null.ci_low > 0].min()) if (null.ci_low > 0).any() else 0.9
     high = float(null.ci_high[np.isfinite(null.ci_high)].max()) if np.isfinite(null.ci_high).any() else 1.1
     log_scale = alt.Scale(type="log", domain=[min(low, 0.95) / 1.03, max(high, 1.05) * 1.03], nice=False)
