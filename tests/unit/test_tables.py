@@ -238,11 +238,13 @@ def test_scores_rise_and_headline_in_words():
                           T=20, seeds=[0, 1], eps=0.01, emergence_layer=3)
     line = rise_sentence("m", res, 4)
     assert "from its lowest stream (1) to its highest (4), half way up at stream 3 (interval 2 to 4)" in line
-    assert "most of it between stream 2 and stream 4" in line
+    # stream l is written by block l - 1: the 10 % stream 2 and the 90 % stream 4 are made by blocks 1 to 3
+    assert "made by blocks 1 to 3, which write streams 2 and 4, the first past 10 % and past 90 %" in line
     from residual_response.pages.tables import width_sentence
     hw = SimpleNamespace(model="m", emergence_layer=3, rise_width=2, rise_width_ci=[2, 3], rise_start=2, rise_end=4)
-    assert width_sentence(hw).startswith("m makes most of its rise (10 % to 90 % of the log rise) between stream 2 "
-                                         "and stream 4 (width 2 [2, 3]")
+    assert width_sentence(hw).startswith("m makes most of its rise (10 % to 90 % of the log rise) in blocks 1 to 3, "
+                                         "which write streams 2 (the first past 10 %) to 4 (the first past 90 %) "
+                                         "(width 2 [2, 3]")
 
 
 def test_step_cost_without_a_bench_record_says_so(monkeypatch):
@@ -500,3 +502,15 @@ def test_control_power_text_names_the_draws_that_match_a_control_that_does_not_s
     strong = rank(6.0, [1.0] * 20)
     assert control_power_text({"g": check}, {"g": {"attention": strong}}) == ""
     assert control_power_text({"g": check}, {"g": {"top": strong}}) == ""  # no control, nothing to say
+
+
+def test_rise_heads_sentence_names_the_blocks_of_the_net_rise_without_calling_each_a_rise():
+    from residual_response.pages.tables import rise_heads_sentence
+
+    rb = {"half": 5, "blocks": list(range(5, 12)), "att_blocks": [5, 11, 13], "gap": 0, "outside": [13]}
+    text = rise_heads_sentence("g", rb)
+    assert text.startswith("* **g**: half way up after block 5, 10 % to 90 % of its log rise made in blocks 5 to 11 "
+                           "(the net change: the score may fall in some of them); induction heads in blocks 5, 11, 13")
+    assert "rising across" not in text and text.endswith("sit outside the blocks of the rise.")
+    assert "made in block 4 (" in rise_heads_sentence("m", {**rb, "half": 4, "blocks": [4], "gap": 1, "outside": []})
+    assert rise_heads_sentence("r", {**rb, "half": None}) == "* **r**: the score does not rise at this setting."

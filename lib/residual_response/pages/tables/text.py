@@ -136,8 +136,9 @@ def rise_sentence(name: str, res, n_layers: int) -> str:
     lo, hi = rise.stream_ci
     where = "" if lo == hi else f" (interval {lo} to {hi})"
     shape = (f"all of it in one block ({width_text(rise.width, rise.width_ci)})" if rise.width == 0 else
-             f"most of it between stream {rise.start} and stream {rise.end}, the first streams 10 % and 90 % of the "
-             f"way up the log rise ({width_text(rise.width, rise.width_ci)})")
+             f"most of it (10 % to 90 % of the way up the log rise) made by blocks {rise.start - 1} to {rise.end - 1}, "
+             f"which write streams {rise.start} and {rise.end}, the first past 10 % and past 90 % "
+             f"({width_text(rise.width, rise.width_ci)})")
     span = rise_span_text(rise.factor, rise.factor_ci, rise.bottom, rise.top, res.emergence_layer,
                           (rise.from_one_factor, rise.from_one_ci))
     return (f"{head}: the score {span}{where}, relative depth {res.emergence_layer / L:.2f}; {shape}. "
@@ -155,8 +156,9 @@ def width_sentence(h) -> str:
     if hi == 0:
         return f"{name} rises in one block (half way up at stream {h.emergence_layer}; {width})"
     # the 10 % and 90 % streams, not the lowest and highest ones the factor is measured between
-    span = (f"{name} makes most of its rise (10 % to 90 % of the log rise) between stream {h.rise_start} "
-            f"and stream {h.rise_end} ({width})")
+    span = (f"{name} makes most of its rise (10 % to 90 % of the log rise) in blocks {h.rise_start - 1} to "
+            f"{h.rise_end - 1}, which write streams {h.rise_start} (the first past 10 %) to {h.rise_end} (the first "
+            f"past 90 %) ({width})")
     if lo >= 2:
         return f"{span}: not in one block"
     if hi <= 1:
@@ -344,8 +346,9 @@ def rise_heads_sentence(name: str, rb: Mapping) -> str:
         return f"* **{name}**: the score does not rise at this setting."
     heads = ", ".join(map(str, rb["att_blocks"])) or "none"
     blocks = rb["blocks"]
-    across = (f"block {blocks[0]}" if len(blocks) == 1 else f"blocks {', '.join(map(str, blocks))}")
-    text = (f"* **{name}**: half way up after block {rb['half']}, rising across {across}; induction heads in "
+    across = f"block {blocks[0]}" if len(blocks) == 1 else f"blocks {blocks[0]} to {blocks[-1]}"
+    text = (f"* **{name}**: half way up after block {rb['half']}, 10 % to 90 % of its log rise made in {across} "
+            f"(the net change: the score may fall in some of them); induction heads in "
             f"block{'s' if len(rb['att_blocks']) != 1 else ''} {heads}")
     if rb["gap"] == 0:
         text += ", one of them in the half-way block itself"
