@@ -442,8 +442,8 @@ def test_ablation_sentence_says_whether_named_heads_stand_out_from_random_ones()
         "m, top-k by response: the drop of $S_L$, 0.25 [-0.10, 0.60], covers 0",
         "m, top-k by response: the difference from the mean random draw, 0.05 [-0.30, 0.40], covers 0",
         "m, top-k by response: the change of the second-copy loss, 0.02 [-0.05, 0.09] nats, covers 0",
-        "m, top-k by attention pattern: p = 0.050 is the smallest 19 draws allow, so the named drop exceeds every "
-        "draw; how far beyond the draws it lies (the size of the effect) is not resolved",
+        "m, top-k by attention pattern: p = 0.050 is the smallest 19 draws allow (the named drop exceeds every "
+        "draw), so how rare such a drop is among random heads beyond that is not resolved: a smaller p needs more draws",
         "m: the rank agreement of attention and response over depth, 0.40 [-0.10, 0.80], covers 0",
     ]
 

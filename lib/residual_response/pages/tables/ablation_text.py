@@ -250,8 +250,9 @@ def unresolved_items(name: str, tests: Mapping, effects: Mapping, agreement: Map
             out.append(f"{name}, {label}: the difference from the mean random draw, "
                        f"{ci_text(t.difference, t.difference_low, t.difference_high)}, covers 0")
         if np.isclose(t.p_value, t.smallest_p):
-            out.append(f"{name}, {label}: p = {t.p_value:.3f} is the smallest {t.n_random} draws allow, so the named "
-                       "drop exceeds every draw; how far beyond the draws it lies (the size of the effect) is not resolved")
+            out.append(f"{name}, {label}: p = {t.p_value:.3f} is the smallest {t.n_random} draws allow (the named drop "
+                       "exceeds every draw), so how rare such a drop is among random heads beyond that is not resolved: "
+                       "a smaller p needs more draws")
             if t.margin_low is not None and t.margin_low <= 0:
                 out.append(f"{name}, {label}: its margin over the largest draw, "
                            f"{ci_text(t.margin, t.margin_low, t.margin_high)}, reaches 0, so its first rank "
