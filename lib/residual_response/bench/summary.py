@@ -148,12 +148,12 @@ def floor_table(rec: BenchRecord) -> pd.DataFrame:
     pos = rec.row_positions
     necessary = pos["necessary"]
     rows = [{"schedule": name, "time (s)": sec, "row-positions": pos.get(f"floor:{name}"),
-             "work / necessary": (pos.get(f"floor:{name}") or np.nan) / necessary,
+             "row-positions / necessary": (pos.get(f"floor:{name}") or np.nan) / necessary,
              "fastest": "yes" if name == rec.floor_schedule else ""}
             for name, sec in rec.floor_schedules_s.items()]
     for name, key, sec in (("engine", "engine", rec.engine_s), ("naive loop", "naive", rec.naive_s)):
         rows.append({"schedule": f"{name} (for comparison)", "time (s)": sec, "row-positions": pos[key],
-                     "work / necessary": pos[key] / necessary, "fastest": ""})
+                     "row-positions / necessary": pos[key] / necessary, "fastest": ""})
     return pd.DataFrame(rows)
 
 
