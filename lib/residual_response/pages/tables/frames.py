@@ -297,8 +297,9 @@ def max_duplicate_text(res) -> str:
 
 
 def rise_table(results: dict, n_layers: dict) -> pd.DataFrame:
-    """Per model: the emergence layer and its interval, the rise (from the lowest stream, and from 1), its 10 % and 90 %
-    streams and width, the largest induction and duplicate-token scores with their intervals, the setting."""
+    """Per model: the emergence layer and its interval, the rise from the lowest stream, its 10 % and 90 %
+    streams and width, the largest induction score (which is also the rise from 1, ``S(top) / 1``) and the
+    largest duplicate-token score with their intervals, the setting."""
     rows = []
     for name, res in results.items():
         L, rise, em = n_layers[name], res.rise, res.emergence_layer
@@ -307,9 +308,9 @@ def rise_table(results: dict, n_layers: dict) -> pd.DataFrame:
             "model": name, "layers L": L,
             "emergence layer": "none" if em is None else f"{em} [{rise.stream_ci[0]}, {rise.stream_ci[1]}]",
             "relative depth": NA if em is None else f"{em / L:.2f}",
-            "rise": ci_text(rise.factor, *rise.factor_ci), "rise from 1": ci_text(rise.from_one_factor, *(rise.from_one_ci or (None, None))),
+            "rise": ci_text(rise.factor, *rise.factor_ci),
             "10 % to 90 %": NA if em is None else f"{rise.start} to {rise.end} ({width_text(rise.width, rise.width_ci)})",
-            "max score": ci_text(res.score[best], res.ci_low[best], res.ci_high[best]),
+            "max score = rise from 1": ci_text(res.score[best], res.ci_low[best], res.ci_high[best]),
             "max duplicate score": max_duplicate_text(res),
             "setting": setting_text(res.T, len(res.seeds), res.eps, res.l0),
         })
@@ -326,10 +327,10 @@ def headline_table(headlines: dict) -> pd.DataFrame:
             "model": name, "layers L": h.n_layers,
             "emergence layer": "none" if em is None else f"{em} [{h.emergence_ci[0]}, {h.emergence_ci[1]}]",
             "half way from 1": NA if h.rise_from_one is None else str(h.rise_from_one),
-            "rise": ci_text(h.rise_factor, *h.rise_factor_ci), "rise from 1": ci_text(h.rise_from_one_factor, *(h.rise_from_one_factor_ci or (None, None))),
+            "rise": ci_text(h.rise_factor, *h.rise_factor_ci),
             "10 % to 90 % (width)": NA if em is None else
                 f"{h.rise_start} to {h.rise_end} ({width_text(h.rise_width, h.rise_width_ci)})",
-            "peak score": f"{ci_text(h.peak_score, *h.peak_ci)} at {h.peak_layer}",
+            "peak score = rise from 1": f"{ci_text(h.peak_score, *h.peak_ci)} at {h.peak_layer}",  # S(top) / 1
             "setting": setting_text(s["T"], s["seeds"], s["eps"], s["layer"]),
             "χ(ε) vs linear at stream L": f"{100 * lin['max']:.3g} % (median {100 * lin['median']:.3g} %)",
             "scores at ε/10": f"≤ {100 * ten['max_change']:.3g} %",
