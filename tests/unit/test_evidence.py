@@ -81,7 +81,7 @@ def test_the_sections_verdict_follows_from_the_map_and_the_ablation():
     assert tables.sections_verdict(located, both).startswith("agrees:")
     mixed = {**both, "b": _abl("not distinguishable", "distinguishable")}
     v = tables.sections_verdict(located, mixed)
-    assert v.startswith("partly:") and "distinguishable from random heads in a (of 2)" in v
+    assert v.startswith("partly:") and "distinguishable from random heads in a (of 2 with enough draws)" in v
     failed = {**both, "b": _abl("distinguishable", "not distinguishable")}  # a control that fails cannot tell
     v = tables.sections_verdict(located, failed)
     assert v.startswith("partly:") and "positive control does not pass in b" in v
@@ -92,6 +92,7 @@ def test_the_sections_verdict_follows_from_the_map_and_the_ablation():
     assert unmapped.startswith("partly:") and "maps none of these models" in unmapped
     few = tables.sections_verdict(located, {**both, "b": _abl("too few draws", "too few draws")})
     assert "too few random draws" in few and "does not pass" not in few
+    assert "(of 1 with enough draws)" in few  # a model with too few draws is not counted as a negative
 
 
 def test_ablation_evidence_text_reads_the_rank_tests():

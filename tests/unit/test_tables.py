@@ -499,6 +499,13 @@ def test_control_power_text_names_the_draws_that_match_a_control_that_does_not_s
     text = control_power_text({"g": check}, {"g": {"attention": weak}})
     assert text.startswith("In **g** the positive control itself is above the mean draw only (p = 0.095): 1 of the 20")
     assert "ablating (1, 0) (attention rank 2)" in text and "draws no conclusion" in text
+    assert "too little power" in text
+    import dataclasses
+
+    beaten = dataclasses.replace(weak, margin=-0.43, margin_low=-0.74, margin_high=-0.15)  # a draw removes more, resolved
+    text = control_power_text({"g": check}, {"g": {"attention": beaten}})
+    assert "removes more than the control beyond resampling noise" in text and "-0.43 [-0.74, -0.15]" in text
+    assert "too little power" not in text and "draws no conclusion" in text
     strong = rank(6.0, [1.0] * 20)
     assert control_power_text({"g": check}, {"g": {"attention": strong}}) == ""
     assert control_power_text({"g": check}, {"g": {"top": strong}}) == ""  # no control, nothing to say

@@ -204,10 +204,15 @@ def control_power_text(checks: Mapping, tests: Mapping) -> str:
         shown = keys[:3]
         draws = "; ".join(", ".join(f"({b}, {h}) (attention rank {rank[(b, h)]})" for b, h in c.study.heads[k])
                           for k in shown) + (f"; and {len(keys) - len(shown)} more" if len(keys) > len(shown) else "")
+        outranked = t.margin_high is not None and t.margin_high < 0
+        why = (f"a random draw removes more than the control beyond resampling noise (the control's margin over the "
+               f"largest draw is {ci_text(t.margin, t.margin_low, t.margin_high)}): in that model random sets can hold "
+               "heads that matter more to the stripe than its top heads by attention pattern, so the control does not "
+               "calibrate the test" if outranked else
+               "this setting has too little power in that model to tell named heads from random ones")
         out.append(f"In **{name}** the positive control itself is {rank_verdict(t)} (p = {t.p_value:.3f}): "
-                   f"{len(keys)} of the {t.n_random} draws remove as much, ablating {draws}. Where the control does "
-                   "not stand out, this setting has too little power in that model to tell named heads from random "
-                   "ones, and the page draws no conclusion from the response's rank there.")
+                   f"{len(keys)} of the {t.n_random} draws remove as much, ablating {draws}. Here {why}, and the "
+                   "page draws no conclusion from the response's rank there.")
     return " ".join(out)
 
 

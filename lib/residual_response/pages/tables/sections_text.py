@@ -86,10 +86,12 @@ def sections_verdict(maps: Mapping[str, dict], ablations: Mapping[str, dict]) ->
     parts = [f"the section map finds writing blocks that hold attention-pattern heads in {names(located)} "
              f"(of {len(maps)})" if maps else "the model-sections page maps none of these models"]
     if ablations:
+        testable = [m for m in ablations if m not in few]
         parts.append(f"ablating the response's top heads is distinguishable from random heads in {names(causal)} "
-                     f"(of {len(ablations)})")
+                     f"(of {len(testable)} with enough draws)")
         if failed:
-            parts.append(f"the positive control does not pass in {names(failed)}, where the ablation cannot tell")
+            parts.append(f"the positive control does not pass in {names(failed)}, so there the ablation does not "
+                         "tell the response's heads from random ones")
         if few:
             parts.append(f"{names(few)} {'has' if len(few) == 1 else 'have'} too few random draws at this setting "
                          "for a p-value at the test level")
