@@ -231,9 +231,9 @@ def test_scores_rise_and_headline_in_words():
     # lowest at stream 2, the top at 4; the rise from 1 is said beside the rise from the lowest stream
     assert headline_text(h) == {"h_setting": "T = 20, 4 seeds, ε = 1e-2",
                                 "h_em": "layer 3 [2, 4], where the score rises by a factor 2.00 [1.50, 2.50] "
-                                        "from its lowest stream (2) to its highest (4) (from 1, by 2.00 [1.60, 2.40])"}
+                                        "from its lowest stream (2) to its highest (4) (2.00 [1.60, 2.40] from 1)"}
     with_one = dataclasses.replace(rise, from_one_factor=1.9, from_one_ci=(1.4, 2.6))
-    assert "to its highest (4) (from 1, by 1.90 [1.40, 2.60]), half way up at stream 3" in rise_text(with_one, 4)
+    assert "to its highest (4) (1.90 [1.40, 2.60] from 1), half way up at stream 3" in rise_text(with_one, 4)
     res = SimpleNamespace(rise=rise, score=[1.0, 2.0], ci_low=[0.9, 1.5], ci_high=[1.1, 2.5], read_streams=[1, 4],
                           T=20, seeds=[0, 1], eps=0.01, emergence_layer=3)
     line = rise_sentence("m", res, 4)
@@ -521,3 +521,25 @@ def test_rise_heads_sentence_names_the_blocks_of_the_net_rise_without_calling_ea
     assert "rising across" not in text and text.endswith("sit outside the blocks of the rise.")
     assert "made in block 4 (" in rise_heads_sentence("m", {**rb, "half": 4, "blocks": [4], "gap": 1, "outside": []})
     assert rise_heads_sentence("r", {**rb, "half": None}) == "* **r**: the score does not rise at this setting."
+
+
+def test_from_one_text_says_a_fall_is_no_rise():
+    from residual_response.pages.tables import from_one_text
+    assert from_one_text(4.74, (3.10, 6.36)) == "4.74 [3.10, 6.36] from 1"
+    # a highest score below 1 is no rise: the text says so, and whether the interval reaches 1
+    assert from_one_text(0.89, (0.78, 1.00)) == ("no rise from 1 (the highest score, 0.89 [0.78, 1.00], lies below 1, "
+                                                 "its interval reaching 1)")
+    assert from_one_text(0.8, (0.7, 0.9)).endswith("lies below 1 beyond resampling noise)")
+    assert from_one_text(None, (0, 0)) == "—" and from_one_text(float("nan"), (0, 0)) == "—"
+
+
+def test_full_size_frame_carries_its_setting_into_the_caption():
+    from types import SimpleNamespace
+
+    from residual_response.pages.tables import full_size_frame, styled
+    r = SimpleNamespace(read_streams=[0, 1, 2, 3], score=[1.0, 0.9, 1.1, 1.0], ci_low=[1, 0.8, 1.05, 0.9],
+                        ci_high=[1, 1.0, 1.2, 1.1], l0=0, emergence_layer=None, T=20, seeds=[0, 1, 2, 3], eps=0.01)
+    df = full_size_frame({("m", "twin"): r})
+    assert df.loc[0, "intervals covering 1"] == "2 of 3" and df.loc[0, "setting"] == "T = 20, 4 seeds, ε = 1e-2"
+    html = styled(df, uuid="t").to_html()
+    assert "Setting: T = 20, 4 seeds, ε = 1e-2." in html and ">setting<" not in html

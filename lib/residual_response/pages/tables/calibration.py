@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ...null import BASELINE_NAMES, CONDITIONS, DESIGNS, PRE_INDUCTION_BAND, REQUIRED_SHARE, Calibration, log_widths
+from .text import setting_text
 
 __all__ = ["slope_explains", "calibration_frame", "calibration_summary", "calibration_verdict", "full_size_frame",
            "neighbour_profile_frame", "per_model_coverage_frame", "per_model_coverage_sentence", "expected_below",
@@ -81,7 +82,8 @@ def full_size_frame(results: dict) -> pd.DataFrame:
         rows.append({"model": model, "baseline": BASELINE_NAMES[baseline],
                      "intervals covering 1": f"{int(((lo <= 1) & (hi >= 1)).sum())} of {len(s)}",
                      "median score": f"{np.median(s):.3f}", "lowest": f"{s.min():.3f}", "highest": f"{s.max():.3f}",
-                     "emerges": "yes" if r.emergence_layer is not None else "no"})
+                     "emerges": "yes" if r.emergence_layer is not None else "no",
+                     "setting": setting_text(r.T, len(r.seeds), r.eps)})  # one setting: a caption line (styled)
     return pd.DataFrame(rows)
 
 

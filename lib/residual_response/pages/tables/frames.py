@@ -25,7 +25,7 @@ from ...checks import check_int
 from ...induction import SectionMap
 from ...null import BASELINE_NAMES, NullRow
 from .ablation_text import NAMED_SETS, loss_verdict, p_text, rank_verdict
-from .text import NA, _heads_text, ci_text, peak_index, setting_text, width_text
+from .text import NA, _heads_text, ci_text, from_one_text, peak_index, setting_text, width_text
 
 __all__ = ["matrix_frame", "distance_profile", "stripe_mean", "section_map_frame", "styled",
            "panel_layers", "timed", "stripe_contrasts", "reach_summary", "first_source_ratio", "distance_ratio",
@@ -433,7 +433,7 @@ def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str
             "Spearman over layers [95 % CI]": _rank_text(a), "layers correlated": a.n_layers,
             "setting": f"attention {att_setting}; response {setting}"})
         out["rise"].append({
-            "model": name, "rise of S [95 % CI]": NA if rb["factor"] is None else ci_text(rb["factor"], *rb["factor_ci"]) + (f"; from 1: {ci_text(rb['from_one'][0], *rb['from_one'][1])}" if rb.get("from_one") else ""),
+            "model": name, "rise of S [95 % CI]": NA if rb["factor"] is None else ci_text(rb["factor"], *rb["factor_ci"]) + (f"; {from_one_text(*rb['from_one'])}" if rb.get("from_one") else ""),
             "half way after block": NA if rb["half"] is None else rb["half"],
             "blocks of the rise (10 % to 90 %)": ", ".join(map(str, rb["blocks"])) or NA,
             "blocks of the induction heads": ", ".join(map(str, rb["att_blocks"])) or "none", "setting": setting})

@@ -17,7 +17,7 @@ from ...rise import MIN_RISE, STEP_SHARE, shape_label
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["NA", "fmt_eps", "signed_pct", "setting_text", "ci_text", "peak_index", "rise_span_text", "rise_text", "headline_text", "rise_sentence",
+__all__ = ["NA", "fmt_eps", "signed_pct", "setting_text", "ci_text", "peak_index", "from_one_text", "rise_span_text", "rise_text", "headline_text", "rise_sentence",
            "width_sentence", "eps_verdict", "rise_steps", "controls_verdict", "section_sentence",
            "rise_heads_sentence", "emergence_shape", "STEP_SHARE", "WIDTH_DEFINITION", "width_text"]
 
@@ -70,6 +70,21 @@ def peak_index(res) -> int:
     return max(ok, key=lambda i: res.score[i])
 
 
+def from_one_text(factor, factor_ci, fmt: str = ".2f") -> str:
+    """The rise from 1 to a highest score, ``S(top) / 1``, in words: ``"F [lo, hi] from 1"``.
+
+    Why: "a rise of 0.89 from 1" is a fall. Where the highest score lies below 1 the text says that
+    there is no rise from 1, and whether the interval of that score still reaches 1.
+    """
+    if factor is None or not np.isfinite(float(factor)):
+        return NA
+    value = ci_text(factor, *factor_ci, fmt=fmt)
+    if factor >= 1:
+        return f"{value} from 1"
+    where = "below 1 beyond resampling noise" if factor_ci[1] < 1 else "below 1, its interval reaching 1"
+    return f"no rise from 1 (the highest score, {value}, lies {where})"
+
+
 def rise_span_text(factor: float, factor_ci, bottom: int, top: int, half: int | None, from_one=None) -> str:
     """``"rises by a factor F [lo, hi] from its lowest stream (b) to its highest (t), half way up at
     stream s"``: the book's one way of saying how far and between which streams a score rises.
@@ -83,7 +98,7 @@ def rise_span_text(factor: float, factor_ci, bottom: int, top: int, half: int | 
     text = (f"rises by a factor {ci_text(factor, *factor_ci)} from its lowest stream ({bottom}) "
             f"to its highest ({top})")
     if from_one is not None and from_one[0] is not None:
-        text += f" (from 1, by {ci_text(from_one[0], *from_one[1])})"
+        text += f" ({from_one_text(*from_one)})"
     return text if half is None else f"{text}, half way up at stream {half}"
 
 
