@@ -126,15 +126,17 @@ def test_portable_training_ignores_the_callers_cpu_settings(tiny_run, tiny_rerun
     a = tiny_run[1]  # seed 0, trained with the settings this test process started with
     b = tiny_rerun[1]  # seed 0, trained by a caller with OTHER_CPU_SETTINGS
     assert a["portable"] is True and a["kernel_env"]["ATEN_CPU_CAPABILITY"] == "default"
-    assert a["training_version"] == toy.TRAINING_VERSION and a["matmuls"].startswith("exact int64")
+    assert a["training_version"] == toy.TRAINING_VERSION and a["matmuls"].startswith("exact integer products")
     assert b["kernel_env"] == a["kernel_env"]
     assert a["weights_sha256"] == b["weights_sha256"]
     assert toy.weights_sha256(GPT2LMHeadModel.from_pretrained(tiny_run[0] / "final")) == a["weights_sha256"]
 
 
-def test_portable_training_calls_neither_mkl_nor_onednn(tmp_path):
-    """The training child, run with MKL's and oneDNN's verbose logs on, logs nothing: no BLAS call
-    and no oneDNN primitive (the same logs print a line per call for a plain float32 product)."""
+def test_portable_training_calls_mkl_only_for_exact_integer_products(tmp_path):
+    """The training child, run with MKL's and oneDNN's verbose logs on, logs no oneDNN primitive and
+    no MKL call but float64 products (DGEMM), which hold integers exactly
+    (test_exact_integer_products_equal_int64_products_bit_for_bit): no float32 product, no vector
+    math. The same log prints a line per call for a plain float32 product."""
     import dataclasses
     import subprocess
     import sys
@@ -145,7 +147,10 @@ def test_portable_training_calls_neither_mkl_nor_onednn(tmp_path):
     env = dict(os.environ, **toy.PORTABLE_ENV, MKL_VERBOSE="1", ONEDNN_VERBOSE="all")
     code = "from residual_response.models.toy import _child_main; _child_main()"
     out = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], env=env, capture_output=True, text=True, check=True)
-    assert "verbose" not in (out.stdout + out.stderr).lower()
+    calls = [line for line in (out.stdout + out.stderr).splitlines() if "verbose" in line.lower()]
+    assert not [c for c in calls if "onednn" in c.lower() or "dnnl" in c.lower()], calls[:3]
+    mkl_calls = [c.split()[1].split("(")[0] for c in calls if c.startswith("MKL_VERBOSE") and "(" in c.split()[1]]
+    assert mkl_calls and set(mkl_calls) <= {"DGEMM", "DGEMM_BATCH"}, sorted(set(mkl_calls))
     assert json.loads((folder / "training_log.json").read_text())["weights_sha256"]
     control = "import torch; torch.ones(4, 4) @ torch.ones(4, 4)"  # the log does show a BLAS call
     out = subprocess.run([sys.executable, "-c", control], env=env, capture_output=True, text=True, check=True)
@@ -164,6 +169,25 @@ def test_fixed_point_products_do_not_depend_on_the_order_of_the_sum():
         assert torch.equal(c, toy_portable._fixed_point_matmul(a[..., perm], b[..., perm, :]))
         ref = a.double() @ b.double()
         assert c.dtype == torch.float32 and ((c.double() - ref).abs().max() / ref.abs().max()) < 1e-6
+
+
+def test_exact_integer_products_equal_int64_products_bit_for_bit():
+    """The float64 products of 13-bit limbs give the same integers as PyTorch's own int64 product
+    (exact, but slow where the CPU has no 64-bit vector multiply), for either operand split, batched
+    products, the extreme operands |q| = 2**26 - 1 and a sum of 1024 terms."""
+    g = torch.Generator().manual_seed(2)
+    top = 2**26 - 1
+    for a_shape, b_shape in [((768, 64), (64, 256)), ((4, 3, 48, 16), (4, 3, 16, 48)), ((5, 1024), (1024, 700)),
+                             ((300, 7), (7, 2))]:
+        qa = torch.randint(-top, top + 1, a_shape, generator=g)
+        qb = torch.randint(-top, top + 1, b_shape, generator=g)
+        qa.view(-1)[:3] = torch.tensor([top, -top, 0])
+        qb.view(-1)[:3] = torch.tensor([-top, top, -1])
+        got = toy_portable._exact_integer_matmul(qa.double(), qb.double())
+        assert got.dtype == torch.int64 and torch.equal(got, torch.matmul(qa, qb)), (a_shape, b_shape)
+    extreme = torch.full((2, 1024), float(top), dtype=torch.float64)  # the largest sum _fixed_point_product lets through
+    want = torch.matmul(extreme.long(), -extreme.long().t())
+    assert torch.equal(toy_portable._exact_integer_matmul(extreme, -extreme.t()), want)
 
 
 def test_fixed_point_products_carry_gradients_and_refuse_other_kernels():

@@ -38,7 +38,7 @@ The whole folder is written under a temporary name in the same parent and moved 
 damaged weights are retrained once, with one warning, never loaded.
 
 Same weights on every x86 CPU: training runs in a child process (:data:`PORTABLE_ENV`) whose matrix
-products never reach MKL or oneDNN (:mod:`.toy_portable` says why and how); the log records the
+products are exact integer sums (:mod:`.toy_portable` says why and how); the log records the
 weights' SHA-256 (:func:`weights_sha256`), and ``make test`` compares a fresh training's with
 :data:`EXPECTED_WEIGHTS_SHA256`.
 """
@@ -453,7 +453,7 @@ def _training_log(model, seed: int, recipe: ToyRecipe, train_loss: list[float], 
         "portable": portable,
         "training_version": TRAINING_VERSION if portable else None,
         "kernel_env": {k: os.environ.get(k) for k in PORTABLE_ENV} if portable else None,
-        "matmuls": "exact int64 products of 26-bit fixed-point operands" if portable else "native (BLAS)",
+        "matmuls": "exact integer products of 26-bit fixed-point operands (float64 limbs)" if portable else "native (BLAS)",
         "weights_sha256": weights_sha256(model),
     }
 

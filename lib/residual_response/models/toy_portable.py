@@ -10,14 +10,16 @@ and its vector math library (VML), which computes PyTorch's float ``tanh`` (in G
 ``gelu_new``) and ``sqrt`` (in AdamW), ignores ``MKL_CBWR`` too: its results there are the same
 under every setting, and its tanh is not correctly rounded (0.1 % of float32 results are off by
 one unit), so another code path gives other bits. Training therefore runs in a child process
-(:data:`.toy.PORTABLE_ENV`: PyTorch's default, non-vectorised kernels, one thread) that does not call
-MKL or oneDNN at all (:class:`FixedPointMatmuls`): every matrix product and its gradients is an
-exact int64 product of 26-bit fixed-point operands, whose result does not depend on the order
-of the additions; ``tanh`` is ``2 sigmoid(2x) - 1`` with PyTorch's own sigmoid; AdamW is PyTorch's
-fused kernel; attention is GPT-2's eager implementation. What remains is PyTorch's own code and
-the C library's ``exp``/``log``, the same on every x86-64 CPU with FMA. A step costs about twice
-a native one. The log records the weights' SHA-256 (:func:`weights_sha256`), and ``make test``
-compares a fresh training's with :data:`.toy.EXPECTED_WEIGHTS_SHA256`.
+(:data:`.toy.PORTABLE_ENV`: PyTorch's default, non-vectorised kernels, one thread) that calls
+neither oneDNN nor MKL's float32 kernels or vector math (:class:`FixedPointMatmuls`): every
+matrix product and its gradients is an exact integer product of 26-bit fixed-point operands,
+whose result does not depend on the order of the additions. MKL computes it as float64 products
+of 13-bit limbs, whose every partial sum float64 holds exactly (:func:`_exact_integer_matmul`),
+so no kernel's rounding enters. ``tanh`` is ``2 sigmoid(2x) - 1`` with PyTorch's own sigmoid;
+AdamW is PyTorch's fused kernel; attention is GPT-2's eager implementation. What remains is
+PyTorch's own code and the C library's ``exp``/``log``, the same on every x86-64 CPU with FMA.
+The log records the weights' SHA-256 (:func:`weights_sha256`), and ``make test`` compares a
+fresh training's with :data:`.toy.EXPECTED_WEIGHTS_SHA256`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ __all__ = ["EXPECTED_VERSIONS", "EXPECTED_WEIGHTS_SHA256", "TRAINING_VERSION", "
            "weights_sha256"]
 
 #: Version of the training procedure, recorded in the log; a cache trained by another version is
-#: retrained. 2: no MKL (exact fixed-point matrix products, tanh from sigmoid, fused AdamW, eager
+#: retrained. 2: no MKL rounding (exact fixed-point matrix products, tanh from sigmoid, fused AdamW, eager
 #: attention); 1: MKL products and vector math, which differed between CPU vendors.
 TRAINING_VERSION = 2
 
@@ -52,7 +54,8 @@ _INT64_SPARE_BITS = 62 - 2 * _FIXED_POINT_BITS
 
 
 def _to_fixed_point(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """``x`` as ``q * 2**-shift``: ``q`` int64 with ``|q| < 2**26``, one power-of-two scale per tensor.
+    """``x`` as ``q * 2**-shift``: ``q`` integers with ``|q| < 2**26`` (held in float64, which holds
+    them exactly), one power-of-two scale per tensor.
 
     Why per tensor and truncated: one scale lets the forward's operands serve the backward's
     products as they are, and the scaling (by a power of two) and the truncation are exact, so
@@ -60,21 +63,52 @@ def _to_fixed_point(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     low bits (float32 keeps 24 bits of each entry), far below the rounding of a float32 product.
     """
     if x.numel() == 0:
-        return torch.zeros(x.shape, dtype=torch.int64), 0
+        return torch.zeros(x.shape, dtype=torch.float64), 0
     amax = max(float(x.max()), -float(x.min()))
     if not amax < math.inf:  # inf or nan: it would turn into arbitrary integers, not propagate
         raise FloatingPointError(f"toy training: a non-finite value ({amax}) entered a matrix product")
     shift = min(max(_FIXED_POINT_BITS - math.frexp(amax)[1], -126), 127)  # amax < 2**(26 - shift)
-    return (x * 2.0**shift).to(torch.int64), shift
+    return torch.trunc(x.double() * 2.0**shift), shift
+
+
+#: Bits of the low limb of :func:`_exact_integer_matmul`'s split operand.
+_LIMB_BITS = _FIXED_POINT_BITS // 2
+
+
+def _exact_integer_matmul(qa: torch.Tensor, qb: torch.Tensor) -> torch.Tensor:
+    """``qa @ qb`` of integer operands with ``|q| < 2**26`` (float64), exactly, as int64.
+
+    Why float64 products: PyTorch has no BLAS for integers, and its own int64 kernel is slow
+    where the CPU has no 64-bit vector multiply (about 30 times slower than a float64 product on
+    an AVX2 CPU). A product of two 26-bit integers has 52 bits, and a sum of them does not fit
+    float64's 53. So the smaller operand is split into 13-bit limbs, ``q = hi * 2**13 + lo``, and
+    the two limbs are multiplied with the other operand in one product: every term is below
+    ``2**39``, every partial sum of up to ``2**10`` terms (the most :func:`_fixed_point_product`
+    lets through) below ``2**49``, and float64 holds each exactly. The BLAS's order of additions,
+    vector width and use of FMA then change nothing, and ``hi * 2**13 + lo``, summed in int64, is
+    the exact integer product on every CPU.
+    """
+    split_a = qa.numel() <= qb.numel()
+    q = qa if split_a else qb
+    hi = torch.floor(q * 2.0**-_LIMB_BITS)
+    lo = q - hi * 2.0**_LIMB_BITS  # 0 <= lo < 2**13, exactly
+    with torch._C.DisableTorchFunction():  # float products of integers: not FixedPointMatmuls' to take
+        if split_a:  # the limbs as two blocks of rows: [2M, K] @ [K, N]
+            both = torch.matmul(torch.cat([hi, lo], -2), qb)
+            high, low = both[..., :qa.shape[-2], :], both[..., qa.shape[-2]:, :]
+        else:  # two blocks of columns: [M, K] @ [K, 2N]
+            both = torch.matmul(qa, torch.cat([hi, lo], -1))
+            high, low = both[..., :qb.shape[-1]], both[..., qb.shape[-1]:]
+    return high.long() * (1 << _LIMB_BITS) + low.long()
 
 
 def _fixed_point_product(qa: torch.Tensor, sa: int, qb: torch.Tensor, sb: int, dtype: torch.dtype) -> torch.Tensor:
-    """``(qa @ qb) * 2**-(sa + sb)`` in ``dtype``: an exact int64 product, rounded once."""
+    """``(qa @ qb) * 2**-(sa + sb)`` in ``dtype``: an exact integer product, rounded once."""
     need = max(qa.shape[-1] - 1, 1).bit_length()  # ceil(log2(K)) bits for the sum of K terms
     if need > _INT64_SPARE_BITS:  # a long sum: drop low bits first (exact shifts) so it cannot overflow
         da, db = (need - _INT64_SPARE_BITS + 1) // 2, (need - _INT64_SPARE_BITS) // 2
-        qa, sa, qb, sb = qa >> da, sa - da, qb >> db, sb - db
-    c = torch.matmul(qa, qb)  # integers: no rounding, so the order of the additions does not matter
+        qa, sa, qb, sb = torch.floor(qa * 2.0**-da), sa - da, torch.floor(qb * 2.0**-db), sb - db
+    c = _exact_integer_matmul(qa, qb)  # integers: no rounding, so the order of the additions does not matter
     s = -(sa + sb)
     return c * 2.0**s if -126 <= s <= 127 else (c * 2.0**-sa) * 2.0**-sb
 
@@ -115,7 +149,7 @@ def _linear_args(input, weight, bias=None):  # noqa: A002 (torch.nn.functional.l
 
 
 class FixedPointMatmuls(TorchFunctionMode):
-    """Inside ``with FixedPointMatmuls():`` nothing of the toy GPT-2's training reaches MKL.
+    """Inside ``with FixedPointMatmuls():`` nothing of the toy GPT-2's training reaches MKL but exact products.
 
     Why: MKL picks its code by the CPU (vendor, vector units), and a different code path rounds
     differently. The matrix products (``addmm`` of the Conv1D layers, ``linear`` of the
@@ -195,5 +229,5 @@ def hash_problem(log: dict, default_recipe: dict) -> str | None:
     if changed:
         return head + "trained with " + ", ".join(changed) + "; their kernels round differently"
     return (head + "same torch, transformers, machine type and C library, so the kernels that trained it are not the "
-            "portable ones (did a product reach MKL? is ATEN_CPU_CAPABILITY=default honoured?), or the training changed "
+            "portable ones (did a float32 product or vector math reach MKL? is ATEN_CPU_CAPABILITY=default honoured?), or the training changed "
             "and toy.EXPECTED_WEIGHTS_SHA256 was not updated")
