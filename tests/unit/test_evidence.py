@@ -104,3 +104,17 @@ def test_ablation_evidence_text_reads_the_rank_tests():
     assert f"p = {ev.tests['top'].p_value:.3f}" in t["text"] and "1 random draws" in t["text"]
     same = set(ev.heads["top"]) == set(ev.heads["attention"])
     assert ("(positive control): the same heads" in t["text"]) == same
+
+
+def test_rank_tests_at_another_stream_read_the_drops_there():
+    lm = build_random_model("gpt2", seed=0)
+    check = studies.cross_check(lm, **ARGS)
+    reads = check.study.results["none"].read_streams
+    last, mid = check.rank_tests(), check.rank_tests(reads[1])
+    assert check.rank_tests(reads[-1])["top"].p_value == last["top"].p_value
+    assert mid["top"].drop == pytest.approx(check.study.drops(1)["top"], abs=1e-12)
+    assert check.emergence_stream == check.base.emergence_layer
+    with pytest.raises(ValueError, match="read streams"):
+        check.rank_tests(99)
+    sentence = tables.ablation_sentence("m at stream 1", mid, 1, "T = 4", check.study.heads, score="$S_{1}$")
+    assert sentence.startswith("In **m at stream 1** (T = 4)") and "$S_{1}$" in sentence and "$S_L$" not in sentence

@@ -216,10 +216,22 @@ class CrossCheck:
         """The number of sequence seeds of the ablation runs."""
         return len(self.study.results["none"].seeds)
 
-    def rank_tests(self) -> dict:
+    def rank_tests(self, stream: int | None = None) -> dict:
         """Per named set (``"top"`` by response, ``"attention"`` by pattern, ``"outside"``): its drop of the score
-        at the last stream ranked among the random draws (:meth:`.crosscheck.AblationStudy.rank_test`)."""
-        return {k: self.study.rank_test(k, n_boot=self.n_boot) for k in self.study.named_keys}
+        at stream ``stream`` (default: the last) ranked among the random draws
+        (:meth:`.crosscheck.AblationStudy.rank_test`)."""
+        reads = self.study.results["none"].read_streams
+        if stream is not None and stream not in reads:
+            raise ValueError(f"stream must be one of the ablation's read streams {reads}, got {stream!r}")
+        index = -1 if stream is None else reads.index(stream)
+        return {k: self.study.rank_test(k, stream=index, n_boot=self.n_boot) for k in self.study.named_keys}
+
+    @property
+    def emergence_stream(self) -> int | None:
+        """The emergence layer of the unablated run at the page's seeds (:attr:`base`), where the
+        ablation is ranked a second time: heads of the blocks before it are the ones that can make
+        the rise; ``None`` where the score does not rise."""
+        return self.base.emergence_layer
 
     def effects(self) -> dict:
         """Per ``"top"``/``"attention"``/``"outside"``/``"random"`` ablation: the drop of the score at the last

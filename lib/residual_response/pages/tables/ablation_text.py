@@ -109,7 +109,8 @@ def rank_verdict(test, level: float | None = None) -> str:
     return "below random" if test.difference_high < 0 else "not distinguishable"
 
 
-def _rank_clause(which: str, test, k: int, same: bool = False, heads: Mapping | None = None) -> str:
+def _rank_clause(which: str, test, k: int, same: bool = False, heads: Mapping | None = None,
+                 score: str = "$S_L$") -> str:
     """One named set's part of :func:`ablation_sentence` (``same``: the attention set holds the
     same heads as the response's, and the clause says so instead of repeating the numbers;
     ``heads``: the ablated heads per condition, with ``"random"`` the draws' keys in order)."""
@@ -121,7 +122,7 @@ def _rank_clause(which: str, test, k: int, same: bool = False, heads: Mapping | 
         return f"{label} {'is' if k == 1 else 'are'} the same {noun}"
     n, drop = test.n_random, test.drop
     reach = sum(r >= drop for r in test.random_drops)
-    moves = f"{verb} $S_L$ by {drop:.2f}" if drop >= 0 else f"{verb.replace('lower', 'raise')} $S_L$ by {-drop:.2f}"
+    moves = f"{verb} {score} by {drop:.2f}" if drop >= 0 else f"{verb.replace('lower', 'raise')} {score} by {-drop:.2f}"
     where = (f"more than every one of the {n} random draws" if reach == 0 else
              f"a drop that {reach} of the {n} random draws reach or exceed")
     numbers = (f"p = {test.p_value:.3f}" + (f", the smallest {n} draws allow" if np.isclose(test.p_value, test.smallest_p)
@@ -147,20 +148,23 @@ def _rank_clause(which: str, test, k: int, same: bool = False, heads: Mapping | 
     return f"{label} {moves}, {where} ({numbers}): {tail}"
 
 
-def ablation_sentence(name: str, tests: Mapping, k: int, setting: str, heads: Mapping | None = None) -> str:
+def ablation_sentence(name: str, tests: Mapping, k: int, setting: str, heads: Mapping | None = None,
+                      score: str = "$S_L$") -> str:
     """One sentence per model: whether the heads it names are distinguishable from random ones.
 
     ``tests``: ``{"top": RankTest, "attention": RankTest}`` (either may be missing), from
     :meth:`~residual_response.pages.studies.CrossCheck.rank_tests`; ``k``: heads per set;
     ``setting``: the setting of the ablation runs; ``heads``: the ablated heads per set
     (``AblationStudy.heads``), to say so when both sets hold the same heads. The verdict of each
-    set is :func:`rank_verdict` of its numbers, which the sentence quotes.
+    set is :func:`rank_verdict` of its numbers, which the sentence quotes. ``score``: how the
+    sentence names the score the drops are read on (the last stream's by default).
     """
     if not any(w in tests for w in NAMED_SETS):
         raise ValueError(f"tests must hold a rank test of {list(NAMED_SETS)}, got {list(tests)}")
     same = bool(heads) and "top" in tests and set(heads.get("top", ())) == set(heads.get("attention", ()) or [None])
     draws = None if not heads else {**heads, "random": [key for key in heads if key.startswith("random-")]}
-    clauses = [_rank_clause(w, tests[w], k, same=same and w == "attention", heads=draws) for w in NAMED_SETS if w in tests]
+    clauses = [_rank_clause(w, tests[w], k, same=same and w == "attention", heads=draws, score=score)
+               for w in NAMED_SETS if w in tests]
     return f"In **{name}** ({setting}) " + "; ".join(clauses) + "."
 
 
