@@ -207,6 +207,13 @@ class CrossCheck:
             "respbestatt": h["resp_top_att"][0], "respminatt": min(h["resp_top_att"]),
             "SL": e["base"], "SLtop": e["top_score"], "drop_top": e["top"]["drop"], "drop_random": e["random"]["drop"],
             "rise_top": e["top"]["rise"], "rise_random": e["random"]["rise"],
+            # the same numbers with their 95 % intervals, as the prose quotes them
+            "SL_text": ci_text(e["base"], e["base_lo"], e["base_hi"]),
+            "SLtop_text": ci_text(e["top_score"], e["top_score_lo"], e["top_score_hi"]),
+            "drop_top_text": ci_text(e["top"]["drop"], e["top"]["lo"], e["top"]["hi"]),
+            "drop_random_text": ci_text(e["random"]["drop"], e["random"]["lo"], e["random"]["hi"]),
+            "rise_top_text": ci_text(e["top"]["rise"], e["top"]["rise_lo"], e["top"]["rise_hi"]),
+            "rise_random_text": ci_text(e["random"]["rise"], e["random"]["rise_lo"], e["random"]["rise_hi"]),
             "nullmin": extreme_text(self.null, np.nanargmin), "nullmax": extreme_text(self.null, np.nanargmax),
             "gap": "none" if rb["gap"] is None else str(rb["gap"]),
         }
@@ -225,13 +232,16 @@ class CrossCheck:
         """Per ``"top"``/``"attention"``/``"outside"``/``"random"`` ablation: the drop of the score at the last
         stream and the rise of the second-copy loss, each with its paired 95 % interval (``"random"``:
         the mean over draws, its loss interval resampling the draws too); plus ``base`` (``S_L``
-        unablated, at the ablation's seeds) and ``top_score`` (``S_L`` with the top heads ablated). A
+        unablated, at the ablation's seeds) and ``top_score`` (``S_L`` with the top heads ablated),
+        each with its bootstrap interval (``base_lo``, ``base_hi``, ``top_score_lo``, ``top_score_hi``). A
         named set also gets its loss change minus the random draws' (``vs_random`` with
         ``vs_random_lo/hi``, resampling seeds and draws) and its rank among the draws
         (:meth:`.crosscheck.AblationStudy.loss_rank`: ``draws_above``, ``draws_below`` of ``n_draws``,
         ``p_more``, ``p_less``)."""
         res = self.study.results
-        out = {"base": float(res["none"].score[-1]), "top_score": float(res["top"].score[-1])}
+        out = {"base": float(res["none"].score[-1]), "base_lo": float(res["none"].ci_low[-1]),
+               "base_hi": float(res["none"].ci_high[-1]), "top_score": float(res["top"].score[-1]),
+               "top_score_lo": float(res["top"].ci_low[-1]), "top_score_hi": float(res["top"].ci_high[-1])}
         for which in (*self.study.named_keys, "random"):
             drop, lo, hi = self.study.score_drop(which, n_boot=self.n_boot)
             rise = self.study.loss_rise(which, n_boot=self.n_boot)
