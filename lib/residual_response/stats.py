@@ -340,7 +340,7 @@ def paired_margin(named: tuple[np.ndarray, ...], draws: Sequence[tuple[np.ndarra
 
 
 def ratio_of_means(repeated, control, *, n_boot: int = 1000, confidence: float = 0.95,
-                        seed: int = 0) -> tuple[float, float, float]:
+                   seed: int = 0) -> tuple[float, float, float]:
     """The ratio of two means over seeds, with a percentile-bootstrap interval that resamples the seeds of both.
 
     Why: a head's attention on the stripe of repeated sequences over its attention on the same

@@ -168,7 +168,7 @@ def step_interval(steps, point, boots, *, fraction: float = 0.5, log: bool = Fal
 
 
 def step_difference(steps, first: tuple, second: tuple, *, fraction: float = 0.5,
-                    confidence: float = 0.95) -> tuple[int | None, float, float, float]:
+                    confidence: float = 0.95) -> tuple[int | None, float, float, float, float]:
     """``step(second) - step(first)`` of two paired curves, with its percentile interval.
 
     Why paired: both curves are replicated with the same resampled sequences (the same ``seed`` of
@@ -180,9 +180,9 @@ def step_difference(steps, first: tuple, second: tuple, *, fraction: float = 0.5
             ``[n_boot, n_steps]`` (the same ``n_boot``) and whether its rise is read in factors.
 
     Returns:
-        ``(difference, low, high, share_later)``: the measured difference (``None`` where a curve
-        does not rise), its interval over the replicates in which both rise (``nan`` if none), and
-        the share of those in which the second step is strictly later.
+        ``(difference, low, high, share_later, share_earlier)``: the measured difference (``None``
+        where a curve does not rise), its interval over the replicates in which both rise (``nan``
+        if none), and the shares of those in which the second step is strictly later, and earlier.
     """
     (s1, p1, b1), (s2, p2, b2) = (_check_curves(steps, *c[:2]) for c in (first, second))
     if b1.shape != b2.shape:
@@ -193,9 +193,9 @@ def step_difference(steps, first: tuple, second: tuple, *, fraction: float = 0.5
     diffs = np.array([b - a for a, b in zip(r1, r2) if a is not None and b is not None], dtype=float)
     point = None if d1 is None or d2 is None else d2 - d1
     if diffs.size == 0:
-        return point, float("nan"), float("nan"), float("nan")
+        return point, float("nan"), float("nan"), float("nan"), float("nan")
     lo, hi = percentile_interval(diffs, confidence)
-    return point, float(lo), float(hi), float(np.mean(diffs > 0))
+    return point, float(lo), float(hi), float(np.mean(diffs > 0)), float(np.mean(diffs < 0))
 
 
 def _advantage_steps_of(steps: list[int], adv: np.ndarray, fraction: float, low: float, high: float) -> list:

@@ -64,10 +64,10 @@ def test_step_difference_is_paired():
     resp = _curves(4, seed=5)
     pa, ba = top_head_replicates(att, n_boot=200)
     pr, br = top_head_replicates(resp, n_boot=200)
-    d, lo, hi, later = step_difference(STEPS, (pa, ba, False), (pr, br, False))
-    assert (d, lo, hi, later) == (200, 200.0, 200.0, 1.0)
-    d, lo, hi, later = step_difference(STEPS, (pr, br, False), (pa, ba, False))
-    assert d == -200 and hi == -200.0 and later == 0.0
+    d, lo, hi, later, earlier = step_difference(STEPS, (pa, ba, False), (pr, br, False))
+    assert (d, lo, hi, later, earlier) == (200, 200.0, 200.0, 1.0, 0.0)
+    d, lo, hi, later, earlier = step_difference(STEPS, (pr, br, False), (pa, ba, False))
+    assert d == -200 and hi == -200.0 and later == 0.0 and earlier == 1.0
     with pytest.raises(ValueError, match="of one shape"):
         step_difference(STEPS, (pa, ba, False), (pr, br[:10], False))
 

@@ -64,7 +64,7 @@ def _scores(pc: PhaseChange, n_boot: int, seed: int) -> dict:
 
 def _order_text(diff: tuple, first: str) -> str:
     """How much later a second curve moves than ``first``, as the interval of the paired difference allows."""
-    d, lo, hi, _ = diff
+    d, lo, hi = diff[:3]
     span = f"{d} steps [{lo:.0f}, {hi:.0f}]"
     if lo > 0:
         return f"later than {first}: the difference, {span}, lies above 0"
@@ -168,7 +168,7 @@ def phase_intervals(pc: PhaseChange, *, n_boot: int = 1000, seed: int = 0, confi
     r = rises["resp_rise"]
     out.update(resp_lag_lo=None if r.lo is None else r.lo - pc.phase, resp_lag_hi=None if r.hi is None else r.hi - pc.phase)
     gap = step_difference(steps, (att_point, att, False), (resp_point, resp, True), confidence=confidence)
-    out.update(rise_gap=gap[0], rise_gap_lo=gap[1], rise_gap_hi=gap[2], rise_gap_later=gap[3],
+    out.update(rise_gap=gap[0], rise_gap_lo=gap[1], rise_gap_hi=gap[2], rise_gap_later=gap[3], rise_gap_earlier=gap[4],
                rise_order_text=_order_text(gap, "the attention score"))
     prev_gap = step_difference(steps, (att_point, att, False), (prev_point, prev, False), confidence=confidence)
     out.update(prev_gap=prev_gap[0], prev_gap_lo=prev_gap[1], prev_gap_hi=prev_gap[2],
@@ -177,6 +177,11 @@ def phase_intervals(pc: PhaseChange, *, n_boot: int = 1000, seed: int = 0, confi
         si = level_step_interval(steps, resp_point, resp, level, stay=stay, confidence=confidence)
         out.update({name: si.step, f"{name}_lo": si.lo, f"{name}_hi": si.hi, f"{name}_text": step_text(si)})
     out["resp_leaves_where"] = _where(out["resp_leaves_lo"], out["resp_leaves_hi"], pc)
+    early = pc.top[pc.top.index < pc.loss_lo]  # every measured checkpoint before the drop
+    covers = int(((early.response_lo < 1) & (early.response_hi > 1)).sum())
+    out.update(n_early=len(early), n_early_cover=covers, early_hi_max=float(early.response_hi.max()),
+               early_cover_text=(f"every one of its {len(early)} intervals before the drop covers 1" if covers == len(early)
+                                 else f"{covers} of its {len(early)} intervals before the drop cover 1"))
     out.update(_late_steps(pc, att, resp, confidence))
     out.update(_loss_steps(pc, n_boot, seed, confidence, losses))
     out["n_boot"] = n_boot

@@ -146,7 +146,8 @@ class CrossCheck:
         heads: :func:`head_rank_agreement` of the two head rankings over their top
             ``min(5, heads - 1)``, plus ``resp_top`` (the response's top heads with their scores),
             ``att_top`` (the attention's top five), ``resp_top_att`` (the attention of the
-            response's top heads), ``resp_best`` and ``att_best``.
+            response's top heads; ``resp_top_att_ci`` their bootstrap intervals over the attention
+            sequences), ``resp_best`` and ``att_best``.
         seconds: wall time of the whole study.
     """
 
@@ -205,6 +206,8 @@ class CrossCheck:
             "headrho_text": ci_text(h["rho"], *h["rho_ci"]),
             "respbest": str(h["resp_best"]), "attbest": str(h["att_best"]),
             "respbestatt": h["resp_top_att"][0], "respminatt": min(h["resp_top_att"]),
+            "respbestatt_text": ci_text(h["resp_top_att"][0], *h["resp_top_att_ci"][0]),
+            "respminatt_text": ci_text(min(h["resp_top_att"]), *h["resp_top_att_ci"][int(np.argmin(h["resp_top_att"]))]),
             "SL": e["base"], "SLtop": e["top_score"], "drop_top": e["top"]["drop"], "drop_random": e["random"]["drop"],
             "rise_top": e["top"]["rise"], "rise_random": e["random"]["rise"],
             # the same numbers with their 95 % intervals, as the prose quotes them
@@ -315,6 +318,8 @@ def cross_check(lm: LoadedModel, *, T: int, seeds: int, att_seeds: int, loss_see
     heads["att_top"] = top_heads(attention, min(5, n_all))
     heads["resp_best"], heads["att_best"] = heads["resp_top"][0][:2], heads["att_top"][0][:2]
     heads["resp_top_att"] = [float(att_mean[l, h]) for l, h, _ in heads["resp_top"]]
+    heads["resp_top_att_ci"] = [(float(attention.repeated.lo[l, h]), float(attention.repeated.hi[l, h]))
+                                for l, h, _ in heads["resp_top"]]  # over the attention sequences
     return CrossCheck(model=lm.name, n_layers=lm.n_layers, n_heads=lm.n_heads, l0=l0, losses=losses,
                       attention=attention, attribution=attribution, base=base, study=study, null=null, agreement=agreement,
                       heads=heads, seconds=time.perf_counter() - start, n_boot=n_boot)
