@@ -136,6 +136,9 @@ def test_stored_records_load(path):
     # the spread over the repeats comes from the record's own runs, paired by repeat
     ratios = [a / b for a, b in zip(raw["runs"]["naive"], raw["runs"]["engine"])]
     assert (numbers["speedup_lo"], numbers["speedup_hi"], numbers["n_repeats"]) == (min(ratios), max(ratios), len(ratios))
+    rates = [raw["flops"]["necessary"] / t / 1e9 for t in raw["runs"]["engine"]]
+    assert (f"{min(rates):.1f} to {max(rates):.1f} GFLOP/s" in numbers["rates_range"] if len(rates) > 1
+            else numbers["rates_range"] == "one repeat, no spread")
     table = timing_table(rec)
     assert table["repeats"].tolist()[0] == len(ratios) and f"({min(ratios):.2f} to {max(ratios):.2f})" in table["speedup (range)"][0]
     if len(rec.section_map.runs["engine"]) == 1:

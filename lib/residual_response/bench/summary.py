@@ -181,6 +181,16 @@ def timing_table(rec: BenchRecord) -> pd.DataFrame:
                          for work, r, p in rows])
 
 
+def _rates_range(rec: BenchRecord) -> str:
+    """The naive loop's and the engine's operation rates, smallest to largest over the repeats (GFLOP/s), as text."""
+    naive = [rec.flops.naive / t / 1e9 for t in rec.runs["naive"] if t]
+    engine = [rec.flops.necessary / t / 1e9 for t in rec.runs["engine"] if t]
+    if min(len(naive), len(engine)) < 2:
+        return "one repeat, no spread"
+    return (f"{min(naive):.1f} to {max(naive):.1f} and {min(engine):.1f} to {max(engine):.1f} GFLOP/s over the "
+            f"{len(engine)} repeats")
+
+
 def timing_numbers(rec: BenchRecord) -> dict[str, float | str]:
     """The numbers the page's prose quotes, by glue name.
 
@@ -188,7 +198,8 @@ def timing_numbers(rec: BenchRecord) -> dict[str, float | str]:
     map), each with ``<name>_range``: its range over the repeats as text (:func:`repeat_range`; a
     single repeat is said to have no spread), and ``speedup_lo``, ``speedup_hi``, ``n_repeats``;
     ``flop_ratio``, ``sm_flop_ratio`` (naive / necessary FLOPs); ``naive_rate``, ``engine_rate``
-    (GFLOP/s) and ``rate_gain`` (their ratio, with ``rate_gain_range``); ``naive_l0`` (the ``l0``
+    (GFLOP/s, ``rates_range``: both over the repeats) and ``rate_gain`` (their ratio, with
+    ``rate_gain_range``); ``growth_spread`` (whether the growth series were repeated); ``naive_l0`` (the ``l0``
     where the naive section map was measured, text); ``max_rel_diff`` (the largest over the record).
     """
     sm = rec.section_map
@@ -204,6 +215,9 @@ def timing_numbers(rec: BenchRecord) -> dict[str, float | str]:
         "speedup_lo": ranges["speedup"][0], "speedup_hi": ranges["speedup"][1], "n_repeats": ranges["speedup"][2],
         "rate_gain_range": (f"{gain[0]:.2f} to {gain[1]:.2f} over the repeats" if ranges["speedup"][2] >= 2 else
                             "one repeat, no spread"),
+        "rates_range": _rates_range(rec),
+        "growth_spread": ("timed once per length and per l0, so the record holds no spread for them"
+                          if rec.growth_repeats < 2 else f"medians of {rec.growth_repeats} repeats"),
         "speedup": rec.speedup,
         "floor_fraction": rec.floor_fraction,
         "flop_ratio": rec.flops.ratio,
