@@ -216,8 +216,8 @@ def timing_numbers(rec: BenchRecord) -> dict[str, float | str]:
         "rate_gain_range": (f"{gain[0]:.2f} to {gain[1]:.2f} over the repeats" if ranges["speedup"][2] >= 2 else
                             "one repeat, no spread"),
         "rates_range": _rates_range(rec),
-        "growth_spread": ("timed once per length and per l0, so the record holds no spread for them"
-                          if rec.growth_repeats < 2 else f"medians of {rec.growth_repeats} repeats"),
+        "growth_spread": ("one timing per length, so the record holds no spread for it"
+                          if rec.growth_repeats < 2 else f"medians of {rec.growth_repeats} repeats per length"),
         "speedup": rec.speedup,
         "floor_fraction": rec.floor_fraction,
         "flop_ratio": rec.flops.ratio,
