@@ -231,3 +231,23 @@ def test_phase_intervals_bracket_the_quoted_scores_and_steps(tmp_path, monkeypat
         phase_intervals(dataclasses.replace(pc, phase=6), n_boot=50, losses=(first, second))
     assert step_text(StepInterval(None, None, None, 200, 200)) == "none"
     assert step_text(StepInterval(300, 200, None, 10, 200)) == "300 [200, open]"
+
+
+def test_layer_tables_give_every_value_its_interval(tmp_path, monkeypatch):
+    from residual_response import dynamics
+    from residual_response.models import toy
+    from residual_response.pages.phase_intervals import layer_tables
+
+    recipe = toy.ToyRecipe(vocab_size=16, n_positions=24, d_model=8, n_layers=2, n_heads=2, steps=3, checkpoint_every=3,
+                           batch_size=4, train_len=16, t_min=2, t_max=6, eval_T=5, eval_n=4, warmup=2)
+    monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(tmp_path))
+    monkeypatch.setattr(toy, "DEFAULT_RECIPE", recipe)
+    toy.train_toy(toy.toy_dir(), seed=0, recipe=recipe, progress=False)
+    trace = dynamics.induction_through_training([0, 3], T=4, seeds=2, n_boot=50)
+    pc = SimpleNamespace(rows=pd.DataFrame(trace["rows"]), trace=trace)
+    resp, att = layer_tables(pc, n_boot=50)
+    assert list(resp.columns) == ["step", "S, stream 1", "S, stream 2"] and resp.step.tolist() == [0, 3]
+    assert list(att.columns) == ["step", "attention, block 0", "÷ random, block 0", "attention, block 1", "÷ random, block 1"]
+    row = pc.rows.iloc[1]  # step 0, stream 2
+    assert resp["S, stream 2"][0] == tables_ci(row.response, row.response_lo, row.response_hi)
+    assert all(v.count("[") == 1 for v in att.drop(columns="step").to_numpy().ravel())

@@ -9,6 +9,7 @@ points. All of it is over the sequences of one training run, not over training r
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from ..dynamics import eval_copy_losses
 from ..rise import EMERGENCE_THRESHOLD
@@ -16,8 +17,9 @@ from ..stats import percentile_interval, ratio_of_means
 from ..step_bootstrap import (StepInterval, advantage_steps, level_step_interval, response_replicates, step_difference,
                               step_interval, top_head_replicates)
 from .studies import PhaseChange
+from .tables.text import ci_text
 
-__all__ = ["phase_intervals", "step_text"]
+__all__ = ["layer_tables", "phase_intervals", "step_text"]
 
 
 def step_text(si: StepInterval) -> str:
@@ -204,3 +206,26 @@ def _loss_steps(pc: PhaseChange, n_boot: int, seed: int, confidence: float, loss
             raise RuntimeError(f"the recomputed losses give {name} = {si.step}, the training log {getattr(pc, name)}")
         out.update({f"{name}_lo": si.lo, f"{name}_hi": si.hi, f"{name}_text": step_text(si)})
     return out
+
+
+def layer_tables(pc: PhaseChange, *, n_boot: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Exercise 1's two tables, one row per measured step, every value with its 95 % interval over the sequences.
+
+    ``(response, attention)``: the response score at every stream ``l = 1..L`` (its bootstrap
+    interval, :func:`.induction.induction_scores`); and per block the attention score of its top
+    head on the stripe and that head's ratio over random sequences (:func:`.stats.ratio_of_means`).
+    Why two tables: with every value's interval one table would not fit the page.
+    """
+    resp, att = [], []
+    for step, group in pc.rows.groupby("step"):
+        per = pc.trace["per_seed"][step]
+        r_row, a_row = {"step": int(step)}, {"step": int(step)}
+        for row in group.itertuples():
+            b, h = row.layer - 1, row.attention_head
+            r_row[f"S, stream {row.layer}"] = ci_text(row.response, row.response_lo, row.response_hi)
+            a_row[f"attention, block {b}"] = ci_text(row.attention, row.attention_lo, row.attention_hi, ".3f")
+            ratio = ratio_of_means(per["attention"][:, b, h], per["attention_control"][:, b, h], n_boot=n_boot, seed=seed)
+            a_row[f"÷ random, block {b}"] = ci_text(*ratio)
+        resp.append(r_row)
+        att.append(a_row)
+    return pd.DataFrame(resp), pd.DataFrame(att)
