@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from .attention import induction_attention_scores, previous_token_scores
@@ -26,6 +27,7 @@ from .models.toy import load_toy_model
 __all__ = [
     "EMERGENCE_THRESHOLD",
     "checkpoint_subsample",
+    "eval_copy_losses",
     "induction_through_training",
     "loss_drop",
     "measurement_steps",
@@ -236,7 +238,8 @@ def induction_through_training(
       ``T+k-1`` to source ``k`` (:func:`.attention.induction_attention_scores`);
       ``attention_head`` is that head and ``attention_control`` its value on the controls;
     * ``previous_token``: the largest previous-token attention of a head of block ``l - 1``
-      (:func:`.attention.previous_token_scores`, on random sequences);
+      (:func:`.attention.previous_token_scores`, on random sequences), ``previous_token_head`` that head;
+    * ``<score>_lo``, ``<score>_hi`` for those three: the named head's bootstrap interval over the seeds;
     * ``response``, ``response_lo``, ``response_hi``: the induction score read at stream ``l``
       with its bootstrap CI, perturbing stream ``l0``; ``duplicate``: the duplicate-token
       (lag ``T``) score there.
@@ -251,8 +254,12 @@ def induction_through_training(
 
     Returns:
         ``{"rows": [...], "matrices": {step: {"repeated"|"control": [n_read, T, N]}}, "seed_matrices":
-        {step: {kind: [n_seeds, n_read, T, N]}}, "read_layers": [...], "sources": [...], "T": T, "seeds": seeds}``; ``rows`` holds one dict
-        per step and stream ``l = 1..L`` with the keys above plus ``step`` and ``layer`` (= ``l``).
+        {step: {kind: [n_seeds, n_read, T, N]}}, "per_seed": {step: {...}}, "read_layers": [...], "sources": [...],
+        "T": T, "seeds": seeds}``; ``rows`` holds one dict per step and stream ``l = 1..L`` with the keys
+        above plus ``step`` and ``layer`` (= ``l``). ``per_seed`` keeps, per step, what the intervals of
+        :mod:`.step_bootstrap` resample: ``attention``, ``attention_control``, ``previous_token``
+        (``[n_seeds, L, H]`` per-seed scores of every head) and ``stripes`` (the response's stripe arrays,
+        :meth:`.induction_result.StripeData.parts`, each ``[n_seeds, n_read, P]``).
     """
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise InputError(f"seeds must be an int >= 1, got {seeds!r}")
@@ -261,33 +268,85 @@ def induction_through_training(
     missing = sorted(wanted - set(steps))
     if missing:
         raise InputError(f"matrices_at steps {missing} are not among the measured steps")
-    rows, matrices, seed_matrices, reads, sources = [], {}, {}, None, None
+    rows, matrices, seed_matrices, per_seed, reads, sources = [], {}, {}, {}, None, None
     for step in steps:
         lm = load_toy_model(device=device, dtype=dtype, step=step)
         att = induction_attention_scores(lm, T=T, seeds=range(seeds), n_boot=n_boot)
-        prev = previous_token_scores(lm, T=T, seeds=range(seeds), n_boot=n_boot).scores.mean  # [L, H]
+        prev_all = previous_token_scores(lm, T=T, seeds=range(seeds), n_boot=n_boot).scores  # mean/lo/hi [L, H]
         keep = step in wanted
         res = induction_scores(lm, T=T, seeds=seeds, l0=l0, eps=eps, n_boot=n_boot, keep_matrices=keep)
         reads, sources = list(res.read_streams), list(res.stripes.sources)
         if keep:
             matrices[step] = {kind: m.mean(axis=0) for kind, m in res.stripes.matrices.items()}
             seed_matrices[step] = dict(res.stripes.matrices)
-        rep, ctrl = att.repeated.mean, att.baseline.mean  # [L, H]
-        for l in range(1, lm.n_layers + 1):
-            head = int(rep[l - 1].argmax())
-            i = reads.index(l) if l in reads else None
-            rows.append({
-                "step": step, "layer": l,
-                "attention": float(rep[l - 1, head]), "attention_head": head,
-                "attention_control": float(ctrl[l - 1, head]),
-                "previous_token": float(prev[l - 1].max()),
-                "response": float("nan") if i is None else float(res.score[i]),
-                "response_lo": float("nan") if i is None else float(res.ci_low[i]),
-                "response_hi": float("nan") if i is None else float(res.ci_high[i]),
-                "duplicate": float("nan") if i is None else float(res.duplicate_score[i]),
-            })
-    return {"rows": rows, "matrices": matrices, "seed_matrices": seed_matrices, "read_layers": reads, "sources": sources,
-            "T": T, "seeds": seeds}
+        per_seed[step] = {"attention": att.repeated.per_seed.numpy(), "attention_control": att.baseline.per_seed.numpy(),
+                          "previous_token": prev_all.per_seed.numpy(), "stripes": res.stripes.parts("induction")}
+        rows += _checkpoint_rows(step, lm.n_layers, att, prev_all, res)
+    return {"rows": rows, "matrices": matrices, "seed_matrices": seed_matrices, "per_seed": per_seed, "read_layers": reads,
+            "sources": sources, "T": T, "seeds": seeds}
+
+
+def _checkpoint_rows(step: int, n_layers: int, att, prev, res) -> list[dict]:
+    """The rows of :func:`induction_through_training` at one checkpoint, one per stream ``l = 1..L``.
+
+    ``att``: :func:`.attention.induction_attention_scores`; ``prev``: the ``scores`` of
+    :func:`.attention.previous_token_scores`; ``res``: :func:`.induction.induction_scores`.
+    """
+    rep, ctrl, reads, rows = att.repeated, att.baseline, list(res.read_streams), []
+    for l in range(1, n_layers + 1):
+        b = l - 1  # the block that writes stream l
+        head, ph = int(rep.mean[b].argmax()), int(prev.mean[b].argmax())
+        i = reads.index(l) if l in reads else None
+
+        def at(values):
+            return float("nan") if i is None else float(values[i])
+
+        rows.append({
+            "step": step, "layer": l,
+            "attention": float(rep.mean[b, head]), "attention_head": head,
+            "attention_lo": float(rep.lo[b, head]), "attention_hi": float(rep.hi[b, head]),
+            "attention_control": float(ctrl.mean[b, head]),
+            "attention_control_lo": float(ctrl.lo[b, head]), "attention_control_hi": float(ctrl.hi[b, head]),
+            "previous_token": float(prev.mean[b, ph]), "previous_token_head": ph,
+            "previous_token_lo": float(prev.lo[b, ph]), "previous_token_hi": float(prev.hi[b, ph]),
+            "response": at(res.score), "response_lo": at(res.ci_low), "response_hi": at(res.ci_high),
+            "duplicate": at(res.duplicate_score),
+        })
+    return rows
+
+
+@torch.no_grad()
+def eval_copy_losses(steps, log: dict, *, device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Per-sequence copy losses of the training log's held-out repeats, recomputed at checkpoints.
+
+    Why: the training log keeps only the mean losses over its ``eval_n`` held-out sequences, so the
+    phase change step read off them (:func:`phase_change_step`) has no interval; with the losses of
+    every sequence it gets a bootstrap interval over the sequences
+    (:func:`.step_bootstrap.advantage_steps`). The sequences are the log's own (the recipe's
+    ``eval_T``, ``eval_n`` and token seed), scored with the loss definition of the log
+    (:func:`.behaviour.copy_losses`).
+
+    Args:
+        steps: checkpoint steps (:func:`.models.toy.toy_checkpoint_steps`).
+        log: the training log (:func:`.models.toy.load_training_log`).
+
+    Returns:
+        ``(first, second)``: ``[n_steps, eval_n]`` float64 mean losses on the first and second copy.
+    """
+    from .behaviour import copy_losses
+    from .models.toy import ToyRecipe, _eval_tokens
+    from .sequences import InductionLayout
+
+    recipe = ToyRecipe(**log["recipe"])
+    tokens = _eval_tokens(recipe)  # [eval_n, 2 eval_T + 1], the log's held-out sequences
+    first, second = [], []
+    for step in [int(s) for s in steps]:
+        lm = load_toy_model(device=device, step=step)
+        logits = lm.model(input_ids=tokens.to(lm.device), use_cache=False).logits  # [eval_n, N, V]
+        f, s = copy_losses(logits.cpu(), tokens, InductionLayout(T=recipe.eval_T, offset=1))
+        first.append(f.double().numpy())
+        second.append(s.double().numpy())
+    return np.stack(first), np.stack(second)
 
 
 #: Recipe fields the toy-model page quotes (as ``r_<field>``).

@@ -39,6 +39,7 @@ __all__ = [
     "paired_margin",
     "paired_ratio_change",
     "percentile_interval",
+    "ratio_of_means",
     "resampled_ratio",
     "tail",
     "two_level_indices",
@@ -336,3 +337,30 @@ def paired_margin(named: tuple[np.ndarray, ...], draws: Sequence[tuple[np.ndarra
     lo, hi = percentile_interval(boots, confidence, ignore_nan=True)
     ok = np.isfinite(boots)
     return margin, float(lo), float(hi), float(np.mean(boots[ok] > 0)) if ok.any() else float("nan")
+
+
+def ratio_of_means(repeated, control, *, n_boot: int = 1000, confidence: float = 0.95,
+                   seed: int = 0) -> tuple[float, float, float]:
+    """The ratio of two means over seeds, with a percentile-bootstrap interval that resamples the seeds of both.
+
+    Why: a head's attention on the stripe of repeated sequences over its attention on the same
+    entries of random sequences is the number that tells an induction head from a head that
+    prefers a distance (:data:`.attention.INDUCTION_HEAD_MIN_RATIO`); the two means come from the
+    same seed numbers, so one replicate resamples both with the same seeds.
+
+    Args:
+        repeated, control: ``[S]`` per-seed values (a head's score on the two kinds, paired by seed).
+
+    Returns:
+        ``(ratio, low, high)``; ``nan`` where a replicate's control mean is 0.
+    """
+    rep, ctrl = (np.asarray(x, dtype=float).ravel() for x in (repeated, control))
+    if rep.shape != ctrl.shape or rep.size == 0:
+        raise InputError(f"repeated and control must be non-empty and of one length, got {rep.size} and {ctrl.size}")
+    n_boot, confidence = check_bootstrap(n_boot, confidence)
+    si = np.random.default_rng(seed).integers(0, rep.size, size=(n_boot, rep.size))  # [n_boot, S]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        boots = rep[si].mean(axis=1) / ctrl[si].mean(axis=1)
+        ratio = float(rep.mean() / ctrl.mean())
+    lo, hi = percentile_interval(boots, confidence, ignore_nan=True)
+    return ratio, float(lo), float(hi)

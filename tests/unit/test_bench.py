@@ -30,7 +30,10 @@ from residual_response.bench import (
     naive_response,
     non_embedding_params,
     paper_cost,
+    range_text,
+    repeat_range,
     response_token_forwards,
+    timing_table,
     run_bench,
     write_json,
 )
@@ -130,8 +133,32 @@ def test_stored_records_load(path):
     # what the page reads from it
     numbers = timing_numbers(rec)
     assert numbers["speedup"] == raw["speedup"] and numbers["engine_rate"] == raw["engine_gflops_per_s"]
+    # the spread over the repeats comes from the record's own runs, paired by repeat
+    ratios = [a / b for a, b in zip(raw["runs"]["naive"], raw["runs"]["engine"])]
+    assert (numbers["speedup_lo"], numbers["speedup_hi"], numbers["n_repeats"]) == (min(ratios), max(ratios), len(ratios))
+    rates = [raw["flops"]["necessary"] / t / 1e9 for t in raw["runs"]["engine"]]
+    assert (f"{min(rates):.1f} to {max(rates):.1f} GFLOP/s" in numbers["rates_range"] if len(rates) > 1
+            else numbers["rates_range"] == "one repeat, no spread")
+    table = timing_table(rec)
+    assert table["repeats"].tolist()[0] == len(ratios) and f"({min(ratios):.2f} to {max(ratios):.2f})" in table["speedup (range)"][0]
+    if len(rec.section_map.runs["engine"]) == 1:
+        assert numbers["sm_speedup_range"] == "timed once, so the record holds no spread"
+        assert table["speedup (range)"][1].endswith("(1 repeat)")
     assert set(length_frame(rec)["method"]) >= {"engine", "expected ~ N²"}
     assert len(layers_frame(rec)) > 0 and "fastest" in floor_table(rec)
+
+
+def test_repeat_range_pairs_the_repeats_and_says_when_there_is_one():
+    assert repeat_range([30.0, 28.0, 29.0], [10.0, 10.0, 11.0]) == (pytest.approx(29 / 11), pytest.approx(3.0), 3)
+    assert repeat_range([10.0], [5.0]) == (2.0, 2.0, 1)
+    lo, hi, n = repeat_range([None, 4.0], [2.0, 0.0])  # a missing or zero time leaves that repeat out
+    assert n == 0 and np.isnan(lo) and np.isnan(hi)
+    assert range_text(2.9, 2.7, 3.0, 3) == "2.90 (2.70 to 3.00)" and range_text(5.8, 5.8, 5.8, 1) == "5.80 (1 repeat)"
+    assert range_text(None, 1.0, 2.0, 3) == "-"
+    with pytest.raises(ValueError, match="one time per repeat"):
+        repeat_range([1.0, 2.0], [1.0])
+    with pytest.raises(TypeError, match="not strings"):
+        repeat_range("12", "34")
 
 
 def test_unreadable_records_fail_with_one_clear_error(bench_record, tmp_path):
@@ -167,7 +194,8 @@ def test_thread_scaling_times_the_canonical_job_at_each_count_and_reads_back(tmp
     assert rec.targets_met["thread_speedup"] == (ts.speedup >= rec.targets["thread_speedup"])
     back = load_record(write_json(rec, tmp_path / "b.json"))
     assert back.thread_scaling == ts
-    assert "times faster (target 1.8" in describe_run(back, "a test")
+    lo, hi, n = repeat_range(ts.runs["1"], ts.runs["2"])
+    assert n == 2 and lo <= hi and f"times faster, {lo:.2f} to {hi:.2f} over its 2 repeats (target 1.8" in describe_run(back, "a test")
     assert run_bench(lm, T=2, repeats=1, growth_T=(2,), section=False, log=None).thread_scaling is None
 
 

@@ -1,5 +1,6 @@
 """Measurements across the toy model's training: the phase change, checkpoint choice, rise and onset steps, the sweep."""
 
+import numpy as np
 import pytest
 
 from residual_response import dynamics
@@ -96,7 +97,15 @@ def test_induction_through_training(tmp_path, monkeypatch):
     for r in out["rows"]:
         assert 0 <= r["attention_control"] <= 1 and 0 < r["attention"] <= 1 and 0 <= r["previous_token"] <= 1
         assert r["response_lo"] <= r["response"] <= r["response_hi"] and r["response"] > 0
-        assert r["attention_head"] in range(2)
+        assert r["attention_head"] in range(2) and r["previous_token_head"] in range(2)
+        for key in ("attention", "attention_control", "previous_token"):  # the named head's interval over the seeds
+            assert r[f"{key}_lo"] <= r[key] + 1e-12 and r[key] <= r[f"{key}_hi"] + 1e-12, (key, r)
+    assert sorted(out["per_seed"]) == [0, 6]
+    for per in out["per_seed"].values():  # what the intervals through training resample
+        assert per["attention"].shape == per["attention_control"].shape == per["previous_token"].shape == (2, 2, 2)
+        assert len(per["stripes"]) == 4 and all(a.shape[:2] == (2, 3) for a in per["stripes"])
+    np.testing.assert_allclose(out["per_seed"][6]["attention"].mean(axis=0)[1].max(), out["rows"][3]["attention"],
+                               rtol=1e-6)
     assert list(out["matrices"]) == [6]
     assert out["matrices"][6]["repeated"].shape == (3, 4, 9) == out["matrices"][6]["twin"].shape
     # the rows agree with the scores they are made of
@@ -113,3 +122,17 @@ def test_induction_through_training(tmp_path, monkeypatch):
         dynamics.induction_through_training([0], T=4, seeds=1, matrices_at=[6])
     with pytest.raises(ValueError, match="seeds must be an int >= 1"):
         dynamics.induction_through_training([0], T=4, seeds=0)
+
+
+def test_eval_copy_losses_recompute_the_log(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(tmp_path))
+    monkeypatch.setattr(toy, "DEFAULT_RECIPE", TINY)
+    log = train_toy(toy.toy_dir(), seed=0, recipe=TINY, progress=False)
+    steps = log["checkpoints"]["step"]
+    first, second = dynamics.eval_copy_losses(steps, log)
+    assert first.shape == second.shape == (len(steps), TINY.eval_n)
+    # the log's losses are the means over the same held-out sequences (float32 rounding apart)
+    np.testing.assert_allclose(first.mean(axis=1), log["checkpoints"]["first_copy_loss"], rtol=1e-4)
+    np.testing.assert_allclose(second.mean(axis=1), log["checkpoints"]["second_copy_loss"], rtol=1e-4)
+    with pytest.raises(ValueError, match="no toy checkpoint at step"):
+        dynamics.eval_copy_losses([1], log)

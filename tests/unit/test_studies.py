@@ -12,6 +12,7 @@ import torch
 from residual_response.induction import Rise, induction_scores
 from residual_response.models import build_random_model
 from residual_response.pages import studies
+from residual_response.pages.tables import ci_text as tables_ci
 
 
 def test_random_init_names():
@@ -95,7 +96,19 @@ def test_cross_check_runs_every_measurement_of_one_model():
     q = c.quoted()
     assert q["SL"] == c.base.score[-1] and q["loss1"] == float(c.losses.first.mean)
     e = c.effects()
-    assert set(e) - {"outside"} == {"base", "top_score", "top", "attention", "random"} and np.isfinite(e["top"]["drop"])
+    assert set(e) - {"outside"} == {"base", "base_lo", "base_hi", "top_score", "top_score_lo", "top_score_hi", "top",
+                                    "attention", "random"} and np.isfinite(e["top"]["drop"])
+    assert e["base_lo"] <= e["base"] <= e["base_hi"] and e["top_score_lo"] <= e["top_score"] <= e["top_score_hi"]
+    assert q["SL_text"] == tables_ci(e["base"], e["base_lo"], e["base_hi"])
+    # the tables the page shows: one row per top attention head, each with its intervals; S_L with its own
+    from residual_response.pages.tables import cross_check_tables
+    tbl = cross_check_tables({"m": c}, {"m": e}, {"m": c.rank_tests()}, setting="s", loss_setting="l", att_setting="a",
+                             ablation_setting="b")
+    att = tbl["attention"]
+    assert len(att) == 5 and list(att["head (block, head)"])[0] == f"({c.heads['att_top'][0][0]}, {c.heads['att_top'][0][1]})"
+    assert all("[" in v for v in att["attention [95 % CI]"]) and att["setting"].tolist()[1:] == [""] * 4
+    assert att["Spearman over layers [95 % CI]"][0].startswith(("n/a", "-", "0", "1"))
+    assert tbl["ablation_loss"]["S_L unablated [95 % CI]"][0] == q["SL_text"]
     # a named set's loss change beside the draws': the difference lies inside its own interval
     t = e["top"]
     assert t["vs_random_lo"] <= t["vs_random"] <= t["vs_random_hi"] and t["n_draws"] == 1 and t["draws_above"] in (0, 1)
@@ -172,3 +185,69 @@ def test_phase_contrasts_divide_the_lags_and_resample_the_sequences():
     assert varied["contrast_last"] == pytest.approx(4.0, rel=1e-12)  # the mean of 2, 4 and 6 over the lag T-2's 1
     assert 2.0 <= varied["contrast_last_lo"] < 4.0 < varied["contrast_last_hi"] <= 6.0
     assert varied["read_last"] == 2
+
+
+def test_phase_intervals_bracket_the_quoted_scores_and_steps(tmp_path, monkeypatch):
+    """On a tiny toy run: every quoted score and step gets an interval that holds it, the loss's steps
+    come from per-sequence losses that must give the log's means, and a mismatch stops the page."""
+    from residual_response import dynamics
+    from residual_response.models import toy
+    from residual_response.pages.phase_intervals import phase_intervals, step_text
+    from residual_response.step_bootstrap import StepInterval
+
+    recipe = toy.ToyRecipe(vocab_size=16, n_positions=24, d_model=8, n_layers=2, n_heads=2, steps=6, checkpoint_every=3,
+                           batch_size=4, train_len=16, t_min=2, t_max=6, eval_T=5, eval_n=4, warmup=2)
+    monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(tmp_path))
+    monkeypatch.setattr(toy, "DEFAULT_RECIPE", recipe)
+    log = toy.train_toy(toy.toy_dir(), seed=0, recipe=recipe, progress=False)
+    steps = [0, 3, 6]
+    trace = dynamics.induction_through_training(steps, T=4, seeds=3, n_boot=50)
+    # per-sequence losses with a clear drop at step 3 (the tiny run has none), and a log that agrees with them
+    first = np.full((3, 8), 2.7) + np.linspace(0, 0.1, 8)
+    second = np.array([2.7, 1.0, 0.2])[:, None] + np.linspace(0, 0.1, 8)
+    log = {**log, "checkpoints": {"step": steps, "first_copy_loss": list(first.mean(axis=1)),
+                                  "second_copy_loss": list(second.mean(axis=1))}}
+    rows = pd.DataFrame(trace["rows"])
+    top = rows[rows.layer == 2].set_index("step")
+    loss = pd.DataFrame({"step": steps, "first copy": first.mean(axis=1), "second copy": second.mean(axis=1)})
+    pc = studies.PhaseChange(log=log, T=4, seeds=3, eps=0.01, phase=3, loss_lo=3, loss_hi=6, used=steps, before=0, last=6,
+                             gap=3, trace=trace, rows=rows, top=top, loss=loss, att_rise=None, resp_rise=None,
+                             resp_onset=None, resp_emerge=None)
+    out = phase_intervals(pc, n_boot=200, losses=(first, second))
+    for name in ("0", "before", "last"):
+        assert out[f"att_{name}_lo"] <= top.attention[pc.used[0] if name == "0" else getattr(pc, name)] + 1e-12
+    assert out["att_ratio_last_lo"] <= out["att_ratio_last"] <= out["att_ratio_last_hi"]
+    assert out["phase_text"] == "3 [3, 3]" and out["n_eval"] == 8  # every sequence drops at the same step
+    for name in ("att_rise", "resp_rise", "prev_rise"):
+        si = StepInterval(out[name], out[f"{name}_lo"], out[f"{name}_hi"], out[f"{name}_none"], 200)
+        assert out[f"{name}_text"] == step_text(si)
+        if si.step is not None and si.lo is not None and si.hi is not None:
+            assert si.lo <= si.step <= si.hi and {si.lo, si.hi} <= set(steps)
+    assert out["att_settled_lo"] <= out["att_settled_hi"] and out["resp_peak_step_lo"] <= out["resp_peak_step_hi"]
+    assert "steps [" in out["rise_order_text"] or out["rise_gap"] is None
+    with pytest.raises(RuntimeError, match="differ from the training log"):
+        phase_intervals(pc, n_boot=50, losses=(first + 0.5, second))
+    with pytest.raises(RuntimeError, match="give phase = 3, the training log 6"):
+        phase_intervals(dataclasses.replace(pc, phase=6), n_boot=50, losses=(first, second))
+    assert step_text(StepInterval(None, None, None, 200, 200)) == "none"
+    assert step_text(StepInterval(300, 200, None, 10, 200)) == "300 [200, open]"
+
+
+def test_layer_tables_give_every_value_its_interval(tmp_path, monkeypatch):
+    from residual_response import dynamics
+    from residual_response.models import toy
+    from residual_response.pages.phase_intervals import layer_tables
+
+    recipe = toy.ToyRecipe(vocab_size=16, n_positions=24, d_model=8, n_layers=2, n_heads=2, steps=3, checkpoint_every=3,
+                           batch_size=4, train_len=16, t_min=2, t_max=6, eval_T=5, eval_n=4, warmup=2)
+    monkeypatch.setenv("RESIDUAL_RESPONSE_CACHE", str(tmp_path))
+    monkeypatch.setattr(toy, "DEFAULT_RECIPE", recipe)
+    toy.train_toy(toy.toy_dir(), seed=0, recipe=recipe, progress=False)
+    trace = dynamics.induction_through_training([0, 3], T=4, seeds=2, n_boot=50)
+    pc = SimpleNamespace(rows=pd.DataFrame(trace["rows"]), trace=trace)
+    resp, att = layer_tables(pc, n_boot=50)
+    assert list(resp.columns) == ["step", "S, stream 1", "S, stream 2"] and resp.step.tolist() == [0, 3]
+    assert list(att.columns) == ["step", "attention, block 0", "÷ random, block 0", "attention, block 1", "÷ random, block 1"]
+    row = pc.rows.iloc[1]  # step 0, stream 2
+    assert resp["S, stream 2"][0] == tables_ci(row.response, row.response_lo, row.response_hi)
+    assert all(v.count("[") == 1 for v in att.drop(columns="step").to_numpy().ravel())

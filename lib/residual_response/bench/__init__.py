@@ -81,6 +81,8 @@ from .summary import (
     length_slope,
     memory_table,
     page_record,
+    range_text,
+    repeat_range,
 )
 
 __all__ = [

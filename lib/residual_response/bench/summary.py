@@ -23,6 +23,8 @@ __all__ = [
     "describe_run",
     "timing_table",
     "timing_numbers",
+    "repeat_range",
+    "range_text",
     "floor_table",
     "length_frame",
     "length_slope",
@@ -99,35 +101,123 @@ def _scaling_sentence(rec: BenchRecord) -> str:
     most = ts.threads[-1]
     return (f" On {most} threads the job `{ts.job}` took {ts.wall_s[str(most)]:.1f} s against"
             f" {ts.wall_s['1']:.1f} s on one (wall clock, medians), {ts.speedup:.2f} times faster"
-            f" (target {rec.targets.get('thread_speedup', 1.8):g}; load average at its start "
+            + _thread_range(ts) + f" (target {rec.targets.get('thread_speedup', 1.8):g}; load average at its start "
             + ", ".join(f"{x:.1f}" for x in ts.load_average or []) + ")."
             + (f" Its sequences ran in {ts.workers[str(most)]} one-thread processes side by side; with every operation split over"
-               f" {most} threads instead it took {ts.intra_op_wall_s:.1f} s ({ts.intra_op_speedup:.2f} times faster)."
+               f" {most} threads instead it took {ts.intra_op_wall_s:.1f} s ({ts.intra_op_speedup:.2f} times faster"
+               + _thread_range(ts, ts.intra_op_runs or []) + ")."
                if ts.workers and ts.workers.get(str(most), 1) > 1 and ts.intra_op_wall_s and ts.intra_op_speedup else ""))
 
 
+def repeat_range(numerator, denominator) -> tuple[float, float, int]:
+    """The smallest and largest ratio of one repeat's two times, over the repeats, and how many there are.
+
+    Why a range and not an interval: the bench repeats a measurement a few times (three by
+    default), too few for a bootstrap to mean anything, and interleaves the methods within each
+    repeat, so the ratio of the same repeat's two times is the paired quantity; its range over the
+    repeats is the spread the record holds. With one repeat there is no spread: both ends are that
+    repeat's ratio and the count says 1.
+
+    Args:
+        numerator, denominator: seconds per repeat, paired by index (``runs`` of a record).
+
+    Returns:
+        ``(low, high, n)``; ``nan`` ends where no repeat has both times.
+    """
+    if isinstance(numerator, (str, bytes)) or isinstance(denominator, (str, bytes)):
+        raise TypeError("numerator and denominator must be sequences of seconds, not strings")
+    num, den = list(numerator), list(denominator)
+    if len(num) != len(den):
+        raise ValueError(f"numerator and denominator must hold one time per repeat each, got {len(num)} and {len(den)}")
+    ratios = [float(a) / float(b) for a, b in zip(num, den) if a is not None and b is not None and float(b) > 0]
+    if not ratios:
+        return float("nan"), float("nan"), 0
+    return min(ratios), max(ratios), len(ratios)
+
+
+def range_text(value: float | None, low: float, high: float, n: int, fmt: str = ".2f") -> str:
+    """``"2.89 (2.67 to 2.91)"``; with one repeat ``"5.81 (1 repeat)"``, as there is no spread to give."""
+    if value is None or not np.isfinite(value):
+        return "-"
+    if n < 2:
+        return f"{value:{fmt}} ({n} repeat)"
+    return f"{value:{fmt}} ({low:{fmt}} to {high:{fmt}})"
+
+
+def _ratios(rec: BenchRecord) -> dict[str, tuple[float, float, int]]:
+    """Per-repeat ranges of the one-tensor and section-map speedups and floor fractions."""
+    out = {"speedup": repeat_range(rec.runs["naive"], rec.runs["engine"]),
+           "floor_fraction": repeat_range(rec.runs["floor"], rec.runs["engine"])}
+    sm = rec.section_map
+    if sm is not None:
+        out["sm_speedup"] = repeat_range(sm.runs["naive_extrapolated"], sm.runs["engine"])
+        out["sm_floor_fraction"] = repeat_range(sm.runs["floor"], sm.runs["engine"])
+    return out
+
+
+def _thread_range(ts, most: list | None = None) -> str:
+    """The thread speedup's range over the repeats (every repeat runs each count once, so the runs pair by
+    index); ``most``: the runs to divide by, the most threads' by default."""
+    most = ts.runs.get(str(ts.threads[-1]), []) if most is None else most
+    one = ts.runs.get("1", [])
+    if len(one) != len(most):  # a record without paired runs: nothing to pair
+        return ""
+    lo, hi, n = repeat_range(one, most)
+    return f", {lo:.2f} to {hi:.2f} over its {n} repeats" if n >= 2 else ", timed once (no spread)"
+
+
 def timing_table(rec: BenchRecord) -> pd.DataFrame:
-    """Naive, engine and floor seconds, speedup, floor fraction and max rel. diff: one tensor, section map."""
-    rows = [("one response tensor (l0 = 0)", rec)]
+    """Naive, engine and floor seconds (medians), speedup and floor fraction with their range over the
+    repeats (:func:`repeat_range`), and max rel. diff: one tensor, section map."""
+    ranges = _ratios(rec)
+    rows = [("one response tensor (l0 = 0)", rec, "")]
     if rec.section_map is not None:
-        rows.append((f"section map (l0 = 0..{rec.n_layers - 1})", rec.section_map))
-    return pd.DataFrame([{"work": work, "naive (s)": r.naive_s, "engine (s)": r.engine_s, "floor (s)": r.floor_s,
-                          "speedup": r.speedup, "floor fraction": r.floor_fraction, "max rel. diff": r.max_rel_diff}
-                         for work, r in rows])
+        rows.append((f"section map (l0 = 0..{rec.n_layers - 1})", rec.section_map, "sm_"))
+    return pd.DataFrame([{"work": work, "repeats": ranges[f"{p}speedup"][2], "naive (s)": r.naive_s,
+                          "engine (s)": r.engine_s, "floor (s)": r.floor_s,
+                          "speedup (range)": range_text(r.speedup, *ranges[f"{p}speedup"]),
+                          "floor fraction (range)": range_text(r.floor_fraction, *ranges[f"{p}floor_fraction"]),
+                          "max rel. diff": r.max_rel_diff}
+                         for work, r, p in rows])
+
+
+def _rates_range(rec: BenchRecord) -> str:
+    """The naive loop's and the engine's operation rates, smallest to largest over the repeats (GFLOP/s), as text."""
+    naive = [rec.flops.naive / t / 1e9 for t in rec.runs["naive"] if t]
+    engine = [rec.flops.necessary / t / 1e9 for t in rec.runs["engine"] if t]
+    if min(len(naive), len(engine)) < 2:
+        return "one repeat, no spread"
+    return (f"{min(naive):.1f} to {max(naive):.1f} and {min(engine):.1f} to {max(engine):.1f} GFLOP/s over the "
+            f"{len(engine)} repeats")
 
 
 def timing_numbers(rec: BenchRecord) -> dict[str, float | str]:
     """The numbers the page's prose quotes, by glue name.
 
     ``speedup``, ``floor_fraction``, ``sm_speedup``, ``sm_floor_fraction`` (NaN without a section
-    map); ``flop_ratio``, ``sm_flop_ratio`` (naive / necessary FLOPs); ``naive_rate``,
-    ``engine_rate`` (GFLOP/s) and ``rate_gain`` (their ratio); ``naive_l0`` (the ``l0`` where the
-    naive section map was measured, text); ``max_rel_diff`` (the largest over the record).
+    map), each with ``<name>_range``: its range over the repeats as text (:func:`repeat_range`; a
+    single repeat is said to have no spread), and ``speedup_lo``, ``speedup_hi``, ``n_repeats``;
+    ``flop_ratio``, ``sm_flop_ratio`` (naive / necessary FLOPs); ``naive_rate``, ``engine_rate``
+    (GFLOP/s, ``rates_range``: both over the repeats) and ``rate_gain`` (their ratio, with
+    ``rate_gain_range``); ``growth_spread`` (whether the growth series were repeated); ``naive_l0`` (the ``l0``
+    where the naive section map was measured, text); ``max_rel_diff`` (the largest over the record).
     """
     sm = rec.section_map
     naive_rate = rec.naive_gflops_per_s or rec.flops.naive / rec.naive_s / 1e9
     engine_rate = engine_rate_gflops(rec)
+    ranges = _ratios(rec)
+    texts = {f"{name}_range": (f"{lo:.2f} to {hi:.2f} over its {n} repeats" if n >= 2 else
+                               "timed once, so the record holds no spread")
+             for name, (lo, hi, n) in ranges.items()}
+    gain = [x / rec.flops.ratio for x in ranges["speedup"][:2]]  # rate gain = speedup / operation ratio, per repeat
     return {
+        **texts,
+        "speedup_lo": ranges["speedup"][0], "speedup_hi": ranges["speedup"][1], "n_repeats": ranges["speedup"][2],
+        "rate_gain_range": (f"{gain[0]:.2f} to {gain[1]:.2f} over the repeats" if ranges["speedup"][2] >= 2 else
+                            "one repeat, no spread"),
+        "rates_range": _rates_range(rec),
+        "growth_spread": ("one timing per length, so the record holds no spread for it"
+                          if rec.growth_repeats < 2 else f"medians of {rec.growth_repeats} repeats per length"),
         "speedup": rec.speedup,
         "floor_fraction": rec.floor_fraction,
         "flop_ratio": rec.flops.ratio,
@@ -143,17 +233,23 @@ def timing_numbers(rec: BenchRecord) -> dict[str, float | str]:
 
 
 def floor_table(rec: BenchRecord) -> pd.DataFrame:
-    """The floor's schedules at ``l0 = 0`` beside the engine and the naive loop: time, row-positions,
-    and work relative to the necessary work."""
+    """The floor's schedules at ``l0 = 0`` beside the engine and the naive loop: time (median, and the
+    smallest to the largest over the repeats), row-positions, and work relative to the necessary work."""
     pos = rec.row_positions
     necessary = pos["necessary"]
-    rows = [{"schedule": name, "time (s)": sec, "row-positions": pos.get(f"floor:{name}"),
+
+    def spread(key: str) -> str:  # the smallest and largest time over the repeats
+        times = [t for t in rec.runs.get(key, []) if t is not None]
+        return f"{min(times):.3g} to {max(times):.3g}" if len(times) >= 2 else f"{len(times)} repeat"
+
+    rows = [{"schedule": name, "time (s)": sec, "range (s)": spread(f"floor:{name}"),
+             "row-positions": pos.get(f"floor:{name}"),
              "row-positions / necessary": (pos.get(f"floor:{name}") or np.nan) / necessary,
              "fastest": "yes" if name == rec.floor_schedule else ""}
             for name, sec in rec.floor_schedules_s.items()]
     for name, key, sec in (("engine", "engine", rec.engine_s), ("naive loop", "naive", rec.naive_s)):
-        rows.append({"schedule": f"{name} (for comparison)", "time (s)": sec, "row-positions": pos[key],
-                     "row-positions / necessary": pos[key] / necessary, "fastest": ""})
+        rows.append({"schedule": f"{name} (for comparison)", "time (s)": sec, "range (s)": spread(key),
+                     "row-positions": pos[key], "row-positions / necessary": pos[key] / necessary, "fastest": ""})
     return pd.DataFrame(rows)
 
 

@@ -146,7 +146,8 @@ class CrossCheck:
         heads: :func:`head_rank_agreement` of the two head rankings over their top
             ``min(5, heads - 1)``, plus ``resp_top`` (the response's top heads with their scores),
             ``att_top`` (the attention's top five), ``resp_top_att`` (the attention of the
-            response's top heads), ``resp_best`` and ``att_best``.
+            response's top heads; ``resp_top_att_ci`` their bootstrap intervals over the attention
+            sequences), ``resp_best`` and ``att_best``.
         seconds: wall time of the whole study.
     """
 
@@ -205,8 +206,17 @@ class CrossCheck:
             "headrho_text": ci_text(h["rho"], *h["rho_ci"]),
             "respbest": str(h["resp_best"]), "attbest": str(h["att_best"]),
             "respbestatt": h["resp_top_att"][0], "respminatt": min(h["resp_top_att"]),
+            "respbestatt_text": ci_text(h["resp_top_att"][0], *h["resp_top_att_ci"][0]),
+            "respminatt_text": ci_text(min(h["resp_top_att"]), *h["resp_top_att_ci"][int(np.argmin(h["resp_top_att"]))]),
             "SL": e["base"], "SLtop": e["top_score"], "drop_top": e["top"]["drop"], "drop_random": e["random"]["drop"],
             "rise_top": e["top"]["rise"], "rise_random": e["random"]["rise"],
+            # the same numbers with their 95 % intervals, as the prose quotes them
+            "SL_text": ci_text(e["base"], e["base_lo"], e["base_hi"]),
+            "SLtop_text": ci_text(e["top_score"], e["top_score_lo"], e["top_score_hi"]),
+            "drop_top_text": ci_text(e["top"]["drop"], e["top"]["lo"], e["top"]["hi"]),
+            "drop_random_text": ci_text(e["random"]["drop"], e["random"]["lo"], e["random"]["hi"]),
+            "rise_top_text": ci_text(e["top"]["rise"], e["top"]["rise_lo"], e["top"]["rise_hi"]),
+            "rise_random_text": ci_text(e["random"]["rise"], e["random"]["rise_lo"], e["random"]["rise_hi"]),
             "nullmin": extreme_text(self.null, np.nanargmin), "nullmax": extreme_text(self.null, np.nanargmax),
             "gap": "none" if rb["gap"] is None else str(rb["gap"]),
         }
@@ -237,13 +247,16 @@ class CrossCheck:
         """Per ``"top"``/``"attention"``/``"outside"``/``"random"`` ablation: the drop of the score at the last
         stream and the rise of the second-copy loss, each with its paired 95 % interval (``"random"``:
         the mean over draws, its loss interval resampling the draws too); plus ``base`` (``S_L``
-        unablated, at the ablation's seeds) and ``top_score`` (``S_L`` with the top heads ablated). A
+        unablated, at the ablation's seeds) and ``top_score`` (``S_L`` with the top heads ablated),
+        each with its bootstrap interval (``base_lo``, ``base_hi``, ``top_score_lo``, ``top_score_hi``). A
         named set also gets its loss change minus the random draws' (``vs_random`` with
         ``vs_random_lo/hi``, resampling seeds and draws) and its rank among the draws
         (:meth:`.crosscheck.AblationStudy.loss_rank`: ``draws_above``, ``draws_below`` of ``n_draws``,
         ``p_more``, ``p_less``)."""
         res = self.study.results
-        out = {"base": float(res["none"].score[-1]), "top_score": float(res["top"].score[-1])}
+        out = {"base": float(res["none"].score[-1]), "base_lo": float(res["none"].ci_low[-1]),
+               "base_hi": float(res["none"].ci_high[-1]), "top_score": float(res["top"].score[-1]),
+               "top_score_lo": float(res["top"].ci_low[-1]), "top_score_hi": float(res["top"].ci_high[-1])}
         for which in (*self.study.named_keys, "random"):
             drop, lo, hi = self.study.score_drop(which, n_boot=self.n_boot)
             rise = self.study.loss_rise(which, n_boot=self.n_boot)
@@ -317,6 +330,8 @@ def cross_check(lm: LoadedModel, *, T: int, seeds: int, att_seeds: int, loss_see
     heads["att_top"] = top_heads(attention, min(5, n_all))
     heads["resp_best"], heads["att_best"] = heads["resp_top"][0][:2], heads["att_top"][0][:2]
     heads["resp_top_att"] = [float(att_mean[l, h]) for l, h, _ in heads["resp_top"]]
+    heads["resp_top_att_ci"] = [(float(attention.repeated.lo[l, h]), float(attention.repeated.hi[l, h]))
+                                for l, h, _ in heads["resp_top"]]  # over the attention sequences
     return CrossCheck(model=lm.name, n_layers=lm.n_layers, n_heads=lm.n_heads, l0=l0, losses=losses,
                       attention=attention, attribution=attribution, base=base, study=study, null=null, agreement=agreement,
                       heads=heads, seconds=time.perf_counter() - start, n_boot=n_boot)

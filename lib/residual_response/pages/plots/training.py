@@ -20,7 +20,8 @@ def toy_phase_chart(pc) -> alt.VConcatChart:
 
     ``pc`` is a :class:`.dynamics.PhaseChange`. Top: the copy losses of the training log at every
     checkpoint, with the loss of a uniform guess (dashed). Middle: the attention score of each
-    block on repeated sequences (solid) and, for the same head, on the controls (dashed). Bottom:
+    block on repeated sequences (solid) and, for the same head, on the controls (dashed), each with
+    its bootstrap interval over the sequences. Bottom:
     the response score of each read layer with its bootstrap interval (log scale; dotted: 1 and
     2, a reference line). A red rule marks the phase change step in every panel.
     """
@@ -41,9 +42,10 @@ def toy_phase_chart(pc) -> alt.VConcatChart:
     ).properties(width=460, height=150, title="loss from the training log")
 
     att_long = pd.concat([
-        df.assign(sequence="repeated", value=df.attention),
-        df.assign(sequence="random", value=df.attention_control),
-    ])[["step", "layer", "sequence", "value", "attention_head"]].assign(block=lambda d: "block " + (d.layer - 1).astype(str))
+        df.assign(sequence="repeated", value=df.attention, lo=df.attention_lo, hi=df.attention_hi),
+        df.assign(sequence="random", value=df.attention_control, lo=df.attention_control_lo, hi=df.attention_control_hi),
+    ])[["step", "layer", "sequence", "value", "lo", "hi", "attention_head"]].assign(
+        block=lambda d: "block " + (d.layer - 1).astype(str))
     # a row's `layer` is the stream l that block l - 1 writes: the colours name the block b = l - 1
     layer_colors = alt.Scale(domain=[f"block {b}" for b in range(pc.L)], scheme="set1")
     att_color = alt.Color("block:N", scale=layer_colors, title="block")
@@ -53,9 +55,11 @@ def toy_phase_chart(pc) -> alt.VConcatChart:
             x=x, y=alt.Y("value:Q", title="attention on stripe"), color=att_color, detail="sequence:N",
             strokeDash=alt.StrokeDash("sequence:N", scale=alt.Scale(domain=["repeated", "random"], range=[[1, 0], [4, 3]]),
                                       title="sequence", legend=dash_legend)),
+        alt.Chart(att_long).mark_errorbar().encode(x=x, y="lo:Q", y2="hi:Q", color=att_color),  # 95 % over the sequences
         alt.Chart(att_long).mark_point(filled=True, size=25).encode(
             x=x, y="value:Q", color=att_color,
-            tooltip=["block", "sequence", "step", alt.Tooltip("value:Q", format=".3f"), "attention_head"]),
+            tooltip=["block", "sequence", "step", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("lo:Q", format=".3f"),
+                     alt.Tooltip("hi:Q", format=".3f"), "attention_head"]),
         phase_rule,
     ).properties(width=460, height=150, title="attention-pattern induction score (max over heads)")
 

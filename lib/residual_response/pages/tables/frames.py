@@ -25,6 +25,7 @@ from ...checks import check_int
 from ...induction import SectionMap
 from ...null import BASELINE_NAMES, NullRow
 from .ablation_text import NAMED_SETS, loss_verdict, p_text, rank_verdict
+from .heads_table import attention_head_table
 from .text import NA, _heads_text, ci_text, from_one_text, peak_index, setting_text, width_text
 
 __all__ = ["matrix_frame", "distance_profile", "stripe_mean", "section_map_frame", "styled",
@@ -415,8 +416,9 @@ def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str
 
     Returns:
         ``{"loss", "attention", "rise", "heads", "ablation", "ablation_loss", "null", "summary"}`` DataFrames
-        (``ablation``: the drop of the score and its rank among random draws; ``ablation_loss``: the
-        heads, the unablated score and the rise of the second-copy loss).
+        (``attention``: one row per top head, :func:`.heads_table.attention_head_table`; ``ablation``: the
+        drop of the score and its rank among random draws; ``ablation_loss``: the heads, the unablated
+        score and the rise of the second-copy loss).
     """
     def bm(d):
         return ci_text(d.mean, d.lo, d.hi)
@@ -427,11 +429,6 @@ def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str
         r = c.losses
         out["loss"].append({"model": name, "uniform guess ln n": f"{r.uniform_loss:.2f}", "first copy": bm(r.first),
                             "second copy": bm(r.second), "drop": bm(r.drop), "setting": loss_setting})
-        out["attention"].append({
-            "model": name, "top attention heads (block, head): score (ratio to random sequences)":
-                ", ".join(f"({b}, {hh}): {v:.2f} ({_ratio_text(float(c.attention.ratio[b, hh]))})" for b, hh, v in h["att_top"]),
-            "Spearman over layers [95 % CI]": _rank_text(a), "layers correlated": a.n_layers,
-            "setting": f"attention {att_setting}; response {setting}"})
         out["rise"].append({
             "model": name, "rise of S [95 % CI]": NA if rb["factor"] is None else ci_text(rb["factor"], *rb["factor_ci"]) + (f"; {from_one_text(*rb['from_one'])}" if rb.get("from_one") else ""),
             "half way after block": NA if rb["half"] is None else rb["half"],
@@ -439,7 +436,7 @@ def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str
             "blocks of the induction heads": ", ".join(map(str, rb["att_blocks"])) or "none", "setting": setting})
         out["heads"].append({
             "model": name, "top by response (block, head): score": _heads_text(h["resp_top"], ".1f"),
-            "their attention on the stripe": ", ".join(f"{v:.2f}" for v in h["resp_top_att"]),
+            "their attention on the stripe [95 % CI]": "; ".join(ci_text(v, *ci) for v, ci in zip(h["resp_top_att"], h["resp_top_att_ci"])),
             "shared top heads": f"{h['overlap']} of {h['k']}", "Spearman over all heads": f"{ci_text(h['rho'], *h['rho_ci'])} (n = {h['n_heads']})",
             "setting": setting})
         for which, t in tests[name].items():
@@ -456,7 +453,7 @@ def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str
                 "verdict": rank_verdict(t), "setting": ablation_setting})
             out["ablation_loss"].append({
                 "model": name, "ablated": f"top-{c.study.k} {NAMED_SETS[which]}", "heads": _heads_text(c.study.heads[which]),
-                "S_L unablated": f"{e['base']:.2f}",
+                "S_L unablated [95 % CI]": ci_text(e["base"], e["base_lo"], e["base_hi"]),
                 "loss rise, named [95 % CI]": ci_text(w["rise"], w["rise_lo"], w["rise_hi"]),
                 "loss rise, random": ci_text(e["random"]["rise"], e["random"]["rise_lo"], e["random"]["rise_hi"]),
                 "draws raising it as much; no more (p)": (f"{w['draws_above']} ({w['p_more']:.3f}); "
@@ -476,13 +473,8 @@ def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str
                 f"{NAMED_SETS[w]}: " + (f"{rank_verdict(tests[name][w])} (p = {tests[name][w].p_value:.3f})"
                                         if w in tests[name] else _NOT_RUN.get(w, NA)) for w in NAMED_SETS),
             "setting": f"{setting}; ablation {ablation_setting}"})
+    out["attention"] = attention_head_table(checks, setting=setting, att_setting=att_setting)
     return {k: pd.DataFrame(v) for k, v in out.items()}
-
-
-def _ratio_text(r: float) -> str:
-    """A head's ratio of stripe attention on repeats to that on random sequences: ``"5.1×"``; above
-    100 the random-sequence attention is near 0 and the digits mean nothing, so ``"> 100×"``."""
-    return "> 100×" if r > 100 else f"{r:.2g}×"
 
 
 def extreme_text(res, pick) -> str:
