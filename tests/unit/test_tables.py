@@ -543,3 +543,13 @@ def test_full_size_frame_carries_its_setting_into_the_caption():
     assert df.loc[0, "intervals covering 1"] == "2 of 3" and df.loc[0, "setting"] == "T = 20, 4 seeds, ε = 1e-2"
     html = styled(df, uuid="t").to_html()
     assert "Setting: T = 20, 4 seeds, ε = 1e-2." in html and ">setting<" not in html
+
+
+def test_heads_before_text_counts_the_heads_that_can_move_the_stream():
+    from residual_response.pages.tables import heads_before_text
+    heads = {"none": [], "top": [(17, 1), (20, 3)], "attention": [(3, 0), (17, 2)], "random-0": [(0, 0), (1, 1)]}
+    assert heads_before_text(heads, 18) == ("named heads in blocks 0 to 17, the blocks that can move $S_{18}$: "
+                                            "by response 1 of 2, by attention pattern 2 of 2")
+    assert heads_before_text(heads, 3).endswith("by response 0 of 2, by attention pattern 0 of 2")
+    with pytest.raises(ValueError, match="named set"):
+        heads_before_text({"none": []}, 3)

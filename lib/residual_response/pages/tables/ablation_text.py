@@ -15,7 +15,7 @@ import torch
 from ...attention import top_heads
 from .text import _heads_text, ci_text
 
-__all__ = ["copy_loss_sentence", "loss_change_text", "NAMED_SETS", "control_power_text", "loss_verdict", "outside_set_text", "p_text", "rank_verdict", "ablation_sentence", "ablation_summary", "unresolved_items"]
+__all__ = ["copy_loss_sentence", "loss_change_text", "NAMED_SETS", "control_power_text", "loss_verdict", "outside_set_text", "p_text", "rank_verdict", "ablation_sentence", "ablation_summary", "heads_before_text", "unresolved_items"]
 
 
 def copy_loss_sentence(name: str, check, effects: dict, loss_setting: str) -> str:
@@ -218,6 +218,21 @@ def control_power_text(checks: Mapping, tests: Mapping) -> str:
                    f"{len(keys)} of the {t.n_random} draws remove as much, ablating {draws}. Here {why}, and the "
                    "page draws no conclusion from the response's rank there.")
     return " ".join(out)
+
+
+def heads_before_text(heads: Mapping, stream: int) -> str:
+    """How many heads of each named set sit in the blocks that write streams up to ``stream``
+    (blocks ``0 .. stream - 1``): only those can move the score read there.
+
+    Why: ranked at a stream before the last, a set whose heads all sit in later blocks removes
+    exactly nothing, and a reader should see that this is where the heads are, not a measured
+    absence of an effect. ``heads``: ``AblationStudy.heads`` (condition -> ``[(block, head)]``).
+    """
+    parts = [f"{NAMED_SETS[w]} {sum(b < stream for b, _ in heads[w])} of {len(heads[w])}"
+             for w in NAMED_SETS if heads.get(w)]
+    if not parts:
+        raise ValueError(f"heads must hold a named set of {list(NAMED_SETS)}, got {list(heads)}")
+    return f"named heads in blocks 0 to {stream - 1}, the blocks that can move $S_{{{stream}}}$: " + ", ".join(parts)
 
 
 def ablation_summary(tests: Mapping[str, Mapping]) -> str:
