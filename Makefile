@@ -73,13 +73,16 @@ notebooks: install
 ## pytest session, so that the notebooks fill the cores the last test files leave (the library reads
 ## RESIDUAL_RESPONSE_RESULTS_CACHE=0 as unset; the student-notebook tests switch it on for their kernels).
 ## Debian's chromium (for the browser tests) is installed beside the ci build where apt-get needs
-## no password, else first.
+## no password, else first. The toy, whose single-threaded training is the ci build's critical path
+## (its pages wait for it), starts training first, some seconds before the build's own job for it
+## would (that job waits on the entry's lock, then loads it).
 ## The toy trained at the lowest SIMD level is single-threaded: it trains beside the ci build
 ## (scripts/background.sh) once the build's own toy exists (AFTER_NATIVE_TOY), and is checked at the end.
 ## The lowest-SIMD unit tests run beside everything else at the lowest CPU priority (nice 19): they
 ## take only the time the other stages leave idle (the single-threaded HTML build, the last files of
 ## a pytest run), so they cost little wall time; what is left of them runs at full speed at the end.
 test: install
+	bash scripts/background.sh start toy $(PY) -c "$(BUILD_MODELS)" toy-gpt2
 	if [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; then bash scripts/background.sh start chromium bash scripts/install_chromium.sh; \
 	else bash scripts/install_chromium.sh && bash scripts/background.sh start chromium true; fi
 	rm -rf $(LOW_CACHE)/models/toy-gpt2
@@ -87,6 +90,7 @@ test: install
 	bash scripts/background.sh start unit-lowest-simd nice -n 19 $(LOW_UNIT_TESTS) -p no:cacheprovider
 	bash scripts/background.sh start standins $(PY) -c "$(BUILD_MODELS)" $(TEST_ONLY_MODELS)
 	$(PY) scripts/build_book.py --profile ci --out $(CI_OUT)
+	bash scripts/background.sh wait toy
 	bash scripts/background.sh wait standins
 	bash scripts/background.sh wait chromium
 	BOOK_HTML_DIR=$(CI_OUT)/stage/_build/html RESIDUAL_RESPONSE_RESULTS_CACHE=0 $(PYTEST) -q -ra -p no:cacheprovider \
