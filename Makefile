@@ -19,12 +19,14 @@ LOW_OUT ?= _build/ci-lowest-simd
 
 # Test processes side by side (pytest-xdist, a file per worker at a time), each with one thread:
 # on 2 cores two single-threaded processes do more than one process with two threads.
+# A worker takes the next file as it runs out, in the order of collection (no reordering by number
+# of tests), which starts the longest files first (tests/conftest.py, LONGEST_FIRST).
 # `make test PYTEST_WORKERS=0` runs the tests in one process.
 PYTEST_WORKERS ?= $(shell n=$$(nproc); echo $$(( n > 4 ? 4 : n )))
 ifeq ($(PYTEST_WORKERS),0)
 XDIST :=
 else
-XDIST := -n $(PYTEST_WORKERS) --dist loadfile
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 endif
 PYTEST := $(if $(XDIST),env OMP_NUM_THREADS=1 )$(PY) -m pytest $(XDIST)
 
@@ -67,22 +69,32 @@ notebooks: install
 ## the built pages in headless Chromium, every student notebook run with its stubs empty and
 ## filled (tests/book/test_student_notebooks.py), and the claim-bearing tests at the lowest SIMD level.
 ## The ci build may reuse pages from the page cache; nbval then executes every notebook afresh,
-## without the results cache, and compares it with the build's outputs.
+## without the results cache, and compares it with the build's outputs. The tests and nbval run in one
+## pytest session, so that the notebooks fill the cores the last test files leave (the library reads
+## RESIDUAL_RESPONSE_RESULTS_CACHE=0 as unset; the student-notebook tests switch it on for their kernels).
+## Debian's chromium (for the browser tests) is installed beside the ci build where apt-get needs
+## no password, else first. The toy, whose single-threaded training is the ci build's critical path
+## (its pages wait for it), starts training first, some seconds before the build's own job for it
+## would (that job waits on the entry's lock, then loads it).
 ## The toy trained at the lowest SIMD level is single-threaded: it trains beside the ci build
 ## (scripts/background.sh) once the build's own toy exists (AFTER_NATIVE_TOY), and is checked at the end.
 ## The lowest-SIMD unit tests run beside everything else at the lowest CPU priority (nice 19): they
 ## take only the time the other stages leave idle (the single-threaded HTML build, the last files of
 ## a pytest run), so they cost little wall time; what is left of them runs at full speed at the end.
 test: install
-	bash scripts/install_chromium.sh
+	bash scripts/background.sh start toy $(PY) -c "$(BUILD_MODELS)" toy-gpt2
+	if [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; then bash scripts/background.sh start chromium bash scripts/install_chromium.sh; \
+	else bash scripts/install_chromium.sh && bash scripts/background.sh start chromium true; fi
 	rm -rf $(LOW_CACHE)/models/toy-gpt2
 	bash scripts/background.sh start toy-lowest-simd bash -c '$(AFTER_NATIVE_TOY)' after-native-toy $(LOW_TOY_PAGE)
 	bash scripts/background.sh start unit-lowest-simd nice -n 19 $(LOW_UNIT_TESTS) -p no:cacheprovider
 	bash scripts/background.sh start standins $(PY) -c "$(BUILD_MODELS)" $(TEST_ONLY_MODELS)
 	$(PY) scripts/build_book.py --profile ci --out $(CI_OUT)
+	bash scripts/background.sh wait toy
 	bash scripts/background.sh wait standins
-	BOOK_HTML_DIR=$(CI_OUT)/stage/_build/html $(PYTEST) -q -ra tests
-	RESIDUAL_RESPONSE_RESULTS_CACHE=0 $(PYTEST) -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $(CI_OUT)/stage/*.ipynb
+	bash scripts/background.sh wait chromium
+	BOOK_HTML_DIR=$(CI_OUT)/stage/_build/html RESIDUAL_RESPONSE_RESULTS_CACHE=0 $(PYTEST) -q -ra -p no:cacheprovider \
+		tests --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg $(CI_OUT)/stage/*.ipynb
 	bash scripts/background.sh wait unit-lowest-simd
 	bash scripts/background.sh wait toy-lowest-simd
 	$(PY) scripts/check_toy_portable.py $(RESIDUAL_RESPONSE_CACHE) $(LOW_CACHE)

@@ -31,9 +31,35 @@ SIMD_INDEPENDENT = frozenset({
 })
 
 
+#: the files that take longest (CPU seconds of one run with ``make test``'s two workers, in brackets),
+#: longest first; then the notebooks under nbval (~10 s each), then every other file in its order
+LONGEST_FIRST = (
+    "book/test_student_notebooks.py",  # 200: 19 fresh kernels, each importing torch and transformers
+    "unit/test_reliability.py",  # 90: training children, signalled and memory-limited processes
+    "book/test_book_render.py",  # 80: a chromium load per page and width, with its waits
+    "integration/test_integration.py",  # 45
+    "unit/test_toy.py",  # 38: training children
+    "unit/test_faults.py",  # 33: killed processes
+)
+
+
+def _start_rank(item) -> int:
+    path = Path(str(item.fspath)).resolve()
+    for i, name in enumerate(LONGEST_FIRST):
+        if path == TESTS / name:
+            return i
+    return len(LONGEST_FIRST) + (path.suffix != ".ipynb")
+
+
 def pytest_collection_modifyitems(config, items):
     """Mark every test by its folder: ``integration`` and ``book`` (unit tests carry no folder
-    mark), and the unit tests of :data:`SIMD_INDEPENDENT` files ``simd_independent``."""
+    mark), and the unit tests of :data:`SIMD_INDEPENDENT` files ``simd_independent``.
+
+    The files of :data:`LONGEST_FIRST` come first, then the notebooks (``make test`` runs nbval in the
+    same session), each file's tests in their order. Why: with ``--dist loadfile --no-loadscope-reorder``
+    (Makefile) a worker takes the next whole file as it runs out, in this order, so the longest start
+    first and the last to end are short: no core waits at the end on one long file."""
+    items.sort(key=_start_rank)  # stable: a file's tests keep their order
     for item in items:
         path = Path(str(item.fspath)).resolve()
         for mark in ("integration", "book"):
