@@ -36,7 +36,9 @@ positions; the emergence layer is the middle of the score's rise over depth (:cl
 
 Every argument is validated once, at the public functions, into a frozen
 :class:`InductionSetting`; the work below them (:func:`run_induction`, :func:`run_section_map`)
-takes the setting and checks nothing again. The results and their files: :mod:`.induction_result`.
+takes the setting and checks nothing again. The engine calls, a seed's repeated sequence and its
+twin in one (they share the first copy, where every source lies): :mod:`.induction_runs`. The
+results and their files: :mod:`.induction_result`.
 """
 
 from __future__ import annotations

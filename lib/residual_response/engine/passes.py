@@ -15,7 +15,9 @@ they compute:
   recomputed (equal to the clean pass).
 * :class:`PackedPass`: row ``b``'s positions ``s_b..N-1`` end to end in one ``[1, M, d]``
   sequence, ``M = sum_b (N - s_b)``, so every matrix product runs on positions that can change;
-  attention sees the rows apart through the tap (:mod:`.tap`).
+  attention sees the rows apart through the tap (:mod:`.tap`). A packed layout may hold rows
+  beyond the ``B`` perturbed ones: :class:`~.shared_prefix.SharedPrefixPass` adds a twin
+  sequence's rows, which start where the twin departs from the sequence.
 
 A pass is built first (its inputs and caches are prepared) and run once (:meth:`Pass.run`);
 ``run(record=False)`` reads nothing, which is what the benchmark's floor times.
@@ -252,10 +254,15 @@ class PackedPass(Pass):
     """Rows packed end to end: row ``b`` computes exactly positions ``s_b..N-1``.
 
     Attention is the one step that mixes positions: the tap scatters each row's queries, keys and
-    values into a padded ``[B, heads, N, head_dim]`` layout whose positions ``< s_b`` hold the
+    values into a padded ``[R, heads, N, head_dim]`` layout whose positions ``< s_b`` hold the
     clean keys and values, calls the model's own attention function on it with the clean pass's
     mask (causal, sliding window...) and gathers the outputs back. ``clean`` must hold the
     attention inputs (:class:`~.clean.CleanPass` with a tappable attention).
+
+    Here ``R = B``; a subclass may lay out more rows (:meth:`_row_starts`: where each starts, in
+    which sequence), read other sequences' clean tensors (laid end to end, indexed by ``_at_d``)
+    and write a packed key/value into more than one row of the padded layout (``_kv_from``,
+    ``_kv_to``).
     """
 
     def __init__(self, lm: LoadedModel, tokens: torch.Tensor, clean: CleanPass, l0: int, read_streams: list[int],
