@@ -36,7 +36,9 @@ positions; the emergence layer is the middle of the score's rise over depth (:cl
 
 Every argument is validated once, at the public functions, into a frozen
 :class:`InductionSetting`; the work below them (:func:`run_induction`, :func:`run_section_map`)
-takes the setting and checks nothing again. The results and their files: :mod:`.induction_result`.
+takes the setting and checks nothing again. The engine calls, a seed's repeated sequence and its
+twin in one (they share the first copy, where every source lies): :mod:`.induction_runs`. The
+results and their files: :mod:`.induction_result`.
 """
 
 from __future__ import annotations
@@ -49,21 +51,18 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .canonical import CANONICAL
-from .cost import response_flops
 from .checks import (InputError, check_bootstrap, check_choice, check_eps, check_eps_policy, check_int, check_int_list,
                      check_model, check_number, check_seeds, keyword_alias, seed_sequence, validate_l0,
                      validate_read_streams)
-from .engine import ResponseJob, reuse_clean_passes, run_response
-from .engine.clean import installed_clean_cache
-from .engine.plan import planned_passes
+from .engine import ResponseJob, reuse_clean_passes
 from .induction_result import InductionResult, SectionMap, StripeData
+from .induction_runs import plan_units, run_units
 from .models import LoadedModel
 from .progress import Progress, as_progress
 from .results_cache import memoize
 from .rise import EMERGENCE_THRESHOLD, MIN_RISE, Rise, emergence_layer, half_rise_layer, rise_of
 from .sequences import InductionLayout, _draw, check_length, fits_context, induction_layout
 from .stats import bootstrap_ratio
-from .workers import in_worker, last_workers, map_units
 
 __all__ = [
     "CANONICAL",
@@ -206,14 +205,15 @@ def stripes_of(lm: LoadedModel, setting: InductionSetting, progress: "bool | Pro
     """:func:`collect_stripes` of a validated setting."""
     layout = induction_layout(lm, setting.T)
     sources = list(range(layout.offset, layout.offset + setting.T))  # first copy a_1..a_T
-    per_sequence = _passes_per_sequence(lm, setting, layout.offset, sources)
     units = sequence_units(lm, setting)
-    with as_progress(progress, f"{lm.name} induction l0={setting.l0}") as bar, bar.expect(len(units) * per_sequence):
-        return stripes_from(setting, units, _responses(lm, setting, sources, units, bar, per_sequence), layout)
+    plan = plan_units(lm, setting, sources, units)  # a seed's repeated sequence and its twin: one engine call
+    with as_progress(progress, f"{lm.name} induction l0={setting.l0}") as bar, bar.expect(sum(n for _, n in plan)):
+        return stripes_from(setting, units, run_units(lm, setting, sources, units, plan, bar), layout)
 
 
 def sequence_units(lm: LoadedModel, setting: InductionSetting) -> list[tuple]:
-    """The units of :func:`stripes_of`: one engine call per ``(seed, key, tokens)``, independent of each other."""
+    """The sequences of :func:`stripes_of`, ``(seed, key, tokens)``, independent of each other; one
+    engine call each, but a seed's repeated sequence and its twin share one (:mod:`.induction_runs`)."""
     return [(seed, key, _draw(lm, kind, setting.T, seed)) for seed in setting.seeds
             for key, kind in _sequence_runs(setting.control, setting.keep_matrices)]
 
@@ -240,37 +240,6 @@ def stripes_from(setting: InductionSetting, units: list[tuple], results: list, l
         sources=list(range(layout.offset, layout.offset + setting.T)), control_kind=setting.control,
         matrices=None if matrices is None else {k: np.stack(v) for k, v in matrices.items()},
     )
-
-
-def _responses(lm: LoadedModel, setting: InductionSetting, sources: list[int], units: list[tuple],
-               bar: Progress, per_sequence: int) -> list:
-    """The engine's result for each ``(seed, key, tokens)`` unit, in order; side by side in forked
-    workers where the thread count and the work allow (:func:`~.workers.map_units`), each unit
-    computed as a one-thread run computes it.
-
-    A worker's clean passes would be lost with it: where a clean-pass cache is installed (a section
-    map), each worker hands back the clean passes the parent lacks, and the parent keeps them.
-    """
-    if not units:
-        return []
-    cache = installed_clean_cache()
-    missing = {i for i, (_s, _k, tokens) in enumerate(units) if cache is not None and cache.peek(lm, tokens) is None}
-
-    def one(i: int):
-        seed, _key, tokens = units[i]
-        here = not in_worker()  # here, the bar counts each pass; a worker's bar is not drawn
-        res = run_response(setting.response_job(lm, tokens, sources, seed), progress=bar if here else False)
-        return res, (cache.peek(lm, tokens) if not here and i in missing else None)
-
-    def done(i: int, value) -> None:
-        if value[1] is not None:
-            cache.put(lm, units[i][2], value[1])
-        if last_workers() > 1:
-            bar.update(per_sequence)
-
-    flops = response_flops(lm, len(units[0][2]), sources, setting.l0, setting.n_directions)
-    return [res for res, _clean in map_units(one, range(len(units)), device=lm.device.type, unit_flops=flops,
-                                             done=done)]
 
 
 def neighbour_baseline(chi: np.ndarray, src_rows: np.ndarray, targets: np.ndarray, *, other_stripe: int) -> np.ndarray:
@@ -390,13 +359,6 @@ def _sequence_runs(control: str, keep_matrices: bool) -> tuple[tuple[str, str], 
     if control == "neighbours":
         return (("repeated", "repeated"), ("twin", "twin")) if keep_matrices else (("repeated", "repeated"),)
     return (("repeated", "repeated"), ("control", control))
-
-
-def _passes_per_sequence(lm: LoadedModel, setting: InductionSetting, offset: int, sources: list[int]) -> int:
-    """Forward passes of one engine call of the stripe collection (for the job's bar)."""
-    return planned_passes(lm, 2 * setting.T + offset, sources, n_eps=1, n_directions=setting.n_directions,
-                          method=setting.method, batch_rows=setting.batch_rows,
-                          memory_budget_mb=setting.memory_budget_mb, reuse_prefix=setting.reuse_prefix)
 
 
 def scores_from_stripes(stripes: StripeData, *, model: str = "", method: str = "finite", n_directions: int = 1,
@@ -565,8 +527,7 @@ def run_section_map(lm: LoadedModel, setting: InductionSetting, l0s: list[int],
     layout = induction_layout(lm, setting.T)
     sources = list(range(layout.offset, layout.offset + setting.T))
     # every l0 runs the same passes: the default baseline's sequences per seed, sources of the first copy
-    passes = len(l0s) * len(_sequence_runs(setting.control, False)) * len(setting.seeds) * _passes_per_sequence(
-        lm, setting, layout.offset, sources)
+    passes = len(l0s) * sum(n for _, n in plan_units(lm, setting, sources, sequence_units(lm, setting)))
     rows = {}
     with as_progress(progress, f"{lm.name} section map") as bar, bar.expect(passes), reuse_clean_passes():
         for i, l0 in enumerate(l0s):

@@ -256,8 +256,8 @@ def test_one_bar_total_comes_from_the_plan():
     lm = build_random_model("llama", seed=0)
     bar = Recorder(enabled=False)
     section_map(lm, 4, 2, l0s=[0, 2], progress=bar, n_boot=50)
-    # 2 perturbed streams x 2 seeds x a repeated sequence and its twin each
-    assert bar.done >= 8 and bar.first_total == bar.total == bar.done
+    # 2 perturbed streams x 2 seeds x at least one pass (a repeated sequence and its twin share theirs)
+    assert bar.done >= 4 and bar.first_total == bar.total == bar.done
 
 
 def test_bar_only_on_a_terminal():

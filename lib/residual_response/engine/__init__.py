@@ -6,7 +6,8 @@ eps) combination. The work that cannot change is skipped: blocks before ``l0`` n
 clean ``h[l0]`` is written into block ``l0``); positions before a row's source never run (by
 causality they equal the clean pass, whose keys and values stand in); the LM head never runs and
 blocks after the last read layer are cut off; each read stream is reduced to per-token norms as
-soon as its block produces it.
+soon as its block produces it; a second sequence equal to the first before some position, perturbed
+at the same sources before it, computes only the positions after it (:mod:`.shared_prefix`).
 
 Modules, in the order the algorithm uses them:
 
@@ -17,6 +18,8 @@ Modules, in the order the algorithm uses them:
 - :mod:`.plan`     which rows share a forward pass (:func:`plan_batches`, :func:`default_batch_rows`,
   :func:`planned_passes`, :func:`source_batches`) and the cost model behind it
 - :mod:`.passes`   one perturbed forward pass, padded (:class:`PaddedPass`) or packed (:class:`PackedPass`)
+- :mod:`.shared_prefix` a sequence and a twin that shares its prefix, perturbed at the same sources in
+  that prefix: the twin's rows compute only the positions after it (:func:`.shared_prefix.run_response_pair`)
 - :mod:`.variants` one sequence under several variants of the model that differ only from some block on
   (ablated heads): the blocks before each variant's start run once (:func:`run_response_variants`)
 - :mod:`.tap`      the attention tap the packed pass and the clean pass rely on (transformers internals)

@@ -106,26 +106,36 @@ def run_response(job: "ResponseJob", *, progress: "bool | Progress" = False,
     scores run this for every seed and sequence) hand the engine a job built from it
     (:meth:`ResponseJob.trusted`), and nothing is checked again.
     """
-    lm, method = job.lm, job.method
+    with engine_mode(job.lm, job.method):
+        clean = clean_pass(job.lm, job.tokens, job.l0, job.reads, want_cache=job.use_prefix, cache=clean_cache)
+        return run_on_clean(job, clean, progress)
+
+
+def run_on_clean(job: "ResponseJob", clean, progress: "bool | Progress" = False) -> ResponseResult:
+    """The perturbed passes of ``job`` on its clean pass ``clean``, and the result (inside :func:`engine_mode`)."""
+    lm = job.lm
     dirs = _directions(lm, job.tokens, torch.tensor(job.sources), job.K, job.direction, job.seed)  # [S, K, d]
     acc = torch.zeros(len(job.eps), len(job.reads), len(job.sources), job.N, dtype=torch.float64)  # sum of r over directions
     row_positions = 0  # positions computed, summed over rows (the work the passes did)
-    with _attention_for(lm, method), (torch.no_grad() if method == "finite" else torch.enable_grad()):
-        clean = clean_pass(lm, job.tokens, job.l0, job.reads, want_cache=job.use_prefix, cache=clean_cache)
-        # packed passes compute exactly the positions >= each row's source (they need the attention
-        # inputs of the clean pass); padded passes recompute those between a pass's first source and a row's
-        packed = job.use_prefix and clean.attention is not None
-        rows, plan = plan_rows(lm, job.sources, job.K, len(job.eps), job.N, job.B, job.use_prefix, packed)
-        dual = fwAD.dual_level() if method == "jvp" else contextlib.nullcontext()
-        with dual, as_progress(progress, f"{lm.name} l0={job.l0}") as bar, bar.expect(len(plan)):
-            for a, b in plan:
-                j, k, e = (torch.tensor(c) for c in zip(*rows[a:b]))  # [B] source, direction, eps index of each row
-                one = _make_pass(job, clean, packed, dirs[j, k], j, e)
-                acc.index_put_((e[:, None], torch.arange(len(job.reads))[None, :], j[:, None]),
-                               one.run().permute(1, 0, 2), accumulate=True)  # run: [n_read, B, N]
-                row_positions += one.row_positions
-                bar.update()
+    # packed passes compute exactly the positions >= each row's source (they need the attention
+    # inputs of the clean pass); padded passes recompute those between a pass's first source and a row's
+    packed = job.use_prefix and clean.attention is not None
+    rows, plan = plan_rows(lm, job.sources, job.K, len(job.eps), job.N, job.B, job.use_prefix, packed)
+    dual = fwAD.dual_level() if job.method == "jvp" else contextlib.nullcontext()
+    with dual, as_progress(progress, f"{lm.name} l0={job.l0}") as bar, bar.expect(len(plan)):
+        for a, b in plan:
+            j, k, e = (torch.tensor(c) for c in zip(*rows[a:b]))  # [B] source, direction, eps index of each row
+            one = _make_pass(job, clean, packed, dirs[j, k], j, e)
+            accumulate(acc, one.run(), j, e)
+            row_positions += one.row_positions
+            bar.update()
     return finish_response(job, acc, n_batches=len(plan), packed=packed, row_positions=row_positions)
+
+
+def accumulate(acc: torch.Tensor, r: torch.Tensor, j: torch.Tensor, e: torch.Tensor) -> None:
+    """Add a pass's ``r`` (``[n_read, B, N]``) of rows with source indices ``j`` and eps indices ``e``
+    (``[B]`` each) into ``acc`` (``[n_eps, n_read, n_src, N]``), in place."""
+    acc.index_put_((e[:, None], torch.arange(acc.shape[1])[None, :], j[:, None]), r.permute(1, 0, 2), accumulate=True)
 
 
 def finish_response(job: "ResponseJob", acc: torch.Tensor, *, n_batches: int, packed: bool,
@@ -218,6 +228,14 @@ def _make_pass(job: ResponseJob, clean, packed: bool, dirs: torch.Tensor, j: tor
     if packed:
         return PackedPass(*args)
     return PaddedPass(*args, first=None if job.use_prefix else 0)
+
+
+@contextlib.contextmanager
+def engine_mode(lm: LoadedModel, method: str):
+    """What every pass of a call runs under: its attention implementation (:func:`_attention_for`)
+    and no autograd graph (``finite``), or autograd on for forward-mode AD (``jvp``)."""
+    with _attention_for(lm, method), (torch.no_grad() if method == "finite" else torch.enable_grad()):
+        yield
 
 
 @contextlib.contextmanager

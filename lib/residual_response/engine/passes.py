@@ -15,7 +15,9 @@ they compute:
   recomputed (equal to the clean pass).
 * :class:`PackedPass`: row ``b``'s positions ``s_b..N-1`` end to end in one ``[1, M, d]``
   sequence, ``M = sum_b (N - s_b)``, so every matrix product runs on positions that can change;
-  attention sees the rows apart through the tap (:mod:`.tap`).
+  attention sees the rows apart through the tap (:mod:`.tap`). A packed layout may hold rows
+  beyond the ``B`` perturbed ones: :class:`~.shared_prefix.SharedPrefixPass` adds a twin
+  sequence's rows, which start where the twin departs from the sequence.
 
 A pass is built first (its inputs and caches are prepared) and run once (:meth:`Pass.run`);
 ``run(record=False)`` reads nothing, which is what the benchmark's floor times.
@@ -71,6 +73,7 @@ class Pass:
         self.last = max(self.read_streams)
         self.src_pos = src_pos
         self.B = src_pos.shape[0]
+        self.rows = self.B  # rows the pass returns (a layout may add rows beyond the B perturbed ones)
         self.N = tokens.shape[0]
         self.device = lm.device
         h0 = self._clean_input()  # the layout's copy of the clean h[l0]
@@ -169,14 +172,15 @@ class Pass:
         """Run the pass (once).
 
         Returns:
-            ``[n_read, B, N]`` float64 relative change ``r`` (``||J delta|| / ||h||`` for ``jvp``,
+            ``[n_read, rows, N]`` float64 relative change ``r`` (``||J delta|| / ||h||`` for ``jvp``,
             with ``delta = ||h[l0, s]|| u``), zero at targets before each row's source; all
-            zeros when ``record`` is false (nothing is read).
+            zeros when ``record`` is false (nothing is read). ``rows`` is ``B`` except where a
+            layout adds rows (:class:`~.shared_prefix.SharedPrefixPass`).
         """
         if self._spent:
             raise RuntimeError("a pass runs once (its key/value cache is extended by the run); build a new one")
         self._spent = True
-        r = torch.zeros(len(self.read_streams), self.B, self.N, dtype=torch.float64)  # [n_read, B, N]
+        r = torch.zeros(len(self.read_streams), self.rows, self.N, dtype=torch.float64)  # [n_read, rows, N]
         rec = r if record else None
         if rec is not None and self.l0 in self.read_index and self.start == self.l0:
             self._reduce(r, self.l0, self.stream_in)
@@ -250,10 +254,15 @@ class PackedPass(Pass):
     """Rows packed end to end: row ``b`` computes exactly positions ``s_b..N-1``.
 
     Attention is the one step that mixes positions: the tap scatters each row's queries, keys and
-    values into a padded ``[B, heads, N, head_dim]`` layout whose positions ``< s_b`` hold the
+    values into a padded ``[R, heads, N, head_dim]`` layout whose positions ``< s_b`` hold the
     clean keys and values, calls the model's own attention function on it with the clean pass's
     mask (causal, sliding window...) and gathers the outputs back. ``clean`` must hold the
     attention inputs (:class:`~.clean.CleanPass` with a tappable attention).
+
+    Here ``R = B``; a subclass may lay out more rows (:meth:`_row_starts`: where each starts, in
+    which sequence), read other sequences' clean tensors (laid end to end, indexed by ``_at_d``)
+    and write a packed key/value into more than one row of the padded layout (``_kv_from``,
+    ``_kv_to``).
     """
 
     def __init__(self, lm: LoadedModel, tokens: torch.Tensor, clean: CleanPass, l0: int, read_streams: list[int],
@@ -264,22 +273,38 @@ class PackedPass(Pass):
         self._masks = {}
         self._block = None
 
-    def _clean_input(self):
-        B, N, device = self.B, self.N, self.device
+    def _row_starts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[R]`` the first position each packed row computes and ``[R]`` the sequence it belongs
+        to (0: ``tokens``). Here ``R = B``: row ``b`` starts at its source, in ``tokens``; the first
+        ``B`` rows are always the perturbed ones, each starting at its source."""
         src = self.src_pos.long().cpu()
-        self.p = int(src.min())
+        return src, torch.zeros_like(src)
+
+    def _sequences(self) -> torch.Tensor:
+        """``[S * N]`` the token ids of the pass's sequences end to end (here ``S = 1``: ``tokens``);
+        the clean tensors the pass reads (``clean.streams``, ``clean.norms``) are laid out alike."""
+        return self.tokens
+
+    def _clean_input(self):
+        N, device = self.N, self.device
+        starts, sequence = self._row_starts()  # [R], [R]
+        R = self.rows = starts.shape[0]
+        self.p = int(starts.min())
         self.nq = N - self.p  # query positions a padded row covers
-        lengths = N - src  # [B]
+        lengths = N - starts  # [R]
         self.row_positions = int(lengths.sum())
-        self._row_of = torch.repeat_interleave(torch.arange(B), lengths)  # [M] row of each packed position
-        offset = torch.cumsum(lengths, 0) - lengths  # [B] packed index of each row's source
-        self._pos_of = torch.arange(self.row_positions) - offset[self._row_of] + src[self._row_of]  # [M] position
+        self._row_of = torch.repeat_interleave(torch.arange(R), lengths)  # [M] row of each packed position
+        offset = torch.cumsum(lengths, 0) - lengths  # [R] packed index of each row's first position
+        self._pos_of = torch.arange(self.row_positions) - offset[self._row_of] + starts[self._row_of]  # [M] position
         row_d, self._pos_d = self._row_of.to(device), self._pos_of.to(device)
-        self._flat_kv = row_d * N + self._pos_d  # [M] into [B * N]
-        self._flat_q = row_d * self.nq + (self._pos_d - self.p)  # [M] into [B * nq]
-        self._first = offset.to(device)
+        self._at_d = sequence.to(device)[row_d] * N + self._pos_d  # [M] into the clean tensors ([S * N])
+        self._flat_kv = row_d * N + self._pos_d  # [M] into [R * N]
+        # the packed keys/values written into the padded layout: all of them, at their own rows
+        self._kv_from, self._kv_to = None, self._flat_kv  # [K] packed index (None: 0..M-1), [K] into [R * N]
+        self._flat_q = row_d * self.nq + (self._pos_d - self.p)  # [M] into [R * nq]
+        self._first = offset[:self.B].to(device)  # [B] packed index of each perturbed row's source
         self._at_sources = (0, self._first)
-        return self.clean.streams[self.l0][self._pos_d].unsqueeze(0).clone()  # [1, M, d]
+        return self.clean.streams[self.l0][self._at_d].unsqueeze(0).clone()  # [1, M, d]
 
     def _perturb(self, h0, dirs, eps):
         at_src = h0[0, self._first].unsqueeze(1)  # [B, 1, d]
@@ -290,7 +315,7 @@ class PackedPass(Pass):
         return h[0]
 
     def _clean_at(self, x):
-        return x[self._pos_d]
+        return x[self._at_d]
 
     def _store(self, r, i, values):  # values [M]
         r[i, self._row_of, self._pos_of] = values
@@ -310,19 +335,21 @@ class PackedPass(Pass):
 
     def _tap(self, module, original, query, key, value, attention_mask, **kwargs):
         """Attention of the packed rows on their padded copies (query/key/value ``[1, heads, M, hd]``)."""
-        B, N, nq, l = self.B, self.N, self.nq, self._block
+        R, N, nq, l = self.rows, self.N, self.nq, self._block
         kc, vc, _ = self.clean.attention[l]  # [1, KV, N, hd]
 
-        def padded(clean_kv, new):  # clean_kv [1, KV, N, hd], new [1, KV, M, hd] -> [B, KV, N, hd]
+        def padded(clean_kv, new):  # clean_kv [1, KV, N, hd], new [1, KV, M, hd] -> [R, KV, N, hd]
             heads, hd = clean_kv.shape[1], clean_kv.shape[3]
-            base = clean_kv[0].transpose(0, 1).unsqueeze(0).expand(B, N, heads, hd).reshape(B * N, heads, hd)
-            return base.index_copy(0, self._flat_kv, new[0].transpose(0, 1)).view(B, N, heads, hd).transpose(1, 2)
+            base = clean_kv[0].transpose(0, 1).unsqueeze(0).expand(R, N, heads, hd).reshape(R * N, heads, hd)
+            new = new[0].transpose(0, 1)  # [M, KV, hd]
+            new = new if self._kv_from is None else new.index_select(0, self._kv_from)
+            return base.index_copy(0, self._kv_to, new).view(R, N, heads, hd).transpose(1, 2)
 
         H, hd = query.shape[1], query.shape[3]
-        q = query.new_zeros(B * nq, H, hd).index_copy(0, self._flat_q, query[0].transpose(0, 1))
-        q = q.view(B, nq, H, hd).transpose(1, 2)  # [B, H, nq, hd]
-        out, _ = original(module, q, padded(kc, key), padded(vc, value), self._mask_for(l, query), **kwargs)  # [B, nq, H, hd]
-        out = out.reshape(B * nq, *out.shape[2:]).index_select(0, self._flat_q)  # [M, H, hd]
+        q = query.new_zeros(R * nq, H, hd).index_copy(0, self._flat_q, query[0].transpose(0, 1))
+        q = q.view(R, nq, H, hd).transpose(1, 2)  # [R, H, nq, hd]
+        out, _ = original(module, q, padded(kc, key), padded(vc, value), self._mask_for(l, query), **kwargs)  # [R, nq, H, hd]
+        out = out.reshape(R * nq, *out.shape[2:]).index_select(0, self._flat_q)  # [M, H, hd]
         return out.unsqueeze(0), None
 
     def _make_enter(self, l: int):
@@ -337,7 +364,7 @@ class PackedPass(Pass):
         return attention_tap(self.lm, self._tap)
 
     def _forward(self):
-        ids = self.tokens.to(self.device)[self._pos_d][None]  # [1, M] (the embeddings are overwritten at block l0)
+        ids = self._sequences().to(self.device)[self._at_d][None]  # [1, M] (the embeddings are overwritten at block l0)
         # a ready 4D mask stops the model from building an [M, M] one; the tap ignores it
         dummy_mask = torch.zeros(1, 1, 1, 1, dtype=self.lm.dtype, device=self.device)
         self.lm.base_model(input_ids=ids, position_ids=self._pos_d[None], attention_mask=dummy_mask, use_cache=False)

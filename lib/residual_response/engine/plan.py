@@ -26,8 +26,10 @@ __all__ = [
     "default_batch_rows",
     "forward_overhead",
     "plan_batches",
+    "pair_rows",
     "plan_rows",
     "planned_passes",
+    "shares_prefix",
     "sliding_window",
     "source_batches",
     "uses_prefix",
@@ -167,15 +169,31 @@ def plan_rows(lm: LoadedModel, srcs: list[int], K: int, n_eps: int, N: int, B: i
     return rows, plan
 
 
+def pair_rows(batch_rows: int) -> int:
+    """Perturbed rows of a sequence per pass shared with a twin (:mod:`.shared_prefix`): each brings
+    its twin's row along, so that a pass holds at most ``batch_rows`` rows (0: not even one pair fits)."""
+    return int(batch_rows) // 2
+
+
+def shares_prefix(packed: bool, batch_rows: int, sources: Sequence[int], prefix: int, n_positions: int) -> bool:
+    """Whether a sequence and a twin equal to it before position ``prefix`` share their passes
+    (:mod:`.shared_prefix`): packed passes, a pair of rows within the memory bound, every source
+    inside the shared prefix and a twin that differs somewhere."""
+    return packed and pair_rows(batch_rows) >= 1 and len(sources) > 0 and max(sources) < prefix < n_positions
+
+
 def planned_passes(lm: LoadedModel, n_tokens: int, sources: Sequence[int] | None = None, *, n_eps: int = 1,
                    n_directions: int = 1, method: str = "finite", batch_rows: int | None = None,
-                   memory_budget_mb: float = 1024.0, reuse_prefix: bool = True) -> int:
+                   memory_budget_mb: float = 1024.0, reuse_prefix: bool = True, twin_prefix: int | None = None) -> int:
     """Number of forward passes :func:`~.compute.response` will plan for these arguments, without running.
 
     Why: a job of many calls (a section map) shows one progress bar whose total must be known
     before the first pass; the plan depends only on the shapes, not on the tokens. The count
     assumes the packed passes whenever the model's attention can be tapped (the engine falls
     back to padded passes, and a slightly different plan, only when a tap fails).
+
+    ``twin_prefix``: count the passes of :func:`~.shared_prefix.run_response_pair` instead, for a
+    sequence and a twin equal to it before that position (both sequences' passes).
     """
     N = int(n_tokens)
     srcs = list(range(N)) if sources is None else [int(s) for s in sources]
@@ -183,4 +201,7 @@ def planned_passes(lm: LoadedModel, n_tokens: int, sources: Sequence[int] | None
     packed = use_prefix and (method == "jvp" or packing_supported(lm))
     n_eps = 1 if method == "jvp" else int(n_eps)
     B = batch_rows or _batch_rows(lm, N, memory_budget_mb, jvp=(method == "jvp"))
-    return len(plan_rows(lm, srcs, n_directions, n_eps, N, B, use_prefix, packed)[1])
+    if twin_prefix is not None and shares_prefix(packed, B, srcs, int(twin_prefix), N):
+        return len(plan_rows(lm, srcs, n_directions, n_eps, N, pair_rows(B), use_prefix, packed)[1])
+    passes = len(plan_rows(lm, srcs, n_directions, n_eps, N, B, use_prefix, packed)[1])
+    return passes if twin_prefix is None else 2 * passes
