@@ -5,7 +5,8 @@ through a 135M model) are too small for torch's intra-op threads to pay. Measure
 2-core machine (load average 1.7-3.6), the canonical induction job (SmolLM2-135M, T = 20, 4
 seeds) ran 1.47-1.58x faster on two intra-op threads than on one; its 8 sequences, which are
 independent, shared out to two forked processes of one thread each, ran 1.84-1.85x faster in the
-same repeats. ``make bench`` records both ways (``thread_scaling``). Every sequence is then
+same repeats (measured when each sequence was a unit; a seed's sequence and its twin are now one
+unit, :mod:`.induction_runs`, so 4 units of the same job). ``make bench`` records both ways (``thread_scaling``). Every sequence is then
 computed exactly as a one-thread run computes it, so the numbers do not depend on the thread
 count.
 
