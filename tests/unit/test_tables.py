@@ -530,6 +530,7 @@ def test_from_one_text_says_a_fall_is_no_rise():
     assert from_one_text(0.89, (0.78, 1.00)) == ("no rise from 1 (the highest score, 0.89 [0.78, 1.00], lies below 1, "
                                                  "its interval reaching 1)")
     assert from_one_text(0.8, (0.7, 0.9)).endswith("lies below 1 beyond resampling noise)")
+    assert from_one_text(0.89, (0.78, 0.9999)).endswith("its interval reaching 1)")  # prints as 1.00
     assert from_one_text(None, (0, 0)) == "—" and from_one_text(float("nan"), (0, 0)) == "—"
 
 
@@ -553,3 +554,21 @@ def test_heads_before_text_counts_the_heads_that_can_move_the_stream():
     assert heads_before_text(heads, 3).endswith("by response 0 of 2, by attention pattern 0 of 2")
     with pytest.raises(ValueError, match="named set"):
         heads_before_text({"none": []}, 3)
+
+
+def test_stream_rank_sentence_leaves_out_sets_that_cannot_move_the_stream():
+    from types import SimpleNamespace
+
+    from residual_response.pages.tables import stream_rank_sentence
+    t = SimpleNamespace(n_random=20, drop=1.0, random_drops=[0.0] * 20, p_value=1 / 21, smallest_p=1 / 21,
+                        difference=1.0, difference_low=0.5, difference_high=1.5, margin=None)
+    heads = {"none": [], "top": [(20, 1), (25, 0)], "attention": [(3, 0), (21, 2)], "random-0": [(0, 0), (1, 1)]}
+    text, tested = stream_rank_sentence("m", 18, {"top": t, "attention": t}, heads, 2, "T = 20")
+    assert list(tested) == ["attention"] and "$S_{18}$" in text
+    assert "Not ranked: the top-2 by response, none of whose heads sits in blocks 0 to 17, so it cannot move $S_{18}$." in text
+    assert text.endswith("by response 0 of 2, by attention pattern 1 of 2.)")
+    same = {**heads, "top": [(3, 0), (20, 1)]}  # the same heads within reach: one test, said once
+    text, tested = stream_rank_sentence("m", 18, {"top": t, "attention": t}, same, 2, "T = 20")
+    assert set(tested) == {"top", "attention"} and "are the same heads" in text
+    text, tested = stream_rank_sentence("m", 2, {"top": t}, heads, 2, "T = 20")
+    assert not tested and "no named set has a head in blocks 0 to 1" in text

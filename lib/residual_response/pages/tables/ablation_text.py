@@ -15,7 +15,7 @@ import torch
 from ...attention import top_heads
 from .text import _heads_text, ci_text
 
-__all__ = ["copy_loss_sentence", "loss_change_text", "NAMED_SETS", "control_power_text", "loss_verdict", "outside_set_text", "p_text", "rank_verdict", "ablation_sentence", "ablation_summary", "heads_before_text", "unresolved_items"]
+__all__ = ["copy_loss_sentence", "loss_change_text", "NAMED_SETS", "control_power_text", "loss_verdict", "outside_set_text", "p_text", "rank_verdict", "ablation_sentence", "ablation_summary", "heads_before_text", "stream_rank_sentence", "unresolved_items"]
 
 
 def copy_loss_sentence(name: str, check, effects: dict, loss_setting: str) -> str:
@@ -233,6 +233,34 @@ def heads_before_text(heads: Mapping, stream: int) -> str:
     if not parts:
         raise ValueError(f"heads must hold a named set of {list(NAMED_SETS)}, got {list(heads)}")
     return f"named heads in blocks 0 to {stream - 1}, the blocks that can move $S_{{{stream}}}$: " + ", ".join(parts)
+
+
+def stream_rank_sentence(name: str, stream: int, tests: Mapping, heads: Mapping, k: int, setting: str) -> tuple[str, dict]:
+    """The ranking of the named sets at one read stream (e.g. the emergence stream), in words, and the
+    rank tests that are tests there.
+
+    Why: a set none of whose heads sits in blocks ``0 .. stream - 1`` removes exactly nothing at that
+    stream, and so does every draw like it: its p-value measures where the heads are, not an
+    effect, so such a set is said to be out of reach instead of ranked. Two sets that hold the same
+    heads within reach are one test there, said once (:func:`ablation_sentence`'s ``same``).
+    ``tests``: ``{set: RankTest}`` at that stream; ``heads``: ``AblationStudy.heads``.
+
+    Returns:
+        ``(sentence, tested)``: the markdown sentence and the tests of the sets within reach.
+    """
+    reach = {w: [h for h in heads.get(w, ()) if h[0] < stream] for w in tests}
+    tested = {w: t for w, t in tests.items() if reach[w]}
+    score = f"$S_{{{stream}}}$"
+    label = f"{name} at stream {stream}"
+    if tested:
+        text = ablation_sentence(label, tested, k, setting, {**heads, **reach}, score=score)
+    else:
+        text = f"In **{label}** ({setting}) no named set has a head in blocks 0 to {stream - 1}."
+    out = [f"the top-{k} {NAMED_SETS[w]}" for w in tests if not reach[w]]
+    if out:
+        text += (f" Not ranked: {' and '.join(out)}, none of whose heads sits in blocks 0 to {stream - 1}, so "
+                 f"{'it' if len(out) == 1 else 'they'} cannot move {score}.")
+    return f"{text} ({heads_before_text(heads, stream)}.)", tested
 
 
 def ablation_summary(tests: Mapping[str, Mapping]) -> str:

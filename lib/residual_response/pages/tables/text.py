@@ -81,7 +81,9 @@ def from_one_text(factor, factor_ci, fmt: str = ".2f") -> str:
     value = ci_text(factor, *factor_ci, fmt=fmt)
     if factor >= 1:
         return f"{value} from 1"
-    where = "below 1 beyond resampling noise" if factor_ci[1] < 1 else "below 1, its interval reaching 1"
+    # judged on the interval as printed: an upper end that prints as 1.00 reaches 1 for the reader
+    beyond = float(f"{float(factor_ci[1]):{fmt}}") < 1
+    where = "below 1 beyond resampling noise" if beyond else "below 1, its interval reaching 1"
     return f"no rise from 1 (the highest score, {value}, lies {where})"
 
 
