@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
@@ -53,29 +54,38 @@ _FIXED_POINT_BITS = 26
 _INT64_SPARE_BITS = 62 - 2 * _FIXED_POINT_BITS
 
 
-def _to_fixed_point(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """``x`` as ``q * 2**-shift``: ``q`` integers with ``|q| < 2**26`` (held in float64, which holds
-    them exactly), one power-of-two scale per tensor.
+def _to_fixed_point(x: torch.Tensor) -> tuple[np.ndarray, int]:
+    """``x`` as ``q * 2**-shift``: ``q`` integers with ``|q| < 2**26`` (float64, which holds them
+    exactly), one power-of-two scale per tensor.
 
     Why per tensor and truncated: one scale lets the forward's operands serve the backward's
     products as they are, and the scaling (by a power of two) and the truncation are exact, so
     ``q`` is the same on every CPU. Entries below ``2**-26`` of the tensor's largest lose their
     low bits (float32 keeps 24 bits of each entry), far below the rounding of a float32 product.
+
+    Why numpy: every step here and in :func:`_fixed_point_product` is exact (a power-of-two
+    scale, a truncation, a conversion between integers and floats that hold them) or correctly
+    rounded once (an integer to float32), so its result does not depend on the vector width;
+    numpy runs them with the CPU's vector units, where this process's PyTorch runs its default,
+    scalar kernels (:data:`.toy.PORTABLE_ENV`, which its reductions need).
     """
-    if x.numel() == 0:
-        return torch.zeros(x.shape, dtype=torch.float64), 0
-    amax = max(float(x.max()), -float(x.min()))
+    a = x.detach().numpy()
+    if a.size == 0:
+        return np.zeros(a.shape, dtype=np.float64), 0
+    amax = max(float(a.max()), -float(a.min()))
     if not amax < math.inf:  # inf or nan: it would turn into arbitrary integers, not propagate
         raise FloatingPointError(f"toy training: a non-finite value ({amax}) entered a matrix product")
     shift = min(max(_FIXED_POINT_BITS - math.frexp(amax)[1], -126), 127)  # amax < 2**(26 - shift)
-    return torch.trunc(x.double() * 2.0**shift), shift
+    q = a.astype(np.float64)
+    q *= 2.0**shift
+    return np.trunc(q, out=q), shift
 
 
 #: Bits of the low limb of :func:`_exact_integer_matmul`'s split operand.
 _LIMB_BITS = _FIXED_POINT_BITS // 2
 
 
-def _exact_integer_matmul(qa: torch.Tensor, qb: torch.Tensor) -> torch.Tensor:
+def _exact_integer_matmul(qa: np.ndarray, qb: np.ndarray) -> np.ndarray:
     """``qa @ qb`` of integer operands with ``|q| < 2**26`` (float64), exactly, as int64.
 
     Why float64 products: PyTorch has no BLAS for integers, and its own int64 kernel is slow
@@ -86,53 +96,66 @@ def _exact_integer_matmul(qa: torch.Tensor, qb: torch.Tensor) -> torch.Tensor:
     ``2**39``, every partial sum of up to ``2**10`` terms (the most :func:`_fixed_point_product`
     lets through) below ``2**49``, and float64 holds each exactly. The BLAS's order of additions,
     vector width and use of FMA then change nothing, and ``hi * 2**13 + lo``, summed in int64, is
-    the exact integer product on every CPU.
+    the exact integer product on every CPU. The product itself is PyTorch's (MKL's DGEMM).
     """
-    split_a = qa.numel() <= qb.numel()
+    split_a = qa.size <= qb.size
     q = qa if split_a else qb
-    hi = torch.floor(q * 2.0**-_LIMB_BITS)
+    hi = np.floor(q * 2.0**-_LIMB_BITS)
     lo = q - hi * 2.0**_LIMB_BITS  # 0 <= lo < 2**13, exactly
     with torch._C.DisableTorchFunction():  # float products of integers: not FixedPointMatmuls' to take
         if split_a:  # the limbs as two blocks of rows: [2M, K] @ [K, N]
-            both = torch.matmul(torch.cat([hi, lo], -2), qb)
+            both = torch.matmul(torch.from_numpy(np.concatenate([hi, lo], -2)), torch.from_numpy(qb)).numpy()
             high, low = both[..., :qa.shape[-2], :], both[..., qa.shape[-2]:, :]
         else:  # two blocks of columns: [M, K] @ [K, 2N]
-            both = torch.matmul(qa, torch.cat([hi, lo], -1))
+            both = torch.matmul(torch.from_numpy(qa), torch.from_numpy(np.concatenate([hi, lo], -1))).numpy()
             high, low = both[..., :qb.shape[-1]], both[..., qb.shape[-1]:]
-    return high.long() * (1 << _LIMB_BITS) + low.long()
+    c = high.astype(np.int64)
+    c *= 1 << _LIMB_BITS
+    c += low.astype(np.int64)
+    return c
 
 
-def _fixed_point_product(qa: torch.Tensor, sa: int, qb: torch.Tensor, sb: int, dtype: torch.dtype) -> torch.Tensor:
-    """``(qa @ qb) * 2**-(sa + sb)`` in ``dtype``: an exact integer product, rounded once."""
+def _fixed_point_product(qa: np.ndarray, sa: int, qb: np.ndarray, sb: int) -> torch.Tensor:
+    """``(qa @ qb) * 2**-(sa + sb)`` in float32: an exact integer product, rounded once.
+
+    The rounding is PyTorch's for an int64 tensor times a Python float (a float32 result: the
+    integer converted to float32, times the scale converted to float32), done the same way.
+    """
     need = max(qa.shape[-1] - 1, 1).bit_length()  # ceil(log2(K)) bits for the sum of K terms
     if need > _INT64_SPARE_BITS:  # a long sum: drop low bits first (exact shifts) so it cannot overflow
         da, db = (need - _INT64_SPARE_BITS + 1) // 2, (need - _INT64_SPARE_BITS) // 2
-        qa, sa, qb, sb = torch.floor(qa * 2.0**-da), sa - da, torch.floor(qb * 2.0**-db), sb - db
-    c = _exact_integer_matmul(qa, qb)  # integers: no rounding, so the order of the additions does not matter
+        qa, sa, qb, sb = np.floor(qa * 2.0**-da), sa - da, np.floor(qb * 2.0**-db), sb - db
+    c = _exact_integer_matmul(qa, qb).astype(np.float32)  # integers: the order of the additions does not matter
     s = -(sa + sb)
-    return c * 2.0**s if -126 <= s <= 127 else (c * 2.0**-sa) * 2.0**-sb
+    if -126 <= s <= 127:
+        c *= np.float32(2.0**s)
+    else:
+        c *= np.float32(2.0**-sa)
+        c *= np.float32(2.0**-sb)
+    return torch.from_numpy(c)
 
 
 class _FixedPointMatmul(torch.autograd.Function):
-    """``a @ b`` (same batch dimensions, or both 2-D) through :func:`_fixed_point_product`,
+    """``a @ b`` (same batch dimensions, or both 2-D, float32) through :func:`_fixed_point_product`,
     forward and backward. The backward reuses the forward's fixed-point operands, so the
     gradient is exactly that of the product the forward computed."""
 
     @staticmethod
     def forward(ctx, a, b):
+        if a.dtype != torch.float32 or b.dtype != torch.float32:
+            raise NotImplementedError(f"toy training: fixed-point products take float32, got {a.dtype} and {b.dtype}")
         qa, sa = _to_fixed_point(a)
         qb, sb = _to_fixed_point(b)
-        ctx.save_for_backward(qa, qb)
-        ctx.shifts, ctx.out_dtype = (sa, sb), a.dtype
-        return _fixed_point_product(qa, sa, qb, sb, a.dtype)
+        ctx.operands, ctx.shifts = (qa, qb), (sa, sb)
+        return _fixed_point_product(qa, sa, qb, sb)
 
     @staticmethod
     def backward(ctx, grad):
-        qa, qb = ctx.saved_tensors
-        (sa, sb), dtype = ctx.shifts, ctx.out_dtype
+        qa, qb = ctx.operands
+        sa, sb = ctx.shifts
         qg, sg = _to_fixed_point(grad)
-        ga = _fixed_point_product(qg, sg, qb.transpose(-1, -2), sb, dtype) if ctx.needs_input_grad[0] else None
-        gb = _fixed_point_product(qa.transpose(-1, -2), sa, qg, sg, dtype) if ctx.needs_input_grad[1] else None
+        ga = _fixed_point_product(qg, sg, np.swapaxes(qb, -1, -2), sb) if ctx.needs_input_grad[0] else None
+        gb = _fixed_point_product(np.swapaxes(qa, -1, -2), sa, qg, sg) if ctx.needs_input_grad[1] else None
         return ga, gb
 
 
