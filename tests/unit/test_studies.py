@@ -217,7 +217,7 @@ def test_phase_intervals_bracket_the_quoted_scores_and_steps(tmp_path, monkeypat
     for name in ("0", "before", "last"):
         assert out[f"att_{name}_lo"] <= top.attention[pc.used[0] if name == "0" else getattr(pc, name)] + 1e-12
     assert out["att_ratio_last_lo"] <= out["att_ratio_last"] <= out["att_ratio_last_hi"]
-    assert out["phase_text"] == "3 [3, 3]" and out["n_eval"] == 8  # every sequence drops at the same step
+    assert out["phase_text"] == "3 (every resample gives this step)" and out["n_eval"] == 8  # every sequence drops at the same step
     for name in ("att_rise", "resp_rise", "prev_rise"):
         si = StepInterval(out[name], out[f"{name}_lo"], out[f"{name}_hi"], out[f"{name}_none"], 200)
         assert out[f"{name}_text"] == step_text(si)
@@ -231,6 +231,7 @@ def test_phase_intervals_bracket_the_quoted_scores_and_steps(tmp_path, monkeypat
         phase_intervals(dataclasses.replace(pc, phase=6), n_boot=50, losses=(first, second))
     assert step_text(StepInterval(None, None, None, 200, 200)) == "none"
     assert step_text(StepInterval(300, 200, None, 10, 200)) == "300 [200, open]"
+    assert step_text(StepInterval(850, 850, 850, 0, 200)) == "850 (every resample gives this step)"
 
 
 def test_layer_tables_give_every_value_its_interval(tmp_path, monkeypatch):

@@ -23,10 +23,15 @@ __all__ = ["layer_tables", "phase_intervals", "step_text"]
 
 
 def step_text(si: StepInterval) -> str:
-    """``"1200 [1100, 1300]"``: a step with its interval (an open end is written "open"; no rise: "none")."""
-    if si.step is None:
-        return "none"
-    return f"{si.step} [{'open' if si.lo is None else si.lo}, {'open' if si.hi is None else si.hi}]"
+    """``"1200 [1100, 1300]"``: a step with its interval (an open end is written "open"; no rise: "none";
+    an interval of one step says so in words)."""
+    return "none" if si.step is None else _step_words(si.step, si.lo, si.hi)
+
+
+def _step_words(step: int, lo: int | None, hi: int | None) -> str:
+    if lo == hi == step:  # not "850 [850, 850]": every resample of these sequences gives the same step
+        return f"{step} (every resample gives this step)"
+    return f"{step} [{'open' if lo is None else lo}, {'open' if hi is None else hi}]"
 
 
 def _stack(pc: PhaseChange, key: str, block: int) -> np.ndarray:
@@ -118,12 +123,12 @@ def _late_steps(pc: PhaseChange, att: np.ndarray, resp: np.ndarray, confidence: 
     if peak == pc.last:
         out["resp_late_text"] = f"goes on rising to the last step, {pc.last}"
     elif lo > pc.loss_hi:
-        out["resp_late_text"] = (f"goes on rising after the loss drop has ended, to its peak at step {peak} "
-                                 f"[{lo:.0f}, {hi:.0f}], after the drop's end even at the interval's lower end")
+        out["resp_late_text"] = (f"goes on rising after the loss drop has ended, to its peak at step "
+                                 f"{_step_words(peak, int(lo), int(hi))}, after the drop's end even at the interval's lower end")
     elif hi <= pc.loss_hi:
-        out["resp_late_text"] = f"peaks at step {peak} [{lo:.0f}, {hi:.0f}], inside the loss drop"
+        out["resp_late_text"] = f"peaks at step {_step_words(peak, int(lo), int(hi))}, inside the loss drop"
     else:
-        out["resp_late_text"] = (f"peaks at step {peak} [{lo:.0f}, {hi:.0f}]: the interval reaches from inside the "
+        out["resp_late_text"] = (f"peaks at step {_step_words(peak, int(lo), int(hi))}: the interval reaches from inside the "
                                  f"loss drop (which ends at step {pc.loss_hi}) to after it")
     return out
 

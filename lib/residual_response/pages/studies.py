@@ -428,6 +428,20 @@ def follow_phase_change(log: dict, *, T: int, seeds: int, eps: float, n_outside:
     )
 
 
+def _onset_words(top, onset: int | None) -> str:
+    """Where the response's interval first lies above 1 and where it stays there, in words: the two
+    differ where an early interval clears 1 and a later one reaches back to it."""
+    above = [int(s) for s, lo in zip(top.index, top.response_lo) if lo > 1]
+    if onset is None:
+        return "never stays above 1" + (f" (it lies above 1 at step{'s' if len(above) > 1 else ''} "
+                                          f"{', '.join(map(str, above))})" if above else "")
+    if above[0] == onset:
+        return f"leaves 1 at step {onset} and stays above it from there"
+    back = [int(s) for s, lo in zip(top.index, top.response_lo) if above[0] < s < onset and lo <= 1]
+    return (f"first lies above 1 at step {above[0]}, reaches back to 1 at step "
+            f"{', '.join(map(str, back))}, and stays above it from step {onset} on")
+
+
 def phase_facts(pc: PhaseChange) -> dict:
     """The numbers the toy-model page quotes about :class:`PhaseChange` ``pc``, by name.
 
@@ -454,6 +468,10 @@ def phase_facts(pc: PhaseChange) -> dict:
         "gain_before": float(pc.log["uniform_loss"] - loss["second copy"][at_before].iloc[0]),
         "first_before": float(loss["first copy"][at_before].iloc[0]),
     }
+    facts["resp_onset_text"] = _onset_words(top, pc.resp_onset)
+    d = pc.att_rise - pc.phase
+    facts["att_vs_phase_text"] = ("at the loss's phase change step itself" if d == 0 else
+                                  f"{abs(d)} steps {'after' if d > 0 else 'before'} the loss's phase change step")
     for name, step in [("0", pc.used[0]), ("before", pc.before), ("last", pc.last)]:
         facts[f"att_{name}"] = float(top.attention[step])
         facts[f"attc_{name}"] = float(top.attention_control[step])
