@@ -25,7 +25,7 @@ from .stats import KeyAccess
 __all__ = ["FAMILIES", "SIZES", "Coverage", "NullRow", "coverage", "null_study", "BASELINE_NAMES",
            "emerged_models", "stability_runs", "emergence_stability", "emergence_spread", "CONDITIONS",
            "PRE_INDUCTION_BAND", "REQUIRED_SHARE", "Calibration", "pooled", "coverage_of_one", "no_repeat_calibration",
-           "before_heads_calibration", "pre_head_offset", "neighbour_lift", "emergence_calibration", "random_like", "under_baselines",
+           "before_heads_calibration", "pre_head_offset", "median_score", "neighbour_lift", "emergence_calibration", "random_like", "under_baselines",
            "neighbour_profile", "coverage_by_model", "DESIGNS", "log_widths", "right_trend", "right_trend_medians"]
 
 #: the architectures of the random controls
@@ -394,6 +394,27 @@ def pre_head_offset(res, first_block: int) -> dict:
     offset, low, high = float(np.exp(np.log(score[keep]).mean())), float(np.exp(low)), float(np.exp(high))
     return {"offset": offset, "low": low, "high": high, "streams": [streams[i] for i in keep],
             "confidence": res.confidence, "distinct": bool(low > 1 or high < 1)}
+
+
+def median_score(res) -> dict:
+    """The median over the scored streams of a result's score, with the percentile interval of the same
+    median over the two-level bootstrap of its sequences and stripe positions (:func:`.shape_check.measured_noise`).
+
+    Why: a random network's median score over depth is its bias at a glance ("0.93"), and a bias is
+    a statistic: the replicates resample the same sequences at every stream, so the interval keeps
+    the correlation between streams.
+
+    Returns:
+        ``{"median", "low", "high", "streams"}`` (``None`` values where no stream is scored).
+    """
+    from .shape_check import measured_noise
+    from .stats import percentile_interval
+
+    streams, score, boots = measured_noise(res)
+    if not streams:
+        return {"median": None, "low": None, "high": None, "streams": []}
+    low, high = percentile_interval(np.median(boots, axis=1), res.confidence)
+    return {"median": float(np.median(score)), "low": float(low), "high": float(high), "streams": streams}
 
 
 def emergence_calibration(results_by_T: dict, first_block: int, model: str | None = None) -> Calibration:

@@ -210,3 +210,17 @@ def test_pre_head_offset_is_the_geometric_mean_of_the_streams_before_the_heads()
     assert null.pre_head_offset(res, first_block=1)["offset"] == pytest.approx(res.score[1], rel=1e-9)
     empty = null.pre_head_offset(res, first_block=0)
     assert empty["offset"] is None and empty["streams"] == [] and empty["distinct"] is None
+
+
+def test_median_score_is_the_median_over_the_scored_streams_with_its_interval():
+    """The median of the point scores over the streams after l0, and an interval from the same
+    replicates at every stream that holds it; a result without stripes is refused."""
+    lm = build_random_model("gpt2", seed=0, n_layers=4)
+    res = induction_scores(lm, T=6, seeds=3, n_boot=200)
+    m = null.median_score(res)
+    assert m["streams"] == [1, 2, 3, 4]
+    assert m["median"] == pytest.approx(float(np.median(res.score[1:])), rel=1e-9)  # tolerance: float64 rounding
+    assert m["low"] <= m["median"] <= m["high"] and m["low"] < m["high"]
+    res.stripes = None
+    with pytest.raises(ValueError, match="stripes"):
+        null.median_score(res)

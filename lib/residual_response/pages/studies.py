@@ -145,6 +145,7 @@ class CrossCheck:
         agreement: :func:`layer_rank_agreement` of the attention and the unablated score.
         heads: :func:`head_rank_agreement` of the two head rankings over their top
             ``min(5, heads - 1)``, plus ``resp_top`` (the response's top heads with their scores),
+            ``resp_top_ci`` (their bootstrap intervals over the sequences),
             ``att_top`` (the attention's top five), ``resp_top_att`` (the attention of the
             response's top heads; ``resp_top_att_ci`` their bootstrap intervals over the attention
             sequences), ``resp_best`` and ``att_best``.
@@ -332,6 +333,8 @@ def cross_check(lm: LoadedModel, *, T: int, seeds: int, att_seeds: int, loss_see
     heads["resp_top_att"] = [float(att_mean[l, h]) for l, h, _ in heads["resp_top"]]
     heads["resp_top_att_ci"] = [(float(attention.repeated.lo[l, h]), float(attention.repeated.hi[l, h]))
                                 for l, h, _ in heads["resp_top"]]  # over the attention sequences
+    heads["resp_top_ci"] = [(float(attribution.ci_low[l, h]), float(attribution.ci_high[l, h]))
+                            for l, h, _ in heads["resp_top"]]  # over the attribution's sequences
     return CrossCheck(model=lm.name, n_layers=lm.n_layers, n_heads=lm.n_heads, l0=l0, losses=losses,
                       attention=attention, attribution=attribution, base=base, study=study, null=null, agreement=agreement,
                       heads=heads, seconds=time.perf_counter() - start, n_boot=n_boot)

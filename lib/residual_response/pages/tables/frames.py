@@ -435,7 +435,8 @@ def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str
             "blocks of the rise (10 % to 90 %)": ", ".join(map(str, rb["blocks"])) or NA,
             "blocks of the induction heads": ", ".join(map(str, rb["att_blocks"])) or "none", "setting": setting})
         out["heads"].append({
-            "model": name, "top by response (block, head): score": _heads_text(h["resp_top"], ".1f"),
+            "model": name, "top by response (block, head): score [95 % CI]": "; ".join(
+                f"({b}, {hh}): {ci_text(v, *ci, '.1f')}" for (b, hh, v), ci in zip(h["resp_top"], h["resp_top_ci"])),
             "their attention on the stripe [95 % CI]": "; ".join(ci_text(v, *ci) for v, ci in zip(h["resp_top_att"], h["resp_top_att_ci"])),
             "shared top heads": f"{h['overlap']} of {h['k']}", "Spearman over all heads": f"{ci_text(h['rho'], *h['rho_ci'])} (n = {h['n_heads']})",
             "setting": setting})
