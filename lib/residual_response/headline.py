@@ -26,7 +26,7 @@ __all__ = ["HEADLINE_N_BOOT", "HEADLINE_VERSION", "Headline", "headline", "headl
 HEADLINE_N_BOOT = 1000
 
 #: the layout of the results file; a file of another version is recomputed
-HEADLINE_VERSION = 5  # 5: the step shares of the rise, with their intervals
+HEADLINE_VERSION = 6  # 6: the interval of the stream half way from 1; 5: the step shares of the rise, with their intervals
 
 
 @dataclass
@@ -39,7 +39,7 @@ class Headline(KeyAccess):
         model, n_layers, setting: the model, its number of blocks ``L`` and :data:`.canonical.CANONICAL`.
         emergence_layer, emergence_ci: the middle of the rise and its interval.
         rise_from_one: the first stream half way from 1 to the peak (in log): the rise measured from
-            "no induction" instead of from the lowest score.
+            "no induction" instead of from the lowest score; rise_from_one_ci its interval.
         rise_factor, rise_factor_ci: ``S(top) / S(bottom)`` and its paired interval.
         rise_from_one_factor, rise_from_one_factor_ci: the rise from 1 to the top stream, ``S(top) / 1``,
             and its interval (``from_one_factor`` of :class:`.induction.Rise`).
@@ -96,6 +96,7 @@ class Headline(KeyAccess):
     top2_share_ci: list[float] | None = None
     rise_from_one_factor: float | None = None
     rise_from_one_factor_ci: list[float] | None = None
+    rise_from_one_ci: list[int] | None = None
 
     @property
     def first_head_block(self) -> int | None:
@@ -174,6 +175,7 @@ def _compute(lm, key: dict) -> dict:
         emergence_layer=res.emergence_layer,
         emergence_ci=list(rise.stream_ci) if rise.stream_ci else None,
         rise_from_one=rise.from_one,
+        rise_from_one_ci=list(rise.from_one_stream_ci) if rise.from_one_stream_ci else None,
         rise_factor=rise.factor, rise_factor_ci=list(rise.factor_ci),
         rise_from_one_factor=rise.from_one_factor, rise_from_one_factor_ci=list(rise.from_one_ci),
         rise_start=rise.start, rise_end=rise.end, rise_width=rise.width,

@@ -70,6 +70,7 @@ class Rise(KeyAccess):
         from_one: the first stream whose score reaches half way from 1 to ``S(top)`` in log
             (``S >= sqrt(S(top))``): the rise measured from "no induction" rather than from the
             minimum; the same as ``stream`` when the score before the rise lies at 1.
+        from_one_stream_ci: its interval: the same rule in every replicate (its own top) that rises above 1.
         from_one_factor, from_one_ci: the rise measured from 1 ("no induction") to the top stream,
             ``S(top) / 1``, and its interval over the same replicates: beside ``factor`` wherever a
             page shows the rise, since ``factor`` starts from a minimum that can lie below 1.
@@ -99,6 +100,7 @@ class Rise(KeyAccess):
     factor: float
     factor_ci: tuple[float, float]
     from_one: int | None = None
+    from_one_stream_ci: tuple[int, int] | None = None
     step_block: int | None = None
     step_share: float | None = None
     step_share_ci: tuple[float, float] | None = None
@@ -118,7 +120,8 @@ class Rise(KeyAccess):
         """The inverse of :meth:`to_dict`, for a dict of any earlier format (``layer`` is the old
         ``stream``; a dict from before the step shares gives ``None`` for them)."""
         kw = {cls._OLD_KEYS.get(k, k): v for k, v in d.items()}
-        for key in ("stream_ci", "width_ci", "factor_ci", "step_share_ci", "top2_blocks", "top2_share_ci", "from_one_ci"):
+        for key in ("stream_ci", "width_ci", "factor_ci", "step_share_ci", "top2_blocks", "top2_share_ci", "from_one_ci",
+                    "from_one_stream_ci"):
             if kw.get(key) is not None:
                 kw[key] = tuple(kw[key])
         return cls(**kw)
@@ -180,16 +183,21 @@ def rise_of(layers: Sequence[int], score: Sequence[float], boots: np.ndarray, co
     layers, score, boots = layers[keep], score[keep], boots[:, keep]
     bottom, top, (start, mid, end) = _rise_layers(layers, score)
     f_lo, f_hi, emerged = factor_interval(boots, bottom, top, confidence)
-    stream_ci = width_ci = None
+    stream_ci = width_ci = from_one_stream_ci = None
     if emerged:
-        mids, widths = [], []
+        mids, widths, ones = [], [], []
         for b in boots:
             bb, bt, (s10, s50, s90) = _rise_layers(layers, b)
             if bt > bb:
                 mids.append(s50)
                 widths.append(s90 - s10)
+            one = _half_from_one(layers, b, bt)
+            if one is not None:
+                ones.append(one)
         stream_ci = tuple(int(round(q)) for q in percentile_interval(mids, confidence))
         width_ci = tuple(int(round(q)) for q in percentile_interval(widths, confidence))
+        if ones:
+            from_one_stream_ci = tuple(int(round(q)) for q in percentile_interval(ones, confidence))
     steps = step_shares(layers, score, boots, bottom, top, confidence) if emerged else {}
     return Rise(
         emerged=emerged, stream=mid if emerged else None, stream_ci=stream_ci,
@@ -198,6 +206,7 @@ def rise_of(layers: Sequence[int], score: Sequence[float], boots: np.ndarray, co
         bottom=int(layers[bottom]), top=int(layers[top]),
         factor=float(score[top] / score[bottom]), factor_ci=(f_lo, f_hi),
         from_one=_half_from_one(layers, score, top) if emerged else None,
+        from_one_stream_ci=from_one_stream_ci,
         **steps,
         from_one_factor=float(score[top]),
         from_one_ci=tuple(float(q) for q in percentile_interval(boots[:, top], confidence)),

@@ -107,6 +107,8 @@ def test_the_rise_from_one_is_the_top_score_and_exceeds_the_rise_where_the_minim
         assert r.from_one_factor == pytest.approx(s[i], rel=1e-12)  # tolerance: float64 rounding only
         assert r.from_one_ci == pytest.approx((lo[i], hi[i]), rel=1e-9)  # the same replicates, the same quantiles
         assert (r.from_one_factor < r.factor) == (levels[0] < 1)
+        # half way from 1 (sqrt(S(top)), 1.73 or 2.45) is first reached at stream 4, in every replicate of a clean step
+        assert r.from_one == 4 and r.from_one_stream_ci == (4, 4)
     assert type(r).from_dict(r.to_dict()) == r
 
 

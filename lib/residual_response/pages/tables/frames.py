@@ -327,7 +327,8 @@ def headline_table(headlines: dict) -> pd.DataFrame:
         rows.append({
             "model": name, "layers L": h.n_layers,
             "emergence layer": "none" if em is None else f"{em} [{h.emergence_ci[0]}, {h.emergence_ci[1]}]",
-            "half way from 1": NA if h.rise_from_one is None else str(h.rise_from_one),
+            "half way from 1": NA if h.rise_from_one is None else str(h.rise_from_one) + (
+                f" [{h.rise_from_one_ci[0]}, {h.rise_from_one_ci[1]}]" if h.rise_from_one_ci else ""),
             "rise": ci_text(h.rise_factor, *h.rise_factor_ci),
             "10 % to 90 % (width)": NA if em is None else
                 f"{h.rise_start} to {h.rise_end} ({width_text(h.rise_width, h.rise_width_ci)})",
