@@ -93,6 +93,10 @@ def test_the_sections_verdict_follows_from_the_map_and_the_ablation():
     few = tables.sections_verdict(located, {**both, "b": _abl("too few draws", "too few draws")})
     assert "too few random draws" in few and "does not pass" not in few
     assert "(of 1 with enough draws)" in few  # a model with too few draws is not counted as a negative
+    # the response's heads outside the attention set are reported, negatives included
+    outside = tables.sections_verdict(located, {**both, "b": {**_abl("distinguishable", "distinguishable"),
+                                                              "outside": "not distinguishable"}})
+    assert "outside the attention set, the response's top heads are distinguishable from random heads in no model (of 1)" in outside
 
 
 def test_ablation_evidence_text_reads_the_rank_tests():

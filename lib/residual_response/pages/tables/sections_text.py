@@ -41,12 +41,13 @@ def map_evidence(rows: pd.DataFrame, head_blocks, setting: str) -> dict:
 
 def ablation_evidence_text(ev) -> dict:
     """What one model's ablation says (``ev``: :class:`.evidence.AblationEvidence`). Returns
-    ``{"response", "control", "text"}``: the :func:`.ablation_text.rank_verdict` of the response's
-    top-k and of the positive control (``None`` where that set was not ablated), and one clause
+    ``{"response", "control", "outside", "text"}``: the :func:`.ablation_text.rank_verdict` of the
+    response's top-k, of the positive control and of the response's top-k outside the attention set
+    (``None`` where that set was not ablated), and one clause
     with each set's p-value and difference from the mean draw, and the setting."""
     s = ev.setting
     verdicts, parts = {}, []
-    for which in ("top", "attention"):
+    for which in ("top", "attention", "outside"):
         t = ev.tests.get(which)
         if t is None:
             verdicts[which] = None
@@ -59,7 +60,7 @@ def ablation_evidence_text(ev) -> dict:
                      f"{verdicts[which]} (p = {t.p_value:.3f}, drop of the last stream's score minus the mean draw's "
                      f"{ci_text(t.difference, t.difference_low, t.difference_high)})")
     setting = f"{setting_text(s['T'], s['seeds'], s['eps'], s['l0'])}, {s['n_random']} random draws"
-    return {"response": verdicts["top"], "control": verdicts["attention"],
+    return {"response": verdicts["top"], "control": verdicts["attention"], "outside": verdicts["outside"],
             "text": "ablation against random heads: " + "; ".join(parts) + f" ({setting})"}
 
 
@@ -89,6 +90,11 @@ def sections_verdict(maps: Mapping[str, dict], ablations: Mapping[str, dict]) ->
         testable = [m for m in ablations if m not in few]
         parts.append(f"ablating the response's top heads is distinguishable from random heads in {names(causal)} "
                      f"(of {len(testable)} with enough draws)")
+        outside = [m for m, e in ablations.items() if e.get("outside") not in (None, "too few draws")]
+        if outside:
+            apart = [m for m in outside if ablations[m]["outside"] == "distinguishable"]
+            parts.append(f"outside the attention set, the response's top heads are distinguishable from random heads "
+                         f"in {names(apart)} (of {len(outside)})")
         if failed:
             parts.append(f"the positive control does not pass in {names(failed)}, so there the ablation does not "
                          "tell the response's heads from random ones")
