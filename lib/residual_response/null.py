@@ -397,15 +397,12 @@ def pre_head_offset(res, first_block: int) -> dict:
 
 
 def median_score(res) -> dict:
-    """The median over the scored streams of a result's score, with the percentile interval of the same
-    median over the two-level bootstrap of its sequences and stripe positions (:func:`.shape_check.measured_noise`).
+    """``{"median", "low", "high", "streams"}``: the median over the scored streams of a result's score, and
+    the percentile interval of the same median over the two-level bootstrap of its sequences and stripe
+    positions (:func:`.shape_check.measured_noise`; ``None`` values where no stream is scored).
 
-    Why: a random network's median score over depth is its bias at a glance ("0.93"), and a bias is
-    a statistic: the replicates resample the same sequences at every stream, so the interval keeps
-    the correlation between streams.
-
-    Returns:
-        ``{"median", "low", "high", "streams"}`` (``None`` values where no stream is scored).
+    Why: a random network's median over depth is its bias at a glance ("0.93"), and a bias is a
+    statistic; the replicates resample the same sequences at every stream, keeping their correlation.
     """
     from .shape_check import measured_noise
     from .stats import percentile_interval

@@ -18,7 +18,7 @@ from .checks import InputError
 from .stats import KeyAccess, percentile_interval
 
 __all__ = ["EMERGENCE_THRESHOLD", "MIN_RISE", "RISE_FRACTIONS", "STEP_SHARE", "Rise", "emergence_layer", "factor_interval",
-           "half_rise_layer", "rise_ends", "rise_of", "shape_label", "step_shares"]
+           "fall_before_top", "half_rise_layer", "rise_ends", "rise_of", "shape_label", "step_shares"]
 
 
 #: a fixed score threshold, for series of known scale (:func:`emergence_layer`); the emergence
@@ -313,3 +313,37 @@ def half_rise_layer(layers: Sequence[int], score: Sequence[float]) -> int | None
         return None
     _, _, (_, mid, _) = _rise_layers(layers[keep], score[keep])
     return mid
+
+
+def fall_before_top(layers: Sequence[int], score: Sequence[float], boots: np.ndarray,
+                    confidence: float = 0.95) -> dict | None:
+    """The deepest fall of a score profile on its way up to its top, with a paired interval.
+
+    Why: the rise is read from the lowest stream to the highest, and a profile that climbs, falls
+    back and climbs again (a score of 7.8 that falls to 3.0 before the jump to 30) shows the same
+    rise as one that climbs steadily. The fall is the largest ``S(a) / S(b)`` over read streams
+    ``a < b`` up to the top; its interval is that ratio in every replicate (the same resample at
+    both streams), so whether the fall is larger than noise is read off its lower end.
+
+    Args:
+        layers: ``[n]`` read streams; score: ``[n]`` scores; boots: ``[n_boot, n]`` paired replicates
+            (:func:`.shape_check.measured_noise` gives all three, positive and finite).
+
+    Returns:
+        ``{"from", "to", "factor", "low", "high", "resolved"}`` (streams, ``S(a) / S(b)`` and its
+        interval, and whether the interval lies above 1), or ``None`` where the score never falls
+        before its top.
+    """
+    layers, score, boots = np.asarray(layers), np.asarray(score, dtype=float), np.asarray(boots, dtype=float)
+    top = int(np.argmax(score))
+    best = None
+    for b in range(1, top + 1):
+        a = int(np.argmax(score[:b]))  # the highest stream before b
+        if score[a] > score[b] and (best is None or score[a] / score[b] > best[2]):
+            best = (a, b, float(score[a] / score[b]))
+    if best is None:
+        return None
+    a, b, factor = best
+    low, high = (float(q) for q in percentile_interval(boots[:, a] / boots[:, b], confidence))
+    return {"from": int(layers[a]), "to": int(layers[b]), "factor": factor, "low": low, "high": high,
+            "resolved": bool(low > 1)}

@@ -312,3 +312,21 @@ def test_rescore_baseline_reproduces_a_run_with_that_baseline():
         np.testing.assert_allclose(again.ci_low[1:], direct.ci_low[1:], rtol=1e-10)
     with pytest.raises(ValueError, match="keep_matrices"):
         rescore_baseline(induction_scores(lm, T=6, seeds=2, n_boot=50), "neighbours")
+
+
+def test_fall_before_top_finds_a_fall_back_on_the_way_up_with_a_paired_interval():
+    """A profile that climbs to 4, falls to 2 and climbs to 16 falls by a factor of 2 from stream 2 to 3,
+    resolved at this noise; a steady climb has no fall; a fall after the top is not "on the way up"."""
+    from residual_response.rise import fall_before_top
+
+    rep, base = _profile([1.0, 4.0, 2.0, 16.0, 16.0])
+    s, _lo, _hi, boots = bootstrap_ratio(rep, base, return_boots=True, n_boot=500)
+    f = fall_before_top(range(1, 6), s, boots)
+    assert (f["from"], f["to"]) == (2, 3) and f["factor"] == pytest.approx(s[1] / s[2], rel=1e-12)
+    assert f["low"] <= f["factor"] <= f["high"] and f["resolved"]
+    rep, base = _profile([1.0, 2.0, 4.0, 8.0, 16.0])
+    s, _lo, _hi, boots = bootstrap_ratio(rep, base, return_boots=True, n_boot=500)
+    assert fall_before_top(range(1, 6), s, boots) is None
+    rep, base = _profile([1.0, 2.0, 16.0, 4.0, 2.0])
+    s, _lo, _hi, boots = bootstrap_ratio(rep, base, return_boots=True, n_boot=500)
+    assert fall_before_top(range(1, 6), s, boots) is None

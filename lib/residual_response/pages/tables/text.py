@@ -17,7 +17,7 @@ from ...rise import MIN_RISE, STEP_SHARE, shape_label
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["NA", "fmt_eps", "signed_pct", "setting_text", "ci_text", "peak_index", "from_one_text", "rise_span_text", "rise_text", "headline_text", "rise_sentence",
+__all__ = ["NA", "fmt_eps", "signed_pct", "setting_text", "ci_text", "peak_index", "from_one_text", "rise_span_text", "rise_text", "headline_text", "rise_sentence", "fall_text",
            "width_sentence", "eps_verdict", "rise_steps", "controls_verdict", "section_sentence",
            "rise_heads_sentence", "emergence_shape", "STEP_SHARE", "WIDTH_DEFINITION", "width_text"]
 
@@ -159,7 +159,27 @@ def rise_sentence(name: str, res, n_layers: int) -> str:
     span = rise_span_text(rise.factor, rise.factor_ci, rise.bottom, rise.top, res.emergence_layer,
                           (rise.from_one_factor, rise.from_one_ci))
     return (f"{head}: the score {span}{where}, relative depth {res.emergence_layer / L:.2f}; {shape}. "
-            f"Its largest value is {top}.")
+            f"Its largest value is {top}.{fall_text(res)}")
+
+
+def fall_text(res) -> str:
+    """A sentence on the deepest fall of a result's score before its top (:func:`.rise.fall_before_top`),
+    or "" where it has none: a profile that falls back on its way up is not a steady climb."""
+    from ...rise import fall_before_top
+    from ...shape_check import measured_noise
+
+    try:
+        fall = fall_before_top(*measured_noise(res))
+    except ValueError:  # a result without stripes (read from a file): no replicates to judge a fall
+        return ""
+    if fall is None:
+        return ""
+    ratio = ci_text(fall["factor"], fall["low"], fall["high"])
+    i, j = (list(res.read_streams).index(fall[k]) for k in ("from", "to"))
+    return (f" On its way up it falls from {ci_text(res.score[i], res.ci_low[i], res.ci_high[i])} at stream "
+            f"{fall['from']} to {ci_text(res.score[j], res.ci_low[j], res.ci_high[j])} at stream {fall['to']}, a factor "
+            f"of {ratio} (paired): " + ("a fall larger than resampling noise, so the climb is not steady."
+                                         if fall["resolved"] else "within resampling noise."))
 
 
 def width_sentence(h) -> str:
