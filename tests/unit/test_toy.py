@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -183,11 +184,11 @@ def test_exact_integer_products_equal_int64_products_bit_for_bit():
         qb = torch.randint(-top, top + 1, b_shape, generator=g)
         qa.view(-1)[:3] = torch.tensor([top, -top, 0])
         qb.view(-1)[:3] = torch.tensor([-top, top, -1])
-        got = toy_portable._exact_integer_matmul(qa.double(), qb.double())
-        assert got.dtype == torch.int64 and torch.equal(got, torch.matmul(qa, qb)), (a_shape, b_shape)
-    extreme = torch.full((2, 1024), float(top), dtype=torch.float64)  # the largest sum _fixed_point_product lets through
-    want = torch.matmul(extreme.long(), -extreme.long().t())
-    assert torch.equal(toy_portable._exact_integer_matmul(extreme, -extreme.t()), want)
+        got = toy_portable._exact_integer_matmul(qa.double().numpy(), qb.double().numpy())
+        assert got.dtype == np.int64 and np.array_equal(got, torch.matmul(qa, qb).numpy()), (a_shape, b_shape)
+    extreme = np.full((2, 1024), float(top))  # the largest sum _fixed_point_product lets through
+    want = torch.matmul(torch.from_numpy(extreme).long(), -torch.from_numpy(extreme).long().t()).numpy()
+    assert np.array_equal(toy_portable._exact_integer_matmul(extreme, -extreme.T), want)
 
 
 def test_fixed_point_products_carry_gradients_and_refuse_other_kernels():
