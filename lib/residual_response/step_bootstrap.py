@@ -117,9 +117,7 @@ def response_replicates(parts_by_step: Sequence[tuple], stream_index: int, *, n_
     if isinstance(stream_index, bool) or not isinstance(stream_index, int) or not -n_read <= stream_index < n_read:
         raise InputError(f"stream_index must be an int in [{-n_read}, {n_read - 1}], got {stream_index!r}")
     n_boot, _ = check_bootstrap(n_boot, 0.95)
-    rng = np.random.default_rng(seed)
-    si = rng.integers(0, S, size=(n_boot, S))  # the same rows as _seed_indices(S, n_boot, seed)
-    pi = rng.integers(0, P, size=(n_boot, S, P))
+    si, pi = two_level_indices(np.random.default_rng(seed), S, P, n_boot)  # seed rows as _seed_indices(S, n_boot, seed)
     out = [resampled_ratio(*(np.asarray(a, dtype=float) for a in p[:2]), si, pi,
                            None if len(p) == 2 else tuple(np.asarray(a, dtype=float) for a in p[2:]))[:, stream_index]
            for p in parts_by_step]
