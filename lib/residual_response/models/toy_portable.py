@@ -15,7 +15,8 @@ neither oneDNN nor MKL's float32 kernels or vector math (:class:`FixedPointMatmu
 matrix product and its gradients is an exact integer product of 26-bit fixed-point operands,
 whose result does not depend on the order of the additions. MKL computes it as float64 products
 of 13-bit limbs, whose every partial sum float64 holds exactly (:func:`_exact_integer_matmul`),
-so no kernel's rounding enters. ``tanh`` is ``2 sigmoid(2x) - 1`` with PyTorch's own sigmoid;
+so no kernel's rounding enters; numpy makes the fixed-point operands and the limbs and rounds the
+integer result to float32 (every step exact or rounded once, so its vector units change no bit). ``tanh`` is ``2 sigmoid(2x) - 1`` with PyTorch's own sigmoid;
 AdamW is PyTorch's fused kernel; attention is GPT-2's eager implementation. What remains is
 PyTorch's own code and the C library's ``exp``/``log``, the same on every x86-64 CPU with FMA.
 The log records the weights' SHA-256 (:func:`weights_sha256`), and ``make test`` compares a
