@@ -72,7 +72,8 @@ def _scores(pc: PhaseChange, n_boot: int, seed: int) -> dict:
 def _order_text(diff: tuple, first: str) -> str:
     """How much later a second curve moves than ``first``, as the interval of the paired difference allows."""
     d, lo, hi = diff[:3]
-    span = f"{d} steps [{lo:.0f}, {hi:.0f}]"
+    span = (f"{d} steps (every resample gives this difference)" if lo == hi == d else
+            f"{d} steps [{lo:.0f}, {hi:.0f}]")
     if lo > 0:
         return f"later than {first}: the difference, {span}, lies above 0"
     if lo == 0:
