@@ -84,7 +84,7 @@ def test_the_sections_verdict_follows_from_the_map_and_the_ablation():
     assert v.startswith("partly:") and "distinguishable from random heads in a (of 2 with enough draws)" in v
     failed = {**both, "b": _abl("distinguishable", "not distinguishable")}  # a control that fails cannot tell
     v = tables.sections_verdict(located, failed)
-    assert v.startswith("partly:") and "positive control does not pass in b" in v
+    assert v.startswith("partly:") and "positive control does not pass on the last stream's score in b" in v
     nothing = tables.sections_verdict({"a": {"match": []}}, {"a": _abl("not distinguishable", "distinguishable")})
     assert nothing.startswith("not shown here:")
     assert tables.sections_verdict({}, {}).startswith("cannot say")

@@ -12,7 +12,7 @@ from typing import Mapping
 
 import pandas as pd
 
-from .ablation_text import NAMED_SETS, rank_verdict
+from .ablation_text import NAMED_SETS, p_text, rank_verdict
 from .text import ci_text, setting_text
 
 __all__ = ["map_evidence", "ablation_evidence_text", "sections_verdict"]
@@ -57,7 +57,7 @@ def ablation_evidence_text(ev) -> dict:
             parts.append(f"top-{ev.k} {NAMED_SETS[which]} (positive control): the same heads")
             continue
         parts.append(f"top-{ev.k} {NAMED_SETS[which]}{' (positive control)' if which == 'attention' else ''}: "
-                     f"{verdicts[which]} (p = {t.p_value:.3f}, drop of the last stream's score minus the mean draw's "
+                     f"{verdicts[which]} (p = {p_text(t)}, drop of the last stream's score minus the mean draw's "
                      f"{ci_text(t.difference, t.difference_low, t.difference_high)})")
     setting = f"{setting_text(s['T'], s['seeds'], s['eps'], s['l0'])}, {s['n_random']} random draws"
     return {"response": verdicts["top"], "control": verdicts["attention"], "outside": verdicts["outside"],
@@ -96,8 +96,9 @@ def sections_verdict(maps: Mapping[str, dict], ablations: Mapping[str, dict]) ->
             parts.append(f"outside the attention set, the response's top heads are distinguishable from random heads "
                          f"in {names(apart)} (of {len(outside)})")
         if failed:
-            parts.append(f"the positive control does not pass in {names(failed)}, so there the ablation does not "
-                         "tell the response's heads from random ones")
+            parts.append(f"the positive control does not pass on the last stream's score in {names(failed)}, so there "
+                         "that ablation does not tell the response's heads from random ones (the cross-checks page ranks "
+                         "the copy loss too)")
         if few:
             parts.append(f"{names(few)} {'has' if len(few) == 1 else 'have'} too few random draws at this setting "
                          "for a p-value at the test level")
