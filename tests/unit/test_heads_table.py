@@ -12,6 +12,7 @@ def test_head_ratio_text_caps_what_the_digits_cannot_carry():
     assert head_ratio_text(5.1, 3.9, 6.8) == "5.1× [3.9, 6.8]"
     assert head_ratio_text(4.1, 3.0, 12.4) == "4.1× [3.0, 12]" and head_ratio_text(0.95, 0.89, 1.0) == "0.95× [0.89, 1.0]"
     assert head_ratio_text(80.0, 40.0, 300.0) == "80× [40, > 100]"  # only the upper end past the cap
+    assert head_ratio_text(119.0, 75.0, 300.0) == "> 100× [75, > 100]"  # a point past the cap is not printed above its own interval
     assert head_ratio_text(500.0, 150.0, 900.0) == "> 100×"
 
 

@@ -468,7 +468,7 @@ def cross_check_tables(checks: dict, effects: dict, tests: dict, *, setting: str
         out["summary"].append({
             "model": name, "emergence layer": "none" if base.emergence_layer is None else str(base.emergence_layer),
             "induction-head blocks": ", ".join(map(str, rb["att_blocks"])) or "none",
-            "rank agreement": _rank_text(a),
+            "rank agreement over depth (blocks)": _rank_text(a),
             "shared top heads": f"{h['overlap']} of {h['k']}",
             # one column for the named sets: a header per set would not fit the page
             "ablation of the top-k, against random draws": "; ".join(

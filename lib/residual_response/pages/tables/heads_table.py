@@ -26,11 +26,12 @@ RATIO_CAP = 100.0
 def head_ratio_text(ratio: float, lo: float, hi: float) -> str:
     """A head's ratio of stripe attention on repeats to that on random sequences, with its interval:
     ``"5.1× [3.9, 6.8]"``; where even the interval's lower end is above :data:`RATIO_CAP`, ``"> 100×"``,
-    and an upper end above it is written ``"> 100"``."""
+    and a point value or upper end above it is written ``"> 100"``."""
     if lo > RATIO_CAP:
         return f"> {RATIO_CAP:.0f}×"
     high = f"> {RATIO_CAP:.0f}" if hi > RATIO_CAP else _num(hi)
-    return f"{_num(ratio)}× [{_num(lo)}, {high}]"
+    point = f"> {RATIO_CAP:.0f}" if ratio > RATIO_CAP else _num(ratio)  # not "119× [75, > 100]"
+    return f"{point}× [{_num(lo)}, {high}]"
 
 
 def _num(x: float) -> str:

@@ -61,7 +61,15 @@ def ci_text(value, lo, hi, fmt: str = ".2f") -> str:
     """``"value [lo, hi]"``: a number with its interval; :data:`NA` when the value is missing."""
     if value is None or not np.isfinite(float(value)):
         return NA
-    return f"{float(value):{fmt}} [{float(lo):{fmt}}, {float(hi):{fmt}}]"
+    return f"{_digits(value, fmt)} [{_digits(lo, fmt)}, {_digits(hi, fmt)}]"
+
+
+def _digits(x, fmt: str) -> str:
+    """``x`` in ``fmt``, or with two significant digits where ``fmt`` would round a non-zero value to
+    zero ("-0.00" says neither its sign's weight nor that it is not 0)."""
+    text = f"{float(x):{fmt}}"
+    rounded_away = text.lstrip("-+").strip("0.") == "" and float(x) != 0 and np.isfinite(float(x))
+    return f"{float(x):.2g}" if rounded_away else text
 
 
 def peak_index(res) -> int:
