@@ -174,7 +174,7 @@ def _compare(got, want, path, rtol, errors, skip=()):
 def _compare_rise(got, want, layers, score, errors):
     _compare(got, want, "rise", SCORE_RTOL, errors, skip=("top", "bottom", "stream_ci", "width_ci", "factor",
                                                            "factor_ci", "step_share_ci", "top2_share_ci",
-                                                           "from_one_factor", "from_one_ci"))
+                                                           "from_one_factor", "from_one_ci", "from_one_stream_ci"))
     # bootstrap quantiles of ratios; the rise from 1 is the score at `top`, which may move to a layer within
     # twice the score tolerance (below), so it gets the factor's allowance
     for key in ("factor", "factor_ci", "step_share_ci", "top2_share_ci", "from_one_factor", "from_one_ci"):
@@ -186,7 +186,7 @@ def _compare_rise(got, want, layers, score, errors):
         near = {l for l in candidates if abs(s[l] / best - 1) <= 2 * SCORE_RTOL}
         if got[key] not in near:
             errors.append(f"rise.{key}: {got[key]} not among the layers {sorted(near)} within {2 * SCORE_RTOL:g}")
-    for key in ("stream_ci", "width_ci"):
+    for key in ("stream_ci", "width_ci", "from_one_stream_ci"):
         g, w = got[key], want[key]
         if (g is None) != (w is None) or (w is not None and max(abs(a - b) for a, b in zip(g, w)) > 1):
             errors.append(f"rise.{key}: {g} != {w} (allowance: one layer)")
