@@ -121,15 +121,16 @@ def _late_steps(pc: PhaseChange, att: np.ndarray, resp: np.ndarray, confidence: 
         f"the peak is {span} times the end (paired), so the fall after the peak is resolved" if r_lo > 1 else
         f"the peak is {span} times the end (paired): an interval that covers 1, so whether the score falls after "
         "its peak is not resolved by these sequences")
+    peak_text = _step_words(peak, int(lo), int(hi))
     if peak == pc.last:
         out["resp_late_text"] = f"goes on rising to the last step, {pc.last}"
     elif lo > pc.loss_hi:
         out["resp_late_text"] = (f"goes on rising after the loss drop has ended, to its peak at step "
-                                 f"{_step_words(peak, int(lo), int(hi))}, after the drop's end even at the interval's lower end")
+                                 f"{peak_text}, after the drop's end even at the interval's lower end")
     elif hi <= pc.loss_hi:
-        out["resp_late_text"] = f"peaks at step {_step_words(peak, int(lo), int(hi))}, inside the loss drop"
+        out["resp_late_text"] = f"peaks at step {peak_text}, inside the loss drop"
     else:
-        out["resp_late_text"] = (f"peaks at step {_step_words(peak, int(lo), int(hi))}: the interval reaches from inside the "
+        out["resp_late_text"] = (f"peaks at step {peak_text}: the interval reaches from inside the "
                                  f"loss drop (which ends at step {pc.loss_hi}) to after it")
     return out
 
